@@ -1,0 +1,25 @@
+// Two projects: unit tests run in parallel and fake what they like; end-to-end tests drive the
+// bundled action against the real fleet (sshd + dockerd in network namespaces) one file at a time.
+const common = {
+  preset: 'ts-jest/presets/default-esm',
+  testEnvironment: 'node',
+  extensionsToTreatAsEsm: ['.ts'],
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
+  transform: {
+    '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json', diagnostics: { ignoreCodes: [151002] } }]
+  }
+}
+
+export default {
+  projects: [
+    { ...common, displayName: 'unit', testMatch: ['<rootDir>/__tests__/unit/**/*.test.ts'] },
+    {
+      ...common,
+      displayName: 'e2e',
+      testMatch: ['<rootDir>/__tests__/e2e/**/*.test.ts'],
+      globalSetup: '<rootDir>/__tests__/rig/global-setup.ts',
+      globalTeardown: '<rootDir>/__tests__/rig/global-teardown.ts',
+      testTimeout: 300000
+    }
+  ]
+}

@@ -1,0 +1,5 @@
+// ssh2 (through node-ssh) reads __dirname while loading; in the ESM bundle it must exist first.
+import './runtime-globals.js'
+import { run } from './main.js'
+
+await run()

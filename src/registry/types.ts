@@ -1,0 +1,26 @@
+/** One server of the fleet after `defaults` were applied: everything the deploy needs to know. */
+export interface Server {
+  name: string
+  host: string
+  tenant: string
+  region?: string
+  port: number
+  user: string
+  path: string
+  healthUrl: string
+  /** Compose services to deploy; empty means every service of the project. */
+  services: string[]
+  imageVariable: string
+  /** Accepted host key fingerprints (`SHA256:…`), from the registry. */
+  hostKeys: string[]
+  enabled: boolean
+  labels: Record<string, string>
+}
+
+export const SERVER_DEFAULTS = {
+  port: 22,
+  user: 'deploy',
+  path: '/home/deploy/openclaw-prd',
+  healthUrl: 'http://127.0.0.1:18789/health',
+  imageVariable: 'OPENCLAW_IMAGE'
+} as const
