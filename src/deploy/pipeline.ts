@@ -1,0 +1,346 @@
+/**
+ * One server's work: connect → lock → preflight → (deploy | rollback | status) → unlock.
+ * Every outcome becomes a ServerResult value; nothing here throws past `runServer`.
+ */
+import * as commands from '../remote/commands.js'
+import type { RemoteCommand } from '../remote/commands.js'
+import { readImageVariable, replaceImageVariable } from '../remote/env-file.js'
+import { ConnectError, ConnectionLost, type RemoteShell } from '../remote/ssh.js'
+import type { Server } from '../registry/types.js'
+import type { Settings } from '../settings.js'
+import type { ServerResult, Status } from './result.js'
+
+/** What a server job needs from the run around it. */
+export interface RunContext {
+  settings: Settings
+  /** Opens the server's connection (real SSH, or a fake in unit tests). */
+  connect(server: Server, signal: AbortSignal): Promise<RemoteShell>
+  /** Written into the lock so others see who holds it; must contain `lockToken`. */
+  lockHolder: string
+  lockToken: string
+  /** Describes this run in the history line (run URL, actor). */
+  runLabel: string
+  /** Aborted on SIGINT/SIGTERM: start nothing new, roll back what is half-switched. */
+  signal: AbortSignal
+  onProgress?(server: Server, state: string): void
+}
+
+/** A step exited non-zero: the server says why on its `error=` line or its output. */
+class StepFailed extends Error {
+  constructor(
+    readonly step: string,
+    message: string,
+    readonly output: string,
+    readonly code: number,
+    readonly facts: Map<string, string[]>
+  ) {
+    super(message)
+  }
+}
+
+class Cancelled extends Error {}
+
+interface Container {
+  service: string
+  configImage: string
+  imageId: string
+  state: string
+}
+
+const OUTPUT_TAIL_LINES = 20
+/** A lock or unlock is quick; a server that cannot do it in this time is in trouble anyway. */
+const QUICK_STEP_SECONDS = 30
+
+export async function runServer(server: Server, ctx: RunContext): Promise<ServerResult> {
+  return new ServerJob(server, ctx).run()
+}
+
+class ServerJob {
+  private readonly started = Date.now()
+  private readonly result: ServerResult
+  private shell?: RemoteShell
+
+  constructor(
+    private readonly server: Server,
+    private readonly ctx: RunContext
+  ) {
+    this.result = { server, status: 'failed', durationMs: 0, log: [] }
+  }
+
+  async run(): Promise<ServerResult> {
+    try {
+      if (this.ctx.signal.aborted) return this.finish('skipped', 'cancelled before this server started')
+      this.progress('connecting')
+      try {
+        this.shell = await this.ctx.connect(this.server, this.ctx.signal)
+      } catch (error) {
+        const kind = error instanceof ConnectError ? error.kind : 'network'
+        return this.finish(kind === 'network' ? 'unreachable' : 'failed', errorText(error))
+      }
+      this.note(`connected to ${this.server.user}@${this.server.host}:${this.server.port}`)
+      if (this.ctx.settings.mode === 'status') return await this.status()
+      return await this.locked(() => (this.ctx.settings.mode === 'rollback' ? this.rollbackToRecorded() : this.deploy()))
+    } catch (error) {
+      if (error instanceof Cancelled) return this.finish('skipped', 'cancelled before any change on this server')
+      if (error instanceof StepFailed) {
+        this.result.failedStep = error.step
+        this.result.failedOutput = error.output
+      }
+      const status: Status = error instanceof ConnectionLost ? 'unreachable' : 'failed'
+      return this.finish(status, errorText(error))
+    } finally {
+      this.shell?.close()
+    }
+  }
+
+  private async locked(work: () => Promise<ServerResult>): Promise<ServerResult> {
+    const { settings, lockHolder, lockToken } = this.ctx
+    this.progress('locking')
+    try {
+      await this.step(commands.takeLock(this.server.path, lockHolder, settings.lockTimeout), settings.lockTimeout + QUICK_STEP_SECONDS)
+    } catch (error) {
+      if (error instanceof StepFailed && error.code === 4) {
+        this.result.lockHolder = error.facts.get('holder')?.[0]
+        return this.finish('locked', `another deploy holds the lock (${this.result.lockHolder || 'holder unknown'}); waited ${settings.lockTimeout}s (lock-timeout)`)
+      }
+      throw error
+    }
+    try {
+      return await work()
+    } finally {
+      await this.step(commands.releaseLock(this.server.path, lockToken), QUICK_STEP_SECONDS).catch(error => {
+        this.note(`could not release the lock: ${errorText(error)}; remove ${commands.stateDir(this.server.path)}/lock by hand once no deploy runs`)
+      })
+    }
+  }
+
+  private async preflight(): Promise<{ env: Buffer; currentImage: string; managed: Container[]; all: Container[] }> {
+    this.progress('preflight')
+    const facts = await this.step(commands.preflight(this.server.path))
+    const env = Buffer.from(facts.get('env')?.[0] ?? '', 'base64')
+    const variable = this.server.imageVariable
+    const currentImage = readImageVariable(env, variable)
+    if (!currentImage) {
+      throw new Error(
+        `${this.server.path}/.env has no ${variable}= line. The compose file must take the gateway image from ` +
+          `\${${variable}} and .env must set it (or set imageVariable in the registry to the variable it uses).`
+      )
+    }
+    const all = (facts.get('container') ?? []).map(line => {
+      const [service = '', configImage = '', imageId = '', state = ''] = line.split('|')
+      return { service, configImage, imageId, state }
+    })
+    const services = this.server.services
+    const managed = all.filter(c => (services.length ? services.includes(c.service) : c.configImage === currentImage))
+    return { env, currentImage, managed, all }
+  }
+
+  private async deploy(): Promise<ServerResult> {
+    const { settings } = this.ctx
+    const { env, currentImage, managed } = await this.preflight()
+    const target = settings.image || currentImage
+    this.result.previousImage = currentImage
+    this.checkCancelled()
+
+    this.progress('pulling')
+    const targetId = this.fact(await this.step(commands.pullImage(target)), 'image_id')
+    const runningId = managed[0]?.imageId || this.fact(await this.step(commands.inspectImage(currentImage)), 'image_id', '')
+    this.result.previousImageId = runningId || undefined
+    if (target === currentImage && managed.length > 0 && managed.every(c => c.imageId === targetId && c.state === 'running')) {
+      this.result.deployedImage = target
+      this.result.deployedImageId = targetId
+      this.note(`already running ${target} (${shortId(targetId)}); nothing restarted`)
+      await this.history('unchanged', currentImage, target)
+      return this.finish('unchanged')
+    }
+    this.checkCancelled()
+
+    if (runningId) {
+      await this.step(commands.recordRollback(this.server.path, rollbackTag(this.server), { image: currentImage, imageId: runningId }))
+    } else {
+      this.note('no image of this project runs or is on the server yet: there is nothing to roll back to')
+    }
+
+    // From here on the server is being switched: a failure or a cancel rolls back.
+    this.progress('switching')
+    if (target !== currentImage) await this.step(commands.writeEnvFile(this.server.path, replaceImageVariable(env, this.server.imageVariable, target)))
+    let healthy = false
+    try {
+      await this.step(commands.composeUp(this.server.path, this.server.services))
+      this.progress('health check')
+      healthy = await this.checkHealth(this.ctx.signal)
+    } catch (error) {
+      if (error instanceof ConnectionLost && !this.ctx.signal.aborted) throw error
+      this.note(`switch failed: ${errorText(error)}`)
+      this.rememberFailure(error)
+    }
+    if (healthy) {
+      this.result.deployedImage = target
+      this.result.deployedImageId = targetId
+      if (settings.prune) await this.prune(target, [targetId, runningId])
+      await this.history('deployed', currentImage, target)
+      return this.finish('deployed')
+    }
+
+    const why = this.result.error ?? (this.ctx.signal.aborted ? 'cancelled during the deploy' : `${target} is not healthy`)
+    if (!settings.rollback || !runningId) {
+      await this.history('failed', currentImage, target)
+      return this.finish('failed', `${why}; ${runningId ? 'rollback is off' : 'no previous image to roll back to'}`)
+    }
+    this.progress('rolling back')
+    const restored = await this.restore(env, currentImage, runningId)
+    await this.history(restored ? 'rolled-back' : 'failed', target, currentImage)
+    return restored
+      ? this.finish('rolled-back', `${why}; restored ${currentImage}, which is healthy`)
+      : this.finish('failed', `${why}; rollback to ${currentImage} did not become healthy either`)
+  }
+
+  /** `mode: rollback`: restore the image recorded before the last deploy. */
+  private async rollbackToRecorded(): Promise<ServerResult> {
+    const { env, currentImage } = await this.preflight()
+    this.result.previousImage = currentImage
+    const record = await this.step(commands.readRollbackRecord(this.server.path))
+    const image = this.fact(record, 'image')
+    const imageId = this.fact(record, 'image_id')
+    this.progress('rolling back')
+    const restoredEnv = image === currentImage ? env : replaceImageVariable(env, this.server.imageVariable, image)
+    if (await this.restore(restoredEnv, image, imageId)) {
+      await this.history('deployed', currentImage, image)
+      return this.finish('deployed')
+    }
+    await this.history('failed', currentImage, image)
+    return this.finish('failed', `rollback to ${image} did not become healthy`)
+  }
+
+  /** Puts `env` back and points `image` at `imageId` (works with the registry down), then checks health. */
+  private async restore(env: Buffer, image: string, imageId: string): Promise<boolean> {
+    try {
+      await this.step(commands.retagImage(imageId, image))
+      await this.step(commands.writeEnvFile(this.server.path, env))
+      await this.step(commands.composeUp(this.server.path, this.server.services))
+      // A cancelled run still waits for the restored image: leaving it unchecked is worse.
+      const healthy = await this.checkHealth()
+      if (healthy) {
+        this.result.deployedImage = image
+        this.result.deployedImageId = imageId
+      }
+      return healthy
+    } catch (error) {
+      if (error instanceof ConnectionLost) throw error
+      this.note(`rollback failed: ${errorText(error)}`)
+      return false
+    }
+  }
+
+  private async status(): Promise<ServerResult> {
+    const { currentImage, managed, all } = await this.preflight()
+    this.result.previousImage = currentImage
+    this.result.deployedImage = currentImage
+    this.result.deployedImageId = managed[0]?.imageId
+    const state = await this.step(commands.readState(this.server.path))
+    this.result.lastDeploy = this.fact(state, 'last', '') || undefined
+    this.result.lockHolder = this.fact(state, 'holder', '') || undefined
+    this.note(`containers: ${all.map(c => `${c.service} ${c.state}`).join(', ') || 'none'}`)
+    const healthy = await this.checkHealth(undefined, Math.min(this.ctx.settings.healthTimeout, 10))
+    return this.finish(healthy ? 'healthy' : 'unhealthy', healthy ? undefined : this.result.health)
+  }
+
+  private async checkHealth(signal?: AbortSignal, timeout = this.ctx.settings.healthTimeout): Promise<boolean> {
+    const command = commands.healthCheck(this.server.path, this.server.healthUrl, timeout, this.server.services)
+    const result = await this.shell!.run(command, timeout + QUICK_STEP_SECONDS, signal)
+    const facts = commands.parseFacts(result.stdout)
+    this.result.health = `HTTP ${this.fact(facts, 'http', '?')}; ${this.fact(facts, 'containers', '').trim() || 'no containers'}`
+    this.note(`health: ${result.code === 0 ? 'ok' : 'failed'} (${this.result.health})`)
+    if (result.code !== 0) this.rememberFailure(this.failure(command, result.code, result.stdout, result.stderr))
+    return result.code === 0
+  }
+
+  private async prune(image: string, keep: string[]): Promise<void> {
+    this.progress('pruning')
+    // A failed prune costs disk space, not the deploy: note it and go on.
+    await this.step(commands.pruneImages(repositoryOf(image), keep.filter(Boolean))).catch(error => this.note(`prune failed: ${errorText(error)}`))
+  }
+
+  private async history(status: Status, from: string, to: string): Promise<void> {
+    const line = [new Date().toISOString(), status, `${from} -> ${to}`, this.ctx.runLabel].join('\t')
+    await this.step(commands.appendHistory(this.server.path, line)).catch(error => this.note(`history not written: ${errorText(error)}`))
+  }
+
+  /** Runs one step; a non-zero exit becomes StepFailed carrying the server's explanation. */
+  private async step(command: RemoteCommand, timeout = this.ctx.settings.commandTimeout): Promise<Map<string, string[]>> {
+    const result = await this.shell!.run(command, timeout)
+    const facts = commands.parseFacts(result.stdout)
+    if (result.code !== 0) throw this.failure(command, result.code, result.stdout, result.stderr)
+    this.note(`${command.step}: ok`)
+    return facts
+  }
+
+  private failure(command: RemoteCommand, code: number, stdout: string, stderr: string): StepFailed {
+    const facts = commands.parseFacts(stdout)
+    const output = tail(`${stdout}\n${stderr}`)
+    const reason = facts.get('error')?.at(-1) ?? (stderr.trim().split('\n').at(-1) || `exit code ${code}`)
+    return new StepFailed(command.step, `${command.step} failed: ${reason}`, output, code, facts)
+  }
+
+  private rememberFailure(error: unknown): void {
+    this.result.error ??= errorText(error)
+    if (error instanceof StepFailed) {
+      this.result.failedStep ??= error.step
+      this.result.failedOutput ??= error.output
+    }
+  }
+
+  private fact(facts: Map<string, string[]>, key: string, fallback?: string): string {
+    const value = facts.get(key)?.at(-1)
+    if (value !== undefined) return value
+    if (fallback !== undefined) return fallback
+    throw new Error(`the server's answer lacks "${key}"`)
+  }
+
+  private checkCancelled(): void {
+    if (this.ctx.signal.aborted) throw new Cancelled()
+  }
+
+  private note(line: string): void {
+    this.result.log.push(line)
+  }
+
+  private progress(state: string): void {
+    this.note(`— ${state}`)
+    this.ctx.onProgress?.(this.server, state)
+  }
+
+  private finish(status: Status, error?: string): ServerResult {
+    this.result.status = status
+    if (error) this.result.error = error
+    else if (status === 'deployed' || status === 'unchanged' || status === 'healthy') delete this.result.error
+    this.result.durationMs = Date.now() - this.started
+    return this.result
+  }
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
+}
+
+function tail(text: string): string {
+  return text.trim().split('\n').slice(-OUTPUT_TAIL_LINES).join('\n')
+}
+
+export function shortId(imageId: string): string {
+  return imageId.replace(/^sha256:/, '').slice(0, 12)
+}
+
+/** `ghcr.io/acme/openclaw:1.2@sha256:…` → `ghcr.io/acme/openclaw`. */
+export function repositoryOf(image: string): string {
+  const withoutDigest = image.split('@')[0]!
+  const lastSlash = withoutDigest.lastIndexOf('/')
+  const colon = withoutDigest.lastIndexOf(':')
+  return colon > lastSlash ? withoutDigest.slice(0, colon) : withoutDigest
+}
+
+/** The local tag that keeps a project's rollback image: one per deployment folder. */
+export function rollbackTag(server: Server): string {
+  const name = server.path.replace(/^\/+|\/+$/g, '').replace(/[^A-Za-z0-9_.-]+/g, '_') || 'root'
+  return `openclaw-rollback:${name.slice(-120)}`
+}

@@ -1,0 +1,307 @@
+/**
+ * Everything that runs on a server, in one file. Each step is a constant bash script; the values
+ * it works on (paths, image references, service names) are passed as positional arguments, quoted
+ * by shell.ts. No value is ever pasted into script text, so no registry entry or input can change
+ * the shape of a command.
+ *
+ * Scripts report facts on stdout as `key=value` lines (see parseFacts) and explain failures with an
+ * `error=` line and a non-zero exit code.
+ */
+import { shellJoin } from './shell.js'
+
+export interface RemoteCommand {
+  /** What the step is called in logs and errors. */
+  step: string
+  script: string
+  args: string[]
+  /** Sent to the command's standard input. */
+  stdin?: string
+}
+
+/** Seconds between the remote `timeout` sending TERM and KILL. */
+const KILL_AFTER = 5
+
+/**
+ * The command line sshd runs: the remote `timeout` bounds the step even if our side loses the
+ * connection, and `bash -c` gets the constant script with the values as $1, $2, …
+ */
+export function renderCommand(command: RemoteCommand, timeoutSeconds: number): string {
+  return shellJoin([
+    'timeout',
+    '-k',
+    String(KILL_AFTER),
+    String(timeoutSeconds),
+    'bash',
+    '-c',
+    command.script,
+    `openclaw-${command.step}`,
+    ...command.args
+  ])
+}
+
+/** Parses `key=value` lines; a key seen twice keeps all values in order. */
+export function parseFacts(stdout: string): Map<string, string[]> {
+  const facts = new Map<string, string[]>()
+  for (const line of stdout.split('\n')) {
+    const eq = line.indexOf('=')
+    if (eq <= 0 || !/^[a-z_]+$/.test(line.slice(0, eq))) continue
+    const key = line.slice(0, eq)
+    facts.set(key, [...(facts.get(key) ?? []), line.slice(eq + 1)])
+  }
+  return facts
+}
+
+/** Where the action keeps its lock, rollback record and history on the server. */
+export function stateDir(path: string): string {
+  return `${path.replace(/\/+$/, '')}/.openclaw-deploy`
+}
+
+const PRELUDE = `set -u
+fail() { printf 'error=%s\\n' "$*"; exit 3; }
+`
+
+/**
+ * Takes the server's deploy lock: an atomic mkdir with a note of who holds it. Waits up to
+ * `waitSeconds` for another holder; then reports the holder and exits 4.
+ */
+export function takeLock(path: string, holder: string, waitSeconds: number): RemoteCommand {
+  return {
+    step: 'lock',
+    args: [stateDir(path), holder, String(waitSeconds)],
+    script:
+      PRELUDE +
+      `state=$1 holder=$2 wait=$3
+[ -d "$state" ] || mkdir -p -- "$state" 2>/dev/null || fail "cannot create $state as $(id -un)"
+deadline=$((SECONDS + wait))
+until mkdir -- "$state/lock" 2>/dev/null; do
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    printf 'holder=%s\\n' "$(head -c 400 -- "$state/lock/holder" 2>/dev/null | tr '\\n' ' ')"
+    exit 4
+  fi
+  sleep 1
+done
+printf '%s\\n' "$holder" > "$state/lock/holder"
+echo locked=yes`
+  }
+}
+
+/** Releases the lock only if this run still holds it (the holder note carries our token). */
+export function releaseLock(path: string, token: string): RemoteCommand {
+  return {
+    step: 'unlock',
+    args: [stateDir(path), token],
+    script: `set -u
+state=$1 token=$2
+if grep -qF -- "$token" "$state/lock/holder" 2>/dev/null; then rm -rf -- "$state/lock"; echo released=yes; else echo released=not-ours; fi`
+  }
+}
+
+/**
+ * Checks the folder, compose file, .env and Docker, and reads what is running: the .env bytes
+ * (base64) and one `container=` line per container of the project.
+ */
+export function preflight(path: string): RemoteCommand {
+  return {
+    step: 'preflight',
+    args: [path],
+    script:
+      PRELUDE +
+      `cd -- "$1" 2>/dev/null || fail "deployment folder $1 does not exist or $(id -un) cannot enter it"
+compose=
+for f in compose.yaml compose.yml docker-compose.yaml docker-compose.yml; do
+  if [ -f "$f" ]; then compose=$f; break; fi
+done
+[ -n "$compose" ] || fail "no docker-compose.yml or compose.yaml in $1"
+[ -f .env ] || fail "no .env in $1"
+{ [ -r .env ] && [ -w .env ]; } || fail ".env in $1 is not readable and writable by $(id -un)"
+command -v docker >/dev/null || fail "docker is not installed or not on the PATH of $(id -un)"
+out=$(docker info --format '{{.ServerVersion}}' 2>&1) || fail "cannot reach the Docker daemon as $(id -un): $out"
+docker compose version >/dev/null 2>&1 || fail "the Docker Compose v2 plugin is missing ('docker compose version' failed)"
+command -v curl >/dev/null || command -v wget >/dev/null || fail "neither curl nor wget is installed (needed for the health check)"
+printf 'compose=%s\\n' "$compose"
+printf 'env=%s\\n' "$(base64 -w0 .env)"
+ids=$(docker compose ps -a -q 2>/dev/null) || fail "docker compose cannot read the project in $1: $(docker compose ps -a -q 2>&1 | tail -n 3)"
+if [ -n "$ids" ]; then
+  # shellcheck disable=SC2086
+  docker inspect --format 'container={{index .Config.Labels "com.docker.compose.service"}}|{{.Config.Image}}|{{.Image}}|{{.State.Status}}' $ids
+fi`
+  }
+}
+
+/** Pulls an image and prints the local image ID it resolves to. */
+export function pullImage(image: string): RemoteCommand {
+  return {
+    step: 'pull',
+    args: [image],
+    script:
+      PRELUDE +
+      `docker pull -q "$1" >/dev/null || fail "docker pull $1 failed"
+printf 'image_id=%s\\n' "$(docker image inspect --format '{{.Id}}' "$1")"`
+  }
+}
+
+/** Prints the local image ID of a reference, or `image_id=` when it is not on the server. */
+export function inspectImage(image: string): RemoteCommand {
+  return {
+    step: 'inspect',
+    args: [image],
+    script: `printf 'image_id=%s\\n' "$(docker image inspect --format '{{.Id}}' "$1" 2>/dev/null)"`
+  }
+}
+
+/**
+ * Keeps the running image for rollback: tags it so no prune removes it and the registry is not
+ * needed to restore it, and records the reference it ran under.
+ */
+export function recordRollback(path: string, rollbackTag: string, previous: { image: string; imageId: string }): RemoteCommand {
+  return {
+    step: 'record',
+    args: [stateDir(path), rollbackTag, previous.image, previous.imageId],
+    script:
+      PRELUDE +
+      `state=$1 tag=$2 ref=$3 id=$4
+docker tag "$id" "$tag" || fail "cannot tag the running image $id as $tag"
+printf 'image=%s\\nimage_id=%s\\ntag=%s\\n' "$ref" "$id" "$tag" > "$state/rollback.tmp" && mv -f -- "$state/rollback.tmp" "$state/rollback" || fail "cannot write $state/rollback"
+echo recorded=yes`
+  }
+}
+
+/** Reads the rollback record written by the last deploy. */
+export function readRollbackRecord(path: string): RemoteCommand {
+  return {
+    step: 'read-rollback',
+    args: [stateDir(path)],
+    script: PRELUDE + `[ -f "$1/rollback" ] || fail "no rollback record in $1 (no deploy by this action has run here)"\ncat -- "$1/rollback"`
+  }
+}
+
+/** Points a reference back at a recorded image ID, so compose starts it without the registry. */
+export function retagImage(imageId: string, image: string): RemoteCommand {
+  return {
+    step: 'retag',
+    args: [imageId, image],
+    script: PRELUDE + `docker tag "$1" "$2" || fail "cannot tag image $1 as $2 (was it removed?)"`
+  }
+}
+
+/** Replaces .env atomically with the given bytes, keeping its owner and mode. */
+export function writeEnvFile(path: string, content: Buffer): RemoteCommand {
+  return {
+    step: 'write-env',
+    args: [path],
+    stdin: content.toString('base64'),
+    script:
+      PRELUDE +
+      `cd -- "$1" || fail "cannot enter $1"
+tmp=.env.openclaw-deploy.tmp
+cp -p .env "$tmp" && base64 -d > "$tmp" && mv -f -- "$tmp" .env || { rm -f -- "$tmp"; fail "cannot write .env in $1"; }
+echo written=yes`
+  }
+}
+
+/** `docker compose up -d` for the given services (all when empty): restarts only what changed. */
+export function composeUp(path: string, services: string[]): RemoteCommand {
+  return {
+    step: 'up',
+    args: [path, ...services],
+    script: PRELUDE + `cd -- "$1" || fail "cannot enter $1"\nshift\ndocker compose up -d --no-build "$@" 2>&1 || fail "docker compose up failed"`
+  }
+}
+
+/**
+ * Waits until the gateway answers its health URL with HTTP 2xx and every container of the given
+ * services is running and not restarting, for up to `timeoutSeconds`. Pauses grow from 1 s to 5 s.
+ * Success needs two good probes in a row with no restart in between, so a container that crashes
+ * right after answering once is not taken for healthy.
+ */
+export function healthCheck(path: string, url: string, timeoutSeconds: number, services: string[]): RemoteCommand {
+  return {
+    step: 'health',
+    args: [path, url, String(timeoutSeconds), ...services],
+    script:
+      PRELUDE +
+      `cd -- "$1" || fail "cannot enter $1"
+url=$2 limit=$3
+shift 3
+probe() {
+  if command -v curl >/dev/null; then
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url") || code=000
+  elif wget -q -O /dev/null -T 5 "$url"; then code=200; else code=000; fi
+}
+containers() {
+  ids=$(docker compose ps -a -q "$@" 2>/dev/null)
+  [ -n "$ids" ] || { echo none; return; }
+  # shellcheck disable=SC2086
+  docker inspect --format '{{index .Config.Labels "com.docker.compose.service"}}:{{.State.Status}}:{{.State.Restarting}}:{{.RestartCount}}' $ids | sort | tr '\\n' ' '
+}
+deadline=$((SECONDS + limit)) pause=1 good=
+while :; do
+  probe
+  state=$(containers "$@")
+  case "$code:$state" in
+    2??:none) ok= ;;
+    2??:*) ok=yes; case " $state" in *:exited:*|*:created:*|*:dead:*|*:paused:*|*:true:*) ok= ;; esac ;;
+    *) ok= ;;
+  esac
+  if [ -n "$ok" ] && [ "$good" = "$state" ]; then
+    printf 'health=ok\\nhttp=%s\\ncontainers=%s\\n' "$code" "$state"; exit 0
+  fi
+  if [ -n "$ok" ]; then good=$state; else good=; fi
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    printf 'health=failed\\nhttp=%s\\ncontainers=%s\\n' "$code" "$state"
+    echo "error=not healthy within \${limit}s: $url answered HTTP $code; containers: $state"
+    exit 5
+  fi
+  sleep "$pause"
+  [ "$pause" -ge 5 ] || pause=$((pause + 1))
+done`
+  }
+}
+
+/**
+ * Removes images of the deployed repository other than the ones to keep (running and rollback),
+ * then dangling images. Images still used by a container are refused by Docker and stay.
+ */
+export function pruneImages(repository: string, keepImageIds: string[]): RemoteCommand {
+  return {
+    step: 'prune',
+    args: [repository, ...keepImageIds],
+    script: `set -u
+repo=$1
+shift
+removed=0
+while read -r id ref; do
+  keep=
+  for k in "$@"; do [ "$id" = "$k" ] && keep=yes; done
+  [ -n "$keep" ] && continue
+  case "$ref" in *:\\<none\\>) target=$id ;; *) target=$ref ;; esac
+  docker rmi "$target" >/dev/null 2>&1 && removed=$((removed + 1))
+done < <(docker images --no-trunc --format '{{.ID}} {{.Repository}}:{{.Tag}}' "$repo")
+docker image prune -f >/dev/null 2>&1
+echo removed=$removed`
+  }
+}
+
+/** Appends one line to the server's deploy history (kept to its last 1000 lines). */
+export function appendHistory(path: string, line: string): RemoteCommand {
+  return {
+    step: 'history',
+    args: [stateDir(path), line],
+    script: `set -u
+f=$1/history.log
+printf '%s\\n' "$2" >> "$f"
+if [ "$(wc -l < "$f")" -gt 2000 ]; then tail -n 1000 -- "$f" > "$f.tmp" && mv -f -- "$f.tmp" "$f"; fi
+echo appended=yes`
+  }
+}
+
+/** Read-only view for `mode: status`: last history line and lock holder. */
+export function readState(path: string): RemoteCommand {
+  return {
+    step: 'read-state',
+    args: [stateDir(path)],
+    script: `set -u
+printf 'last=%s\\n' "$(tail -n 1 -- "$1/history.log" 2>/dev/null)"
+printf 'holder=%s\\n' "$(head -c 400 -- "$1/lock/holder" 2>/dev/null | tr '\\n' ' ')"`
+  }
+}

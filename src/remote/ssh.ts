@@ -1,0 +1,198 @@
+/**
+ * One SSH connection per server (node-ssh over ssh2), reused for all of its steps. Only setting up
+ * the connection is retried; a remote step runs once, bounded by a timeout on both ends.
+ */
+import { NodeSSH } from 'node-ssh'
+import type { ClientChannel } from 'ssh2'
+import { type RemoteCommand, renderCommand } from './commands.js'
+import { type HostKeyPolicy, type HostKeyVerdict, verifyHostKey } from './host-keys.js'
+
+export interface CommandResult {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+/** What the deploy pipeline needs from a server connection; unit tests fake it. */
+export interface RemoteShell {
+  /** Runs one step; rejects with ConnectionLost when the connection breaks or `signal` aborts it. */
+  run(command: RemoteCommand, timeoutSeconds: number, signal?: AbortSignal): Promise<CommandResult>
+  close(): void
+}
+
+export interface ConnectOptions {
+  host: string
+  port: number
+  user: string
+  privateKey: string
+  passphrase: string
+  hostKeyPolicy: HostKeyPolicy
+  /** Total seconds for all attempts. */
+  connectTimeout: number
+  signal?: AbortSignal
+}
+
+/** Why a connection could not be made; `retryable` errors are network trouble worth another try. */
+export class ConnectError extends Error {
+  constructor(
+    message: string,
+    readonly kind: 'host-key' | 'auth' | 'network' | 'key'
+  ) {
+    super(message)
+    this.name = 'ConnectError'
+  }
+}
+
+/** The connection broke or a step outlived its timeout: the server's state is not known. */
+export class ConnectionLost extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'ConnectionLost'
+  }
+}
+
+// Keepalives find a server that vanished mid-step (cable pulled, host down): 3 unanswered probes
+// 5 s apart end the connection instead of leaving a step waiting for its full timeout.
+const KEEPALIVE_INTERVAL_MS = 5000
+const KEEPALIVE_COUNT_MAX = 3
+// The remote `timeout` ends a step first; our own timer is the backstop when the connection itself hangs.
+const CLIENT_TIMER_SLACK_SECONDS = 10
+
+const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms))
+
+/** Connects with retries and growing pauses (1 s, 2 s, 4 s …) until `connectTimeout` runs out. */
+export async function connect(options: ConnectOptions): Promise<SshConnection> {
+  const deadline = Date.now() + options.connectTimeout * 1000
+  let pause = 1000
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await connectOnce(options, Math.max(1000, deadline - Date.now()))
+    } catch (error) {
+      const failure = error instanceof ConnectError ? error : new ConnectError(describeNetworkError(error), 'network')
+      const remaining = deadline - Date.now()
+      if (failure.kind !== 'network' || remaining < pause || options.signal?.aborted) {
+        if (failure.kind === 'network') {
+          failure.message = `cannot connect to ${options.host}:${options.port} after ${attempt} attempt${attempt > 1 ? 's' : ''} within ${options.connectTimeout}s: ${failure.message}`
+        }
+        throw failure
+      }
+      await sleep(pause)
+      pause = Math.min(pause * 2, 8000)
+    }
+  }
+}
+
+async function connectOnce(options: ConnectOptions, readyTimeoutMs: number): Promise<SshConnection> {
+  const ssh = new NodeSSH()
+  let verdict: HostKeyVerdict | undefined
+  try {
+    await ssh.connect({
+      host: options.host,
+      port: options.port,
+      username: options.user,
+      privateKey: options.privateKey,
+      passphrase: options.passphrase || undefined,
+      readyTimeout: readyTimeoutMs,
+      keepaliveInterval: KEEPALIVE_INTERVAL_MS,
+      keepaliveCountMax: KEEPALIVE_COUNT_MAX,
+      // Only the key given; never an agent or a password prompt.
+      agent: undefined,
+      tryKeyboard: false,
+      hostVerifier: (key: Buffer) => {
+        verdict = verifyHostKey(options.hostKeyPolicy, options.host, options.port, key)
+        return verdict.trusted
+      }
+    })
+  } catch (error) {
+    ssh.dispose()
+    if (verdict && !verdict.trusted) throw new ConnectError(`refused before any command ran: ${verdict.reason}`, 'host-key')
+    const message = error instanceof Error ? error.message : String(error)
+    if (/authentication methods failed/i.test(message)) {
+      throw new ConnectError(`${options.user}@${options.host}:${options.port} did not accept the SSH key (check the deploy user's authorized_keys and ssh-private-key)`, 'auth')
+    }
+    if (/passphrase|private key|Cannot parse privateKey|Unsupported key format/i.test(message)) {
+      throw new ConnectError(`the ssh-private-key input cannot be used: ${message} (is ssh-passphrase right?)`, 'key')
+    }
+    throw error
+  }
+  return new SshConnection(ssh, verdict)
+}
+
+function describeNetworkError(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (/Timed out while waiting for handshake/i.test(error.message)) return 'no SSH handshake (timed out)'
+    return code && !error.message.includes(code) ? `${error.message} (${code})` : error.message
+  }
+  return String(error)
+}
+
+export class SshConnection implements RemoteShell {
+  private lost?: string
+  private readonly pending = new Set<(reason: string) => void>()
+
+  constructor(
+    private readonly ssh: NodeSSH,
+    readonly hostKey: HostKeyVerdict | undefined
+  ) {
+    const client = ssh.connection
+    // node-ssh stops listening for errors once connected; an unhandled 'error' would end the process.
+    client?.on('error', error => this.markLost(`connection error: ${error.message}`))
+    client?.on('close', () => this.markLost('connection closed by the server or the network'))
+  }
+
+  private markLost(reason: string): void {
+    this.lost ??= reason
+    for (const reject of this.pending) reject(this.lost)
+    this.pending.clear()
+  }
+
+  async run(command: RemoteCommand, timeoutSeconds: number, signal?: AbortSignal): Promise<CommandResult> {
+    if (this.lost) throw new ConnectionLost(`${command.step}: ${this.lost}`)
+    if (signal?.aborted) throw new ConnectionLost(`${command.step}: cancelled`)
+    let channel: ClientChannel | undefined
+    let timer: NodeJS.Timeout | undefined
+    let onLost: ((reason: string) => void) | undefined
+    let onAbort: (() => void) | undefined
+    const stopped = new Promise<never>((_, reject) => {
+      onLost = reason => reject(new ConnectionLost(`${command.step}: ${reason}`))
+      this.pending.add(onLost)
+      timer = setTimeout(
+        () => {
+          channel?.close()
+          reject(new ConnectionLost(`${command.step}: no answer from the server within ${timeoutSeconds}s (command-timeout)`))
+        },
+        (timeoutSeconds + CLIENT_TIMER_SLACK_SECONDS) * 1000
+      )
+      onAbort = () => {
+        channel?.close()
+        reject(new ConnectionLost(`${command.step}: cancelled`))
+      }
+      signal?.addEventListener('abort', onAbort, { once: true })
+    })
+    try {
+      const response = await Promise.race([
+        this.ssh.execCommand(renderCommand(command, timeoutSeconds), {
+          stdin: command.stdin,
+          onChannel: c => (channel = c)
+        }),
+        stopped
+      ])
+      // `timeout` exits 124 when it had to stop the step.
+      if (response.code === 124 || response.code === 137) {
+        return { code: response.code, stdout: response.stdout, stderr: `${response.stderr}\n${command.step} did not finish within ${timeoutSeconds}s`.trim() }
+      }
+      return { code: response.code ?? 255, stdout: response.stdout, stderr: response.stderr }
+    } finally {
+      clearTimeout(timer)
+      if (onLost) this.pending.delete(onLost)
+      if (onAbort) signal?.removeEventListener('abort', onAbort)
+      stopped.catch(() => undefined)
+    }
+  }
+
+  close(): void {
+    this.lost ??= 'closed'
+    this.ssh.dispose()
+  }
+}
