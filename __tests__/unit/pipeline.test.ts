@@ -1,0 +1,205 @@
+import { describe, expect, it } from '@jest/globals'
+import type { RemoteCommand } from '../../src/remote/commands.js'
+import { ConnectError, ConnectionLost, type CommandResult, type RemoteShell } from '../../src/remote/ssh.js'
+import { failuresAllowed, runFleet } from '../../src/deploy/fleet.js'
+import { runServer, type RunContext } from '../../src/deploy/pipeline.js'
+import type { Server } from '../../src/registry/types.js'
+import { readSettings, type Settings } from '../../src/settings.js'
+
+const OLD = 'reg.test/openclaw:v1'
+const NEW = 'reg.test/openclaw:v2'
+
+function server(name: string): Server {
+  return { name, host: `${name}.test`, tenant: `t-${name}`, port: 22, user: 'deploy', path: `/srv/${name}`, healthUrl: 'http://127.0.0.1:18789/health', services: [], imageVariable: 'OPENCLAW_IMAGE', hostKeys: [], enabled: true, labels: {} }
+}
+
+function settings(inputs: Record<string, string> = {}): Settings {
+  const all: Record<string, string> = { 'ssh-private-key': 'KEY', image: NEW, ...inputs }
+  return readSettings(name => all[name] ?? '')
+}
+
+type Reply = Partial<CommandResult> | ((command: RemoteCommand) => Partial<CommandResult>)
+
+/** A server that answers each step by name; records what ran. */
+class FakeServer implements RemoteShell {
+  readonly ran: RemoteCommand[] = []
+  running = 0
+  constructor(
+    readonly replies: Record<string, Reply> = {},
+    readonly delayMs = 0,
+    readonly stats?: { now: number; max: number }
+  ) {}
+  async run(command: RemoteCommand): Promise<CommandResult> {
+    this.ran.push(command)
+    if (this.stats) this.stats.max = Math.max(this.stats.max, ++this.stats.now)
+    await new Promise(r => setTimeout(r, this.delayMs))
+    if (this.stats) this.stats.now--
+    const reply = this.replies[command.step] ?? DEFAULT_REPLIES[command.step] ?? {}
+    const r = typeof reply === 'function' ? reply(command) : reply
+    return { code: 0, stdout: '', stderr: '', ...r }
+  }
+  close(): void {}
+  steps(): string[] {
+    return this.ran.map(c => c.step)
+  }
+}
+
+const DEFAULT_REPLIES: Record<string, Reply> = {
+  preflight: { stdout: `compose=docker-compose.yml\nenv=${Buffer.from(`# tenant\nOPENCLAW_IMAGE=${OLD}\nTOKEN=x`).toString('base64')}\ncontainer=gateway|${OLD}|sha256:old|running` },
+  pull: { stdout: 'image_id=sha256:new' },
+  health: { stdout: 'health=ok\nhttp=200\ncontainers=gateway:running:false:0' }
+}
+
+function context(s: Settings, fakes: Record<string, FakeServer | Error>, abort = new AbortController()): RunContext {
+  return {
+    settings: s,
+    signal: abort.signal,
+    lockHolder: 'test token=abc',
+    lockToken: 'abc',
+    runLabel: 'test',
+    connect: async srv => {
+      const f = fakes[srv.name]
+      if (f instanceof Error) throw f
+      if (!f) throw new Error(`no fake for ${srv.name}`)
+      return f
+    }
+  }
+}
+
+describe('one server', () => {
+  it('deploys: lock, preflight, pull, record, write .env, up, health, prune, history, unlock', async () => {
+    const fake = new FakeServer()
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result.status).toBe('deployed')
+    expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'record', 'write-env', 'up', 'health', 'prune', 'history', 'unlock'])
+    const written = Buffer.from(fake.ran.find(c => c.step === 'write-env')!.stdin!, 'base64').toString()
+    expect(written).toBe(`# tenant\nOPENCLAW_IMAGE=${NEW}\nTOKEN=x`)
+    expect(result).toMatchObject({ previousImage: OLD, deployedImage: NEW, previousImageId: 'sha256:old', deployedImageId: 'sha256:new' })
+    expect(fake.ran.find(c => c.step === 'prune')!.args).toEqual(['reg.test/openclaw', 'sha256:new', 'sha256:old'])
+  })
+
+  it('rolls back to the recorded image and the original .env bytes when the new image is unhealthy', async () => {
+    let healthChecks = 0
+    const fake = new FakeServer({
+      health: () => (++healthChecks === 1 ? { code: 5, stdout: 'health=failed\nhttp=500\nerror=not healthy within 60s' } : { stdout: 'health=ok\nhttp=200' })
+    })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result.status).toBe('rolled-back')
+    expect(result.error).toMatch(/not healthy within 60s.*restored reg.test\/openclaw:v1/)
+    expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'record', 'write-env', 'up', 'health', 'retag', 'write-env', 'up', 'health', 'history', 'unlock'])
+    const envWrites = fake.ran.filter(c => c.step === 'write-env').map(c => Buffer.from(c.stdin!, 'base64').toString())
+    expect(envWrites[1]).toBe(`# tenant\nOPENCLAW_IMAGE=${OLD}\nTOKEN=x`)
+    expect(fake.ran.find(c => c.step === 'retag')!.args).toEqual(['sha256:old', OLD])
+    expect(result.deployedImage).toBe(OLD)
+  })
+
+  it('fails without touching the old image again when rollback is off', async () => {
+    const fake = new FakeServer({ health: { code: 5, stdout: 'http=500\nerror=bad' } })
+    const result = await runServer(server('a'), context(settings({ rollback: 'false' }), { a: fake }))
+    expect(result.status).toBe('failed')
+    expect(result.error).toMatch(/rollback is off/)
+    expect(fake.steps()).not.toContain('retag')
+    expect(fake.steps().at(-1)).toBe('unlock')
+  })
+
+  it('changes nothing when the image fails to pull', async () => {
+    const fake = new FakeServer({ pull: { code: 3, stdout: 'error=docker pull reg.test/openclaw:v2 failed' } })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result).toMatchObject({ status: 'failed', failedStep: 'pull' })
+    expect(result.error).toContain('docker pull reg.test/openclaw:v2 failed')
+    expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'unlock'])
+  })
+
+  it('restarts nothing when the server already runs the image', async () => {
+    const fake = new FakeServer({ pull: { stdout: 'image_id=sha256:old' } })
+    const result = await runServer(server('a'), context(settings({ image: OLD }), { a: fake }))
+    expect(result.status).toBe('unchanged')
+    expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'history', 'unlock'])
+  })
+
+  it('reports the lock holder and does nothing else when the lock is held', async () => {
+    const fake = new FakeServer({ lock: { code: 4, stdout: 'holder=run 42 by alice' } })
+    const result = await runServer(server('a'), context(settings({ 'lock-timeout': '0' }), { a: fake }))
+    expect(result).toMatchObject({ status: 'locked', lockHolder: 'run 42 by alice' })
+    expect(result.error).toMatch(/run 42 by alice/)
+    expect(fake.steps()).toEqual(['lock'])
+  })
+
+  it('names the variable when .env lacks it', async () => {
+    const fake = new FakeServer({ preflight: { stdout: `env=${Buffer.from('OTHER=1\n').toString('base64')}` } })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result.status).toBe('failed')
+    expect(result.error).toMatch(/\/srv\/a\/.env has no OPENCLAW_IMAGE= line/)
+    expect(fake.steps()).toEqual(['lock', 'preflight', 'unlock'])
+  })
+
+  it.each([
+    ['network', new ConnectError('cannot connect', 'network'), 'unreachable'],
+    ['host-key', new ConnectError('HOST KEY MISMATCH', 'host-key'), 'failed'],
+    ['auth', new ConnectError('did not accept the SSH key', 'auth'), 'failed']
+  ])('a %s connection error ends as %s', async (_kind, error, status) => {
+    const result = await runServer(server('a'), context(settings(), { a: error }))
+    expect(result.status).toBe(status)
+    expect(result.error).toBe(error.message)
+  })
+
+  it('a connection lost mid-deploy is unreachable, not a hang', async () => {
+    const fake = new FakeServer({
+      up: () => {
+        throw new ConnectionLost('up: connection closed')
+      }
+    })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result.status).toBe('unreachable')
+  })
+})
+
+describe('the fleet', () => {
+  const names = ['s1', 's2', 's3', 's4', 's5', 's6']
+
+  it('never runs more than max-parallel servers at once, and keeps plan order in the results', async () => {
+    const stats = { now: 0, max: 0 }
+    const fakes = Object.fromEntries(names.map(n => [n, new FakeServer({}, 5, stats)]))
+    const results = await runFleet(names.map(server), context(settings({ 'max-parallel': '2' }), fakes))
+    expect(results.map(r => r.server.name)).toEqual(names)
+    expect(results.every(r => r.status === 'deployed')).toBe(true)
+    expect(stats.max).toBe(2)
+  })
+
+  it('one server failing does not stop the others', async () => {
+    const fakes = Object.fromEntries(names.map(n => [n, n === 's2' ? new Error('boom') : new FakeServer()]))
+    const results = await runFleet(names.map(server), context(settings(), fakes))
+    expect(results.map(r => r.status)).toEqual(['deployed', 'unreachable', 'deployed', 'deployed', 'deployed', 'deployed'])
+  })
+
+  it('starts no other server when a canary fails', async () => {
+    const fakes = Object.fromEntries(names.map(n => [n, new FakeServer(n === 's1' ? { pull: { code: 3 } } : {})]))
+    const results = await runFleet(names.map(server), context(settings({ canary: '2' }), fakes))
+    expect(results.map(r => r.status)).toEqual(['failed', 'deployed', 'skipped', 'skipped', 'skipped', 'skipped'])
+    expect(results[2]!.error).toMatch(/canary failed: s1 \(failed\)/)
+    expect((fakes.s3 as FakeServer).ran).toEqual([])
+  })
+
+  it('starts no further server once max-failures is exceeded', async () => {
+    const fakes = Object.fromEntries(names.map(n => [n, new FakeServer(['s1', 's2'].includes(n) ? { pull: { code: 3 } } : {})]))
+    const results = await runFleet(names.map(server), context(settings({ 'max-parallel': '1', 'max-failures': '1' }), fakes))
+    expect(results.map(r => r.status)).toEqual(['failed', 'failed', 'skipped', 'skipped', 'skipped', 'skipped'])
+    expect(results[5]!.error).toMatch(/max-failures \(1\) exceeded: 2 server/)
+  })
+
+  it('computes the failure budget from a count or a percentage', () => {
+    expect(failuresAllowed(undefined, 10)).toBe(Infinity)
+    expect(failuresAllowed({ kind: 'count', value: 3 }, 10)).toBe(3)
+    expect(failuresAllowed({ kind: 'percent', value: 25 }, 10)).toBe(2)
+  })
+
+  it('starts nothing new after cancellation', async () => {
+    const abort = new AbortController()
+    const fakes = Object.fromEntries(names.map(n => [n, new FakeServer({}, 5)]))
+    const run = runFleet(names.map(server), context(settings({ 'max-parallel': '2' }), fakes, abort))
+    abort.abort()
+    const results = await run
+    expect(results.map(r => r.status)).toEqual(['skipped', 'skipped', 'skipped', 'skipped', 'skipped', 'skipped'])
+    for (const f of Object.values(fakes)) expect((f as FakeServer).steps()).not.toContain('write-env')
+  })
+})
