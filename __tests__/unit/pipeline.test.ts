@@ -143,14 +143,35 @@ describe('one server', () => {
     expect(result.error).toBe(error.message)
   })
 
-  it('a connection lost mid-deploy is unreachable, not a hang', async () => {
+  it('reconnects after losing the connection mid-switch and restores the previous image', async () => {
+    let ups = 0
+    const fake = new FakeServer({
+      up: () => {
+        if (++ups === 1) throw new ConnectionLost('up: connection closed')
+        return {}
+      }
+    })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result.status).toBe('rolled-back')
+    expect(result.error).toMatch(/connection closed; reconnected and restored reg.test\/openclaw:v1/)
+    expect(fake.steps().slice(-6)).toEqual(['retag', 'write-env', 'up', 'health', 'history', 'unlock'])
+  })
+
+  it('is unreachable, not hung, when the server stays cut off', async () => {
     const fake = new FakeServer({
       up: () => {
         throw new ConnectionLost('up: connection closed')
       }
     })
-    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    let connects = 0
+    const ctx = context(settings(), { a: fake })
+    ctx.connect = async () => {
+      if (++connects > 1) throw new ConnectError('cannot connect', 'network')
+      return fake
+    }
+    const result = await runServer(server('a'), ctx)
     expect(result.status).toBe('unreachable')
+    expect(result.error).toMatch(/could not reconnect \(cannot connect\): the server may be left half-switched.*lock may remain/)
   })
 })
 

@@ -59,6 +59,8 @@ class ServerJob {
   private readonly started = Date.now()
   private readonly result: ServerResult
   private shell?: RemoteShell
+  /** Set once the server starts switching: what a rollback restores. */
+  private switching?: { env: Buffer; image: string; imageId: string }
 
   constructor(
     private readonly server: Server,
@@ -107,6 +109,9 @@ class ServerJob {
     }
     try {
       return await work()
+    } catch (error) {
+      if (error instanceof ConnectionLost && !this.ctx.signal.aborted) return await this.recover(error)
+      throw error
     } finally {
       await this.step(commands.releaseLock(this.server.path, lockToken), QUICK_STEP_SECONDS).catch(error => {
         this.note(`could not release the lock: ${errorText(error)}; remove ${commands.stateDir(this.server.path)}/lock by hand once no deploy runs`)
@@ -161,7 +166,8 @@ class ServerJob {
       this.note('no image of this project runs or is on the server yet: there is nothing to roll back to')
     }
 
-    // From here on the server is being switched: a failure or a cancel rolls back.
+    // From here on the server is being switched: a failure, a cancel or a lost connection rolls back.
+    if (runningId) this.switching = { env, image: currentImage, imageId: runningId }
     this.progress('switching')
     if (target !== currentImage) await this.step(commands.writeEnvFile(this.server.path, replaceImageVariable(env, this.server.imageVariable, target)))
     let healthy = false
@@ -193,6 +199,28 @@ class ServerJob {
     return restored
       ? this.finish('rolled-back', `${why}; restored ${currentImage}, which is healthy`)
       : this.finish('failed', `${why}; rollback to ${currentImage} did not become healthy either`)
+  }
+
+  /**
+   * The connection broke while we held the lock: reconnect once (within connect-timeout), put a
+   * half-switched server back on its previous image, and let `locked` release the lock.
+   */
+  private async recover(lost: ConnectionLost): Promise<ServerResult> {
+    this.note(`connection lost: ${lost.message}; reconnecting`)
+    this.progress('reconnecting')
+    this.shell?.close()
+    try {
+      this.shell = await this.ctx.connect(this.server, new AbortController().signal)
+    } catch (error) {
+      const state = this.switching ? `the server may be left half-switched to ${this.ctx.settings.image || 'the re-pulled image'}` : 'nothing had been changed yet'
+      return this.finish('unreachable', `${lost.message}; could not reconnect (${errorText(error)}): ${state}, and its lock ${commands.stateDir(this.server.path)}/lock may remain`)
+    }
+    if (!this.switching) return this.finish('unreachable', `${lost.message}; reconnected: nothing had been changed on this server`)
+    this.progress('rolling back')
+    const { env, image, imageId } = this.switching
+    const restored = await this.restore(env, image, imageId)
+    await this.history(restored ? 'rolled-back' : 'failed', this.ctx.settings.image || image, image)
+    return this.finish(restored ? 'rolled-back' : 'failed', `${lost.message}; reconnected and ${restored ? `restored ${image}, which is healthy` : `could not restore ${image}`}`)
   }
 
   /** `mode: rollback`: restore the image recorded before the last deploy. */
