@@ -24,3 +24,10 @@ export const SERVER_DEFAULTS = {
   healthUrl: 'http://127.0.0.1:18789/health',
   imageVariable: 'OPENCLAW_IMAGE'
 } as const
+
+/** Every server of the fleet, in file order, `defaults` applied; disabled ones included. */
+export interface Registry {
+  /** Where the servers came from, as given (a file path, or the inputs for a single host). */
+  file: string
+  servers: Server[]
+}
