@@ -1,0 +1,80 @@
+import { describe, expect, it } from '@jest/globals'
+import { buildPlan, DISABLED_REASON, formatPlan, REPULL_CURRENT_IMAGE, ROLLBACK_IMAGE, UNCHANGED_IMAGE } from '../../src/plan.js'
+import { selectServers } from '../../src/registry/select.js'
+import type { Mode } from '../../src/settings.js'
+import { fleet, NO_FILTERS } from './fixtures/servers.js'
+
+const IMAGE = 'registry.local:5000/openclaw:1.4.2'
+const settingsFor = (mode: Mode, canary: number, image = IMAGE) => ({ mode, image, canary, dryRun: true, maxParallel: 4 })
+
+describe('buildPlan', () => {
+  it('puts the first `canary` selected servers first, then the rest, then the skipped ones', () => {
+    const plan = buildPlan(selectServers(fleet(), NO_FILTERS), settingsFor('deploy', 2))
+    expect(plan.canaries).toBe(2)
+    expect(plan.entries.map(e => [e.order, e.server.name, e.action, e.canary])).toEqual([
+      [1, 'acme-eu-1', 'deploy', true],
+      [2, 'acme-us-1', 'deploy', true],
+      [3, 'globex-eu-1', 'deploy', false],
+      [4, 'initech-us-1', 'deploy', false],
+      [5, 'initech-lab', 'deploy', false],
+      [6, 'globex-eu-2', 'skip', false]
+    ])
+    expect(plan.entries[5]).toMatchObject({ skipReason: DISABLED_REASON, image: UNCHANGED_IMAGE })
+    expect(plan.entries.slice(0, 5).every(e => e.image === IMAGE && e.skipReason === undefined)).toBe(true)
+  })
+
+  it('takes canaries from the filtered selection', () => {
+    const plan = buildPlan(selectServers(fleet(), { ...NO_FILTERS, tenants: ['initech', 'globex'] }), settingsFor('deploy', 1))
+    expect(plan.entries.filter(e => e.canary).map(e => e.server.name)).toEqual(['globex-eu-1'])
+  })
+
+  it('caps canaries at the number of selected servers', () => {
+    const plan = buildPlan(selectServers(fleet(), { ...NO_FILTERS, tenants: ['acme'] }), settingsFor('deploy', 5))
+    expect(plan.canaries).toBe(2)
+    expect(plan.entries.every(e => e.canary)).toBe(true)
+  })
+
+  it('says the current image is re-pulled when no image is given', () => {
+    const plan = buildPlan(selectServers(fleet(), NO_FILTERS), settingsFor('deploy', 0, ''))
+    expect(plan.entries[0].image).toBe(REPULL_CURRENT_IMAGE)
+    expect(plan.canaries).toBe(0)
+  })
+
+  it('rollback restores the recorded image; status changes nothing and has no canaries', () => {
+    const selection = selectServers(fleet(), NO_FILTERS)
+    const rollback = buildPlan(selection, settingsFor('rollback', 1, ''))
+    expect(rollback.entries[0]).toMatchObject({ action: 'rollback', image: ROLLBACK_IMAGE, canary: true })
+    const status = buildPlan(selection, settingsFor('status', 3, ''))
+    expect(status.canaries).toBe(0)
+    expect(status.entries[0]).toMatchObject({ action: 'status', image: UNCHANGED_IMAGE, canary: false })
+  })
+})
+
+describe('formatPlan', () => {
+  it('prints one aligned line per server, canaries first, skipped last', () => {
+    const settings = settingsFor('deploy', 1)
+    const text = formatPlan(buildPlan(selectServers(fleet(), NO_FILTERS), settings), settings)
+    expect(text.split('\n')).toEqual([
+      'Plan: deploy on 5 servers, 1 skipped (1 canary first; the other 4 start only if every canary succeeds; at most 4 at a time). Dry run: no server is contacted.',
+      '#  server        tenant   region   ssh                                  path                       action / image                                     phase',
+      '1  acme-eu-1     acme     eu-west  deploy@acme-eu-1.example.com:22      /home/deploy/openclaw-prd  deploy registry.local:5000/openclaw:1.4.2          canary',
+      '2  acme-us-1     acme     us-east  deploy@acme-us-1.example.com:22      /home/deploy/openclaw-prd  deploy registry.local:5000/openclaw:1.4.2          after canaries',
+      '3  globex-eu-1   globex   eu-west  deploy@globex-eu-1.example.com:2222  /home/deploy/openclaw-prd  deploy registry.local:5000/openclaw:1.4.2          after canaries',
+      '4  initech-us-1  initech  us-east  deploy@[2001:db8::21]:22             /home/deploy/openclaw-prd  deploy registry.local:5000/openclaw:1.4.2          after canaries',
+      '5  initech-lab   initech  -        openclaw@initech-lab.example.com:22  /srv/openclaw-lab          deploy registry.local:5000/openclaw:1.4.2          after canaries',
+      '6  globex-eu-2   globex   eu-west  deploy@globex-eu-2.example.com:22    /home/deploy/openclaw-prd  skip: disabled in the registry ("enabled": false)'
+    ])
+  })
+
+  it('without canaries and outside a dry run says so', () => {
+    const settings = { ...settingsFor('deploy', 0, ''), dryRun: false }
+    const text = formatPlan(buildPlan(selectServers(fleet(), { ...NO_FILTERS, servers: ['acme-eu-1'] }), settings), settings)
+    expect(text).toBe(
+      [
+        'Plan: deploy on 1 server (no canary phase; at most 4 at a time).',
+        '#  server     tenant  region   ssh                              path                       action / image',
+        '1  acme-eu-1  acme    eu-west  deploy@acme-eu-1.example.com:22  /home/deploy/openclaw-prd  deploy (current image from .env, re-pulled)'
+      ].join('\n')
+    )
+  })
+})
