@@ -1,0 +1,882 @@
+#!/usr/bin/env bash
+# End-to-end test rig: a fleet of "servers" on this machine, each one its own network namespace with
+# its own OpenSSH sshd (as user `deploy`) and its own dockerd, plus a local image registry.
+#
+#   rig.sh install                 install the packages the rig needs (idempotent)
+#   rig.sh up N [--no-docker]      bring up servers s1..sN (--no-docker: sshd only, for benchmarks)
+#   rig.sh down                    stop and remove everything the rig made (idempotent)
+#   rig.sh status                  print whether the rig is up (exit 0 when up, 1 otherwise)
+#   rig.sh exec NAME -- CMD...     run CMD as root inside server NAME (its netns and mount namespace,
+#                                  cwd = its project folder, DOCKER_HOST = its daemon)
+#   rig.sh cut NAME | mend NAME    take the server's link down / up
+#   rig.sh registry stop|start     stop / start the local registry
+#   rig.sh reset NAME|all          put server(s) back on the baseline (.env, v1 running and healthy)
+#
+# Environment: RIG_DIR (state, default /tmp/openclaw-rig), RIG_KEEP_ON_FAIL=1 (a failed `up` leaves
+# the rig as it is for debugging instead of tearing it down), RIG_PARALLEL (servers provisioned at once).
+#
+# Safety: all traffic stays on this machine. The guard route `unreachable 10.200.0.0/16` is added
+# before anything else, the namespaces have no default route, and every image name starts with the
+# local registry's address so dockerd never reaches out. Processes are ended only by recorded PID
+# (or, in `down`, by the PIDs `ip netns pids` lists for the rig's own namespaces).
+set -euo pipefail
+
+SELF=$(readlink -f "${BASH_SOURCE[0]}")
+RIG_DIR=${RIG_DIR:-/tmp/openclaw-rig}
+RIG_DIR=${RIG_DIR%/}
+RUN_DIR=/run/ocrig            # dockerd exec-roots (short paths: unix socket length limit)
+BRIDGE=ocrig0
+SUBNET_PREFIX=10.200.0
+GUARD_NET=10.200.0.0/16
+HOST_IP=$SUBNET_PREFIX.1
+REGISTRY=$HOST_IP:5000
+DEPLOY_USER=deploy
+USER_MARK=openclaw-rig        # GECOS of a deploy user the rig created
+PROJECT=openclaw
+HEALTH_PORT=18789
+MAX_SERVERS=240
+# run-time folders the rig's tools create when absent (removed by `down` if the rig made them)
+RUN_LEFTOVERS="/run/netns /run/containerd /run/docker /run/mount"
+export DOCKER_BUILDKIT=0      # no buildx plugin here: use the classic builder
+
+PIDDIR=$RIG_DIR/pids
+STATE=$RIG_DIR/state
+
+log() { printf '[rig] %s\n' "$*" >&2; }
+die() { printf '[rig] error: %s\n' "$*" >&2; exit 1; }
+
+need_root() { [[ $(id -u) -eq 0 ]] || die "must run as root"; }
+
+check_rig_dir() {
+  [[ $RIG_DIR == /* ]] || die "RIG_DIR must be absolute: $RIG_DIR"
+  [[ $RIG_DIR =~ ^[A-Za-z0-9._/-]+$ ]] || die "RIG_DIR may only hold [A-Za-z0-9._/-]: $RIG_DIR"
+  case $RIG_DIR in /|/tmp|/run|/home|/root|/var|/usr|/etc) die "RIG_DIR is too broad: $RIG_DIR" ;; esac
+}
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+server_index() { # s12 -> 12
+  [[ $1 =~ ^s([0-9]+)$ ]] || die "not a server name: $1"
+  printf '%s\n' "${BASH_REMATCH[1]}"
+}
+server_ip() { printf '%s.%s\n' "$SUBNET_PREFIX" "$((10 + $(server_index "$1")))"; }
+netns_of() { printf 'ocrig-%s\n' "$1"; }
+veth_of() { printf 'ocv-%s\n' "$1"; }
+sdir() { printf '%s/%s\n' "$RIG_DIR" "$1"; }
+sock_of() { printf '%s/%s/docker.sock\n' "$RIG_DIR" "$1"; }
+project_of() { printf '%s/%s/%s\n' "$RIG_DIR" "$1" "$PROJECT"; }
+
+servers() { # the servers of the current rig, one per line
+  [[ -f $STATE/servers ]] && cat "$STATE/servers"
+  return 0
+}
+has_docker() { [[ -f $STATE/docker ]]; }
+
+known_server() {
+  grep -qx -- "$1" "$STATE/servers" 2>/dev/null || die "no such rig server: $1 (is the rig up?)"
+}
+
+starttime() { # field 22 of /proc/PID/stat (after the command name, which may hold spaces)
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  # shellcheck disable=SC2086
+  set -- $stat
+  printf '%s\n' "${20}"
+}
+
+# proc_alive PID: running (a zombie counts as gone: PID 1 may be slow to reap orphans)
+proc_alive() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [[ ${stat:0:1} != Z && ${stat:0:1} != X ]]
+}
+
+# pid_alive PIDFILE: the recorded process is still the one we started, and running
+pid_alive() {
+  local pf=$1 pid start now
+  [[ -s $pf ]] || return 1
+  read -r pid start <"$pf" || true
+  [[ -n ${pid:-} ]] || return 1
+  now=$(starttime "$pid") || return 1
+  [[ -z ${start:-} || $now == "$start" ]] || return 1
+  proc_alive "$pid"
+}
+
+pid_of() { local pid _s; read -r pid _s <"$1"; printf '%s\n' "$pid"; }
+
+# spawn NAME LOG CMD...: start CMD detached (own session, stdin /dev/null, output to LOG) and
+# record its PID and start time in $PIDDIR/NAME. The wrapper writes its own PID and then execs,
+# so the recorded PID is the daemon's whether or not setsid had to fork.
+spawn() {
+  local name=$1 logf=$2 i pid
+  shift 2
+  local pf=$PIDDIR/$name
+  mkdir -p "$PIDDIR"
+  rm -f "$pf" "$pf.new"
+  # shellcheck disable=SC2016
+  setsid bash -c 'echo "$$" >"$0.new"; exec "$@"' "$pf" "$@" </dev/null >>"$logf" 2>&1 &
+  for ((i = 0; i < 200; i++)); do
+    [[ -s $pf.new ]] && break
+    sleep 0.02
+  done
+  [[ -s $pf.new ]] || die "could not start $name"
+  pid=$(<"$pf.new")
+  printf '%s %s\n' "$pid" "$(starttime "$pid" || echo 0)" >"$pf"
+  rm -f "$pf.new"
+}
+
+# stop_pid PIDFILE [TIMEOUT]: TERM, wait up to TIMEOUT seconds, then KILL. Only the recorded process.
+stop_pid() {
+  local pf=$1 timeout=${2:-15} pid i
+  if pid_alive "$pf"; then
+    pid=$(pid_of "$pf")
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < timeout * 10; i++)); do
+      pid_alive "$pf" || break
+      sleep 0.1
+    done
+    if pid_alive "$pf"; then
+      log "$(basename "$pf") ($pid) did not stop in ${timeout}s: KILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      for ((i = 0; i < 50; i++)); do pid_alive "$pf" || break; sleep 0.1; done
+    fi
+  fi
+  rm -f "$pf"
+}
+
+# wait_until TIMEOUT DESCRIPTION CMD...: poll CMD until it succeeds, or fail after TIMEOUT seconds
+wait_until() {
+  local timeout=$1 what=$2 end
+  shift 2
+  end=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < end)) || { log "timed out after ${timeout}s waiting for $what"; return 1; }
+    sleep 0.1
+  done
+}
+
+docker_ping() { curl -fsS --max-time 2 --unix-socket "$1" http://docker/_ping; }
+tcp_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+in_netns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" "$@"; }
+
+sdocker() { # sdocker NAME ARGS...: the docker CLI against server NAME's daemon
+  local name=$1
+  shift
+  DOCKER_HOST="unix://$(sock_of "$name")" docker "$@"
+}
+
+health_body() { # body of the server's /health as seen from inside its namespace
+  in_netns "$(netns_of "$1")" curl -fsS --max-time 3 "http://127.0.0.1:$HEALTH_PORT/health"
+}
+health_is() { [[ $(health_body "$1" 2>/dev/null) == "$2" ]]; }
+
+mounts_under() { # mount points under the given prefixes, deepest first
+  local p
+  for p in "$@"; do
+    awk -v p="$p/" 'index($5, p) == 1 || $5 == substr(p, 1, length(p) - 1) { print $5 }' /proc/self/mountinfo
+  done | awk '{ print length($0) " " $0 }' | sort -rn | cut -d' ' -f2- | uniq
+}
+
+iptables_snapshot() {
+  local t
+  for t in iptables-save ip6tables-save; do
+    if command -v "$t" >/dev/null 2>&1; then
+      printf '## %s\n' "$t"
+      "$t" 2>/dev/null | sed -e '/^#/d' -e 's/\[[0-9]*:[0-9]*\]/[0:0]/' || true
+    fi
+  done
+}
+
+# ---------------------------------------------------------------------------------------------
+# install
+
+apt_mirror() { # the Debian mirror the system's apt uses (deb822 .sources or one-line format)
+  local f m
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [[ -f $f ]] || continue
+    m=$(awk '
+      /^[Uu][Rr][Ii][Ss]:/ { u = $2 }
+      /^[Ss]uites:/ { for (i = 2; i <= NF; i++) if ($i !~ /-(security|updates|backports)$/) ok = 1 }
+      /^[[:space:]]*$/ { if (u != "" && ok) { print u; exit } u = ""; ok = 0 }
+      END { if (u != "" && ok) print u }' "$f" | head -n1)
+    if [[ -n $m && $m != *security* ]]; then printf '%s\n' "$m"; return 0; fi
+  done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [[ -f $f ]] || continue
+    m=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i !~ /^\[/ && $i !~ /\]$/) { if ($(i + 1) !~ /-(security|updates|backports)$/ && $i !~ /security/) { print $i; exit } break } }' "$f")
+    if [[ -n $m ]]; then printf '%s\n' "$m"; return 0; fi
+  done
+  return 1
+}
+
+cmd_install() {
+  need_root
+  local pkgs=(openssh-server docker.io busybox-static docker-registry iproute2 curl util-linux debian-archive-keyring)
+  local missing=() p
+  for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "installing ${missing[*]}"
+    # keep apt from starting the packages' system services (docker, containerd, ssh, registry)
+    local policy=/usr/sbin/policy-rc.d made_policy=
+    if [[ ! -e $policy ]]; then
+      printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
+    fi
+    local rc=0
+    { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; } || rc=$?
+    [[ -n $made_policy ]] && rm -f "$policy"
+    ((rc == 0)) || die "apt-get install failed"
+  else
+    log "packages present"
+  fi
+
+  local plugin=/usr/local/lib/docker/cli-plugins/docker-compose
+  if [[ -x $plugin ]] && "$plugin" version >/dev/null 2>&1; then
+    log "compose plugin present: $("$plugin" version --short 2>/dev/null || true)"
+    return 0
+  fi
+  local mirror
+  mirror=$(apt_mirror) || die "cannot find the Debian mirror in the system's apt sources"
+  local tmp
+  tmp=$(mktemp -d /tmp/ocrig-apt.XXXXXX)
+  # shellcheck disable=SC2064
+  trap "rm -rf '$tmp'" EXIT
+  mkdir -p "$tmp/sources" "$tmp/lists/partial" "$tmp/cache/archives/partial" "$tmp/deb"
+  cat >"$tmp/sources/trixie.sources" <<EOF
+Types: deb
+URIs: $mirror
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+  local aptopts=(-o "Dir::Etc::SourceList=/dev/null" -o "Dir::Etc::SourceParts=$tmp/sources"
+    -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache=$tmp/cache" -o "APT::Sandbox::User=root"
+    -o "Debug::NoLocking=1")
+  log "fetching the trixie docker-compose package (mirror from the system's apt sources)"
+  apt-get "${aptopts[@]}" -qq update >/dev/null || die "apt update for trixie failed"
+  (cd "$tmp/deb" && apt-get "${aptopts[@]}" -qq download docker-compose >/dev/null) ||
+    die "downloading docker-compose failed"
+  local deb
+  deb=$(find "$tmp/deb" -name 'docker-compose_*.deb' | head -n1)
+  [[ -n $deb ]] || die "docker-compose .deb not found"
+  dpkg-deb -x "$deb" "$tmp/x"
+  install -D -m 755 "$tmp/x/usr/libexec/docker/cli-plugins/docker-compose" "$plugin"
+  log "compose plugin installed: $("$plugin" version --short 2>/dev/null || true)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# up
+
+write_sshd_config() {
+  local name=$1 dir ip
+  dir=$(sdir "$name")
+  ip=$(server_ip "$name")
+  {
+    printf 'ListenAddress %s\nPort 22\n' "$ip"
+    printf 'HostKey %s/ssh_host_ed25519_key\n' "$dir"
+    printf 'PidFile %s/sshd.pid\n' "$dir"
+    printf 'AuthorizedKeysFile %s/authorized_keys\n' "$dir"
+    printf 'AllowUsers %s\n' "$DEPLOY_USER"
+    printf '%s\n' 'PubkeyAuthentication yes' 'PasswordAuthentication no' 'KbdInteractiveAuthentication no' \
+      'PermitRootLogin no' 'UsePAM no' 'StrictModes no' 'UseDNS no' 'PrintMotd no' 'PrintLastLog no' \
+      'X11Forwarding no' 'LogLevel VERBOSE' 'Subsystem sftp internal-sftp'
+    if has_docker; then printf 'SetEnv DOCKER_HOST=unix://%s\n' "$(sock_of "$name")"; fi
+  } >"$dir/sshd_config"
+}
+
+# sshd runs in the server's netns and in a private mount namespace where the deploy user's home is
+# the server's own folder (servers share this machine's filesystem; homes must not be shared).
+start_sshd() {
+  local name=$1 dir home
+  dir=$(sdir "$name")
+  home=$(<"$STATE/home")
+  # shellcheck disable=SC2016
+  spawn "$name.sshd" "$dir/sshd.log" unshare --mount --propagation private -- bash -c '
+    # drop copies of the rig'"'"'s own mounts (container rootfs, netns files) from this namespace
+    awk -v a="$4/" -v b="$5/" "index(\$5, a) == 1 || index(\$5, b) == 1 { print \$5 }" /proc/self/mountinfo |
+      sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    mount --bind "$1" "$2" || exit 1
+    exec nsenter --net="$3" /usr/sbin/sshd -D -e -f "$6"
+  ' sshd-wrapper "$dir/home" "$home" "/run/netns/$(netns_of "$name")" "$RIG_DIR" "$RUN_DIR" "$dir/sshd_config"
+}
+
+start_dockerd() {
+  local name=$1 dir
+  dir=$(sdir "$name")
+  mkdir -p "$RUN_DIR/$name"
+  [[ -f $dir/daemon.json ]] || printf '{}\n' >"$dir/daemon.json"
+  rm -f "$dir/dockerd.pid"
+  spawn "$name.dockerd" "$dir/dockerd.log" nsenter --net="/run/netns/$(netns_of "$name")" \
+    dockerd --config-file "$dir/daemon.json" --data-root "$dir/docker" --exec-root "$RUN_DIR/$name" \
+    -H "unix://$(sock_of "$name")" --pidfile "$dir/dockerd.pid" --group docker \
+    --bridge=none --iptables=false --ip-forward=false --ip-masq=false \
+    --insecure-registry "$REGISTRY" --shutdown-timeout 5 --log-level warn \
+    --containerd-namespace "ocrig-$name" --containerd-plugins-namespace "ocrig-$name-plugins"
+}
+
+start_registry() {
+  spawn registry "$RIG_DIR/registry/registry.log" docker-registry serve "$RIG_DIR/registry/config.yml"
+  wait_until 20 "the registry" curl -fsS --max-time 2 "http://$REGISTRY/v2/" || {
+    tail -n 20 "$RIG_DIR/registry/registry.log" >&2 || true
+    die "registry did not start"
+  }
+}
+
+setup_deploy_user() {
+  local home
+  if ! getent passwd "$DEPLOY_USER" >/dev/null; then
+    useradd --create-home --shell /bin/bash --comment "$USER_MARK" --groups docker "$DEPLOY_USER"
+    touch "$STATE/user-created"
+    log "created user $DEPLOY_USER"
+  else
+    if ! id -nG "$DEPLOY_USER" | tr ' ' '\n' | grep -qx docker; then
+      usermod -aG docker "$DEPLOY_USER"
+      touch "$STATE/user-added-to-docker"
+    fi
+  fi
+  # sshd without PAM refuses a locked account ("!" password): make it key-only instead
+  local pw
+  pw=$(getent shadow "$DEPLOY_USER" | cut -d: -f2)
+  if [[ $pw == '!'* ]]; then
+    printf '%s\n' "$pw" >"$STATE/user-password"
+    usermod -p '*' "$DEPLOY_USER"
+  fi
+  home=$(getent passwd "$DEPLOY_USER" | cut -d: -f6)
+  [[ -d $home ]] || { mkdir -p "$home"; chown "$DEPLOY_USER:" "$home"; touch "$STATE/home-created"; }
+  printf '%s\n' "$home" >"$STATE/home"
+}
+
+write_project() { # the OpenClaw-shaped compose project of one server, and its baseline copies
+  local name=$1 dir proj token
+  dir=$(sdir "$name")
+  proj=$(project_of "$name")
+  mkdir -p "$proj" "$dir/baseline"
+  token=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  cat >"$dir/baseline/docker-compose.yml" <<'EOF'
+# OpenClaw gateway (test rig)
+services:
+  gateway:
+    image: ${OPENCLAW_IMAGE}
+    network_mode: host
+    restart: unless-stopped
+    environment:
+      OPENCLAW_GATEWAY_TOKEN: ${OPENCLAW_GATEWAY_TOKEN}
+EOF
+  cat >"$dir/baseline/.env" <<EOF
+# OpenClaw gateway settings for $name (test rig)
+OPENCLAW_IMAGE=$REGISTRY/$PROJECT:v1
+OPENCLAW_GATEWAY_TOKEN=rig-$name-$token
+OPENCLAW_LOG_LEVEL=info
+EOF
+  cp "$dir/baseline/docker-compose.yml" "$dir/baseline/.env" "$proj/"
+  chown -R "$DEPLOY_USER:" "$proj"
+}
+
+build_images() { # on s1's daemon: FROM scratch + static busybox; push v1, v2, broken
+  local ctx=$RIG_DIR/images a v
+  rm -rf "$ctx"
+  mkdir -p "$ctx/rootfs/bin" "$ctx/www-v1" "$ctx/www-v2" "$ctx/www-broken"
+  cp /bin/busybox "$ctx/rootfs/bin/busybox"
+  for a in $(/bin/busybox --list); do
+    [[ $a == busybox ]] || ln -s busybox "$ctx/rootfs/bin/$a"
+  done
+  printf 'v1' >"$ctx/www-v1/health"
+  printf 'v2' >"$ctx/www-v2/health"
+  printf 'OpenClaw (broken build): no /health here\n' >"$ctx/www-broken/index.html"
+  cat >"$ctx/Dockerfile" <<'EOF'
+FROM scratch
+COPY rootfs/ /
+ARG VERSION
+COPY www-${VERSION}/ /www/
+LABEL org.opencontainers.image.title="openclaw-rig" org.opencontainers.image.version="${VERSION}"
+ENV PATH=/bin
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/bin/sh", "-c", "trap 'exit 0' TERM INT; busybox httpd -f -p 18789 -h /www & wait"]
+EOF
+  local blog=$ctx/build.log pids=()
+  for v in v1 v2 broken; do
+    sdocker s1 build -q --build-arg "VERSION=$v" -t "$REGISTRY/$PROJECT:$v" "$ctx" >>"$blog" 2>&1 || {
+      cat "$blog" >&2
+      die "docker build of $v failed"
+    }
+  done
+  for v in v1 v2 broken; do
+    sdocker s1 push -q "$REGISTRY/$PROJECT:$v" >>"$blog" 2>&1 &
+    pids+=($!)
+  done
+  for v in "${pids[@]}"; do
+    wait "$v" || { cat "$blog" >&2; die "docker push failed"; }
+  done
+  local tags
+  tags=$(curl -fsS --max-time 5 "http://$REGISTRY/v2/$PROJECT/tags/list")
+  for v in v1 v2 broken; do
+    [[ $tags == *"\"$v\""* ]] || die "image $v not in the registry: $tags"
+  done
+}
+
+# provision NAME: (runs in parallel, one process per server) wait for the daemon, start the
+# project on v1, wait until healthy
+cmd__provision() {
+  local name=$1 proj
+  proj=$(project_of "$name")
+  wait_until 60 "$name's docker daemon" docker_ping "$(sock_of "$name")" || {
+    tail -n 20 "$(sdir "$name")/dockerd.log" >&2 || true
+    die "$name: dockerd did not come up"
+  }
+  (cd "$proj" && sdocker "$name" compose up -d --quiet-pull >"$(sdir "$name")/compose.log" 2>&1) || {
+    cat "$(sdir "$name")/compose.log" >&2 || true
+    die "$name: docker compose up failed"
+  }
+  wait_until 60 "$name's health (v1)" health_is "$name" v1 || {
+    sdocker "$name" ps -a >&2 || true
+    die "$name: gateway not healthy"
+  }
+}
+
+json_str() { printf '"%s"' "$1"; } # our strings hold no characters that need escaping
+
+write_fleet() {
+  local names=("$@") name first=1 ip fp
+  local kh=$RIG_DIR/known_hosts
+  : >"$kh.new"
+  {
+    printf '{\n'
+    printf '  "rigDir": %s,\n' "$(json_str "$RIG_DIR")"
+    printf '  "registry": %s,\n' "$(json_str "$REGISTRY")"
+    printf '  "docker": %s,\n' "$(has_docker && echo true || echo false)"
+    if has_docker; then
+      printf '  "images": { "v1": "%s", "v2": "%s", "broken": "%s" },\n' \
+        "$REGISTRY/$PROJECT:v1" "$REGISTRY/$PROJECT:v2" "$REGISTRY/$PROJECT:broken"
+    else
+      printf '  "images": {},\n'
+    fi
+    printf '  "privateKeyFile": %s,\n' "$(json_str "$RIG_DIR/keys/id_ed25519")"
+    printf '  "publicKeyFile": %s,\n' "$(json_str "$RIG_DIR/keys/id_ed25519.pub")"
+    printf '  "knownHostsFile": %s,\n' "$(json_str "$kh")"
+    printf '  "servers": [\n'
+    for name in "${names[@]}"; do
+      ip=$(server_ip "$name")
+      fp=$(ssh-keygen -lf "$(sdir "$name")/ssh_host_ed25519_key.pub" | awk '{print $2}')
+      printf '%s %s\n' "$ip" "$(cut -d' ' -f1,2 "$(sdir "$name")/ssh_host_ed25519_key.pub")" >>"$kh.new"
+      ((first)) || printf ',\n'
+      first=0
+      printf '    { "name": "%s", "host": "%s", "port": 22, "user": "%s", "path": "%s", "hostKey": "%s",' \
+        "$name" "$ip" "$DEPLOY_USER" "$(project_of "$name")" "$fp"
+      printf ' "netns": "%s", "veth": "%s", "home": "%s", "baselineDir": "%s",' \
+        "$(netns_of "$name")" "$(veth_of "$name")" "$(sdir "$name")/home" "$(sdir "$name")/baseline"
+      if has_docker; then
+        printf ' "dockerHost": "unix://%s", "docker": true }' "$(sock_of "$name")"
+      else
+        printf ' "dockerHost": null, "docker": false }'
+      fi
+    done
+    printf '\n  ]\n}\n'
+  } >"$RIG_DIR/fleet.json.new"
+  mv "$kh.new" "$kh"
+  mv "$RIG_DIR/fleet.json.new" "$RIG_DIR/fleet.json"
+}
+
+cmd_up() {
+  need_root
+  check_rig_dir
+  local n="" docker=1 arg
+  for arg in "$@"; do
+    case $arg in
+      --no-docker) docker= ;;
+      [0-9]*) n=$arg ;;
+      *) die "usage: rig.sh up N [--no-docker]" ;;
+    esac
+  done
+  if ! [[ $n =~ ^[0-9]+$ ]] || ((n < 1 || n > MAX_SERVERS)); then
+    die "usage: rig.sh up N [--no-docker] (1 <= N <= $MAX_SERVERS)"
+  fi
+  if [[ -e $RIG_DIR/fleet.json || -d $STATE ]] || ip link show "$BRIDGE" >/dev/null 2>&1; then
+    die "a rig is already up (or left over): run 'rig.sh down' first"
+  fi
+  local t0=$SECONDS
+  # 0. the guard route before anything else
+  ip route replace unreachable "$GUARD_NET" metric 4000
+
+  for arg in ip nsenter unshare setsid sshd ssh-keygen curl busybox; do
+    command -v "$arg" >/dev/null 2>&1 || die "$arg is missing: run 'rig.sh install'"
+  done
+  if [[ -n $docker ]]; then
+    for arg in dockerd docker docker-registry; do
+      command -v "$arg" >/dev/null 2>&1 || die "$arg is missing: run 'rig.sh install'"
+    done
+    docker compose version >/dev/null 2>&1 || die "the docker compose plugin is missing: run 'rig.sh install'"
+    if [[ -S /run/containerd/containerd.sock ]] &&
+      curl -s --max-time 1 --unix-socket /run/containerd/containerd.sock http://x/ >/dev/null 2>&1; then
+      die "a system containerd is running (/run/containerd/containerd.sock): each rig dockerd needs its own; stop it first"
+    fi
+  fi
+
+  mkdir -p "$RIG_DIR" "$STATE" "$PIDDIR" "$RIG_DIR/keys"
+  chmod 755 "$RIG_DIR"
+  [[ -n $docker ]] && touch "$STATE/docker"
+  iptables_snapshot >"$STATE/iptables.before"
+  if [[ ! -d /run/sshd ]]; then
+    mkdir -m 755 /run/sshd
+    touch "$STATE/run-sshd-created"
+  fi
+  [[ -f /etc/docker/key.json ]] || touch "$STATE/docker-key-absent"
+  local d
+  for d in $RUN_LEFTOVERS; do [[ -e $d ]] || printf '%s\n' "$d" >>"$STATE/run-dirs-created"; done
+
+  trap 'up_failed' EXIT
+
+  local names=() i
+  for ((i = 1; i <= n; i++)); do names+=("s$i"); done
+  printf '%s\n' "${names[@]}" >"$STATE/servers"
+
+  # 1. network: bridge in the host namespace, one namespace + veth per server, no default route
+  ip link add "$BRIDGE" type bridge forward_delay 0 stp_state 0
+  ip addr add "$HOST_IP/24" dev "$BRIDGE"
+  ip link set "$BRIDGE" up
+  {
+    for name in "${names[@]}"; do
+      printf 'netns add %s\n' "$(netns_of "$name")"
+      printf 'link add %s type veth peer name eth0 netns %s\n' "$(veth_of "$name")" "$(netns_of "$name")"
+      printf 'link set %s master %s up\n' "$(veth_of "$name")" "$BRIDGE"
+    done
+  } | ip -batch -
+  for name in "${names[@]}"; do
+    printf 'link set lo up\naddr add %s/24 dev eth0\nlink set eth0 up\n' "$(server_ip "$name")" |
+      ip -n "$(netns_of "$name")" -batch -
+  done
+
+  # 2. user, keys, per-server files
+  setup_deploy_user
+  ssh-keygen -q -t ed25519 -N '' -C "openclaw-rig client" -f "$RIG_DIR/keys/id_ed25519"
+  for name in "${names[@]}"; do
+    local d
+    d=$(sdir "$name")
+    mkdir -p "$d/home" "$d/baseline"
+    chmod 755 "$d"
+    chown "$DEPLOY_USER:" "$d/home"
+    ssh-keygen -q -t ed25519 -N '' -C "openclaw-rig $name" -f "$d/ssh_host_ed25519_key"
+    cp "$RIG_DIR/keys/id_ed25519.pub" "$d/authorized_keys"
+    cp "$d/authorized_keys" "$d/baseline/authorized_keys"
+    write_sshd_config "$name"
+    write_project "$name"
+  done
+
+  # 3. daemons: dockerds first (sshd's mount namespace must not copy container mounts), then sshds
+  if [[ -n $docker ]]; then
+    mkdir -p "$RIG_DIR/registry/data"
+    cat >"$RIG_DIR/registry/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $RIG_DIR/registry/data
+  delete:
+    enabled: true
+http:
+  addr: $REGISTRY
+EOF
+    start_registry
+    for name in "${names[@]}"; do start_dockerd "$name"; done
+  fi
+  for name in "${names[@]}"; do start_sshd "$name"; done
+
+  # 4. images (on s1 while the other daemons start), then every server's project on v1
+  if [[ -n $docker ]]; then
+    wait_until 60 "s1's docker daemon" docker_ping "$(sock_of s1)" || {
+      tail -n 20 "$(sdir s1)/dockerd.log" >&2 || true
+      die "s1: dockerd did not come up"
+    }
+    log "building images on s1 ($((SECONDS - t0))s)"
+    build_images
+    log "starting the gateways ($((SECONDS - t0))s)"
+    printf '%s\n' "${names[@]}" | xargs -P "${RIG_PARALLEL:-8}" -n 1 bash "$SELF" _provision ||
+      die "provisioning failed"
+  fi
+
+  # 5. every sshd answers
+  local end=$((SECONDS + 60))
+  for name in "${names[@]}"; do
+    until tcp_open "$(server_ip "$name")" 22; do
+      if ((SECONDS >= end)) || ! pid_alive "$PIDDIR/$name.sshd"; then
+        tail -n 20 "$(sdir "$name")/sshd.log" >&2 || true
+        die "$name: sshd not answering"
+      fi
+      sleep 0.1
+    done
+  done
+
+  write_fleet "${names[@]}"
+  trap - EXIT
+  log "up: ${#names[@]} servers$([[ -n $docker ]] || echo ' (no docker)') in $((SECONDS - t0))s; fleet: $RIG_DIR/fleet.json"
+}
+
+up_failed() {
+  local rc=$?
+  ((rc == 0)) && return 0
+  if [[ ${RIG_KEEP_ON_FAIL:-} == 1 ]]; then
+    log "up failed; RIG_KEEP_ON_FAIL=1: leaving the rig as it is (run 'rig.sh down' to clean up)"
+  else
+    log "up failed: tearing down"
+    cmd_down || true
+  fi
+  exit "$rc"
+}
+
+# ---------------------------------------------------------------------------------------------
+# down
+
+cmd_down() {
+  need_root
+  check_rig_dir
+  local name ns pf pid i
+
+  # 1. the daemons we started, by recorded PID (dockerd stops its containers on TERM)
+  if [[ -d $PIDDIR ]]; then
+    for pf in "$PIDDIR"/*.sshd; do [[ -e $pf ]] && stop_pid "$pf" 10; done
+    local pids=()
+    for pf in "$PIDDIR"/*.dockerd; do
+      [[ -e $pf ]] || continue
+      if pid_alive "$pf"; then kill -TERM "$(pid_of "$pf")" 2>/dev/null || true; pids+=("$pf"); fi
+    done
+    for pf in "${pids[@]}"; do stop_pid "$pf" 20; done
+    [[ -e $PIDDIR/registry ]] && stop_pid "$PIDDIR/registry" 10
+    for pf in "$PIDDIR"/*; do [[ -e $pf ]] && stop_pid "$pf" 10; done
+  fi
+
+  # 2. whatever is still running inside the rig's namespaces (ssh sessions, shims, containers):
+  #    exactly the PIDs the kernel lists for those namespaces
+  local left=()
+  for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^ocrig-/ { print $1 }'); do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do left+=("$pid"); done
+  done
+  if ((${#left[@]})); then
+    log "ending ${#left[@]} leftover process(es) in the rig namespaces"
+    kill -TERM "${left[@]}" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      local alive=0
+      for pid in "${left[@]}"; do if proc_alive "$pid"; then alive=1; fi; done
+      ((alive)) || break
+      sleep 0.1
+    done
+    kill -KILL "${left[@]}" 2>/dev/null || true
+  fi
+
+  # 3. mounts left under the rig's folders (dockerd leaves an nsfs mount under its exec-root)
+  local m
+  for m in $(mounts_under "$RIG_DIR" "$RUN_DIR"); do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "could not unmount $m"
+  done
+
+  # 4. network: namespaces (their veth ends go with them), veths, bridge, guard route
+  for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^ocrig-/ { print $1 }'); do
+    ip netns del "$ns" 2>/dev/null || log "could not delete netns $ns"
+  done
+  for m in $(ip -o link show 2>/dev/null | awk -F': ' '{ print $2 }' | cut -d@ -f1 | grep -E '^ocv-s[0-9]+$' || true); do
+    ip link del "$m" 2>/dev/null || true
+  done
+  if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE"; fi
+  while ip route show "$GUARD_NET" 2>/dev/null | grep -q unreachable; do
+    ip route del unreachable "$GUARD_NET" metric 4000 2>/dev/null || ip route del unreachable "$GUARD_NET" || break
+  done
+
+  # 5. iptables: the daemons run with --iptables=false; restore the snapshot if anything changed
+  if [[ -f $STATE/iptables.before ]]; then
+    if ! diff -q "$STATE/iptables.before" <(iptables_snapshot) >/dev/null; then
+      log "iptables changed while the rig was up: restoring"
+      diff "$STATE/iptables.before" <(iptables_snapshot) >&2 || true
+      awk '/^## /{ t = $2; next } t == "iptables-save" { print }' "$STATE/iptables.before" | iptables-restore || true
+      if command -v ip6tables-restore >/dev/null 2>&1; then
+        awk '/^## /{ t = $2; next } t == "ip6tables-save" { print }' "$STATE/iptables.before" | ip6tables-restore || true
+      fi
+    fi
+  fi
+
+  # 6. the deploy user (only if the rig created it), files the rig made outside its folders
+  if getent passwd "$DEPLOY_USER" >/dev/null; then
+    local gecos
+    gecos=$(getent passwd "$DEPLOY_USER" | cut -d: -f5)
+    if [[ -f $STATE/user-created || $gecos == "$USER_MARK" ]]; then
+      userdel -r "$DEPLOY_USER" >/dev/null 2>&1 || userdel "$DEPLOY_USER" || log "could not remove user $DEPLOY_USER"
+    else
+      if [[ -f $STATE/user-added-to-docker ]]; then gpasswd -d "$DEPLOY_USER" docker >/dev/null 2>&1 || true; fi
+      if [[ -f $STATE/user-password ]]; then usermod -p "$(<"$STATE/user-password")" "$DEPLOY_USER" || true; fi
+      if [[ -f $STATE/home-created ]]; then rm -rf "$(<"$STATE/home")"; fi
+    fi
+  fi
+  if [[ -f $STATE/docker-key-absent ]]; then rm -f /etc/docker/key.json; fi
+  if [[ -f $STATE/run-sshd-created ]]; then rmdir /run/sshd 2>/dev/null || true; fi
+  # run-time folders that dockerd, containerd, ip netns and mount made because the rig ran them
+  local d
+  while read -r d; do
+    case $d in
+      /run/netns)
+        if [[ -d $d && -z $(ls -A "$d") ]]; then
+          if mountpoint -q "$d"; then umount "$d" 2>/dev/null || umount -l "$d" || true; fi
+          rmdir "$d" 2>/dev/null || true
+        fi ;;
+      /run/containerd) [[ -e $d/containerd.sock ]] || rm -rf "$d" ;;
+      /run/docker) [[ -e $d/docker.sock || -e $d.sock ]] || rm -rf "$d" ;;
+      /run/mount) rmdir "$d" 2>/dev/null || true ;;
+    esac
+  done < <(cat "$STATE/run-dirs-created" 2>/dev/null || true)
+
+  # 7. the folders
+  if [[ -n $(mounts_under "$RIG_DIR" "$RUN_DIR") ]]; then
+    log "mounts still present under $RIG_DIR or $RUN_DIR: not removing them"
+    mounts_under "$RIG_DIR" "$RUN_DIR" >&2
+    return 1
+  fi
+  rm -rf "$RUN_DIR" "$RIG_DIR"
+  log "down"
+}
+
+# ---------------------------------------------------------------------------------------------
+# status, exec, cut/mend, registry, reset
+
+cmd_status() {
+  check_rig_dir
+  if [[ ! -f $RIG_DIR/fleet.json ]]; then
+    if [[ -d $STATE ]] || ip link show "$BRIDGE" >/dev/null 2>&1; then
+      echo "partial: a rig was left over; run 'rig.sh down'"
+    else
+      echo "down"
+    fi
+    return 1
+  fi
+  local n dead=() pf
+  n=$(servers | wc -l)
+  for pf in "$PIDDIR"/*; do
+    [[ -e $pf ]] || continue
+    pid_alive "$pf" || dead+=("$(basename "$pf")")
+  done
+  if ((${#dead[@]})); then
+    echo "degraded: $n servers; not running: ${dead[*]}"
+    return 1
+  fi
+  echo "up: $n servers$(has_docker || echo ' (no docker)'); fleet: $RIG_DIR/fleet.json"
+}
+
+cmd_exec() {
+  need_root
+  local name=${1:-}
+  [[ -n $name ]] || die "usage: rig.sh exec NAME -- CMD..."
+  shift
+  [[ ${1:-} == -- ]] && shift
+  (($#)) || die "usage: rig.sh exec NAME -- CMD..."
+  known_server "$name"
+  local enter=(nsenter --net="/run/netns/$(netns_of "$name")")
+  local pf=$PIDDIR/$name.sshd
+  if pid_alive "$pf"; then enter+=(--mount="/proc/$(pid_of "$pf")/ns/mnt"); fi
+  local envs=(HOME=/root)
+  has_docker && envs+=(DOCKER_HOST="unix://$(sock_of "$name")")
+  # (env -C, not nsenter --wd: a directory opened before entering the mount namespace is unreachable)
+  exec "${enter[@]}" env -C "$(project_of "$name")" "${envs[@]}" "$@"
+}
+
+cmd_link() { # cut|mend NAME
+  need_root
+  local state=$1 name=${2:-}
+  [[ -n $name ]] || die "usage: rig.sh cut|mend NAME"
+  known_server "$name"
+  ip link set "$(veth_of "$name")" "$state"
+}
+
+cmd_registry() {
+  need_root
+  has_docker || die "this rig has no registry (--no-docker)"
+  case ${1:-} in
+    stop) stop_pid "$PIDDIR/registry" 10 ;;
+    start) pid_alive "$PIDDIR/registry" || start_registry ;;
+    *) die "usage: rig.sh registry stop|start" ;;
+  esac
+}
+
+# reset one server (runs in parallel, one process per server)
+cmd__reset() {
+  local name=$1 dir proj f
+  dir=$(sdir "$name")
+  proj=$(project_of "$name")
+  ip link set "$(veth_of "$name")" up
+  if has_docker && ! pid_alive "$PIDDIR/$name.dockerd"; then
+    log "$name: dockerd is not running: restarting it"
+    start_dockerd "$name"
+  fi
+  if ! pid_alive "$PIDDIR/$name.sshd"; then
+    log "$name: sshd is not running: restarting it"
+    start_sshd "$name"
+  fi
+  # the project folder: only the baseline files, with their original bytes
+  find "$proj" -mindepth 1 -maxdepth 1 ! -name docker-compose.yml ! -name .env -exec rm -rf {} +
+  cp "$dir/baseline/docker-compose.yml" "$dir/baseline/.env" "$proj/"
+  chown -R "$DEPLOY_USER:" "$proj"
+  cp "$dir/baseline/authorized_keys" "$dir/authorized_keys"
+  rm -rf "$dir/home/.openclaw-deploy"
+  if has_docker; then
+    wait_until 60 "$name's docker daemon" docker_ping "$(sock_of "$name")" || die "$name: dockerd not answering"
+    if ! (cd "$proj" && sdocker "$name" compose up -d --remove-orphans --quiet-pull >"$dir/compose.log" 2>&1); then
+      cat "$dir/compose.log" >&2
+      die "$name: docker compose up failed"
+    fi
+    wait_until 60 "$name's health (v1)" health_is "$name" v1 || die "$name: not healthy after reset"
+    # other containers and image tags a test left behind
+    local ids keep
+    keep=$(cd "$proj" && sdocker "$name" compose ps -q 2>/dev/null | sort)
+    ids=$(sdocker "$name" ps -aq --no-trunc | sort)
+    for f in $ids; do
+      grep -q "^${f:0:12}" <<<"$keep" || sdocker "$name" rm -f "$f" >/dev/null 2>&1 || true
+    done
+    for f in $(sdocker "$name" images --format '{{.Repository}}:{{.Tag}}' | grep -v '<none>' || true); do
+      [[ $f == "$REGISTRY/$PROJECT:v1" ]] || sdocker "$name" rmi "$f" >/dev/null 2>&1 || true
+    done
+  fi
+  wait_until 20 "$name's sshd" tcp_open "$(server_ip "$name")" 22 || die "$name: sshd not answering"
+}
+
+cmd_reset() {
+  need_root
+  local target=${1:-}
+  [[ -n $target ]] || die "usage: rig.sh reset NAME|all"
+  [[ -f $RIG_DIR/fleet.json ]] || die "the rig is not up"
+  if has_docker && ! pid_alive "$PIDDIR/registry"; then start_registry; fi
+  if [[ $target == all ]]; then
+    servers | xargs -P "${RIG_PARALLEL:-8}" -n 1 bash "$SELF" _reset || die "reset failed"
+  else
+    known_server "$target"
+    cmd__reset "$target"
+  fi
+}
+
+usage() {
+  sed -n '2,16p' "$SELF" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+main() {
+  local cmd=${1:-}
+  (($#)) && shift
+  case $cmd in
+    install) cmd_install "$@" ;;
+    up) cmd_up "$@" ;;
+    down) cmd_down "$@" ;;
+    status) cmd_status "$@" ;;
+    exec) cmd_exec "$@" ;;
+    cut) cmd_link down "$@" ;;
+    mend) cmd_link up "$@" ;;
+    registry) cmd_registry "$@" ;;
+    reset) cmd_reset "$@" ;;
+    _provision) cmd__provision "$@" ;;
+    _reset) cmd__reset "$@" ;;
+    -h | --help | help | "") usage ;;
+    *) die "unknown command: $cmd (try rig.sh help)" ;;
+  esac
+}
+
+main "$@"
