@@ -1,6 +1,7 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from '@jest/globals'
 import { UserError } from '../../src/errors.js'
 import { buildPlan } from '../../src/plan.js'
@@ -408,7 +409,7 @@ describe('loadRegistry resolves valid registries', () => {
   })
 
   it('accepts the example registry shipped in docs/examples', () => {
-    const registry = loadRegistry('docs/examples/production.json')
+    const registry = loadRegistry(fileURLToPath(new URL('../../docs/examples/production.json', import.meta.url)))
     const tenants = new Set(registry.servers.map(s => s.tenant))
     const regions = new Set(registry.servers.map(s => s.region))
     expect(tenants).toEqual(new Set(['acme', 'globex', 'initech']))
