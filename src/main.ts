@@ -1,14 +1,82 @@
 import * as core from '@actions/core'
+import { skippedResult, runFleet } from './deploy/fleet.js'
+import { isSuccess, type ServerResult } from './deploy/result.js'
+import { createRunContext } from './deploy/run-context.js'
 import { UserError } from './errors.js'
-import { readSettings } from './settings.js'
+import { buildPlan, formatPlan, type Plan } from './plan.js'
+import { loadRegistry, RegistryError } from './registry/load.js'
+import { selectServers } from './registry/select.js'
+import { registryFromSingleHost } from './registry/single-host.js'
+import { annotate, logServer, setOutputs, writeSummary } from './report/report.js'
+import { readSettings, type Settings } from './settings.js'
 
 /** The whole action: inputs → registry → plan → per-server pipeline → report. */
 export async function run(): Promise<void> {
   try {
     const settings = readSettings()
-    core.info(`mode: ${settings.mode}${settings.dryRun ? ' (dry run)' : ''}`)
+    const plan = makePlan(settings)
+    core.info(formatPlan(plan, settings))
+    const results = settings.dryRun ? planned(plan, settings) : await execute(plan, settings)
+    setOutputs(results)
+    // The summary and annotations come before the step fails, so a red step still shows its table.
+    await writeSummary(results, settings)
+    annotate(results)
+    const bad = results.filter(r => !isSuccess(r) && !plannedSkip(plan, r))
+    if (bad.length) {
+      core.setFailed(`${bad.length} of ${results.length} servers did not succeed: ${bad.map(r => `${r.server.name} ${r.status}`).join(', ')}`)
+    }
   } catch (error) {
+    // Registry problems also mark the file itself, so a pull request shows them on the right line.
+    if (error instanceof RegistryError) {
+      for (const p of error.details.slice(0, 9)) core.error(p.message, { title: 'Server registry', file: p.file, startLine: p.line, startColumn: p.column })
+    }
     core.setFailed(describeError(error))
+  }
+}
+
+function makePlan(settings: Settings): Plan {
+  let registry
+  if (settings.singleHost) {
+    core.info(`Input "host" is set: deploying to that one server; the registry file ${settings.serversFile} is not read.`)
+    registry = registryFromSingleHost(settings.singleHost)
+  } else {
+    registry = loadRegistry(settings.serversFile)
+  }
+  return buildPlan(selectServers(registry, settings.filters), settings)
+}
+
+/** Servers the plan itself skips (disabled in the registry) do not fail the step. */
+function plannedSkip(plan: Plan, result: ServerResult): boolean {
+  return result.status === 'skipped' && plan.entries.some(e => e.action === 'skip' && e.server === result.server)
+}
+
+function planned(plan: Plan, settings: Settings): ServerResult[] {
+  return plan.entries.map(e =>
+    e.action === 'skip'
+      ? skippedResult(e.server, e.skipReason ?? 'skipped')
+      : { server: e.server, status: 'planned' as const, deployedImage: settings.mode === 'deploy' ? settings.image || undefined : undefined, durationMs: 0, log: [] }
+  )
+}
+
+async function execute(plan: Plan, settings: Settings): Promise<ServerResult[]> {
+  const controller = new AbortController()
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (controller.signal.aborted) return
+    core.warning(`${signal} received: no new server starts; servers in progress finish or roll back, and their locks are released.`)
+    controller.abort()
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  try {
+    const ctx = createRunContext(settings, controller.signal, (server, state) => core.info(`[${server.name}] ${state}`))
+    const work = plan.entries.filter(e => e.action !== 'skip').map(e => e.server)
+    const results = await runFleet(work, ctx, { onServerDone: logServer })
+    const skipped = planned(plan, settings).filter(r => r.status === 'skipped')
+    skipped.forEach(logServer)
+    return [...results, ...skipped]
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
   }
 }
 

@@ -1,0 +1,254 @@
+// The deploy engine against the real fleet: sshd + dockerd per server, images from the local
+// registry. Tests run in order and share the fleet; each one leaves every server it touched healthy
+// on a known image with no lock (checked after each test).
+import { spawnSync } from 'node:child_process'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterEach, beforeAll, describe, expect, it } from '@jest/globals'
+import {
+  actionKeyInputs,
+  baselineEnvOf,
+  envOf,
+  healthOf,
+  readFleet,
+  rig,
+  runAction,
+  scratchDir,
+  server,
+  serverExec,
+  writeRegistry,
+  type ActionRun,
+  type Fleet
+} from '../rig/fleet.js'
+
+interface Result {
+  name: string
+  tenant: string
+  status: string
+  previousImage: string | null
+  deployedImage: string | null
+  error: string | null
+}
+
+const results = (run: ActionRun): Result[] => JSON.parse(run.outputs.results ?? '[]') as Result[]
+const statusOf = (run: ActionRun) => Object.fromEntries(results(run).map(r => [r.name, r.status]))
+const SIX = ['s1', 's2', 's3', 's4', 's5', 's6']
+const TENANT: Record<string, string> = { s1: 'acme', s2: 'acme', s3: 'globex', s4: 'globex', s5: 'initech', s6: 'initech' }
+
+let fleet: Fleet
+let registryFile: string
+let touched = new Set<string>()
+
+/** Deploys through the bundled action with the rig's key and known_hosts. */
+function deploy(inputs: Record<string, string>, opts: Parameters<typeof runAction>[1] = {}): Promise<ActionRun> {
+  return runAction({ 'servers-file': registryFile, ...actionKeyInputs(fleet), ...inputs }, opts)
+}
+
+function lockExists(name: string): boolean {
+  return existsSync(join(server(fleet, name).path, '.openclaw-deploy', 'lock'))
+}
+
+function historyOf(name: string): string {
+  const file = join(server(fleet, name).path, '.openclaw-deploy', 'history.log')
+  return existsSync(file) ? readFileSync(file, 'utf8') : ''
+}
+
+/** Waits until the action prints a line containing `text`, then calls `then`. */
+function when(text: string, then: () => void) {
+  return {
+    onSpawn: (child: import('node:child_process').ChildProcess) => {
+      let seen = ''
+      let done = false
+      child.stdout?.on('data', (d: Buffer | string) => {
+        seen += d.toString()
+        if (!done && seen.includes(text)) {
+          done = true
+          then()
+        }
+      })
+    }
+  }
+}
+
+beforeAll(async () => {
+  fleet = readFleet()
+  expect(fleet.servers.length).toBeGreaterThanOrEqual(6)
+  registryFile = writeRegistry(fleet, SIX, s => ({ tenant: TENANT[s.name], region: Number(s.name.slice(1)) % 2 ? 'eu-west' : 'us-east' }))
+  await rig('reset', 'all')
+})
+
+afterEach(async () => {
+  await rig('registry', 'start')
+  for (const name of touched) {
+    await rig('mend', name)
+    const health = await healthOf(name)
+    expect([name, ['v1', 'v2'].includes(health ?? '') ? 'known image' : `health ${health}`]).toEqual([name, 'known image'])
+    expect([name, lockExists(name)]).toEqual([name, false])
+  }
+  touched = new Set()
+})
+
+describe('deploy engine on the rig', () => {
+  it('deploys v1 → v2 to 6 servers in 3 tenants, each then serving v2', async () => {
+    SIX.forEach(n => touched.add(n))
+    const run = await deploy({ image: fleet.images.v2, 'max-parallel': '6' })
+    expect(run.stderr).toBe('')
+    expect(run.code).toBe(0)
+    expect(statusOf(run)).toEqual(Object.fromEntries(SIX.map(n => [n, 'deployed'])))
+    for (const r of results(run)) {
+      expect(r).toMatchObject({ tenant: TENANT[r.name], previousImage: fleet.images.v1, deployedImage: fleet.images.v2, error: null })
+    }
+    expect(run.outputs).toMatchObject({ deployed: '6', failed: '0', 'rolled-back': '0', skipped: '0' })
+    for (const name of SIX) {
+      expect(await healthOf(name)).toBe('v2')
+      // Only the image line of .env changed.
+      expect(envOf(server(fleet, name))).toBe(baselineEnvOf(server(fleet, name)).replace(fleet.images.v1, fleet.images.v2))
+      expect(historyOf(name)).toMatch(new RegExp(`deployed\\t${fleet.images.v1} -> ${fleet.images.v2}`))
+    }
+    expect(run.summary.match(/^\| (acme|globex|initech) \| s\d /gm)).toHaveLength(6)
+  })
+
+  it('deploying the image a server already runs restarts nothing', async () => {
+    touched.add('s2')
+    const started = () => serverExec('s2', 'docker inspect --format "{{.State.StartedAt}}" $(docker compose ps -q gateway)')
+    const before = (await started()).stdout
+    const run = await deploy({ image: fleet.images.v2, servers: 's2' })
+    expect(run.code).toBe(0)
+    expect(statusOf(run)).toEqual({ s2: 'unchanged' })
+    expect((await started()).stdout).toBe(before)
+  })
+
+  it('rolls back the two servers given a broken image; the others are untouched', async () => {
+    ;['s1', 's3', 's2'].forEach(n => touched.add(n))
+    const untouchedEnv = envOf(server(fleet, 's2'))
+    const run = await deploy({ image: fleet.images.broken, servers: 's1,s3', 'health-timeout': '8' })
+    expect(run.code).toBe(1)
+    expect(statusOf(run)).toEqual({ s1: 'rolled-back', s3: 'rolled-back' })
+    for (const r of results(run)) {
+      expect(r.deployedImage).toBe(fleet.images.v2)
+      expect(r.error).toMatch(/not healthy within 8s: .* answered HTTP 404.*restored .*:v2, which is healthy/)
+    }
+    expect(await healthOf('s1')).toBe('v2')
+    expect(await healthOf('s3')).toBe('v2')
+    expect(envOf(server(fleet, 's1'))).toContain(`OPENCLAW_IMAGE=${fleet.images.v2}\n`)
+    expect(envOf(server(fleet, 's2'))).toBe(untouchedEnv)
+    expect(run.stdout).toContain('::error title=s1 (acme): rolled-back::')
+    expect(run.stdout).toMatch(/::error::2 of 2 servers did not succeed/)
+  })
+
+  it('refuses a server whose host key is wrong before any command runs', async () => {
+    touched.add('s4')
+    const before = historyOf('s4')
+    const file = writeRegistry(fleet, ['s4'], { hostKey: server(fleet, 's5').hostKey })
+    const run = await runAction({ 'servers-file': file, 'ssh-private-key': actionKeyInputs(fleet)['ssh-private-key'], image: fleet.images.v1 })
+    expect(run.code).toBe(1)
+    const [result] = results(run)
+    expect(result).toMatchObject({ name: 's4', status: 'failed' })
+    expect(result!.error).toMatch(/refused before any command ran: HOST KEY MISMATCH/)
+    expect(historyOf('s4')).toBe(before)
+    expect(await healthOf('s4')).toBe('v2')
+  })
+
+  it('fails clearly with a key the server does not authorise', async () => {
+    touched.add('s4')
+    const dir = scratchDir('badkey')
+    spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'id')])
+    const run = await deploy({ image: fleet.images.v1, servers: 's4', 'ssh-private-key': readFileSync(join(dir, 'id'), 'utf8') })
+    expect(run.code).toBe(1)
+    expect(results(run)[0]!.error).toMatch(/deploy@10\.200\.0\.\d+:22 did not accept the SSH key/)
+  })
+
+  it('reports a server cut off before the deploy as unreachable within connect-timeout', async () => {
+    touched.add('s4')
+    await rig('cut', 's4')
+    const run = await deploy({ image: fleet.images.v1, servers: 's4,s5', 'connect-timeout': '4' })
+    expect(statusOf(run)).toEqual({ s4: 'unreachable', s5: 'deployed' })
+    expect(results(run)[0]!.error).toMatch(/cannot connect to 10\.200\.0\.\d+:22 after \d+ attempts? within 4s/)
+    expect(run.durationMs).toBeLessThan(60_000)
+    touched.add('s5')
+  })
+
+  it('leaves no lock and a healthy server when the link drops during the health check', async () => {
+    touched.add('s5')
+    let mended: Promise<unknown> = Promise.resolve()
+    const run = await deploy(
+      { image: fleet.images.v2, servers: 's5', 'connect-timeout': '40', 'health-timeout': '30' },
+      when('[s5] health check', () => {
+        mended = rig('cut', 's5').then(() => new Promise(r => setTimeout(r, 20_000)).then(() => rig('mend', 's5')))
+      })
+    )
+    await mended
+    expect(run.timedOut).toBe(false)
+    // Keepalives notice the dead link, the action reconnects once the link is back and rolls back.
+    expect(statusOf(run)).toEqual({ s5: 'rolled-back' })
+    expect(results(run)[0]!.error).toMatch(/reconnected and restored .*:v1, which is healthy/)
+    expect(await healthOf('s5')).toBe('v1')
+  })
+
+  it('rolls back with the registry stopped mid-deploy', async () => {
+    touched.add('s6')
+    const run = await deploy(
+      { image: fleet.images.broken, servers: 's6', 'health-timeout': '6' },
+      when('[s6] switching', () => void rig('registry', 'stop'))
+    )
+    expect(statusOf(run)).toEqual({ s6: 'rolled-back' })
+    expect(await healthOf('s6')).toBe('v2')
+  })
+
+  it('reports a held lock with its holder, and waits for it within lock-timeout', async () => {
+    touched.add('s2')
+    const state = join(server(fleet, 's2').path, '.openclaw-deploy')
+    await serverExec('s2', `mkdir -p ${state}/lock && echo "run 99 by alice" > ${state}/lock/holder && chown -R deploy ${state}`)
+    const run = await deploy({ image: fleet.images.v1, servers: 's2', 'lock-timeout': '2' })
+    expect(statusOf(run)).toEqual({ s2: 'locked' })
+    expect(results(run)[0]!.error).toMatch(/another deploy holds the lock \(run 99 by alice \); waited 2s/)
+    expect(await healthOf('s2')).toBe('v2')
+    // The holder finishes 3 s later: a run willing to wait gets the server.
+    setTimeout(() => void serverExec('s2', `rm -rf ${state}/lock`), 3000)
+    const waited = await deploy({ image: fleet.images.v1, servers: 's2', 'lock-timeout': '30' })
+    expect(statusOf(waited)).toEqual({ s2: 'deployed' })
+  })
+
+  it('lets only one of two simultaneous runs deploy a server', async () => {
+    touched.add('s3')
+    const [a, b] = await Promise.all([
+      deploy({ image: fleet.images.v1, servers: 's3', 'lock-timeout': '0' }),
+      deploy({ image: fleet.images.v1, servers: 's3', 'lock-timeout': '0' })
+    ])
+    expect([statusOf(a).s3, statusOf(b).s3].sort()).toEqual(['deployed', 'locked'])
+    expect(await healthOf('s3')).toBe('v1')
+  })
+
+  it('on SIGTERM starts no new server, finishes or rolls back the others and releases every lock', async () => {
+    SIX.forEach(n => touched.add(n))
+    const run = await deploy(
+      { image: fleet.images.v2, 'max-parallel': '2' },
+      {
+        onSpawn: child => {
+          let seen = ''
+          child.stdout?.on('data', (d: Buffer) => {
+            seen += d.toString()
+            if (/\[s\d\] switching/.test(seen) && !child.killed) child.kill('SIGTERM')
+          })
+        }
+      }
+    )
+    expect(run.code).toBe(1)
+    expect(run.stdout).toContain('SIGTERM received')
+    const statuses = Object.values(statusOf(run))
+    expect(statuses).toHaveLength(6)
+    expect(statuses.filter(s => s === 'skipped').length).toBeGreaterThanOrEqual(3)
+    for (const s of statuses) expect(['deployed', 'unchanged', 'rolled-back', 'skipped']).toContain(s)
+  })
+
+  it('keeps every other byte of a .env with comments, blank lines, quotes and no trailing newline', async () => {
+    touched.add('s1')
+    const file = join(server(fleet, 's1').path, '.env')
+    const original = `# OpenClaw gateway of acme\n\nOPENCLAW_GATEWAY_TOKEN='s3cr3t with spaces'\nOPENCLAW_IMAGE="${fleet.images.v2}"  # pinned by CI\n  # indented comment\nEXTRA="a=b#c"\r\nLAST=1`
+    writeFileSync(file, original)
+    const run = await deploy({ image: fleet.images.v1, servers: 's1' })
+    expect(statusOf(run)).toEqual({ s1: 'deployed' })
+    expect(readFileSync(file, 'utf8')).toBe(original.replace(fleet.images.v2, fleet.images.v1))
+    expect(await healthOf('s1')).toBe('v1')
+  })
+})
