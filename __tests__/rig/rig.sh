@@ -107,45 +107,69 @@ pid_alive() {
 
 pid_of() { local pid _s; read -r pid _s <"$1"; printf '%s\n' "$pid"; }
 
-# spawn NAME LOG CMD...: start CMD detached (own session, stdin /dev/null, output to LOG) and
-# record its PID and start time in $PIDDIR/NAME. The wrapper writes its own PID and then execs,
-# so the recorded PID is the daemon's whether or not setsid had to fork.
-spawn() {
-  local name=$1 logf=$2 i pid
+# spawn_start NAME LOG CMD...: start CMD detached (own session, stdin /dev/null, output to LOG).
+# The wrapper writes its own PID to $PIDDIR/NAME.new and then execs, so that PID is the daemon's
+# whether or not setsid had to fork. spawn_record NAME... turns those into $PIDDIR/NAME files
+# holding "PID STARTTIME" (the start time guards against a recycled PID).
+spawn_start() {
+  local name=$1 logf=$2
   shift 2
   local pf=$PIDDIR/$name
-  mkdir -p "$PIDDIR"
   rm -f "$pf" "$pf.new"
   # shellcheck disable=SC2016
   setsid bash -c 'echo "$$" >"$0.new"; exec "$@"' "$pf" "$@" </dev/null >>"$logf" 2>&1 &
-  for ((i = 0; i < 200; i++)); do
-    [[ -s $pf.new ]] && break
-    sleep 0.02
-  done
-  [[ -s $pf.new ]] || die "could not start $name"
-  pid=$(<"$pf.new")
-  printf '%s %s\n' "$pid" "$(starttime "$pid" || echo 0)" >"$pf"
-  rm -f "$pf.new"
 }
 
-# stop_pid PIDFILE [TIMEOUT]: TERM, wait up to TIMEOUT seconds, then KILL. Only the recorded process.
-stop_pid() {
-  local pf=$1 timeout=${2:-15} pid i
-  if pid_alive "$pf"; then
-    pid=$(pid_of "$pf")
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < timeout * 10; i++)); do
-      pid_alive "$pf" || break
-      sleep 0.1
+spawn_record() {
+  local name pf pid end=$((SECONDS + 20))
+  for name in "$@"; do
+    pf=$PIDDIR/$name
+    until [[ -s $pf.new ]]; do
+      ((SECONDS < end)) || die "could not start $name"
+      sleep 0.02
     done
-    if pid_alive "$pf"; then
-      log "$(basename "$pf") ($pid) did not stop in ${timeout}s: KILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      for ((i = 0; i < 50; i++)); do pid_alive "$pf" || break; sleep 0.1; done
-    fi
-  fi
-  rm -f "$pf"
+    pid=$(<"$pf.new")
+    printf '%s %s\n' "$pid" "$(starttime "$pid" || echo 0)" >"$pf"
+    rm -f "$pf.new"
+  done
 }
+
+spawn() { # spawn NAME LOG CMD...: start and record one daemon
+  spawn_start "$@"
+  spawn_record "$1"
+}
+
+# stop_pids TIMEOUT PIDFILE...: TERM the recorded processes, wait up to TIMEOUT seconds for all,
+# then KILL those left. Only the recorded processes (PID and start time must match).
+stop_pids() {
+  local timeout=$1 pf end
+  shift
+  local live=()
+  for pf in "$@"; do
+    if pid_alive "$pf"; then
+      kill -TERM "$(pid_of "$pf")" 2>/dev/null || true
+      live+=("$pf")
+    fi
+  done
+  end=$((SECONDS + timeout))
+  while ((${#live[@]})) && ((SECONDS < end)); do
+    local still=()
+    for pf in "${live[@]}"; do if pid_alive "$pf"; then still+=("$pf"); fi; done
+    live=("${still[@]}")
+    ((${#live[@]})) && sleep 0.1
+  done
+  for pf in "${live[@]}"; do
+    if pid_alive "$pf"; then
+      log "$(basename "$pf") ($(pid_of "$pf")) did not stop in ${timeout}s: KILL"
+      kill -KILL "$(pid_of "$pf")" 2>/dev/null || true
+    fi
+  done
+  for pf in "${live[@]}"; do
+    for ((end = 0; end < 50; end++)); do pid_alive "$pf" || break; sleep 0.1; done
+  done
+  rm -f "$@"
+}
+stop_pid() { stop_pids "${2:-15}" "$1"; } # stop_pid PIDFILE [TIMEOUT]
 
 # wait_until TIMEOUT DESCRIPTION CMD...: poll CMD until it succeeds, or fail after TIMEOUT seconds
 wait_until() {
@@ -272,10 +296,8 @@ EOF
 # ---------------------------------------------------------------------------------------------
 # up
 
-write_sshd_config() {
-  local name=$1 dir ip
-  dir=$(sdir "$name")
-  ip=$(server_ip "$name")
+write_sshd_config() { # (no command substitutions in per-server paths: `up 200` runs them 200 times)
+  local name=$1 dir=$RIG_DIR/$1 ip=$SUBNET_PREFIX.$((10 + ${1#s}))
   {
     printf 'ListenAddress %s\nPort 22\n' "$ip"
     printf 'HostKey %s/ssh_host_ed25519_key\n' "$dir"
@@ -285,33 +307,32 @@ write_sshd_config() {
     printf '%s\n' 'PubkeyAuthentication yes' 'PasswordAuthentication no' 'KbdInteractiveAuthentication no' \
       'PermitRootLogin no' 'UsePAM no' 'StrictModes no' 'UseDNS no' 'PrintMotd no' 'PrintLastLog no' \
       'X11Forwarding no' 'LogLevel VERBOSE' 'Subsystem sftp internal-sftp'
-    if has_docker; then printf 'SetEnv DOCKER_HOST=unix://%s\n' "$(sock_of "$name")"; fi
+    if has_docker; then printf 'SetEnv DOCKER_HOST=unix://%s/docker.sock\n' "$dir"; fi
   } >"$dir/sshd_config"
 }
 
 # sshd runs in the server's netns and in a private mount namespace where the deploy user's home is
 # the server's own folder (servers share this machine's filesystem; homes must not be shared).
+# Starts it only: spawn_record NAME.sshd records it.
 start_sshd() {
-  local name=$1 dir home
-  dir=$(sdir "$name")
+  local name=$1 dir=$RIG_DIR/$1 home
   home=$(<"$STATE/home")
   # shellcheck disable=SC2016
-  spawn "$name.sshd" "$dir/sshd.log" unshare --mount --propagation private -- bash -c '
+  spawn_start "$name.sshd" "$dir/sshd.log" unshare --mount --propagation private -- bash -c '
     # drop copies of the rig'"'"'s own mounts (container rootfs, netns files) from this namespace
     awk -v a="$4/" -v b="$5/" "index(\$5, a) == 1 || index(\$5, b) == 1 { print \$5 }" /proc/self/mountinfo |
       sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
     mount --bind "$1" "$2" || exit 1
     exec nsenter --net="$3" /usr/sbin/sshd -D -e -f "$6"
-  ' sshd-wrapper "$dir/home" "$home" "/run/netns/$(netns_of "$name")" "$RIG_DIR" "$RUN_DIR" "$dir/sshd_config"
+  ' sshd-wrapper "$dir/home" "$home" "/run/netns/ocrig-$name" "$RIG_DIR" "$RUN_DIR" "$dir/sshd_config"
 }
 
-start_dockerd() {
-  local name=$1 dir
-  dir=$(sdir "$name")
+start_dockerd() { # starts it only: spawn_record NAME.dockerd records it
+  local name=$1 dir=$RIG_DIR/$1
   mkdir -p "$RUN_DIR/$name"
   [[ -f $dir/daemon.json ]] || printf '{}\n' >"$dir/daemon.json"
   rm -f "$dir/dockerd.pid"
-  spawn "$name.dockerd" "$dir/dockerd.log" nsenter --net="/run/netns/$(netns_of "$name")" \
+  spawn_start "$name.dockerd" "$dir/dockerd.log" nsenter --net="/run/netns/$(netns_of "$name")" \
     dockerd --config-file "$dir/daemon.json" --data-root "$dir/docker" --exec-root "$RUN_DIR/$name" \
     -H "unix://$(sock_of "$name")" --pidfile "$dir/dockerd.pid" --group docker \
     --bridge=none --iptables=false --ip-forward=false --ip-masq=false \
@@ -351,14 +372,8 @@ setup_deploy_user() {
   printf '%s\n' "$home" >"$STATE/home"
 }
 
-write_project() { # the OpenClaw-shaped compose project of one server, and its baseline copies
-  local name=$1 dir proj token
-  dir=$(sdir "$name")
-  proj=$(project_of "$name")
-  mkdir -p "$proj" "$dir/baseline"
-  token=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
-  cat >"$dir/baseline/docker-compose.yml" <<'EOF'
-# OpenClaw gateway (test rig)
+# shellcheck disable=SC2016 # the compose file's own ${...} references
+COMPOSE_FILE_TEXT='# OpenClaw gateway (test rig)
 services:
   gateway:
     image: ${OPENCLAW_IMAGE}
@@ -366,15 +381,22 @@ services:
     restart: unless-stopped
     environment:
       OPENCLAW_GATEWAY_TOKEN: ${OPENCLAW_GATEWAY_TOKEN}
-EOF
-  cat >"$dir/baseline/.env" <<EOF
-# OpenClaw gateway settings for $name (test rig)
+'
+
+# the OpenClaw-shaped compose project of one server and its baseline copies (the folders exist;
+# the caller chowns the project folder to deploy)
+write_project() {
+  local name=$1 dir=$RIG_DIR/$1 proj=$RIG_DIR/$1/$PROJECT token env
+  printf -v token '%08x%08x%08x' "$SRANDOM" "$SRANDOM" "$SRANDOM"
+  env="# OpenClaw gateway settings for $name (test rig)
 OPENCLAW_IMAGE=$REGISTRY/$PROJECT:v1
 OPENCLAW_GATEWAY_TOKEN=rig-$name-$token
 OPENCLAW_LOG_LEVEL=info
-EOF
-  cp "$dir/baseline/docker-compose.yml" "$dir/baseline/.env" "$proj/"
-  chown -R "$DEPLOY_USER:" "$proj"
+"
+  printf '%s' "$COMPOSE_FILE_TEXT" >"$dir/baseline/docker-compose.yml"
+  printf '%s' "$COMPOSE_FILE_TEXT" >"$proj/docker-compose.yml"
+  printf '%s' "$env" >"$dir/baseline/.env"
+  printf '%s' "$env" >"$proj/.env"
 }
 
 build_images() { # on s1's daemon: FROM scratch + static busybox; push v1, v2, broken
@@ -438,39 +460,43 @@ cmd__provision() {
   }
 }
 
-json_str() { printf '"%s"' "$1"; } # our strings hold no characters that need escaping
-
+# fleet.json and known_hosts (no forks per server but one ssh-keygen call for all fingerprints).
+# RIG_DIR holds only [A-Za-z0-9._/-]: nothing needs JSON escaping.
 write_fleet() {
-  local names=("$@") name first=1 ip fp
-  local kh=$RIG_DIR/known_hosts
-  : >"$kh.new"
+  local names=("$@") name first=1 ip kt key _rest i=0 docker=false
+  local kh=$RIG_DIR/known_hosts fps=()
+  if has_docker; then docker=true; fi
+  for name in "${names[@]}"; do
+    read -r kt key _rest <"$RIG_DIR/$name/ssh_host_ed25519_key.pub"
+    printf '%s.%s %s %s\n' "$SUBNET_PREFIX" "$((10 + ${name#s}))" "$kt" "$key"
+  done >"$kh.new"
+  mapfile -t fps < <(ssh-keygen -lf "$kh.new" | awk '{ print $2 }')
+  ((${#fps[@]} == ${#names[@]})) || die "could not read the host key fingerprints"
   {
     printf '{\n'
-    printf '  "rigDir": %s,\n' "$(json_str "$RIG_DIR")"
-    printf '  "registry": %s,\n' "$(json_str "$REGISTRY")"
-    printf '  "docker": %s,\n' "$(has_docker && echo true || echo false)"
-    if has_docker; then
+    printf '  "rigDir": "%s",\n' "$RIG_DIR"
+    printf '  "registry": "%s",\n' "$REGISTRY"
+    printf '  "docker": %s,\n' "$docker"
+    if [[ $docker == true ]]; then
       printf '  "images": { "v1": "%s", "v2": "%s", "broken": "%s" },\n' \
         "$REGISTRY/$PROJECT:v1" "$REGISTRY/$PROJECT:v2" "$REGISTRY/$PROJECT:broken"
     else
       printf '  "images": {},\n'
     fi
-    printf '  "privateKeyFile": %s,\n' "$(json_str "$RIG_DIR/keys/id_ed25519")"
-    printf '  "publicKeyFile": %s,\n' "$(json_str "$RIG_DIR/keys/id_ed25519.pub")"
-    printf '  "knownHostsFile": %s,\n' "$(json_str "$kh")"
+    printf '  "privateKeyFile": "%s",\n' "$RIG_DIR/keys/id_ed25519"
+    printf '  "publicKeyFile": "%s",\n' "$RIG_DIR/keys/id_ed25519.pub"
+    printf '  "knownHostsFile": "%s",\n' "$kh"
     printf '  "servers": [\n'
     for name in "${names[@]}"; do
-      ip=$(server_ip "$name")
-      fp=$(ssh-keygen -lf "$(sdir "$name")/ssh_host_ed25519_key.pub" | awk '{print $2}')
-      printf '%s %s\n' "$ip" "$(cut -d' ' -f1,2 "$(sdir "$name")/ssh_host_ed25519_key.pub")" >>"$kh.new"
+      ip=$SUBNET_PREFIX.$((10 + ${name#s}))
       ((first)) || printf ',\n'
       first=0
       printf '    { "name": "%s", "host": "%s", "port": 22, "user": "%s", "path": "%s", "hostKey": "%s",' \
-        "$name" "$ip" "$DEPLOY_USER" "$(project_of "$name")" "$fp"
-      printf ' "netns": "%s", "veth": "%s", "home": "%s", "baselineDir": "%s",' \
-        "$(netns_of "$name")" "$(veth_of "$name")" "$(sdir "$name")/home" "$(sdir "$name")/baseline"
-      if has_docker; then
-        printf ' "dockerHost": "unix://%s", "docker": true }' "$(sock_of "$name")"
+        "$name" "$ip" "$DEPLOY_USER" "$RIG_DIR/$name/$PROJECT" "${fps[i++]}"
+      printf ' "netns": "ocrig-%s", "veth": "ocv-%s", "home": "%s", "baselineDir": "%s",' \
+        "$name" "$name" "$RIG_DIR/$name/home" "$RIG_DIR/$name/baseline"
+      if [[ $docker == true ]]; then
+        printf ' "dockerHost": "unix://%s", "docker": true }' "$RIG_DIR/$name/docker.sock"
       else
         printf ' "dockerHost": null, "docker": false }'
       fi
@@ -538,33 +564,34 @@ cmd_up() {
   ip link add "$BRIDGE" type bridge forward_delay 0 stp_state 0
   ip addr add "$HOST_IP/24" dev "$BRIDGE"
   ip link set "$BRIDGE" up
-  {
-    for name in "${names[@]}"; do
-      printf 'netns add %s\n' "$(netns_of "$name")"
-      printf 'link add %s type veth peer name eth0 netns %s\n' "$(veth_of "$name")" "$(netns_of "$name")"
-      printf 'link set %s master %s up\n' "$(veth_of "$name")" "$BRIDGE"
-    done
-  } | ip -batch -
   for name in "${names[@]}"; do
-    printf 'link set lo up\naddr add %s/24 dev eth0\nlink set eth0 up\n' "$(server_ip "$name")" |
-      ip -n "$(netns_of "$name")" -batch -
+    printf 'netns add ocrig-%s\n' "$name"
+    printf 'link add ocv-%s type veth peer name eth0 netns ocrig-%s\n' "$name" "$name"
+    printf 'link set ocv-%s master %s up\n' "$name" "$BRIDGE"
+  done | ip -batch -
+  for name in "${names[@]}"; do
+    printf 'link set lo up\naddr add %s.%s/24 dev eth0\nlink set eth0 up\n' "$SUBNET_PREFIX" "$((10 + ${name#s}))" |
+      ip -n "ocrig-$name" -batch -
   done
 
-  # 2. user, keys, per-server files
+  # 2. user, keys, per-server files (few forks per server: `up 200` runs this 200 times)
   setup_deploy_user
   ssh-keygen -q -t ed25519 -N '' -C "openclaw-rig client" -f "$RIG_DIR/keys/id_ed25519"
+  local pub d dirs=()
+  pub=$(<"$RIG_DIR/keys/id_ed25519.pub")
+  for name in "${names[@]}"; do dirs+=("$RIG_DIR/$name/home" "$RIG_DIR/$name/baseline" "$RIG_DIR/$name/$PROJECT"); done
+  mkdir -p "${dirs[@]}"
   for name in "${names[@]}"; do
-    local d
-    d=$(sdir "$name")
-    mkdir -p "$d/home" "$d/baseline"
-    chmod 755 "$d"
-    chown "$DEPLOY_USER:" "$d/home"
+    d=$RIG_DIR/$name
     ssh-keygen -q -t ed25519 -N '' -C "openclaw-rig $name" -f "$d/ssh_host_ed25519_key"
-    cp "$RIG_DIR/keys/id_ed25519.pub" "$d/authorized_keys"
-    cp "$d/authorized_keys" "$d/baseline/authorized_keys"
+    printf '%s\n' "$pub" >"$d/authorized_keys"
+    printf '%s\n' "$pub" >"$d/baseline/authorized_keys"
     write_sshd_config "$name"
     write_project "$name"
   done
+  dirs=()
+  for name in "${names[@]}"; do dirs+=("$RIG_DIR/$name/home" "$RIG_DIR/$name/$PROJECT"); done
+  chown -R "$DEPLOY_USER:" "${dirs[@]}"
 
   # 3. daemons: dockerds first (sshd's mount namespace must not copy container mounts), then sshds
   if [[ -n $docker ]]; then
@@ -585,8 +612,10 @@ http:
 EOF
     start_registry
     for name in "${names[@]}"; do start_dockerd "$name"; done
+    spawn_record "${names[@]/%/.dockerd}"
   fi
   for name in "${names[@]}"; do start_sshd "$name"; done
+  spawn_record "${names[@]/%/.sshd}"
 
   # 4. images (on s1 while the other daemons start), then every server's project on v1
   if [[ -n $docker ]]; then
@@ -604,9 +633,9 @@ EOF
   # 5. every sshd answers
   local end=$((SECONDS + 60))
   for name in "${names[@]}"; do
-    until tcp_open "$(server_ip "$name")" 22; do
+    until tcp_open "$SUBNET_PREFIX.$((10 + ${name#s}))" 22; do
       if ((SECONDS >= end)) || ! pid_alive "$PIDDIR/$name.sshd"; then
-        tail -n 20 "$(sdir "$name")/sshd.log" >&2 || true
+        tail -n 20 "$RIG_DIR/$name/sshd.log" >&2 || true
         die "$name: sshd not answering"
       fi
       sleep 0.1
@@ -640,15 +669,11 @@ cmd_down() {
 
   # 1. the daemons we started, by recorded PID (dockerd stops its containers on TERM)
   if [[ -d $PIDDIR ]]; then
-    for pf in "$PIDDIR"/*.sshd; do [[ -e $pf ]] && stop_pid "$pf" 10; done
-    local pids=()
-    for pf in "$PIDDIR"/*.dockerd; do
-      [[ -e $pf ]] || continue
-      if pid_alive "$pf"; then kill -TERM "$(pid_of "$pf")" 2>/dev/null || true; pids+=("$pf"); fi
-    done
-    for pf in "${pids[@]}"; do stop_pid "$pf" 20; done
-    [[ -e $PIDDIR/registry ]] && stop_pid "$PIDDIR/registry" 10
-    for pf in "$PIDDIR"/*; do [[ -e $pf ]] && stop_pid "$pf" 10; done
+    shopt -s nullglob
+    stop_pids 10 "$PIDDIR"/*.sshd
+    stop_pids 25 "$PIDDIR"/*.dockerd
+    stop_pids 10 "$PIDDIR"/*
+    shopt -u nullglob
   fi
 
   # 2. whatever is still running inside the rig's namespaces (ssh sessions, shims, containers):
@@ -808,10 +833,12 @@ cmd__reset() {
   if has_docker && ! pid_alive "$PIDDIR/$name.dockerd"; then
     log "$name: dockerd is not running: restarting it"
     start_dockerd "$name"
+    spawn_record "$name.dockerd"
   fi
   if ! pid_alive "$PIDDIR/$name.sshd"; then
     log "$name: sshd is not running: restarting it"
     start_sshd "$name"
+    spawn_record "$name.sshd"
   fi
   # the project folder: only the baseline files, with their original bytes
   find "$proj" -mindepth 1 -maxdepth 1 ! -name docker-compose.yml ! -name .env -exec rm -rf {} +
