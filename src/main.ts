@@ -7,6 +7,7 @@ import { buildPlan, formatPlan, type Plan } from './plan.js'
 import { loadRegistry, RegistryError } from './registry/load.js'
 import { selectServers } from './registry/select.js'
 import { registryFromSingleHost } from './registry/single-host.js'
+import { TenantDeployments } from './report/deployments.js'
 import { annotate, logServer, setOutputs, writeSummary } from './report/report.js'
 import { readSettings, type Settings } from './settings.js'
 
@@ -70,9 +71,11 @@ async function execute(plan: Plan, settings: Settings): Promise<ServerResult[]> 
   try {
     const ctx = createRunContext(settings, controller.signal, (server, state) => core.info(`[${server.name}] ${state}`))
     const work = plan.entries.filter(e => e.action !== 'skip').map(e => e.server)
+    const deployments = await TenantDeployments.start(settings, work.map(s => s.tenant))
     const results = await runFleet(work, ctx, { onServerDone: logServer })
     const skipped = planned(plan, settings).filter(r => r.status === 'skipped')
     skipped.forEach(logServer)
+    await deployments?.finish(results)
     return [...results, ...skipped]
   } finally {
     process.off('SIGINT', onSignal)
