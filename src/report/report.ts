@@ -76,9 +76,13 @@ export function annotate(results: ServerResult[]): void {
   }
 }
 
+function escapeHtml(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
+}
+
 /** Escapes text for a Markdown table cell (HTML is allowed in the summary, so escape it too). */
 function cell(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/\|/g, '\\|').replace(/\r?\n/g, ' ')
+  return escapeHtml(text).replace(/\|/g, '\\|').replace(/\r?\n/g, ' ')
 }
 
 function seconds(ms: number): string {
@@ -92,6 +96,14 @@ function imageCell(r: ServerResult): string {
   return before === after ? after : `${before} → ${after}`
 }
 
+/** Health, and in `mode: status` also who holds the lock and the last history line. */
+function healthCell(r: ServerResult): string {
+  const parts = [r.health ?? '']
+  if (r.lockHolder) parts.push(`🔒 locked by ${r.lockHolder}`)
+  if (r.lastDeploy) parts.push(`last: ${r.lastDeploy.replace(/\t/g, ' ')}`)
+  return cell(parts.filter(Boolean).join(' · '))
+}
+
 /** The summary as Markdown; rows and details are dropped (with a note) before it outgrows the budget. */
 export function renderSummary(results: ServerResult[], settings: Settings, env: NodeJS.ProcessEnv = process.env): string {
   const what = settings.mode === 'deploy' ? `deploy of ${settings.image ? `\`${cell(settings.image)}\`` : 'the image each .env names'}` : settings.mode
@@ -102,7 +114,7 @@ export function renderSummary(results: ServerResult[], settings: Settings, env: 
   let size = Buffer.byteLength([...head, ...tableHead].join('\n')) + 1024
   const rows: string[] = []
   for (const r of results) {
-    const row = `| ${cell(r.server.tenant)} | ${cell(r.server.name)} | ${cell(r.server.region ?? '')} | ${STATUS_SYMBOL[r.status]} ${r.status} | ${imageCell(r)} | ${cell(r.health ?? '')} | ${seconds(r.durationMs)} |`
+    const row = `| ${cell(r.server.tenant)} | ${cell(r.server.name)} | ${cell(r.server.region ?? '')} | ${STATUS_SYMBOL[r.status]} ${r.status} | ${imageCell(r)} | ${healthCell(r)} | ${seconds(r.durationMs)} |`
     size += Buffer.byteLength(row) + 1
     if (size > SUMMARY_BUDGET_BYTES) break
     rows.push(row)
@@ -114,9 +126,7 @@ export function renderSummary(results: ServerResult[], settings: Settings, env: 
       '',
       cell(r.error ?? ''),
       '',
-      '```',
-      (r.failedOutput ?? r.log.slice(-10).join('\n')).replace(/```/g, "'''"),
-      '```',
+      `<pre>${escapeHtml(r.failedOutput ?? r.log.slice(-10).join('\n'))}</pre>`,
       '</details>'
     ].join('\n')
     size += Buffer.byteLength(block) + 1
