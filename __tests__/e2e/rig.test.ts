@@ -1,8 +1,8 @@
 // Proves the rig itself: every server answers SSH as `deploy` with the rig's key and host keys,
 // runs its own Docker daemon with the OpenClaw-shaped project on v1, pulls from the local registry,
 // and cannot reach anything outside the rig's network. Also checks the helpers the other e2e tests use.
-import { describe, expect, test } from '@jest/globals'
-import { writeFileSync } from 'node:fs'
+import { beforeAll, describe, expect, test } from '@jest/globals'
+import { existsSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import {
   actionKeyInputs,
@@ -25,6 +25,11 @@ import {
 
 const fleet: Fleet = readFleet()
 const last = fleet.servers[fleet.servers.length - 1]
+
+// test files share the rig and run in any order: start from the baseline
+beforeAll(async () => {
+  await rig('reset', 'all')
+})
 
 function ssh(s: FleetServer, command: string, knownHosts = fleet.knownHostsFile, timeoutSeconds = 5) {
   return run(
@@ -205,7 +210,13 @@ console.log(process.cwd() === e.GITHUB_WORKSPACE ? 'cwd-ok' : 'cwd-wrong', e.RUN
 process.exitCode = 3
 `
     )
-    const r = await runAction({ 'ssh-private-key': 'KEY', servers: 's1\ns2' }, { entry: script, timeoutMs: 30_000 })
+    let recorded = false
+    const r = await runAction(
+      { 'ssh-private-key': 'KEY', servers: 's1\ns2' },
+      { entry: script, timeoutMs: 30_000, onSpawn: child => (recorded = existsSync(pidFile(child.pid))) }
+    )
+    expect(recorded).toBe(true) // so that rig.sh down can end a run that outlives its test
+    expect(readdirSync(join(fleet.rigDir, 'pids')).filter(f => f.startsWith('action-'))).toEqual([])
     expect(r.code).toBe(3)
     expect(r.timedOut).toBe(false)
     expect(r.stdout).toContain('cwd-ok temp-ok')
@@ -242,6 +253,10 @@ process.exitCode = 3
     expect(await healthOf(s.name)).toBe('v1')
   })
 })
+
+function pidFile(pid: number | undefined): string {
+  return join(fleet.rigDir, 'pids', `action-${pid}`)
+}
 
 async function waitFor<T>(probe: () => Promise<T>, want: T, timeoutMs = 30_000): Promise<T | undefined> {
   const end = Date.now() + timeoutMs

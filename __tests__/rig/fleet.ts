@@ -1,7 +1,7 @@
 // Helpers for end-to-end tests against the rig (see rig.sh): read the fleet, run rig commands,
 // look inside servers, and run the bundled action the way the GitHub runner does.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -245,6 +245,27 @@ export interface RunActionOptions {
 /** What `${{ github.token }}` becomes in runAction (no GitHub API is reachable from tests anyway). */
 export const FAKE_GITHUB_TOKEN = 'ghs_openclawRigFakeToken0000000000000000'
 
+/**
+ * Record a running action's PID (and start time) in the rig's pid folder, so that `rig.sh down`
+ * ends a run that outlived its test before the rig's network (and its guard route) goes away.
+ */
+function recordPid(pid: number | undefined): string | undefined {
+  if (!pid) return undefined
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+    const file = join(rigDir, 'pids', `action-${pid}`)
+    writeFileSync(file, `${pid} ${start}\n`)
+    return file
+  } catch {
+    return undefined // no rig up: nothing to record
+  }
+}
+
+function forgetPid(file: string | undefined): void {
+  if (file) rmSync(file, { force: true })
+}
+
 /** Defaults of action.yml's inputs (a small reader for that file's plain `inputs:` block). */
 export function actionDefaults(file = join(repoRoot, 'action.yml')): Record<string, string> {
   const defaults: Record<string, string> = {}
@@ -376,15 +397,21 @@ export async function runAction(inputs: Record<string, string>, opts: RunActionO
       timedOut = true
       child.kill('SIGKILL')
     }, timeoutMs)
+    const pidFile = recordPid(child.pid)
     child.on('error', err => {
       clearTimeout(timer)
+      forgetPid(pidFile)
       reject(err)
     })
     child.on('close', (code, signal) => {
       clearTimeout(timer)
+      forgetPid(pidFile)
+      // (never throw here: a run that outlives its test may find the rig, and these files, gone)
       let outputs: Record<string, string> = {}
+      let summary = ''
       try {
         outputs = parseCommandFile(readFileSync(files.GITHUB_OUTPUT, 'utf8'))
+        summary = readFileSync(files.GITHUB_STEP_SUMMARY, 'utf8')
       } catch (err) {
         stderr += `\n[runAction] ${(err as Error).message}`
       }
@@ -394,7 +421,7 @@ export async function runAction(inputs: Record<string, string>, opts: RunActionO
         stdout,
         stderr,
         outputs,
-        summary: readFileSync(files.GITHUB_STEP_SUMMARY, 'utf8'),
+        summary,
         durationMs: Date.now() - started,
         timedOut,
         workspace

@@ -670,6 +670,7 @@ cmd_down() {
   # 1. the daemons we started, by recorded PID (dockerd stops its containers on TERM)
   if [[ -d $PIDDIR ]]; then
     shopt -s nullglob
+    stop_pids 5 "$PIDDIR"/action-* # action runs (fleet.ts runAction) that outlived their test
     stop_pids 10 "$PIDDIR"/*.sshd
     stop_pids 25 "$PIDDIR"/*.dockerd
     stop_pids 10 "$PIDDIR"/*
@@ -683,7 +684,8 @@ cmd_down() {
     for pid in $(ip netns pids "$ns" 2>/dev/null); do left+=("$pid"); done
   done
   if ((${#left[@]})); then
-    log "ending ${#left[@]} leftover process(es) in the rig namespaces"
+    log "ending ${#left[@]} leftover process(es) in the rig namespaces:" \
+      "$(for pid in "${left[@]}"; do cat "/proc/$pid/comm" 2>/dev/null; done | sort | uniq -c | awk '{ printf "%s%s x%s", sep, $2, $1; sep = ", " }')"
     kill -TERM "${left[@]}" 2>/dev/null || true
     for ((i = 0; i < 50; i++)); do
       local alive=0
