@@ -19,7 +19,7 @@ export default {
       testMatch: ['<rootDir>/__tests__/e2e/**/*.test.ts'],
       globalSetup: '<rootDir>/__tests__/rig/global-setup.ts',
       globalTeardown: '<rootDir>/__tests__/rig/global-teardown.ts',
-      testTimeout: 300000
+      setupFilesAfterEnv: ['<rootDir>/__tests__/e2e/timeouts.ts']
     }
   ]
 }

@@ -79,13 +79,17 @@ beforeAll(async () => {
 
 afterEach(async () => {
   await rig('registry', 'start')
+  const problems: string[] = []
   for (const name of touched) {
     await rig('mend', name)
     const health = await healthOf(name)
-    expect([name, ['v1', 'v2'].includes(health ?? '') ? 'known image' : `health ${health}`]).toEqual([name, 'known image'])
-    expect([name, lockExists(name)]).toEqual([name, false])
+    if (!['v1', 'v2'].includes(health ?? '')) problems.push(`${name} is not healthy on a known image (health: ${health})`)
+    if (lockExists(name)) problems.push(`${name} still has a deploy lock`)
+    // One test's mess must not spill into the next: put the server back on its baseline.
+    if (!['v1', 'v2'].includes(health ?? '') || lockExists(name)) await rig('reset', name)
   }
   touched = new Set()
+  expect(problems).toEqual([])
 })
 
 describe('deploy engine on the rig', () => {
@@ -132,7 +136,7 @@ describe('deploy engine on the rig', () => {
     expect(await healthOf('s3')).toBe('v2')
     expect(envOf(server(fleet, 's1'))).toContain(`OPENCLAW_IMAGE=${fleet.images.v2}\n`)
     expect(envOf(server(fleet, 's2'))).toBe(untouchedEnv)
-    expect(run.stdout).toContain('::error title=s1 (acme): rolled-back::')
+    expect(run.stdout).toContain('::error title=s1 (acme)%3A rolled-back::health failed: not healthy within 8s')
     expect(run.stdout).toMatch(/::error::2 of 2 servers did not succeed/)
   })
 
@@ -201,7 +205,7 @@ describe('deploy engine on the rig', () => {
     await serverExec('s2', `mkdir -p ${state}/lock && echo "run 99 by alice" > ${state}/lock/holder && chown -R deploy ${state}`)
     const run = await deploy({ image: fleet.images.v1, servers: 's2', 'lock-timeout': '2' })
     expect(statusOf(run)).toEqual({ s2: 'locked' })
-    expect(results(run)[0]!.error).toMatch(/another deploy holds the lock \(run 99 by alice \); waited 2s/)
+    expect(results(run)[0]!.error).toMatch(/another deploy holds the lock \(run 99 by alice\); waited 2s \(lock-timeout\)/)
     expect(await healthOf('s2')).toBe('v2')
     // The holder finishes 3 s later: a run willing to wait gets the server.
     setTimeout(() => void serverExec('s2', `rm -rf ${state}/lock`), 3000)

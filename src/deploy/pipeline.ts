@@ -102,7 +102,7 @@ class ServerJob {
       await this.step(commands.takeLock(this.server.path, lockHolder, settings.lockTimeout), settings.lockTimeout + QUICK_STEP_SECONDS)
     } catch (error) {
       if (error instanceof StepFailed && error.code === 4) {
-        this.result.lockHolder = error.facts.get('holder')?.[0]
+        this.result.lockHolder = error.facts.get('holder')?.[0]?.trim()
         return this.finish('locked', `another deploy holds the lock (${this.result.lockHolder || 'holder unknown'}); waited ${settings.lockTimeout}s (lock-timeout)`)
       }
       throw error
@@ -267,7 +267,7 @@ class ServerJob {
     this.result.deployedImageId = managed[0]?.imageId
     const state = await this.step(commands.readState(this.server.path))
     this.result.lastDeploy = this.fact(state, 'last', '') || undefined
-    this.result.lockHolder = this.fact(state, 'holder', '') || undefined
+    this.result.lockHolder = this.fact(state, 'holder', '').trim() || undefined
     this.note(`containers: ${all.map(c => `${c.service} ${c.state}`).join(', ') || 'none'}`)
     const healthy = await this.checkHealth(undefined, Math.min(this.ctx.settings.healthTimeout, 10))
     return this.finish(healthy ? 'healthy' : 'unhealthy', healthy ? undefined : this.result.health)
