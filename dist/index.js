@@ -64392,8 +64392,26 @@ function recordRollback(path, rollbackTag, previous) {
         script: PRELUDE +
             `state=$1 tag=$2 ref=$3 id=$4
 docker tag "$id" "$tag" || fail "cannot tag the running image $id as $tag"
+if [ -f "$state/rollback" ]; then cp -p -- "$state/rollback" "$state/rollback.before" || fail "cannot keep $state/rollback"; fi
 printf 'image=%s\\nimage_id=%s\\ntag=%s\\n' "$ref" "$id" "$tag" > "$state/rollback.tmp" && mv -f -- "$state/rollback.tmp" "$state/rollback" || fail "cannot write $state/rollback"
 echo recorded=yes`
+    };
+}
+/**
+ * After a deploy that did not stick, the server runs the image it ran before, so the rollback target
+ * is again the one recorded before that deploy: put the earlier record and its tag back.
+ */
+function restoreRollbackRecord(path) {
+    return {
+        step: 'unrecord',
+        args: [stateDir(path)],
+        script: PRELUDE +
+            `state=$1
+[ -f "$state/rollback.before" ] || { echo restored=none; exit 0; }
+mv -f -- "$state/rollback.before" "$state/rollback" || fail "cannot restore $state/rollback"
+id=$(sed -n 's/^image_id=//p' "$state/rollback") tag=$(sed -n 's/^tag=//p' "$state/rollback")
+if [ -n "$id" ] && [ -n "$tag" ]; then docker tag "$id" "$tag" 2>/dev/null || echo "warning=the recorded image $id is gone"; fi
+echo restored=yes`
     };
 }
 /** Reads the rollback record written by the last deploy. */
@@ -65891,6 +65909,8 @@ class ServerJob {
         }
         this.progress('rolling back');
         const restored = await this.restore(env, currentImage, runningId);
+        if (restored)
+            await this.step(restoreRollbackRecord(this.server.path)).catch(error => this.note(`rollback record not restored: ${errorText(error)}`));
         await this.history(restored ? 'rolled-back' : 'failed', target, currentImage);
         return restored
             ? this.finish('rolled-back', `${why}; restored ${currentImage}, which is healthy`)
@@ -65916,16 +65936,25 @@ class ServerJob {
         this.progress('rolling back');
         const { env, image, imageId } = this.switching;
         const restored = await this.restore(env, image, imageId);
+        if (restored)
+            await this.step(restoreRollbackRecord(this.server.path)).catch(error => this.note(`rollback record not restored: ${errorText(error)}`));
         await this.history(restored ? 'rolled-back' : 'failed', this.ctx.settings.image || image, image);
         return this.finish(restored ? 'rolled-back' : 'failed', `${lost.message}; reconnected and ${restored ? `restored ${image}, which is healthy` : `could not restore ${image}`}`);
     }
     /** `mode: rollback`: restore the image recorded before the last deploy. */
     async rollbackToRecorded() {
-        const { env, currentImage } = await this.preflight();
+        const { env, currentImage, managed } = await this.preflight();
         this.result.previousImage = currentImage;
+        this.result.previousImageId = managed[0]?.imageId;
         const record = await this.step(readRollbackRecord(this.server.path));
         const image = this.fact(record, 'image');
         const imageId = this.fact(record, 'image_id');
+        if (image === currentImage && managed.length > 0 && managed.every(c => c.imageId === imageId && c.state === 'running')) {
+            this.result.deployedImage = image;
+            this.result.deployedImageId = imageId;
+            this.note(`already running the recorded image ${image} (${shortId(imageId)}); nothing restarted`);
+            return this.finish('unchanged');
+        }
         this.progress('rolling back');
         const restoredEnv = image === currentImage ? env : replaceImageVariable(env, this.server.imageVariable, image);
         if (await this.restore(restoredEnv, image, imageId)) {

@@ -16,7 +16,7 @@
 # the rig as it is for debugging instead of tearing it down), RIG_PARALLEL (servers provisioned at once).
 #
 # Safety: all traffic stays on this machine. The guard route `unreachable 10.200.0.0/16` is added
-# before anything else, the namespaces have no default route, and every image name starts with the
+# before anything else and stays after `down`, the namespaces have no default route, and every image name starts with the
 # local registry's address so dockerd never reaches out. Processes are ended only by recorded PID
 # (or, in `down`, by the PIDs `ip netns pids` lists for the rig's own namespaces).
 set -euo pipefail
@@ -702,7 +702,7 @@ cmd_down() {
     umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "could not unmount $m"
   done
 
-  # 4. network: namespaces (their veth ends go with them), veths, bridge, guard route
+  # 4. network: namespaces (their veth ends go with them), veths, bridge (the guard route stays)
   for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^ocrig-/ { print $1 }'); do
     ip netns del "$ns" 2>/dev/null || log "could not delete netns $ns"
   done
@@ -710,9 +710,9 @@ cmd_down() {
     ip link del "$m" 2>/dev/null || true
   done
   if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE"; fi
-  while ip route show "$GUARD_NET" 2>/dev/null | grep -q unreachable; do
-    ip route del unreachable "$GUARD_NET" metric 4000 2>/dev/null || ip route del unreachable "$GUARD_NET" || break
-  done
+  # The guard route stays on purpose: a test process that outlives the fleet (or a hand-typed ssh to
+  # a server that is gone) must hit "unreachable" here, not the default route off the machine.
+  ip route replace unreachable "$GUARD_NET" metric 4000
 
   # 5. iptables: the daemons run with --iptables=false; restore the snapshot if anything changed
   if [[ -f $STATE/iptables.before ]]; then

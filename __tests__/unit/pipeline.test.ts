@@ -86,7 +86,7 @@ describe('one server', () => {
     const result = await runServer(server('a'), context(settings(), { a: fake }))
     expect(result.status).toBe('rolled-back')
     expect(result.error).toMatch(/not healthy within 60s.*restored reg.test\/openclaw:v1/)
-    expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'record', 'write-env', 'up', 'health', 'retag', 'write-env', 'up', 'health', 'history', 'unlock'])
+    expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'record', 'write-env', 'up', 'health', 'retag', 'write-env', 'up', 'health', 'unrecord', 'history', 'unlock'])
     const envWrites = fake.ran.filter(c => c.step === 'write-env').map(c => Buffer.from(c.stdin!, 'base64').toString())
     expect(envWrites[1]).toBe(`# tenant\nOPENCLAW_IMAGE=${OLD}\nTOKEN=x`)
     expect(fake.ran.find(c => c.step === 'retag')!.args).toEqual(['sha256:old', OLD])
@@ -154,7 +154,7 @@ describe('one server', () => {
     const result = await runServer(server('a'), context(settings(), { a: fake }))
     expect(result.status).toBe('rolled-back')
     expect(result.error).toMatch(/connection closed; reconnected and restored reg.test\/openclaw:v1/)
-    expect(fake.steps().slice(-6)).toEqual(['retag', 'write-env', 'up', 'health', 'history', 'unlock'])
+    expect(fake.steps().slice(-7)).toEqual(['retag', 'write-env', 'up', 'health', 'unrecord', 'history', 'unlock'])
   })
 
   it('is unreachable, not hung, when the server stays cut off', async () => {
@@ -172,6 +172,33 @@ describe('one server', () => {
     const result = await runServer(server('a'), ctx)
     expect(result.status).toBe('unreachable')
     expect(result.error).toMatch(/could not reconnect \(cannot connect\): the server may be left half-switched.*lock may remain/)
+  })
+})
+
+describe('mode: rollback and mode: status', () => {
+  const record = { stdout: `image=${OLD}\nimage_id=sha256:old\ntag=openclaw-rollback:srv_a` }
+  const onNew = { stdout: `env=${Buffer.from(`OPENCLAW_IMAGE=${NEW}\n`).toString('base64')}\ncontainer=gateway|${NEW}|sha256:new|running` }
+
+  it('restores the recorded image without pulling, and reports it like a deploy', async () => {
+    const fake = new FakeServer({ preflight: onNew, 'read-rollback': record })
+    const result = await runServer(server('a'), context(settings({ mode: 'rollback', image: '' }), { a: fake }))
+    expect(result).toMatchObject({ status: 'deployed', previousImage: NEW, deployedImage: OLD })
+    expect(fake.steps()).toEqual(['lock', 'preflight', 'read-rollback', 'retag', 'write-env', 'up', 'health', 'history', 'unlock'])
+    expect(Buffer.from(fake.ran.find(c => c.step === 'write-env')!.stdin!, 'base64').toString()).toBe(`OPENCLAW_IMAGE=${OLD}\n`)
+  })
+
+  it('restarts nothing when the server already runs the recorded image', async () => {
+    const fake = new FakeServer({ 'read-rollback': record })
+    const result = await runServer(server('a'), context(settings({ mode: 'rollback', image: '' }), { a: fake }))
+    expect(result.status).toBe('unchanged')
+    expect(fake.steps()).toEqual(['lock', 'preflight', 'read-rollback', 'unlock'])
+  })
+
+  it('status reads and changes nothing, and takes no lock', async () => {
+    const fake = new FakeServer({ 'read-state': { stdout: 'last=2026-11-26T10:00:00Z\tdeployed\ta -> b\nholder=run 5 by bob ' } })
+    const result = await runServer(server('a'), context(settings({ mode: 'status', image: '' }), { a: fake }))
+    expect(result).toMatchObject({ status: 'healthy', deployedImage: OLD, lockHolder: 'run 5 by bob', lastDeploy: '2026-11-26T10:00:00Z\tdeployed\ta -> b' })
+    expect(fake.steps()).toEqual(['preflight', 'read-state', 'health'])
   })
 })
 

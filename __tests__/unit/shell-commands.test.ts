@@ -50,6 +50,7 @@ describe('remote commands', () => {
     ['inspectImage', v => commands.inspectImage(v)],
     ['recordRollback', (v, w) => commands.recordRollback(v, w, { image: w, imageId: v })],
     ['readRollbackRecord', v => commands.readRollbackRecord(v)],
+    ['restoreRollbackRecord', v => commands.restoreRollbackRecord(v)],
     ['retagImage', (v, w) => commands.retagImage(v, w)],
     ['writeEnvFile', v => commands.writeEnvFile(v, Buffer.from('A=1\n'))],
     ['composeUp', (v, w) => commands.composeUp(v, [w, v])],

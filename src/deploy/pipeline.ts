@@ -195,6 +195,7 @@ class ServerJob {
     }
     this.progress('rolling back')
     const restored = await this.restore(env, currentImage, runningId)
+    if (restored) await this.step(commands.restoreRollbackRecord(this.server.path)).catch(error => this.note(`rollback record not restored: ${errorText(error)}`))
     await this.history(restored ? 'rolled-back' : 'failed', target, currentImage)
     return restored
       ? this.finish('rolled-back', `${why}; restored ${currentImage}, which is healthy`)
@@ -219,17 +220,25 @@ class ServerJob {
     this.progress('rolling back')
     const { env, image, imageId } = this.switching
     const restored = await this.restore(env, image, imageId)
+    if (restored) await this.step(commands.restoreRollbackRecord(this.server.path)).catch(error => this.note(`rollback record not restored: ${errorText(error)}`))
     await this.history(restored ? 'rolled-back' : 'failed', this.ctx.settings.image || image, image)
     return this.finish(restored ? 'rolled-back' : 'failed', `${lost.message}; reconnected and ${restored ? `restored ${image}, which is healthy` : `could not restore ${image}`}`)
   }
 
   /** `mode: rollback`: restore the image recorded before the last deploy. */
   private async rollbackToRecorded(): Promise<ServerResult> {
-    const { env, currentImage } = await this.preflight()
+    const { env, currentImage, managed } = await this.preflight()
     this.result.previousImage = currentImage
+    this.result.previousImageId = managed[0]?.imageId
     const record = await this.step(commands.readRollbackRecord(this.server.path))
     const image = this.fact(record, 'image')
     const imageId = this.fact(record, 'image_id')
+    if (image === currentImage && managed.length > 0 && managed.every(c => c.imageId === imageId && c.state === 'running')) {
+      this.result.deployedImage = image
+      this.result.deployedImageId = imageId
+      this.note(`already running the recorded image ${image} (${shortId(imageId)}); nothing restarted`)
+      return this.finish('unchanged')
+    }
     this.progress('rolling back')
     const restoredEnv = image === currentImage ? env : replaceImageVariable(env, this.server.imageVariable, image)
     if (await this.restore(restoredEnv, image, imageId)) {

@@ -161,8 +161,28 @@ export function recordRollback(path: string, rollbackTag: string, previous: { im
       PRELUDE +
       `state=$1 tag=$2 ref=$3 id=$4
 docker tag "$id" "$tag" || fail "cannot tag the running image $id as $tag"
+if [ -f "$state/rollback" ]; then cp -p -- "$state/rollback" "$state/rollback.before" || fail "cannot keep $state/rollback"; fi
 printf 'image=%s\\nimage_id=%s\\ntag=%s\\n' "$ref" "$id" "$tag" > "$state/rollback.tmp" && mv -f -- "$state/rollback.tmp" "$state/rollback" || fail "cannot write $state/rollback"
 echo recorded=yes`
+  }
+}
+
+/**
+ * After a deploy that did not stick, the server runs the image it ran before, so the rollback target
+ * is again the one recorded before that deploy: put the earlier record and its tag back.
+ */
+export function restoreRollbackRecord(path: string): RemoteCommand {
+  return {
+    step: 'unrecord',
+    args: [stateDir(path)],
+    script:
+      PRELUDE +
+      `state=$1
+[ -f "$state/rollback.before" ] || { echo restored=none; exit 0; }
+mv -f -- "$state/rollback.before" "$state/rollback" || fail "cannot restore $state/rollback"
+id=$(sed -n 's/^image_id=//p' "$state/rollback") tag=$(sed -n 's/^tag=//p' "$state/rollback")
+if [ -n "$id" ] && [ -n "$tag" ]; then docker tag "$id" "$tag" 2>/dev/null || echo "warning=the recorded image $id is gone"; fi
+echo restored=yes`
   }
 }
 
