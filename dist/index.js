@@ -65989,7 +65989,7 @@ class ServerJob {
         const { currentImage, managed, all } = await this.preflight();
         this.result.previousImage = currentImage;
         this.result.deployedImage = currentImage;
-        this.result.deployedImageId = managed[0]?.imageId;
+        this.result.previousImageId = this.result.deployedImageId = managed[0]?.imageId;
         const state = await this.step(readState(this.server.path));
         this.result.lastDeploy = this.fact(state, 'last', '') || undefined;
         this.result.lockHolder = this.fact(state, 'holder', '').trim() || undefined;
