@@ -4,8 +4,9 @@
 # deploy user, no project and no deploy key: what scripts/deployment/setup-server.sh starts from.
 # It sits beside the fleet of rig.sh (same bridge, local registry and guard route) and needs the rig up.
 #
-#   bare-server.sh install            install what a bare server has beyond the rig's packages
-#                                     (sudo, cron, ufw; their services are not started)
+#   bare-server.sh install            install what the operator kit's tests need beyond the rig's
+#                                     packages: sudo, cron and ufw for bare servers (their services
+#                                     are not started here) and shellcheck for linting the kit
 #   bare-server.sh up NAME            bring up bare server NAME (b1..b7, at 10.200.0.3..9)
 #   bare-server.sh down NAME|all      stop it and remove everything it made (idempotent)
 #   bare-server.sh exec NAME -- CMD   run CMD as root inside the server (its root, network, hostname)
@@ -31,7 +32,8 @@ REGISTRY=$SUBNET_PREFIX.1:5000
 RUN_DIR=/run/ocrig
 ADMIN='admin'
 RIG_DEPLOY_USER=deploy
-PACKAGES=(sudo cron ufw)
+SERVER_PACKAGES=(sudo cron ufw) # what a bare server has beyond this machine's rig packages
+PACKAGES=("${SERVER_PACKAGES[@]}" shellcheck)
 
 log() { printf '[bare] %s\n' "$*" >&2; }
 die() { printf '[bare] error: %s\n' "$*" >&2; exit 1; }
@@ -153,7 +155,7 @@ cmd_up() {
   [[ -f $RIG_DIR/fleet.json ]] || die "the rig is not up (rig.sh up N)"
   grep -q '"docker": true' "$RIG_DIR/fleet.json" || die "the rig runs without docker (--no-docker)"
   local p
-  for p in "${PACKAGES[@]}"; do command -v "$p" >/dev/null 2>&1 || die "$p is missing: run 'bare-server.sh install'"; done
+  for p in "${SERVER_PACKAGES[@]}"; do command -v "$p" >/dev/null 2>&1 || die "$p is missing: run 'bare-server.sh install'"; done
   local dir ns veth ip t0=$SECONDS
   dir=$(dir_of "$name") ns=$(netns_of "$name") veth=$(veth_of "$name") ip=$(ip_of "$name")
   if [[ -e $dir ]] || ip netns list | grep -qw "$ns"; then die "$name is already up (or left over): bare-server.sh down $name"; fi
@@ -289,7 +291,7 @@ main() {
     exec) cmd_exec "$@" ;;
     status) cmd_status "$@" ;;
     _holder) holder "$@" ;;
-    *) sed -n '2,13p' "$SELF" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,14p' "$SELF" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 }
 
