@@ -66001,7 +66001,7 @@ class ServerJob {
         const command = healthCheck(this.server.path, this.server.healthUrl, timeout, this.server.services);
         const result = await this.shell.run(command, timeout + QUICK_STEP_SECONDS, signal);
         const facts = parseFacts(result.stdout);
-        this.result.health = `HTTP ${this.fact(facts, 'http', '?')}; ${this.fact(facts, 'containers', '').trim() || 'no containers'}`;
+        this.result.health = `HTTP ${this.fact(facts, 'http', '?')}; ${describeContainers(this.fact(facts, 'containers', ''))}`;
         this.note(`health: ${result.code === 0 ? 'ok' : 'failed'} (${this.result.health})`);
         if (result.code !== 0)
             this.rememberFailure(this.failure(command, result.code, result.stdout, result.stderr));
@@ -66072,6 +66072,18 @@ function errorText(error) {
 }
 function tail(text) {
     return text.trim().split('\n').slice(-OUTPUT_TAIL_LINES).join('\n');
+}
+/** `gateway:running:false:0 worker:restarting:true:3` → `gateway running, worker restarting (3 restarts)`. */
+function describeContainers(raw) {
+    const words = raw.trim().split(/\s+/).filter(w => w && w !== 'none');
+    if (words.length === 0)
+        return 'no containers';
+    return words
+        .map(w => {
+        const [service, state, , restarts] = w.split(':');
+        return `${service} ${state}${restarts && restarts !== '0' ? ` (${restarts} restarts)` : ''}`;
+    })
+        .join(', ');
 }
 function shortId(imageId) {
     return imageId.replace(/^sha256:/, '').slice(0, 12);
@@ -72461,11 +72473,12 @@ function cell(text) {
 function seconds(ms) {
     return ms < 60_000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.floor(ms / 60_000)}m${Math.round((ms % 60_000) / 1000)}s`;
 }
-function imageCell(r) {
+function imageCell(r, settings) {
     const id = (imageId) => (imageId ? ` \`${shortId(imageId)}\`` : '');
     const before = r.previousImage ? `${cell(r.previousImage)}${id(r.previousImageId)}` : '—';
     const after = r.deployedImage ? `${cell(r.deployedImage)}${id(r.deployedImageId)}` : '—';
-    return before === after ? after : `${before} → ${after}`;
+    const shown = before === after ? after : `${before} → ${after}`;
+    return r.status === 'rolled-back' && settings.mode === 'deploy' ? `${shown} (${cell(settings.image || 're-pulled image')} rolled back)` : shown;
 }
 /** Health, and in `mode: status` also who holds the lock and the last history line. */
 function healthCell(r) {
@@ -72486,7 +72499,7 @@ function renderSummary(results, settings, env = process.env) {
     let size = Buffer.byteLength([...head, ...tableHead].join('\n')) + 1024;
     const rows = [];
     for (const r of results) {
-        const row = `| ${cell(r.server.tenant)} | ${cell(r.server.name)} | ${cell(r.server.region ?? '')} | ${STATUS_SYMBOL[r.status]} ${r.status} | ${imageCell(r)} | ${healthCell(r)} | ${seconds(r.durationMs)} |`;
+        const row = `| ${cell(r.server.tenant)} | ${cell(r.server.name)} | ${cell(r.server.region ?? '')} | ${STATUS_SYMBOL[r.status]} ${r.status} | ${imageCell(r, settings)} | ${healthCell(r)} | ${seconds(r.durationMs)} |`;
         size += Buffer.byteLength(row) + 1;
         if (size > SUMMARY_BUDGET_BYTES)
             break;

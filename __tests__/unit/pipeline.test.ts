@@ -2,7 +2,7 @@ import { describe, expect, it } from '@jest/globals'
 import type { RemoteCommand } from '../../src/remote/commands.js'
 import { ConnectError, ConnectionLost, type CommandResult, type RemoteShell } from '../../src/remote/ssh.js'
 import { failuresAllowed, runFleet } from '../../src/deploy/fleet.js'
-import { runServer, type RunContext } from '../../src/deploy/pipeline.js'
+import { describeContainers, runServer, type RunContext } from '../../src/deploy/pipeline.js'
 import type { Server } from '../../src/registry/types.js'
 import { readSettings, type Settings } from '../../src/settings.js'
 
@@ -74,7 +74,7 @@ describe('one server', () => {
     expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'record', 'write-env', 'up', 'health', 'prune', 'history', 'unlock'])
     const written = Buffer.from(fake.ran.find(c => c.step === 'write-env')!.stdin!, 'base64').toString()
     expect(written).toBe(`# tenant\nOPENCLAW_IMAGE=${NEW}\nTOKEN=x`)
-    expect(result).toMatchObject({ previousImage: OLD, deployedImage: NEW, previousImageId: 'sha256:old', deployedImageId: 'sha256:new' })
+    expect(result).toMatchObject({ previousImage: OLD, deployedImage: NEW, previousImageId: 'sha256:old', deployedImageId: 'sha256:new', health: 'HTTP 200; gateway running' })
     expect(fake.ran.find(c => c.step === 'prune')!.args).toEqual(['reg.test/openclaw', 'sha256:new', 'sha256:old'])
   })
 
@@ -173,6 +173,11 @@ describe('one server', () => {
     expect(result.status).toBe('unreachable')
     expect(result.error).toMatch(/could not reconnect \(cannot connect\): the server may be left half-switched.*lock may remain/)
   })
+})
+
+it('describes container states for people', () => {
+  expect(describeContainers('gateway:running:false:0 worker:restarting:true:3 ')).toBe('gateway running, worker restarting (3 restarts)')
+  expect(describeContainers('none')).toBe('no containers')
 })
 
 describe('mode: rollback and mode: status', () => {

@@ -30,8 +30,9 @@ image() { node -e 'console.log(JSON.parse(require("fs").readFileSync(process.arg
 key_file=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1] + "/fleet.json", "utf8")).privateKeyFile)' "$RIG_DIR")
 known_hosts_file=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1] + "/fleet.json", "utf8")).knownHostsFile)' "$RIG_DIR")
 
-# Runs dist/index.js with inputs passed as the runner passes them (INPUT_<NAME>, hyphens kept), then
-# shows the job summary it wrote: one table row per server.
+# Runs dist/index.js with inputs passed as the runner passes them (INPUT_<NAME>, hyphens kept), shows
+# its log with each server's group folded to its title line, then the job summary it wrote: one table
+# row per server.
 run_action() {
   local title=$1
   shift
@@ -42,7 +43,8 @@ run_action() {
     "INPUT_KNOWN-HOSTS=$(cat "$known_hosts_file")" "INPUT_MAX-PARALLEL=10" "INPUT_HEALTH-TIMEOUT=10" \
     GITHUB_OUTPUT="$work/output" GITHUB_STEP_SUMMARY="$work/summary.md" GITHUB_REPOSITORY=acme/demo \
     GITHUB_RUN_ID=1 GITHUB_SERVER_URL=https://github.com RUNNER_TEMP="$work" "$@" node dist/index.js \
-    | sed -e '/^::endgroup::/d' -e 's/^::group:://' -e '/^::add-mask::/d' -e '/^::set-output/d' -e '/^$/d' || true
+    | awk '/^::group::/ { sub(/^::group::/, ""); print; hide = 1; next } /^::endgroup::/ { hide = 0; next }
+           /^::add-mask::/ || /^$/ || hide { next } { print }' || true
   echo "-- job summary --"
   cat "$work/summary.md"
   return 0

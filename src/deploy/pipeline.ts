@@ -286,7 +286,7 @@ class ServerJob {
     const command = commands.healthCheck(this.server.path, this.server.healthUrl, timeout, this.server.services)
     const result = await this.shell!.run(command, timeout + QUICK_STEP_SECONDS, signal)
     const facts = commands.parseFacts(result.stdout)
-    this.result.health = `HTTP ${this.fact(facts, 'http', '?')}; ${this.fact(facts, 'containers', '').trim() || 'no containers'}`
+    this.result.health = `HTTP ${this.fact(facts, 'http', '?')}; ${describeContainers(this.fact(facts, 'containers', ''))}`
     this.note(`health: ${result.code === 0 ? 'ok' : 'failed'} (${this.result.health})`)
     if (result.code !== 0) this.rememberFailure(this.failure(command, result.code, result.stdout, result.stderr))
     return result.code === 0
@@ -362,6 +362,18 @@ function errorText(error: unknown): string {
 
 function tail(text: string): string {
   return text.trim().split('\n').slice(-OUTPUT_TAIL_LINES).join('\n')
+}
+
+/** `gateway:running:false:0 worker:restarting:true:3` → `gateway running, worker restarting (3 restarts)`. */
+export function describeContainers(raw: string): string {
+  const words = raw.trim().split(/\s+/).filter(w => w && w !== 'none')
+  if (words.length === 0) return 'no containers'
+  return words
+    .map(w => {
+      const [service, state, , restarts] = w.split(':')
+      return `${service} ${state}${restarts && restarts !== '0' ? ` (${restarts} restarts)` : ''}`
+    })
+    .join(', ')
 }
 
 export function shortId(imageId: string): string {

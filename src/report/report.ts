@@ -89,11 +89,12 @@ function seconds(ms: number): string {
   return ms < 60_000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.floor(ms / 60_000)}m${Math.round((ms % 60_000) / 1000)}s`
 }
 
-function imageCell(r: ServerResult): string {
+function imageCell(r: ServerResult, settings: Settings): string {
   const id = (imageId?: string) => (imageId ? ` \`${shortId(imageId)}\`` : '')
   const before = r.previousImage ? `${cell(r.previousImage)}${id(r.previousImageId)}` : '—'
   const after = r.deployedImage ? `${cell(r.deployedImage)}${id(r.deployedImageId)}` : '—'
-  return before === after ? after : `${before} → ${after}`
+  const shown = before === after ? after : `${before} → ${after}`
+  return r.status === 'rolled-back' && settings.mode === 'deploy' ? `${shown} (${cell(settings.image || 're-pulled image')} rolled back)` : shown
 }
 
 /** Health, and in `mode: status` also who holds the lock and the last history line. */
@@ -114,7 +115,7 @@ export function renderSummary(results: ServerResult[], settings: Settings, env: 
   let size = Buffer.byteLength([...head, ...tableHead].join('\n')) + 1024
   const rows: string[] = []
   for (const r of results) {
-    const row = `| ${cell(r.server.tenant)} | ${cell(r.server.name)} | ${cell(r.server.region ?? '')} | ${STATUS_SYMBOL[r.status]} ${r.status} | ${imageCell(r)} | ${healthCell(r)} | ${seconds(r.durationMs)} |`
+    const row = `| ${cell(r.server.tenant)} | ${cell(r.server.name)} | ${cell(r.server.region ?? '')} | ${STATUS_SYMBOL[r.status]} ${r.status} | ${imageCell(r, settings)} | ${healthCell(r)} | ${seconds(r.durationMs)} |`
     size += Buffer.byteLength(row) + 1
     if (size > SUMMARY_BUDGET_BYTES) break
     rows.push(row)
