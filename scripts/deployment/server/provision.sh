@@ -310,6 +310,17 @@ ensure_firewall() {
   changed "firewall (ufw) active: incoming denied except SSH on port $ssh_port"
 }
 
+# What the action will do first on this server, as the deploy user: reach Docker, read the project.
+check_as_deploy() {
+  local out
+  out=$(cd / && su -s /bin/sh -c 'docker info --format "{{.ServerVersion}}"' "$user" 2>&1) ||
+    fail "$user cannot use Docker: $out (a new group membership needs a new login: is the socket's group docker?)"
+  # ($path holds only letters, digits, '.', '_', '-' and '/': checked in parse_args)
+  out=$(cd / && su -s /bin/sh -c "cd $path && docker compose config --quiet" "$user" 2>&1) ||
+    fail "docker compose rejects the project in $path as $user: $out"
+  kept "$user can use Docker and the project in $path is valid"
+}
+
 report_host_keys() {
   local k
   while read -r k; do
@@ -325,11 +336,14 @@ main() {
   ensure_user
   path=${path:-$home/openclaw-prd}
   backup_dir=${backup_dir:-$home/backups/${path##*/}}
+  [[ $path =~ ^(/[A-Za-z0-9._-]+)+$ && $backup_dir =~ ^(/[A-Za-z0-9._-]+)+$ ]] ||
+    fail "$user's home $home gives folders with unusual characters: give --path and --backup-dir"
   ensure_key
   ensure_project
   ensure_backups
   if [[ -n $disable_password_login ]]; then ensure_keys_only_ssh; fi
   if [[ -n $firewall ]]; then ensure_firewall; fi
+  check_as_deploy
   fact path "$path"
   fact user "$user"
   report_host_keys
