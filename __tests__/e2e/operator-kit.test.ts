@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { readFleet, run, runAction, scratchDir, type ActionRun, type ExecResult, type Fleet } from '../rig/fleet.js'
+import { readFleet, rig, run, runAction, scratchDir, type ActionRun, type ExecResult, type Fleet } from '../rig/fleet.js'
 import { bareDown, bareExec, bareUp, docScript, operatorFor, runDocBlock, sshAs, type BareServer, type Operator } from '../rig/operator-kit.js'
 
 const NAME = 'b1'
@@ -75,6 +75,7 @@ const SNAPSHOT = `cd ${PROJECT} && find .env docker-compose.yml config -printf '
 
 beforeAll(async () => {
   fleet = readFleet()
+  await rig('registry', 'start') // the images come from it; an earlier test file may have stopped it
   bare = await bareUp(NAME)
   operator = operatorFor(bare)
 }, 180_000)

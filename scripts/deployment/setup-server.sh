@@ -47,12 +47,17 @@ HOST_RE='^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-
 USER_RE='^[a-z_][a-z0-9_-]{0,31}$'
 PATH_RE='^(/[A-Za-z0-9._-]+)+$'
 
+# (bash 3.2 compatible, as macOS ships it: no mapfile, no "${empty[@]}" under set -u)
 login=root host='' port=22 name='' tenant='' region='' user=$DEFAULT_USER path=''
 key=$HOME/.ssh/openclaw_deploy_ed25519 image='' backup_time='' harden_ssh='' firewall=''
 ssh_extra=()
 
 parse_args() {
-  local positional=()
+  local npos=0 extra=''
+  positional() { # HOST, then PORT; anything more is an error below
+    npos=$((npos + 1))
+    case $npos in 1) host=$1 ;; 2) port=$1 ;; *) extra+=" $1" ;; esac
+  }
   while (($#)); do
     case $1 in
       -h | --help) usage ;;
@@ -65,16 +70,14 @@ parse_args() {
       --firewall) firewall=1; shift ;;
       -i) (($# >= 2)) || usage_error "-i needs a key file"; ssh_extra+=(-i "$2"); shift 2 ;;
       -o) (($# >= 2)) || usage_error "-o needs an ssh option"; ssh_extra+=(-o "$2"); shift 2 ;;
-      --) shift; positional+=("$@"); break ;;
+      --) shift; for a in "$@"; do positional "$a"; done; break ;;
       -*) usage_error "unknown option: $1" ;;
-      *) positional+=("$1"); shift ;;
+      *) positional "$1"; shift ;;
     esac
   done
   backup_time=${backup_time:-03:17}
-  ((${#positional[@]} >= 1)) || usage_error "which server? give [LOGIN@]HOST [PORT]"
-  ((${#positional[@]} <= 2)) || usage_error "too many arguments: ${positional[*]}"
-  host=${positional[0]}
-  port=${positional[1]:-22}
+  ((npos >= 1)) || usage_error "which server? give [LOGIN@]HOST [PORT]"
+  [[ -z $extra ]] || usage_error "too many arguments: $host $port$extra"
   if [[ $host == *@* ]]; then login=${host%@*} host=${host##*@}; fi
   [[ $login =~ $USER_RE ]] || usage_error "'$login' is not a user name to log in as"
   [[ -n $host && $host =~ $HOST_RE ]] ||
@@ -111,9 +114,10 @@ cleanup() {
 }
 
 connect() {
-  tmp=$(mktemp -d "${TMPDIR:-/tmp}/openclaw-setup.XXXXXX")
+  # in /tmp, not $TMPDIR: the control socket's path must stay short (macOS' $TMPDIR is long)
+  tmp=$(mktemp -d /tmp/openclaw-setup.XXXXXX)
   ssh_opts=(-p "$port" -o "ConnectTimeout=$CONNECT_TIMEOUT" -o ServerAliveInterval=15 -o ServerAliveCountMax=4
-    -o ControlMaster=auto -o "ControlPath=$tmp/cm-%C" -o ControlPersist=300 "${ssh_extra[@]}")
+    -o ControlMaster=auto -o "ControlPath=$tmp/%C" -o ControlPersist=300 ${ssh_extra[@]+"${ssh_extra[@]}"})
   say "Connecting to $login@$host port $port"
   local out reason
   if ! out=$(on_server true 2>&1 </dev/null); then
@@ -148,8 +152,9 @@ ensure_deploy_key() {
 
 provision() {
   local remote_dir become='' tty=()
+  # COPYFILE_DISABLE: macOS' tar would add ._* files for extended attributes
   # shellcheck disable=SC2016 # $d is the server's
-  remote_dir=$(tar -C "$KIT" -cf - backup-openclaw.sh server |
+  remote_dir=$(COPYFILE_DISABLE=1 tar -C "$KIT" -cf - backup-openclaw.sh server |
     on_server 'umask 077; d=$(mktemp -d /tmp/openclaw-setup.XXXXXX) && tar -xf - -C "$d" && echo "$d"') ||
     die "could not upload the provisioning files to $host"
   if [[ $login != root ]]; then
@@ -173,7 +178,7 @@ provision() {
   for a in "${args[@]}"; do remote+=" $(q "$a")"; done
   local rc=0
   # shellcheck disable=SC2029
-  ssh "${ssh_opts[@]}" "${tty[@]}" "$login@$host" "$remote" || rc=$?
+  ssh "${ssh_opts[@]}" ${tty[@]+"${tty[@]}"} "$login@$host" "$remote" || rc=$?
   facts=$(on_server "cat $(q "$remote_dir/facts") 2>/dev/null; rm -rf $(q "$remote_dir")" </dev/null | tr -d '\r') || true
   ((rc == 0)) || die "provisioning $host failed (exit $rc); the reason is above. Fix it and run $PROG again: finished steps are kept"
 }
