@@ -245,6 +245,34 @@ describe('deploy engine on the rig', () => {
     for (const s of statuses) expect(['deployed', 'unchanged', 'rolled-back', 'skipped']).toContain(s)
   })
 
+  it('follows a moving tag when no image is given, and rolls back to the old image after the tag moved', async () => {
+    touched.add('s4')
+    const prd = `${fleet.registry}/openclaw:prd`
+    const publish = (image: string) => serverExec('s4', `docker pull -q ${image} >/dev/null && docker tag ${image} ${prd} && docker push -q ${prd} >/dev/null`)
+    expect((await publish(fleet.images.v1)).code).toBe(0)
+    const file = join(server(fleet, 's4').path, '.env')
+    writeFileSync(file, readFileSync(file, 'utf8').replace(/^OPENCLAW_IMAGE=.*$/m, `OPENCLAW_IMAGE=${prd}`))
+    await serverExec('s4', 'docker compose up -d 2>&1')
+
+    const same = await deploy({ image: '', servers: 's4' })
+    expect(statusOf(same)).toEqual({ s4: 'unchanged' })
+
+    expect((await publish(fleet.images.v2)).code).toBe(0)
+    const moved = await deploy({ image: '', servers: 's4' })
+    expect(statusOf(moved)).toEqual({ s4: 'deployed' })
+    expect(results(moved)[0]).toMatchObject({ previousImage: prd, deployedImage: prd })
+    expect(await healthOf('s4')).toBe('v2')
+
+    // The tag now points at a broken build: the rollback must bring back the image that ran (v2),
+    // not whatever the tag names.
+    expect((await publish(fleet.images.broken)).code).toBe(0)
+    const broken = await deploy({ image: '', servers: 's4', 'health-timeout': '5' })
+    expect(statusOf(broken)).toEqual({ s4: 'rolled-back' })
+    expect(await healthOf('s4')).toBe('v2')
+    expect(readFileSync(file, 'utf8')).toContain(`OPENCLAW_IMAGE=${prd}\n`)
+    await rig('reset', 's4')
+  })
+
   it('keeps every other byte of a .env with comments, blank lines, quotes and no trailing newline', async () => {
     touched.add('s1')
     const file = join(server(fleet, 's1').path, '.env')
