@@ -1,9 +1,9 @@
 // The operator kit's shell scripts: strict mode, shellcheck-clean, and clear errors for bad
 // arguments and a server that cannot be reached (on loopback only). What they do on a server is
 // tested on the rig (__tests__/e2e/operator-kit.test.ts).
-import { describe, expect, test } from '@jest/globals'
+import { afterAll, describe, expect, test } from '@jest/globals'
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
@@ -19,8 +19,12 @@ const scripts = [
   join(root, '__tests__', 'rig', 'bare-server.sh')
 ].sort()
 
+const homes: string[] = []
+afterAll(() => homes.forEach(home => rmSync(home, { recursive: true, force: true })))
+
 function sh(args: string[], env: NodeJS.ProcessEnv = {}) {
   const home = mkdtempSync(join(tmpdir(), 'openclaw-kit-home-'))
+  homes.push(home)
   const r = spawnSync('bash', args, { encoding: 'utf8', env: { ...process.env, HOME: home, ...env }, timeout: 60_000, input: '' })
   return { code: r.status, stdout: r.stdout, stderr: r.stderr, home }
 }

@@ -3,8 +3,8 @@
 // registry's own checks; every workflow and action.yml pass GitHub's workflow parser; the shell
 // commands the docs show are the ones the end-to-end tests run; and every error message the
 // troubleshooting section is keyed by is one the action or the scripts really print.
-import { describe, expect, test } from '@jest/globals'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { afterAll, describe, expect, test } from '@jest/globals'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { convertWorkflowTemplate, NoOperationTraceWriter, parseWorkflow } from '@actions/workflow-parser'
@@ -144,6 +144,7 @@ describe('workflows and action.yml pass GitHub\'s workflow parser', () => {
 
 describe('example registries pass the registry checks', () => {
   const scratch = mkdtempSync(join(tmpdir(), 'openclaw-docs-'))
+  afterAll(() => rmSync(scratch, { recursive: true, force: true }))
   const files = filesUnder(join(root, 'docs'), /\.json$/).filter(f => 'servers' in (JSON.parse(read(f)) as object))
   const blocks = markdown.flatMap(file =>
     codeBlocks(file)
