@@ -64454,17 +64454,18 @@ function composeUp(path, services) {
 /**
  * Waits until the gateway answers its health URL with HTTP 2xx and every container of the given
  * services is running and not restarting, for up to `timeoutSeconds`. Pauses grow from 1 s to 5 s.
- * Success needs two good probes in a row with no restart in between, so a container that crashes
- * right after answering once is not taken for healthy.
+ * After a restart (`confirm`), success needs two good probes in a row with no restart in between, so
+ * a container that crashes right after answering once is not taken for healthy; a read-only status
+ * check takes the first good probe.
  */
-function healthCheck(path, url, timeoutSeconds, services) {
+function healthCheck(path, url, timeoutSeconds, services, confirm = true) {
     return {
         step: 'health',
-        args: [path, url, String(timeoutSeconds), ...services],
+        args: [path, url, String(timeoutSeconds), confirm ? 'confirm' : 'once', ...services],
         script: PRELUDE +
             `cd -- "$1" || fail "cannot enter $1"
-url=$2 limit=$3
-shift 3
+url=$2 limit=$3 confirm=$4
+shift 4
 probe() {
   if command -v curl >/dev/null; then
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url") || code=000
@@ -64485,7 +64486,7 @@ while :; do
     2??:*) ok=yes; case " $state" in *:exited:*|*:created:*|*:dead:*|*:paused:*|*:true:*) ok= ;; esac ;;
     *) ok= ;;
   esac
-  if [ -n "$ok" ] && [ "$good" = "$state" ]; then
+  if [ -n "$ok" ] && { [ "$confirm" = once ] || [ "$good" = "$state" ]; }; then
     printf 'health=ok\\nhttp=%s\\ncontainers=%s\\n' "$code" "$state"; exit 0
   fi
   if [ -n "$ok" ]; then good=$state; else good=; fi
@@ -65994,11 +65995,11 @@ class ServerJob {
         this.result.lastDeploy = this.fact(state, 'last', '') || undefined;
         this.result.lockHolder = this.fact(state, 'holder', '').trim() || undefined;
         this.note(`containers: ${all.map(c => `${c.service} ${c.state}`).join(', ') || 'none'}`);
-        const healthy = await this.checkHealth(undefined, Math.min(this.ctx.settings.healthTimeout, 10));
+        const healthy = await this.checkHealth(undefined, Math.min(this.ctx.settings.healthTimeout, 10), false);
         return this.finish(healthy ? 'healthy' : 'unhealthy', healthy ? undefined : this.result.health);
     }
-    async checkHealth(signal, timeout = this.ctx.settings.healthTimeout) {
-        const command = healthCheck(this.server.path, this.server.healthUrl, timeout, this.server.services);
+    async checkHealth(signal, timeout = this.ctx.settings.healthTimeout, afterRestart = true) {
+        const command = healthCheck(this.server.path, this.server.healthUrl, timeout, this.server.services, afterRestart);
         const result = await this.shell.run(command, timeout + QUICK_STEP_SECONDS, signal);
         const facts = parseFacts(result.stdout);
         this.result.health = `HTTP ${this.fact(facts, 'http', '?')}; ${describeContainers(this.fact(facts, 'containers', ''))}`;

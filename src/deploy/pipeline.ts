@@ -278,12 +278,12 @@ class ServerJob {
     this.result.lastDeploy = this.fact(state, 'last', '') || undefined
     this.result.lockHolder = this.fact(state, 'holder', '').trim() || undefined
     this.note(`containers: ${all.map(c => `${c.service} ${c.state}`).join(', ') || 'none'}`)
-    const healthy = await this.checkHealth(undefined, Math.min(this.ctx.settings.healthTimeout, 10))
+    const healthy = await this.checkHealth(undefined, Math.min(this.ctx.settings.healthTimeout, 10), false)
     return this.finish(healthy ? 'healthy' : 'unhealthy', healthy ? undefined : this.result.health)
   }
 
-  private async checkHealth(signal?: AbortSignal, timeout = this.ctx.settings.healthTimeout): Promise<boolean> {
-    const command = commands.healthCheck(this.server.path, this.server.healthUrl, timeout, this.server.services)
+  private async checkHealth(signal?: AbortSignal, timeout = this.ctx.settings.healthTimeout, afterRestart = true): Promise<boolean> {
+    const command = commands.healthCheck(this.server.path, this.server.healthUrl, timeout, this.server.services, afterRestart)
     const result = await this.shell!.run(command, timeout + QUICK_STEP_SECONDS, signal)
     const facts = commands.parseFacts(result.stdout)
     this.result.health = `HTTP ${this.fact(facts, 'http', '?')}; ${describeContainers(this.fact(facts, 'containers', ''))}`

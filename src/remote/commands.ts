@@ -231,18 +231,19 @@ export function composeUp(path: string, services: string[]): RemoteCommand {
 /**
  * Waits until the gateway answers its health URL with HTTP 2xx and every container of the given
  * services is running and not restarting, for up to `timeoutSeconds`. Pauses grow from 1 s to 5 s.
- * Success needs two good probes in a row with no restart in between, so a container that crashes
- * right after answering once is not taken for healthy.
+ * After a restart (`confirm`), success needs two good probes in a row with no restart in between, so
+ * a container that crashes right after answering once is not taken for healthy; a read-only status
+ * check takes the first good probe.
  */
-export function healthCheck(path: string, url: string, timeoutSeconds: number, services: string[]): RemoteCommand {
+export function healthCheck(path: string, url: string, timeoutSeconds: number, services: string[], confirm = true): RemoteCommand {
   return {
     step: 'health',
-    args: [path, url, String(timeoutSeconds), ...services],
+    args: [path, url, String(timeoutSeconds), confirm ? 'confirm' : 'once', ...services],
     script:
       PRELUDE +
       `cd -- "$1" || fail "cannot enter $1"
-url=$2 limit=$3
-shift 3
+url=$2 limit=$3 confirm=$4
+shift 4
 probe() {
   if command -v curl >/dev/null; then
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url") || code=000
@@ -263,7 +264,7 @@ while :; do
     2??:*) ok=yes; case " $state" in *:exited:*|*:created:*|*:dead:*|*:paused:*|*:true:*) ok= ;; esac ;;
     *) ok= ;;
   esac
-  if [ -n "$ok" ] && [ "$good" = "$state" ]; then
+  if [ -n "$ok" ] && { [ "$confirm" = once ] || [ "$good" = "$state" ]; }; then
     printf 'health=ok\\nhttp=%s\\ncontainers=%s\\n' "$code" "$state"; exit 0
   fi
   if [ -n "$ok" ]; then good=$state; else good=; fi
