@@ -7,7 +7,7 @@ import { UserError } from '../../src/errors.js'
 import { buildPlan } from '../../src/plan.js'
 import { loadRegistry, RegistryError, type RegistryProblem } from '../../src/registry/load.js'
 import { selectServers } from '../../src/registry/select.js'
-import { SERVER_DEFAULTS } from '../../src/registry/types.js'
+import { makeServer } from './fixtures/servers.js'
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'registry-test-'))
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }))
@@ -299,22 +299,7 @@ describe('unreadable files', () => {
 describe('loadRegistry resolves valid registries', () => {
   it('one server gets every default', () => {
     const registry = loadRegistry(writeRegistry({ servers: [{ name: 'solo', host: '203.0.113.5', tenant: 'acme' }] }))
-    expect(registry.servers).toEqual([
-      {
-        name: 'solo',
-        host: '203.0.113.5',
-        tenant: 'acme',
-        port: SERVER_DEFAULTS.port,
-        user: SERVER_DEFAULTS.user,
-        path: SERVER_DEFAULTS.path,
-        healthUrl: SERVER_DEFAULTS.healthUrl,
-        services: [],
-        imageVariable: SERVER_DEFAULTS.imageVariable,
-        hostKeys: [],
-        enabled: true,
-        labels: {}
-      }
-    ])
+    expect(registry.servers).toEqual([makeServer('solo', 'acme', undefined, { host: '203.0.113.5' })])
     expect(registry.servers[0]).not.toHaveProperty('region')
   })
 

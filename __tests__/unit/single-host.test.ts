@@ -1,8 +1,8 @@
 import { describe, expect, it } from '@jest/globals'
 import { UserError } from '../../src/errors.js'
 import { registryFromSingleHost, serverNameFor, SINGLE_HOST_SOURCE } from '../../src/registry/single-host.js'
-import { SERVER_DEFAULTS } from '../../src/registry/types.js'
 import type { SingleHost } from '../../src/settings.js'
+import { makeServer } from './fixtures/servers.js'
 
 function problemsFor(single: SingleHost): string[] {
   try {
@@ -19,20 +19,7 @@ describe('registryFromSingleHost', () => {
     expect(registryFromSingleHost({ host: 'gw.example.com' })).toEqual({
       file: SINGLE_HOST_SOURCE,
       servers: [
-        {
-          name: 'gw.example.com',
-          host: 'gw.example.com',
-          tenant: 'default',
-          port: SERVER_DEFAULTS.port,
-          user: SERVER_DEFAULTS.user,
-          path: SERVER_DEFAULTS.path,
-          healthUrl: SERVER_DEFAULTS.healthUrl,
-          services: [],
-          imageVariable: SERVER_DEFAULTS.imageVariable,
-          hostKeys: [],
-          enabled: true,
-          labels: {}
-        }
+        makeServer('gw.example.com', 'default', undefined, { host: 'gw.example.com' })
       ]
     })
   })
