@@ -64422,12 +64422,20 @@ function readRollbackRecord(path) {
         script: PRELUDE + `[ -f "$1/rollback" ] || fail "no rollback record in $1 (no deploy by this action has run here)"\ncat -- "$1/rollback"`
     };
 }
-/** Points a reference back at a recorded image ID, so compose starts it without the registry. */
+/**
+ * Points a reference back at a recorded image ID, so compose starts it without the registry. A
+ * digest reference (`repo@sha256:…`) cannot be tagged and always names the same image: it only has
+ * to still be on the server.
+ */
 function retagImage(imageId, image) {
     return {
         step: 'retag',
         args: [imageId, image],
-        script: PRELUDE + `docker tag "$1" "$2" || fail "cannot tag image $1 as $2 (was it removed?)"`
+        script: PRELUDE +
+            `case "$2" in
+  *@*) [ "$(docker image inspect --format '{{.Id}}' "$2" 2>/dev/null)" = "$1" ] || fail "the recorded image $1 of $2 is no longer on the server" ;;
+  *) docker tag "$1" "$2" || fail "cannot tag image $1 as $2 (was it removed?)" ;;
+esac`
     };
 }
 /** Replaces .env atomically with the given bytes, keeping its owner and mode. */
@@ -65770,6 +65778,8 @@ class ServerJob {
     started = Date.now();
     result;
     shell;
+    /** Compose services whose containers the health check looks at (empty: all). */
+    healthServices = [];
     /** Set once the server starts switching: what a rollback restores. */
     switching;
     constructor(server, ctx) {
@@ -65850,7 +65860,11 @@ class ServerJob {
             return { service, configImage, imageId, state };
         });
         const services = this.server.services;
-        const managed = all.filter(c => (services.length ? services.includes(c.service) : c.configImage === currentImage));
+        // The containers that run the image this action manages (of the selected services, if any).
+        const managed = all.filter(c => c.configImage === currentImage && (!services.length || services.includes(c.service)));
+        // With no services configured, health is judged on those containers' services only: a one-shot
+        // init container that exited, or an unrelated stopped service, is not the gateway failing.
+        this.healthServices = services.length ? services : [...new Set(managed.map(c => c.service))];
         return { env, currentImage, managed, all };
     }
     async deploy() {
@@ -65859,10 +65873,11 @@ class ServerJob {
         const target = settings.image || currentImage;
         this.result.previousImage = currentImage;
         this.checkCancelled();
-        this.progress('pulling');
-        const targetId = this.fact(await this.step(pullImage(target)), 'image_id');
+        // What runs now, read before the pull: with a moving tag the pull re-points the reference.
         const runningId = managed[0]?.imageId || this.fact(await this.step(inspectImage(currentImage)), 'image_id', '');
         this.result.previousImageId = runningId || undefined;
+        this.progress('pulling');
+        const targetId = this.fact(await this.step(pullImage(target)), 'image_id');
         if (target === currentImage && managed.length > 0 && managed.every(c => c.imageId === targetId && c.state === 'running')) {
             this.result.deployedImage = target;
             this.result.deployedImageId = targetId;
@@ -65871,10 +65886,12 @@ class ServerJob {
             return this.finish('unchanged');
         }
         this.checkCancelled();
-        if (runningId) {
+        // Redeploying the image that runs keeps the earlier rollback target instead of recording itself.
+        const record = runningId !== '' && runningId !== targetId;
+        if (record) {
             await this.step(recordRollback(this.server.path, rollbackTag(this.server), { image: currentImage, imageId: runningId }));
         }
-        else {
+        else if (!runningId) {
             this.note('no image of this project runs or is on the server yet: there is nothing to roll back to');
         }
         // From here on the server is being switched: a failure, a cancel or a lost connection rolls back.
@@ -65910,7 +65927,7 @@ class ServerJob {
         }
         this.progress('rolling back');
         const restored = await this.restore(env, currentImage, runningId);
-        if (restored)
+        if (restored && record)
             await this.step(restoreRollbackRecord(this.server.path)).catch(error => this.note(`rollback record not restored: ${errorText(error)}`));
         await this.history(restored ? 'rolled-back' : 'failed', target, currentImage);
         return restored
@@ -65999,7 +66016,7 @@ class ServerJob {
         return this.finish(healthy ? 'healthy' : 'unhealthy', healthy ? undefined : this.result.health);
     }
     async checkHealth(signal, timeout = this.ctx.settings.healthTimeout, afterRestart = true) {
-        const command = healthCheck(this.server.path, this.server.healthUrl, timeout, this.server.services, afterRestart);
+        const command = healthCheck(this.server.path, this.server.healthUrl, timeout, this.healthServices, afterRestart);
         const result = await this.shell.run(command, timeout + QUICK_STEP_SECONDS, signal);
         const facts = parseFacts(result.stdout);
         this.result.health = `HTTP ${this.fact(facts, 'http', '?')}; ${describeContainers(this.fact(facts, 'containers', ''))}`;

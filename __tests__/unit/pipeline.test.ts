@@ -117,6 +117,39 @@ describe('one server', () => {
     expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'history', 'unlock'])
   })
 
+  it('keeps the gateway image for rollback when the registry lists other services too', async () => {
+    const fake = new FakeServer({
+      preflight: { stdout: `env=${Buffer.from(`OPENCLAW_IMAGE=${OLD}\n`).toString('base64')}\ncontainer=caddy|caddy:2|sha256:caddy|running\ncontainer=gateway|${OLD}|sha256:old|running` }
+    })
+    const result = await runServer({ ...server('a'), services: ['caddy', 'gateway'] }, context(settings(), { a: fake }))
+    expect(result.status).toBe('deployed')
+    expect(fake.ran.find(c => c.step === 'record')!.args.slice(-2)).toEqual([OLD, 'sha256:old'])
+  })
+
+  it('judges health on the gateway service, not on a one-shot container beside it', async () => {
+    const fake = new FakeServer({
+      preflight: { stdout: `env=${Buffer.from(`OPENCLAW_IMAGE=${OLD}\n`).toString('base64')}\ncontainer=init|busybox|sha256:b|exited\ncontainer=gateway|${OLD}|sha256:old|running` }
+    })
+    await runServer(server('a'), context(settings(), { a: fake }))
+    expect(fake.ran.find(c => c.step === 'health')!.args.slice(4)).toEqual(['gateway'])
+  })
+
+  it('redeploying the image that runs (its container had stopped) keeps the earlier rollback record', async () => {
+    const fake = new FakeServer({
+      preflight: { stdout: `env=${Buffer.from(`OPENCLAW_IMAGE=${NEW}\n`).toString('base64')}\ncontainer=gateway|${NEW}|sha256:new|exited` }
+    })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result.status).toBe('deployed')
+    expect(fake.steps()).not.toContain('record')
+  })
+
+  it('reads the running image before pulling, so a moving tag cannot make the new image the rollback target', async () => {
+    const fake = new FakeServer({ preflight: { stdout: `env=${Buffer.from(`OPENCLAW_IMAGE=${OLD}\n`).toString('base64')}` }, inspect: { stdout: 'image_id=sha256:old' } })
+    await runServer(server('a'), context(settings({ image: '' }), { a: fake }))
+    expect(fake.steps().slice(0, 4)).toEqual(['lock', 'preflight', 'inspect', 'pull'])
+    expect(fake.ran.find(c => c.step === 'record')!.args.at(-1)).toBe('sha256:old')
+  })
+
   it('reports the lock holder and does nothing else when the lock is held', async () => {
     const fake = new FakeServer({ lock: { code: 4, stdout: 'holder=run 42 by alice' } })
     const result = await runServer(server('a'), context(settings({ 'lock-timeout': '0' }), { a: fake }))

@@ -59,6 +59,8 @@ class ServerJob {
   private readonly started = Date.now()
   private readonly result: ServerResult
   private shell?: RemoteShell
+  /** Compose services whose containers the health check looks at (empty: all). */
+  private healthServices: string[] = []
   /** Set once the server starts switching: what a rollback restores. */
   private switching?: { env: Buffer; image: string; imageId: string }
 
@@ -136,7 +138,11 @@ class ServerJob {
       return { service, configImage, imageId, state }
     })
     const services = this.server.services
-    const managed = all.filter(c => (services.length ? services.includes(c.service) : c.configImage === currentImage))
+    // The containers that run the image this action manages (of the selected services, if any).
+    const managed = all.filter(c => c.configImage === currentImage && (!services.length || services.includes(c.service)))
+    // With no services configured, health is judged on those containers' services only: a one-shot
+    // init container that exited, or an unrelated stopped service, is not the gateway failing.
+    this.healthServices = services.length ? services : [...new Set(managed.map(c => c.service))]
     return { env, currentImage, managed, all }
   }
 
@@ -147,10 +153,11 @@ class ServerJob {
     this.result.previousImage = currentImage
     this.checkCancelled()
 
-    this.progress('pulling')
-    const targetId = this.fact(await this.step(commands.pullImage(target)), 'image_id')
+    // What runs now, read before the pull: with a moving tag the pull re-points the reference.
     const runningId = managed[0]?.imageId || this.fact(await this.step(commands.inspectImage(currentImage)), 'image_id', '')
     this.result.previousImageId = runningId || undefined
+    this.progress('pulling')
+    const targetId = this.fact(await this.step(commands.pullImage(target)), 'image_id')
     if (target === currentImage && managed.length > 0 && managed.every(c => c.imageId === targetId && c.state === 'running')) {
       this.result.deployedImage = target
       this.result.deployedImageId = targetId
@@ -160,9 +167,11 @@ class ServerJob {
     }
     this.checkCancelled()
 
-    if (runningId) {
+    // Redeploying the image that runs keeps the earlier rollback target instead of recording itself.
+    const record = runningId !== '' && runningId !== targetId
+    if (record) {
       await this.step(commands.recordRollback(this.server.path, rollbackTag(this.server), { image: currentImage, imageId: runningId }))
-    } else {
+    } else if (!runningId) {
       this.note('no image of this project runs or is on the server yet: there is nothing to roll back to')
     }
 
@@ -195,7 +204,7 @@ class ServerJob {
     }
     this.progress('rolling back')
     const restored = await this.restore(env, currentImage, runningId)
-    if (restored) await this.step(commands.restoreRollbackRecord(this.server.path)).catch(error => this.note(`rollback record not restored: ${errorText(error)}`))
+    if (restored && record) await this.step(commands.restoreRollbackRecord(this.server.path)).catch(error => this.note(`rollback record not restored: ${errorText(error)}`))
     await this.history(restored ? 'rolled-back' : 'failed', target, currentImage)
     return restored
       ? this.finish('rolled-back', `${why}; restored ${currentImage}, which is healthy`)
@@ -283,7 +292,7 @@ class ServerJob {
   }
 
   private async checkHealth(signal?: AbortSignal, timeout = this.ctx.settings.healthTimeout, afterRestart = true): Promise<boolean> {
-    const command = commands.healthCheck(this.server.path, this.server.healthUrl, timeout, this.server.services, afterRestart)
+    const command = commands.healthCheck(this.server.path, this.server.healthUrl, timeout, this.healthServices, afterRestart)
     const result = await this.shell!.run(command, timeout + QUICK_STEP_SECONDS, signal)
     const facts = commands.parseFacts(result.stdout)
     this.result.health = `HTTP ${this.fact(facts, 'http', '?')}; ${describeContainers(this.fact(facts, 'containers', ''))}`

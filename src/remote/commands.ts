@@ -195,12 +195,21 @@ export function readRollbackRecord(path: string): RemoteCommand {
   }
 }
 
-/** Points a reference back at a recorded image ID, so compose starts it without the registry. */
+/**
+ * Points a reference back at a recorded image ID, so compose starts it without the registry. A
+ * digest reference (`repo@sha256:…`) cannot be tagged and always names the same image: it only has
+ * to still be on the server.
+ */
 export function retagImage(imageId: string, image: string): RemoteCommand {
   return {
     step: 'retag',
     args: [imageId, image],
-    script: PRELUDE + `docker tag "$1" "$2" || fail "cannot tag image $1 as $2 (was it removed?)"`
+    script:
+      PRELUDE +
+      `case "$2" in
+  *@*) [ "$(docker image inspect --format '{{.Id}}' "$2" 2>/dev/null)" = "$1" ] || fail "the recorded image $1 of $2 is no longer on the server" ;;
+  *) docker tag "$1" "$2" || fail "cannot tag image $1 as $2 (was it removed?)" ;;
+esac`
   }
 }
 
