@@ -232,11 +232,25 @@ describe('mode: rollback and mode: status', () => {
     expect(fake.steps()).toEqual(['lock', 'preflight', 'read-rollback', 'unlock'])
   })
 
-  it('status reads and changes nothing, and takes no lock', async () => {
-    const fake = new FakeServer({ 'read-state': { stdout: 'last=2026-11-26T10:00:00Z\tdeployed\ta -> b\nholder=run 5 by bob ' } })
+  const preflightOut = `compose=docker-compose.yml\nenv=${Buffer.from(`OPENCLAW_IMAGE=${OLD}\n`).toString('base64')}\ncontainer=gateway|${OLD}|sha256:old|running`
+  const stateOut = 'last=2026-11-26T10:00:00Z\tdeployed\ta -> b\nholder=run 5 by bob '
+
+  it('status reads and changes nothing, and takes no lock: one command, one round trip', async () => {
+    const fake = new FakeServer({ status: { stdout: `${preflightOut}\n${stateOut}\nstage=health\nhealth=ok\nhttp=200\ncontainers=gateway:running:false:0` } })
     const result = await runServer(server('a'), context(settings({ mode: 'status', image: '' }), { a: fake }))
     expect(result).toMatchObject({ status: 'healthy', deployedImage: OLD, lockHolder: 'run 5 by bob', lastDeploy: '2026-11-26T10:00:00Z\tdeployed\ta -> b' })
-    expect(fake.steps()).toEqual(['preflight', 'read-state', 'health'])
+    expect(fake.steps()).toEqual(['status'])
+  })
+
+  it('status tells a failed preflight (failed) from an unhealthy gateway (unhealthy)', async () => {
+    const broken = new FakeServer({ status: { code: 3, stdout: 'error=no .env in /srv/a' } })
+    expect(await runServer(server('a'), context(settings({ mode: 'status', image: '' }), { a: broken }))).toMatchObject({
+      status: 'failed',
+      failedStep: 'preflight',
+      error: 'preflight failed: no .env in /srv/a'
+    })
+    const sick = new FakeServer({ status: { code: 5, stdout: `${preflightOut}\n${stateOut}\nstage=health\nhealth=failed\nhttp=500\ncontainers=gateway:running:false:0\nerror=not healthy within 10s` } })
+    expect(await runServer(server('a'), context(settings({ mode: 'status', image: '' }), { a: sick }))).toMatchObject({ status: 'unhealthy', deployedImage: OLD })
   })
 })
 

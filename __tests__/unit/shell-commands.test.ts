@@ -57,7 +57,8 @@ describe('remote commands', () => {
     ['healthCheck', (v, w) => commands.healthCheck(v, w, 60, [w])],
     ['pruneImages', (v, w) => commands.pruneImages(v, [w])],
     ['appendHistory', (v, w) => commands.appendHistory(v, w)],
-    ['readState', v => commands.readState(v)]
+    ['readState', v => commands.readState(v)],
+    ['statusProbe', (v, w) => commands.statusProbe(v, w, 10, [w, v])]
   ]
 
   it.each(builders)('%s: no value changes the shape of the command bash runs', (_name, build) => {

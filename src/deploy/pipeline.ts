@@ -123,7 +123,10 @@ class ServerJob {
 
   private async preflight(): Promise<{ env: Buffer; currentImage: string; managed: Container[]; all: Container[] }> {
     this.progress('preflight')
-    const facts = await this.step(commands.preflight(this.server.path))
+    return this.preflightFacts(await this.step(commands.preflight(this.server.path)))
+  }
+
+  private preflightFacts(facts: Map<string, string[]>): { env: Buffer; currentImage: string; managed: Container[]; all: Container[] } {
     const env = Buffer.from(facts.get('env')?.[0] ?? '', 'base64')
     const variable = this.server.imageVariable
     const currentImage = readImageVariable(env, variable)
@@ -278,22 +281,33 @@ class ServerJob {
     }
   }
 
+  /** `mode: status`: preflight, state and one health probe in one remote command (one round trip). */
   private async status(): Promise<ServerResult> {
-    const { currentImage, managed, all } = await this.preflight()
+    const timeout = Math.min(this.ctx.settings.healthTimeout, 10)
+    const command = commands.statusProbe(this.server.path, this.server.healthUrl, timeout, this.server.services)
+    this.progress('preflight')
+    const result = await this.shell!.run(command, this.ctx.settings.commandTimeout + timeout + QUICK_STEP_SECONDS)
+    const facts = commands.parseFacts(result.stdout)
+    if (!facts.has('stage')) throw this.failure({ ...command, step: 'preflight' }, result.code, result.stdout, result.stderr)
+    this.note('preflight: ok')
+    const { currentImage, managed, all } = this.preflightFacts(facts)
     this.result.previousImage = currentImage
     this.result.deployedImage = currentImage
     this.result.previousImageId = this.result.deployedImageId = managed[0]?.imageId
-    const state = await this.step(commands.readState(this.server.path))
-    this.result.lastDeploy = this.fact(state, 'last', '') || undefined
-    this.result.lockHolder = this.fact(state, 'holder', '').trim() || undefined
+    this.result.lastDeploy = this.fact(facts, 'last', '') || undefined
+    this.result.lockHolder = this.fact(facts, 'holder', '').trim() || undefined
     this.note(`containers: ${all.map(c => `${c.service} ${c.state}`).join(', ') || 'none'}`)
-    const healthy = await this.checkHealth(undefined, Math.min(this.ctx.settings.healthTimeout, 10), false)
+    const healthy = this.healthFrom(command, result)
     return this.finish(healthy ? 'healthy' : 'unhealthy', healthy ? undefined : this.result.health)
   }
 
   private async checkHealth(signal?: AbortSignal, timeout = this.ctx.settings.healthTimeout, afterRestart = true): Promise<boolean> {
     const command = commands.healthCheck(this.server.path, this.server.healthUrl, timeout, this.healthServices, afterRestart)
     const result = await this.shell!.run(command, timeout + QUICK_STEP_SECONDS, signal)
+    return this.healthFrom(command, result)
+  }
+
+  private healthFrom(command: RemoteCommand, result: { code: number; stdout: string; stderr: string }): boolean {
     const facts = commands.parseFacts(result.stdout)
     this.result.health = `HTTP ${this.fact(facts, 'http', '?')}; ${describeContainers(this.fact(facts, 'containers', ''))}`
     this.note(`health: ${result.code === 0 ? 'ok' : 'failed'} (${this.result.health})`)

@@ -7,7 +7,7 @@
  * Scripts report facts on stdout as `key=value` lines (see parseFacts) and explain failures with an
  * `error=` line and a non-zero exit code.
  */
-import { shellJoin } from './shell.js'
+import { quote, shellJoin } from './shell.js'
 
 export interface RemoteCommand {
   /** What the step is called in logs and errors. */
@@ -333,5 +333,24 @@ export function readState(path: string): RemoteCommand {
     script: `set -u
 printf 'last=%s\\n' "$(tail -n 1 -- "$1/history.log" 2>/dev/null)"
 printf 'holder=%s\\n' "$(head -c 400 -- "$1/lock/holder" 2>/dev/null | tr '\\n' ' ')"`
+  }
+}
+
+/**
+ * `mode: status` in one round trip: preflight, the state files and one health probe, run by one
+ * remote shell instead of three channels. Preflight's own exit code when it fails; otherwise a
+ * `stage=health` line, then the health check's output and exit code.
+ */
+export function statusProbe(path: string, url: string, timeoutSeconds: number, services: string[]): RemoteCommand {
+  const pre = preflight(path)
+  const state = readState(path)
+  const health = healthCheck(path, url, timeoutSeconds, services, false)
+  return {
+    step: 'status',
+    args: [path, stateDir(path), url, String(timeoutSeconds), ...services],
+    script: `bash -c ${quote(pre.script)} openclaw-preflight "$1" || exit
+bash -c ${quote(state.script)} openclaw-read-state "$2"
+echo stage=health
+exec bash -c ${quote(health.script)} openclaw-health "$1" "$3" "$4" once "\${@:5}"`
   }
 }
