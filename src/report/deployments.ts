@@ -5,7 +5,7 @@
  * on and a warning says why.
  */
 import * as core from '@actions/core'
-import { getOctokit } from '@actions/github'
+import type { getOctokit } from '@actions/github'
 import { isSuccess, type ServerResult } from '../deploy/result.js'
 import type { Settings } from '../settings.js'
 
@@ -34,6 +34,8 @@ export class TenantDeployments {
       core.warning('Input "environment" is set but GITHUB_REPOSITORY, GITHUB_SHA or github-token is missing: no GitHub deployment is recorded.')
       return undefined
     }
+    // Loaded only here: the Octokit client is a large part of the bundle, and most runs never need it.
+    const { getOctokit } = await import('@actions/github')
     const octokit = getOctokit(settings.githubToken)
     const logUrl = `${env.GITHUB_SERVER_URL ?? 'https://github.com'}/${owner}/${repo}/actions/runs/${env.GITHUB_RUN_ID ?? ''}`
     const ids = new Map<string, number>()
