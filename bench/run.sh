@@ -14,8 +14,11 @@
 #   4. downtime of one gateway during a deploy and a rollback vs the container restart itself
 #
 # --quick: one run of each, status on 10 and 20, deploy on 10 (about 6 minutes instead of 15).
-# Environment: BENCH_REPS, BENCH_STATUS_SIZES, BENCH_DEPLOY_SIZES, BENCH_SCALE, BENCH_OUT,
-# BENCH_ACTION (another bundle to measure, e.g. a patched copy), BENCH_NODE, RIG_DIR.
+# Environment: BENCH_REPS, BENCH_STATUS_SIZES, BENCH_DEPLOY_SIZES, BENCH_SCALE, BENCH_OUT (default
+# bench/results/latest.md), BENCH_ACTION (the bundle to measure instead of dist/index.js),
+# BENCH_VARIANTS="label=path/index.js,…" (more bundles measured beside ours in 1 and 3, e.g. patched
+# copies), BENCH_SKIP="pssh,ansible,docker-status", BENCH_ACTION_NODE_ARGS (e.g. "--cpu-prof
+# --cpu-prof-dir=/tmp/prof"), BENCH_NODE, RIG_DIR.
 #
 # Needs root. Installs what it lacks from Debian (pssh, ansible, time, the rig's packages) and
 # Node 24 (the action's runtime) like CI does. Everything that touches the rig runs under
