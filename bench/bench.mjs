@@ -107,14 +107,9 @@ async function loadCommands() {
   quote = (await import(join(out, 'shell.js'))).quote
 }
 
-/** What `mode: status` runs on a server (preflight, read-state, one health probe), as one command line. */
+/** What `mode: status` runs on a server (preflight, read-state, one health probe in one command), as one command line. */
 function statusCommand() {
-  const c = commands
-  return [
-    c.renderCommand(c.preflight(PROJECT), 600),
-    c.renderCommand(c.readState(PROJECT), 600),
-    c.renderCommand(c.healthCheck(PROJECT, HEALTH_URL, 10, [], false), 40)
-  ].join('; ')
+  return commands.renderCommand(commands.statusProbe(PROJECT, HEALTH_URL, 10, []), 640)
 }
 
 /**
