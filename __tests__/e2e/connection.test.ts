@@ -103,7 +103,7 @@ describe('host keys of other types than ed25519', () => {
   it('refuses a server that has no key of the listed type, without retrying', async () => {
     const s3 = server(fleet, 's3')
     const run = await statusOf('s3', { knownHosts: wrongLine(s3, s1, RSA) })
-    expect(results(run)[0]!.error).toMatch(new RegExp(`refused before any command ran: ${s3.host}:22 has no host key of the type listed for it \\(ssh-rsa\\)`))
+    expect(results(run)[0]!.error).toMatch(new RegExp(`refused before any command ran: ${s3.host}:22 has no host key of a type listed for it \\(ssh-rsa\\)`))
     expect(run.durationMs).toBeLessThan(15_000)
   })
 })

@@ -87,6 +87,17 @@ export async function connect(options: ConnectOptions): Promise<SshConnection> {
   }
 }
 
+/** The server holds no host key of the types asked for. */
+class NoKeyOfListedType extends ConnectError {
+  constructor(host: string, port: number, keyTypes: string[]) {
+    super(
+      `refused before any command ran: ${host}:${port} has no host key of a type listed for it (${keyTypes.join(', ')}). ` +
+        `If the server was rebuilt with other keys, verify them out of band and update known-hosts or hostKey.`,
+      'host-key'
+    )
+  }
+}
+
 /** The server's key matched nothing the policy lists. */
 class HostKeyRefused extends ConnectError {
   constructor(readonly verdict: Extract<HostKeyVerdict, { trusted: false }>) {
@@ -102,19 +113,24 @@ class HostKeyRefused extends ConnectError {
 async function connectVerified(options: ConnectOptions, deadline: number): Promise<SshConnection> {
   const { hostKeyPolicy: policy, host, port } = options
   let offer = keyTypesToOffer(policy, host, port)
+  let refused: HostKeyRefused | undefined
   const shown: string[] = []
+  const mismatch = () => {
+    if (refused && shown.length > 1) refused.message += ` The server showed these keys, one per type asked for: ${shown.join(', ')}.`
+    return refused!
+  }
   for (;;) {
     try {
       return await connectOnce(options, offer, Math.max(1000, deadline - Date.now()))
     } catch (error) {
+      // The server holds no key of the types left to ask for: what it showed before is the answer.
+      if (error instanceof NoKeyOfListedType && refused) throw mismatch()
       if (!(error instanceof HostKeyRefused)) throw error
+      refused = error
       const { keyType, fingerprint } = error.verdict
       shown.push(`${keyType} ${fingerprint}`)
       offer = offer.filter(type => type !== keyType)
-      if (!error.verdict.otherTypesMayMatch || offer.length === 0 || options.signal?.aborted) {
-        if (shown.length > 1) error.message += ` The server showed these keys, one per type asked for: ${shown.join(', ')}.`
-        throw error
-      }
+      if (!error.verdict.otherTypesMayMatch || offer.length === 0 || options.signal?.aborted) throw mismatch()
     }
   }
 }
@@ -149,13 +165,7 @@ async function connectOnce(options: ConnectOptions, keyTypes: string[], readyTim
     socket.destroy()
     if (verdict && !verdict.trusted) throw new HostKeyRefused(verdict)
     const message = error instanceof Error ? error.message : String(error)
-    if (/no matching host key format/i.test(message)) {
-      throw new ConnectError(
-        `refused before any command ran: ${options.host}:${options.port} has no host key of the type${keyTypes.length > 1 ? 's' : ''} listed for it ` +
-          `(${keyTypes.join(', ')}). If the server was rebuilt with other keys, verify them out of band and update known-hosts or hostKey.`,
-        'host-key'
-      )
-    }
+    if (/no matching host key format/i.test(message)) throw new NoKeyOfListedType(options.host, options.port, keyTypes)
     if (/authentication methods failed/i.test(message)) {
       throw new ConnectError(`${options.user}@${options.host}:${options.port} did not accept the SSH key (check the deploy user's authorized_keys and ssh-private-key)`, 'auth')
     }
