@@ -146,13 +146,14 @@ describe('ending connections', () => {
       hostKeyPolicy: { knownHosts: parseKnownHosts(readFileSync(fleet.knownHostsFile, 'utf8')), hostKeys: [], strict: true },
       connectTimeout: 10
     })
-    await rig('cut', 's7')
+    // packets vanish without an error on this side, as when a link fails behind a router
+    await rig('blackhole', 's7')
     const started = Date.now()
     connection.close()
     // the goodbye never reaches the server, so its end of the socket never closes
     const closed = await Promise.race([connection.closed.then(() => true), new Promise(r => setTimeout(r, 15_000, false))])
     expect(closed).toBe(true)
-    expect(Date.now() - started).toBeLessThan(5000)
+    expect(Date.now() - started).toBeLessThan(4000)
     await rig('mend', 's7')
   })
 
@@ -174,7 +175,7 @@ describe('ending connections', () => {
           child.stdout?.on('data', (d: Buffer | string) => {
             const before = seen
             seen += d.toString()
-            if (!before.includes('[s8] pulling') && seen.includes('[s8] pulling')) void rig('cut', 's8')
+            if (!before.includes('[s8] pulling') && seen.includes('[s8] pulling')) void rig('blackhole', 's8')
             if (!summaryAt && /::error::\d+ of \d+ servers did not succeed/.test(seen)) summaryAt = Date.now()
           })
         }

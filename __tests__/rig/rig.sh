@@ -9,6 +9,9 @@
 #   rig.sh exec NAME -- CMD...     run CMD as root inside server NAME (its netns and mount namespace,
 #                                  cwd = its project folder, DOCKER_HOST = its daemon)
 #   rig.sh cut NAME | mend NAME    take the server's link down / up
+#   rig.sh blackhole NAME          take the link down so that packets vanish silently, as when a
+#                                  link fails behind a router (`cut` fails fast: this machine's
+#                                  ARP gives up and errors the sockets); `mend` undoes it
 #   rig.sh registry stop|start     stop / start the local registry
 #   rig.sh reset NAME|all          put server(s) back on the baseline (.env, v1 running and healthy)
 #
@@ -836,11 +839,21 @@ cmd_exec() {
   exec "${enter[@]}" env -C "$(project_of "$name")" "${envs[@]}" "$@"
 }
 
-cmd_link() { # cut|mend NAME
+cmd_link() { # cut|mend|blackhole NAME
   need_root
-  local state=$1 name=${2:-}
-  [[ -n $name ]] || die "usage: rig.sh cut|mend NAME"
+  local state=$1 name=${2:-} ip mac
+  [[ -n $name ]] || die "usage: rig.sh cut|mend|blackhole NAME"
   known_server "$name"
+  ip=$(server_ip "$name")
+  if [[ $state == blackhole ]]; then
+    # a permanent neighbour entry: the kernel never finds the server gone, it just gets no answers
+    mac=$(ip -n "$(netns_of "$name")" -o link show eth0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+    [[ -n $mac ]] || die "$name: cannot read its MAC address"
+    ip neigh replace "$ip" lladdr "$mac" dev "$BRIDGE" nud permanent
+    state=down
+  elif [[ $state == up ]]; then
+    ip neigh del "$ip" dev "$BRIDGE" 2>/dev/null || true # a blackhole's pinned entry (or a learnt one)
+  fi
   ip link set "$(veth_of "$name")" "$state"
 }
 
@@ -859,6 +872,7 @@ cmd__reset() {
   local name=$1 dir proj f
   dir=$(sdir "$name")
   proj=$(project_of "$name")
+  ip neigh del "$(server_ip "$name")" dev "$BRIDGE" 2>/dev/null || true # after `blackhole`
   ip link set "$(veth_of "$name")" up
   if has_docker && ! pid_alive "$PIDDIR/$name.dockerd"; then
     log "$name: dockerd is not running: restarting it"
@@ -912,7 +926,7 @@ cmd_reset() {
 }
 
 usage() {
-  sed -n '2,16p' "$SELF" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,19p' "$SELF" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -927,6 +941,7 @@ main() {
     exec) cmd_exec "$@" ;;
     cut) cmd_link down "$@" ;;
     mend) cmd_link up "$@" ;;
+    blackhole) cmd_link blackhole "$@" ;;
     registry) cmd_registry "$@" ;;
     reset) cmd_reset "$@" ;;
     _provision) cmd__provision "$@" ;;
