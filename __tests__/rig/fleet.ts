@@ -20,6 +20,11 @@ export interface FleetServer {
   path: string
   /** `SHA256:…` fingerprint of the server's ed25519 host key. */
   hostKey: string
+  /**
+   * Fingerprint of each host key the server holds, by known_hosts key type: `ssh-ed25519` on every
+   * server; s1 and s2 also hold `ecdsa-sha2-nistp256` and `ssh-rsa` keys. known_hosts lists them all.
+   */
+  hostKeys: Record<string, string>
   netns: string
   veth: string
   /** The deploy user's home as this server sees it (each server has its own). */
@@ -154,6 +159,18 @@ export function actionKeyInputs(fleet: Fleet): { 'ssh-private-key': string; 'kno
     'ssh-private-key': readFileSync(fleet.privateKeyFile, 'utf8'),
     'known-hosts': readFileSync(fleet.knownHostsFile, 'utf8')
   }
+}
+
+/** The rig's known_hosts lines for the server, of one key type or all (newline-terminated text). */
+export function knownHostsLines(fleet: Fleet, fleetServer: FleetServer, keyType?: string): string {
+  const lines = readFileSync(fleet.knownHostsFile, 'utf8')
+    .split('\n')
+    .filter(line => {
+      const [host, type] = line.split(' ')
+      return host === fleetServer.host && (keyType === undefined || type === keyType)
+    })
+  if (lines.length === 0) throw new Error(`the rig's known_hosts has no ${keyType ?? ''} key for ${fleetServer.name}`)
+  return lines.join('\n') + '\n'
 }
 
 /** Scratch folder inside the rig dir (removed by `rig.sh down`), or the system temp dir without a rig. */

@@ -9,6 +9,9 @@
 #   rig.sh exec NAME -- CMD...     run CMD as root inside server NAME (its netns and mount namespace,
 #                                  cwd = its project folder, DOCKER_HOST = its daemon)
 #   rig.sh cut NAME | mend NAME    take the server's link down / up
+#   rig.sh blackhole NAME          take the link down so that packets vanish silently, as when a
+#                                  link fails behind a router (`cut` fails fast: this machine's
+#                                  ARP gives up and errors the sockets); `mend` undoes it
 #   rig.sh registry stop|start     stop / start the local registry
 #   rig.sh reset NAME|all          put server(s) back on the baseline (.env, v1 running and healthy)
 #
@@ -35,6 +38,9 @@ USER_MARK=openclaw-rig        # GECOS of a deploy user the rig created
 PROJECT=openclaw
 HEALTH_PORT=18789
 MAX_SERVERS=240
+# servers that also hold an ECDSA and an RSA host key (the others only ed25519): enough to test
+# clients that must ask for a type other than the first, without RSA key generation slowing `up`
+MULTI_KEY_SERVERS="s1 s2"
 # run-time folders the rig's tools create when absent (removed by `down` if the rig made them)
 RUN_LEFTOVERS="/run/netns /run/containerd /run/docker /run/mount"
 export DOCKER_BUILDKIT=0      # no buildx plugin here: use the classic builder
@@ -301,6 +307,9 @@ write_sshd_config() { # (no command substitutions in per-server paths: `up 200` 
   {
     printf 'ListenAddress %s\nPort 22\n' "$ip"
     printf 'HostKey %s/ssh_host_ed25519_key\n' "$dir"
+    if [[ " $MULTI_KEY_SERVERS " == *" $name "* ]]; then
+      printf 'HostKey %s/ssh_host_ecdsa_key\nHostKey %s/ssh_host_rsa_key\n' "$dir" "$dir"
+    fi
     printf 'PidFile %s/sshd.pid\n' "$dir"
     printf 'AuthorizedKeysFile %s/authorized_keys\n' "$dir"
     printf 'AllowUsers %s\n' "$DEPLOY_USER"
@@ -463,15 +472,21 @@ cmd__provision() {
 # fleet.json and known_hosts (no forks per server but one ssh-keygen call for all fingerprints).
 # RIG_DIR holds only [A-Za-z0-9._/-]: nothing needs JSON escaping.
 write_fleet() {
-  local names=("$@") name first=1 ip kt key _rest i=0 docker=false
-  local kh=$RIG_DIR/known_hosts fps=()
+  local names=("$@") name first=1 ip kt key _rest i=0 j docker=false f
+  local kh=$RIG_DIR/known_hosts fps=() types=() lines=() keys
   if has_docker; then docker=true; fi
+  # every host key of every server, ed25519 first; types[] / lines[] say whose line is whose
   for name in "${names[@]}"; do
-    read -r kt key _rest <"$RIG_DIR/$name/ssh_host_ed25519_key.pub"
-    printf '%s.%s %s %s\n' "$SUBNET_PREFIX" "$((10 + ${name#s}))" "$kt" "$key"
+    for f in "$RIG_DIR/$name"/ssh_host_{ed25519,ecdsa,rsa}_key.pub; do
+      [[ -f $f ]] || continue
+      read -r kt key _rest <"$f"
+      printf '%s.%s %s %s\n' "$SUBNET_PREFIX" "$((10 + ${name#s}))" "$kt" "$key"
+      types+=("$kt")
+      lines+=("$name")
+    done
   done >"$kh.new"
   mapfile -t fps < <(ssh-keygen -lf "$kh.new" | awk '{ print $2 }')
-  ((${#fps[@]} == ${#names[@]})) || die "could not read the host key fingerprints"
+  ((${#fps[@]} == ${#lines[@]})) || die "could not read the host key fingerprints"
   {
     printf '{\n'
     printf '  "rigDir": "%s",\n' "$RIG_DIR"
@@ -491,8 +506,15 @@ write_fleet() {
       ip=$SUBNET_PREFIX.$((10 + ${name#s}))
       ((first)) || printf ',\n'
       first=0
-      printf '    { "name": "%s", "host": "%s", "port": 22, "user": "%s", "path": "%s", "hostKey": "%s",' \
-        "$name" "$ip" "$DEPLOY_USER" "$RIG_DIR/$name/$PROJECT" "${fps[i++]}"
+      # this server's lines follow each other in known_hosts, its ed25519 key first
+      keys='' j=$i
+      while ((j < ${#lines[@]})) && [[ ${lines[j]} == "$name" ]]; do
+        keys+="${keys:+, }\"${types[j]}\": \"${fps[j]}\""
+        j=$((j + 1))
+      done
+      printf '    { "name": "%s", "host": "%s", "port": 22, "user": "%s", "path": "%s", "hostKey": "%s", "hostKeys": { %s },' \
+        "$name" "$ip" "$DEPLOY_USER" "$RIG_DIR/$name/$PROJECT" "${fps[i]}" "$keys"
+      i=$j
       printf ' "netns": "ocrig-%s", "veth": "ocv-%s", "home": "%s", "baselineDir": "%s",' \
         "$name" "$name" "$RIG_DIR/$name/home" "$RIG_DIR/$name/baseline"
       if [[ $docker == true ]]; then
@@ -581,6 +603,14 @@ cmd_up() {
   pub=$(<"$RIG_DIR/keys/id_ed25519.pub")
   for name in "${names[@]}"; do dirs+=("$RIG_DIR/$name/home" "$RIG_DIR/$name/baseline" "$RIG_DIR/$name/$PROJECT"); done
   mkdir -p "${dirs[@]}"
+  # RSA keys take seconds to generate: in the background, until the sshds start
+  local keygens=() pid
+  for name in $MULTI_KEY_SERVERS; do
+    [[ -d $RIG_DIR/$name ]] || continue
+    ssh-keygen -q -t ecdsa -b 256 -N '' -C "openclaw-rig $name" -f "$RIG_DIR/$name/ssh_host_ecdsa_key"
+    ssh-keygen -q -t rsa -b 3072 -N '' -C "openclaw-rig $name" -f "$RIG_DIR/$name/ssh_host_rsa_key" &
+    keygens+=($!)
+  done
   for name in "${names[@]}"; do
     d=$RIG_DIR/$name
     ssh-keygen -q -t ed25519 -N '' -C "openclaw-rig $name" -f "$d/ssh_host_ed25519_key"
@@ -614,6 +644,7 @@ EOF
     for name in "${names[@]}"; do start_dockerd "$name"; done
     spawn_record "${names[@]/%/.dockerd}"
   fi
+  for pid in "${keygens[@]}"; do wait "$pid" || die "ssh-keygen of an RSA host key failed"; done
   for name in "${names[@]}"; do start_sshd "$name"; done
   spawn_record "${names[@]/%/.sshd}"
 
@@ -808,11 +839,21 @@ cmd_exec() {
   exec "${enter[@]}" env -C "$(project_of "$name")" "${envs[@]}" "$@"
 }
 
-cmd_link() { # cut|mend NAME
+cmd_link() { # cut|mend|blackhole NAME
   need_root
-  local state=$1 name=${2:-}
-  [[ -n $name ]] || die "usage: rig.sh cut|mend NAME"
+  local state=$1 name=${2:-} ip mac
+  [[ -n $name ]] || die "usage: rig.sh cut|mend|blackhole NAME"
   known_server "$name"
+  ip=$(server_ip "$name")
+  if [[ $state == blackhole ]]; then
+    # a permanent neighbour entry: the kernel never finds the server gone, it just gets no answers
+    mac=$(ip -n "$(netns_of "$name")" -o link show eth0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+    [[ -n $mac ]] || die "$name: cannot read its MAC address"
+    ip neigh replace "$ip" lladdr "$mac" dev "$BRIDGE" nud permanent
+    state=down
+  elif [[ $state == up ]]; then
+    ip neigh del "$ip" dev "$BRIDGE" 2>/dev/null || true # a blackhole's pinned entry (or a learnt one)
+  fi
   ip link set "$(veth_of "$name")" "$state"
 }
 
@@ -831,6 +872,7 @@ cmd__reset() {
   local name=$1 dir proj f
   dir=$(sdir "$name")
   proj=$(project_of "$name")
+  ip neigh del "$(server_ip "$name")" dev "$BRIDGE" 2>/dev/null || true # after `blackhole`
   ip link set "$(veth_of "$name")" up
   if has_docker && ! pid_alive "$PIDDIR/$name.dockerd"; then
     log "$name: dockerd is not running: restarting it"
@@ -884,7 +926,7 @@ cmd_reset() {
 }
 
 usage() {
-  sed -n '2,16p' "$SELF" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,19p' "$SELF" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -899,6 +941,7 @@ main() {
     exec) cmd_exec "$@" ;;
     cut) cmd_link down "$@" ;;
     mend) cmd_link up "$@" ;;
+    blackhole) cmd_link blackhole "$@" ;;
     registry) cmd_registry "$@" ;;
     reset) cmd_reset "$@" ;;
     _provision) cmd__provision "$@" ;;

@@ -1,6 +1,6 @@
 import { createServer, type Server as HttpServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
+import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals'
 import type { ServerResult } from '../../src/deploy/result.js'
 import type { Server } from '../../src/registry/types.js'
 import { readSettings } from '../../src/settings.js'
@@ -17,6 +17,8 @@ let api: HttpServer
 const requests: Request[] = []
 let nextId = 100
 let failCreateFor = ''
+/** The stand-in takes requests and never answers them, like a GitHub API that hangs. */
+let hang = false
 let TenantDeployments: typeof import('../../src/report/deployments.js').TenantDeployments
 
 beforeAll(async () => {
@@ -26,6 +28,7 @@ beforeAll(async () => {
     req.on('end', () => {
       const body = data ? (JSON.parse(data) as Record<string, unknown>) : {}
       requests.push({ method: req.method!, url: req.url!, auth: req.headers.authorization ?? '', body })
+      if (hang) return
       res.setHeader('content-type', 'application/json')
       if (req.url!.endsWith('/deployments') && String(body.environment).endsWith(failCreateFor || '\0')) {
         res.statusCode = 422
@@ -41,7 +44,10 @@ beforeAll(async () => {
   ;({ TenantDeployments } = await import('../../src/report/deployments.js'))
 })
 
-afterAll(() => new Promise<void>(r => api.close(() => r())))
+afterAll(() => {
+  api.closeAllConnections()
+  return new Promise<void>(r => api.close(() => r()))
+})
 
 const env = { GITHUB_REPOSITORY: 'acme/infra', GITHUB_SHA: 'abc123', GITHUB_RUN_ID: '77', GITHUB_SERVER_URL: 'https://github.com' }
 const server = (name: string, tenant: string) => ({ name, tenant }) as Server
@@ -79,5 +85,26 @@ describe('GitHub deployments', () => {
     await deployments!.finish([result('a1', 'acme', 'deployed'), result('g1', 'globex', 'deployed')])
     failCreateFor = ''
     expect(requests.filter(r => r.url.includes('/statuses')).map(r => r.url)).toEqual(['/repos/acme/infra/deployments/102/statuses', '/repos/acme/infra/deployments/102/statuses'])
+  })
+
+  it('goes on within the timeout when the API never answers, and stops calling it', async () => {
+    requests.length = 0
+    hang = true
+    const printed: string[] = []
+    const write = jest.spyOn(process.stdout, 'write').mockImplementation(chunk => (printed.push(String(chunk)), true))
+    const started = Date.now()
+    try {
+      const deployments = await TenantDeployments.start(settings({ environment: 'production' }), ['acme', 'globex', 'initech'], env, 300)
+      await deployments!.finish([result('a1', 'acme', 'deployed'), result('g1', 'globex', 'deployed'), result('i1', 'initech', 'deployed')])
+    } finally {
+      write.mockRestore()
+      hang = false
+    }
+    // one call waited out its timeout; the rest were not sent to an API that does not answer
+    expect(Date.now() - started).toBeLessThan(3000)
+    expect(requests.map(r => `${r.method} ${r.url}`)).toEqual(['POST /repos/acme/infra/deployments'])
+    expect(printed.join('')).toContain(
+      '::warning::Could not record a GitHub deployment for tenant acme: the GitHub API did not answer within 0.3s; no further GitHub deployment updates are sent in this run.'
+    )
   })
 })

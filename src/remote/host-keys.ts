@@ -1,7 +1,11 @@
 /**
  * Host key verification: a server is trusted when the key it presents is listed for it in the
  * `known-hosts` input (OpenSSH known_hosts text) or its SHA256 fingerprint is one of the server's
- * registry `hostKey`s.
+ * registry `hostKey`s. A host that lists keys but presents another one is always refused; only a
+ * host that lists none passes with `strict-host-key-checking` off.
+ *
+ * A server holds several host keys (ed25519, ECDSA, RSA) and shows the one of the first type the
+ * client asks for, so the client asks only for the types listed for the host, as OpenSSH does.
  */
 import { createHash, createHmac } from 'node:crypto'
 
@@ -11,6 +15,35 @@ export interface KnownHostEntry {
   keyType: string
   key: Buffer
   revoked: boolean
+}
+
+/**
+ * ssh2's host key algorithms for each key type a known_hosts line names, in ssh2's order of
+ * preference. One RSA key serves three signature algorithms; OpenSSH 8.8 and later refuse the SHA-1
+ * one (`ssh-rsa`), so the SHA-2 ones come first. DSA is obsolete: ssh2 asks for it only when told to.
+ */
+const ALGORITHMS_BY_KEY_TYPE: ReadonlyArray<readonly [keyType: string, algorithms: readonly string[]]> = [
+  ['ssh-ed25519', ['ssh-ed25519']],
+  ['ecdsa-sha2-nistp256', ['ecdsa-sha2-nistp256']],
+  ['ecdsa-sha2-nistp384', ['ecdsa-sha2-nistp384']],
+  ['ecdsa-sha2-nistp521', ['ecdsa-sha2-nistp521']],
+  ['ssh-rsa', ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']],
+  ['ssh-dss', ['ssh-dss']]
+]
+const KEY_TYPES = ALGORITHMS_BY_KEY_TYPE.map(([type]) => type)
+/** The types to ask for when the expected key's type is not known: ssh2's defaults. */
+const DEFAULT_KEY_TYPES = KEY_TYPES.filter(type => type !== 'ssh-dss')
+
+/** ssh2 `algorithms.serverHostKey` for these key types, most preferred first. */
+export function hostKeyAlgorithms(keyTypes: readonly string[]): string[] {
+  return ALGORITHMS_BY_KEY_TYPE.filter(([type]) => keyTypes.includes(type)).flatMap(([, algorithms]) => algorithms)
+}
+
+/** The key type named inside an SSH wire-format public key (its first string), e.g. `ssh-ed25519`. */
+export function keyTypeOf(key: Buffer): string {
+  if (key.length < 4) return 'unknown'
+  const length = key.readUInt32BE(0)
+  return length > 0 && length < 64 && key.length >= 4 + length ? key.subarray(4, 4 + length).toString('latin1') : 'unknown'
 }
 
 /** SHA256 fingerprint in OpenSSH's notation: `SHA256:` + unpadded base64. */
@@ -72,8 +105,18 @@ export function entryMatchesHost(entry: KnownHostEntry, host: string, port: numb
 }
 
 export type HostKeyVerdict =
-  | { trusted: true; fingerprint: string; via: 'known-hosts' | 'hostKey' | 'unchecked' }
-  | { trusted: false; fingerprint: string; reason: string }
+  | { trusted: true; fingerprint: string; keyType: string; via: 'known-hosts' | 'hostKey' | 'unchecked' }
+  | {
+      trusted: false
+      fingerprint: string
+      keyType: string
+      reason: string
+      /**
+       * The key matched nothing, but only registry fingerprints (which do not say their key type)
+       * could vouch for a key of another type: asking the server for the other types may find it.
+       */
+      otherTypesMayMatch: boolean
+    }
 
 export interface HostKeyPolicy {
   knownHosts: KnownHostEntry[]
@@ -82,24 +125,54 @@ export interface HostKeyPolicy {
   strict: boolean
 }
 
+/** The usable (not revoked) known_hosts entries for the host. */
+function listedFor(policy: HostKeyPolicy, host: string, port: number): KnownHostEntry[] {
+  return policy.knownHosts.filter(e => !e.revoked && entryMatchesHost(e, host, port))
+}
+
+/** Key types of the entries, as the key itself says (the line's type field can be mistyped). */
+function typesOf(entries: KnownHostEntry[]): string[] {
+  return [...new Set(entries.map(e => keyTypeOf(e.key)))]
+}
+
+/**
+ * The host key types to ask the server for, most preferred first: those known-hosts lists for the
+ * host; with registry fingerprints (of unknown type) then every other type too; for a host that
+ * lists nothing (refused, or let through with strict checking off) ssh2's defaults.
+ */
+export function keyTypesToOffer(policy: HostKeyPolicy, host: string, port: number): string[] {
+  const listed = KEY_TYPES.filter(type => typesOf(listedFor(policy, host, port)).includes(type))
+  if (policy.hostKeys.length > 0) return [...listed, ...DEFAULT_KEY_TYPES.filter(type => !listed.includes(type))]
+  return listed.length > 0 ? listed : DEFAULT_KEY_TYPES
+}
+
 /** Decides whether to trust the key a server presented. */
 export function verifyHostKey(policy: HostKeyPolicy, host: string, port: number, key: Buffer): HostKeyVerdict {
   const presented = fingerprint(key)
+  const keyType = keyTypeOf(key)
+  const name = hostPortName(host, port)
   const forHost = policy.knownHosts.filter(e => entryMatchesHost(e, host, port))
   if (forHost.some(e => e.revoked && e.key.equals(key))) {
-    return { trusted: false, fingerprint: presented, reason: `the host key ${presented} of ${hostPortName(host, port)} is marked @revoked in known-hosts` }
+    return { trusted: false, fingerprint: presented, keyType, otherTypesMayMatch: false, reason: `the host key ${presented} of ${name} is marked @revoked in known-hosts` }
   }
-  if (forHost.some(e => !e.revoked && e.key.equals(key))) return { trusted: true, fingerprint: presented, via: 'known-hosts' }
-  if (policy.hostKeys.includes(presented)) return { trusted: true, fingerprint: presented, via: 'hostKey' }
-  if (!policy.strict) return { trusted: true, fingerprint: presented, via: 'unchecked' }
+  const listed = listedFor(policy, host, port)
+  if (listed.some(e => e.key.equals(key))) return { trusted: true, fingerprint: presented, keyType, via: 'known-hosts' }
+  if (policy.hostKeys.includes(presented)) return { trusted: true, fingerprint: presented, keyType, via: 'hostKey' }
 
-  const listed = forHost.length > 0 || policy.hostKeys.length > 0
-  const reason = listed
-    ? `HOST KEY MISMATCH: ${hostPortName(host, port)} presented ${presented}, which is neither in known-hosts nor in its ` +
+  if (listed.length > 0 || policy.hostKeys.length > 0) {
+    // Listed but different is what an interception looks like: refused whatever strict checking says.
+    const unusable = typesOf(listed).filter(type => !KEY_TYPES.includes(type))
+    const reason =
+      `HOST KEY MISMATCH: ${name} presented the ${keyType} key ${presented}, which is neither in known-hosts nor in its ` +
       `registry hostKey. If the server was rebuilt, verify the new key out of band and update known-hosts or hostKey; ` +
-      `otherwise someone may be intercepting the connection.`
-    : `unknown host key: ${hostPortName(host, port)} presented ${presented} and neither known-hosts nor its registry ` +
-      `entry lists a key for it. Add "hostKey": "${presented}" to the server in the registry, or add its line from ` +
-      `'ssh-keyscan -p ${port} ${host}' to the known-hosts input (after checking the fingerprint out of band).`
-  return { trusted: false, fingerprint: presented, reason }
+      `otherwise someone may be intercepting the connection.` +
+      (unusable.length ? ` (known-hosts also lists ${unusable.join(', ')} keys for it, which this action cannot check.)` : '')
+    return { trusted: false, fingerprint: presented, keyType, reason, otherTypesMayMatch: policy.hostKeys.length > 0 && !typesOf(listed).includes(keyType) }
+  }
+  if (!policy.strict) return { trusted: true, fingerprint: presented, keyType, via: 'unchecked' }
+  const reason =
+    `unknown host key: ${name} presented the ${keyType} key ${presented} and neither known-hosts nor its registry ` +
+    `entry lists a key for it. Add "hostKey": "${presented}" to the server in the registry, or add its line from ` +
+    `'ssh-keyscan -p ${port} ${host}' to the known-hosts input (after checking the fingerprint out of band).`
+  return { trusted: false, fingerprint: presented, keyType, reason, otherTypesMayMatch: false }
 }

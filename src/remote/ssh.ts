@@ -2,10 +2,12 @@
  * One SSH connection per server (node-ssh over ssh2), reused for all of its steps. Only setting up
  * the connection is retried; a remote step runs once, bounded by a timeout on both ends.
  */
+import { connect as openSocket, type Socket } from 'node:net'
+import * as core from '@actions/core'
 import { NodeSSH } from 'node-ssh'
-import type { ClientChannel } from 'ssh2'
+import type { ClientChannel, ServerHostKeyAlgorithm } from 'ssh2'
 import { type RemoteCommand, renderCommand } from './commands.js'
-import { type HostKeyPolicy, type HostKeyVerdict, verifyHostKey } from './host-keys.js'
+import { type HostKeyPolicy, type HostKeyVerdict, hostKeyAlgorithms, keyTypesToOffer, verifyHostKey } from './host-keys.js'
 
 export interface CommandResult {
   code: number
@@ -57,6 +59,9 @@ const KEEPALIVE_INTERVAL_MS = 5000
 const KEEPALIVE_COUNT_MAX = 3
 // The remote `timeout` ends a step first; our own timer is the backstop when the connection itself hangs.
 const CLIENT_TIMER_SLACK_SECONDS = 10
+// close() says goodbye and waits this long for the server to close its end; a server that vanished
+// never does, and the half-open socket would hold the process for the kernel's ~15 minutes of retries.
+const CLOSE_GRACE_MS = 2000
 
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms))
 
@@ -66,7 +71,7 @@ export async function connect(options: ConnectOptions): Promise<SshConnection> {
   let pause = 1000
   for (let attempt = 1; ; attempt++) {
     try {
-      return await connectOnce(options, Math.max(1000, deadline - Date.now()))
+      return await connectVerified(options, deadline)
     } catch (error) {
       const failure = error instanceof ConnectError ? error : new ConnectError(describeNetworkError(error), 'network')
       const remaining = deadline - Date.now()
@@ -82,13 +87,64 @@ export async function connect(options: ConnectOptions): Promise<SshConnection> {
   }
 }
 
-async function connectOnce(options: ConnectOptions, readyTimeoutMs: number): Promise<SshConnection> {
+/** The server holds no host key of the types asked for. */
+class NoKeyOfListedType extends ConnectError {
+  constructor(host: string, port: number, keyTypes: string[]) {
+    super(
+      `refused before any command ran: ${host}:${port} has no host key of a type listed for it (${keyTypes.join(', ')}). ` +
+        `If the server was rebuilt with other keys, verify them out of band and update known-hosts or hostKey.`,
+      'host-key'
+    )
+  }
+}
+
+/** The server's key matched nothing the policy lists. */
+class HostKeyRefused extends ConnectError {
+  constructor(readonly verdict: Extract<HostKeyVerdict, { trusted: false }>) {
+    super(`refused before any command ran: ${verdict.reason}`, 'host-key')
+  }
+}
+
+/**
+ * One connection whose host key the policy accepts. The server shows the key of the first type we
+ * ask for that it has; when only registry fingerprints (which do not name a type) could vouch for
+ * another type, the server is asked again without the type it showed, until none is left.
+ */
+async function connectVerified(options: ConnectOptions, deadline: number): Promise<SshConnection> {
+  const { hostKeyPolicy: policy, host, port } = options
+  let offer = keyTypesToOffer(policy, host, port)
+  let refused: HostKeyRefused | undefined
+  const shown: string[] = []
+  const mismatch = () => {
+    if (refused && shown.length > 1) refused.message += ` The server showed these keys, one per type asked for: ${shown.join(', ')}.`
+    return refused!
+  }
+  for (;;) {
+    try {
+      return await connectOnce(options, offer, Math.max(1000, deadline - Date.now()))
+    } catch (error) {
+      // The server holds no key of the types left to ask for: what it showed before is the answer.
+      if (error instanceof NoKeyOfListedType && refused) throw mismatch()
+      if (!(error instanceof HostKeyRefused)) throw error
+      refused = error
+      const { keyType, fingerprint } = error.verdict
+      shown.push(`${keyType} ${fingerprint}`)
+      offer = offer.filter(type => type !== keyType)
+      if (!error.verdict.otherTypesMayMatch || offer.length === 0 || options.signal?.aborted) throw mismatch()
+    }
+  }
+}
+
+async function connectOnce(options: ConnectOptions, keyTypes: string[], readyTimeoutMs: number): Promise<SshConnection> {
   const ssh = new NodeSSH()
   let verdict: HostKeyVerdict | undefined
+  // Our own socket, so that close() can drop it: after ssh2's end() its client cannot destroy it.
+  const socket = openSocket({ host: options.host, port: options.port })
   try {
     await ssh.connect({
       host: options.host,
       port: options.port,
+      sock: socket,
       username: options.user,
       privateKey: options.privateKey,
       passphrase: options.passphrase || undefined,
@@ -98,6 +154,7 @@ async function connectOnce(options: ConnectOptions, readyTimeoutMs: number): Pro
       // Only the key given; never an agent or a password prompt.
       agent: undefined,
       tryKeyboard: false,
+      algorithms: { serverHostKey: hostKeyAlgorithms(keyTypes) as ServerHostKeyAlgorithm[] },
       hostVerifier: (key: Buffer) => {
         verdict = verifyHostKey(options.hostKeyPolicy, options.host, options.port, key)
         return verdict.trusted
@@ -105,8 +162,10 @@ async function connectOnce(options: ConnectOptions, readyTimeoutMs: number): Pro
     })
   } catch (error) {
     ssh.dispose()
-    if (verdict && !verdict.trusted) throw new ConnectError(`refused before any command ran: ${verdict.reason}`, 'host-key')
+    socket.destroy()
+    if (verdict && !verdict.trusted) throw new HostKeyRefused(verdict)
     const message = error instanceof Error ? error.message : String(error)
+    if (/no matching host key format/i.test(message)) throw new NoKeyOfListedType(options.host, options.port, keyTypes)
     if (/authentication methods failed/i.test(message)) {
       throw new ConnectError(`${options.user}@${options.host}:${options.port} did not accept the SSH key (check the deploy user's authorized_keys and ssh-private-key)`, 'auth')
     }
@@ -115,7 +174,13 @@ async function connectOnce(options: ConnectOptions, readyTimeoutMs: number): Pro
     }
     throw error
   }
-  return new SshConnection(ssh, verdict)
+  if (verdict?.trusted && verdict.via === 'unchecked') {
+    core.warning(
+      `strict-host-key-checking is off: accepted ${options.host}:${options.port} unchecked, which presented the ${verdict.keyType} key ${verdict.fingerprint}. ` +
+        `Nothing lists a key for this host: verify the fingerprint out of band and add "hostKey": "${verdict.fingerprint}" to its registry entry (or its line to known-hosts).`
+    )
+  }
+  return new SshConnection(ssh, socket, verdict)
 }
 
 function describeNetworkError(error: unknown): string {
@@ -129,16 +194,21 @@ function describeNetworkError(error: unknown): string {
 
 export class SshConnection implements RemoteShell {
   private lost?: string
+  private closing = false
   private readonly pending = new Set<(reason: string) => void>()
+  /** Settles once the connection's socket is closed. */
+  readonly closed: Promise<void>
 
   constructor(
     private readonly ssh: NodeSSH,
+    private readonly socket: Socket,
     readonly hostKey: HostKeyVerdict | undefined
   ) {
     const client = ssh.connection
     // node-ssh stops listening for errors once connected; an unhandled 'error' would end the process.
     client?.on('error', error => this.markLost(`connection error: ${error.message}`))
     client?.on('close', () => this.markLost('connection closed by the server or the network'))
+    this.closed = socket.destroyed ? Promise.resolve() : new Promise(resolve => socket.once('close', () => resolve()))
   }
 
   private markLost(reason: string): void {
@@ -191,8 +261,16 @@ export class SshConnection implements RemoteShell {
     }
   }
 
+  /** Ends the session; the socket is dropped if the server has not closed it within CLOSE_GRACE_MS. */
   close(): void {
     this.lost ??= 'closed'
+    if (this.closing) return
+    this.closing = true
     this.ssh.dispose()
+    if (this.socket.destroyed) return
+    const drop = setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS)
+    // The socket keeps the process alive until it closes; the timer itself need not.
+    drop.unref()
+    void this.closed.then(() => clearTimeout(drop))
   }
 }
