@@ -158,6 +158,48 @@ describe('one server', () => {
     expect(fake.steps()).toEqual(['lock'])
   })
 
+  it('renews the lock with every step it holds the lock for, and not after releasing it', async () => {
+    const fake = new FakeServer()
+    await runServer(server('a'), context(settings(), { a: fake }))
+    expect(fake.ran.filter(c => c.lease).map(c => c.step)).toEqual(['preflight', 'pull', 'record', 'write-env', 'up', 'health', 'prune', 'history'])
+    expect(fake.ran.find(c => c.step === 'pull')!.lease).toEqual({ state: '/srv/a/.openclaw-deploy', token: 'abc' })
+    expect(fake.ran.filter(c => !c.lease).map(c => c.step)).toEqual(['lock', 'unlock'])
+  })
+
+  it('takes over an expired lock with a warning naming the old holder, and deploys', async () => {
+    const fake = new FakeServer({ lock: { stdout: 'took_over=run 7 by bob token=old\nexpired_for=95\nlocked=yes' } })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result.status).toBe('deployed')
+    expect(result.warnings).toEqual(['took over the deploy lock of run 7 by bob token=old, whose lease had expired 95s ago (that run was killed or lost the server)'])
+    expect(result.log).toContain(`warning: ${result.warnings![0]}`)
+  })
+
+  it('stops touching the server, and rolls nothing back, once another run took its expired lock over', async () => {
+    const fake = new FakeServer({ up: { code: 6, stdout: 'lock_lost=run 8 by carol token=new\nerror=this run no longer holds the deploy lock' } })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result.status).toBe('failed')
+    expect(result.error).toMatch(/up: this run lost the deploy lock of \/srv\/a\/.openclaw-deploy\/lock to run 8 by carol token=new .* it may be left half-switched/)
+    expect(fake.steps().slice(-2)).toEqual(['up', 'unlock'])
+  })
+
+  it.each([
+    ['a lease', 'holder=run 42 by alice token=x\nexpires_in=300', /waited 0s \(lock-timeout\); its lease ends in 300s unless that run renews it/],
+    ['no expiry', 'holder=run 42 by alice\nexpires_in=', /that lock has no expiry .*: remove \/srv\/a\/.openclaw-deploy\/lock by hand if no deploy runs/]
+  ])('says when a held lock with %s will be free', async (_what, stdout, message) => {
+    const fake = new FakeServer({ lock: { code: 4, stdout } })
+    const result = await runServer(server('a'), context(settings({ 'lock-timeout': '0' }), { a: fake }))
+    expect(result.status).toBe('locked')
+    expect(result.error).toMatch(message)
+  })
+
+  it('reports a lock that cannot be created as a failure with the reason, not as held', async () => {
+    const fake = new FakeServer({ lock: { code: 3, stdout: "error=cannot create the lock /srv/a/.openclaw-deploy/lock: cannot create directory: Read-only file system" } })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result).toMatchObject({ status: 'failed', failedStep: 'lock', error: 'lock failed: cannot create the lock /srv/a/.openclaw-deploy/lock: cannot create directory: Read-only file system' })
+    expect(result.lockHolder).toBeUndefined()
+    expect(fake.steps()).toEqual(['lock'])
+  })
+
   it('names the variable when .env lacks it', async () => {
     const fake = new FakeServer({ preflight: { stdout: `env=${Buffer.from('OTHER=1\n').toString('base64')}` } })
     const result = await runServer(server('a'), context(settings(), { a: fake }))

@@ -15,7 +15,7 @@ export interface RunContext {
   settings: Settings
   /** Opens the server's connection (real SSH, or a fake in unit tests). */
   connect(server: Server, signal: AbortSignal): Promise<RemoteShell>
-  /** Written into the lock so others see who holds it; must contain `lockToken`. */
+  /** Written into the lock so others see who holds it; must contain `token=<lockToken>`. */
   lockHolder: string
   lockToken: string
   /** Describes this run in the history line (run URL, actor). */
@@ -40,6 +40,9 @@ class StepFailed extends Error {
 
 class Cancelled extends Error {}
 
+/** The lease ran out and another run took the lock over: this run must not touch the server again. */
+class LockLost extends Error {}
+
 interface Container {
   service: string
   configImage: string
@@ -61,6 +64,8 @@ class ServerJob {
   private shell?: RemoteShell
   /** Compose services whose containers the health check looks at (empty: all). */
   private healthServices: string[] = []
+  /** Set while this run holds the server's lock: every step renews its lease. */
+  private holdsLock = false
   /** Set once the server starts switching: what a rollback restores. */
   private switching?: { env: Buffer; image: string; imageId: string }
 
@@ -101,20 +106,31 @@ class ServerJob {
     const { settings, lockHolder, lockToken } = this.ctx
     this.progress('locking')
     try {
-      await this.step(commands.takeLock(this.server.path, lockHolder, settings.lockTimeout), settings.lockTimeout + QUICK_STEP_SECONDS)
+      const taken = await this.step(commands.takeLock(this.server.path, lockHolder, settings.lockTimeout), settings.lockTimeout + QUICK_STEP_SECONDS)
+      const previous = taken.get('took_over')?.[0]
+      if (previous !== undefined) {
+        const expired = this.fact(taken, 'expired_for', '')
+        this.warn(`took over the deploy lock of ${previous.trim() || 'an unnamed holder'}${expired ? `, whose lease had expired ${expired}s ago` : ''} (that run was killed or lost the server)`)
+      }
     } catch (error) {
       if (error instanceof StepFailed && error.code === 4) {
         this.result.lockHolder = error.facts.get('holder')?.[0]?.trim()
-        return this.finish('locked', `another deploy holds the lock (${this.result.lockHolder || 'holder unknown'}); waited ${settings.lockTimeout}s (lock-timeout)`)
+        const expiresIn = this.fact(error.facts, 'expires_in', '')
+        const expiry = expiresIn
+          ? `; its lease ends in ${expiresIn}s unless that run renews it`
+          : `; that lock has no expiry (taken by an older version of this action or by backup-openclaw.sh): remove ${commands.stateDir(this.server.path)}/lock by hand if no deploy runs`
+        return this.finish('locked', `another deploy holds the lock (${this.result.lockHolder || 'holder unknown'}); waited ${settings.lockTimeout}s (lock-timeout)${expiry}`)
       }
       throw error
     }
+    this.holdsLock = true
     try {
       return await work()
     } catch (error) {
       if (error instanceof ConnectionLost && !this.ctx.signal.aborted) return await this.recover(error)
       throw error
     } finally {
+      this.holdsLock = false
       await this.step(commands.releaseLock(this.server.path, lockToken), QUICK_STEP_SECONDS).catch(error => {
         this.note(`could not release the lock: ${errorText(error)}; remove ${commands.stateDir(this.server.path)}/lock by hand once no deploy runs`)
       })
@@ -188,7 +204,7 @@ class ServerJob {
       this.progress('health check')
       healthy = await this.checkHealth(this.ctx.signal)
     } catch (error) {
-      if (error instanceof ConnectionLost && !this.ctx.signal.aborted) throw error
+      if ((error instanceof ConnectionLost && !this.ctx.signal.aborted) || error instanceof LockLost) throw error
       this.note(`switch failed: ${errorText(error)}`)
       this.rememberFailure(error)
     }
@@ -275,7 +291,7 @@ class ServerJob {
       }
       return healthy
     } catch (error) {
-      if (error instanceof ConnectionLost) throw error
+      if (error instanceof ConnectionLost || error instanceof LockLost) throw error
       this.note(`rollback failed: ${errorText(error)}`)
       return false
     }
@@ -302,8 +318,9 @@ class ServerJob {
   }
 
   private async checkHealth(signal?: AbortSignal, timeout = this.ctx.settings.healthTimeout, afterRestart = true): Promise<boolean> {
-    const command = commands.healthCheck(this.server.path, this.server.healthUrl, timeout, this.healthServices, afterRestart)
+    const command = this.leased(commands.healthCheck(this.server.path, this.server.healthUrl, timeout, this.healthServices, afterRestart))
     const result = await this.shell!.run(command, timeout + QUICK_STEP_SECONDS, signal)
+    this.checkLease(command, result)
     return this.healthFrom(command, result)
   }
 
@@ -328,11 +345,29 @@ class ServerJob {
 
   /** Runs one step; a non-zero exit becomes StepFailed carrying the server's explanation. */
   private async step(command: RemoteCommand, timeout = this.ctx.settings.commandTimeout): Promise<Map<string, string[]>> {
+    command = this.leased(command)
     const result = await this.shell!.run(command, timeout)
+    this.checkLease(command, result)
     const facts = commands.parseFacts(result.stdout)
     if (result.code !== 0) throw this.failure(command, result.code, result.stdout, result.stderr)
     this.note(`${command.step}: ok`)
     return facts
+  }
+
+  /** While this run holds the lock, every step renews the lease first (see commands.withLease). */
+  private leased(command: RemoteCommand): RemoteCommand {
+    return this.holdsLock ? commands.withLease(this.server.path, this.ctx.lockToken, command) : command
+  }
+
+  private checkLease(command: RemoteCommand, result: { code: number; stdout: string }): void {
+    if (!command.lease || result.code !== 6) return
+    const holder = commands.parseFacts(result.stdout).get('lock_lost')?.at(-1)
+    if (holder === undefined) return
+    this.holdsLock = false
+    const where = this.switching ? 'it may be left half-switched; the run that holds the lock now decides what runs there' : 'nothing had been changed on it'
+    throw new LockLost(
+      `${command.step}: this run lost the deploy lock of ${commands.stateDir(this.server.path)}/lock to ${holder.trim() || 'another run'} (the lease ran out, e.g. while the connection was down), so it stopped touching the server: ${where}`
+    )
   }
 
   private failure(command: RemoteCommand, code: number, stdout: string, stderr: string): StepFailed {
@@ -363,6 +398,11 @@ class ServerJob {
 
   private note(line: string): void {
     this.result.log.push(line)
+  }
+
+  private warn(line: string): void {
+    this.note(`warning: ${line}`)
+    ;(this.result.warnings ??= []).push(line)
   }
 
   private progress(state: string): void {
