@@ -53,6 +53,13 @@ interface Container {
 const OUTPUT_TAIL_LINES = 20
 /** A lock or unlock is quick; a server that cannot do it in this time is in trouble anyway. */
 const QUICK_STEP_SECONDS = 30
+/** The lock is waited for in rounds this long, so a cancel is noticed between them. */
+const LOCK_ROUND_SECONDS = 2
+/**
+ * After a cancel, the restored image gets this long to be healthy: GitHub sends SIGKILL about 10 s
+ * after SIGINT, and the lock must be released before that.
+ */
+const CANCELLED_HEALTH_SECONDS = 4
 
 export async function runServer(server: Server, ctx: RunContext): Promise<ServerResult> {
   return new ServerJob(server, ctx).run()
@@ -66,6 +73,7 @@ class ServerJob {
   private healthServices: string[] = []
   /** Set while this run holds the server's lock: every step renews its lease. */
   private holdsLock = false
+  private holdsLockOnce = false
   /** Set once the server starts switching: what a rollback restores. */
   private switching?: { env: Buffer; image: string; imageId: string }
 
@@ -83,6 +91,7 @@ class ServerJob {
       try {
         this.shell = await this.ctx.connect(this.server, this.ctx.signal)
       } catch (error) {
+        if (this.ctx.signal.aborted) return this.finish('skipped', 'cancelled while connecting; nothing changed on this server')
         const kind = error instanceof ConnectError ? error.kind : 'network'
         return this.finish(kind === 'network' ? 'unreachable' : 'failed', errorText(error))
       }
@@ -90,7 +99,7 @@ class ServerJob {
       if (this.ctx.settings.mode === 'status') return await this.status()
       return await this.locked(() => (this.ctx.settings.mode === 'rollback' ? this.rollbackToRecorded() : this.deploy()))
     } catch (error) {
-      if (error instanceof Cancelled) return this.finish('skipped', 'cancelled before any change on this server')
+      if (error instanceof Cancelled) return this.finish('skipped', `cancelled ${this.holdsLockOnce ? 'before any change on this server; its lock was released' : 'while waiting for the lock; nothing changed on this server'}`)
       if (error instanceof StepFailed) {
         this.result.failedStep = error.step
         this.result.failedOutput = error.output
@@ -103,10 +112,10 @@ class ServerJob {
   }
 
   private async locked(work: () => Promise<ServerResult>): Promise<ServerResult> {
-    const { settings, lockHolder, lockToken } = this.ctx
+    const { settings, lockToken } = this.ctx
     this.progress('locking')
     try {
-      const taken = await this.step(commands.takeLock(this.server.path, lockHolder, settings.lockTimeout), settings.lockTimeout + QUICK_STEP_SECONDS)
+      const taken = await this.waitForLock()
       const previous = taken.get('took_over')?.[0]
       if (previous !== undefined) {
         const expired = this.fact(taken, 'expired_for', '')
@@ -123,7 +132,7 @@ class ServerJob {
       }
       throw error
     }
-    this.holdsLock = true
+    this.holdsLock = this.holdsLockOnce = true
     try {
       return await work()
     } catch (error) {
@@ -137,9 +146,26 @@ class ServerJob {
     }
   }
 
+  /**
+   * Takes the lock, waiting up to lock-timeout in short rounds: a cancel ends the wait between two
+   * rounds, and a round always finishes, so a lock taken just as the cancel came is known and released.
+   */
+  private async waitForLock(): Promise<Map<string, string[]>> {
+    const deadline = Date.now() + this.ctx.settings.lockTimeout * 1000
+    for (;;) {
+      const wait = Math.min(LOCK_ROUND_SECONDS, Math.max(0, Math.ceil((deadline - Date.now()) / 1000)))
+      try {
+        return await this.step(commands.takeLock(this.server.path, this.ctx.lockHolder, wait), wait + QUICK_STEP_SECONDS)
+      } catch (error) {
+        if (!(error instanceof StepFailed && error.code === 4) || Date.now() >= deadline) throw error
+        this.checkCancelled()
+      }
+    }
+  }
+
   private async preflight(): Promise<{ env: Buffer; currentImage: string; managed: Container[]; all: Container[] }> {
     this.progress('preflight')
-    return this.preflightFacts(await this.step(commands.preflight(this.server.path)))
+    return this.preflightFacts(await this.step(commands.preflight(this.server.path), undefined, this.ctx.signal))
   }
 
   private preflightFacts(facts: Map<string, string[]>): { env: Buffer; currentImage: string; managed: Container[]; all: Container[] } {
@@ -173,10 +199,10 @@ class ServerJob {
     this.checkCancelled()
 
     // What runs now, read before the pull: with a moving tag the pull re-points the reference.
-    const runningId = managed[0]?.imageId || this.fact(await this.step(commands.inspectImage(currentImage)), 'image_id', '')
+    const runningId = managed[0]?.imageId || this.fact(await this.step(commands.inspectImage(currentImage), undefined, this.ctx.signal), 'image_id', '')
     this.result.previousImageId = runningId || undefined
     this.progress('pulling')
-    const targetId = this.fact(await this.step(commands.pullImage(target)), 'image_id')
+    const targetId = this.fact(await this.step(commands.pullImage(target), undefined, this.ctx.signal), 'image_id')
     if (target === currentImage && managed.length > 0 && managed.every(c => c.imageId === targetId && c.state === 'running')) {
       this.result.deployedImage = target
       this.result.deployedImageId = targetId
@@ -205,8 +231,11 @@ class ServerJob {
       healthy = await this.checkHealth(this.ctx.signal)
     } catch (error) {
       if ((error instanceof ConnectionLost && !this.ctx.signal.aborted) || error instanceof LockLost) throw error
-      this.note(`switch failed: ${errorText(error)}`)
-      this.rememberFailure(error)
+      if (this.ctx.signal.aborted) this.note(`cancelled while switching (${errorText(error)}): restoring the previous image`)
+      else {
+        this.note(`switch failed: ${errorText(error)}`)
+        this.rememberFailure(error)
+      }
     }
     if (healthy) {
       this.result.deployedImage = target
@@ -283,8 +312,10 @@ class ServerJob {
       await this.step(commands.retagImage(imageId, image))
       await this.step(commands.writeEnvFile(this.server.path, env))
       await this.step(commands.composeUp(this.server.path, this.server.services))
-      // A cancelled run still waits for the restored image: leaving it unchecked is worse.
-      const healthy = await this.checkHealth()
+      // A cancelled run still checks the restored image, leaving it unchecked is worse, but briefly:
+      // its lock must be released before the runner is killed.
+      const { healthTimeout } = this.ctx.settings
+      const healthy = await this.checkHealth(undefined, this.ctx.signal.aborted ? Math.min(healthTimeout, CANCELLED_HEALTH_SECONDS) : healthTimeout)
       if (healthy) {
         this.result.deployedImage = image
         this.result.deployedImageId = imageId
@@ -344,9 +375,12 @@ class ServerJob {
   }
 
   /** Runs one step; a non-zero exit becomes StepFailed carrying the server's explanation. */
-  private async step(command: RemoteCommand, timeout = this.ctx.settings.commandTimeout): Promise<Map<string, string[]>> {
+  private async step(command: RemoteCommand, timeout = this.ctx.settings.commandTimeout, signal?: AbortSignal): Promise<Map<string, string[]>> {
     command = this.leased(command)
-    const result = await this.shell!.run(command, timeout)
+    const result = await this.shell!.run(command, timeout, signal).catch((error: unknown) => {
+      // Only steps that change nothing take the run's signal: cancelling them leaves the server as it was.
+      throw signal?.aborted && error instanceof ConnectionLost ? new Cancelled() : error
+    })
     this.checkLease(command, result)
     const facts = commands.parseFacts(result.stdout)
     if (result.code !== 0) throw this.failure(command, result.code, result.stdout, result.stderr)
