@@ -183,3 +183,51 @@ describe('releasing the lock', () => {
     expect(run(commands.takeLock(project, 'run 2 token=bbb', 0, 40)).code).toBe(0)
   })
 })
+
+describe('the switch lock', () => {
+  /** Holds switch.lock from another process (a step left running by a lost connection) for `seconds`. */
+  function holdSwitchLock(seconds: number): Promise<void> {
+    mkdirSync(state, { recursive: true })
+    const child = spawn('flock', [join(state, 'switch.lock'), 'sleep', String(seconds)], { stdio: 'ignore' })
+    return new Promise(resolve => child.on('close', () => resolve()))
+  }
+  const waitUntilHeld = () => {
+    for (let i = 0; i < 100 && spawnSync('flock', ['-n', join(state, 'switch.lock'), 'true']).status === 0; i++) spawnSync('sleep', ['0.05'])
+  }
+
+  it('makes a switching step wait for a step left running on the server, then run', async () => {
+    const orphan = holdSwitchLock(2)
+    waitUntilHeld()
+    const started = Date.now()
+    const step = commands.exclusive(project, mark(join(project, 'marked')), 10)
+    const r = await runAsync(step, commands.exclusiveTimeout(10))
+    expect(r.code).toBe(0)
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1500)
+    expect(readFileSync(join(project, 'marked'), 'utf8')).toBe('ran\n')
+    await orphan
+  })
+
+  it('gives up after the bounded wait with a message naming the lock, without running the step', async () => {
+    const orphan = holdSwitchLock(8)
+    waitUntilHeld()
+    // a 0 s step waits 0 + 5 (KILL) + 1 s for the lock
+    const r = await runAsync(commands.exclusive(project, mark(join(project, 'marked')), 0), 30)
+    expect(r.code).toBe(3)
+    expect(r.facts.get('error')).toEqual([`another command that switches this server (left running by a lost connection?) still held ${state}/switch.lock after 6s`])
+    expect(existsSync(join(project, 'marked'))).toBe(false)
+    await orphan
+  }, 15_000)
+
+  it('bounds the step itself once it holds the lock, and renews the lease first when under the deploy lock', () => {
+    run(commands.takeLock(project, 'run 1 token=aaa', 0, 5))
+    const slow: commands.RemoteCommand = { step: 'slow', args: [], script: 'sleep 5; echo done=yes' }
+    const started = Date.now()
+    const r = run(commands.withLease(project, 'aaa', commands.exclusive(project, slow, 1)), commands.exclusiveTimeout(1))
+    expect(r.code).toBe(124)
+    expect(Date.now() - started).toBeLessThan(4000)
+    const expires = Number(/expires=(\d+)/.exec(note())![1])
+    expect(expires - now()).toBeGreaterThanOrEqual(commands.exclusiveTimeout(1) + 5 + 30 - 2)
+    // the lock is free again for the next step
+    expect(run(commands.exclusive(project, mark(join(project, 'marked')), 5), commands.exclusiveTimeout(5)).code).toBe(0)
+  })
+})

@@ -181,6 +181,14 @@ describe('one server', () => {
     expect(fake.ran.filter(c => !c.lease).map(c => c.step)).toEqual(['lock', 'unlock'])
   })
 
+  it('runs every step that changes what runs under the server\'s switch lock, in the deploy and its rollback', async () => {
+    let healthChecks = 0
+    const fake = new FakeServer({ health: () => (++healthChecks === 1 ? { code: 5, stdout: 'http=500' } : { stdout: 'health=ok\nhttp=200' }) })
+    await runServer(server('a'), context(settings({ 'command-timeout': '50' }), { a: fake }))
+    expect(fake.ran.filter(c => c.exclusive).map(c => c.step)).toEqual(['record', 'write-env', 'up', 'retag', 'write-env', 'up', 'unrecord'])
+    expect(fake.ran.find(c => c.step === 'up')!.exclusive).toEqual({ state: '/srv/a/.openclaw-deploy', seconds: 50 })
+  })
+
   it('takes over an expired lock with a warning naming the old holder, and deploys', async () => {
     const fake = new FakeServer({ lock: { stdout: 'took_over=run 7 by bob token=old\nexpired_for=95\nlocked=yes' } })
     const result = await runServer(server('a'), context(settings(), { a: fake }))

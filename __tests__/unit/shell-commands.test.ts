@@ -86,6 +86,18 @@ describe('remote commands', () => {
     )
   })
 
+  it('a step that switches the server also waits for the switch lock: the values still arrive untouched', () => {
+    fc.assert(
+      fc.property(hostile, hostile, (v, w) => {
+        const inner = commands.writeEnvFile(v, Buffer.from(w))
+        const render = (c: commands.RemoteCommand) => bashWords(commands.renderCommand(commands.withLease(w, v, commands.exclusive(w, c, 7)), 20))
+        const words = render(inner)
+        expect(words).toEqual(['timeout', '-k', '5', '20', 'bash', '-c', render(commands.writeEnvFile('x', Buffer.from('')))[6], 'openclaw-write-env', commands.stateDir(w), v, '55', commands.stateDir(w), '13', '7', ...inner.args])
+      }),
+      { numRuns: 60 }
+    )
+  })
+
   it('every script is valid bash', () => {
     for (const script of [...builders.map(([, build]) => build('/srv/app', 'x').script), leasedScript('/srv/app', 'x')]) {
       const out = spawnSync('bash', ['-n', '-c', script], { encoding: 'utf8' })

@@ -53,6 +53,8 @@ interface Container {
 const OUTPUT_TAIL_LINES = 20
 /** A lock or unlock is quick; a server that cannot do it in this time is in trouble anyway. */
 const QUICK_STEP_SECONDS = 30
+/** Steps that change what runs: they hold the server's switch lock (see commands.exclusive). */
+const SWITCHING_STEPS = new Set(['record', 'retag', 'write-env', 'up', 'unrecord'])
 /** The lock is waited for in rounds this long, so a cancel is noticed between them. */
 const LOCK_ROUND_SECONDS = 2
 /**
@@ -376,6 +378,10 @@ class ServerJob {
 
   /** Runs one step; a non-zero exit becomes StepFailed carrying the server's explanation. */
   private async step(command: RemoteCommand, timeout = this.ctx.settings.commandTimeout, signal?: AbortSignal): Promise<Map<string, string[]>> {
+    if (SWITCHING_STEPS.has(command.step)) {
+      command = commands.exclusive(this.server.path, command, timeout)
+      timeout = commands.exclusiveTimeout(timeout)
+    }
     command = this.leased(command)
     const result = await this.shell!.run(command, timeout, signal).catch((error: unknown) => {
       // Only steps that change nothing take the run's signal: cancelling them leaves the server as it was.

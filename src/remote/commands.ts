@@ -18,6 +18,8 @@ export interface RemoteCommand {
   stdin?: string
   /** Renew this run's deploy lock before the step (see withLease). */
   lease?: { state: string; token: string }
+  /** Run only while holding the server's switch lock, for at most `seconds` (see exclusive). */
+  exclusive?: { state: string; seconds: number }
 }
 
 /** Seconds between the remote `timeout` sending TERM and KILL. */
@@ -28,7 +30,9 @@ const KILL_AFTER = 5
  * connection, and `bash -c` gets the constant script with the values as $1, $2, …
  */
 export function renderCommand(command: RemoteCommand, timeoutSeconds: number): string {
-  const { script, args } = command.lease ? leased(command, command.lease, timeoutSeconds) : command
+  let { script, args } = command
+  if (command.exclusive) ({ script, args } = underSwitchLock({ ...command, script, args }, command.exclusive))
+  if (command.lease) ({ script, args } = leased({ ...command, script, args }, command.lease, timeoutSeconds))
   return shellJoin(['timeout', '-k', String(KILL_AFTER), String(timeoutSeconds), 'bash', '-c', script, `openclaw-${command.step}`, ...args])
 }
 
@@ -133,6 +137,44 @@ while :; do
   sleep 1
 done`
   }
+}
+
+/**
+ * Commands that change what runs (retag, write .env, compose up, the rollback record) hold `flock`
+ * on `switch.lock` while they run. A step left running by a lost connection still holds it, so the
+ * recovery's rollback waits for it instead of racing it. The wait is bounded: a step under the lock
+ * is itself bounded by `timeout`, so it has ended by then.
+ */
+function underSwitchLock(command: RemoteCommand, lock: { state: string; seconds: number }): { script: string; args: string[] } {
+  return {
+    args: [lock.state, String(switchWaitSeconds(lock.seconds)), String(lock.seconds), ...command.args],
+    script:
+      PRELUDE +
+      `state=$1 wait=$2 limit=$3
+shift 3
+command -v flock >/dev/null || fail "flock (util-linux) is not installed on the server; the deploy lock needs it"
+{ exec 8>>"$state/switch.lock"; } 2>/dev/null || fail "cannot open the switch lock $state/switch.lock as $(id -un)"
+flock -w "$wait" 8 || fail "another command that switches this server (left running by a lost connection?) still held $state/switch.lock after \${wait}s"
+exec timeout -k ${KILL_AFTER} "$limit" bash -c ${quote(command.script)} ${quote(`openclaw-${command.step}`)} "$@"`
+  }
+}
+
+/** How long a switching step waits for the switch lock: any earlier holder has been killed by then. */
+function switchWaitSeconds(stepSeconds: number): number {
+  return stepSeconds + KILL_AFTER + 1
+}
+
+/**
+ * Marks a step that changes what runs on the server (see underSwitchLock); it runs for at most
+ * `stepSeconds` once it holds the switch lock. Render it with `exclusiveTimeout(stepSeconds)`.
+ */
+export function exclusive(path: string, command: RemoteCommand, stepSeconds: number): RemoteCommand {
+  return { ...command, exclusive: { state: stateDir(path), seconds: stepSeconds } }
+}
+
+/** The whole bound of an exclusive step: the wait for the switch lock, then the step and its KILL. */
+export function exclusiveTimeout(stepSeconds: number): number {
+  return switchWaitSeconds(stepSeconds) + stepSeconds + KILL_AFTER
 }
 
 /** Renews a lease (see withLease): $1 state folder, $2 token, $3 seconds from now. */
