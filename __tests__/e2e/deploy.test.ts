@@ -189,6 +189,24 @@ describe('deploy engine on the rig', () => {
     expect(await healthOf('s5')).toBe('v1')
   })
 
+  it('waits for a switching command still running on the server (switch.lock) before changing anything', async () => {
+    touched.add('s5')
+    const state = join(server(fleet, 's5').path, '.openclaw-deploy')
+    const target = (await healthOf('s5')) === 'v1' ? 'v2' : 'v1'
+    // What a compose up left running by a lost connection looks like: a process holding switch.lock.
+    await serverExec('s5', `mkdir -p ${state} && touch ${state}/switch.lock && chown deploy ${state} ${state}/switch.lock`)
+    let orphanEnded = 0
+    const orphan = serverExec('s5', `flock ${state}/switch.lock sleep 8`).then(() => (orphanEnded = Date.now()))
+    while ((await serverExec('s5', `flock -n ${state}/switch.lock true`)).code === 0) await new Promise(r => setTimeout(r, 100))
+    const run = await deploy({ image: fleet.images[target], servers: 's5' })
+    const finished = Date.now()
+    await orphan
+    expect(statusOf(run)).toEqual({ s5: 'deployed' })
+    expect(orphanEnded).toBeGreaterThan(0)
+    expect(finished).toBeGreaterThan(orphanEnded)
+    expect(await healthOf('s5')).toBe(target)
+  })
+
   it('rolls back with the registry stopped mid-deploy', async () => {
     touched.add('s6')
     const run = await deploy(
@@ -223,26 +241,65 @@ describe('deploy engine on the rig', () => {
     expect(await healthOf('s3')).toBe('v1')
   })
 
-  it('on SIGTERM starts no new server, finishes or rolls back the others and releases every lock', async () => {
+  it('on SIGTERM starts no new server, stops or rolls back the others and releases every lock, well within GitHub\'s 10 s before SIGKILL', async () => {
     SIX.forEach(n => touched.add(n))
+    let signalled = 0
     const run = await deploy(
-      { image: fleet.images.v2, 'max-parallel': '2' },
+      { image: fleet.images.v2, 'max-parallel': '2', 'health-timeout': '60' },
       {
         onSpawn: child => {
           let seen = ''
           child.stdout?.on('data', (d: Buffer) => {
             seen += d.toString()
-            if (/\[s\d\] switching/.test(seen) && !child.killed) child.kill('SIGTERM')
+            // The cancel comes while a server that already switched is in its health check.
+            if (/\[s\d\] health check/.test(seen) && !signalled) {
+              signalled = Date.now()
+              child.kill('SIGTERM')
+            }
           })
         }
       }
     )
+    const exited = Date.now()
+    expect(signalled).toBeGreaterThan(0)
+    expect(exited - signalled).toBeLessThan(8000)
     expect(run.code).toBe(1)
     expect(run.stdout).toContain('SIGTERM received')
-    const statuses = Object.values(statusOf(run))
-    expect(statuses).toHaveLength(6)
-    expect(statuses.filter(s => s === 'skipped').length).toBeGreaterThanOrEqual(3)
-    for (const s of statuses) expect(['deployed', 'unchanged', 'rolled-back', 'skipped']).toContain(s)
+    const all = results(run)
+    expect(all).toHaveLength(6)
+    expect(all.filter(r => r.status === 'skipped').length).toBeGreaterThanOrEqual(3)
+    for (const r of all) {
+      expect(['deployed', 'unchanged', 'rolled-back', 'skipped']).toContain(r.status)
+      if (r.status === 'skipped') expect(r.error).toMatch(/^cancelled/)
+    }
+    // The server caught in its health check went back to the image it ran before.
+    expect(all.find(r => r.status === 'rolled-back')?.error).toMatch(/^cancelled during the deploy; restored .*, which is healthy$/)
+    for (const name of SIX) {
+      expect(lockExists(name)).toBe(false)
+      expect(['v1', 'v2']).toContain(await healthOf(name))
+    }
+  })
+
+  it('a run killed outright (SIGKILL) leaves a lock that expires; the next deploy takes it over with a warning', async () => {
+    touched.add('s2')
+    const target = (await healthOf('s2')) === 'v1' ? 'v2' : 'v1'
+    const killed = await deploy(
+      { image: fleet.images[target], servers: 's2', 'command-timeout': '10', 'health-timeout': '10' },
+      { onSpawn: child => when('[s2] pulling', () => child.kill('SIGKILL')).onSpawn(child) }
+    )
+    expect(killed.signal).toBe('SIGKILL')
+    const note = readFileSync(join(server(fleet, 's2').path, '.openclaw-deploy', 'lock', 'holder'), 'utf8')
+    const [holder, expires] = note.split('\n')
+    expect(expires).toMatch(/^expires=\d+$/)
+    // The lease covers the step the run was in (command-timeout 10 s + 35 s), no more.
+    expect(Number(expires!.slice('expires='.length)) * 1000 - Date.now()).toBeLessThanOrEqual(46_000)
+
+    const started = Date.now()
+    const next = await deploy({ image: fleet.images[target], servers: 's2', 'lock-timeout': '90' })
+    expect(statusOf(next)).toEqual({ s2: 'deployed' })
+    expect(Date.now() - started).toBeLessThan(60_000)
+    expect(next.stdout).toContain(`::warning title=s2 (acme)::took over the deploy lock of ${holder}, whose lease had expired`)
+    expect(await healthOf('s2')).toBe(target)
   })
 
   it('follows a moving tag when no image is given, and rolls back to the old image after the tag moved', async () => {

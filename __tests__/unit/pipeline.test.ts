@@ -18,25 +18,40 @@ function settings(inputs: Record<string, string> = {}): Settings {
   return readSettings(name => all[name] ?? '')
 }
 
-type Reply = Partial<CommandResult> | ((command: RemoteCommand) => Partial<CommandResult>)
+type Reply = Partial<CommandResult> | typeof HANG | ((command: RemoteCommand) => Partial<CommandResult> | typeof HANG)
+/** A step that runs until the run's signal ends it, as a real connection does (or fails the test after 3 s). */
+const HANG = Symbol('hang')
 
 /** A server that answers each step by name; records what ran. */
 class FakeServer implements RemoteShell {
   readonly ran: RemoteCommand[] = []
   running = 0
+  /** Called when a step starts hanging (e.g. to cancel the run right then). */
+  onHang?: () => void
   constructor(
     readonly replies: Record<string, Reply> = {},
     readonly delayMs = 0,
     readonly stats?: { now: number; max: number }
   ) {}
-  async run(command: RemoteCommand): Promise<CommandResult> {
+  async run(command: RemoteCommand, _timeout: number, signal?: AbortSignal): Promise<CommandResult> {
     this.ran.push(command)
+    if (signal?.aborted) throw new ConnectionLost(`${command.step}: cancelled`)
     if (this.stats) this.stats.max = Math.max(this.stats.max, ++this.stats.now)
     await new Promise(r => setTimeout(r, this.delayMs))
     if (this.stats) this.stats.now--
     const reply = this.replies[command.step] ?? DEFAULT_REPLIES[command.step] ?? {}
     const r = typeof reply === 'function' ? reply(command) : reply
-    return { code: 0, stdout: '', stderr: '', ...r }
+    if (r === HANG) {
+      await new Promise((_, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${command.step} hung: the step did not get the run's signal`)), 3000)
+        signal?.addEventListener('abort', () => {
+          clearTimeout(timer)
+          reject(new ConnectionLost(`${command.step}: cancelled`))
+        })
+        this.onHang?.()
+      })
+    }
+    return { code: 0, stdout: '', stderr: '', ...(r === HANG ? {} : r) }
   }
   close(): void {}
   steps(): string[] {
@@ -158,6 +173,56 @@ describe('one server', () => {
     expect(fake.steps()).toEqual(['lock'])
   })
 
+  it('renews the lock with every step it holds the lock for, and not after releasing it', async () => {
+    const fake = new FakeServer()
+    await runServer(server('a'), context(settings(), { a: fake }))
+    expect(fake.ran.filter(c => c.lease).map(c => c.step)).toEqual(['preflight', 'pull', 'record', 'write-env', 'up', 'health', 'prune', 'history'])
+    expect(fake.ran.find(c => c.step === 'pull')!.lease).toEqual({ state: '/srv/a/.openclaw-deploy', token: 'abc' })
+    expect(fake.ran.filter(c => !c.lease).map(c => c.step)).toEqual(['lock', 'unlock'])
+  })
+
+  it('runs every step that changes what runs under the server\'s switch lock, in the deploy and its rollback', async () => {
+    let healthChecks = 0
+    const fake = new FakeServer({ health: () => (++healthChecks === 1 ? { code: 5, stdout: 'http=500' } : { stdout: 'health=ok\nhttp=200' }) })
+    await runServer(server('a'), context(settings({ 'command-timeout': '50' }), { a: fake }))
+    expect(fake.ran.filter(c => c.exclusive).map(c => c.step)).toEqual(['record', 'write-env', 'up', 'retag', 'write-env', 'up', 'unrecord'])
+    expect(fake.ran.find(c => c.step === 'up')!.exclusive).toEqual({ state: '/srv/a/.openclaw-deploy', seconds: 50 })
+  })
+
+  it('takes over an expired lock with a warning naming the old holder, and deploys', async () => {
+    const fake = new FakeServer({ lock: { stdout: 'took_over=run 7 by bob token=old\nexpired_for=95\nlocked=yes' } })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result.status).toBe('deployed')
+    expect(result.warnings).toEqual(['took over the deploy lock of run 7 by bob token=old, whose lease had expired 95s ago (that run was killed or lost the server)'])
+    expect(result.log).toContain(`warning: ${result.warnings![0]}`)
+  })
+
+  it('stops touching the server, and rolls nothing back, once another run took its expired lock over', async () => {
+    const fake = new FakeServer({ up: { code: 6, stdout: 'lock_lost=run 8 by carol token=new\nerror=this run no longer holds the deploy lock' } })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result.status).toBe('failed')
+    expect(result.error).toMatch(/up: this run lost the deploy lock of \/srv\/a\/.openclaw-deploy\/lock to run 8 by carol token=new .* it may be left half-switched/)
+    expect(fake.steps().slice(-2)).toEqual(['up', 'unlock'])
+  })
+
+  it.each([
+    ['a lease', 'holder=run 42 by alice token=x\nexpires_in=300', /waited 0s \(lock-timeout\); its lease ends in 300s unless that run renews it/],
+    ['no expiry', 'holder=run 42 by alice\nexpires_in=', /that lock has no expiry .*: remove \/srv\/a\/.openclaw-deploy\/lock by hand if no deploy runs/]
+  ])('says when a held lock with %s will be free', async (_what, stdout, message) => {
+    const fake = new FakeServer({ lock: { code: 4, stdout } })
+    const result = await runServer(server('a'), context(settings({ 'lock-timeout': '0' }), { a: fake }))
+    expect(result.status).toBe('locked')
+    expect(result.error).toMatch(message)
+  })
+
+  it('reports a lock that cannot be created as a failure with the reason, not as held', async () => {
+    const fake = new FakeServer({ lock: { code: 3, stdout: "error=cannot create the lock /srv/a/.openclaw-deploy/lock: cannot create directory: Read-only file system" } })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result).toMatchObject({ status: 'failed', failedStep: 'lock', error: 'lock failed: cannot create the lock /srv/a/.openclaw-deploy/lock: cannot create directory: Read-only file system' })
+    expect(result.lockHolder).toBeUndefined()
+    expect(fake.steps()).toEqual(['lock'])
+  })
+
   it('names the variable when .env lacks it', async () => {
     const fake = new FakeServer({ preflight: { stdout: `env=${Buffer.from('OTHER=1\n').toString('base64')}` } })
     const result = await runServer(server('a'), context(settings(), { a: fake }))
@@ -254,6 +319,53 @@ describe('mode: rollback and mode: status', () => {
   })
 })
 
+describe('a cancelled run (SIGINT/SIGTERM)', () => {
+  function cancelling(replies: Record<string, Reply>) {
+    const abort = new AbortController()
+    const fake = new FakeServer(replies)
+    fake.onHang = () => abort.abort()
+    return { abort, fake }
+  }
+
+  it.each(['preflight', 'pull'])('stops a server in %s at once, changes nothing and releases its lock', async step => {
+    const { abort, fake } = cancelling({ [step]: HANG })
+    const started = Date.now()
+    const result = await runServer(server('a'), context(settings(), { a: fake }, abort))
+    expect(Date.now() - started).toBeLessThan(1000)
+    expect(result).toMatchObject({ status: 'skipped', error: 'cancelled before any change on this server; its lock was released' })
+    expect(fake.steps().at(-2)).toBe(step)
+    expect(fake.steps().at(-1)).toBe('unlock')
+    expect(fake.steps()).not.toContain('write-env')
+  })
+
+  it('stops waiting for a held lock between two short rounds', async () => {
+    const abort = new AbortController()
+    let rounds = 0
+    const fake = new FakeServer({
+      lock: () => {
+        if (++rounds === 2) abort.abort()
+        return { code: 4, stdout: 'holder=run 1 token=x\nexpires_in=500' }
+      }
+    })
+    const result = await runServer(server('a'), context(settings({ 'lock-timeout': '600' }), { a: fake }, abort))
+    expect(result).toMatchObject({ status: 'skipped', error: 'cancelled while waiting for the lock; nothing changed on this server' })
+    expect(fake.steps()).toEqual(['lock', 'lock'])
+    for (const lock of fake.ran) expect(Number(lock.args[2])).toBeLessThanOrEqual(2)
+  })
+
+  it('restores the previous image with a short health wait when the cancel comes during the health check', async () => {
+    let checks = 0
+    const { abort, fake } = cancelling({ health: () => (++checks === 1 ? HANG : { stdout: 'health=ok\nhttp=200' }) })
+    const result = await runServer(server('a'), context(settings({ 'health-timeout': '120' }), { a: fake }, abort))
+    expect(result.status).toBe('rolled-back')
+    expect(result.error).toBe('cancelled during the deploy; restored reg.test/openclaw:v1, which is healthy')
+    expect(fake.steps().slice(-8)).toEqual(['health', 'retag', 'write-env', 'up', 'health', 'unrecord', 'history', 'unlock'])
+    const [first, restored] = fake.ran.filter(c => c.step === 'health')
+    expect(first!.args[2]).toBe('120')
+    expect(restored!.args[2]).toBe('4')
+  })
+})
+
 describe('the fleet', () => {
   const names = ['s1', 's2', 's3', 's4', 's5', 's6']
 
@@ -291,6 +403,16 @@ describe('the fleet', () => {
     expect(failuresAllowed(undefined, 10)).toBe(Infinity)
     expect(failuresAllowed({ kind: 'count', value: 3 }, 10)).toBe(3)
     expect(failuresAllowed({ kind: 'percent', value: 25 }, 10)).toBe(2)
+  })
+
+  it('says the servers after a cancelled canary were cancelled, not that the canary failed', async () => {
+    const abort = new AbortController()
+    const fakes = Object.fromEntries(names.map(n => [n, new FakeServer(n === 's1' ? { pull: HANG } : {})]))
+    ;(fakes.s1 as FakeServer).onHang = () => abort.abort()
+    const results = await runFleet(names.map(server), context(settings({ canary: '1' }), fakes, abort))
+    expect(results.map(r => r.status)).toEqual(['skipped', 'skipped', 'skipped', 'skipped', 'skipped', 'skipped'])
+    expect(results[0]!.error).toMatch(/^cancelled before any change/)
+    for (const r of results.slice(1)) expect(r.error).toBe('cancelled: the run was cancelled before this server started')
   })
 
   it('starts nothing new after cancellation', async () => {

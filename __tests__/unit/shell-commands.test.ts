@@ -60,6 +60,7 @@ describe('remote commands', () => {
     ['readState', v => commands.readState(v)],
     ['statusProbe', (v, w) => commands.statusProbe(v, w, 10, [w, v])]
   ]
+  const leasedScript = (v: string, w: string) => bashWords(commands.renderCommand(commands.withLease(v, w, commands.pullImage(v)), 1))[6]!
 
   it.each(builders)('%s: no value changes the shape of the command bash runs', (_name, build) => {
     fc.assert(
@@ -73,9 +74,33 @@ describe('remote commands', () => {
     )
   })
 
+  it('a step under the lock renews the lease first: the values still arrive untouched, after the lease arguments', () => {
+    fc.assert(
+      fc.property(hostile, hostile, (v, w) => {
+        const inner = commands.composeUp(v, [w])
+        const words = bashWords(commands.renderCommand(commands.withLease(w, v, inner), 42))
+        const constant = bashWords(commands.renderCommand(commands.withLease('x', 'y', commands.composeUp('x', ['y'])), 42))[6]
+        expect(words).toEqual(['timeout', '-k', '5', '42', 'bash', '-c', constant, 'openclaw-up', commands.stateDir(w), v, String(42 + 5 + 30), ...inner.args])
+      }),
+      { numRuns: 60 }
+    )
+  })
+
+  it('a step that switches the server also waits for the switch lock: the values still arrive untouched', () => {
+    fc.assert(
+      fc.property(hostile, hostile, (v, w) => {
+        const inner = commands.writeEnvFile(v, Buffer.from(w))
+        const render = (c: commands.RemoteCommand) => bashWords(commands.renderCommand(commands.withLease(w, v, commands.exclusive(w, c, 7)), 20))
+        const words = render(inner)
+        expect(words).toEqual(['timeout', '-k', '5', '20', 'bash', '-c', render(commands.writeEnvFile('x', Buffer.from('')))[6], 'openclaw-write-env', commands.stateDir(w), v, '55', commands.stateDir(w), '13', '7', ...inner.args])
+      }),
+      { numRuns: 60 }
+    )
+  })
+
   it('every script is valid bash', () => {
-    for (const [, build] of builders) {
-      const out = spawnSync('bash', ['-n', '-c', build('/srv/app', 'x').script], { encoding: 'utf8' })
+    for (const script of [...builders.map(([, build]) => build('/srv/app', 'x').script), leasedScript('/srv/app', 'x')]) {
+      const out = spawnSync('bash', ['-n', '-c', script], { encoding: 'utf8' })
       expect(out.stderr).toBe('')
       expect(out.status).toBe(0)
     }

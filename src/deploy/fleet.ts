@@ -18,6 +18,8 @@ export function skippedResult(server: Server, reason: string): ServerResult {
   return { server, status: 'skipped', durationMs: 0, error: reason, log: [`skipped: ${reason}`] }
 }
 
+const CANCELLED_BEFORE_START = 'cancelled: the run was cancelled before this server started'
+
 /** How many failures are tolerated before no further server starts. */
 export function failuresAllowed(budget: FailureBudget | undefined, total: number): number {
   if (!budget) return Infinity
@@ -40,7 +42,7 @@ export async function runFleet(servers: Server[], ctx: RunContext, hooks: FleetH
   }
   const launch = (server: Server) =>
     limit(async () => {
-      if (ctx.signal.aborted) return settle(skippedResult(server, 'the run was cancelled before this server started'))
+      if (ctx.signal.aborted) return settle(skippedResult(server, CANCELLED_BEFORE_START))
       if (stopReason) return settle(skippedResult(server, stopReason))
       const result = await runServer(server, ctx)
       if (!isSuccess(result) && result.status !== 'skipped') {
@@ -57,7 +59,9 @@ export async function runFleet(servers: Server[], ctx: RunContext, hooks: FleetH
   const failedCanaries = canaries.filter(r => !isSuccess(r))
   if (failedCanaries.length > 0) {
     const names = failedCanaries.map(r => `${r.server.name} (${r.status})`).join(', ')
-    return [...canaries, ...servers.slice(canaryCount).map(s => settle(skippedResult(s, `canary failed: ${names}`)))]
+    // A canary stopped by the cancel did not fail: say why the rest did not start.
+    const reason = ctx.signal.aborted ? CANCELLED_BEFORE_START : `canary failed: ${names}`
+    return [...canaries, ...servers.slice(canaryCount).map(s => settle(skippedResult(s, reason)))]
   }
   return [...canaries, ...(await Promise.all(servers.slice(canaryCount).map(launch)))]
 }

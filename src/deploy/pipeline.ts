@@ -15,7 +15,7 @@ export interface RunContext {
   settings: Settings
   /** Opens the server's connection (real SSH, or a fake in unit tests). */
   connect(server: Server, signal: AbortSignal): Promise<RemoteShell>
-  /** Written into the lock so others see who holds it; must contain `lockToken`. */
+  /** Written into the lock so others see who holds it; must contain `token=<lockToken>`. */
   lockHolder: string
   lockToken: string
   /** Describes this run in the history line (run URL, actor). */
@@ -40,6 +40,9 @@ class StepFailed extends Error {
 
 class Cancelled extends Error {}
 
+/** The lease ran out and another run took the lock over: this run must not touch the server again. */
+class LockLost extends Error {}
+
 interface Container {
   service: string
   configImage: string
@@ -50,6 +53,15 @@ interface Container {
 const OUTPUT_TAIL_LINES = 20
 /** A lock or unlock is quick; a server that cannot do it in this time is in trouble anyway. */
 const QUICK_STEP_SECONDS = 30
+/** Steps that change what runs: they hold the server's switch lock (see commands.exclusive). */
+const SWITCHING_STEPS = new Set(['record', 'retag', 'write-env', 'up', 'unrecord'])
+/** The lock is waited for in rounds this long, so a cancel is noticed between them. */
+const LOCK_ROUND_SECONDS = 2
+/**
+ * After a cancel, the restored image gets this long to be healthy: GitHub sends SIGKILL about 10 s
+ * after SIGINT, and the lock must be released before that.
+ */
+const CANCELLED_HEALTH_SECONDS = 4
 
 export async function runServer(server: Server, ctx: RunContext): Promise<ServerResult> {
   return new ServerJob(server, ctx).run()
@@ -61,6 +73,9 @@ class ServerJob {
   private shell?: RemoteShell
   /** Compose services whose containers the health check looks at (empty: all). */
   private healthServices: string[] = []
+  /** Set while this run holds the server's lock: every step renews its lease. */
+  private holdsLock = false
+  private holdsLockOnce = false
   /** Set once the server starts switching: what a rollback restores. */
   private switching?: { env: Buffer; image: string; imageId: string }
 
@@ -78,6 +93,7 @@ class ServerJob {
       try {
         this.shell = await this.ctx.connect(this.server, this.ctx.signal)
       } catch (error) {
+        if (this.ctx.signal.aborted) return this.finish('skipped', 'cancelled while connecting; nothing changed on this server')
         const kind = error instanceof ConnectError ? error.kind : 'network'
         return this.finish(kind === 'network' ? 'unreachable' : 'failed', errorText(error))
       }
@@ -85,7 +101,7 @@ class ServerJob {
       if (this.ctx.settings.mode === 'status') return await this.status()
       return await this.locked(() => (this.ctx.settings.mode === 'rollback' ? this.rollbackToRecorded() : this.deploy()))
     } catch (error) {
-      if (error instanceof Cancelled) return this.finish('skipped', 'cancelled before any change on this server')
+      if (error instanceof Cancelled) return this.finish('skipped', `cancelled ${this.holdsLockOnce ? 'before any change on this server; its lock was released' : 'while waiting for the lock; nothing changed on this server'}`)
       if (error instanceof StepFailed) {
         this.result.failedStep = error.step
         this.result.failedOutput = error.output
@@ -98,32 +114,60 @@ class ServerJob {
   }
 
   private async locked(work: () => Promise<ServerResult>): Promise<ServerResult> {
-    const { settings, lockHolder, lockToken } = this.ctx
+    const { settings, lockToken } = this.ctx
     this.progress('locking')
     try {
-      await this.step(commands.takeLock(this.server.path, lockHolder, settings.lockTimeout), settings.lockTimeout + QUICK_STEP_SECONDS)
+      const taken = await this.waitForLock()
+      const previous = taken.get('took_over')?.[0]
+      if (previous !== undefined) {
+        const expired = this.fact(taken, 'expired_for', '')
+        this.warn(`took over the deploy lock of ${previous.trim() || 'an unnamed holder'}${expired ? `, whose lease had expired ${expired}s ago` : ''} (that run was killed or lost the server)`)
+      }
     } catch (error) {
       if (error instanceof StepFailed && error.code === 4) {
         this.result.lockHolder = error.facts.get('holder')?.[0]?.trim()
-        return this.finish('locked', `another deploy holds the lock (${this.result.lockHolder || 'holder unknown'}); waited ${settings.lockTimeout}s (lock-timeout)`)
+        const expiresIn = this.fact(error.facts, 'expires_in', '')
+        const expiry = expiresIn
+          ? `; its lease ends in ${expiresIn}s unless that run renews it`
+          : `; that lock has no expiry (taken by an older version of this action or by backup-openclaw.sh): remove ${commands.stateDir(this.server.path)}/lock by hand if no deploy runs`
+        return this.finish('locked', `another deploy holds the lock (${this.result.lockHolder || 'holder unknown'}); waited ${settings.lockTimeout}s (lock-timeout)${expiry}`)
       }
       throw error
     }
+    this.holdsLock = this.holdsLockOnce = true
     try {
       return await work()
     } catch (error) {
       if (error instanceof ConnectionLost && !this.ctx.signal.aborted) return await this.recover(error)
       throw error
     } finally {
+      this.holdsLock = false
       await this.step(commands.releaseLock(this.server.path, lockToken), QUICK_STEP_SECONDS).catch(error => {
         this.note(`could not release the lock: ${errorText(error)}; remove ${commands.stateDir(this.server.path)}/lock by hand once no deploy runs`)
       })
     }
   }
 
+  /**
+   * Takes the lock, waiting up to lock-timeout in short rounds: a cancel ends the wait between two
+   * rounds, and a round always finishes, so a lock taken just as the cancel came is known and released.
+   */
+  private async waitForLock(): Promise<Map<string, string[]>> {
+    const deadline = Date.now() + this.ctx.settings.lockTimeout * 1000
+    for (;;) {
+      const wait = Math.min(LOCK_ROUND_SECONDS, Math.max(0, Math.ceil((deadline - Date.now()) / 1000)))
+      try {
+        return await this.step(commands.takeLock(this.server.path, this.ctx.lockHolder, wait), wait + QUICK_STEP_SECONDS)
+      } catch (error) {
+        if (!(error instanceof StepFailed && error.code === 4) || Date.now() >= deadline) throw error
+        this.checkCancelled()
+      }
+    }
+  }
+
   private async preflight(): Promise<{ env: Buffer; currentImage: string; managed: Container[]; all: Container[] }> {
     this.progress('preflight')
-    return this.preflightFacts(await this.step(commands.preflight(this.server.path)))
+    return this.preflightFacts(await this.step(commands.preflight(this.server.path), undefined, this.ctx.signal))
   }
 
   private preflightFacts(facts: Map<string, string[]>): { env: Buffer; currentImage: string; managed: Container[]; all: Container[] } {
@@ -157,10 +201,10 @@ class ServerJob {
     this.checkCancelled()
 
     // What runs now, read before the pull: with a moving tag the pull re-points the reference.
-    const runningId = managed[0]?.imageId || this.fact(await this.step(commands.inspectImage(currentImage)), 'image_id', '')
+    const runningId = managed[0]?.imageId || this.fact(await this.step(commands.inspectImage(currentImage), undefined, this.ctx.signal), 'image_id', '')
     this.result.previousImageId = runningId || undefined
     this.progress('pulling')
-    const targetId = this.fact(await this.step(commands.pullImage(target)), 'image_id')
+    const targetId = this.fact(await this.step(commands.pullImage(target), undefined, this.ctx.signal), 'image_id')
     if (target === currentImage && managed.length > 0 && managed.every(c => c.imageId === targetId && c.state === 'running')) {
       this.result.deployedImage = target
       this.result.deployedImageId = targetId
@@ -188,9 +232,12 @@ class ServerJob {
       this.progress('health check')
       healthy = await this.checkHealth(this.ctx.signal)
     } catch (error) {
-      if (error instanceof ConnectionLost && !this.ctx.signal.aborted) throw error
-      this.note(`switch failed: ${errorText(error)}`)
-      this.rememberFailure(error)
+      if ((error instanceof ConnectionLost && !this.ctx.signal.aborted) || error instanceof LockLost) throw error
+      if (this.ctx.signal.aborted) this.note(`cancelled while switching (${errorText(error)}): restoring the previous image`)
+      else {
+        this.note(`switch failed: ${errorText(error)}`)
+        this.rememberFailure(error)
+      }
     }
     if (healthy) {
       this.result.deployedImage = target
@@ -267,15 +314,17 @@ class ServerJob {
       await this.step(commands.retagImage(imageId, image))
       await this.step(commands.writeEnvFile(this.server.path, env))
       await this.step(commands.composeUp(this.server.path, this.server.services))
-      // A cancelled run still waits for the restored image: leaving it unchecked is worse.
-      const healthy = await this.checkHealth()
+      // A cancelled run still checks the restored image, leaving it unchecked is worse, but briefly:
+      // its lock must be released before the runner is killed.
+      const { healthTimeout } = this.ctx.settings
+      const healthy = await this.checkHealth(undefined, this.ctx.signal.aborted ? Math.min(healthTimeout, CANCELLED_HEALTH_SECONDS) : healthTimeout)
       if (healthy) {
         this.result.deployedImage = image
         this.result.deployedImageId = imageId
       }
       return healthy
     } catch (error) {
-      if (error instanceof ConnectionLost) throw error
+      if (error instanceof ConnectionLost || error instanceof LockLost) throw error
       this.note(`rollback failed: ${errorText(error)}`)
       return false
     }
@@ -302,8 +351,9 @@ class ServerJob {
   }
 
   private async checkHealth(signal?: AbortSignal, timeout = this.ctx.settings.healthTimeout, afterRestart = true): Promise<boolean> {
-    const command = commands.healthCheck(this.server.path, this.server.healthUrl, timeout, this.healthServices, afterRestart)
+    const command = this.leased(commands.healthCheck(this.server.path, this.server.healthUrl, timeout, this.healthServices, afterRestart))
     const result = await this.shell!.run(command, timeout + QUICK_STEP_SECONDS, signal)
+    this.checkLease(command, result)
     return this.healthFrom(command, result)
   }
 
@@ -327,12 +377,37 @@ class ServerJob {
   }
 
   /** Runs one step; a non-zero exit becomes StepFailed carrying the server's explanation. */
-  private async step(command: RemoteCommand, timeout = this.ctx.settings.commandTimeout): Promise<Map<string, string[]>> {
-    const result = await this.shell!.run(command, timeout)
+  private async step(command: RemoteCommand, timeout = this.ctx.settings.commandTimeout, signal?: AbortSignal): Promise<Map<string, string[]>> {
+    if (SWITCHING_STEPS.has(command.step)) {
+      command = commands.exclusive(this.server.path, command, timeout)
+      timeout = commands.exclusiveTimeout(timeout)
+    }
+    command = this.leased(command)
+    const result = await this.shell!.run(command, timeout, signal).catch((error: unknown) => {
+      // Only steps that change nothing take the run's signal: cancelling them leaves the server as it was.
+      throw signal?.aborted && error instanceof ConnectionLost ? new Cancelled() : error
+    })
+    this.checkLease(command, result)
     const facts = commands.parseFacts(result.stdout)
     if (result.code !== 0) throw this.failure(command, result.code, result.stdout, result.stderr)
     this.note(`${command.step}: ok`)
     return facts
+  }
+
+  /** While this run holds the lock, every step renews the lease first (see commands.withLease). */
+  private leased(command: RemoteCommand): RemoteCommand {
+    return this.holdsLock ? commands.withLease(this.server.path, this.ctx.lockToken, command) : command
+  }
+
+  private checkLease(command: RemoteCommand, result: { code: number; stdout: string }): void {
+    if (!command.lease || result.code !== 6) return
+    const holder = commands.parseFacts(result.stdout).get('lock_lost')?.at(-1)
+    if (holder === undefined) return
+    this.holdsLock = false
+    const where = this.switching ? 'it may be left half-switched; the run that holds the lock now decides what runs there' : 'nothing had been changed on it'
+    throw new LockLost(
+      `${command.step}: this run lost the deploy lock of ${commands.stateDir(this.server.path)}/lock to ${holder.trim() || 'another run'} (the lease ran out, e.g. while the connection was down), so it stopped touching the server: ${where}`
+    )
   }
 
   private failure(command: RemoteCommand, code: number, stdout: string, stderr: string): StepFailed {
@@ -363,6 +438,11 @@ class ServerJob {
 
   private note(line: string): void {
     this.result.log.push(line)
+  }
+
+  private warn(line: string): void {
+    this.note(`warning: ${line}`)
+    ;(this.result.warnings ??= []).push(line)
   }
 
   private progress(state: string): void {

@@ -26,6 +26,8 @@ export interface ServerResult {
   /** Read-only facts for `mode: status`. */
   lastDeploy?: string
   lockHolder?: string
+  /** Things the operator should know although the server succeeded (shown as warnings). */
+  warnings?: string[]
   /** Every step with its outcome, printed as one log group when the server finishes. */
   log: string[]
 }

@@ -16,6 +16,10 @@ export interface RemoteCommand {
   args: string[]
   /** Sent to the command's standard input. */
   stdin?: string
+  /** Renew this run's deploy lock before the step (see withLease). */
+  lease?: { state: string; token: string }
+  /** Run only while holding the server's switch lock, for at most `seconds` (see exclusive). */
+  exclusive?: { state: string; seconds: number }
 }
 
 /** Seconds between the remote `timeout` sending TERM and KILL. */
@@ -26,17 +30,20 @@ const KILL_AFTER = 5
  * connection, and `bash -c` gets the constant script with the values as $1, $2, …
  */
 export function renderCommand(command: RemoteCommand, timeoutSeconds: number): string {
-  return shellJoin([
-    'timeout',
-    '-k',
-    String(KILL_AFTER),
-    String(timeoutSeconds),
-    'bash',
-    '-c',
-    command.script,
-    `openclaw-${command.step}`,
-    ...command.args
-  ])
+  let { script, args } = command
+  if (command.exclusive) ({ script, args } = underSwitchLock({ ...command, script, args }, command.exclusive))
+  if (command.lease) ({ script, args } = leased({ ...command, script, args }, command.lease, timeoutSeconds))
+  return shellJoin(['timeout', '-k', String(KILL_AFTER), String(timeoutSeconds), 'bash', '-c', script, `openclaw-${command.step}`, ...args])
+}
+
+/** The step preceded by the lease renewal, in one round trip; the renewal leaves stdin to the step. */
+function leased(command: RemoteCommand, lease: { state: string; token: string }, timeoutSeconds: number): { script: string; args: string[] } {
+  return {
+    args: [lease.state, lease.token, String(timeoutSeconds + KILL_AFTER + LEASE_SLACK), ...command.args],
+    script: `bash -c ${quote(RENEW_LEASE)} openclaw-lease "$1" "$2" "$3" </dev/null || exit
+shift 3
+exec bash -c ${quote(command.script)} ${quote(`openclaw-${command.step}`)} "$@"`
+  }
 }
 
 /** Parses `key=value` lines; a key seen twice keeps all values in order. */
@@ -60,29 +67,137 @@ const PRELUDE = `set -u
 fail() { printf 'error=%s\\n' "$*"; exit 3; }
 `
 
+/** Seconds a lease outlives the remote bound of the step it covers (client and network slack). */
+const LEASE_SLACK = 30
+/** A lock folder with no holder note for this long was left by a run killed while taking it. */
+const NOTE_LESS_ABANDONED_AFTER = 60
+
 /**
- * Takes the server's deploy lock: an atomic mkdir with a note of who holds it. Waits up to
- * `waitSeconds` for another holder; then reports the holder and exits 4.
+ * The deploy lock is a folder `lock/` with a `holder` note: the holder's text (with its token) and
+ * `expires=<epoch seconds>` of the server's clock. Every change to it (take, take over, renew,
+ * release) happens under `flock` on `lock.guard`, so two runs can never both think they hold it;
+ * the kernel drops that guard when a killed shell's file closes. A lock whose note has no
+ * `expires=` line (older versions of this action, backup-openclaw.sh restore) is never taken over.
  */
-export function takeLock(path: string, holder: string, waitSeconds: number): RemoteCommand {
+const LOCK_FUNCTIONS = `note=$state/lock/holder
+guard() {
+  command -v flock >/dev/null || fail "flock (util-linux) is not installed on the server; the deploy lock needs it"
+  { exec 9>>"$state/lock.guard"; } 2>/dev/null || fail "cannot open the lock guard $state/lock.guard as $(id -un)"
+  flock -w 10 9 || fail "another process kept the lock guard $state/lock.guard busy for 10 s"
+}
+unguard() { exec 9>&-; }
+write_note() {
+  printf '%s\\nexpires=%s\\n' "$1" "$(($(date +%s) + lease))" > "$note.tmp" && mv -f -- "$note.tmp" "$note"
+}
+holder_text() { head -n 1 -- "$note" 2>/dev/null; }
+shown() { printf '%s' "$1" | head -c 400; }
+expiry() { sed -n 's/^expires=\\([0-9][0-9]*\\)$/\\1/p' -- "$note" 2>/dev/null | tail -n 1; }
+`
+
+/**
+ * Takes the server's deploy lock for `leaseSeconds`, waiting up to `waitSeconds` for another
+ * holder. A lock whose lease has expired (its run was killed or lost the server) is taken over and
+ * named on a `took_over=` line. When the lock stays held, reports the holder and exits 4.
+ */
+export function takeLock(path: string, holder: string, waitSeconds: number, leaseSeconds = LEASE_SLACK): RemoteCommand {
   return {
     step: 'lock',
-    args: [stateDir(path), holder, String(waitSeconds)],
+    args: [stateDir(path), holder, String(waitSeconds), String(leaseSeconds)],
     script:
       PRELUDE +
-      `state=$1 holder=$2 wait=$3
+      `state=$1 holder=\${2//[$'\\n\\r']/ } wait=$3 lease=$4
 [ -d "$state" ] || mkdir -p -- "$state" 2>/dev/null || fail "cannot create $state as $(id -un)"
-deadline=$((SECONDS + wait))
-until mkdir -- "$state/lock" 2>/dev/null; do
+${LOCK_FUNCTIONS}deadline=$((SECONDS + wait))
+while :; do
+  guard
+  if out=$(LC_ALL=C mkdir -- "$state/lock" 2>&1); then
+    write_note "$holder" || { rm -rf -- "$state/lock"; fail "cannot write the lock note $note as $(id -un)"; }
+    echo locked=yes
+    exit 0
+  fi
+  case $out in *"File exists"*) ;; *) fail "cannot create the lock $state/lock: \${out#mkdir: }" ;; esac
+  now=$(date +%s) expires=$(expiry) old=$(shown "$(holder_text)")
+  if [ -n "$expires" ] && [ "$expires" -le "$now" ]; then
+    write_note "$holder" || fail "cannot write the lock note $note as $(id -un)"
+    printf 'took_over=%s\\nexpired_for=%s\\n' "$old" "$((now - expires))"
+    echo locked=yes
+    exit 0
+  fi
+  if [ -d "$state/lock" ] && [ ! -e "$note" ] && [ $((now - $(stat -c %Y -- "$state/lock" 2>/dev/null || echo "$now"))) -ge ${NOTE_LESS_ABANDONED_AFTER} ]; then
+    write_note "$holder" || fail "cannot write the lock note $note as $(id -un)"
+    printf 'took_over=%s\\n' "a run that died while taking the lock (no holder note for over ${NOTE_LESS_ABANDONED_AFTER}s)"
+    echo locked=yes
+    exit 0
+  fi
+  unguard
   if [ "$SECONDS" -ge "$deadline" ]; then
-    printf 'holder=%s\\n' "$(head -c 400 -- "$state/lock/holder" 2>/dev/null | tr '\\n' ' ')"
+    printf 'holder=%s\\nexpires_in=%s\\n' "$old" "\${expires:+$((expires - now))}"
     exit 4
   fi
   sleep 1
-done
-printf '%s\\n' "$holder" > "$state/lock/holder"
-echo locked=yes`
+done`
   }
+}
+
+/**
+ * Commands that change what runs (retag, write .env, compose up, the rollback record) hold `flock`
+ * on `switch.lock` while they run. A step left running by a lost connection still holds it, so the
+ * recovery's rollback waits for it instead of racing it. The wait is bounded: a step under the lock
+ * is itself bounded by `timeout`, so it has ended by then.
+ */
+function underSwitchLock(command: RemoteCommand, lock: { state: string; seconds: number }): { script: string; args: string[] } {
+  return {
+    args: [lock.state, String(switchWaitSeconds(lock.seconds)), String(lock.seconds), ...command.args],
+    script:
+      PRELUDE +
+      `state=$1 wait=$2 limit=$3
+shift 3
+command -v flock >/dev/null || fail "flock (util-linux) is not installed on the server; the deploy lock needs it"
+{ exec 8>>"$state/switch.lock"; } 2>/dev/null || fail "cannot open the switch lock $state/switch.lock as $(id -un)"
+flock -w "$wait" 8 || fail "another command that switches this server (left running by a lost connection?) still held $state/switch.lock after \${wait}s"
+exec timeout -k ${KILL_AFTER} "$limit" bash -c ${quote(command.script)} ${quote(`openclaw-${command.step}`)} "$@"`
+  }
+}
+
+/** How long a switching step waits for the switch lock: any earlier holder has been killed by then. */
+function switchWaitSeconds(stepSeconds: number): number {
+  return stepSeconds + KILL_AFTER + 1
+}
+
+/**
+ * Marks a step that changes what runs on the server (see underSwitchLock); it runs for at most
+ * `stepSeconds` once it holds the switch lock. Render it with `exclusiveTimeout(stepSeconds)`.
+ */
+export function exclusive(path: string, command: RemoteCommand, stepSeconds: number): RemoteCommand {
+  return { ...command, exclusive: { state: stateDir(path), seconds: stepSeconds } }
+}
+
+/** The whole bound of an exclusive step: the wait for the switch lock, then the step and its KILL. */
+export function exclusiveTimeout(stepSeconds: number): number {
+  return switchWaitSeconds(stepSeconds) + stepSeconds + KILL_AFTER
+}
+
+/** Renews a lease (see withLease): $1 state folder, $2 token, $3 seconds from now. */
+const RENEW_LEASE =
+  PRELUDE +
+  `state=$1 token=$2 lease=$3
+${LOCK_FUNCTIONS}guard
+if [ -z "$token" ] || ! grep -qF -- "token=$token" "$note" 2>/dev/null; then
+  printf 'lock_lost=%s\\n' "$(shown "$(holder_text)")"
+  echo "error=this run no longer holds the deploy lock $state/lock (its lease expired and another run took it over, or it was removed)"
+  exit 6
+fi
+write_note "$(holder_text)" || fail "cannot renew the lock note $note as $(id -un)"`
+
+/**
+ * Marks a step to run under this run's lock: before the step, the server renews the lease for the
+ * step's whole remote bound (its timeout, the KILL after it, and slack), so a long pull or health
+ * wait never loses the lock, and a run killed mid-step leaves a lock that expires soon after the
+ * step would have been ended anyway. When the lock is no longer this run's, the step does not run:
+ * exit 6 with a `lock_lost=` line naming the holder.
+ */
+export function withLease(path: string, token: string, command: RemoteCommand): RemoteCommand {
+  return { ...command, lease: { state: stateDir(path), token } }
 }
 
 /** Releases the lock only if this run still holds it (the holder note carries our token). */
@@ -90,9 +205,11 @@ export function releaseLock(path: string, token: string): RemoteCommand {
   return {
     step: 'unlock',
     args: [stateDir(path), token],
-    script: `set -u
-state=$1 token=$2
-if grep -qF -- "$token" "$state/lock/holder" 2>/dev/null; then rm -rf -- "$state/lock"; echo released=yes; else echo released=not-ours; fi`
+    script:
+      PRELUDE +
+      `state=$1 token=$2 lease=0
+${LOCK_FUNCTIONS}guard
+if [ -n "$token" ] && grep -qF -- "token=$token" "$note" 2>/dev/null; then rm -rf -- "$state/lock"; echo released=yes; else echo released=not-ours; fi`
   }
 }
 

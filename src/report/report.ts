@@ -67,6 +67,7 @@ export function setOutputs(results: ServerResult[]): void {
 }
 
 export function annotate(results: ServerResult[]): void {
+  for (const r of results) for (const w of r.warnings ?? []) core.warning(w, { title: serverTitle(r) })
   const bad = results.filter(r => ANNOTATED.includes(r.status))
   const single = bad.length > MAX_ANNOTATIONS ? bad.slice(0, MAX_ANNOTATIONS - 1) : bad
   for (const r of single) core.error(r.error ?? r.status, { title: `${serverTitle(r)}: ${r.status}` })
