@@ -1,8 +1,9 @@
 import { describe, expect, it } from '@jest/globals'
+import fc from 'fast-check'
 import type { RemoteCommand } from '../../src/remote/commands.js'
 import { ConnectError, ConnectionLost, type CommandResult, type RemoteShell } from '../../src/remote/ssh.js'
 import { failuresAllowed, runFleet } from '../../src/deploy/fleet.js'
-import { describeContainers, runServer, type RunContext } from '../../src/deploy/pipeline.js'
+import { describeContainers, rollbackTag, runServer, type RunContext } from '../../src/deploy/pipeline.js'
 import type { Server } from '../../src/registry/types.js'
 import { readSettings, type Settings } from '../../src/settings.js'
 
@@ -208,6 +209,32 @@ describe('one server', () => {
   })
 })
 
+describe('the rollback tag', () => {
+  const tagOf = (path: string) => rollbackTag({ ...server('a'), path })
+  // Docker's rule for a tag, and the repository part the action uses.
+  const validTag = /^openclaw-rollback:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/
+  const paths = fc.array(fc.string({ unit: fc.constantFrom('a', 'b', '_', '-', '.', '/', ' ', 'é', '$'), minLength: 1, maxLength: 12 }), { minLength: 1, maxLength: 30 }).map(parts => `/${parts.join('/')}`)
+
+  it('keeps folders apart whose names only differ in a slash, and reads as the folder', () => {
+    expect(tagOf('/srv/a_b')).not.toBe(tagOf('/srv/a/b'))
+    expect(tagOf('/home/deploy/openclaw-prd')).toMatch(/^openclaw-rollback:home_deploy_openclaw-prd-[0-9a-f]{12}$/)
+    expect(tagOf('/srv/app/')).toBe(tagOf('/srv/app'))
+  })
+
+  it('is a valid Docker tag of at most 128 characters for any path, and one per path', () => {
+    fc.assert(
+      fc.property(paths, paths, (p, q) => {
+        expect(tagOf(p)).toMatch(validTag)
+        if (p.replace(/\/+$/, '') !== q.replace(/\/+$/, '')) expect(tagOf(p)).not.toBe(tagOf(q))
+      }),
+      { numRuns: 500 }
+    )
+    expect(tagOf(`/${'x'.repeat(300)}`)).toMatch(validTag)
+    expect(tagOf('/')).toMatch(validTag)
+    expect(tagOf('/.hidden/-dash')).toMatch(validTag)
+  })
+})
+
 it('describes container states for people', () => {
   expect(describeContainers('gateway:running:false:0 worker:restarting:true:3 ')).toBe('gateway running, worker restarting (3 restarts)')
   expect(describeContainers('none')).toBe('no containers')
@@ -223,6 +250,14 @@ describe('mode: rollback and mode: status', () => {
     expect(result).toMatchObject({ status: 'deployed', previousImage: NEW, deployedImage: OLD })
     expect(fake.steps()).toEqual(['lock', 'preflight', 'read-rollback', 'retag', 'write-env', 'up', 'health', 'history', 'unlock'])
     expect(Buffer.from(fake.ran.find(c => c.step === 'write-env')!.stdin!, 'base64').toString()).toBe(`OPENCLAW_IMAGE=${OLD}\n`)
+  })
+
+  it('works with a record written by an earlier version, whose tag had no hash: it restores by image ID', async () => {
+    const legacy = { stdout: `image=${OLD}\nimage_id=sha256:old\ntag=openclaw-rollback:srv_a` }
+    const fake = new FakeServer({ preflight: onNew, 'read-rollback': legacy })
+    const result = await runServer(server('a'), context(settings({ mode: 'rollback', image: '' }), { a: fake }))
+    expect(result).toMatchObject({ status: 'deployed', deployedImage: OLD, deployedImageId: 'sha256:old' })
+    expect(fake.ran.find(c => c.step === 'retag')!.args).toEqual(['sha256:old', OLD])
   })
 
   it('restarts nothing when the server already runs the recorded image', async () => {

@@ -2,6 +2,7 @@
  * One server's work: connect → lock → preflight → (deploy | rollback | status) → unlock.
  * Every outcome becomes a ServerResult value; nothing here throws past `runServer`.
  */
+import { createHash } from 'node:crypto'
 import * as commands from '../remote/commands.js'
 import type { RemoteCommand } from '../remote/commands.js'
 import { readImageVariable, replaceImageVariable } from '../remote/env-file.js'
@@ -411,8 +412,20 @@ export function repositoryOf(image: string): string {
   return colon > lastSlash ? withoutDigest.slice(0, colon) : withoutDigest
 }
 
-/** The local tag that keeps a project's rollback image: one per deployment folder. */
+/** Longest readable part of a rollback tag: with `-` and the hash the tag stays within Docker's 128. */
+const ROLLBACK_TAG_READABLE = 100
+
+/**
+ * The local tag that keeps a project's rollback image: one per deployment folder. The folder's name
+ * makes it readable; a hash of the whole path keeps `/srv/a_b` and `/srv/a/b` apart. A Docker tag is
+ * `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+ */
 export function rollbackTag(server: Server): string {
-  const name = server.path.replace(/^\/+|\/+$/g, '').replace(/[^A-Za-z0-9_.-]+/g, '_') || 'root'
-  return `openclaw-rollback:${name.slice(-120)}`
+  const path = server.path.replace(/\/+$/, '') || '/'
+  const hash = createHash('sha256').update(path).digest('hex').slice(0, 12)
+  const readable = path
+    .replace(/[^A-Za-z0-9_.-]+/g, '_')
+    .slice(-ROLLBACK_TAG_READABLE)
+    .replace(/^[^A-Za-z0-9]+|_+$/g, '')
+  return `openclaw-rollback:${readable || 'root'}-${hash}`
 }
