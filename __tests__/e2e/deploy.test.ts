@@ -283,4 +283,23 @@ describe('deploy engine on the rig', () => {
     expect(readFileSync(file, 'utf8')).toBe(original.replace(fleet.images.v2, fleet.images.v1))
     expect(await healthOf('s1')).toBe('v1')
   })
+
+  it('stops a mistyped path at the lock, naming the folder, the server and the fix, and creates nothing', async () => {
+    touched.add('s2')
+    const typo = `${server(fleet, 's2').path}-prd`
+    const file = writeRegistry(fleet, ['s2'], { path: typo })
+    const run = await runAction({ 'servers-file': file, ...actionKeyInputs(fleet), image: fleet.images.v1 })
+    expect(statusOf(run)).toEqual({ s2: 'failed' })
+    expect(results(run)[0]!.error).toMatch(new RegExp(`^lock failed: deployment folder ${typo} does not exist on \\S+: set the server's path in the registry`))
+    expect((await serverExec('s2', `test -e ${typo}`)).code).toBe(1)
+  })
+
+  it("says why a pull failed in Docker's words, and changes nothing", async () => {
+    touched.add('s2')
+    const before = envOf(server(fleet, 's2'))
+    const run = await deploy({ image: `${fleet.registry}/openclaw:no-such-tag`, servers: 's2' })
+    expect(statusOf(run)).toEqual({ s2: 'failed' })
+    expect(results(run)[0]!.error).toMatch(/^pull failed: docker pull \S+:no-such-tag failed: .*(manifest unknown|not found)/)
+    expect(envOf(server(fleet, 's2'))).toBe(before)
+  })
 })

@@ -159,6 +159,15 @@ describe('one server', () => {
     expect(fake.steps()).toEqual(['lock'])
   })
 
+  it('stops at the lock, creating nothing, when the deployment folder does not exist', async () => {
+    const fake = new FakeServer({ lock: { code: 3, stdout: "error=deployment folder /srv/a does not exist on gw-1: set the server's path in the registry to the folder that holds docker-compose.yml and .env" } })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result).toMatchObject({ status: 'failed', failedStep: 'lock' })
+    expect(result.error).toBe("lock failed: deployment folder /srv/a does not exist on gw-1: set the server's path in the registry to the folder that holds docker-compose.yml and .env")
+    expect(fake.steps()).toEqual(['lock'])
+    expect(fake.ran[0]!.args[0]).toBe('/srv/a')
+  })
+
   it('names the variable when .env lacks it', async () => {
     const fake = new FakeServer({ preflight: { stdout: `env=${Buffer.from('OTHER=1\n').toString('base64')}` } })
     const result = await runServer(server('a'), context(settings(), { a: fake }))

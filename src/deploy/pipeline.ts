@@ -102,7 +102,7 @@ class ServerJob {
     const { settings, lockHolder, lockToken } = this.ctx
     this.progress('locking')
     try {
-      await this.step(commands.takeLock(this.server.path, lockHolder, settings.lockTimeout), settings.lockTimeout + QUICK_STEP_SECONDS)
+      await this.step(commands.inDeploymentFolder(this.server.path, commands.takeLock(this.server.path, lockHolder, settings.lockTimeout)), settings.lockTimeout + QUICK_STEP_SECONDS)
     } catch (error) {
       if (error instanceof StepFailed && error.code === 4) {
         this.result.lockHolder = error.facts.get('holder')?.[0]?.trim()

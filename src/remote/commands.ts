@@ -85,6 +85,23 @@ echo locked=yes`
   }
 }
 
+/**
+ * Runs `lock` only in an existing deployment folder. The lock step creates the state folder with
+ * `mkdir -p`, which would also create a mistyped `path`, and the deploy would then fail later with a
+ * confusing "no docker-compose.yml"; this says what is wrong before anything is created.
+ */
+export function inDeploymentFolder(path: string, lock: RemoteCommand): RemoteCommand {
+  return {
+    step: lock.step,
+    args: [path, ...lock.args],
+    script:
+      PRELUDE +
+      `[ -d "$1" ] || fail "deployment folder $1 does not exist on $(hostname): set the server's path in the registry to the folder that holds docker-compose.yml and .env"
+shift
+exec bash -c ${quote(lock.script)} openclaw-${lock.step} "$@"`
+  }
+}
+
 /** Releases the lock only if this run still holds it (the holder note carries our token). */
 export function releaseLock(path: string, token: string): RemoteCommand {
   return {
@@ -128,14 +145,24 @@ fi`
   }
 }
 
-/** Pulls an image and prints the local image ID it resolves to. */
+/** Characters of Docker's own words kept in a failed pull's message: enough for its reason, not a log. */
+const PULL_REASON_CHARS = 400
+
+/**
+ * Pulls an image and prints the local image ID it resolves to. A failed pull says why in Docker's
+ * words ("manifest unknown", "unauthorized", "no such host"): the last lines of its stderr that are
+ * not layer progress, on one line.
+ */
 export function pullImage(image: string): RemoteCommand {
   return {
     step: 'pull',
     args: [image],
     script:
       PRELUDE +
-      `docker pull -q "$1" >/dev/null || fail "docker pull $1 failed"
+      `if ! out=$(docker pull -q "$1" 2>&1 >/dev/null); then
+  why=$(printf '%s\\n' "$out" | grep -Ev '^[[:space:]]*$|^[0-9a-f]{12}: ' | tail -n 3 | tr -s '\\n\\r\\t' '   ' | cut -c 1-${PULL_REASON_CHARS})
+  fail "docker pull $1 failed: \${why:-docker gave no reason}"
+fi
 printf 'image_id=%s\\n' "$(docker image inspect --format '{{.Id}}' "$1")"`
   }
 }
