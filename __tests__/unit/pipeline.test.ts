@@ -76,7 +76,9 @@ describe('one server', () => {
     const written = Buffer.from(fake.ran.find(c => c.step === 'write-env')!.stdin!, 'base64').toString()
     expect(written).toBe(`# tenant\nOPENCLAW_IMAGE=${NEW}\nTOKEN=x`)
     expect(result).toMatchObject({ previousImage: OLD, deployedImage: NEW, previousImageId: 'sha256:old', deployedImageId: 'sha256:new', health: 'HTTP 200; gateway running' })
-    expect(fake.ran.find(c => c.step === 'prune')!.args).toEqual(['reg.test/openclaw', 'sha256:new', 'sha256:old'])
+    // prune may only remove what this deployment noted, and keeps the new and the rollback image
+    expect(fake.ran.find(c => c.step === 'record')!.args.slice(-3)).toEqual([OLD, 'sha256:old', 'sha256:new'])
+    expect(fake.ran.find(c => c.step === 'prune')!.args).toEqual(['/srv/a/.openclaw-deploy', 'openclaw-rollback:srv_a', 'sha256:new', 'sha256:old'])
   })
 
   it('rolls back to the recorded image and the original .env bytes when the new image is unhealthy', async () => {
@@ -92,6 +94,23 @@ describe('one server', () => {
     expect(envWrites[1]).toBe(`# tenant\nOPENCLAW_IMAGE=${OLD}\nTOKEN=x`)
     expect(fake.ran.find(c => c.step === 'retag')!.args).toEqual(['sha256:old', OLD])
     expect(result.deployedImage).toBe(OLD)
+  })
+
+  it('prunes nothing after a deploy that did not stick, nor when prune is off', async () => {
+    const unhealthy = new FakeServer({ health: { code: 5, stdout: 'http=500\nerror=bad' } })
+    expect((await runServer(server('a'), context(settings(), { a: unhealthy }))).status).toBe('failed')
+    expect(unhealthy.steps()).not.toContain('prune')
+    const off = new FakeServer()
+    expect((await runServer(server('a'), context(settings({ prune: 'false' }), { a: off }))).status).toBe('deployed')
+    expect(off.steps()).not.toContain('prune')
+  })
+
+  it('a failed prune costs the deploy nothing', async () => {
+    const fake = new FakeServer({ prune: { code: 3, stdout: "error=cannot list the server's containers; no image removed" } })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result.status).toBe('deployed')
+    expect(result.log).toContain("prune failed: prune failed: cannot list the server's containers; no image removed")
+    expect(fake.steps().slice(-2)).toEqual(['history', 'unlock'])
   })
 
   it('fails without touching the old image again when rollback is off', async () => {
@@ -124,7 +143,7 @@ describe('one server', () => {
     })
     const result = await runServer({ ...server('a'), services: ['caddy', 'gateway'] }, context(settings(), { a: fake }))
     expect(result.status).toBe('deployed')
-    expect(fake.ran.find(c => c.step === 'record')!.args.slice(-2)).toEqual([OLD, 'sha256:old'])
+    expect(fake.ran.find(c => c.step === 'record')!.args.slice(-3, -1)).toEqual([OLD, 'sha256:old'])
   })
 
   it('judges health on the gateway service, not on a one-shot container beside it', async () => {
@@ -148,7 +167,7 @@ describe('one server', () => {
     const fake = new FakeServer({ preflight: { stdout: `env=${Buffer.from(`OPENCLAW_IMAGE=${OLD}\n`).toString('base64')}` }, inspect: { stdout: 'image_id=sha256:old' } })
     await runServer(server('a'), context(settings({ image: '' }), { a: fake }))
     expect(fake.steps().slice(0, 4)).toEqual(['lock', 'preflight', 'inspect', 'pull'])
-    expect(fake.ran.find(c => c.step === 'record')!.args.at(-1)).toBe('sha256:old')
+    expect(fake.ran.find(c => c.step === 'record')!.args.at(-2)).toBe('sha256:old')
   })
 
   it('reports the lock holder and does nothing else when the lock is held', async () => {

@@ -174,7 +174,7 @@ class ServerJob {
     // Redeploying the image that runs keeps the earlier rollback target instead of recording itself.
     const record = runningId !== '' && runningId !== targetId
     if (record) {
-      await this.step(commands.recordRollback(this.server.path, rollbackTag(this.server), { image: currentImage, imageId: runningId }))
+      await this.step(commands.recordRollback(this.server.path, rollbackTag(this.server), { image: currentImage, imageId: runningId }, targetId))
     } else if (!runningId) {
       this.note('no image of this project runs or is on the server yet: there is nothing to roll back to')
     }
@@ -196,7 +196,7 @@ class ServerJob {
     if (healthy) {
       this.result.deployedImage = target
       this.result.deployedImageId = targetId
-      if (settings.prune) await this.prune(target, [targetId, runningId])
+      if (settings.prune) await this.prune([targetId, runningId])
       await this.history('deployed', currentImage, target)
       return this.finish('deployed')
     }
@@ -316,10 +316,12 @@ class ServerJob {
     return result.code === 0
   }
 
-  private async prune(image: string, keep: string[]): Promise<void> {
+  private async prune(keep: string[]): Promise<void> {
     this.progress('pruning')
     // A failed prune costs disk space, not the deploy: note it and go on.
-    await this.step(commands.pruneImages(repositoryOf(image), keep.filter(Boolean))).catch(error => this.note(`prune failed: ${errorText(error)}`))
+    await this.step(commands.pruneImages(this.server.path, legacyRollbackTag(this.server), keep.filter(Boolean)))
+      .then(facts => this.note(`pruned ${this.fact(facts, 'removed', '0')} image(s) this deployment no longer needs`))
+      .catch(error => this.note(`prune failed: ${errorText(error)}`))
   }
 
   private async history(status: Status, from: string, to: string): Promise<void> {
@@ -404,14 +406,6 @@ export function shortId(imageId: string): string {
   return imageId.replace(/^sha256:/, '').slice(0, 12)
 }
 
-/** `ghcr.io/acme/openclaw:1.2@sha256:…` → `ghcr.io/acme/openclaw`. */
-export function repositoryOf(image: string): string {
-  const withoutDigest = image.split('@')[0]!
-  const lastSlash = withoutDigest.lastIndexOf('/')
-  const colon = withoutDigest.lastIndexOf(':')
-  return colon > lastSlash ? withoutDigest.slice(0, colon) : withoutDigest
-}
-
 /** Longest readable part of a rollback tag: with `-` and the hash the tag stays within Docker's 128. */
 const ROLLBACK_TAG_READABLE = 100
 
@@ -428,4 +422,13 @@ export function rollbackTag(server: Server): string {
     .slice(-ROLLBACK_TAG_READABLE)
     .replace(/^[^A-Za-z0-9]+|_+$/g, '')
   return `openclaw-rollback:${readable || 'root'}-${hash}`
+}
+
+/**
+ * The rollback tag earlier versions of this action used (`/srv/a_b` and `/srv/a/b` shared it). A
+ * rollback record they wrote names it; prune drops it once it only holds an image no longer needed.
+ */
+export function legacyRollbackTag(server: Server): string {
+  const name = server.path.replace(/^\/+|\/+$/g, '').replace(/[^A-Za-z0-9_.-]+/g, '_') || 'root'
+  return `openclaw-rollback:${name.slice(-120)}`
 }

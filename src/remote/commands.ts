@@ -178,17 +178,25 @@ export function inspectImage(image: string): RemoteCommand {
 
 /**
  * Keeps the running image for rollback: tags it so no prune removes it and the registry is not
- * needed to restore it, and records the reference it ran under.
+ * needed to restore it, and records the reference it ran under. Notes the images this deploy moves
+ * between (and the earlier rollback image) in `images`: the only ones a later prune may remove.
  */
-export function recordRollback(path: string, rollbackTag: string, previous: { image: string; imageId: string }): RemoteCommand {
+export function recordRollback(path: string, rollbackTag: string, previous: { image: string; imageId: string }, targetImageId: string): RemoteCommand {
   return {
     step: 'record',
-    args: [stateDir(path), rollbackTag, previous.image, previous.imageId],
+    args: [stateDir(path), rollbackTag, previous.image, previous.imageId, targetImageId],
     script:
       PRELUDE +
-      `state=$1 tag=$2 ref=$3 id=$4
+      `state=$1 tag=$2 ref=$3 id=$4 target=$5
 docker tag "$id" "$tag" || fail "cannot tag the running image $id as $tag"
-if [ -f "$state/rollback" ]; then cp -p -- "$state/rollback" "$state/rollback.before" || fail "cannot keep $state/rollback"; fi
+earlier=
+if [ -f "$state/rollback" ]; then
+  cp -p -- "$state/rollback" "$state/rollback.before" || fail "cannot keep $state/rollback"
+  earlier=$(sed -n 's/^image_id=//p' "$state/rollback")
+fi
+for i in $earlier "$id" "$target"; do
+  [ -n "$i" ] && ! grep -qxF -- "$i" "$state/images" 2>/dev/null && { printf '%s\\n' "$i" >> "$state/images" || fail "cannot write $state/images"; }
+done
 printf 'image=%s\\nimage_id=%s\\ntag=%s\\n' "$ref" "$id" "$tag" > "$state/rollback.tmp" && mv -f -- "$state/rollback.tmp" "$state/rollback" || fail "cannot write $state/rollback"
 echo recorded=yes`
   }
@@ -316,25 +324,36 @@ done`
 }
 
 /**
- * Removes images of the deployed repository other than the ones to keep (running and rollback),
- * then dangling images. Images still used by a container are refused by Docker and stay.
+ * Removes the images this deployment brought to the server (listed in `images` by the record step)
+ * that it no longer needs: never the current or rollback image, never one a container uses (running
+ * or stopped, of any project), never another project's image or a host-wide prune. `docker rmi` by
+ * ID without -f also refuses an image that carries a tag of another repository. An image Docker
+ * keeps stays listed, to be tried again; one that is gone is forgotten. `legacyTag`, the rollback tag
+ * of earlier versions, is dropped from an image being removed (the new tag replaced it).
  */
-export function pruneImages(repository: string, keepImageIds: string[]): RemoteCommand {
+export function pruneImages(path: string, legacyTag: string, keepImageIds: string[]): RemoteCommand {
   return {
     step: 'prune',
-    args: [repository, ...keepImageIds],
+    args: [stateDir(path), legacyTag, ...keepImageIds],
     script: `set -u
-repo=$1
-shift
-removed=0
-while read -r id ref; do
-  keep=
-  for k in "$@"; do [ "$id" = "$k" ] && keep=yes; done
-  [ -n "$keep" ] && continue
-  case "$ref" in *:\\<none\\>) target=$id ;; *) target=$ref ;; esac
-  docker rmi "$target" >/dev/null 2>&1 && removed=$((removed + 1))
-done < <(docker images --no-trunc --format '{{.ID}} {{.Repository}}:{{.Tag}}' "$repo")
-docker image prune -f >/dev/null 2>&1
+state=$1 legacy=$2
+shift 2
+[ -f "$state/images" ] || { echo removed=0; exit 0; }
+keep=" $* $(sed -n 's/^image_id=//p' "$state/rollback" 2>/dev/null) "
+# the images of every container on this server, running or stopped, whatever its project
+containers=$(docker ps -aq --no-trunc) || { echo "error=cannot list the server's containers; no image removed"; exit 3; }
+used=" $(printf '%s\\n' "$containers" | xargs -r docker inspect --format '{{.Image}}' 2>/dev/null | tr '\\n' ' ') "
+removed=0 left=" "
+while read -r id; do
+  case "$id" in sha256:*) ;; *) continue ;; esac
+  case "$left" in *" $id "*) continue ;; esac
+  case "$keep$used" in *" $id "*) left="$left$id "; continue ;; esac
+  docker image inspect "$id" >/dev/null 2>&1 || continue
+  if [ -n "$legacy" ] && [ "$(docker image inspect --format '{{.Id}}' "$legacy" 2>/dev/null)" = "$id" ]; then docker rmi "$legacy" >/dev/null 2>&1; fi
+  if docker image inspect "$id" >/dev/null 2>&1 && ! docker rmi "$id" >/dev/null 2>&1; then left="$left$id "; else removed=$((removed + 1)); fi
+done < "$state/images"
+# shellcheck disable=SC2086
+printf '%s\\n' $left > "$state/images.tmp" && mv -f -- "$state/images.tmp" "$state/images"
 echo removed=$removed`
   }
 }
