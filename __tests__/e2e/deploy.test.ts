@@ -372,6 +372,42 @@ describe('deploy engine on the rig', () => {
     }
   })
 
+  it('writes through a .env that links into a secrets folder, keeping the link, its mode and owner', async () => {
+    touched.add('s5')
+    const { images } = fleet
+    const secrets = `${server(fleet, 's5').home}/secrets`
+    const file = `${secrets}/openclaw.env`
+    try {
+      await sh('s5', `mkdir -p ${secrets} && cp .env ${file} && chown -R deploy: ${secrets} && chmod 700 ${secrets} && chmod 640 ${file} && ln -sfn ${file} .env`)
+      const original = await sh('s5', `cat ${file}`)
+      const owner = await sh('s5', `stat -c '%U:%G %a' ${file}`)
+      const check = async (image: string) => {
+        expect(await sh('s5', 'readlink .env')).toBe(file)
+        expect(await sh('s5', `cat ${file}`)).toBe(original.replace(images.v1, image))
+        expect(await sh('s5', `stat -c '%U:%G %a' ${file}`)).toBe(owner)
+        expect(await sh('s5', `ls -A ${secrets}`)).toBe('openclaw.env')
+      }
+
+      expect(statusOf(await deploy({ image: images.v2, servers: 's5' }))).toEqual({ s5: 'deployed' })
+      await check(images.v2)
+      expect(await healthOf('s5')).toBe('v2')
+      // the rollback after a broken image writes through the link too
+      expect(statusOf(await deploy({ image: images.broken, servers: 's5', 'health-timeout': '5' }))).toEqual({ s5: 'rolled-back' })
+      await check(images.v2)
+
+      // a secrets file of another user cannot be replaced with its owner kept: refused, nothing changed
+      await sh('s5', `chown root: ${file} && chmod 666 ${file}`)
+      const refused = await deploy({ image: images.v1, servers: 's5' })
+      expect(statusOf(refused)).toEqual({ s5: 'failed' })
+      expect(results(refused)[0]!.error).toBe(`write-env failed: cannot replace ${file} and keep its owner root:root: make deploy its owner`)
+      expect(await sh('s5', `cat ${file}`)).toBe(original.replace(images.v1, images.v2))
+      expect(await healthOf('s5')).toBe('v2')
+    } finally {
+      await serverExec('s5', `rm -f .env && rm -rf ${secrets}`)
+      await rig('reset', 's5')
+    }
+  })
+
   it('stops a mistyped path at the lock, naming the folder, the server and the fix, and creates nothing', async () => {
     touched.add('s2')
     const typo = `${server(fleet, 's2').path}-prd`

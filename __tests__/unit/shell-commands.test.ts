@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process'
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from '@jest/globals'
@@ -122,6 +122,55 @@ describe('what the scripts do', () => {
     expect(existsSync(join(root, '.openclaw-deploy', 'lock', 'holder'))).toBe(true)
     // the lock's own exit code (4: held by another) comes through
     expect(runLocally(commands.inDeploymentFolder(root, commands.takeLock(root, 'run 2', 0))).code).toBe(4)
+  })
+
+  describe('writing .env', () => {
+    const next = 'OPENCLAW_IMAGE=reg.test/openclaw:v2\nTOKEN=x\n'
+
+    it('replaces a regular .env, keeping its mode and leaving no temporary file', () => {
+      const dir = tempDir('openclaw-env-')
+      writeFileSync(join(dir, '.env'), 'OPENCLAW_IMAGE=reg.test/openclaw:v1\nTOKEN=x\n', { mode: 0o600 })
+      expect(runLocally(commands.writeEnvFile(dir, Buffer.from(next))).code).toBe(0)
+      expect(readFileSync(join(dir, '.env'), 'utf8')).toBe(next)
+      expect(statSync(join(dir, '.env')).mode & 0o777).toBe(0o600)
+      expect(readdirSync(dir)).toEqual(['.env'])
+    })
+
+    it.each([
+      ['a relative link', '../secrets/tenant.env'],
+      ['an absolute link', 'ABSOLUTE'],
+      ['a link to a link', '../secrets/current.env']
+    ])('through %s writes the file it leads to, in that folder, and keeps the link', (_kind, link) => {
+      const root = tempDir('openclaw-env-')
+      const project = join(root, 'openclaw-prd')
+      const secrets = join(root, 'secrets')
+      mkdirSync(project)
+      mkdirSync(secrets, { mode: 0o700 })
+      const target = join(secrets, 'tenant.env')
+      writeFileSync(target, 'OPENCLAW_IMAGE=reg.test/openclaw:v1\nTOKEN=x\n', { mode: 0o640 })
+      symlinkSync('tenant.env', join(secrets, 'current.env'))
+      const linkText = link === 'ABSOLUTE' ? target : link
+      symlinkSync(linkText, join(project, '.env'))
+
+      const written = runLocally(commands.writeEnvFile(project, Buffer.from(next)))
+      expect([written.code, written.stdout]).toEqual([0, 'written=yes\n'])
+      expect(lstatSync(join(project, '.env')).isSymbolicLink()).toBe(true)
+      expect(readlinkSync(join(project, '.env'))).toBe(linkText)
+      expect(lstatSync(join(secrets, 'current.env')).isSymbolicLink()).toBe(true)
+      expect(readFileSync(target, 'utf8')).toBe(next)
+      expect(statSync(target).mode & 0o777).toBe(0o640)
+      expect(readdirSync(secrets).sort()).toEqual(['current.env', 'tenant.env'])
+      expect(readdirSync(project)).toEqual(['.env'])
+    })
+
+    it('refuses a link that leads nowhere, and changes nothing', () => {
+      const project = tempDir('openclaw-env-')
+      symlinkSync('../no-such-secrets/tenant.env', join(project, '.env'))
+      const refused = runLocally(commands.writeEnvFile(project, Buffer.from(next)))
+      expect(refused.code).toBe(3)
+      expect(refused.facts.get('error')).toEqual([`the link .env in ${project} does not lead to a file`])
+      expect(readdirSync(project)).toEqual(['.env'])
+    })
   })
 
   describe("a failed pull carries Docker's reason", () => {

@@ -248,7 +248,11 @@ esac`
   }
 }
 
-/** Replaces .env atomically with the given bytes, keeping its owner and mode. */
+/**
+ * Replaces .env atomically with the given bytes, keeping its owner and mode. Operators keep .env as
+ * a link into a secrets folder: then the file it points to is replaced (in its own folder, so the
+ * rename stays atomic) and the link stays as it is.
+ */
 export function writeEnvFile(path: string, content: Buffer): RemoteCommand {
   return {
     step: 'write-env',
@@ -257,8 +261,19 @@ export function writeEnvFile(path: string, content: Buffer): RemoteCommand {
     script:
       PRELUDE +
       `cd -- "$1" || fail "cannot enter $1"
-tmp=.env.openclaw-deploy.tmp
-cp -p .env "$tmp" && base64 -d > "$tmp" && mv -f -- "$tmp" .env || { rm -f -- "$tmp"; fail "cannot write .env in $1"; }
+env=.env
+if [ -L .env ]; then env=$(readlink -f -- .env) && [ -f "$env" ] || fail "the link .env in $1 does not lead to a file"; fi
+dir=$(dirname -- "$env")
+tmp=$dir/$(basename -- "$env").openclaw-deploy.tmp
+[ -w "$dir" ] || fail "cannot replace $env: its folder $dir is not writable by $(id -un)"
+rm -f -- "$tmp"
+cp -p -- "$env" "$tmp" || { rm -f -- "$tmp"; fail "cannot write .env in $1"; }
+if [ "$(stat -c %u:%g -- "$tmp")" != "$(stat -c %u:%g -- "$env")" ]; then
+  rm -f -- "$tmp"
+  owner=$(stat -c %U:%G -- "$env")
+  fail "cannot replace $env and keep its owner $owner: make $(id -un) its owner"
+fi
+base64 -d > "$tmp" && mv -f -- "$tmp" "$env" || { rm -f -- "$tmp"; fail "cannot write .env in $1"; }
 echo written=yes`
   }
 }
