@@ -408,6 +408,28 @@ describe('deploy engine on the rig', () => {
     }
   })
 
+  it('mode: rollback to an image that is not healthy goes back to the image that ran, and keeps the record', async () => {
+    touched.add('s6')
+    const { images } = fleet
+    // A broken release left running (rollback off), then v2 deployed over it: the record names broken.
+    expect(statusOf(await deploy({ image: images.broken, servers: 's6', rollback: 'false', 'health-timeout': '3' }))).toEqual({ s6: 'failed' })
+    expect(statusOf(await deploy({ image: images.v2, servers: 's6' }))).toEqual({ s6: 'deployed' })
+    const recordFile = join(server(fleet, 's6').path, '.openclaw-deploy', 'rollback')
+    const recorded = readFileSync(recordFile, 'utf8')
+    expect(recorded).toContain(`image=${images.broken}\n`)
+
+    const run = await deploy({ mode: 'rollback', image: '', servers: 's6', 'health-timeout': '5' })
+    expect(run.code).toBe(1)
+    expect(results(run)[0]).toMatchObject({ status: 'rolled-back', previousImage: images.v2, deployedImage: images.v2 })
+    expect(results(run)[0]!.error).toMatch(
+      new RegExp(`not healthy within 5s: .*; the recorded image ${images.broken} did not become healthy; went back to ${images.v2}, which ran before and is healthy; the rollback record is kept$`)
+    )
+    expect(await healthOf('s6')).toBe('v2')
+    expect(envOf(server(fleet, 's6'))).toContain(`OPENCLAW_IMAGE=${images.v2}\n`)
+    expect(readFileSync(recordFile, 'utf8')).toBe(recorded)
+    expect(historyOf('s6')).toMatch(new RegExp(`rolled-back\t${images.broken} -> ${images.v2}`))
+  })
+
   it('stops a mistyped path at the lock, naming the folder, the server and the fix, and creates nothing', async () => {
     touched.add('s2')
     const typo = `${server(fleet, 's2').path}-prd`

@@ -288,6 +288,59 @@ describe('mode: rollback and mode: status', () => {
     expect(fake.ran.find(c => c.step === 'retag')!.args).toEqual(['sha256:old', OLD])
   })
 
+  describe('when the recorded image is not healthy', () => {
+    const unhealthyFirst = () => {
+      let checks = 0
+      return () => (++checks === 1 ? { code: 5, stdout: 'health=failed\nhttp=404\nerror=not healthy within 60s: http://127.0.0.1:18789/health answered HTTP 404' } : { stdout: 'health=ok\nhttp=200' })
+    }
+
+    it('goes back to the image that ran when the rollback started, keeps the record, and says so', async () => {
+      const fake = new FakeServer({ preflight: onNew, 'read-rollback': record, health: unhealthyFirst() })
+      const result = await runServer(server('a'), context(settings({ mode: 'rollback', image: '' }), { a: fake }))
+      expect(result).toMatchObject({ status: 'rolled-back', previousImage: NEW, deployedImage: NEW, deployedImageId: 'sha256:new' })
+      expect(result.error).toBe(
+        `health failed: not healthy within 60s: http://127.0.0.1:18789/health answered HTTP 404; the recorded image ${OLD} did not become healthy; ` +
+          `went back to ${NEW}, which ran before and is healthy; the rollback record is kept`
+      )
+      expect(fake.steps()).toEqual(['lock', 'preflight', 'read-rollback', 'retag', 'write-env', 'up', 'health', 'retag', 'write-env', 'up', 'health', 'history', 'unlock'])
+      expect(fake.ran.filter(c => c.step === 'retag').map(c => c.args)).toEqual([
+        ['sha256:old', OLD],
+        ['sha256:new', NEW]
+      ])
+      // .env ends with the bytes it had
+      expect(Buffer.from(fake.ran.filter(c => c.step === 'write-env')[1]!.stdin!, 'base64').toString()).toBe(`OPENCLAW_IMAGE=${NEW}\n`)
+    })
+
+    it('reads what runs before re-pointing any tag, when no container of the project runs', async () => {
+      const stopped = { stdout: `env=${Buffer.from(`OPENCLAW_IMAGE=${NEW}\n`).toString('base64')}` }
+      const fake = new FakeServer({ preflight: stopped, 'read-rollback': record, inspect: { stdout: 'image_id=sha256:new' }, health: unhealthyFirst() })
+      const result = await runServer(server('a'), context(settings({ mode: 'rollback', image: '' }), { a: fake }))
+      expect(result.status).toBe('rolled-back')
+      expect(fake.steps().slice(0, 5)).toEqual(['lock', 'preflight', 'read-rollback', 'inspect', 'retag'])
+      expect(fake.ran.filter(c => c.step === 'retag').at(-1)!.args).toEqual(['sha256:new', NEW])
+    })
+
+    it('is failed when going back is not healthy either, or rollback is off', async () => {
+      const sick = new FakeServer({ preflight: onNew, 'read-rollback': record, health: { code: 5, stdout: 'health=failed\nhttp=500\nerror=not healthy within 60s' } })
+      const both = await runServer(server('a'), context(settings({ mode: 'rollback', image: '' }), { a: sick }))
+      expect(both.status).toBe('failed')
+      expect(both.error).toMatch(new RegExp(`recorded image ${OLD} did not become healthy; going back to ${NEW}, which ran before, did not become healthy either$`))
+
+      const off = new FakeServer({ preflight: onNew, 'read-rollback': record, health: unhealthyFirst() })
+      const result = await runServer(server('a'), context(settings({ mode: 'rollback', image: '', rollback: 'false' }), { a: off }))
+      expect(result.status).toBe('failed')
+      expect(result.error).toMatch(/rollback is off, so reg.test\/openclaw:v2 was not restored$/)
+      expect(off.steps().filter(s => s === 'retag')).toHaveLength(1)
+    })
+
+    it('names the missing image when the recorded one was removed from the server', async () => {
+      const fake = new FakeServer({ preflight: onNew, 'read-rollback': record, retag: c => (c.args[0] === 'sha256:old' ? { code: 3, stdout: `error=cannot tag image sha256:old as ${OLD} (was it removed?)` } : {}) })
+      const result = await runServer(server('a'), context(settings({ mode: 'rollback', image: '' }), { a: fake }))
+      expect(result.status).toBe('rolled-back')
+      expect(result.error).toMatch(/^retag failed: cannot tag image sha256:old as .* \(was it removed\?\); the recorded image/)
+    })
+  })
+
   it('restarts nothing when the server already runs the recorded image', async () => {
     const fake = new FakeServer({ 'read-rollback': record })
     const result = await runServer(server('a'), context(settings({ mode: 'rollback', image: '' }), { a: fake }))

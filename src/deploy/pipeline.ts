@@ -238,7 +238,10 @@ class ServerJob {
     return this.finish(restored ? 'rolled-back' : 'failed', `${lost.message}; reconnected and ${restored ? `restored ${image}, which is healthy` : `could not restore ${image}`}`)
   }
 
-  /** `mode: rollback`: restore the image recorded before the last deploy. */
+  /**
+   * `mode: rollback`: restore the image recorded before the last deploy. If that image is not
+   * healthy, go back to the image that ran when the rollback started; the record stays as it is.
+   */
   private async rollbackToRecorded(): Promise<ServerResult> {
     const { env, currentImage, managed } = await this.preflight()
     this.result.previousImage = currentImage
@@ -252,14 +255,25 @@ class ServerJob {
       this.note(`already running the recorded image ${image} (${shortId(imageId)}); nothing restarted`)
       return this.finish('unchanged')
     }
+    // What runs now, read before the restore re-points any tag: what we go back to if the recorded image fails.
+    const runningId = managed[0]?.imageId || this.fact(await this.step(commands.inspectImage(currentImage)), 'image_id', '')
     this.progress('rolling back')
     const restoredEnv = image === currentImage ? env : replaceImageVariable(env, this.server.imageVariable, image)
     if (await this.restore(restoredEnv, image, imageId)) {
       await this.history('deployed', currentImage, image)
       return this.finish('deployed')
     }
-    await this.history('failed', currentImage, image)
-    return this.finish('failed', `rollback to ${image} did not become healthy`)
+    const why = `${this.result.error ?? `${image} is not healthy`}; the recorded image ${image} did not become healthy`
+    if (!this.ctx.settings.rollback || !runningId) {
+      await this.history('failed', currentImage, image)
+      return this.finish('failed', `${why}; ${runningId ? `rollback is off, so ${currentImage} was not restored` : `no image ran before, so there is nothing to go back to`}`)
+    }
+    this.progress('going back')
+    const back = await this.restore(env, currentImage, runningId)
+    await this.history(back ? 'rolled-back' : 'failed', image, currentImage)
+    return back
+      ? this.finish('rolled-back', `${why}; went back to ${currentImage}, which ran before and is healthy; the rollback record is kept`)
+      : this.finish('failed', `${why}; going back to ${currentImage}, which ran before, did not become healthy either`)
   }
 
   /** Puts `env` back and points `image` at `imageId` (works with the registry down), then checks health. */
@@ -278,6 +292,7 @@ class ServerJob {
     } catch (error) {
       if (error instanceof ConnectionLost) throw error
       this.note(`rollback failed: ${errorText(error)}`)
+      this.rememberFailure(error)
       return false
     }
   }
