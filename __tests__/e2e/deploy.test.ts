@@ -340,4 +340,169 @@ describe('deploy engine on the rig', () => {
     expect(readFileSync(file, 'utf8')).toBe(original.replace(fleet.images.v2, fleet.images.v1))
     expect(await healthOf('s1')).toBe('v1')
   })
+
+  /** Runs a command on a server and returns its trimmed stdout; a failing command fails the test. */
+  async function sh(name: string, command: string): Promise<string> {
+    const r = await serverExec(name, command)
+    if (r.code !== 0) throw new Error(`${name}: ${command} exited ${r.code}: ${r.stderr.trim()}`)
+    return r.stdout.trim()
+  }
+  const imageId = (name: string, ref: string) => sh(name, `docker image inspect --format '{{.Id}}' ${ref}`)
+  const imageIds = async (name: string) => (await sh(name, "docker images -a --no-trunc --format '{{.ID}}'")).split('\n')
+
+  let variant: Promise<string> | undefined
+  /**
+   * A third healthy image (v2 with a label; /health answers v2), in the registry. Built on s8, which
+   * the tests below do not deploy: Docker remembers a built image's parent, and a parent cannot be removed.
+   */
+  function variantImage(): Promise<string> {
+    const ref = `${fleet.registry}/openclaw:e2e-variant`
+    variant ??= sh('s8', `printf 'FROM %s\\nLABEL e2e=variant\\n' ${fleet.images.v2} | docker build -q -t ${ref} - >/dev/null && docker push -q ${ref} >/dev/null && docker rmi ${ref} >/dev/null`).then(() => ref)
+    return variant
+  }
+
+  it("prunes only this deployment's old images: another project's dangling image and an in-use image with a second tag survive", async () => {
+    touched.add('s3')
+    const { registry, images } = fleet
+    const other = `${registry}/other-project:build`
+    try {
+      // Another project on the same server: a dangling image of its own (an import, then its tag moved
+      // on), and a container running the broken image under its own tag, a second tag of that image.
+      const importOther = (n: string) => `tar -cf - docker-compose.yml | docker import -m ${n} - ${other} >/dev/null`
+      await sh('s3', importOther('first'))
+      const dangling = await imageId('s3', other)
+      await sh('s3', importOther('second'))
+      await sh('s3', `docker pull -q ${images.broken} >/dev/null && docker tag ${images.broken} ${registry}/other-app:stable && docker run -d --name other-app --network none ${registry}/other-app:stable >/dev/null`)
+      const broken = await imageId('s3', images.broken)
+      const v1 = await imageId('s3', images.v1)
+
+      // Ours: broken (rolled back), then v2, then a third image.
+      expect(statusOf(await deploy({ image: images.broken, servers: 's3', 'health-timeout': '5' }))).toEqual({ s3: 'rolled-back' })
+      expect(statusOf(await deploy({ image: images.v2, servers: 's3' }))).toEqual({ s3: 'deployed' })
+      const v2 = await imageId('s3', images.v2)
+      const third = await variantImage()
+      const run = await deploy({ image: third, servers: 's3' })
+      expect(statusOf(run)).toEqual({ s3: 'deployed' })
+      expect(run.stdout).toMatch(/pruned 1 image\(s\) this deployment no longer needs/)
+      const current = await imageId('s3', third)
+
+      const left = await imageIds('s3')
+      // our v1 is gone; the running image and the rollback image (v2) stay
+      expect(left).not.toContain(v1)
+      expect(left).toEqual(expect.arrayContaining([current, v2]))
+      // the other project's images are untouched: its dangling image, and its in-use image with both tags
+      expect(left).toEqual(expect.arrayContaining([dangling, await imageId('s3', other)]))
+      expect((await sh('s3', `docker image inspect --format '{{join .RepoTags " "}}' ${broken}`)).split(' ').sort()).toEqual([images.broken, `${registry}/other-app:stable`].sort())
+      expect(await sh('s3', "docker inspect --format '{{.State.Running}}' other-app")).toBe('true')
+      expect(await healthOf('s3')).toBe('v2')
+    } finally {
+      await serverExec('s3', `docker rm -f other-app; docker rmi ${registry}/other-app:stable ${other}; docker image prune -f`)
+      await rig('reset', 's3')
+    }
+  })
+
+  it('rolls back and prunes on a server an earlier version deployed (its rollback tag had no hash)', async () => {
+    touched.add('s4')
+    const { images } = fleet
+    const legacyTag = `openclaw-rollback:${server(fleet, 's4').path.replace(/^\/+|\/+$/g, '').replace(/[^A-Za-z0-9_.-]+/g, '_')}`
+    try {
+      // What an earlier version left after deploying v1 over v2: v2 kept under the old tag, and its record.
+      await sh('s4', `docker pull -q ${images.v2} >/dev/null && docker tag ${images.v2} ${legacyTag}`)
+      const v2 = await imageId('s4', images.v2)
+      await sh('s4', `mkdir -p .openclaw-deploy && printf 'image=%s\\nimage_id=%s\\ntag=%s\\n' ${images.v2} ${v2} ${legacyTag} > .openclaw-deploy/rollback && chown -R deploy: .openclaw-deploy`)
+
+      const rolled = await deploy({ mode: 'rollback', image: '', servers: 's4' })
+      expect(results(rolled)[0]).toMatchObject({ status: 'deployed', deployedImage: images.v2 })
+      expect(await healthOf('s4')).toBe('v2')
+
+      // Two deploys on, v2 is neither running nor the rollback image: the old tag and v2 go.
+      expect(statusOf(await deploy({ image: images.v1, servers: 's4' }))).toEqual({ s4: 'deployed' })
+      expect(statusOf(await deploy({ image: await variantImage(), servers: 's4' }))).toEqual({ s4: 'deployed' })
+      expect(await imageIds('s4')).not.toContain(v2)
+      expect((await serverExec('s4', `docker image inspect ${legacyTag}`)).code).not.toBe(0)
+      // mode: rollback now finds v1 under the new tag
+      const back = await deploy({ mode: 'rollback', image: '', servers: 's4' })
+      expect(results(back)[0]).toMatchObject({ status: 'deployed', deployedImage: images.v1 })
+      expect(await healthOf('s4')).toBe('v1')
+    } finally {
+      await rig('reset', 's4')
+    }
+  })
+
+  it('writes through a .env that links into a secrets folder, keeping the link, its mode and owner', async () => {
+    touched.add('s5')
+    const { images } = fleet
+    const secrets = `${server(fleet, 's5').home}/secrets`
+    const file = `${secrets}/openclaw.env`
+    try {
+      await sh('s5', `mkdir -p ${secrets} && cp .env ${file} && chown -R deploy: ${secrets} && chmod 700 ${secrets} && chmod 640 ${file} && ln -sfn ${file} .env`)
+      const original = await sh('s5', `cat ${file}`)
+      const owner = await sh('s5', `stat -c '%U:%G %a' ${file}`)
+      const check = async (image: string) => {
+        expect(await sh('s5', 'readlink .env')).toBe(file)
+        expect(await sh('s5', `cat ${file}`)).toBe(original.replace(images.v1, image))
+        expect(await sh('s5', `stat -c '%U:%G %a' ${file}`)).toBe(owner)
+        expect(await sh('s5', `ls -A ${secrets}`)).toBe('openclaw.env')
+      }
+
+      expect(statusOf(await deploy({ image: images.v2, servers: 's5' }))).toEqual({ s5: 'deployed' })
+      await check(images.v2)
+      expect(await healthOf('s5')).toBe('v2')
+      // the rollback after a broken image writes through the link too
+      expect(statusOf(await deploy({ image: images.broken, servers: 's5', 'health-timeout': '5' }))).toEqual({ s5: 'rolled-back' })
+      await check(images.v2)
+
+      // a secrets file of another user cannot be replaced with its owner kept: refused, nothing changed
+      await sh('s5', `chown root: ${file} && chmod 666 ${file}`)
+      const refused = await deploy({ image: images.v1, servers: 's5' })
+      expect(statusOf(refused)).toEqual({ s5: 'failed' })
+      expect(results(refused)[0]!.error).toBe(`write-env failed: cannot replace ${file} and keep its owner root:root: make deploy its owner`)
+      expect(await sh('s5', `cat ${file}`)).toBe(original.replace(images.v1, images.v2))
+      expect(await healthOf('s5')).toBe('v2')
+    } finally {
+      await serverExec('s5', `rm -f .env && rm -rf ${secrets}`)
+      await rig('reset', 's5')
+    }
+  })
+
+  it('mode: rollback to an image that is not healthy goes back to the image that ran, and keeps the record', async () => {
+    touched.add('s6')
+    const { images } = fleet
+    // A broken release left running (rollback off), then v2 deployed over it: the record names broken.
+    expect(statusOf(await deploy({ image: images.broken, servers: 's6', rollback: 'false', 'health-timeout': '3' }))).toEqual({ s6: 'failed' })
+    expect(statusOf(await deploy({ image: images.v2, servers: 's6' }))).toEqual({ s6: 'deployed' })
+    const recordFile = join(server(fleet, 's6').path, '.openclaw-deploy', 'rollback')
+    const recorded = readFileSync(recordFile, 'utf8')
+    expect(recorded).toContain(`image=${images.broken}\n`)
+
+    const run = await deploy({ mode: 'rollback', image: '', servers: 's6', 'health-timeout': '5' })
+    expect(run.code).toBe(1)
+    expect(results(run)[0]).toMatchObject({ status: 'rolled-back', previousImage: images.v2, deployedImage: images.v2 })
+    expect(results(run)[0]!.error).toMatch(
+      new RegExp(`not healthy within 5s: .*; the recorded image ${images.broken} did not become healthy; went back to ${images.v2}, which ran before and is healthy; the rollback record is kept$`)
+    )
+    expect(await healthOf('s6')).toBe('v2')
+    expect(envOf(server(fleet, 's6'))).toContain(`OPENCLAW_IMAGE=${images.v2}\n`)
+    expect(readFileSync(recordFile, 'utf8')).toBe(recorded)
+    expect(historyOf('s6')).toMatch(new RegExp(`rolled-back\t${images.broken} -> ${images.v2}`))
+  })
+
+  it('stops a mistyped path at the lock, naming the folder, the server and the fix, and creates nothing', async () => {
+    touched.add('s2')
+    const typo = `${server(fleet, 's2').path}-prd`
+    const file = writeRegistry(fleet, ['s2'], { path: typo })
+    const run = await runAction({ 'servers-file': file, ...actionKeyInputs(fleet), image: fleet.images.v1 })
+    expect(statusOf(run)).toEqual({ s2: 'failed' })
+    expect(results(run)[0]!.error).toMatch(new RegExp(`^lock failed: deployment folder ${typo} does not exist on \\S+: set the server's path in the registry`))
+    expect((await serverExec('s2', `test -e ${typo}`)).code).toBe(1)
+  })
+
+  it("says why a pull failed in Docker's words, and changes nothing", async () => {
+    touched.add('s2')
+    const before = envOf(server(fleet, 's2'))
+    const run = await deploy({ image: `${fleet.registry}/openclaw:no-such-tag`, servers: 's2' })
+    expect(statusOf(run)).toEqual({ s2: 'failed' })
+    expect(results(run)[0]!.error).toMatch(/^pull failed: docker pull \S+:no-such-tag failed: .*(manifest unknown|not found)/)
+    expect(envOf(server(fleet, 's2'))).toBe(before)
+  })
 })

@@ -1,8 +1,9 @@
 import { describe, expect, it } from '@jest/globals'
+import fc from 'fast-check'
 import type { RemoteCommand } from '../../src/remote/commands.js'
 import { ConnectError, ConnectionLost, type CommandResult, type RemoteShell } from '../../src/remote/ssh.js'
 import { failuresAllowed, runFleet } from '../../src/deploy/fleet.js'
-import { describeContainers, runServer, type RunContext } from '../../src/deploy/pipeline.js'
+import { describeContainers, rollbackTag, runServer, type RunContext } from '../../src/deploy/pipeline.js'
 import type { Server } from '../../src/registry/types.js'
 import { readSettings, type Settings } from '../../src/settings.js'
 
@@ -90,7 +91,9 @@ describe('one server', () => {
     const written = Buffer.from(fake.ran.find(c => c.step === 'write-env')!.stdin!, 'base64').toString()
     expect(written).toBe(`# tenant\nOPENCLAW_IMAGE=${NEW}\nTOKEN=x`)
     expect(result).toMatchObject({ previousImage: OLD, deployedImage: NEW, previousImageId: 'sha256:old', deployedImageId: 'sha256:new', health: 'HTTP 200; gateway running' })
-    expect(fake.ran.find(c => c.step === 'prune')!.args).toEqual(['reg.test/openclaw', 'sha256:new', 'sha256:old'])
+    // prune may only remove what this deployment noted, and keeps the new and the rollback image
+    expect(fake.ran.find(c => c.step === 'record')!.args.slice(-3)).toEqual([OLD, 'sha256:old', 'sha256:new'])
+    expect(fake.ran.find(c => c.step === 'prune')!.args).toEqual(['/srv/a/.openclaw-deploy', 'openclaw-rollback:srv_a', 'sha256:new', 'sha256:old'])
   })
 
   it('rolls back to the recorded image and the original .env bytes when the new image is unhealthy', async () => {
@@ -106,6 +109,23 @@ describe('one server', () => {
     expect(envWrites[1]).toBe(`# tenant\nOPENCLAW_IMAGE=${OLD}\nTOKEN=x`)
     expect(fake.ran.find(c => c.step === 'retag')!.args).toEqual(['sha256:old', OLD])
     expect(result.deployedImage).toBe(OLD)
+  })
+
+  it('prunes nothing after a deploy that did not stick, nor when prune is off', async () => {
+    const unhealthy = new FakeServer({ health: { code: 5, stdout: 'http=500\nerror=bad' } })
+    expect((await runServer(server('a'), context(settings(), { a: unhealthy }))).status).toBe('failed')
+    expect(unhealthy.steps()).not.toContain('prune')
+    const off = new FakeServer()
+    expect((await runServer(server('a'), context(settings({ prune: 'false' }), { a: off }))).status).toBe('deployed')
+    expect(off.steps()).not.toContain('prune')
+  })
+
+  it('a failed prune costs the deploy nothing', async () => {
+    const fake = new FakeServer({ prune: { code: 3, stdout: "error=cannot list the server's containers; no image removed" } })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result.status).toBe('deployed')
+    expect(result.log).toContain("prune failed: prune failed: cannot list the server's containers; no image removed")
+    expect(fake.steps().slice(-2)).toEqual(['history', 'unlock'])
   })
 
   it('fails without touching the old image again when rollback is off', async () => {
@@ -138,7 +158,7 @@ describe('one server', () => {
     })
     const result = await runServer({ ...server('a'), services: ['caddy', 'gateway'] }, context(settings(), { a: fake }))
     expect(result.status).toBe('deployed')
-    expect(fake.ran.find(c => c.step === 'record')!.args.slice(-2)).toEqual([OLD, 'sha256:old'])
+    expect(fake.ran.find(c => c.step === 'record')!.args.slice(-3, -1)).toEqual([OLD, 'sha256:old'])
   })
 
   it('judges health on the gateway service, not on a one-shot container beside it', async () => {
@@ -162,7 +182,7 @@ describe('one server', () => {
     const fake = new FakeServer({ preflight: { stdout: `env=${Buffer.from(`OPENCLAW_IMAGE=${OLD}\n`).toString('base64')}` }, inspect: { stdout: 'image_id=sha256:old' } })
     await runServer(server('a'), context(settings({ image: '' }), { a: fake }))
     expect(fake.steps().slice(0, 4)).toEqual(['lock', 'preflight', 'inspect', 'pull'])
-    expect(fake.ran.find(c => c.step === 'record')!.args.at(-1)).toBe('sha256:old')
+    expect(fake.ran.find(c => c.step === 'record')!.args.at(-2)).toBe('sha256:old')
   })
 
   it('reports the lock holder and does nothing else when the lock is held', async () => {
@@ -223,6 +243,15 @@ describe('one server', () => {
     expect(fake.steps()).toEqual(['lock'])
   })
 
+  it('stops at the lock, creating nothing, when the deployment folder does not exist', async () => {
+    const fake = new FakeServer({ lock: { code: 3, stdout: "error=deployment folder /srv/a does not exist on gw-1: set the server's path in the registry to the folder that holds docker-compose.yml and .env" } })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result).toMatchObject({ status: 'failed', failedStep: 'lock' })
+    expect(result.error).toBe("lock failed: deployment folder /srv/a does not exist on gw-1: set the server's path in the registry to the folder that holds docker-compose.yml and .env")
+    expect(fake.steps()).toEqual(['lock'])
+    expect(fake.ran[0]!.args[0]).toBe('/srv/a')
+  })
+
   it('names the variable when .env lacks it', async () => {
     const fake = new FakeServer({ preflight: { stdout: `env=${Buffer.from('OTHER=1\n').toString('base64')}` } })
     const result = await runServer(server('a'), context(settings(), { a: fake }))
@@ -273,6 +302,32 @@ describe('one server', () => {
   })
 })
 
+describe('the rollback tag', () => {
+  const tagOf = (path: string) => rollbackTag({ ...server('a'), path })
+  // Docker's rule for a tag, and the repository part the action uses.
+  const validTag = /^openclaw-rollback:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/
+  const paths = fc.array(fc.string({ unit: fc.constantFrom('a', 'b', '_', '-', '.', '/', ' ', 'é', '$'), minLength: 1, maxLength: 12 }), { minLength: 1, maxLength: 30 }).map(parts => `/${parts.join('/')}`)
+
+  it('keeps folders apart whose names only differ in a slash, and reads as the folder', () => {
+    expect(tagOf('/srv/a_b')).not.toBe(tagOf('/srv/a/b'))
+    expect(tagOf('/home/deploy/openclaw-prd')).toMatch(/^openclaw-rollback:home_deploy_openclaw-prd-[0-9a-f]{12}$/)
+    expect(tagOf('/srv/app/')).toBe(tagOf('/srv/app'))
+  })
+
+  it('is a valid Docker tag of at most 128 characters for any path, and one per path', () => {
+    fc.assert(
+      fc.property(paths, paths, (p, q) => {
+        expect(tagOf(p)).toMatch(validTag)
+        if (p.replace(/\/+$/, '') !== q.replace(/\/+$/, '')) expect(tagOf(p)).not.toBe(tagOf(q))
+      }),
+      { numRuns: 500 }
+    )
+    expect(tagOf(`/${'x'.repeat(300)}`)).toMatch(validTag)
+    expect(tagOf('/')).toMatch(validTag)
+    expect(tagOf('/.hidden/-dash')).toMatch(validTag)
+  })
+})
+
 it('describes container states for people', () => {
   expect(describeContainers('gateway:running:false:0 worker:restarting:true:3 ')).toBe('gateway running, worker restarting (3 restarts)')
   expect(describeContainers('none')).toBe('no containers')
@@ -288,6 +343,67 @@ describe('mode: rollback and mode: status', () => {
     expect(result).toMatchObject({ status: 'deployed', previousImage: NEW, deployedImage: OLD })
     expect(fake.steps()).toEqual(['lock', 'preflight', 'read-rollback', 'retag', 'write-env', 'up', 'health', 'history', 'unlock'])
     expect(Buffer.from(fake.ran.find(c => c.step === 'write-env')!.stdin!, 'base64').toString()).toBe(`OPENCLAW_IMAGE=${OLD}\n`)
+  })
+
+  it('works with a record written by an earlier version, whose tag had no hash: it restores by image ID', async () => {
+    const legacy = { stdout: `image=${OLD}\nimage_id=sha256:old\ntag=openclaw-rollback:srv_a` }
+    const fake = new FakeServer({ preflight: onNew, 'read-rollback': legacy })
+    const result = await runServer(server('a'), context(settings({ mode: 'rollback', image: '' }), { a: fake }))
+    expect(result).toMatchObject({ status: 'deployed', deployedImage: OLD, deployedImageId: 'sha256:old' })
+    expect(fake.ran.find(c => c.step === 'retag')!.args).toEqual(['sha256:old', OLD])
+  })
+
+  describe('when the recorded image is not healthy', () => {
+    const unhealthyFirst = () => {
+      let checks = 0
+      return () => (++checks === 1 ? { code: 5, stdout: 'health=failed\nhttp=404\nerror=not healthy within 60s: http://127.0.0.1:18789/health answered HTTP 404' } : { stdout: 'health=ok\nhttp=200' })
+    }
+
+    it('goes back to the image that ran when the rollback started, keeps the record, and says so', async () => {
+      const fake = new FakeServer({ preflight: onNew, 'read-rollback': record, health: unhealthyFirst() })
+      const result = await runServer(server('a'), context(settings({ mode: 'rollback', image: '' }), { a: fake }))
+      expect(result).toMatchObject({ status: 'rolled-back', previousImage: NEW, deployedImage: NEW, deployedImageId: 'sha256:new' })
+      expect(result.error).toBe(
+        `health failed: not healthy within 60s: http://127.0.0.1:18789/health answered HTTP 404; the recorded image ${OLD} did not become healthy; ` +
+          `went back to ${NEW}, which ran before and is healthy; the rollback record is kept`
+      )
+      expect(fake.steps()).toEqual(['lock', 'preflight', 'read-rollback', 'retag', 'write-env', 'up', 'health', 'retag', 'write-env', 'up', 'health', 'history', 'unlock'])
+      expect(fake.ran.filter(c => c.step === 'retag').map(c => c.args)).toEqual([
+        ['sha256:old', OLD],
+        ['sha256:new', NEW]
+      ])
+      // .env ends with the bytes it had
+      expect(Buffer.from(fake.ran.filter(c => c.step === 'write-env')[1]!.stdin!, 'base64').toString()).toBe(`OPENCLAW_IMAGE=${NEW}\n`)
+    })
+
+    it('reads what runs before re-pointing any tag, when no container of the project runs', async () => {
+      const stopped = { stdout: `env=${Buffer.from(`OPENCLAW_IMAGE=${NEW}\n`).toString('base64')}` }
+      const fake = new FakeServer({ preflight: stopped, 'read-rollback': record, inspect: { stdout: 'image_id=sha256:new' }, health: unhealthyFirst() })
+      const result = await runServer(server('a'), context(settings({ mode: 'rollback', image: '' }), { a: fake }))
+      expect(result.status).toBe('rolled-back')
+      expect(fake.steps().slice(0, 5)).toEqual(['lock', 'preflight', 'read-rollback', 'inspect', 'retag'])
+      expect(fake.ran.filter(c => c.step === 'retag').at(-1)!.args).toEqual(['sha256:new', NEW])
+    })
+
+    it('is failed when going back is not healthy either, or rollback is off', async () => {
+      const sick = new FakeServer({ preflight: onNew, 'read-rollback': record, health: { code: 5, stdout: 'health=failed\nhttp=500\nerror=not healthy within 60s' } })
+      const both = await runServer(server('a'), context(settings({ mode: 'rollback', image: '' }), { a: sick }))
+      expect(both.status).toBe('failed')
+      expect(both.error).toMatch(new RegExp(`recorded image ${OLD} did not become healthy; going back to ${NEW}, which ran before, did not become healthy either$`))
+
+      const off = new FakeServer({ preflight: onNew, 'read-rollback': record, health: unhealthyFirst() })
+      const result = await runServer(server('a'), context(settings({ mode: 'rollback', image: '', rollback: 'false' }), { a: off }))
+      expect(result.status).toBe('failed')
+      expect(result.error).toMatch(/rollback is off, so reg.test\/openclaw:v2 was not restored$/)
+      expect(off.steps().filter(s => s === 'retag')).toHaveLength(1)
+    })
+
+    it('names the missing image when the recorded one was removed from the server', async () => {
+      const fake = new FakeServer({ preflight: onNew, 'read-rollback': record, retag: c => (c.args[0] === 'sha256:old' ? { code: 3, stdout: `error=cannot tag image sha256:old as ${OLD} (was it removed?)` } : {}) })
+      const result = await runServer(server('a'), context(settings({ mode: 'rollback', image: '' }), { a: fake }))
+      expect(result.status).toBe('rolled-back')
+      expect(result.error).toMatch(/^retag failed: cannot tag image sha256:old as .* \(was it removed\?\); the recorded image/)
+    })
   })
 
   it('restarts nothing when the server already runs the recorded image', async () => {
@@ -350,7 +466,7 @@ describe('a cancelled run (SIGINT/SIGTERM)', () => {
     const result = await runServer(server('a'), context(settings({ 'lock-timeout': '600' }), { a: fake }, abort))
     expect(result).toMatchObject({ status: 'skipped', error: 'cancelled while waiting for the lock; nothing changed on this server' })
     expect(fake.steps()).toEqual(['lock', 'lock'])
-    for (const lock of fake.ran) expect(Number(lock.args[2])).toBeLessThanOrEqual(2)
+    for (const lock of fake.ran) expect(Number(lock.args[3])).toBeLessThanOrEqual(2)
   })
 
   it('restores the previous image with a short health wait when the cancel comes during the health check', async () => {

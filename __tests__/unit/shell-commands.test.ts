@@ -1,5 +1,8 @@
 import { spawnSync } from 'node:child_process'
-import { describe, expect, it } from '@jest/globals'
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from '@jest/globals'
 import fc from 'fast-check'
 import * as commands from '../../src/remote/commands.js'
 import { quote, shellJoin } from '../../src/remote/shell.js'
@@ -48,14 +51,14 @@ describe('remote commands', () => {
     ['preflight', v => commands.preflight(v)],
     ['pullImage', v => commands.pullImage(v)],
     ['inspectImage', v => commands.inspectImage(v)],
-    ['recordRollback', (v, w) => commands.recordRollback(v, w, { image: w, imageId: v })],
+    ['recordRollback', (v, w) => commands.recordRollback(v, w, { image: w, imageId: v }, w)],
     ['readRollbackRecord', v => commands.readRollbackRecord(v)],
     ['restoreRollbackRecord', v => commands.restoreRollbackRecord(v)],
     ['retagImage', (v, w) => commands.retagImage(v, w)],
     ['writeEnvFile', v => commands.writeEnvFile(v, Buffer.from('A=1\n'))],
     ['composeUp', (v, w) => commands.composeUp(v, [w, v])],
     ['healthCheck', (v, w) => commands.healthCheck(v, w, 60, [w])],
-    ['pruneImages', (v, w) => commands.pruneImages(v, [w])],
+    ['pruneImages', (v, w) => commands.pruneImages(v, w, [w, v])],
     ['appendHistory', (v, w) => commands.appendHistory(v, w)],
     ['readState', v => commands.readState(v)],
     ['statusProbe', (v, w) => commands.statusProbe(v, w, 10, [w, v])]
@@ -111,5 +114,121 @@ describe('remote commands', () => {
     expect(facts.get('image_id')).toEqual(['sha256:abc'])
     expect(facts.get('container')).toEqual(['a|b', 'c|d'])
     expect(facts.has('Weird Key')).toBe(false)
+  })
+})
+
+const scratch: string[] = []
+afterAll(() => scratch.forEach(dir => rmSync(dir, { recursive: true, force: true })))
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  scratch.push(dir)
+  return dir
+}
+
+/** Runs a command's script in a local bash, as sshd would (without the remote timeout). */
+function runLocally(command: commands.RemoteCommand, env: NodeJS.ProcessEnv = process.env) {
+  const out = spawnSync('bash', ['-c', command.script, `openclaw-${command.step}`, ...command.args], { encoding: 'utf8', env, input: command.stdin })
+  return { code: out.status, stdout: out.stdout, stderr: out.stderr, facts: commands.parseFacts(out.stdout) }
+}
+
+describe('what the scripts do', () => {
+  it('refuses to lock in a deployment folder that does not exist, and creates nothing there', () => {
+    const root = tempDir('openclaw-lock-')
+    const missing = join(root, 'openclaw-prd-typo')
+    const refused = runLocally(commands.takeLock(missing, 'run 1', 0))
+    expect(refused.code).toBe(3)
+    expect(refused.facts.get('error')?.[0]).toMatch(new RegExp(`^deployment folder ${missing} does not exist on \\S+: set the server's path in the registry`))
+    expect(existsSync(missing)).toBe(false)
+
+    const locked = runLocally(commands.takeLock(root, 'run 1', 0))
+    expect(locked).toMatchObject({ code: 0 })
+    expect(locked.facts.get('locked')).toEqual(['yes'])
+    expect(existsSync(join(root, '.openclaw-deploy', 'lock', 'holder'))).toBe(true)
+    // held by another run: exit 4
+    expect(runLocally(commands.takeLock(root, 'run 2', 0)).code).toBe(4)
+  })
+
+  describe('writing .env', () => {
+    const next = 'OPENCLAW_IMAGE=reg.test/openclaw:v2\nTOKEN=x\n'
+
+    it('replaces a regular .env, keeping its mode and leaving no temporary file', () => {
+      const dir = tempDir('openclaw-env-')
+      writeFileSync(join(dir, '.env'), 'OPENCLAW_IMAGE=reg.test/openclaw:v1\nTOKEN=x\n', { mode: 0o600 })
+      expect(runLocally(commands.writeEnvFile(dir, Buffer.from(next))).code).toBe(0)
+      expect(readFileSync(join(dir, '.env'), 'utf8')).toBe(next)
+      expect(statSync(join(dir, '.env')).mode & 0o777).toBe(0o600)
+      expect(readdirSync(dir)).toEqual(['.env'])
+    })
+
+    it.each([
+      ['a relative link', '../secrets/tenant.env'],
+      ['an absolute link', 'ABSOLUTE'],
+      ['a link to a link', '../secrets/current.env']
+    ])('through %s writes the file it leads to, in that folder, and keeps the link', (_kind, link) => {
+      const root = tempDir('openclaw-env-')
+      const project = join(root, 'openclaw-prd')
+      const secrets = join(root, 'secrets')
+      mkdirSync(project)
+      mkdirSync(secrets, { mode: 0o700 })
+      const target = join(secrets, 'tenant.env')
+      writeFileSync(target, 'OPENCLAW_IMAGE=reg.test/openclaw:v1\nTOKEN=x\n', { mode: 0o640 })
+      symlinkSync('tenant.env', join(secrets, 'current.env'))
+      const linkText = link === 'ABSOLUTE' ? target : link
+      symlinkSync(linkText, join(project, '.env'))
+
+      const written = runLocally(commands.writeEnvFile(project, Buffer.from(next)))
+      expect([written.code, written.stdout]).toEqual([0, 'written=yes\n'])
+      expect(lstatSync(join(project, '.env')).isSymbolicLink()).toBe(true)
+      expect(readlinkSync(join(project, '.env'))).toBe(linkText)
+      expect(lstatSync(join(secrets, 'current.env')).isSymbolicLink()).toBe(true)
+      expect(readFileSync(target, 'utf8')).toBe(next)
+      expect(statSync(target).mode & 0o777).toBe(0o640)
+      expect(readdirSync(secrets).sort()).toEqual(['current.env', 'tenant.env'])
+      expect(readdirSync(project)).toEqual(['.env'])
+    })
+
+    it('refuses a link that leads nowhere, and changes nothing', () => {
+      const project = tempDir('openclaw-env-')
+      symlinkSync('../no-such-secrets/tenant.env', join(project, '.env'))
+      const refused = runLocally(commands.writeEnvFile(project, Buffer.from(next)))
+      expect(refused.code).toBe(3)
+      expect(refused.facts.get('error')).toEqual([`the link .env in ${project} does not lead to a file`])
+      expect(readdirSync(project)).toEqual(['.env'])
+    })
+  })
+
+  describe("a failed pull carries Docker's reason", () => {
+    /** A `docker` that fails `pull` with the given stderr. */
+    function dockerFailingWith(stderr: string): NodeJS.ProcessEnv {
+      const bin = tempDir('openclaw-docker-')
+      writeFileSync(join(bin, 'stderr'), stderr)
+      writeFileSync(join(bin, 'docker'), `#!/bin/sh\ncat '${join(bin, 'stderr')}' >&2\nexit 1\n`)
+      chmodSync(join(bin, 'docker'), 0o755)
+      return { ...process.env, PATH: `${bin}:${process.env.PATH}` }
+    }
+
+    it.each([
+      ['manifest unknown', 'Error response from daemon: manifest for reg.test/openclaw:nope not found: manifest unknown: manifest unknown\n'],
+      ['unauthorized', 'Error response from daemon: Head "https://ghcr.io/v2/acme/openclaw/manifests/1.2": unauthorized\n'],
+      ['no such host', 'Error response from daemon: Get "https://reg.tset/v2/": dial tcp: lookup reg.tset on 127.0.0.53:53: no such host\n']
+    ])('%s', (words, stderr) => {
+      const pulled = runLocally(commands.pullImage('reg.test/openclaw:nope'), dockerFailingWith(stderr))
+      expect(pulled.code).toBe(3)
+      expect(pulled.facts.get('error')).toEqual([expect.stringMatching(new RegExp(`^docker pull reg.test/openclaw:nope failed: Error response from daemon: .*${words}`))])
+    })
+
+    it('keeps the last meaningful lines, not layer progress, on one bounded line', () => {
+      const progress = Array.from({ length: 50 }, (_, i) => `${(i + 0xabc000000000).toString(16)}: Downloading`).join('\n')
+      const stderr = `${progress}\n\nfirst line\n  \nnet/http: TLS handshake timeout ${'x'.repeat(1000)}\n`
+      const [error] = runLocally(commands.pullImage('reg.test/openclaw:v2'), dockerFailingWith(stderr)).facts.get('error') ?? []
+      expect(error).toMatch(/^docker pull reg.test\/openclaw:v2 failed: first line net\/http: TLS handshake timeout x+$/)
+      expect(error).not.toMatch(/Downloading/)
+      expect(error!.length).toBeLessThan(500)
+    })
+
+    it('says so when Docker gives no reason', () => {
+      const [error] = runLocally(commands.pullImage('reg.test/openclaw:v2'), dockerFailingWith('')).facts.get('error') ?? []
+      expect(error).toBe('docker pull reg.test/openclaw:v2 failed: docker gave no reason')
+    })
   })
 })

@@ -2,6 +2,7 @@
  * One server's work: connect → lock → preflight → (deploy | rollback | status) → unlock.
  * Every outcome becomes a ServerResult value; nothing here throws past `runServer`.
  */
+import { createHash } from 'node:crypto'
 import * as commands from '../remote/commands.js'
 import type { RemoteCommand } from '../remote/commands.js'
 import { readImageVariable, replaceImageVariable } from '../remote/env-file.js'
@@ -217,7 +218,7 @@ class ServerJob {
     // Redeploying the image that runs keeps the earlier rollback target instead of recording itself.
     const record = runningId !== '' && runningId !== targetId
     if (record) {
-      await this.step(commands.recordRollback(this.server.path, rollbackTag(this.server), { image: currentImage, imageId: runningId }))
+      await this.step(commands.recordRollback(this.server.path, rollbackTag(this.server), { image: currentImage, imageId: runningId }, targetId))
     } else if (!runningId) {
       this.note('no image of this project runs or is on the server yet: there is nothing to roll back to')
     }
@@ -242,7 +243,7 @@ class ServerJob {
     if (healthy) {
       this.result.deployedImage = target
       this.result.deployedImageId = targetId
-      if (settings.prune) await this.prune(target, [targetId, runningId])
+      if (settings.prune) await this.prune([targetId, runningId])
       await this.history('deployed', currentImage, target)
       return this.finish('deployed')
     }
@@ -284,7 +285,10 @@ class ServerJob {
     return this.finish(restored ? 'rolled-back' : 'failed', `${lost.message}; reconnected and ${restored ? `restored ${image}, which is healthy` : `could not restore ${image}`}`)
   }
 
-  /** `mode: rollback`: restore the image recorded before the last deploy. */
+  /**
+   * `mode: rollback`: restore the image recorded before the last deploy. If that image is not
+   * healthy, go back to the image that ran when the rollback started; the record stays as it is.
+   */
   private async rollbackToRecorded(): Promise<ServerResult> {
     const { env, currentImage, managed } = await this.preflight()
     this.result.previousImage = currentImage
@@ -298,14 +302,25 @@ class ServerJob {
       this.note(`already running the recorded image ${image} (${shortId(imageId)}); nothing restarted`)
       return this.finish('unchanged')
     }
+    // What runs now, read before the restore re-points any tag: what we go back to if the recorded image fails.
+    const runningId = managed[0]?.imageId || this.fact(await this.step(commands.inspectImage(currentImage)), 'image_id', '')
     this.progress('rolling back')
     const restoredEnv = image === currentImage ? env : replaceImageVariable(env, this.server.imageVariable, image)
     if (await this.restore(restoredEnv, image, imageId)) {
       await this.history('deployed', currentImage, image)
       return this.finish('deployed')
     }
-    await this.history('failed', currentImage, image)
-    return this.finish('failed', `rollback to ${image} did not become healthy`)
+    const why = `${this.result.error ?? `${image} is not healthy`}; the recorded image ${image} did not become healthy`
+    if (!this.ctx.settings.rollback || !runningId) {
+      await this.history('failed', currentImage, image)
+      return this.finish('failed', `${why}; ${runningId ? `rollback is off, so ${currentImage} was not restored` : `no image ran before, so there is nothing to go back to`}`)
+    }
+    this.progress('going back')
+    const back = await this.restore(env, currentImage, runningId)
+    await this.history(back ? 'rolled-back' : 'failed', image, currentImage)
+    return back
+      ? this.finish('rolled-back', `${why}; went back to ${currentImage}, which ran before and is healthy; the rollback record is kept`)
+      : this.finish('failed', `${why}; going back to ${currentImage}, which ran before, did not become healthy either`)
   }
 
   /** Puts `env` back and points `image` at `imageId` (works with the registry down), then checks health. */
@@ -326,6 +341,7 @@ class ServerJob {
     } catch (error) {
       if (error instanceof ConnectionLost || error instanceof LockLost) throw error
       this.note(`rollback failed: ${errorText(error)}`)
+      this.rememberFailure(error)
       return false
     }
   }
@@ -365,10 +381,12 @@ class ServerJob {
     return result.code === 0
   }
 
-  private async prune(image: string, keep: string[]): Promise<void> {
+  private async prune(keep: string[]): Promise<void> {
     this.progress('pruning')
     // A failed prune costs disk space, not the deploy: note it and go on.
-    await this.step(commands.pruneImages(repositoryOf(image), keep.filter(Boolean))).catch(error => this.note(`prune failed: ${errorText(error)}`))
+    await this.step(commands.pruneImages(this.server.path, legacyRollbackTag(this.server), keep.filter(Boolean)))
+      .then(facts => this.note(`pruned ${this.fact(facts, 'removed', '0')} image(s) this deployment no longer needs`))
+      .catch(error => this.note(`prune failed: ${errorText(error)}`))
   }
 
   private async history(status: Status, from: string, to: string): Promise<void> {
@@ -483,16 +501,29 @@ export function shortId(imageId: string): string {
   return imageId.replace(/^sha256:/, '').slice(0, 12)
 }
 
-/** `ghcr.io/acme/openclaw:1.2@sha256:…` → `ghcr.io/acme/openclaw`. */
-export function repositoryOf(image: string): string {
-  const withoutDigest = image.split('@')[0]!
-  const lastSlash = withoutDigest.lastIndexOf('/')
-  const colon = withoutDigest.lastIndexOf(':')
-  return colon > lastSlash ? withoutDigest.slice(0, colon) : withoutDigest
+/** Longest readable part of a rollback tag: with `-` and the hash the tag stays within Docker's 128. */
+const ROLLBACK_TAG_READABLE = 100
+
+/**
+ * The local tag that keeps a project's rollback image: one per deployment folder. The folder's name
+ * makes it readable; a hash of the whole path keeps `/srv/a_b` and `/srv/a/b` apart. A Docker tag is
+ * `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+ */
+export function rollbackTag(server: Server): string {
+  const path = server.path.replace(/\/+$/, '') || '/'
+  const hash = createHash('sha256').update(path).digest('hex').slice(0, 12)
+  const readable = path
+    .replace(/[^A-Za-z0-9_.-]+/g, '_')
+    .slice(-ROLLBACK_TAG_READABLE)
+    .replace(/^[^A-Za-z0-9]+|_+$/g, '')
+  return `openclaw-rollback:${readable || 'root'}-${hash}`
 }
 
-/** The local tag that keeps a project's rollback image: one per deployment folder. */
-export function rollbackTag(server: Server): string {
+/**
+ * The rollback tag earlier versions of this action used (`/srv/a_b` and `/srv/a/b` shared it). A
+ * rollback record they wrote names it; prune drops it once it only holds an image no longer needed.
+ */
+export function legacyRollbackTag(server: Server): string {
   const name = server.path.replace(/^\/+|\/+$/g, '').replace(/[^A-Za-z0-9_.-]+/g, '_') || 'root'
   return `openclaw-rollback:${name.slice(-120)}`
 }

@@ -102,11 +102,13 @@ expiry() { sed -n 's/^expires=\\([0-9][0-9]*\\)$/\\1/p' -- "$note" 2>/dev/null |
 export function takeLock(path: string, holder: string, waitSeconds: number, leaseSeconds = LEASE_SLACK): RemoteCommand {
   return {
     step: 'lock',
-    args: [stateDir(path), holder, String(waitSeconds), String(leaseSeconds)],
+    args: [path, stateDir(path), holder, String(waitSeconds), String(leaseSeconds)],
     script:
       PRELUDE +
-      `state=$1 holder=\${2//[$'\\n\\r']/ } wait=$3 lease=$4
-[ -d "$state" ] || mkdir -p -- "$state" 2>/dev/null || fail "cannot create $state as $(id -un)"
+      `state=$2 holder=\${3//[$'\\n\\r']/ } wait=$4 lease=$5
+# A mistyped path must not be created (the deploy would then fail later with "no docker-compose.yml").
+[ -d "$1" ] || fail "deployment folder $1 does not exist on $(hostname): set the server's path in the registry to the folder that holds docker-compose.yml and .env"
+[ -d "$state" ] || mkdir -- "$state" 2>/dev/null || fail "cannot create $state as $(id -un)"
 ${LOCK_FUNCTIONS}deadline=$((SECONDS + wait))
 while :; do
   guard
@@ -245,14 +247,24 @@ fi`
   }
 }
 
-/** Pulls an image and prints the local image ID it resolves to. */
+/** Characters of Docker's own words kept in a failed pull's message: enough for its reason, not a log. */
+const PULL_REASON_CHARS = 400
+
+/**
+ * Pulls an image and prints the local image ID it resolves to. A failed pull says why in Docker's
+ * words ("manifest unknown", "unauthorized", "no such host"): the last lines of its stderr that are
+ * not layer progress, on one line.
+ */
 export function pullImage(image: string): RemoteCommand {
   return {
     step: 'pull',
     args: [image],
     script:
       PRELUDE +
-      `docker pull -q "$1" >/dev/null || fail "docker pull $1 failed"
+      `if ! out=$(docker pull -q "$1" 2>&1 >/dev/null); then
+  why=$(printf '%s\\n' "$out" | grep -Ev '^[[:space:]]*$|^[0-9a-f]{12}: ' | tail -n 3 | tr -s '\\n\\r\\t' '   ' | cut -c 1-${PULL_REASON_CHARS})
+  fail "docker pull $1 failed: \${why:-docker gave no reason}"
+fi
 printf 'image_id=%s\\n' "$(docker image inspect --format '{{.Id}}' "$1")"`
   }
 }
@@ -268,17 +280,25 @@ export function inspectImage(image: string): RemoteCommand {
 
 /**
  * Keeps the running image for rollback: tags it so no prune removes it and the registry is not
- * needed to restore it, and records the reference it ran under.
+ * needed to restore it, and records the reference it ran under. Notes the images this deploy moves
+ * between (and the earlier rollback image) in `images`: the only ones a later prune may remove.
  */
-export function recordRollback(path: string, rollbackTag: string, previous: { image: string; imageId: string }): RemoteCommand {
+export function recordRollback(path: string, rollbackTag: string, previous: { image: string; imageId: string }, targetImageId: string): RemoteCommand {
   return {
     step: 'record',
-    args: [stateDir(path), rollbackTag, previous.image, previous.imageId],
+    args: [stateDir(path), rollbackTag, previous.image, previous.imageId, targetImageId],
     script:
       PRELUDE +
-      `state=$1 tag=$2 ref=$3 id=$4
+      `state=$1 tag=$2 ref=$3 id=$4 target=$5
 docker tag "$id" "$tag" || fail "cannot tag the running image $id as $tag"
-if [ -f "$state/rollback" ]; then cp -p -- "$state/rollback" "$state/rollback.before" || fail "cannot keep $state/rollback"; fi
+earlier=
+if [ -f "$state/rollback" ]; then
+  cp -p -- "$state/rollback" "$state/rollback.before" || fail "cannot keep $state/rollback"
+  earlier=$(sed -n 's/^image_id=//p' "$state/rollback")
+fi
+for i in $earlier "$id" "$target"; do
+  [ -n "$i" ] && ! grep -qxF -- "$i" "$state/images" 2>/dev/null && { printf '%s\\n' "$i" >> "$state/images" || fail "cannot write $state/images"; }
+done
 printf 'image=%s\\nimage_id=%s\\ntag=%s\\n' "$ref" "$id" "$tag" > "$state/rollback.tmp" && mv -f -- "$state/rollback.tmp" "$state/rollback" || fail "cannot write $state/rollback"
 echo recorded=yes`
   }
@@ -330,7 +350,11 @@ esac`
   }
 }
 
-/** Replaces .env atomically with the given bytes, keeping its owner and mode. */
+/**
+ * Replaces .env atomically with the given bytes, keeping its owner and mode. Operators keep .env as
+ * a link into a secrets folder: then the file it points to is replaced (in its own folder, so the
+ * rename stays atomic) and the link stays as it is.
+ */
 export function writeEnvFile(path: string, content: Buffer): RemoteCommand {
   return {
     step: 'write-env',
@@ -339,8 +363,19 @@ export function writeEnvFile(path: string, content: Buffer): RemoteCommand {
     script:
       PRELUDE +
       `cd -- "$1" || fail "cannot enter $1"
-tmp=.env.openclaw-deploy.tmp
-cp -p .env "$tmp" && base64 -d > "$tmp" && mv -f -- "$tmp" .env || { rm -f -- "$tmp"; fail "cannot write .env in $1"; }
+env=.env
+if [ -L .env ]; then env=$(readlink -f -- .env) && [ -f "$env" ] || fail "the link .env in $1 does not lead to a file"; fi
+dir=$(dirname -- "$env")
+tmp=$dir/$(basename -- "$env").openclaw-deploy.tmp
+[ -w "$dir" ] || fail "cannot replace $env: its folder $dir is not writable by $(id -un)"
+rm -f -- "$tmp"
+cp -p -- "$env" "$tmp" || { rm -f -- "$tmp"; fail "cannot write .env in $1"; }
+if [ "$(stat -c %u:%g -- "$tmp")" != "$(stat -c %u:%g -- "$env")" ]; then
+  rm -f -- "$tmp"
+  owner=$(stat -c %U:%G -- "$env")
+  fail "cannot replace $env and keep its owner $owner: make $(id -un) its owner"
+fi
+base64 -d > "$tmp" && mv -f -- "$tmp" "$env" || { rm -f -- "$tmp"; fail "cannot write .env in $1"; }
 echo written=yes`
   }
 }
@@ -406,25 +441,36 @@ done`
 }
 
 /**
- * Removes images of the deployed repository other than the ones to keep (running and rollback),
- * then dangling images. Images still used by a container are refused by Docker and stay.
+ * Removes the images this deployment brought to the server (listed in `images` by the record step)
+ * that it no longer needs: never the current or rollback image, never one a container uses (running
+ * or stopped, of any project), never another project's image or a host-wide prune. `docker rmi` by
+ * ID without -f also refuses an image that carries a tag of another repository. An image Docker
+ * keeps stays listed, to be tried again; one that is gone is forgotten. `legacyTag`, the rollback tag
+ * of earlier versions, is dropped from an image being removed (the new tag replaced it).
  */
-export function pruneImages(repository: string, keepImageIds: string[]): RemoteCommand {
+export function pruneImages(path: string, legacyTag: string, keepImageIds: string[]): RemoteCommand {
   return {
     step: 'prune',
-    args: [repository, ...keepImageIds],
+    args: [stateDir(path), legacyTag, ...keepImageIds],
     script: `set -u
-repo=$1
-shift
-removed=0
-while read -r id ref; do
-  keep=
-  for k in "$@"; do [ "$id" = "$k" ] && keep=yes; done
-  [ -n "$keep" ] && continue
-  case "$ref" in *:\\<none\\>) target=$id ;; *) target=$ref ;; esac
-  docker rmi "$target" >/dev/null 2>&1 && removed=$((removed + 1))
-done < <(docker images --no-trunc --format '{{.ID}} {{.Repository}}:{{.Tag}}' "$repo")
-docker image prune -f >/dev/null 2>&1
+state=$1 legacy=$2
+shift 2
+[ -f "$state/images" ] || { echo removed=0; exit 0; }
+keep=" $* $(sed -n 's/^image_id=//p' "$state/rollback" 2>/dev/null) "
+# the images of every container on this server, running or stopped, whatever its project
+containers=$(docker ps -aq --no-trunc) || { echo "error=cannot list the server's containers; no image removed"; exit 3; }
+used=" $(printf '%s\\n' "$containers" | xargs -r docker inspect --format '{{.Image}}' 2>/dev/null | tr '\\n' ' ') "
+removed=0 left=" "
+while read -r id; do
+  case "$id" in sha256:*) ;; *) continue ;; esac
+  case "$left" in *" $id "*) continue ;; esac
+  case "$keep$used" in *" $id "*) left="$left$id "; continue ;; esac
+  docker image inspect "$id" >/dev/null 2>&1 || continue
+  if [ -n "$legacy" ] && [ "$(docker image inspect --format '{{.Id}}' "$legacy" 2>/dev/null)" = "$id" ]; then docker rmi "$legacy" >/dev/null 2>&1; fi
+  if docker image inspect "$id" >/dev/null 2>&1 && ! docker rmi "$id" >/dev/null 2>&1; then left="$left$id "; else removed=$((removed + 1)); fi
+done < "$state/images"
+# shellcheck disable=SC2086
+printf '%s\\n' $left > "$state/images.tmp" && mv -f -- "$state/images.tmp" "$state/images"
 echo removed=$removed`
   }
 }
