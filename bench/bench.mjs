@@ -113,53 +113,74 @@ function statusCommand() {
 }
 
 /**
+ * Our deploy's step commands, built by src/remote/commands.ts with placeholders (`@name@`) where a
+ * value is known only on the server (the running image, the pulled image's ID, …). The other tools'
+ * scripts fill the placeholders in from their own variables, so the argument lists always match the
+ * step scripts, whatever the builders' signatures become. (Our action also renews its lock lease and
+ * takes the switch lock around steps; the other tools' scripts do not: that is our safety's cost.)
+ */
+function deploySteps(image, holder, token) {
+  const c = commands
+  return {
+    lock: [90, c.takeLock(PROJECT, holder, 60, 600)],
+    preflight: [600, c.preflight(PROJECT)],
+    pull: [600, c.pullImage(image)],
+    record: [600, c.recordRollback(PROJECT, 'openclaw-rollback:bench', { image: '@current@', imageId: '@running@' }, '@target@')],
+    'write-env': [600, c.writeEnvFile(PROJECT, Buffer.from(''))],
+    up: [600, c.composeUp(PROJECT, [])],
+    health: [90, c.healthCheck(PROJECT, HEALTH_URL, 60, [], true)],
+    prune: [600, c.pruneImages(PROJECT, '', ['@target@', '@running@'])],
+    history: [600, c.appendHistory(PROJECT, `@now@\tdeployed\t@current@ -> ${image}\tbench`)],
+    unlock: [30, c.releaseLock(PROJECT, token)]
+  }
+}
+
+/** Fills in `@name@` placeholders with `fill(name)`; the parts between go through `literal`. */
+function fillIn(value, fill, literal) {
+  return value.split(/(@[a-z]+@)/).map(part => (/^@[a-z]+@$/.test(part) ? fill(part.slice(1, -1)) : part ? literal(part) : '')).join('')
+}
+
+/**
  * The steps of our deploy (lock, preflight, pull, record, switch .env, compose up, health check,
  * prune, history, unlock) as one bash script for the other tools, using our step scripts with the
  * same `timeout … bash -c SCRIPT NAME ARGS` wrapping. Arguments: IMAGE HOLDER TOKEN.
  */
-function deployScript() {
-  const c = commands
+function deployScript(image, holder, token) {
   const q = quote
-  const scripts = {
-    LOCK: c.takeLock(PROJECT, '', 60),
-    PREFLIGHT: c.preflight(PROJECT),
-    PULL: c.pullImage(''),
-    RECORD: c.recordRollback(PROJECT, '', { image: '', imageId: '' }),
-    WRITE_ENV: c.writeEnvFile(PROJECT, Buffer.from('')),
-    UP: c.composeUp(PROJECT, []),
-    HEALTH: c.healthCheck(PROJECT, HEALTH_URL, 60, [], true),
-    PRUNE: c.pruneImages('', []),
-    HISTORY: c.appendHistory(PROJECT, ''),
-    UNLOCK: c.releaseLock(PROJECT, '')
+  const steps = deploySteps(image, holder, token)
+  const arg = a => fillIn(a, name => `"$${name}"`, q) || "''"
+  const call = name => {
+    const [limit, command] = steps[name]
+    return `step ${name} ${limit} ${q(command.script)} ${command.args.map(arg).join(' ')}`
   }
+  const [, unlock] = steps.unlock
   return `set -u
-P=${q(PROJECT)} S=${q(c.stateDir(PROJECT))} image=$1 holder=$2 token=$3
-${Object.entries(scripts).map(([k, v]) => `${k}=${q(v.script)}`).join('\n')}
 step() { # NAME TIMEOUT SCRIPT ARGS...: output in $out; a failure unlocks and ends the deploy
   local name=$1 limit=$2 script=$3
   shift 3
   if ! out=$(timeout -k 5 "$limit" bash -c "$script" "openclaw-$name" "$@"); then
     printf 'failed=%s: %s\\n' "$name" "$(printf '%s' "$out" | tail -n 3 | tr '\\n' ' ')"
-    [ "$name" = lock ] || timeout -k 5 30 bash -c "$UNLOCK" openclaw-unlock "$S" "$token" >/dev/null
+    [ "$name" = lock ] || timeout -k 5 30 bash -c ${q(unlock.script)} openclaw-unlock ${unlock.args.map(q).join(' ')} >/dev/null
     exit 1
   fi
 }
 fact() { printf '%s\\n' "$out" | sed -n "s/^$1=//p" | tail -n 1; }
-step lock 90 "$LOCK" "$S" "$holder" 60
-step preflight 600 "$PREFLIGHT" "$P"
+${call('lock')}
+${call('preflight')}
 env=$(fact env)
 current=$(printf '%s' "$env" | base64 -d | sed -n 's/^OPENCLAW_IMAGE=//p' | tail -n 1)
 running=$(printf '%s\\n' "$out" | sed -n 's/^container=[^|]*|[^|]*|\\([^|]*\\)|.*/\\1/p' | head -n 1)
-step pull 600 "$PULL" "$image"
+${call('pull')}
 target=$(fact image_id)
-step record 600 "$RECORD" "$S" openclaw-rollback:home_deploy_openclaw "$current" "$running"
-printf '%s' "$env" | base64 -d | sed "s#^OPENCLAW_IMAGE=.*#OPENCLAW_IMAGE=$image#" | base64 -w0 |
-  timeout -k 5 600 bash -c "$WRITE_ENV" openclaw-write-env "$P" >/dev/null || { echo failed=write-env; exit 1; }
-step up 600 "$UP" "$P"
-step health 90 "$HEALTH" "$P" ${q(HEALTH_URL)} 60 confirm
-step prune 600 "$PRUNE" "\${image%:*}" "$target" "$running"
-step history 600 "$HISTORY" "$S" "$(date -u +%Y-%m-%dT%H:%M:%SZ)	deployed	$current -> $image	bench"
-step unlock 30 "$UNLOCK" "$S" "$token"
+${call('record')}
+printf '%s' "$env" | base64 -d | sed "s#^OPENCLAW_IMAGE=.*#OPENCLAW_IMAGE=${image}#" | base64 -w0 |
+  timeout -k 5 600 bash -c ${q(steps['write-env'][1].script)} openclaw-write-env ${steps['write-env'][1].args.map(q).join(' ')} >/dev/null || { echo failed=write-env; exit 1; }
+${call('up')}
+${call('health')}
+${call('prune')}
+now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+${call('history')}
+${call('unlock')}
 echo deployed=yes
 `
 }
@@ -298,34 +319,34 @@ async function ansibleRaw(n, command, expect) {
 
 /** Ansible doing the same steps as a playbook: one task per step, as Ansible users write it. */
 function deployPlaybook(image) {
-  const c = commands
   const raw = s => `{% raw %}${s}{% endraw %}`
-  const step = (name, limit, command, args, extra = {}) => ({
-    name,
-    'ansible.builtin.command': { argv: ['timeout', '-k', '5', String(limit), 'bash', '-c', raw(command.script), `openclaw-${command.step}`, ...args] },
-    ...extra
-  })
-  const S = c.stateDir(PROJECT)
+  const steps = deploySteps(image, 'bench ansible token=bench', 'token=bench')
+  const step = (name, extra = {}) => {
+    const [limit, command] = steps[name]
+    const argv = command.args.map(a => fillIn(a, v => `{{ ${v} }}`, raw))
+    return { name, 'ansible.builtin.command': { argv: ['timeout', '-k', '5', String(limit), 'bash', '-c', raw(command.script), `openclaw-${command.step}`, ...argv] }, ...extra }
+  }
   const first = rx => `{{ ${rx} | first }}`
   const tasks = [
-    step('lock', 90, c.takeLock(PROJECT, '', 60), [S, 'bench ansible token=bench', '60']),
-    step('preflight', 600, c.preflight(PROJECT), [PROJECT], { register: 'pf' }),
-    step('pull', 600, c.pullImage(''), [image], { register: 'pull' }),
+    step('lock'),
+    step('preflight', { register: 'pf' }),
+    step('pull', { register: 'pull' }),
     {
       name: 'facts',
       'ansible.builtin.set_fact': {
         current: first("(pf.stdout | regex_search('(?m)^env=(.*)$', '\\1') | first | b64decode) | regex_search('(?m)^OPENCLAW_IMAGE=(.*)$', '\\1')"),
         running: first("pf.stdout | regex_search('(?m)^container=[^|]*[|][^|]*[|]([^|]*)[|]', '\\1')"),
-        target: first("pull.stdout | regex_search('(?m)^image_id=(.*)$', '\\1')")
+        target: first("pull.stdout | regex_search('(?m)^image_id=(.*)$', '\\1')"),
+        now: "{{ now(utc=true, fmt='%Y-%m-%dT%H:%M:%SZ') }}"
       }
     },
-    step('record', 600, c.recordRollback(PROJECT, '', { image: '', imageId: '' }), [S, 'openclaw-rollback:home_deploy_openclaw', '{{ current }}', '{{ running }}']),
+    step('record'),
     { name: 'switch the image in .env', 'ansible.builtin.lineinfile': { path: `${PROJECT}/.env`, regexp: '^OPENCLAW_IMAGE=', line: `OPENCLAW_IMAGE=${image}` } },
-    step('up', 600, c.composeUp(PROJECT, []), [PROJECT]),
-    step('health', 90, c.healthCheck(PROJECT, HEALTH_URL, 60, [], true), [PROJECT, HEALTH_URL, '60', 'confirm']),
-    step('prune', 600, c.pruneImages('', []), [image.replace(/:[^:/]*$/, ''), '{{ target }}', '{{ running }}']),
-    step('history', 600, c.appendHistory(PROJECT, ''), [S, `deployed {{ current }} -> ${image} bench`]),
-    step('unlock', 30, c.releaseLock(PROJECT, ''), [S, 'token=bench'])
+    step('up'),
+    step('health'),
+    step('prune'),
+    step('history'),
+    step('unlock')
   ]
   // (JSON is YAML: ansible-playbook reads this file as it is)
   return JSON.stringify([{ name: 'deploy OpenClaw', hosts: 'all', gather_facts: false, tasks }], null, 1)
@@ -544,8 +565,7 @@ const resetAll = () => rig('reset', 'all')
 async function deploys() {
   const images = fleet.images
   const rows = []
-  const driver = deployScript()
-  const bashCmd = `bash -c ${quote(driver)} bench-deploy ${images.v2} 'bench xargs token=bench' token=bench`
+  const bashCmd = `bash -c ${quote(deployScript(images.v2, 'bench xargs token=bench', 'token=bench'))} bench-deploy`
   let tenAtTen
   for (const n of DEPLOY_SIZES) {
     log(`deploy ${n}`)
