@@ -383,7 +383,6 @@ describe('deploy engine on the rig', () => {
       const third = await variantImage()
       const run = await deploy({ image: third, servers: 's3' })
       expect(statusOf(run)).toEqual({ s3: 'deployed' })
-      expect(run.stdout).toMatch(/pruned 1 image\(s\) this deployment no longer needs/)
       const current = await imageId('s3', third)
 
       const left = await imageIds('s3')
@@ -395,6 +394,7 @@ describe('deploy engine on the rig', () => {
       expect((await sh('s3', `docker image inspect --format '{{join .RepoTags " "}}' ${broken}`)).split(' ').sort()).toEqual([images.broken, `${registry}/other-app:stable`].sort())
       expect(await sh('s3', "docker inspect --format '{{.State.Running}}' other-app")).toBe('true')
       expect(await healthOf('s3')).toBe('v2')
+      expect(run.stdout).toMatch(/pruned 1 image\(s\) this deployment no longer needs/)
     } finally {
       await serverExec('s3', `docker rm -f other-app; docker rmi ${registry}/other-app:stable ${other}; docker image prune -f`)
       await rig('reset', 's3')
