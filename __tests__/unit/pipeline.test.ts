@@ -111,6 +111,14 @@ describe('one server', () => {
     expect(result.deployedImage).toBe(OLD)
   })
 
+  it('puts the rollback record back when .env cannot be written, and restarts nothing', async () => {
+    const fake = new FakeServer({ 'write-env': { code: 3, stdout: 'error=cannot replace /srv/a/.env and keep its owner root:root: make deploy its owner' } })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result).toMatchObject({ status: 'failed', failedStep: 'write-env' })
+    expect(result.error).toMatch(/keep its owner root:root/)
+    expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'record', 'write-env', 'unrecord', 'unlock'])
+  })
+
   it('prunes nothing after a deploy that did not stick, nor when prune is off', async () => {
     const unhealthy = new FakeServer({ health: { code: 5, stdout: 'http=500\nerror=bad' } })
     expect((await runServer(server('a'), context(settings(), { a: unhealthy }))).status).toBe('failed')

@@ -226,7 +226,15 @@ class ServerJob {
     // From here on the server is being switched: a failure, a cancel or a lost connection rolls back.
     if (runningId) this.switching = { env, image: currentImage, imageId: runningId }
     this.progress('switching')
-    if (target !== currentImage) await this.step(commands.writeEnvFile(this.server.path, replaceImageVariable(env, this.server.imageVariable, target)))
+    if (target !== currentImage) {
+      await this.step(commands.writeEnvFile(this.server.path, replaceImageVariable(env, this.server.imageVariable, target))).catch(async (error: unknown) => {
+        // .env is replaced by a rename, so a failed write left it as it was: only the record moved.
+        if (record && !(error instanceof ConnectionLost)) {
+          await this.step(commands.restoreRollbackRecord(this.server.path)).catch(e => this.note(`rollback record not restored: ${errorText(e)}`))
+        }
+        throw error
+      })
+    }
     let healthy = false
     try {
       await this.step(commands.composeUp(this.server.path, this.server.services))
