@@ -53990,7 +53990,21 @@ __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __we
 // ssh2 (through node-ssh) reads __dirname while loading; in the ESM bundle it must exist first.
 
 
+/** Resolves once everything written to `stream` so far is handed to the OS (or after `capMs`). */
+function flushed(stream, capMs = 5000) {
+    return new Promise(resolve => {
+        const cap = setTimeout(resolve, capMs);
+        stream.write('', () => {
+            clearTimeout(cap);
+            resolve();
+        });
+    });
+}
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
+// The summary and outputs are written: end now, with the code core.setFailed chose. A socket to a
+// server that vanished, or a timer some library left behind, must not keep the runner's step alive.
+await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+process.exit();
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
@@ -57216,6 +57230,8 @@ function validateConcurrency(concurrency) {
 	}
 }
 
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: ./src/remote/shell.ts
 /**
  * Quoting for the remote shell, in one place. Every value that comes from the registry or the
@@ -57254,17 +57270,21 @@ const KILL_AFTER = 5;
  * connection, and `bash -c` gets the constant script with the values as $1, $2, …
  */
 function renderCommand(command, timeoutSeconds) {
-    return shellJoin([
-        'timeout',
-        '-k',
-        String(KILL_AFTER),
-        String(timeoutSeconds),
-        'bash',
-        '-c',
-        command.script,
-        `openclaw-${command.step}`,
-        ...command.args
-    ]);
+    let { script, args } = command;
+    if (command.exclusive)
+        ({ script, args } = underSwitchLock({ ...command, script, args }, command.exclusive));
+    if (command.lease)
+        ({ script, args } = leased({ ...command, script, args }, command.lease, timeoutSeconds));
+    return shellJoin(['timeout', '-k', String(KILL_AFTER), String(timeoutSeconds), 'bash', '-c', script, `openclaw-${command.step}`, ...args]);
+}
+/** The step preceded by the lease renewal, in one round trip; the renewal leaves stdin to the step. */
+function leased(command, lease, timeoutSeconds) {
+    return {
+        args: [lease.state, lease.token, String(timeoutSeconds + KILL_AFTER + LEASE_SLACK), ...command.args],
+        script: `bash -c ${quote(RENEW_LEASE)} openclaw-lease "$1" "$2" "$3" </dev/null || exit
+shift 3
+exec bash -c ${quote(command.script)} ${quote(`openclaw-${command.step}`)} "$@"`
+    };
 }
 /** Parses `key=value` lines; a key seen twice keeps all values in order. */
 function parseFacts(stdout) {
@@ -57285,37 +57305,138 @@ function stateDir(path) {
 const PRELUDE = `set -u
 fail() { printf 'error=%s\\n' "$*"; exit 3; }
 `;
+/** Seconds a lease outlives the remote bound of the step it covers (client and network slack). */
+const LEASE_SLACK = 30;
+/** A lock folder with no holder note for this long was left by a run killed while taking it. */
+const NOTE_LESS_ABANDONED_AFTER = 60;
 /**
- * Takes the server's deploy lock: an atomic mkdir with a note of who holds it. Waits up to
- * `waitSeconds` for another holder; then reports the holder and exits 4.
+ * The deploy lock is a folder `lock/` with a `holder` note: the holder's text (with its token) and
+ * `expires=<epoch seconds>` of the server's clock. Every change to it (take, take over, renew,
+ * release) happens under `flock` on `lock.guard`, so two runs can never both think they hold it;
+ * the kernel drops that guard when a killed shell's file closes. A lock whose note has no
+ * `expires=` line (older versions of this action, backup-openclaw.sh restore) is never taken over.
  */
-function takeLock(path, holder, waitSeconds) {
+const LOCK_FUNCTIONS = `note=$state/lock/holder
+guard() {
+  command -v flock >/dev/null || fail "flock (util-linux) is not installed on the server; the deploy lock needs it"
+  { exec 9>>"$state/lock.guard"; } 2>/dev/null || fail "cannot open the lock guard $state/lock.guard as $(id -un)"
+  flock -w 10 9 || fail "another process kept the lock guard $state/lock.guard busy for 10 s"
+}
+unguard() { exec 9>&-; }
+write_note() {
+  printf '%s\\nexpires=%s\\n' "$1" "$(($(date +%s) + lease))" > "$note.tmp" && mv -f -- "$note.tmp" "$note"
+}
+holder_text() { head -n 1 -- "$note" 2>/dev/null; }
+shown() { printf '%s' "$1" | head -c 400; }
+expiry() { sed -n 's/^expires=\\([0-9][0-9]*\\)$/\\1/p' -- "$note" 2>/dev/null | tail -n 1; }
+`;
+/**
+ * Takes the server's deploy lock for `leaseSeconds`, waiting up to `waitSeconds` for another
+ * holder. A lock whose lease has expired (its run was killed or lost the server) is taken over and
+ * named on a `took_over=` line. When the lock stays held, reports the holder and exits 4.
+ */
+function takeLock(path, holder, waitSeconds, leaseSeconds = LEASE_SLACK) {
     return {
         step: 'lock',
-        args: [stateDir(path), holder, String(waitSeconds)],
+        args: [path, stateDir(path), holder, String(waitSeconds), String(leaseSeconds)],
         script: PRELUDE +
-            `state=$1 holder=$2 wait=$3
-[ -d "$state" ] || mkdir -p -- "$state" 2>/dev/null || fail "cannot create $state as $(id -un)"
-deadline=$((SECONDS + wait))
-until mkdir -- "$state/lock" 2>/dev/null; do
+            `state=$2 holder=\${3//[$'\\n\\r']/ } wait=$4 lease=$5
+# A mistyped path must not be created (the deploy would then fail later with "no docker-compose.yml").
+[ -d "$1" ] || fail "deployment folder $1 does not exist on $(hostname): set the server's path in the registry to the folder that holds docker-compose.yml and .env"
+[ -d "$state" ] || mkdir -- "$state" 2>/dev/null || fail "cannot create $state as $(id -un)"
+${LOCK_FUNCTIONS}deadline=$((SECONDS + wait))
+while :; do
+  guard
+  if out=$(LC_ALL=C mkdir -- "$state/lock" 2>&1); then
+    write_note "$holder" || { rm -rf -- "$state/lock"; fail "cannot write the lock note $note as $(id -un)"; }
+    echo locked=yes
+    exit 0
+  fi
+  case $out in *"File exists"*) ;; *) fail "cannot create the lock $state/lock: \${out#mkdir: }" ;; esac
+  now=$(date +%s) expires=$(expiry) old=$(shown "$(holder_text)")
+  if [ -n "$expires" ] && [ "$expires" -le "$now" ]; then
+    write_note "$holder" || fail "cannot write the lock note $note as $(id -un)"
+    printf 'took_over=%s\\nexpired_for=%s\\n' "$old" "$((now - expires))"
+    echo locked=yes
+    exit 0
+  fi
+  if [ -d "$state/lock" ] && [ ! -e "$note" ] && [ $((now - $(stat -c %Y -- "$state/lock" 2>/dev/null || echo "$now"))) -ge ${NOTE_LESS_ABANDONED_AFTER} ]; then
+    write_note "$holder" || fail "cannot write the lock note $note as $(id -un)"
+    printf 'took_over=%s\\n' "a run that died while taking the lock (no holder note for over ${NOTE_LESS_ABANDONED_AFTER}s)"
+    echo locked=yes
+    exit 0
+  fi
+  unguard
   if [ "$SECONDS" -ge "$deadline" ]; then
-    printf 'holder=%s\\n' "$(head -c 400 -- "$state/lock/holder" 2>/dev/null | tr '\\n' ' ')"
+    printf 'holder=%s\\nexpires_in=%s\\n' "$old" "\${expires:+$((expires - now))}"
     exit 4
   fi
   sleep 1
-done
-printf '%s\\n' "$holder" > "$state/lock/holder"
-echo locked=yes`
+done`
     };
+}
+/**
+ * Commands that change what runs (retag, write .env, compose up, the rollback record) hold `flock`
+ * on `switch.lock` while they run. A step left running by a lost connection still holds it, so the
+ * recovery's rollback waits for it instead of racing it. The wait is bounded: a step under the lock
+ * is itself bounded by `timeout`, so it has ended by then.
+ */
+function underSwitchLock(command, lock) {
+    return {
+        args: [lock.state, String(switchWaitSeconds(lock.seconds)), String(lock.seconds), ...command.args],
+        script: PRELUDE +
+            `state=$1 wait=$2 limit=$3
+shift 3
+command -v flock >/dev/null || fail "flock (util-linux) is not installed on the server; the deploy lock needs it"
+{ exec 8>>"$state/switch.lock"; } 2>/dev/null || fail "cannot open the switch lock $state/switch.lock as $(id -un)"
+flock -w "$wait" 8 || fail "another command that switches this server (left running by a lost connection?) still held $state/switch.lock after \${wait}s"
+exec timeout -k ${KILL_AFTER} "$limit" bash -c ${quote(command.script)} ${quote(`openclaw-${command.step}`)} "$@"`
+    };
+}
+/** How long a switching step waits for the switch lock: any earlier holder has been killed by then. */
+function switchWaitSeconds(stepSeconds) {
+    return stepSeconds + KILL_AFTER + 1;
+}
+/**
+ * Marks a step that changes what runs on the server (see underSwitchLock); it runs for at most
+ * `stepSeconds` once it holds the switch lock. Render it with `exclusiveTimeout(stepSeconds)`.
+ */
+function exclusive(path, command, stepSeconds) {
+    return { ...command, exclusive: { state: stateDir(path), seconds: stepSeconds } };
+}
+/** The whole bound of an exclusive step: the wait for the switch lock, then the step and its KILL. */
+function exclusiveTimeout(stepSeconds) {
+    return switchWaitSeconds(stepSeconds) + stepSeconds + KILL_AFTER;
+}
+/** Renews a lease (see withLease): $1 state folder, $2 token, $3 seconds from now. */
+const RENEW_LEASE = PRELUDE +
+    `state=$1 token=$2 lease=$3
+${LOCK_FUNCTIONS}guard
+if [ -z "$token" ] || ! grep -qF -- "token=$token" "$note" 2>/dev/null; then
+  printf 'lock_lost=%s\\n' "$(shown "$(holder_text)")"
+  echo "error=this run no longer holds the deploy lock $state/lock (its lease expired and another run took it over, or it was removed)"
+  exit 6
+fi
+write_note "$(holder_text)" || fail "cannot renew the lock note $note as $(id -un)"`;
+/**
+ * Marks a step to run under this run's lock: before the step, the server renews the lease for the
+ * step's whole remote bound (its timeout, the KILL after it, and slack), so a long pull or health
+ * wait never loses the lock, and a run killed mid-step leaves a lock that expires soon after the
+ * step would have been ended anyway. When the lock is no longer this run's, the step does not run:
+ * exit 6 with a `lock_lost=` line naming the holder.
+ */
+function withLease(path, token, command) {
+    return { ...command, lease: { state: stateDir(path), token } };
 }
 /** Releases the lock only if this run still holds it (the holder note carries our token). */
 function releaseLock(path, token) {
     return {
         step: 'unlock',
         args: [stateDir(path), token],
-        script: `set -u
-state=$1 token=$2
-if grep -qF -- "$token" "$state/lock/holder" 2>/dev/null; then rm -rf -- "$state/lock"; echo released=yes; else echo released=not-ours; fi`
+        script: PRELUDE +
+            `state=$1 token=$2 lease=0
+${LOCK_FUNCTIONS}guard
+if [ -n "$token" ] && grep -qF -- "token=$token" "$note" 2>/dev/null; then rm -rf -- "$state/lock"; echo released=yes; else echo released=not-ours; fi`
     };
 }
 /**
@@ -57348,13 +57469,22 @@ if [ -n "$ids" ]; then
 fi`
     };
 }
-/** Pulls an image and prints the local image ID it resolves to. */
+/** Characters of Docker's own words kept in a failed pull's message: enough for its reason, not a log. */
+const PULL_REASON_CHARS = 400;
+/**
+ * Pulls an image and prints the local image ID it resolves to. A failed pull says why in Docker's
+ * words ("manifest unknown", "unauthorized", "no such host"): the last lines of its stderr that are
+ * not layer progress, on one line.
+ */
 function pullImage(image) {
     return {
         step: 'pull',
         args: [image],
         script: PRELUDE +
-            `docker pull -q "$1" >/dev/null || fail "docker pull $1 failed"
+            `if ! out=$(docker pull -q "$1" 2>&1 >/dev/null); then
+  why=$(printf '%s\\n' "$out" | grep -Ev '^[[:space:]]*$|^[0-9a-f]{12}: ' | tail -n 3 | tr -s '\\n\\r\\t' '   ' | cut -c 1-${PULL_REASON_CHARS})
+  fail "docker pull $1 failed: \${why:-docker gave no reason}"
+fi
 printf 'image_id=%s\\n' "$(docker image inspect --format '{{.Id}}' "$1")"`
     };
 }
@@ -57368,16 +57498,24 @@ function inspectImage(image) {
 }
 /**
  * Keeps the running image for rollback: tags it so no prune removes it and the registry is not
- * needed to restore it, and records the reference it ran under.
+ * needed to restore it, and records the reference it ran under. Notes the images this deploy moves
+ * between (and the earlier rollback image) in `images`: the only ones a later prune may remove.
  */
-function recordRollback(path, rollbackTag, previous) {
+function recordRollback(path, rollbackTag, previous, targetImageId) {
     return {
         step: 'record',
-        args: [stateDir(path), rollbackTag, previous.image, previous.imageId],
+        args: [stateDir(path), rollbackTag, previous.image, previous.imageId, targetImageId],
         script: PRELUDE +
-            `state=$1 tag=$2 ref=$3 id=$4
+            `state=$1 tag=$2 ref=$3 id=$4 target=$5
 docker tag "$id" "$tag" || fail "cannot tag the running image $id as $tag"
-if [ -f "$state/rollback" ]; then cp -p -- "$state/rollback" "$state/rollback.before" || fail "cannot keep $state/rollback"; fi
+earlier=
+if [ -f "$state/rollback" ]; then
+  cp -p -- "$state/rollback" "$state/rollback.before" || fail "cannot keep $state/rollback"
+  earlier=$(sed -n 's/^image_id=//p' "$state/rollback")
+fi
+for i in $earlier "$id" "$target"; do
+  [ -n "$i" ] && ! grep -qxF -- "$i" "$state/images" 2>/dev/null && { printf '%s\\n' "$i" >> "$state/images" || fail "cannot write $state/images"; }
+done
 printf 'image=%s\\nimage_id=%s\\ntag=%s\\n' "$ref" "$id" "$tag" > "$state/rollback.tmp" && mv -f -- "$state/rollback.tmp" "$state/rollback" || fail "cannot write $state/rollback"
 echo recorded=yes`
     };
@@ -57423,7 +57561,11 @@ function retagImage(imageId, image) {
 esac`
     };
 }
-/** Replaces .env atomically with the given bytes, keeping its owner and mode. */
+/**
+ * Replaces .env atomically with the given bytes, keeping its owner and mode. Operators keep .env as
+ * a link into a secrets folder: then the file it points to is replaced (in its own folder, so the
+ * rename stays atomic) and the link stays as it is.
+ */
 function writeEnvFile(path, content) {
     return {
         step: 'write-env',
@@ -57431,8 +57573,19 @@ function writeEnvFile(path, content) {
         stdin: content.toString('base64'),
         script: PRELUDE +
             `cd -- "$1" || fail "cannot enter $1"
-tmp=.env.openclaw-deploy.tmp
-cp -p .env "$tmp" && base64 -d > "$tmp" && mv -f -- "$tmp" .env || { rm -f -- "$tmp"; fail "cannot write .env in $1"; }
+env=.env
+if [ -L .env ]; then env=$(readlink -f -- .env) && [ -f "$env" ] || fail "the link .env in $1 does not lead to a file"; fi
+dir=$(dirname -- "$env")
+tmp=$dir/$(basename -- "$env").openclaw-deploy.tmp
+[ -w "$dir" ] || fail "cannot replace $env: its folder $dir is not writable by $(id -un)"
+rm -f -- "$tmp"
+cp -p -- "$env" "$tmp" || { rm -f -- "$tmp"; fail "cannot write .env in $1"; }
+if [ "$(stat -c %u:%g -- "$tmp")" != "$(stat -c %u:%g -- "$env")" ]; then
+  rm -f -- "$tmp"
+  owner=$(stat -c %U:%G -- "$env")
+  fail "cannot replace $env and keep its owner $owner: make $(id -un) its owner"
+fi
+base64 -d > "$tmp" && mv -f -- "$tmp" "$env" || { rm -f -- "$tmp"; fail "cannot write .env in $1"; }
 echo written=yes`
     };
 }
@@ -57494,25 +57647,36 @@ done`
     };
 }
 /**
- * Removes images of the deployed repository other than the ones to keep (running and rollback),
- * then dangling images. Images still used by a container are refused by Docker and stay.
+ * Removes the images this deployment brought to the server (listed in `images` by the record step)
+ * that it no longer needs: never the current or rollback image, never one a container uses (running
+ * or stopped, of any project), never another project's image or a host-wide prune. `docker rmi` by
+ * ID without -f also refuses an image that carries a tag of another repository. An image Docker
+ * keeps stays listed, to be tried again; one that is gone is forgotten. `legacyTag`, the rollback tag
+ * of earlier versions, is dropped from an image being removed (the new tag replaced it).
  */
-function pruneImages(repository, keepImageIds) {
+function pruneImages(path, legacyTag, keepImageIds) {
     return {
         step: 'prune',
-        args: [repository, ...keepImageIds],
+        args: [stateDir(path), legacyTag, ...keepImageIds],
         script: `set -u
-repo=$1
-shift
-removed=0
-while read -r id ref; do
-  keep=
-  for k in "$@"; do [ "$id" = "$k" ] && keep=yes; done
-  [ -n "$keep" ] && continue
-  case "$ref" in *:\\<none\\>) target=$id ;; *) target=$ref ;; esac
-  docker rmi "$target" >/dev/null 2>&1 && removed=$((removed + 1))
-done < <(docker images --no-trunc --format '{{.ID}} {{.Repository}}:{{.Tag}}' "$repo")
-docker image prune -f >/dev/null 2>&1
+state=$1 legacy=$2
+shift 2
+[ -f "$state/images" ] || { echo removed=0; exit 0; }
+keep=" $* $(sed -n 's/^image_id=//p' "$state/rollback" 2>/dev/null) "
+# the images of every container on this server, running or stopped, whatever its project
+containers=$(docker ps -aq --no-trunc) || { echo "error=cannot list the server's containers; no image removed"; exit 3; }
+used=" $(printf '%s\\n' "$containers" | xargs -r docker inspect --format '{{.Image}}' 2>/dev/null | tr '\\n' ' ') "
+removed=0 left=" "
+while read -r id; do
+  case "$id" in sha256:*) ;; *) continue ;; esac
+  case "$left" in *" $id "*) continue ;; esac
+  case "$keep$used" in *" $id "*) left="$left$id "; continue ;; esac
+  docker image inspect "$id" >/dev/null 2>&1 || continue
+  if [ -n "$legacy" ] && [ "$(docker image inspect --format '{{.Id}}' "$legacy" 2>/dev/null)" = "$id" ]; then docker rmi "$legacy" >/dev/null 2>&1; fi
+  if docker image inspect "$id" >/dev/null 2>&1 && ! docker rmi "$id" >/dev/null 2>&1; then left="$left$id "; else removed=$((removed + 1)); fi
+done < "$state/images"
+# shellcheck disable=SC2086
+printf '%s\\n' $left > "$state/images.tmp" && mv -f -- "$state/images.tmp" "$state/images"
 echo removed=$removed`
     };
 }
@@ -57603,6 +57767,9 @@ function replaceImageVariable(env, variable, image) {
     return Buffer.from(text.slice(0, at.valueStart) + image + text.slice(at.valueEnd), 'latin1');
 }
 
+// EXTERNAL MODULE: external "node:net"
+var external_node_net_ = __nccwpck_require__(7030);
+var external_node_net_default = /*#__PURE__*/__nccwpck_require__.n(external_node_net_);
 // EXTERNAL MODULE: ./node_modules/is-stream/index.js
 var is_stream = __nccwpck_require__(6543);
 // EXTERNAL MODULE: ./node_modules/make-dir/index.js
@@ -58485,15 +58652,44 @@ class NodeSSH {
     }
 }
 
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: ./src/remote/host-keys.ts
 /**
  * Host key verification: a server is trusted when the key it presents is listed for it in the
  * `known-hosts` input (OpenSSH known_hosts text) or its SHA256 fingerprint is one of the server's
- * registry `hostKey`s.
+ * registry `hostKey`s. A host that lists keys but presents another one is always refused; only a
+ * host that lists none passes with `strict-host-key-checking` off.
+ *
+ * A server holds several host keys (ed25519, ECDSA, RSA) and shows the one of the first type the
+ * client asks for, so the client asks only for the types listed for the host, as OpenSSH does.
  */
 
+/**
+ * ssh2's host key algorithms for each key type a known_hosts line names, in ssh2's order of
+ * preference. One RSA key serves three signature algorithms; OpenSSH 8.8 and later refuse the SHA-1
+ * one (`ssh-rsa`), so the SHA-2 ones come first. DSA is obsolete: ssh2 asks for it only when told to.
+ */
+const ALGORITHMS_BY_KEY_TYPE = [
+    ['ssh-ed25519', ['ssh-ed25519']],
+    ['ecdsa-sha2-nistp256', ['ecdsa-sha2-nistp256']],
+    ['ecdsa-sha2-nistp384', ['ecdsa-sha2-nistp384']],
+    ['ecdsa-sha2-nistp521', ['ecdsa-sha2-nistp521']],
+    ['ssh-rsa', ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']],
+    ['ssh-dss', ['ssh-dss']]
+];
+const KEY_TYPES = ALGORITHMS_BY_KEY_TYPE.map(([type]) => type);
+/** The types to ask for when the expected key's type is not known: ssh2's defaults. */
+const DEFAULT_KEY_TYPES = KEY_TYPES.filter(type => type !== 'ssh-dss');
+/** ssh2 `algorithms.serverHostKey` for these key types, most preferred first. */
+function hostKeyAlgorithms(keyTypes) {
+    return ALGORITHMS_BY_KEY_TYPE.filter(([type]) => keyTypes.includes(type)).flatMap(([, algorithms]) => algorithms);
+}
+/** The key type named inside an SSH wire-format public key (its first string), e.g. `ssh-ed25519`. */
+function keyTypeOf(key) {
+    if (key.length < 4)
+        return 'unknown';
+    const length = key.readUInt32BE(0);
+    return length > 0 && length < 64 && key.length >= 4 + length ? key.subarray(4, 4 + length).toString('latin1') : 'unknown';
+}
 /** SHA256 fingerprint in OpenSSH's notation: `SHA256:` + unpadded base64. */
 function fingerprint(key) {
     return 'SHA256:' + (0,external_node_crypto_.createHash)('sha256').update(key).digest('base64').replace(/=+$/, '');
@@ -58552,28 +58748,54 @@ function entryMatchesHost(entry, host, port) {
     }
     return matched;
 }
+/** The usable (not revoked) known_hosts entries for the host. */
+function listedFor(policy, host, port) {
+    return policy.knownHosts.filter(e => !e.revoked && entryMatchesHost(e, host, port));
+}
+/** Key types of the entries, as the key itself says (the line's type field can be mistyped). */
+function typesOf(entries) {
+    return [...new Set(entries.map(e => keyTypeOf(e.key)))];
+}
+/**
+ * The host key types to ask the server for, most preferred first: those known-hosts lists for the
+ * host; with registry fingerprints (of unknown type) then every other type too; for a host that
+ * lists nothing (refused, or let through with strict checking off) ssh2's defaults.
+ */
+function keyTypesToOffer(policy, host, port) {
+    const listed = KEY_TYPES.filter(type => typesOf(listedFor(policy, host, port)).includes(type));
+    if (policy.hostKeys.length > 0)
+        return [...listed, ...DEFAULT_KEY_TYPES.filter(type => !listed.includes(type))];
+    return listed.length > 0 ? listed : DEFAULT_KEY_TYPES;
+}
 /** Decides whether to trust the key a server presented. */
 function verifyHostKey(policy, host, port, key) {
     const presented = fingerprint(key);
+    const keyType = keyTypeOf(key);
+    const name = hostPortName(host, port);
     const forHost = policy.knownHosts.filter(e => entryMatchesHost(e, host, port));
     if (forHost.some(e => e.revoked && e.key.equals(key))) {
-        return { trusted: false, fingerprint: presented, reason: `the host key ${presented} of ${hostPortName(host, port)} is marked @revoked in known-hosts` };
+        return { trusted: false, fingerprint: presented, keyType, otherTypesMayMatch: false, reason: `the host key ${presented} of ${name} is marked @revoked in known-hosts` };
     }
-    if (forHost.some(e => !e.revoked && e.key.equals(key)))
-        return { trusted: true, fingerprint: presented, via: 'known-hosts' };
+    const listed = listedFor(policy, host, port);
+    if (listed.some(e => e.key.equals(key)))
+        return { trusted: true, fingerprint: presented, keyType, via: 'known-hosts' };
     if (policy.hostKeys.includes(presented))
-        return { trusted: true, fingerprint: presented, via: 'hostKey' };
-    if (!policy.strict)
-        return { trusted: true, fingerprint: presented, via: 'unchecked' };
-    const listed = forHost.length > 0 || policy.hostKeys.length > 0;
-    const reason = listed
-        ? `HOST KEY MISMATCH: ${hostPortName(host, port)} presented ${presented}, which is neither in known-hosts nor in its ` +
+        return { trusted: true, fingerprint: presented, keyType, via: 'hostKey' };
+    if (listed.length > 0 || policy.hostKeys.length > 0) {
+        // Listed but different is what an interception looks like: refused whatever strict checking says.
+        const unusable = typesOf(listed).filter(type => !KEY_TYPES.includes(type));
+        const reason = `HOST KEY MISMATCH: ${name} presented the ${keyType} key ${presented}, which is neither in known-hosts nor in its ` +
             `registry hostKey. If the server was rebuilt, verify the new key out of band and update known-hosts or hostKey; ` +
-            `otherwise someone may be intercepting the connection.`
-        : `unknown host key: ${hostPortName(host, port)} presented ${presented} and neither known-hosts nor its registry ` +
-            `entry lists a key for it. Add "hostKey": "${presented}" to the server in the registry, or add its line from ` +
-            `'ssh-keyscan -p ${port} ${host}' to the known-hosts input (after checking the fingerprint out of band).`;
-    return { trusted: false, fingerprint: presented, reason };
+            `otherwise someone may be intercepting the connection.` +
+            (unusable.length ? ` (known-hosts also lists ${unusable.join(', ')} keys for it, which this action cannot check.)` : '');
+        return { trusted: false, fingerprint: presented, keyType, reason, otherTypesMayMatch: policy.hostKeys.length > 0 && !typesOf(listed).includes(keyType) };
+    }
+    if (!policy.strict)
+        return { trusted: true, fingerprint: presented, keyType, via: 'unchecked' };
+    const reason = `unknown host key: ${name} presented the ${keyType} key ${presented} and neither known-hosts nor its registry ` +
+        `entry lists a key for it. Add "hostKey": "${presented}" to the server in the registry, or add its line from ` +
+        `'ssh-keyscan -p ${port} ${host}' to the known-hosts input (after checking the fingerprint out of band).`;
+    return { trusted: false, fingerprint: presented, keyType, reason, otherTypesMayMatch: false };
 }
 
 ;// CONCATENATED MODULE: ./src/remote/ssh.ts
@@ -58581,6 +58803,8 @@ function verifyHostKey(policy, host, port, key) {
  * One SSH connection per server (node-ssh over ssh2), reused for all of its steps. Only setting up
  * the connection is retried; a remote step runs once, bounded by a timeout on both ends.
  */
+
+
 
 
 
@@ -58606,6 +58830,9 @@ const KEEPALIVE_INTERVAL_MS = 5000;
 const KEEPALIVE_COUNT_MAX = 3;
 // The remote `timeout` ends a step first; our own timer is the backstop when the connection itself hangs.
 const CLIENT_TIMER_SLACK_SECONDS = 10;
+// close() says goodbye and waits this long for the server to close its end; a server that vanished
+// never does, and the half-open socket would hold the process for the kernel's ~15 minutes of retries.
+const CLOSE_GRACE_MS = 2000;
 const sleep = (ms) => new Promise(resolve => setTimeout(resolve, ms));
 /** Connects with retries and growing pauses (1 s, 2 s, 4 s …) until `connectTimeout` runs out. */
 async function connect(options) {
@@ -58613,7 +58840,7 @@ async function connect(options) {
     let pause = 1000;
     for (let attempt = 1;; attempt++) {
         try {
-            return await connectOnce(options, Math.max(1000, deadline - Date.now()));
+            return await connectVerified(options, deadline);
         }
         catch (error) {
             const failure = error instanceof ConnectError ? error : new ConnectError(describeNetworkError(error), 'network');
@@ -58629,13 +58856,65 @@ async function connect(options) {
         }
     }
 }
-async function connectOnce(options, readyTimeoutMs) {
+/** The server holds no host key of the types asked for. */
+class NoKeyOfListedType extends ConnectError {
+    constructor(host, port, keyTypes) {
+        super(`refused before any command ran: ${host}:${port} has no host key of a type listed for it (${keyTypes.join(', ')}). ` +
+            `If the server was rebuilt with other keys, verify them out of band and update known-hosts or hostKey.`, 'host-key');
+    }
+}
+/** The server's key matched nothing the policy lists. */
+class HostKeyRefused extends ConnectError {
+    verdict;
+    constructor(verdict) {
+        super(`refused before any command ran: ${verdict.reason}`, 'host-key');
+        this.verdict = verdict;
+    }
+}
+/**
+ * One connection whose host key the policy accepts. The server shows the key of the first type we
+ * ask for that it has; when only registry fingerprints (which do not name a type) could vouch for
+ * another type, the server is asked again without the type it showed, until none is left.
+ */
+async function connectVerified(options, deadline) {
+    const { hostKeyPolicy: policy, host, port } = options;
+    let offer = keyTypesToOffer(policy, host, port);
+    let refused;
+    const shown = [];
+    const mismatch = () => {
+        if (refused && shown.length > 1)
+            refused.message += ` The server showed these keys, one per type asked for: ${shown.join(', ')}.`;
+        return refused;
+    };
+    for (;;) {
+        try {
+            return await connectOnce(options, offer, Math.max(1000, deadline - Date.now()));
+        }
+        catch (error) {
+            // The server holds no key of the types left to ask for: what it showed before is the answer.
+            if (error instanceof NoKeyOfListedType && refused)
+                throw mismatch();
+            if (!(error instanceof HostKeyRefused))
+                throw error;
+            refused = error;
+            const { keyType, fingerprint } = error.verdict;
+            shown.push(`${keyType} ${fingerprint}`);
+            offer = offer.filter(type => type !== keyType);
+            if (!error.verdict.otherTypesMayMatch || offer.length === 0 || options.signal?.aborted)
+                throw mismatch();
+        }
+    }
+}
+async function connectOnce(options, keyTypes, readyTimeoutMs) {
     const ssh = new NodeSSH();
     let verdict;
+    // Our own socket, so that close() can drop it: after ssh2's end() its client cannot destroy it.
+    const socket = (0,external_node_net_.connect)({ host: options.host, port: options.port });
     try {
         await ssh.connect({
             host: options.host,
             port: options.port,
+            sock: socket,
             username: options.user,
             privateKey: options.privateKey,
             passphrase: options.passphrase || undefined,
@@ -58645,6 +58924,7 @@ async function connectOnce(options, readyTimeoutMs) {
             // Only the key given; never an agent or a password prompt.
             agent: undefined,
             tryKeyboard: false,
+            algorithms: { serverHostKey: hostKeyAlgorithms(keyTypes) },
             hostVerifier: (key) => {
                 verdict = verifyHostKey(options.hostKeyPolicy, options.host, options.port, key);
                 return verdict.trusted;
@@ -58653,9 +58933,12 @@ async function connectOnce(options, readyTimeoutMs) {
     }
     catch (error) {
         ssh.dispose();
+        socket.destroy();
         if (verdict && !verdict.trusted)
-            throw new ConnectError(`refused before any command ran: ${verdict.reason}`, 'host-key');
+            throw new HostKeyRefused(verdict);
         const message = error instanceof Error ? error.message : String(error);
+        if (/no matching host key format/i.test(message))
+            throw new NoKeyOfListedType(options.host, options.port, keyTypes);
         if (/authentication methods failed/i.test(message)) {
             throw new ConnectError(`${options.user}@${options.host}:${options.port} did not accept the SSH key (check the deploy user's authorized_keys and ssh-private-key)`, 'auth');
         }
@@ -58664,7 +58947,11 @@ async function connectOnce(options, readyTimeoutMs) {
         }
         throw error;
     }
-    return new SshConnection(ssh, verdict);
+    if (verdict?.trusted && verdict.via === 'unchecked') {
+        warning(`strict-host-key-checking is off: accepted ${options.host}:${options.port} unchecked, which presented the ${verdict.keyType} key ${verdict.fingerprint}. ` +
+            `Nothing lists a key for this host: verify the fingerprint out of band and add "hostKey": "${verdict.fingerprint}" to its registry entry (or its line to known-hosts).`);
+    }
+    return new SshConnection(ssh, socket, verdict);
 }
 function describeNetworkError(error) {
     if (error instanceof Error) {
@@ -58677,16 +58964,22 @@ function describeNetworkError(error) {
 }
 class SshConnection {
     ssh;
+    socket;
     hostKey;
     lost;
+    closing = false;
     pending = new Set();
-    constructor(ssh, hostKey) {
+    /** Settles once the connection's socket is closed. */
+    closed;
+    constructor(ssh, socket, hostKey) {
         this.ssh = ssh;
+        this.socket = socket;
         this.hostKey = hostKey;
         const client = ssh.connection;
         // node-ssh stops listening for errors once connected; an unhandled 'error' would end the process.
         client?.on('error', error => this.markLost(`connection error: ${error.message}`));
         client?.on('close', () => this.markLost('connection closed by the server or the network'));
+        this.closed = socket.destroyed ? Promise.resolve() : new Promise(resolve => socket.once('close', () => resolve()));
     }
     markLost(reason) {
         this.lost ??= reason;
@@ -58739,9 +59032,19 @@ class SshConnection {
             stopped.catch(() => undefined);
         }
     }
+    /** Ends the session; the socket is dropped if the server has not closed it within CLOSE_GRACE_MS. */
     close() {
         this.lost ??= 'closed';
+        if (this.closing)
+            return;
+        this.closing = true;
         this.ssh.dispose();
+        if (this.socket.destroyed)
+            return;
+        const drop = setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS);
+        // The socket keeps the process alive until it closes; the timer itself need not.
+        drop.unref();
+        void this.closed.then(() => clearTimeout(drop));
     }
 }
 
@@ -58750,6 +59053,7 @@ class SshConnection {
  * One server's work: connect → lock → preflight → (deploy | rollback | status) → unlock.
  * Every outcome becomes a ServerResult value; nothing here throws past `runServer`.
  */
+
 
 
 
@@ -58769,9 +59073,21 @@ class StepFailed extends Error {
 }
 class Cancelled extends Error {
 }
+/** The lease ran out and another run took the lock over: this run must not touch the server again. */
+class LockLost extends Error {
+}
 const OUTPUT_TAIL_LINES = 20;
 /** A lock or unlock is quick; a server that cannot do it in this time is in trouble anyway. */
 const QUICK_STEP_SECONDS = 30;
+/** Steps that change what runs: they hold the server's switch lock (see commands.exclusive). */
+const SWITCHING_STEPS = new Set(['record', 'retag', 'write-env', 'up', 'unrecord']);
+/** The lock is waited for in rounds this long, so a cancel is noticed between them. */
+const LOCK_ROUND_SECONDS = 2;
+/**
+ * After a cancel, the restored image gets this long to be healthy: GitHub sends SIGKILL about 10 s
+ * after SIGINT, and the lock must be released before that.
+ */
+const CANCELLED_HEALTH_SECONDS = 4;
 async function runServer(server, ctx) {
     return new ServerJob(server, ctx).run();
 }
@@ -58783,6 +59099,9 @@ class ServerJob {
     shell;
     /** Compose services whose containers the health check looks at (empty: all). */
     healthServices = [];
+    /** Set while this run holds the server's lock: every step renews its lease. */
+    holdsLock = false;
+    holdsLockOnce = false;
     /** Set once the server starts switching: what a rollback restores. */
     switching;
     constructor(server, ctx) {
@@ -58799,6 +59118,8 @@ class ServerJob {
                 this.shell = await this.ctx.connect(this.server, this.ctx.signal);
             }
             catch (error) {
+                if (this.ctx.signal.aborted)
+                    return this.finish('skipped', 'cancelled while connecting; nothing changed on this server');
                 const kind = error instanceof ConnectError ? error.kind : 'network';
                 return this.finish(kind === 'network' ? 'unreachable' : 'failed', errorText(error));
             }
@@ -58809,7 +59130,7 @@ class ServerJob {
         }
         catch (error) {
             if (error instanceof Cancelled)
-                return this.finish('skipped', 'cancelled before any change on this server');
+                return this.finish('skipped', `cancelled ${this.holdsLockOnce ? 'before any change on this server; its lock was released' : 'while waiting for the lock; nothing changed on this server'}`);
             if (error instanceof StepFailed) {
                 this.result.failedStep = error.step;
                 this.result.failedOutput = error.output;
@@ -58822,18 +59143,28 @@ class ServerJob {
         }
     }
     async locked(work) {
-        const { settings, lockHolder, lockToken } = this.ctx;
+        const { settings, lockToken } = this.ctx;
         this.progress('locking');
         try {
-            await this.step(takeLock(this.server.path, lockHolder, settings.lockTimeout), settings.lockTimeout + QUICK_STEP_SECONDS);
+            const taken = await this.waitForLock();
+            const previous = taken.get('took_over')?.[0];
+            if (previous !== undefined) {
+                const expired = this.fact(taken, 'expired_for', '');
+                this.warn(`took over the deploy lock of ${previous.trim() || 'an unnamed holder'}${expired ? `, whose lease had expired ${expired}s ago` : ''} (that run was killed or lost the server)`);
+            }
         }
         catch (error) {
             if (error instanceof StepFailed && error.code === 4) {
                 this.result.lockHolder = error.facts.get('holder')?.[0]?.trim();
-                return this.finish('locked', `another deploy holds the lock (${this.result.lockHolder || 'holder unknown'}); waited ${settings.lockTimeout}s (lock-timeout)`);
+                const expiresIn = this.fact(error.facts, 'expires_in', '');
+                const expiry = expiresIn
+                    ? `; its lease ends in ${expiresIn}s unless that run renews it`
+                    : `; that lock has no expiry (taken by an older version of this action or by backup-openclaw.sh): remove ${stateDir(this.server.path)}/lock by hand if no deploy runs`;
+                return this.finish('locked', `another deploy holds the lock (${this.result.lockHolder || 'holder unknown'}); waited ${settings.lockTimeout}s (lock-timeout)${expiry}`);
             }
             throw error;
         }
+        this.holdsLock = this.holdsLockOnce = true;
         try {
             return await work();
         }
@@ -58843,14 +59174,33 @@ class ServerJob {
             throw error;
         }
         finally {
+            this.holdsLock = false;
             await this.step(releaseLock(this.server.path, lockToken), QUICK_STEP_SECONDS).catch(error => {
                 this.note(`could not release the lock: ${errorText(error)}; remove ${stateDir(this.server.path)}/lock by hand once no deploy runs`);
             });
         }
     }
+    /**
+     * Takes the lock, waiting up to lock-timeout in short rounds: a cancel ends the wait between two
+     * rounds, and a round always finishes, so a lock taken just as the cancel came is known and released.
+     */
+    async waitForLock() {
+        const deadline = Date.now() + this.ctx.settings.lockTimeout * 1000;
+        for (;;) {
+            const wait = Math.min(LOCK_ROUND_SECONDS, Math.max(0, Math.ceil((deadline - Date.now()) / 1000)));
+            try {
+                return await this.step(takeLock(this.server.path, this.ctx.lockHolder, wait), wait + QUICK_STEP_SECONDS);
+            }
+            catch (error) {
+                if (!(error instanceof StepFailed && error.code === 4) || Date.now() >= deadline)
+                    throw error;
+                this.checkCancelled();
+            }
+        }
+    }
     async preflight() {
         this.progress('preflight');
-        return this.preflightFacts(await this.step(preflight(this.server.path)));
+        return this.preflightFacts(await this.step(preflight(this.server.path), undefined, this.ctx.signal));
     }
     preflightFacts(facts) {
         const env = Buffer.from(facts.get('env')?.[0] ?? '', 'base64');
@@ -58879,10 +59229,10 @@ class ServerJob {
         this.result.previousImage = currentImage;
         this.checkCancelled();
         // What runs now, read before the pull: with a moving tag the pull re-points the reference.
-        const runningId = managed[0]?.imageId || this.fact(await this.step(inspectImage(currentImage)), 'image_id', '');
+        const runningId = managed[0]?.imageId || this.fact(await this.step(inspectImage(currentImage), undefined, this.ctx.signal), 'image_id', '');
         this.result.previousImageId = runningId || undefined;
         this.progress('pulling');
-        const targetId = this.fact(await this.step(pullImage(target)), 'image_id');
+        const targetId = this.fact(await this.step(pullImage(target), undefined, this.ctx.signal), 'image_id');
         if (target === currentImage && managed.length > 0 && managed.every(c => c.imageId === targetId && c.state === 'running')) {
             this.result.deployedImage = target;
             this.result.deployedImageId = targetId;
@@ -58894,7 +59244,7 @@ class ServerJob {
         // Redeploying the image that runs keeps the earlier rollback target instead of recording itself.
         const record = runningId !== '' && runningId !== targetId;
         if (record) {
-            await this.step(recordRollback(this.server.path, rollbackTag(this.server), { image: currentImage, imageId: runningId }));
+            await this.step(recordRollback(this.server.path, rollbackTag(this.server), { image: currentImage, imageId: runningId }, targetId));
         }
         else if (!runningId) {
             this.note('no image of this project runs or is on the server yet: there is nothing to roll back to');
@@ -58903,8 +59253,15 @@ class ServerJob {
         if (runningId)
             this.switching = { env, image: currentImage, imageId: runningId };
         this.progress('switching');
-        if (target !== currentImage)
-            await this.step(writeEnvFile(this.server.path, replaceImageVariable(env, this.server.imageVariable, target)));
+        if (target !== currentImage) {
+            await this.step(writeEnvFile(this.server.path, replaceImageVariable(env, this.server.imageVariable, target))).catch(async (error) => {
+                // .env is replaced by a rename, so a failed write left it as it was: only the record moved.
+                if (record && !(error instanceof ConnectionLost)) {
+                    await this.step(restoreRollbackRecord(this.server.path)).catch(e => this.note(`rollback record not restored: ${errorText(e)}`));
+                }
+                throw error;
+            });
+        }
         let healthy = false;
         try {
             await this.step(composeUp(this.server.path, this.server.services));
@@ -58912,16 +59269,20 @@ class ServerJob {
             healthy = await this.checkHealth(this.ctx.signal);
         }
         catch (error) {
-            if (error instanceof ConnectionLost && !this.ctx.signal.aborted)
+            if ((error instanceof ConnectionLost && !this.ctx.signal.aborted) || error instanceof LockLost)
                 throw error;
-            this.note(`switch failed: ${errorText(error)}`);
-            this.rememberFailure(error);
+            if (this.ctx.signal.aborted)
+                this.note(`cancelled while switching (${errorText(error)}): restoring the previous image`);
+            else {
+                this.note(`switch failed: ${errorText(error)}`);
+                this.rememberFailure(error);
+            }
         }
         if (healthy) {
             this.result.deployedImage = target;
             this.result.deployedImageId = targetId;
             if (settings.prune)
-                await this.prune(target, [targetId, runningId]);
+                await this.prune([targetId, runningId]);
             await this.history('deployed', currentImage, target);
             return this.finish('deployed');
         }
@@ -58964,7 +59325,10 @@ class ServerJob {
         await this.history(restored ? 'rolled-back' : 'failed', this.ctx.settings.image || image, image);
         return this.finish(restored ? 'rolled-back' : 'failed', `${lost.message}; reconnected and ${restored ? `restored ${image}, which is healthy` : `could not restore ${image}`}`);
     }
-    /** `mode: rollback`: restore the image recorded before the last deploy. */
+    /**
+     * `mode: rollback`: restore the image recorded before the last deploy. If that image is not
+     * healthy, go back to the image that ran when the rollback started; the record stays as it is.
+     */
     async rollbackToRecorded() {
         const { env, currentImage, managed } = await this.preflight();
         this.result.previousImage = currentImage;
@@ -58978,14 +59342,25 @@ class ServerJob {
             this.note(`already running the recorded image ${image} (${shortId(imageId)}); nothing restarted`);
             return this.finish('unchanged');
         }
+        // What runs now, read before the restore re-points any tag: what we go back to if the recorded image fails.
+        const runningId = managed[0]?.imageId || this.fact(await this.step(inspectImage(currentImage)), 'image_id', '');
         this.progress('rolling back');
         const restoredEnv = image === currentImage ? env : replaceImageVariable(env, this.server.imageVariable, image);
         if (await this.restore(restoredEnv, image, imageId)) {
             await this.history('deployed', currentImage, image);
             return this.finish('deployed');
         }
-        await this.history('failed', currentImage, image);
-        return this.finish('failed', `rollback to ${image} did not become healthy`);
+        const why = `${this.result.error ?? `${image} is not healthy`}; the recorded image ${image} did not become healthy`;
+        if (!this.ctx.settings.rollback || !runningId) {
+            await this.history('failed', currentImage, image);
+            return this.finish('failed', `${why}; ${runningId ? `rollback is off, so ${currentImage} was not restored` : `no image ran before, so there is nothing to go back to`}`);
+        }
+        this.progress('going back');
+        const back = await this.restore(env, currentImage, runningId);
+        await this.history(back ? 'rolled-back' : 'failed', image, currentImage);
+        return back
+            ? this.finish('rolled-back', `${why}; went back to ${currentImage}, which ran before and is healthy; the rollback record is kept`)
+            : this.finish('failed', `${why}; going back to ${currentImage}, which ran before, did not become healthy either`);
     }
     /** Puts `env` back and points `image` at `imageId` (works with the registry down), then checks health. */
     async restore(env, image, imageId) {
@@ -58993,8 +59368,10 @@ class ServerJob {
             await this.step(retagImage(imageId, image));
             await this.step(writeEnvFile(this.server.path, env));
             await this.step(composeUp(this.server.path, this.server.services));
-            // A cancelled run still waits for the restored image: leaving it unchecked is worse.
-            const healthy = await this.checkHealth();
+            // A cancelled run still checks the restored image, leaving it unchecked is worse, but briefly:
+            // its lock must be released before the runner is killed.
+            const { healthTimeout } = this.ctx.settings;
+            const healthy = await this.checkHealth(undefined, this.ctx.signal.aborted ? Math.min(healthTimeout, CANCELLED_HEALTH_SECONDS) : healthTimeout);
             if (healthy) {
                 this.result.deployedImage = image;
                 this.result.deployedImageId = imageId;
@@ -59002,9 +59379,10 @@ class ServerJob {
             return healthy;
         }
         catch (error) {
-            if (error instanceof ConnectionLost)
+            if (error instanceof ConnectionLost || error instanceof LockLost)
                 throw error;
             this.note(`rollback failed: ${errorText(error)}`);
+            this.rememberFailure(error);
             return false;
         }
     }
@@ -59029,8 +59407,9 @@ class ServerJob {
         return this.finish(healthy ? 'healthy' : 'unhealthy', healthy ? undefined : this.result.health);
     }
     async checkHealth(signal, timeout = this.ctx.settings.healthTimeout, afterRestart = true) {
-        const command = healthCheck(this.server.path, this.server.healthUrl, timeout, this.healthServices, afterRestart);
+        const command = this.leased(healthCheck(this.server.path, this.server.healthUrl, timeout, this.healthServices, afterRestart));
         const result = await this.shell.run(command, timeout + QUICK_STEP_SECONDS, signal);
+        this.checkLease(command, result);
         return this.healthFrom(command, result);
     }
     healthFrom(command, result) {
@@ -59041,23 +59420,48 @@ class ServerJob {
             this.rememberFailure(this.failure(command, result.code, result.stdout, result.stderr));
         return result.code === 0;
     }
-    async prune(image, keep) {
+    async prune(keep) {
         this.progress('pruning');
         // A failed prune costs disk space, not the deploy: note it and go on.
-        await this.step(pruneImages(repositoryOf(image), keep.filter(Boolean))).catch(error => this.note(`prune failed: ${errorText(error)}`));
+        await this.step(pruneImages(this.server.path, legacyRollbackTag(this.server), keep.filter(Boolean)))
+            .then(facts => this.note(`pruned ${this.fact(facts, 'removed', '0')} image(s) this deployment no longer needs`))
+            .catch(error => this.note(`prune failed: ${errorText(error)}`));
     }
     async history(status, from, to) {
         const line = [new Date().toISOString(), status, `${from} -> ${to}`, this.ctx.runLabel].join('\t');
         await this.step(appendHistory(this.server.path, line)).catch(error => this.note(`history not written: ${errorText(error)}`));
     }
     /** Runs one step; a non-zero exit becomes StepFailed carrying the server's explanation. */
-    async step(command, timeout = this.ctx.settings.commandTimeout) {
-        const result = await this.shell.run(command, timeout);
+    async step(command, timeout = this.ctx.settings.commandTimeout, signal) {
+        if (SWITCHING_STEPS.has(command.step)) {
+            command = exclusive(this.server.path, command, timeout);
+            timeout = exclusiveTimeout(timeout);
+        }
+        command = this.leased(command);
+        const result = await this.shell.run(command, timeout, signal).catch((error) => {
+            // Only steps that change nothing take the run's signal: cancelling them leaves the server as it was.
+            throw signal?.aborted && error instanceof ConnectionLost ? new Cancelled() : error;
+        });
+        this.checkLease(command, result);
         const facts = parseFacts(result.stdout);
         if (result.code !== 0)
             throw this.failure(command, result.code, result.stdout, result.stderr);
         this.note(`${command.step}: ok`);
         return facts;
+    }
+    /** While this run holds the lock, every step renews the lease first (see commands.withLease). */
+    leased(command) {
+        return this.holdsLock ? withLease(this.server.path, this.ctx.lockToken, command) : command;
+    }
+    checkLease(command, result) {
+        if (!command.lease || result.code !== 6)
+            return;
+        const holder = parseFacts(result.stdout).get('lock_lost')?.at(-1);
+        if (holder === undefined)
+            return;
+        this.holdsLock = false;
+        const where = this.switching ? 'it may be left half-switched; the run that holds the lock now decides what runs there' : 'nothing had been changed on it';
+        throw new LockLost(`${command.step}: this run lost the deploy lock of ${stateDir(this.server.path)}/lock to ${holder.trim() || 'another run'} (the lease ran out, e.g. while the connection was down), so it stopped touching the server: ${where}`);
     }
     failure(command, code, stdout, stderr) {
         const facts = parseFacts(stdout);
@@ -59086,6 +59490,10 @@ class ServerJob {
     }
     note(line) {
         this.result.log.push(line);
+    }
+    warn(line) {
+        this.note(`warning: ${line}`);
+        (this.result.warnings ??= []).push(line);
     }
     progress(state) {
         this.note(`— ${state}`);
@@ -59122,15 +59530,27 @@ function describeContainers(raw) {
 function shortId(imageId) {
     return imageId.replace(/^sha256:/, '').slice(0, 12);
 }
-/** `ghcr.io/acme/openclaw:1.2@sha256:…` → `ghcr.io/acme/openclaw`. */
-function repositoryOf(image) {
-    const withoutDigest = image.split('@')[0];
-    const lastSlash = withoutDigest.lastIndexOf('/');
-    const colon = withoutDigest.lastIndexOf(':');
-    return colon > lastSlash ? withoutDigest.slice(0, colon) : withoutDigest;
-}
-/** The local tag that keeps a project's rollback image: one per deployment folder. */
+/** Longest readable part of a rollback tag: with `-` and the hash the tag stays within Docker's 128. */
+const ROLLBACK_TAG_READABLE = 100;
+/**
+ * The local tag that keeps a project's rollback image: one per deployment folder. The folder's name
+ * makes it readable; a hash of the whole path keeps `/srv/a_b` and `/srv/a/b` apart. A Docker tag is
+ * `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+ */
 function rollbackTag(server) {
+    const path = server.path.replace(/\/+$/, '') || '/';
+    const hash = (0,external_node_crypto_.createHash)('sha256').update(path).digest('hex').slice(0, 12);
+    const readable = path
+        .replace(/[^A-Za-z0-9_.-]+/g, '_')
+        .slice(-ROLLBACK_TAG_READABLE)
+        .replace(/^[^A-Za-z0-9]+|_+$/g, '');
+    return `openclaw-rollback:${readable || 'root'}-${hash}`;
+}
+/**
+ * The rollback tag earlier versions of this action used (`/srv/a_b` and `/srv/a/b` shared it). A
+ * rollback record they wrote names it; prune drops it once it only holds an image no longer needed.
+ */
+function legacyRollbackTag(server) {
     const name = server.path.replace(/^\/+|\/+$/g, '').replace(/[^A-Za-z0-9_.-]+/g, '_') || 'root';
     return `openclaw-rollback:${name.slice(-120)}`;
 }
@@ -59154,6 +59574,7 @@ function isSuccess(result) {
 function skippedResult(server, reason) {
     return { server, status: 'skipped', durationMs: 0, error: reason, log: [`skipped: ${reason}`] };
 }
+const CANCELLED_BEFORE_START = 'cancelled: the run was cancelled before this server started';
 /** How many failures are tolerated before no further server starts. */
 function failuresAllowed(budget, total) {
     if (!budget)
@@ -59175,7 +59596,7 @@ async function runFleet(servers, ctx, hooks = {}) {
     };
     const launch = (server) => limit(async () => {
         if (ctx.signal.aborted)
-            return settle(skippedResult(server, 'the run was cancelled before this server started'));
+            return settle(skippedResult(server, CANCELLED_BEFORE_START));
         if (stopReason)
             return settle(skippedResult(server, stopReason));
         const result = await runServer(server, ctx);
@@ -59192,7 +59613,9 @@ async function runFleet(servers, ctx, hooks = {}) {
     const failedCanaries = canaries.filter(r => !isSuccess(r));
     if (failedCanaries.length > 0) {
         const names = failedCanaries.map(r => `${r.server.name} (${r.status})`).join(', ');
-        return [...canaries, ...servers.slice(canaryCount).map(s => settle(skippedResult(s, `canary failed: ${names}`)))];
+        // A canary stopped by the cancel did not fail: say why the rest did not start.
+        const reason = ctx.signal.aborted ? CANCELLED_BEFORE_START : `canary failed: ${names}`;
+        return [...canaries, ...servers.slice(canaryCount).map(s => settle(skippedResult(s, reason)))];
     }
     return [...canaries, ...(await Promise.all(servers.slice(canaryCount).map(launch)))];
 }
@@ -59250,9 +59673,6 @@ class UserError extends Error {
 ;// CONCATENATED MODULE: external "node:fs"
 const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 var external_node_fs_default = /*#__PURE__*/__nccwpck_require__.n(external_node_fs_namespaceObject);
-// EXTERNAL MODULE: external "node:net"
-var external_node_net_ = __nccwpck_require__(7030);
-var external_node_net_default = /*#__PURE__*/__nccwpck_require__.n(external_node_net_);
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
 var external_node_path_default = /*#__PURE__*/__nccwpck_require__.n(external_node_path_);
@@ -60398,25 +60818,31 @@ function serverNameFor(host) {
  * GitHub deployments: with the `environment` input, one deployment per tenant (environment
  * `<environment>/<tenant>`), marked in_progress when its servers start and success or failure when
  * they end, linking the run's log. The API is a record, never a gate: when it fails the deploy goes
- * on and a warning says why.
+ * on and a warning says why; every call has a timeout, and once one times out no further call is made.
  */
 
 
+/** GitHub answers these calls in well under a second; a run must not wait on a hanging API. */
+const API_TIMEOUT_MS = 10_000;
 class TenantDeployments {
     octokit;
     repo;
     logUrl;
+    timeoutMs;
     ids;
-    constructor(octokit, repo, logUrl, 
+    /** Set once a call timed out: the API is not answering, so no further call waits on it. */
+    unanswered = false;
+    constructor(octokit, repo, logUrl, timeoutMs, 
     /** Deployment id per tenant (tenants whose creation failed are absent). */
     ids) {
         this.octokit = octokit;
         this.repo = repo;
         this.logUrl = logUrl;
+        this.timeoutMs = timeoutMs;
         this.ids = ids;
     }
     /** Creates the deployments (in_progress); undefined when `environment` is not set. */
-    static async start(settings, tenants, env = process.env) {
+    static async start(settings, tenants, env = process.env, timeoutMs = API_TIMEOUT_MS) {
         if (!settings.environment || settings.dryRun || settings.mode === 'status')
             return undefined;
         const [owner, repo] = (env.GITHUB_REPOSITORY ?? '').split('/');
@@ -60429,9 +60855,9 @@ class TenantDeployments {
         const octokit = getOctokit(settings.githubToken);
         const logUrl = `${env.GITHUB_SERVER_URL ?? 'https://github.com'}/${owner}/${repo}/actions/runs/${env.GITHUB_RUN_ID ?? ''}`;
         const ids = new Map();
-        const self = new TenantDeployments(octokit, { owner, repo }, logUrl, ids);
+        const self = new TenantDeployments(octokit, { owner, repo }, logUrl, timeoutMs, ids);
         for (const tenant of [...new Set(tenants)]) {
-            try {
+            const id = await self.call(`Could not record a GitHub deployment for tenant ${tenant}`, async (request) => {
                 const created = await octokit.rest.repos.createDeployment({
                     ...self.repo,
                     ref: env.GITHUB_SHA,
@@ -60439,16 +60865,17 @@ class TenantDeployments {
                     description: `${settings.mode} ${settings.image || 'current image'} to ${tenant}`.slice(0, 140),
                     auto_merge: false,
                     required_contexts: [],
-                    payload: { tenant, image: settings.image, mode: settings.mode }
+                    payload: { tenant, image: settings.image, mode: settings.mode },
+                    request
                 });
                 if (created.status !== 201 || !('id' in created.data))
                     throw new Error(`GitHub answered ${created.status}`);
-                ids.set(tenant, created.data.id);
-                await self.setState(tenant, 'in_progress', `${settings.mode} started`);
-            }
-            catch (error) {
-                warning(`Could not record a GitHub deployment for tenant ${tenant}: ${error instanceof Error ? error.message : String(error)}`);
-            }
+                return created.data.id;
+            });
+            if (id === undefined)
+                continue;
+            ids.set(tenant, id);
+            await self.setState(tenant, 'in_progress', `${settings.mode} started`);
         }
         return self;
     }
@@ -60467,18 +60894,33 @@ class TenantDeployments {
         const id = this.ids.get(tenant);
         if (id === undefined)
             return;
+        await this.call(`Could not set the GitHub deployment of tenant ${tenant} to ${state}`, request => this.octokit.rest.repos.createDeploymentStatus({
+            ...this.repo,
+            deployment_id: id,
+            state,
+            log_url: this.logUrl,
+            description: description.slice(0, 140),
+            auto_inactive: true,
+            request
+        }));
+    }
+    /** One API call under a timeout; a failure becomes a warning and undefined. */
+    async call(failure, work) {
+        if (this.unanswered)
+            return undefined;
+        const signal = AbortSignal.timeout(this.timeoutMs);
         try {
-            await this.octokit.rest.repos.createDeploymentStatus({
-                ...this.repo,
-                deployment_id: id,
-                state,
-                log_url: this.logUrl,
-                description: description.slice(0, 140),
-                auto_inactive: true
-            });
+            return await work({ signal });
         }
         catch (error) {
-            warning(`Could not set the GitHub deployment of tenant ${tenant} to ${state}: ${error instanceof Error ? error.message : String(error)}`);
+            if (signal.aborted) {
+                this.unanswered = true;
+                warning(`${failure}: the GitHub API did not answer within ${this.timeoutMs / 1000}s; no further GitHub deployment updates are sent in this run.`);
+            }
+            else {
+                warning(`${failure}: ${error instanceof Error ? error.message : String(error)}`);
+            }
+            return undefined;
         }
     }
 }
@@ -60548,6 +60990,9 @@ function setOutputs(results) {
     setOutput('skipped', n('skipped'));
 }
 function annotate(results) {
+    for (const r of results)
+        for (const w of r.warnings ?? [])
+            warning(w, { title: serverTitle(r) });
     const bad = results.filter(r => ANNOTATED.includes(r.status));
     const single = bad.length > MAX_ANNOTATIONS ? bad.slice(0, MAX_ANNOTATIONS - 1) : bad;
     for (const r of single)
