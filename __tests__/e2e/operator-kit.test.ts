@@ -230,8 +230,11 @@ describe('backup-openclaw.sh', () => {
     const backup = await asDeploy(docScript('backup-now'))
     expect(backup.code).toBe(0)
     expect(backup.stdout).toContain(`backed up ${PROJECT} to ${BACKUPS}/openclaw-prd-`)
-    const archive = backup.stdout.split('\n').find(l => /^openclaw-prd-\d{8}T\d{6}Z\.tar\.gz\t/.test(l))?.split('\t')[0]
+    // The archive this backup wrote, by the name it printed: an earlier test's archive can share its
+    // second, and then this one is named …Z-2.tar.gz.
+    const archive = new RegExp(`backed up ${PROJECT} to ${BACKUPS}/(openclaw-prd-\\d{8}T\\d{6}Z(?:-\\d+)?\\.tar\\.gz)`).exec(backup.stdout)?.[1]
     expect(archive).toBeDefined()
+    expect(backup.stdout).toContain(`${archive}\t`) // and the documented list shows it
 
     const damage = await asDeploy(`set -e; cd ${PROJECT}; rm -rf config/agents; echo broken > config/openclaw.json; echo 'OPENCLAW_IMAGE=' >> .env; : > docker-compose.yml`)
     expect(damage.code).toBe(0)
