@@ -434,6 +434,7 @@ describe('deploy engine on the rig', () => {
     const { images } = fleet
     const secrets = `${server(fleet, 's5').home}/secrets`
     const file = `${secrets}/openclaw.env`
+    await rig('reset', 's5') // from v1: earlier tests may have left s5 on v2
     try {
       await sh('s5', `mkdir -p ${secrets} && cp .env ${file} && chown -R deploy: ${secrets} && chmod 700 ${secrets} && chmod 640 ${file} && ln -sfn ${file} .env`)
       const original = await sh('s5', `cat ${file}`)
