@@ -118,6 +118,7 @@ function statusCommand() {
  * scripts fill the placeholders in from their own variables, so the argument lists always match the
  * step scripts, whatever the builders' signatures become. (Our action also renews its lock lease and
  * takes the switch lock around steps; the other tools' scripts do not: that is our safety's cost.)
+ * `holder` is the lock note (it carries `token=<token>`); `token` is the bare value unlock looks for.
  */
 function deploySteps(image, holder, token) {
   const c = commands
@@ -320,7 +321,7 @@ async function ansibleRaw(n, command, expect) {
 /** Ansible doing the same steps as a playbook: one task per step, as Ansible users write it. */
 function deployPlaybook(image) {
   const raw = s => `{% raw %}${s}{% endraw %}`
-  const steps = deploySteps(image, 'bench ansible token=bench', 'token=bench')
+  const steps = deploySteps(image, 'bench ansible token=bench', 'bench')
   const step = (name, extra = {}) => {
     const [limit, command] = steps[name]
     const argv = command.args.map(a => fillIn(a, v => `{{ ${v} }}`, raw))
@@ -565,7 +566,7 @@ const resetAll = () => rig('reset', 'all')
 async function deploys() {
   const images = fleet.images
   const rows = []
-  const bashCmd = `bash -c ${quote(deployScript(images.v2, 'bench xargs token=bench', 'token=bench'))} bench-deploy`
+  const bashCmd = `bash -c ${quote(deployScript(images.v2, 'bench xargs token=bench', 'bench'))} bench-deploy`
   let tenAtTen
   for (const n of DEPLOY_SIZES) {
     log(`deploy ${n}`)
