@@ -57283,8 +57283,12 @@ function leased(command, lease, timeoutSeconds) {
         args: [lease.state, lease.token, String(timeoutSeconds + KILL_AFTER + LEASE_SLACK), ...command.args],
         script: `bash -c ${quote(RENEW_LEASE)} openclaw-lease "$1" "$2" "$3" </dev/null || exit
 shift 3
-exec bash -c ${quote(command.script)} ${quote(`openclaw-${command.step}`)} "$@"`
+exec ${nested(command)} "$@"`
     };
+}
+/** `bash -c SCRIPT openclaw-STEP`: a step's script run inside another script; its arguments follow. */
+function nested(command) {
+    return `bash -c ${quote(command.script)} ${quote(`openclaw-${command.step}`)}`;
 }
 /** Parses `key=value` lines; a key seen twice keeps all values in order. */
 function parseFacts(stdout) {
@@ -57309,6 +57313,9 @@ fail() { printf 'error=%s\\n' "$*"; exit 3; }
 const LEASE_SLACK = 30;
 /** A lock folder with no holder note for this long was left by a run killed while taking it. */
 const NOTE_LESS_ABANDONED_AFTER = 60;
+/** Shell function: fails the step, saying so, when the server lacks flock (util-linux). */
+const NEED_FLOCK = `need_flock() { command -v flock >/dev/null || fail "flock (util-linux) is not installed on the server; the deploy lock needs it"; }
+`;
 /**
  * The deploy lock is a folder `lock/` with a `holder` note: the holder's text (with its token) and
  * `expires=<epoch seconds>` of the server's clock. Every change to it (take, take over, renew,
@@ -57317,8 +57324,8 @@ const NOTE_LESS_ABANDONED_AFTER = 60;
  * `expires=` line (older versions of this action, backup-openclaw.sh restore) is never taken over.
  */
 const LOCK_FUNCTIONS = `note=$state/lock/holder
-guard() {
-  command -v flock >/dev/null || fail "flock (util-linux) is not installed on the server; the deploy lock needs it"
+${NEED_FLOCK}guard() {
+  need_flock
   { exec 9>>"$state/lock.guard"; } 2>/dev/null || fail "cannot open the lock guard $state/lock.guard as $(id -un)"
   flock -w 10 9 || fail "another process kept the lock guard $state/lock.guard busy for 10 s"
 }
@@ -57387,10 +57394,10 @@ function underSwitchLock(command, lock) {
         script: PRELUDE +
             `state=$1 wait=$2 limit=$3
 shift 3
-command -v flock >/dev/null || fail "flock (util-linux) is not installed on the server; the deploy lock needs it"
+${NEED_FLOCK}need_flock
 { exec 8>>"$state/switch.lock"; } 2>/dev/null || fail "cannot open the switch lock $state/switch.lock as $(id -un)"
 flock -w "$wait" 8 || fail "another command that switches this server (left running by a lost connection?) still held $state/switch.lock after \${wait}s"
-exec timeout -k ${KILL_AFTER} "$limit" bash -c ${quote(command.script)} ${quote(`openclaw-${command.step}`)} "$@"`
+exec timeout -k ${KILL_AFTER} "$limit" ${nested(command)} "$@"`
     };
 }
 /** How long a switching step waits for the switch lock: any earlier holder has been killed by then. */
@@ -57714,10 +57721,10 @@ function statusProbe(path, url, timeoutSeconds, services) {
     return {
         step: 'status',
         args: [path, stateDir(path), url, String(timeoutSeconds), ...services],
-        script: `bash -c ${quote(pre.script)} openclaw-preflight "$1" || exit
-bash -c ${quote(state.script)} openclaw-read-state "$2"
+        script: `${nested(pre)} "$1" || exit
+${nested(state)} "$2"
 echo stage=health
-exec bash -c ${quote(health.script)} openclaw-health "$1" "$3" "$4" once "\${@:5}"`
+exec ${nested(health)} "$1" "$3" "$4" once "\${@:5}"`
     };
 }
 
@@ -59229,7 +59236,7 @@ class ServerJob {
         this.result.previousImage = currentImage;
         this.checkCancelled();
         // What runs now, read before the pull: with a moving tag the pull re-points the reference.
-        const runningId = managed[0]?.imageId || this.fact(await this.step(inspectImage(currentImage), undefined, this.ctx.signal), 'image_id', '');
+        const runningId = await this.runningImageId(currentImage, managed, this.ctx.signal);
         this.result.previousImageId = runningId || undefined;
         this.progress('pulling');
         const targetId = this.fact(await this.step(pullImage(target), undefined, this.ctx.signal), 'image_id');
@@ -59343,7 +59350,7 @@ class ServerJob {
             return this.finish('unchanged');
         }
         // What runs now, read before the restore re-points any tag: what we go back to if the recorded image fails.
-        const runningId = managed[0]?.imageId || this.fact(await this.step(inspectImage(currentImage)), 'image_id', '');
+        const runningId = await this.runningImageId(currentImage, managed);
         this.progress('rolling back');
         const restoredEnv = image === currentImage ? env : replaceImageVariable(env, this.server.imageVariable, image);
         if (await this.restore(restoredEnv, image, imageId)) {
@@ -59361,6 +59368,10 @@ class ServerJob {
         return back
             ? this.finish('rolled-back', `${why}; went back to ${currentImage}, which ran before and is healthy; the rollback record is kept`)
             : this.finish('failed', `${why}; going back to ${currentImage}, which ran before, did not become healthy either`);
+    }
+    /** The ID of the image that runs now: the managed containers', else what `.env`'s reference names ('' if nothing). */
+    async runningImageId(currentImage, managed, signal) {
+        return managed[0]?.imageId || this.fact(await this.step(inspectImage(currentImage), undefined, signal), 'image_id', '');
     }
     /** Puts `env` back and points `image` at `imageId` (works with the registry down), then checks health. */
     async restore(env, image, imageId) {

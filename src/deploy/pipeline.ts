@@ -202,7 +202,7 @@ class ServerJob {
     this.checkCancelled()
 
     // What runs now, read before the pull: with a moving tag the pull re-points the reference.
-    const runningId = managed[0]?.imageId || this.fact(await this.step(commands.inspectImage(currentImage), undefined, this.ctx.signal), 'image_id', '')
+    const runningId = await this.runningImageId(currentImage, managed, this.ctx.signal)
     this.result.previousImageId = runningId || undefined
     this.progress('pulling')
     const targetId = this.fact(await this.step(commands.pullImage(target), undefined, this.ctx.signal), 'image_id')
@@ -311,7 +311,7 @@ class ServerJob {
       return this.finish('unchanged')
     }
     // What runs now, read before the restore re-points any tag: what we go back to if the recorded image fails.
-    const runningId = managed[0]?.imageId || this.fact(await this.step(commands.inspectImage(currentImage)), 'image_id', '')
+    const runningId = await this.runningImageId(currentImage, managed)
     this.progress('rolling back')
     const restoredEnv = image === currentImage ? env : replaceImageVariable(env, this.server.imageVariable, image)
     if (await this.restore(restoredEnv, image, imageId)) {
@@ -329,6 +329,11 @@ class ServerJob {
     return back
       ? this.finish('rolled-back', `${why}; went back to ${currentImage}, which ran before and is healthy; the rollback record is kept`)
       : this.finish('failed', `${why}; going back to ${currentImage}, which ran before, did not become healthy either`)
+  }
+
+  /** The ID of the image that runs now: the managed containers', else what `.env`'s reference names ('' if nothing). */
+  private async runningImageId(currentImage: string, managed: Container[], signal?: AbortSignal): Promise<string> {
+    return managed[0]?.imageId || this.fact(await this.step(commands.inspectImage(currentImage), undefined, signal), 'image_id', '')
   }
 
   /** Puts `env` back and points `image` at `imageId` (works with the registry down), then checks health. */

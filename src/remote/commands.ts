@@ -42,8 +42,13 @@ function leased(command: RemoteCommand, lease: { state: string; token: string },
     args: [lease.state, lease.token, String(timeoutSeconds + KILL_AFTER + LEASE_SLACK), ...command.args],
     script: `bash -c ${quote(RENEW_LEASE)} openclaw-lease "$1" "$2" "$3" </dev/null || exit
 shift 3
-exec bash -c ${quote(command.script)} ${quote(`openclaw-${command.step}`)} "$@"`
+exec ${nested(command)} "$@"`
   }
+}
+
+/** `bash -c SCRIPT openclaw-STEP`: a step's script run inside another script; its arguments follow. */
+function nested(command: RemoteCommand): string {
+  return `bash -c ${quote(command.script)} ${quote(`openclaw-${command.step}`)}`
 }
 
 /** Parses `key=value` lines; a key seen twice keeps all values in order. */
@@ -72,6 +77,10 @@ const LEASE_SLACK = 30
 /** A lock folder with no holder note for this long was left by a run killed while taking it. */
 const NOTE_LESS_ABANDONED_AFTER = 60
 
+/** Shell function: fails the step, saying so, when the server lacks flock (util-linux). */
+const NEED_FLOCK = `need_flock() { command -v flock >/dev/null || fail "flock (util-linux) is not installed on the server; the deploy lock needs it"; }
+`
+
 /**
  * The deploy lock is a folder `lock/` with a `holder` note: the holder's text (with its token) and
  * `expires=<epoch seconds>` of the server's clock. Every change to it (take, take over, renew,
@@ -80,8 +89,8 @@ const NOTE_LESS_ABANDONED_AFTER = 60
  * `expires=` line (older versions of this action, backup-openclaw.sh restore) is never taken over.
  */
 const LOCK_FUNCTIONS = `note=$state/lock/holder
-guard() {
-  command -v flock >/dev/null || fail "flock (util-linux) is not installed on the server; the deploy lock needs it"
+${NEED_FLOCK}guard() {
+  need_flock
   { exec 9>>"$state/lock.guard"; } 2>/dev/null || fail "cannot open the lock guard $state/lock.guard as $(id -un)"
   flock -w 10 9 || fail "another process kept the lock guard $state/lock.guard busy for 10 s"
 }
@@ -154,10 +163,10 @@ function underSwitchLock(command: RemoteCommand, lock: { state: string; seconds:
       PRELUDE +
       `state=$1 wait=$2 limit=$3
 shift 3
-command -v flock >/dev/null || fail "flock (util-linux) is not installed on the server; the deploy lock needs it"
+${NEED_FLOCK}need_flock
 { exec 8>>"$state/switch.lock"; } 2>/dev/null || fail "cannot open the switch lock $state/switch.lock as $(id -un)"
 flock -w "$wait" 8 || fail "another command that switches this server (left running by a lost connection?) still held $state/switch.lock after \${wait}s"
-exec timeout -k ${KILL_AFTER} "$limit" bash -c ${quote(command.script)} ${quote(`openclaw-${command.step}`)} "$@"`
+exec timeout -k ${KILL_AFTER} "$limit" ${nested(command)} "$@"`
   }
 }
 
@@ -511,9 +520,9 @@ export function statusProbe(path: string, url: string, timeoutSeconds: number, s
   return {
     step: 'status',
     args: [path, stateDir(path), url, String(timeoutSeconds), ...services],
-    script: `bash -c ${quote(pre.script)} openclaw-preflight "$1" || exit
-bash -c ${quote(state.script)} openclaw-read-state "$2"
+    script: `${nested(pre)} "$1" || exit
+${nested(state)} "$2"
 echo stage=health
-exec bash -c ${quote(health.script)} openclaw-health "$1" "$3" "$4" once "\${@:5}"`
+exec ${nested(health)} "$1" "$3" "$4" once "\${@:5}"`
   }
 }
