@@ -53986,7 +53986,7 @@ module.exports = {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _runtime_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8462);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2230);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6371);
 // ssh2 (through node-ssh) reads __dirname while loading; in the ESM bundle it must exist first.
 
 
@@ -54011,7 +54011,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 2230:
+/***/ 6371:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -57263,6 +57263,7 @@ function shellJoin(words) {
  * `error=` line and a non-zero exit code.
  */
 
+
 /** Seconds between the remote `timeout` sending TERM and KILL. */
 const KILL_AFTER = 5;
 /**
@@ -57447,15 +57448,114 @@ if [ -n "$token" ] && grep -qF -- "token=$token" "$note" 2>/dev/null; then rm -r
     };
 }
 /**
- * Checks the folder, compose file, .env and Docker, and reads what is running: the .env bytes
- * (base64) and one `container=` line per container of the project.
+ * Shell functions for the project's `.env`, parsed as Compose parses it: the last assignment of a
+ * name wins, `export ` and blanks around `=` are allowed, a value may be quoted, and a quoted value
+ * may span lines (an assignment inside such a value is not one). The file never leaves the server:
+ * the runner sees only the image variable's value, and sends only names and new values.
+ *
+ * env_find NAME FILE prints `START END QUOTE` (byte offsets of the value of NAME's last assignment,
+ * QUOTE one of `"`, `'` or `-`), `multiline` when that value spans lines, or nothing.
+ * env_value NAME FILE prints the value's bytes. redact FILE copies stdin to stdout with every word of
+ * the file's values replaced, so a Docker or Compose message that quotes `.env` shows no secret.
  */
-function preflight(path) {
+const ENV_FUNCTIONS = String.raw `env_find() {
+  LC_ALL=C awk -v name="$1" '
+    function closes(s, from, q,   i, c) {
+      for (i = from; i <= length(s); i++) {
+        c = substr(s, i, 1)
+        if (q == "\"" && c == "\\") { i++; continue }
+        if (c == q) return i
+      }
+      return 0
+    }
+    {
+      line = $0; size = length($0) + 1
+      sub(/\r$/, "", line)
+      if (inq != "") { if (closes(line, 1, inq)) inq = ""; off += size; next }
+      if (match(line, /^[ \t]*(export[ \t]+)?[A-Za-z0-9_.-]+[ \t]*=[ \t]*/)) {
+        head = substr(line, 1, RLENGTH); rest = substr(line, RLENGTH + 1)
+        n = head; sub(/^[ \t]*(export[ \t]+)?/, "", n); sub(/[ \t]*=.*$/, "", n)
+        q = substr(rest, 1, 1)
+        if (q == "\"" || q == "'"'"'") {
+          c = closes(rest, 2, q)
+          if (c == 0) { inq = q; if (n == name) found = "multiline"; off += size; next }
+          if (n == name) found = (off + length(head) + 1) " " (off + length(head) + c - 1) " " q
+        } else if (n == name) {
+          v = rest
+          if (match(v, /[ \t]+#/)) v = substr(v, 1, RSTART - 1)
+          sub(/[ \t]+$/, "", v)
+          found = (off + length(head)) " " (off + length(head) + length(v)) " -"
+        }
+      }
+      off += size
+    }
+    END { if (found != "") print found }' "$2"
+}
+env_value() {
+  local at s e
+  at=$(env_find "$1" "$2") && [ -n "$at" ] && [ "$at" != multiline ] || return 1
+  read -r s e _ <<< "$at"
+  tail -c +$((s + 1)) -- "$2" | head -c $((e - s))
+}
+redact() { # (the calling script sets image_variable: its value is an image reference, not a secret)
+  LC_ALL=C awk -v envf="$1" -v keep="$image_variable" '
+    BEGIN {
+      while ((getline l < envf) > 0) {
+        if (l ~ /^[ \t]*#/) continue
+        if (keep != "" && l ~ ("^[ \t]*(export[ \t]+)?" keep "[ \t]*=")) continue
+        if (match(l, /^[ \t]*(export[ \t]+)?[A-Za-z0-9_.-]+[ \t]*=/)) l = substr(l, RLENGTH + 1)
+        n = split(l, w, /[ \t"'"'"'=\r]+/)
+        for (i = 1; i <= n; i++) if (length(w[i]) >= 6) word[++k] = w[i]
+      }
+    }
+    {
+      for (i = 1; i <= k; i++) while ((p = index($0, word[i])) > 0) $0 = substr($0, 1, p - 1) "[redacted]" substr($0, p + length(word[i]))
+      print
+    }'
+}
+# said TEXT N: the last N non-blank lines of a command's output, on one line, redacted
+said() { printf '%s\n' "$1" | redact .env | grep -v '^[[:space:]]*$' | tail -n "$2" | tr '\n' ' '; }
+`;
+/**
+ * The state of every container, one line each: `service|image|image ID|state|restarting|restarts|exit
+ * code|restart policy`. The health rule (HEALTH_RULE) and the runner read this shape.
+ */
+const CONTAINER_FORMAT = '{{index .Config.Labels "com.docker.compose.service"}}|{{.Config.Image}}|{{.Image}}|{{.State.Status}}|{{.State.Restarting}}|{{.RestartCount}}|{{.State.ExitCode}}|{{.HostConfig.RestartPolicy.Name}}';
+/**
+ * Whether containers are healthy, in one place for deploy, rollback and status. Reads CONTAINER_FORMAT
+ * lines; prints one word per container, `service:state:exit code:restarts:policy:ok|bad`, and exits 0
+ * when at least one runs and none is bad. Bad: restarting, dead, paused, exited with a non-zero code,
+ * or not running although it has a restart policy. A container that exited 0 and has no restart policy
+ * (a one-shot job, or upstream's interactive openclaw-cli, which `up` starts and which then exits) is not.
+ */
+const HEALTH_RULE = String.raw `judge() {
+  awk -F'|' '
+    NF >= 8 {
+      st = $4; if ($5 == "true") st = "restarting"
+      policy = $8; if (policy == "") policy = "no"
+      bad = st == "restarting" || st == "dead" || st == "paused" || st == "removing" || (st == "exited" && $7 != "0") || (policy != "no" && st != "running")
+      if (st == "running") running++
+      if (bad) nbad++
+      printf "%s%s:%s:%s:%s:%s:%s", sep, $1, st, $7, $6, policy, bad ? "bad" : "ok"; sep = " "
+    }
+    END { if (sep == "") printf "none"; exit (running > 0 && nbad == 0) ? 0 : 1 }'
+}
+`;
+/**
+ * Checks the folder, compose file, .env and Docker, and reads what the runner needs to know: the
+ * image variable's value (`image_var=`, absent when .env does not set it), each service of the
+ * project with whether its image comes from that variable and its restart policy
+ * (`service=NAME|yes|no|POLICY`, read from the compose file without interpolating .env), and one
+ * `container=` line per container (CONTAINER_FORMAT). Nothing else of .env leaves the server.
+ */
+function preflight(path, imageVariable) {
     return {
         step: 'preflight',
-        args: [path],
+        args: [path, imageVariable],
         script: PRELUDE +
-            `cd -- "$1" 2>/dev/null || fail "deployment folder $1 does not exist or $(id -un) cannot enter it"
+            ENV_FUNCTIONS +
+            `image_variable=$2
+cd -- "$1" 2>/dev/null || fail "deployment folder $1 does not exist or $(id -un) cannot enter it"
 compose=
 for f in compose.yaml compose.yml docker-compose.yaml docker-compose.yml; do
   if [ -f "$f" ]; then compose=$f; break; fi
@@ -57464,15 +57564,33 @@ done
 [ -f .env ] || fail "no .env in $1"
 { [ -r .env ] && [ -w .env ]; } || fail ".env in $1 is not readable and writable by $(id -un)"
 command -v docker >/dev/null || fail "docker is not installed or not on the PATH of $(id -un)"
-out=$(docker info --format '{{.ServerVersion}}' 2>&1) || fail "cannot reach the Docker daemon as $(id -un): $out"
+out=$(docker info --format '{{.ServerVersion}}' 2>&1) || fail "cannot reach the Docker daemon as $(id -un): $(said "$out" 2)"
 docker compose version >/dev/null 2>&1 || fail "the Docker Compose v2 plugin is missing ('docker compose version' failed)"
 command -v curl >/dev/null || command -v wget >/dev/null || fail "neither curl nor wget is installed (needed for the health check)"
 printf 'compose=%s\\n' "$compose"
-printf 'env=%s\\n' "$(base64 -w0 .env)"
-ids=$(docker compose ps -a -q 2>/dev/null) || fail "docker compose cannot read the project in $1: $(docker compose ps -a -q 2>&1 | tail -n 3)"
+at=$(env_find "$image_variable" .env) || fail "cannot read .env in $1"
+[ "$at" != multiline ] || fail "the value of $image_variable in $1/.env is quoted and spans several lines: put the image reference on one line"
+if [ -n "$at" ]; then printf 'image_var=%s\\n' "$(env_value "$image_variable" .env | tr -d '\\n\\r')"; fi
+# --no-interpolate: the services as the compose file writes them, with no value of .env in them
+config=$(docker compose config --no-interpolate 2>&1) || fail "docker compose cannot read the project in $1: $(said "$config" 3)"
+printf '%s\\n' "$config" | awk -v var="$image_variable" '
+  function out() {
+    uses = "no"
+    if (index(img, "\${" var "}") || index(img, "\${" var ":") || index(img, "\${" var "-") || index(img, "\${" var "?") || index(img, "\${" var "+") || img ~ ("[$]" var "([^A-Za-z0-9_]|$)")) uses = "yes"
+    gsub(/["'"'"']/, "", rst)
+    printf "service=%s|%s|%s\\n", name, uses, rst
+    name = ""
+  }
+  /^services:/ { s = 1; next }
+  s && /^[^ ]/ { if (name != "") out(); s = 0 }
+  s && /^  [^ ]/ { if (name != "") out(); name = $0; sub(/^  /, "", name); sub(/:$/, "", name); img = ""; rst = ""; next }
+  s && /^    image: / { img = substr($0, 12) }
+  s && /^    restart: / { rst = substr($0, 14) }
+  END { if (name != "") out() }'
+ids=$(docker compose ps -a -q 2>&1) || fail "docker compose cannot list the containers in $1: $(said "$ids" 3)"
 if [ -n "$ids" ]; then
   # shellcheck disable=SC2086
-  docker inspect --format 'container={{index .Config.Labels "com.docker.compose.service"}}|{{.Config.Image}}|{{.Image}}|{{.State.Status}}' $ids
+  docker inspect --format 'container=${CONTAINER_FORMAT}' -- $ids
 fi`
     };
 }
@@ -57488,11 +57606,11 @@ function pullImage(image) {
         step: 'pull',
         args: [image],
         script: PRELUDE +
-            `if ! out=$(docker pull -q "$1" 2>&1 >/dev/null); then
+            `if ! out=$(docker pull -q -- "$1" 2>&1 >/dev/null); then
   why=$(printf '%s\\n' "$out" | grep -Ev '^[[:space:]]*$|^[0-9a-f]{12}: ' | tail -n 3 | tr -s '\\n\\r\\t' '   ' | cut -c 1-${PULL_REASON_CHARS})
   fail "docker pull $1 failed: \${why:-docker gave no reason}"
 fi
-printf 'image_id=%s\\n' "$(docker image inspect --format '{{.Id}}' "$1")"`
+printf 'image_id=%s\\n' "$(docker image inspect --format '{{.Id}}' -- "$1")"`
     };
 }
 /** Prints the local image ID of a reference, or `image_id=` when it is not on the server. */
@@ -57500,7 +57618,7 @@ function inspectImage(image) {
     return {
         step: 'inspect',
         args: [image],
-        script: `printf 'image_id=%s\\n' "$(docker image inspect --format '{{.Id}}' "$1" 2>/dev/null)"`
+        script: `printf 'image_id=%s\\n' "$(docker image inspect --format '{{.Id}}' -- "$1" 2>/dev/null)"`
     };
 }
 /**
@@ -57514,7 +57632,7 @@ function recordRollback(path, rollbackTag, previous, targetImageId) {
         args: [stateDir(path), rollbackTag, previous.image, previous.imageId, targetImageId],
         script: PRELUDE +
             `state=$1 tag=$2 ref=$3 id=$4 target=$5
-docker tag "$id" "$tag" || fail "cannot tag the running image $id as $tag"
+docker tag -- "$id" "$tag" || fail "cannot tag the running image $id as $tag"
 earlier=
 if [ -f "$state/rollback" ]; then
   cp -p -- "$state/rollback" "$state/rollback.before" || fail "cannot keep $state/rollback"
@@ -57540,7 +57658,7 @@ function restoreRollbackRecord(path) {
 [ -f "$state/rollback.before" ] || { echo restored=none; exit 0; }
 mv -f -- "$state/rollback.before" "$state/rollback" || fail "cannot restore $state/rollback"
 id=$(sed -n 's/^image_id=//p' "$state/rollback") tag=$(sed -n 's/^tag=//p' "$state/rollback")
-if [ -n "$id" ] && [ -n "$tag" ]; then docker tag "$id" "$tag" 2>/dev/null || echo "warning=the recorded image $id is gone"; fi
+if [ -n "$id" ] && [ -n "$tag" ]; then docker tag -- "$id" "$tag" 2>/dev/null || echo "warning=the recorded image $id is gone"; fi
 echo restored=yes`
     };
 }
@@ -57563,50 +57681,139 @@ function retagImage(imageId, image) {
         args: [imageId, image],
         script: PRELUDE +
             `case "$2" in
-  *@*) [ "$(docker image inspect --format '{{.Id}}' "$2" 2>/dev/null)" = "$1" ] || fail "the recorded image $1 of $2 is no longer on the server" ;;
-  *) docker tag "$1" "$2" || fail "cannot tag image $1 as $2 (was it removed?)" ;;
+  *@*) [ "$(docker image inspect --format '{{.Id}}' -- "$2" 2>/dev/null)" = "$1" ] || fail "the recorded image $1 of $2 is no longer on the server" ;;
+  *) docker tag -- "$1" "$2" || fail "cannot tag image $1 as $2 (was it removed?)" ;;
 esac`
     };
 }
 /**
- * Replaces .env atomically with the given bytes, keeping its owner and mode. Operators keep .env as
- * a link into a secrets folder: then the file it points to is replaced (in its own folder, so the
- * rename stays atomic) and the link stays as it is.
+ * The shell lines that find the file `.env` stands for (a link into a secrets folder is followed:
+ * the file it leads to is replaced in its own folder, so the rename stays atomic, and the link
+ * stays) and check it can be replaced keeping owner and mode. Sets `env` and `tmp`.
  */
-function writeEnvFile(path, content) {
-    return {
-        step: 'write-env',
-        args: [path],
-        stdin: content.toString('base64'),
-        script: PRELUDE +
-            `cd -- "$1" || fail "cannot enter $1"
+const ENV_TARGET = `cd -- "$1" || fail "cannot enter $1"
 env=.env
 if [ -L .env ]; then env=$(readlink -f -- .env) && [ -f "$env" ] || fail "the link .env in $1 does not lead to a file"; fi
 dir=$(dirname -- "$env")
 tmp=$dir/$(basename -- "$env").openclaw-deploy.tmp
 [ -w "$dir" ] || fail "cannot replace $env: its folder $dir is not writable by $(id -un)"
-rm -f -- "$tmp"
+rm -f -- "$tmp" "$tmp.2"
+# copies keep owner and mode: the new file is written into one, which then replaces .env
 cp -p -- "$env" "$tmp" || { rm -f -- "$tmp"; fail "cannot write .env in $1"; }
 if [ "$(stat -c %u:%g -- "$tmp")" != "$(stat -c %u:%g -- "$env")" ]; then
-  rm -f -- "$tmp"
   owner=$(stat -c %U:%G -- "$env")
+  rm -f -- "$tmp"
   fail "cannot replace $env and keep its owner $owner: make $(id -un) its owner"
 fi
-base64 -d > "$tmp" && mv -f -- "$tmp" "$env" || { rm -f -- "$tmp"; fail "cannot write .env in $1"; }
-echo written=yes`
-    };
-}
-/** `docker compose up -d` for the given services (all when empty): restarts only what changed. */
-function composeUp(path, services) {
+`;
+/**
+ * Sets variables in `.env` on the server: each one's value is replaced where its last assignment is
+ * (inside its quotes, if any), or a `NAME=value` line is added; every other byte stays. The values
+ * travel on stdin, each with its SHA-256, and the batch ends with `end`: a connection cut while they
+ * arrive cannot write half a value. Before the new file replaces `.env`, each value is read back from
+ * it and its size checked. The file as it was is kept in the state folder (`env.before`, mode 600,
+ * with `env.before.owner` naming the run that wrote it) for restoreEnvFile.
+ */
+function setEnvVariables(path, values, owner) {
+    const lines = Object.entries(values).map(([name, value]) => {
+        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
+            throw new Error(`not a variable name: ${name}`);
+        return `${name} ${Buffer.from(value).toString('base64')} ${(0,external_node_crypto_.createHash)('sha256').update(value).digest('hex')}\n`;
+    });
     return {
-        step: 'up',
-        args: [path, ...services],
-        script: PRELUDE + `cd -- "$1" || fail "cannot enter $1"\nshift\ndocker compose up -d --no-build "$@" 2>&1 || fail "docker compose up failed"`
+        step: 'write-env',
+        args: [path, stateDir(path), owner],
+        stdin: `${lines.join('')}end\n`,
+        script: PRELUDE +
+            ENV_FUNCTIONS +
+            `state=$2
+# byte counts and offsets, whatever the server's locale
+export LC_ALL=C
+# a value written as it is, unquoted: nothing in it that Compose would read otherwise
+plain='^[A-Za-z0-9_@%+=:,./-]*$'
+${ENV_TARGET}cp -p -- "$env" "$tmp.2" || { rm -f -- "$tmp"; fail "cannot write .env in $1"; }
+trap 'rm -f -- "$tmp" "$tmp.2"' EXIT
+cur=$env out=$tmp other=$tmp.2 ended= changed=
+while read -r name b64 sum; do
+  [ "$name" = end ] && { ended=yes; break; }
+  value=$(printf '%s' "$b64" | base64 -d; printf x) && value=\${value%x}
+  [ "$(printf '%s' "$value" | sha256sum | cut -d' ' -f1)" = "$sum" ] || fail "the new value of $name did not arrive whole; .env is unchanged"
+  at=$(env_find "$name" "$cur") || fail "cannot read .env in $1"
+  [ "$at" != multiline ] || fail "the value of $name in .env is quoted and spans several lines; .env is unchanged"
+  size=$(wc -c < "$cur")
+  if [ -n "$at" ]; then
+    read -r s e q <<< "$at"
+    if [ "$(env_value "$name" "$cur"; printf x)" = "\${value}x" ]; then continue; fi
+    case $q in
+      '"') case $value in *'"'* | *'\\'* | *'$'* | *$'\\n'*) fail "the new value of $name cannot be written inside its double quotes; .env is unchanged" ;; esac ;;
+      "'") case $value in *"'"* | *$'\\n'*) fail "the new value of $name cannot be written inside its single quotes; .env is unchanged" ;; esac ;;
+      *) [[ $value =~ $plain ]] || fail "the new value of $name needs quoting, which is not supported yet; .env is unchanged" ;;
+    esac
+    { head -c "$s" -- "$cur"; printf '%s' "$value"; tail -c +$((e + 1)) -- "$cur"; } > "$out" || fail "cannot write .env in $1"
+    expected=$((size - (e - s) + \${#value}))
+  else
+    [[ $value =~ $plain ]] || fail "the new value of $name needs quoting, which is not supported yet; .env is unchanged"
+    nl=
+    if [ "$size" -gt 0 ] && [ -n "$(tail -c 1 -- "$cur")" ]; then nl=$'\\n'; fi
+    { cat -- "$cur"; printf '%s%s=%s\\n' "$nl" "$name" "$value"; } > "$out" || fail "cannot write .env in $1"
+    expected=$((size + \${#nl} + \${#name} + 1 + \${#value} + 1))
+  fi
+  [ "$(wc -c < "$out")" -eq "$expected" ] && [ "$(env_value "$name" "$out"; printf x)" = "\${value}x" ] ||
+    fail "writing $name into .env did not read back as written (disk full?); .env is unchanged"
+  changed="$changed $name"
+  if [ "$cur" = "$env" ]; then cur=$out out=$other; else t=$cur cur=$out out=$t; fi
+done
+[ -n "$ended" ] || fail "the new values did not arrive whole (connection cut?); .env is unchanged"
+if [ -z "$changed" ]; then echo written=none; exit 0; fi
+# the file as it was, for restoreEnvFile of this run (named by $3); readable only by its owner
+(umask 077 && cp -- "$env" "$state/env.before.tmp" && printf '%s\\n' "$3" > "$state/env.before.owner") &&
+  mv -f -- "$state/env.before.tmp" "$state/env.before" || fail "cannot keep a copy of .env in $state"
+mv -f -- "$cur" "$env" || fail "cannot replace .env in $1"
+printf 'written=%s\\n' "\${changed# }"`
     };
 }
 /**
- * Waits until the gateway answers its health URL with HTTP 2xx and every container of the given
- * services is running and not restarting, for up to `timeoutSeconds`. Pauses grow from 1 s to 5 s.
+ * Puts back the `.env` that setEnvVariables of the run `owner` replaced (its copy `env.before` in the
+ * state folder), atomically, keeping the current owner and mode; a link stays a link. When that run
+ * wrote nothing (e.g. its connection broke before the write), `.env` stays as it is: `restored=none`.
+ */
+function restoreEnvFile(path, owner) {
+    return {
+        step: 'restore-env',
+        args: [path, stateDir(path), owner],
+        script: PRELUDE +
+            `state=$2
+if [ ! -f "$state/env.before" ] || [ "$(cat -- "$state/env.before.owner" 2>/dev/null)" != "$3" ]; then echo restored=none; exit 0; fi
+${ENV_TARGET}trap 'rm -f -- "$tmp"' EXIT
+cat -- "$state/env.before" > "$tmp" && [ "$(wc -c < "$tmp")" -eq "$(wc -c < "$state/env.before")" ] || fail "cannot write .env in $1"
+mv -f -- "$tmp" "$env" || fail "cannot replace .env in $1"
+rm -f -- "$state/env.before.owner"
+echo restored=yes`
+    };
+}
+/**
+ * `docker compose up -d` for the given services (all when none is given): recreates only those whose
+ * configuration changed. Compose's output goes through redact: an error can quote `.env`.
+ */
+function composeUp(path, services, imageVariable) {
+    return {
+        step: 'up',
+        args: [path, imageVariable, ...services],
+        script: PRELUDE +
+            ENV_FUNCTIONS +
+            `cd -- "$1" || fail "cannot enter $1"
+image_variable=$2
+shift 2
+out=$(docker compose up -d --no-build -- "$@" 2>&1) && exit 0
+printf '%s\\n' "$out" | redact .env | tail -n 40
+why=$(said "$out" 1)
+fail "docker compose up failed: $why"`
+    };
+}
+/**
+ * Waits until the gateway answers its health URL with HTTP 2xx and the containers of the given
+ * services (all when none is given) are healthy by HEALTH_RULE, for up to `timeoutSeconds`. Pauses
+ * grow from 1 s to 5 s.
  * After a restart (`confirm`), success needs two good probes in a row with no restart in between, so
  * a container that crashes right after answering once is not taken for healthy; a read-only status
  * check takes the first good probe.
@@ -57621,31 +57828,26 @@ url=$2 limit=$3 confirm=$4
 shift 4
 probe() {
   if command -v curl >/dev/null; then
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url") || code=000
-  elif wget -q -O /dev/null -T 5 "$url"; then code=200; else code=000; fi
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -- "$url") || code=000
+  elif wget -q -O /dev/null -T 5 -- "$url"; then code=200; else code=000; fi
 }
 containers() {
-  ids=$(docker compose ps -a -q "$@" 2>/dev/null)
-  [ -n "$ids" ] || { echo none; return; }
+  ids=$(docker compose ps -a -q -- "$@" 2>/dev/null)
   # shellcheck disable=SC2086
-  docker inspect --format '{{index .Config.Labels "com.docker.compose.service"}}:{{.State.Status}}:{{.State.Restarting}}:{{.RestartCount}}' $ids | sort | tr '\\n' ' '
+  [ -n "$ids" ] && docker inspect --format '${CONTAINER_FORMAT}' -- $ids 2>/dev/null
 }
-deadline=$((SECONDS + limit)) pause=1 good=
+${HEALTH_RULE}deadline=$((SECONDS + limit)) pause=1 good=
 while :; do
   probe
-  state=$(containers "$@")
-  case "$code:$state" in
-    2??:none) ok= ;;
-    2??:*) ok=yes; case " $state" in *:exited:*|*:created:*|*:dead:*|*:paused:*|*:true:*) ok= ;; esac ;;
-    *) ok= ;;
-  esac
+  ok=
+  if state=$(containers "$@" | judge); then case $code in 2??) ok=yes ;; esac; fi
   if [ -n "$ok" ] && { [ "$confirm" = once ] || [ "$good" = "$state" ]; }; then
     printf 'health=ok\\nhttp=%s\\ncontainers=%s\\n' "$code" "$state"; exit 0
   fi
   if [ -n "$ok" ]; then good=$state; else good=; fi
   if [ "$SECONDS" -ge "$deadline" ]; then
     printf 'health=failed\\nhttp=%s\\ncontainers=%s\\n' "$code" "$state"
-    echo "error=not healthy within \${limit}s: $url answered HTTP $code; containers: $state"
+    echo "error=not healthy within \${limit}s: $url answered HTTP $code"
     exit 5
   fi
   sleep "$pause"
@@ -57672,15 +57874,15 @@ shift 2
 keep=" $* $(sed -n 's/^image_id=//p' "$state/rollback" 2>/dev/null) "
 # the images of every container on this server, running or stopped, whatever its project
 containers=$(docker ps -aq --no-trunc) || { echo "error=cannot list the server's containers; no image removed"; exit 3; }
-used=" $(printf '%s\\n' "$containers" | xargs -r docker inspect --format '{{.Image}}' 2>/dev/null | tr '\\n' ' ') "
+used=" $(printf '%s\\n' "$containers" | xargs -r docker inspect --format '{{.Image}}' -- 2>/dev/null | tr '\\n' ' ') "
 removed=0 left=" "
 while read -r id; do
   case "$id" in sha256:*) ;; *) continue ;; esac
   case "$left" in *" $id "*) continue ;; esac
   case "$keep$used" in *" $id "*) left="$left$id "; continue ;; esac
-  docker image inspect "$id" >/dev/null 2>&1 || continue
-  if [ -n "$legacy" ] && [ "$(docker image inspect --format '{{.Id}}' "$legacy" 2>/dev/null)" = "$id" ]; then docker rmi "$legacy" >/dev/null 2>&1; fi
-  if docker image inspect "$id" >/dev/null 2>&1 && ! docker rmi "$id" >/dev/null 2>&1; then left="$left$id "; else removed=$((removed + 1)); fi
+  docker image inspect -- "$id" >/dev/null 2>&1 || continue
+  if [ -n "$legacy" ] && [ "$(docker image inspect --format '{{.Id}}' -- "$legacy" 2>/dev/null)" = "$id" ]; then docker rmi -- "$legacy" >/dev/null 2>&1; fi
+  if docker image inspect -- "$id" >/dev/null 2>&1 && ! docker rmi -- "$id" >/dev/null 2>&1; then left="$left$id "; else removed=$((removed + 1)); fi
 done < "$state/images"
 # shellcheck disable=SC2086
 printf '%s\\n' $left > "$state/images.tmp" && mv -f -- "$state/images.tmp" "$state/images"
@@ -57714,64 +57916,18 @@ printf 'holder=%s\\n' "$(head -c 400 -- "$1/lock/holder" 2>/dev/null | tr '\\n' 
  * remote shell instead of three channels. Preflight's own exit code when it fails; otherwise a
  * `stage=health` line, then the health check's output and exit code.
  */
-function statusProbe(path, url, timeoutSeconds, services) {
-    const pre = preflight(path);
+function statusProbe(path, imageVariable, url, timeoutSeconds, services) {
+    const pre = preflight(path, imageVariable);
     const state = readState(path);
     const health = healthCheck(path, url, timeoutSeconds, services, false);
     return {
         step: 'status',
-        args: [path, stateDir(path), url, String(timeoutSeconds), ...services],
-        script: `${nested(pre)} "$1" || exit
+        args: [path, stateDir(path), url, String(timeoutSeconds), imageVariable, ...services],
+        script: `${nested(pre)} "$1" "$5" || exit
 ${nested(state)} "$2"
 echo stage=health
-exec ${nested(health)} "$1" "$3" "$4" once "\${@:5}"`
+exec ${nested(health)} "$1" "$3" "$4" once "\${@:6}"`
     };
-}
-
-;// CONCATENATED MODULE: ./src/remote/env-file.ts
-/**
- * Reading and changing the image variable in a compose `.env` file. The file is handled as bytes
- * (latin1 keeps every byte as one char): only the value of the one variable changes, and its
- * quoting, an `export ` prefix, an inline comment and every other byte of the file stay as they were.
- */
-function findAssignment(text, variable) {
-    const lines = /[^\n]*(\n|$)/g;
-    let found;
-    for (let m = lines.exec(text); m && m[0] !== ''; m = lines.exec(text)) {
-        const line = m[0].replace(/\r?\n$/, '');
-        const head = /^[ \t]*(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*/.exec(line);
-        if (!head || head[1] !== variable)
-            continue;
-        let start = m.index + head[0].length;
-        const rest = line.slice(head[0].length);
-        let end;
-        const quoteChar = rest[0];
-        if ((quoteChar === '"' || quoteChar === "'") && rest.indexOf(quoteChar, 1) > 0) {
-            start += 1;
-            end = start + rest.indexOf(quoteChar, 1) - 1;
-        }
-        else {
-            // Unquoted: the value ends at an inline comment (" #") or trailing blanks.
-            const comment = rest.search(/[ \t]+#/);
-            const raw = comment >= 0 ? rest.slice(0, comment) : rest;
-            end = start + raw.replace(/[ \t]+$/, '').length;
-        }
-        // Compose uses the last assignment of a variable; so do we.
-        found = { valueStart: start, valueEnd: end, value: text.slice(start, end) };
-    }
-    return found;
-}
-/** The image reference the `.env` file names, or undefined when the variable is not set there. */
-function readImageVariable(env, variable) {
-    return findAssignment(env.toString('latin1'), variable)?.value;
-}
-/** The same file with only the variable's value replaced. Throws when the variable is not there. */
-function replaceImageVariable(env, variable, image) {
-    const text = env.toString('latin1');
-    const at = findAssignment(text, variable);
-    if (!at)
-        throw new Error(`.env has no ${variable}= line`);
-    return Buffer.from(text.slice(0, at.valueStart) + image + text.slice(at.valueEnd), 'latin1');
 }
 
 // EXTERNAL MODULE: external "node:net"
@@ -59055,6 +59211,17 @@ class SshConnection {
     }
 }
 
+;// CONCATENATED MODULE: ./src/errors.ts
+/** An error in what the user gave us (inputs or registry). Reported as is, without a stack trace. */
+class UserError extends Error {
+    problems;
+    constructor(message, problems = [message]) {
+        super(message);
+        this.problems = problems;
+        this.name = 'UserError';
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/deploy/pipeline.ts
 /**
  * One server's work: connect → lock → preflight → (deploy | rollback | status) → unlock.
@@ -59087,7 +59254,7 @@ const OUTPUT_TAIL_LINES = 20;
 /** A lock or unlock is quick; a server that cannot do it in this time is in trouble anyway. */
 const QUICK_STEP_SECONDS = 30;
 /** Steps that change what runs: they hold the server's switch lock (see commands.exclusive). */
-const SWITCHING_STEPS = new Set(['record', 'retag', 'write-env', 'up', 'unrecord']);
+const SWITCHING_STEPS = new Set(['record', 'retag', 'write-env', 'restore-env', 'up', 'unrecord']);
 /** The lock is waited for in rounds this long, so a cancel is noticed between them. */
 const LOCK_ROUND_SECONDS = 2;
 /**
@@ -59106,6 +59273,8 @@ class ServerJob {
     shell;
     /** Compose services whose containers the health check looks at (empty: all). */
     healthServices = [];
+    /** Compose services a deploy or rollback restarts (see Project.switched). */
+    switched = [];
     /** Set while this run holds the server's lock: every step renews its lease. */
     holdsLock = false;
     holdsLockOnce = false;
@@ -59207,44 +59376,72 @@ class ServerJob {
     }
     async preflight() {
         this.progress('preflight');
-        return this.preflightFacts(await this.step(preflight(this.server.path), undefined, this.ctx.signal));
+        return this.projectFrom(await this.step(preflight(this.server.path, this.server.imageVariable), undefined, this.ctx.signal));
     }
-    preflightFacts(facts) {
-        const env = Buffer.from(facts.get('env')?.[0] ?? '', 'base64');
+    /**
+     * What the preflight facts say. The image that runs is read from the containers, not from `.env`:
+     * after a run killed between its `.env` write and `compose up`, `.env` names an image that never ran.
+     */
+    projectFrom(facts) {
         const variable = this.server.imageVariable;
-        const currentImage = readImageVariable(env, variable);
-        if (!currentImage) {
-            throw new Error(`${this.server.path}/.env has no ${variable}= line. The compose file must take the gateway image from ` +
-                `\${${variable}} and .env must set it (or set imageVariable in the registry to the variable it uses).`);
-        }
-        const all = (facts.get('container') ?? []).map(line => {
-            const [service = '', configImage = '', imageId = '', state = ''] = line.split('|');
-            return { service, configImage, imageId, state };
+        const services = (facts.get('service') ?? []).map(line => {
+            const [name = '', uses = '', policy = ''] = line.split('|');
+            return { name, usesVariable: uses === 'yes', restarts: policy !== '' && policy !== 'no' };
         });
-        const services = this.server.services;
-        // The containers that run the image this action manages (of the selected services, if any).
-        const managed = all.filter(c => c.configImage === currentImage && (!services.length || services.includes(c.service)));
-        // With no services configured, health is judged on those containers' services only: a one-shot
-        // init container that exited, or an unrelated stopped service, is not the gateway failing.
-        this.healthServices = services.length ? services : [...new Set(managed.map(c => c.service))];
-        return { env, currentImage, managed, all };
+        const containers = (facts.get('container') ?? []).map(line => {
+            const [service = '', configImage = '', imageId = '', state = '', restarting = ''] = line.split('|');
+            return { service, configImage, imageId, state: restarting === 'true' ? 'restarting' : state };
+        });
+        const compose = `${this.server.path}/${this.fact(facts, 'compose', 'docker-compose.yml')}`;
+        const fromVariable = services.filter(s => s.usesVariable).map(s => s.name);
+        if (fromVariable.length === 0) {
+            throw new UserError(`${compose} takes no service's image from \${${variable}}, so setting ${variable} in .env would change nothing: ` +
+                `write image: \${${variable}:-…} in the gateway's service (as upstream's docker-compose.yml does), or set imageVariable in the registry to the variable it uses. Nothing was changed.`);
+        }
+        const listed = this.server.services;
+        const unknown = listed.filter(name => !services.some(s => s.name === name));
+        if (unknown.length) {
+            throw new UserError(`${compose} has no service ${unknown.join(', ')} (its services: ${services.map(s => s.name).join(', ') || 'none'}): fix "services" in the registry. Nothing was changed.`);
+        }
+        const live = (c) => c.state === 'running' || c.state === 'restarting';
+        const running = [...new Set(containers.filter(c => live(c) && fromVariable.includes(c.service)).map(c => c.service))];
+        // What a deploy restarts: the listed services; else what runs now; on a server where nothing of
+        // the project runs yet, the services meant to stay up (a restart policy: the gateway, not the CLI).
+        const meantToRun = services.filter(s => s.usesVariable && s.restarts).map(s => s.name);
+        const switched = listed.length ? listed : running.length ? running : meantToRun.length ? meantToRun : fromVariable;
+        // the image that runs is the one of a switched service whose image comes from the variable
+        const ours = containers.filter(c => switched.includes(c.service) && fromVariable.includes(c.service));
+        const now = ours.find(live) ?? ours[0];
+        const envImage = facts.get('image_var')?.at(-1);
+        this.switched = switched;
+        this.healthServices = switched;
+        if (now && envImage !== undefined && envImage !== now.configImage) {
+            this.note(`.env names ${envImage}, but ${now.service} runs ${now.configImage} (an earlier deploy stopped between its .env write and the restart): ${now.configImage} is what a rollback returns to`);
+        }
+        const variableServices = switched.filter(name => fromVariable.includes(name)).length;
+        return { envImage, switched, currentImage: now?.configImage ?? envImage, currentImageId: now?.imageId, containers: ours, variableServices };
     }
     async deploy() {
         const { settings } = this.ctx;
-        const { env, currentImage, managed } = await this.preflight();
-        const target = settings.image || currentImage;
+        const project = await this.preflight();
+        const { currentImage, envImage } = project;
+        const variable = this.server.imageVariable;
+        const target = settings.image || envImage || currentImage;
+        if (!target)
+            throw new UserError(`no image to deploy: the input "image" is empty and ${this.server.path}/.env has no ${variable}= line`);
         this.result.previousImage = currentImage;
         this.checkCancelled();
         // What runs now, read before the pull: with a moving tag the pull re-points the reference.
-        const runningId = await this.runningImageId(currentImage, managed, this.ctx.signal);
+        const runningId = await this.runningImageId(project, this.ctx.signal);
         this.result.previousImageId = runningId || undefined;
         this.progress('pulling');
         const targetId = this.fact(await this.step(pullImage(target), undefined, this.ctx.signal), 'image_id');
-        if (target === currentImage && managed.length > 0 && managed.every(c => c.imageId === targetId && c.state === 'running')) {
+        const envNames = envImage ?? currentImage;
+        if (target === currentImage && envNames === target && this.runsOnly(project, targetId)) {
             this.result.deployedImage = target;
             this.result.deployedImageId = targetId;
             this.note(`already running ${target} (${shortId(targetId)}); nothing restarted`);
-            await this.history('unchanged', currentImage, target);
+            await this.history('unchanged', target, target);
             return this.finish('unchanged');
         }
         this.checkCancelled();
@@ -59257,11 +59454,11 @@ class ServerJob {
             this.note('no image of this project runs or is on the server yet: there is nothing to roll back to');
         }
         // From here on the server is being switched: a failure, a cancel or a lost connection rolls back.
-        if (runningId)
-            this.switching = { env, image: currentImage, imageId: runningId };
+        const restore = runningId && currentImage ? { image: currentImage, imageId: runningId, envFix: envImage !== undefined && envImage !== currentImage, record } : undefined;
+        this.switching = restore;
         this.progress('switching');
-        if (target !== currentImage) {
-            await this.step(writeEnvFile(this.server.path, replaceImageVariable(env, this.server.imageVariable, target))).catch(async (error) => {
+        if (envNames !== target) {
+            await this.step(setEnvVariables(this.server.path, { [variable]: target }, this.ctx.lockToken)).catch(async (error) => {
                 // .env is replaced by a rename, so a failed write left it as it was: only the record moved.
                 if (record && !(error instanceof ConnectionLost)) {
                     await this.step(restoreRollbackRecord(this.server.path)).catch(e => this.note(`rollback record not restored: ${errorText(e)}`));
@@ -59271,7 +59468,7 @@ class ServerJob {
         }
         let healthy = false;
         try {
-            await this.step(composeUp(this.server.path, this.server.services));
+            await this.step(composeUp(this.server.path, this.switched, variable));
             this.progress('health check');
             healthy = await this.checkHealth(this.ctx.signal);
         }
@@ -59290,22 +59487,27 @@ class ServerJob {
             this.result.deployedImageId = targetId;
             if (settings.prune)
                 await this.prune([targetId, runningId]);
-            await this.history('deployed', currentImage, target);
+            await this.history('deployed', currentImage ?? '(none)', target);
             return this.finish('deployed');
         }
         const why = this.result.error ?? (this.ctx.signal.aborted ? 'cancelled during the deploy' : `${target} is not healthy`);
-        if (!settings.rollback || !runningId) {
-            await this.history('failed', currentImage, target);
-            return this.finish('failed', `${why}; ${runningId ? 'rollback is off' : 'no previous image to roll back to'}`);
+        if (!settings.rollback || !restore) {
+            await this.history('failed', currentImage ?? '(none)', target);
+            return this.finish('failed', `${why}; ${restore ? 'rollback is off' : 'no previous image to roll back to'}`);
         }
         this.progress('rolling back');
-        const restored = await this.restore(env, currentImage, runningId);
+        const restored = await this.restore(restore);
         if (restored && record)
             await this.step(restoreRollbackRecord(this.server.path)).catch(error => this.note(`rollback record not restored: ${errorText(error)}`));
-        await this.history(restored ? 'rolled-back' : 'failed', target, currentImage);
+        await this.history(restored ? 'rolled-back' : 'failed', target, restore.image);
         return restored
-            ? this.finish('rolled-back', `${why}; restored ${currentImage}, which is healthy`)
-            : this.finish('failed', `${why}; rollback to ${currentImage} did not become healthy either`);
+            ? this.finish('rolled-back', `${why}; restored ${restore.image}, which is healthy`)
+            : this.finish('failed', `${why}; rollback to ${restore.image} did not become healthy either`);
+    }
+    /** Every switched service that takes the variable has a container, all running `imageId` (nothing to restart). */
+    runsOnly(project, imageId) {
+        const services = new Set(project.containers.map(c => c.service));
+        return services.size > 0 && [...services].length === project.variableServices && project.containers.every(c => c.imageId === imageId && c.state === 'running');
     }
     /**
      * The connection broke while we held the lock: reconnect once (within connect-timeout), put a
@@ -59325,67 +59527,84 @@ class ServerJob {
         if (!this.switching)
             return this.finish('unreachable', `${lost.message}; reconnected: nothing had been changed on this server`);
         this.progress('rolling back');
-        const { env, image, imageId } = this.switching;
-        const restored = await this.restore(env, image, imageId);
-        if (restored)
+        const restore = this.switching;
+        const restored = await this.restore(restore);
+        if (restored && restore.record)
             await this.step(restoreRollbackRecord(this.server.path)).catch(error => this.note(`rollback record not restored: ${errorText(error)}`));
-        await this.history(restored ? 'rolled-back' : 'failed', this.ctx.settings.image || image, image);
-        return this.finish(restored ? 'rolled-back' : 'failed', `${lost.message}; reconnected and ${restored ? `restored ${image}, which is healthy` : `could not restore ${image}`}`);
+        await this.history(restored ? 'rolled-back' : 'failed', this.ctx.settings.image || restore.image, restore.image);
+        return this.finish(restored ? 'rolled-back' : 'failed', `${lost.message}; reconnected and ${restored ? `restored ${restore.image}, which is healthy` : `could not restore ${restore.image}`}`);
     }
     /**
      * `mode: rollback`: restore the image recorded before the last deploy. If that image is not
      * healthy, go back to the image that ran when the rollback started; the record stays as it is.
      */
     async rollbackToRecorded() {
-        const { env, currentImage, managed } = await this.preflight();
+        const project = await this.preflight();
+        const { currentImage, envImage } = project;
         this.result.previousImage = currentImage;
-        this.result.previousImageId = managed[0]?.imageId;
+        this.result.previousImageId = project.currentImageId;
         const record = await this.step(readRollbackRecord(this.server.path));
         const image = this.fact(record, 'image');
         const imageId = this.fact(record, 'image_id');
-        if (image === currentImage && managed.length > 0 && managed.every(c => c.imageId === imageId && c.state === 'running')) {
+        if (image === currentImage && (envImage ?? currentImage) === image && this.runsOnly(project, imageId)) {
             this.result.deployedImage = image;
             this.result.deployedImageId = imageId;
             this.note(`already running the recorded image ${image} (${shortId(imageId)}); nothing restarted`);
             return this.finish('unchanged');
         }
         // What runs now, read before the restore re-points any tag: what we go back to if the recorded image fails.
-        const runningId = await this.runningImageId(currentImage, managed);
+        const runningId = await this.runningImageId(project);
         this.progress('rolling back');
-        const restoredEnv = image === currentImage ? env : replaceImageVariable(env, this.server.imageVariable, image);
-        if (await this.restore(restoredEnv, image, imageId)) {
-            await this.history('deployed', currentImage, image);
+        const setImage = (envImage ?? currentImage) === image ? undefined : image;
+        if (await this.restore({ image, imageId, setImage })) {
+            await this.history('deployed', currentImage ?? '(none)', image);
             return this.finish('deployed');
         }
         const why = `${this.result.error ?? `${image} is not healthy`}; the recorded image ${image} did not become healthy`;
-        if (!this.ctx.settings.rollback || !runningId) {
-            await this.history('failed', currentImage, image);
+        if (!this.ctx.settings.rollback || !runningId || !currentImage) {
+            await this.history('failed', currentImage ?? '(none)', image);
             return this.finish('failed', `${why}; ${runningId ? `rollback is off, so ${currentImage} was not restored` : `no image ran before, so there is nothing to go back to`}`);
         }
         this.progress('going back');
-        const back = await this.restore(env, currentImage, runningId);
+        const back = await this.restore({ image: currentImage, imageId: runningId, envFix: envImage !== undefined && envImage !== currentImage });
         await this.history(back ? 'rolled-back' : 'failed', image, currentImage);
         return back
             ? this.finish('rolled-back', `${why}; went back to ${currentImage}, which ran before and is healthy; the rollback record is kept`)
             : this.finish('failed', `${why}; going back to ${currentImage}, which ran before, did not become healthy either`);
     }
-    /** The ID of the image that runs now: the managed containers', else what `.env`'s reference names ('' if nothing). */
-    async runningImageId(currentImage, managed, signal) {
-        return managed[0]?.imageId || this.fact(await this.step(inspectImage(currentImage), undefined, signal), 'image_id', '');
+    /** The ID of the image that runs now: the switched services' containers', else what the reference names ('' if nothing). */
+    async runningImageId(project, signal) {
+        if (project.currentImageId)
+            return project.currentImageId;
+        if (!project.currentImage)
+            return '';
+        return this.fact(await this.step(inspectImage(project.currentImage), undefined, signal), 'image_id', '');
     }
-    /** Puts `env` back and points `image` at `imageId` (works with the registry down), then checks health. */
-    async restore(env, image, imageId) {
+    /**
+     * Puts `.env` back as this run found it (and, when it named an image that never ran, names the one
+     * that did), points `image` at `imageId` (works with the registry down), restarts and checks health.
+     * `setImage` instead sets the image variable to that image (mode: rollback's forward step).
+     */
+    async restore(to) {
+        const variable = this.server.imageVariable;
         try {
-            await this.step(retagImage(imageId, image));
-            await this.step(writeEnvFile(this.server.path, env));
-            await this.step(composeUp(this.server.path, this.server.services));
+            await this.step(retagImage(to.imageId, to.image));
+            if (to.setImage) {
+                await this.step(setEnvVariables(this.server.path, { [variable]: to.setImage }, this.ctx.lockToken));
+            }
+            else {
+                await this.step(restoreEnvFile(this.server.path, this.ctx.lockToken));
+                if (to.envFix)
+                    await this.step(setEnvVariables(this.server.path, { [variable]: to.image }, this.ctx.lockToken));
+            }
+            await this.step(composeUp(this.server.path, this.switched, variable));
             // A cancelled run still checks the restored image, leaving it unchecked is worse, but briefly:
             // its lock must be released before the runner is killed.
             const { healthTimeout } = this.ctx.settings;
             const healthy = await this.checkHealth(undefined, this.ctx.signal.aborted ? Math.min(healthTimeout, CANCELLED_HEALTH_SECONDS) : healthTimeout);
             if (healthy) {
-                this.result.deployedImage = image;
-                this.result.deployedImageId = imageId;
+                this.result.deployedImage = to.image;
+                this.result.deployedImageId = to.imageId;
             }
             return healthy;
         }
@@ -59400,20 +59619,19 @@ class ServerJob {
     /** `mode: status`: preflight, state and one health probe in one remote command (one round trip). */
     async status() {
         const timeout = Math.min(this.ctx.settings.healthTimeout, 10);
-        const command = statusProbe(this.server.path, this.server.healthUrl, timeout, this.server.services);
+        const command = statusProbe(this.server.path, this.server.imageVariable, this.server.healthUrl, timeout, this.server.services);
         this.progress('preflight');
         const result = await this.shell.run(command, this.ctx.settings.commandTimeout + timeout + QUICK_STEP_SECONDS);
         const facts = parseFacts(result.stdout);
         if (!facts.has('stage'))
             throw this.failure({ ...command, step: 'preflight' }, result.code, result.stdout, result.stderr);
         this.note('preflight: ok');
-        const { currentImage, managed, all } = this.preflightFacts(facts);
-        this.result.previousImage = currentImage;
-        this.result.deployedImage = currentImage;
-        this.result.previousImageId = this.result.deployedImageId = managed[0]?.imageId;
+        const project = this.projectFrom(facts);
+        this.result.previousImage = this.result.deployedImage = project.currentImage;
+        this.result.previousImageId = this.result.deployedImageId = project.currentImageId;
         this.result.lastDeploy = this.fact(facts, 'last', '') || undefined;
         this.result.lockHolder = this.fact(facts, 'holder', '').trim() || undefined;
-        this.note(`containers: ${all.map(c => `${c.service} ${c.state}`).join(', ') || 'none'}`);
+        this.note(`containers: ${project.containers.map(c => `${c.service} ${c.state}`).join(', ') || 'none'}`);
         const healthy = this.healthFrom(command, result);
         return this.finish(healthy ? 'healthy' : 'unhealthy', healthy ? undefined : this.result.health);
     }
@@ -59427,8 +59645,12 @@ class ServerJob {
         const facts = parseFacts(result.stdout);
         this.result.health = `HTTP ${this.fact(facts, 'http', '?')}; ${describeContainers(this.fact(facts, 'containers', ''))}`;
         this.note(`health: ${result.code === 0 ? 'ok' : 'failed'} (${this.result.health})`);
-        if (result.code !== 0)
-            this.rememberFailure(this.failure(command, result.code, result.stdout, result.stderr));
+        if (result.code !== 0) {
+            const failure = this.failure(command, result.code, result.stdout, result.stderr);
+            if (facts.has('containers'))
+                failure.message += `; containers: ${describeContainers(this.fact(facts, 'containers'))}`;
+            this.rememberFailure(failure);
+        }
         return result.code === 0;
     }
     async prune(keep) {
@@ -59526,15 +59748,20 @@ function errorText(error) {
 function tail(text) {
     return text.trim().split('\n').slice(-OUTPUT_TAIL_LINES).join('\n');
 }
-/** `gateway:running:false:0 worker:restarting:true:3` → `gateway running, worker restarting (3 restarts)`. */
+/**
+ * The health rule's words (`service:state:exit code:restarts:policy:ok|bad`, see commands.HEALTH_RULE)
+ * for people: `openclaw-gateway running, openclaw-cli exited 0, worker restarting after 3 restarts (failing)`.
+ */
 function describeContainers(raw) {
     const words = raw.trim().split(/\s+/).filter(w => w && w !== 'none');
     if (words.length === 0)
         return 'no containers';
     return words
         .map(w => {
-        const [service, state, , restarts] = w.split(':');
-        return `${service} ${state}${restarts && restarts !== '0' ? ` (${restarts} restarts)` : ''}`;
+        const [service, state, exitCode, restarts, , verdict] = w.split(':');
+        const exited = state === 'exited' ? ` ${exitCode}` : '';
+        const restarted = restarts && restarts !== '0' ? ` after ${restarts} restart${restarts === '1' ? '' : 's'}` : '';
+        return `${service} ${state}${exited}${restarted}${verdict === 'bad' ? ' (failing)' : ''}`;
     })
         .join(', ');
 }
@@ -59668,17 +59895,6 @@ function createRunContext(settings, signal, onProgress) {
             signal: abort
         })
     };
-}
-
-;// CONCATENATED MODULE: ./src/errors.ts
-/** An error in what the user gave us (inputs or registry). Reported as is, without a stack trace. */
-class UserError extends Error {
-    problems;
-    constructor(message, problems = [message]) {
-        super(message);
-        this.problems = problems;
-        this.name = 'UserError';
-    }
 }
 
 ;// CONCATENATED MODULE: external "node:fs"

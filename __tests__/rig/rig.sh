@@ -14,6 +14,9 @@
 #                                  ARP gives up and errors the sockets); `mend` undoes it
 #   rig.sh registry stop|start     stop / start the local registry
 #   rig.sh reset NAME|all          put server(s) back on the baseline (.env, v1 running and healthy)
+#   rig.sh shape NAME upstream|simple   give the server's baseline project that shape (new .env
+#                                  secrets), then reset it: upstream OpenClaw's (the default) or one
+#                                  service on the host network
 #
 # Environment: RIG_DIR (state, default /tmp/openclaw-rig), RIG_KEEP_ON_FAIL=1 (a failed `up` leaves
 # the rig as it is for debugging instead of tearing it down), RIG_PARALLEL (servers provisioned at once).
@@ -381,8 +384,13 @@ setup_deploy_user() {
   printf '%s\n' "$home" >"$STATE/home"
 }
 
+# The project every server runs: upstream OpenClaw's shape, from the operator kit's own compose file
+# (the one setup-server.sh installs), so the rig tests what operators run.
+UPSTREAM_COMPOSE=$(dirname "$SELF")/../../scripts/deployment/server/docker-compose.yml
+# The simple shape of earlier rigs (one service on the host network, .env names the image with no
+# default), kept for tests of projects that are not upstream's: `rig.sh shape NAME simple`.
 # shellcheck disable=SC2016 # the compose file's own ${...} references
-COMPOSE_FILE_TEXT='# OpenClaw gateway (test rig)
+SIMPLE_COMPOSE_TEXT='# OpenClaw gateway (test rig, simple shape)
 services:
   gateway:
     image: ${OPENCLAW_IMAGE}
@@ -392,51 +400,102 @@ services:
       OPENCLAW_GATEWAY_TOKEN: ${OPENCLAW_GATEWAY_TOKEN}
 '
 
-# the OpenClaw-shaped compose project of one server and its baseline copies (the folders exist;
-# the caller chowns the project folder to deploy)
+# secret NAME: a fresh random credential (hex), distinct per server and per variable, so that tests
+# can look for every one of them in every output
+secret() { printf -v "$1" '%08x%08x%08x%08x' "$SRANDOM" "$SRANDOM" "$SRANDOM" "$SRANDOM"; }
+
+# write_project NAME [upstream|simple]: the compose project of one server and its baseline copies
+# (the folders exist; the caller chowns the project folder to deploy). The .env is the one upstream's
+# docker-setup.sh writes, plus the provider credentials the seed's guide has operators add by hand.
+# baseline/up-services lists what provisioning starts: docker-setup.sh starts only the gateway and
+# leaves openclaw-cli stopped.
 write_project() {
-  local name=$1 dir=$RIG_DIR/$1 proj=$RIG_DIR/$1/$PROJECT token env
-  printf -v token '%08x%08x%08x' "$SRANDOM" "$SRANDOM" "$SRANDOM"
-  env="# OpenClaw gateway settings for $name (test rig)
+  local name=$1 shape=${2:-upstream} dir=$RIG_DIR/$1 proj=$RIG_DIR/$1/$PROJECT env f
+  local token claude web cookie openai
+  secret token; secret claude; secret web; secret cookie; secret openai
+  if [[ $shape == simple ]]; then
+    env="# OpenClaw gateway settings for $name (test rig)
 OPENCLAW_IMAGE=$REGISTRY/$PROJECT:v1
 OPENCLAW_GATEWAY_TOKEN=rig-$name-$token
 OPENCLAW_LOG_LEVEL=info
 "
-  printf '%s' "$COMPOSE_FILE_TEXT" >"$dir/baseline/docker-compose.yml"
-  printf '%s' "$COMPOSE_FILE_TEXT" >"$proj/docker-compose.yml"
+    printf '%s' "$SIMPLE_COMPOSE_TEXT" >"$dir/baseline/docker-compose.yml"
+    : >"$dir/baseline/up-services"
+  else
+    # bind mounts are resolved by dockerd in this machine's mount namespace: the config lives under
+    # the server's own folder, which both namespaces see at the same path (on a real server: ~/.openclaw)
+    env="OPENCLAW_CONFIG_DIR=$dir/home/.openclaw
+OPENCLAW_WORKSPACE_DIR=$dir/home/.openclaw/workspace
+OPENCLAW_GATEWAY_PORT=$HEALTH_PORT
+OPENCLAW_BRIDGE_PORT=18790
+OPENCLAW_GATEWAY_BIND=lan
+OPENCLAW_GATEWAY_TOKEN=$token
+OPENCLAW_IMAGE=$REGISTRY/$PROJECT:v1
+OPENCLAW_EXTRA_MOUNTS=
+OPENCLAW_HOME_VOLUME=
+OPENCLAW_DOCKER_APT_PACKAGES=
+# provider credentials, added by hand as the seed's guide says (test rig: random values)
+CLAUDE_AI_SESSION_KEY=sk-ant-sid01-$claude
+CLAUDE_WEB_SESSION_KEY=sk-ant-sid02-$web
+CLAUDE_WEB_COOKIE=sessionKey=$cookie
+OPENAI_API_KEY=sk-proj-$openai
+"
+    cp "$UPSTREAM_COMPOSE" "$dir/baseline/docker-compose.yml"
+    printf 'openclaw-gateway\n' >"$dir/baseline/up-services"
+    mkdir -p "$dir/home/.openclaw/workspace"
+  fi
   printf '%s' "$env" >"$dir/baseline/.env"
-  printf '%s' "$env" >"$proj/.env"
+  for f in docker-compose.yml .env; do cp "$dir/baseline/$f" "$proj/$f"; done
 }
 
-build_images() { # on s1's daemon: FROM scratch + static busybox; push v1, v2, broken
+# The images every test deploys, shaped like upstream's (WORKDIR /app, user node = uid 1000, `node`
+# on the PATH running dist/index.js), made of static busybox: `node` is a shell and dist/index.js a
+# stand-in script (rig/openclaw-standin.sh). v1 and v2 are healthy (/health answers "v1" / "v2"),
+# broken starts but has no /health (404), crash exits at start-up (a restart loop).
+RIG_IMAGES="v1 v2 broken crash"
+build_images() { # on s1's daemon; pushes every image of RIG_IMAGES
   local ctx=$RIG_DIR/images a v
   rm -rf "$ctx"
-  mkdir -p "$ctx/rootfs/bin" "$ctx/www-v1" "$ctx/www-v2" "$ctx/www-broken"
+  mkdir -p "$ctx/rootfs/bin" "$ctx/rootfs/usr/local/bin" "$ctx/rootfs/etc" "$ctx/rootfs/tmp" "$ctx/home"
   cp /bin/busybox "$ctx/rootfs/bin/busybox"
   for a in $(/bin/busybox --list); do
     [[ $a == busybox ]] || ln -s busybox "$ctx/rootfs/bin/$a"
   done
-  printf 'v1' >"$ctx/www-v1/health"
-  printf 'v2' >"$ctx/www-v2/health"
-  printf 'OpenClaw (broken build): no /health here\n' >"$ctx/www-broken/index.html"
+  printf '#!/bin/sh\n# node stand-in: runs the script it is given, as node would run dist/index.js\nexec /bin/sh "$@"\n' \
+    >"$ctx/rootfs/usr/local/bin/node"
+  chmod 755 "$ctx/rootfs/usr/local/bin/node"
+  printf 'root:x:0:0:root:/root:/bin/sh\nnode:x:1000:1000:node:/home/node:/bin/sh\n' >"$ctx/rootfs/etc/passwd"
+  printf 'root:x:0:\nnode:x:1000:\n' >"$ctx/rootfs/etc/group"
+  chmod 1777 "$ctx/rootfs/tmp"
+  for v in $RIG_IMAGES; do
+    mkdir -p "$ctx/app-$v/dist" "$ctx/app-$v/www"
+    cp "$(dirname "$SELF")/openclaw-standin.sh" "$ctx/app-$v/dist/index.js"
+    printf '%s\n' "$v" >"$ctx/app-$v/VERSION"
+    case $v in
+      broken) printf 'OpenClaw (broken build): no /health here\n' >"$ctx/app-$v/www/index.html" ;;
+      *) printf '%s' "$v" >"$ctx/app-$v/www/health" ;;
+    esac
+  done
   cat >"$ctx/Dockerfile" <<'EOF'
 FROM scratch
 COPY rootfs/ /
+COPY --chown=1000:1000 home/ /home/node/
 ARG VERSION
-COPY www-${VERSION}/ /www/
+COPY app-${VERSION}/ /app/
 LABEL org.opencontainers.image.title="openclaw-rig" org.opencontainers.image.version="${VERSION}"
-ENV PATH=/bin
-STOPSIGNAL SIGTERM
-ENTRYPOINT ["/bin/sh", "-c", "trap 'exit 0' TERM INT; busybox httpd -f -p 18789 -h /www & wait"]
+ENV PATH=/usr/local/bin:/bin HOME=/home/node
+WORKDIR /app
+USER 1000:1000
+CMD ["node", "dist/index.js"]
 EOF
   local blog=$ctx/build.log pids=()
-  for v in v1 v2 broken; do
+  for v in $RIG_IMAGES; do
     sdocker s1 build -q --build-arg "VERSION=$v" -t "$REGISTRY/$PROJECT:$v" "$ctx" >>"$blog" 2>&1 || {
       cat "$blog" >&2
       die "docker build of $v failed"
     }
   done
-  for v in v1 v2 broken; do
+  for v in $RIG_IMAGES; do
     sdocker s1 push -q "$REGISTRY/$PROJECT:$v" >>"$blog" 2>&1 &
     pids+=($!)
   done
@@ -445,7 +504,7 @@ EOF
   done
   local tags
   tags=$(curl -fsS --max-time 5 "http://$REGISTRY/v2/$PROJECT/tags/list")
-  for v in v1 v2 broken; do
+  for v in $RIG_IMAGES; do
     [[ $tags == *"\"$v\""* ]] || die "image $v not in the registry: $tags"
   done
 }
@@ -459,7 +518,9 @@ cmd__provision() {
     tail -n 20 "$(sdir "$name")/dockerd.log" >&2 || true
     die "$name: dockerd did not come up"
   }
-  (cd "$proj" && sdocker "$name" compose up -d --quiet-pull >"$(sdir "$name")/compose.log" 2>&1) || {
+  local up=()
+  mapfile -t up <"$(sdir "$name")/baseline/up-services"
+  (cd "$proj" && sdocker "$name" compose up -d --quiet-pull "${up[@]}" >"$(sdir "$name")/compose.log" 2>&1) || {
     cat "$(sdir "$name")/compose.log" >&2 || true
     die "$name: docker compose up failed"
   }
@@ -493,8 +554,8 @@ write_fleet() {
     printf '  "registry": "%s",\n' "$REGISTRY"
     printf '  "docker": %s,\n' "$docker"
     if [[ $docker == true ]]; then
-      printf '  "images": { "v1": "%s", "v2": "%s", "broken": "%s" },\n' \
-        "$REGISTRY/$PROJECT:v1" "$REGISTRY/$PROJECT:v2" "$REGISTRY/$PROJECT:broken"
+      printf '  "images": { "v1": "%s", "v2": "%s", "broken": "%s", "crash": "%s" },\n' \
+        "$REGISTRY/$PROJECT:v1" "$REGISTRY/$PROJECT:v2" "$REGISTRY/$PROJECT:broken" "$REGISTRY/$PROJECT:crash"
     else
       printf '  "images": {},\n'
     fi
@@ -886,20 +947,23 @@ cmd__reset() {
   fi
   # the project folder: only the baseline files, with their original bytes
   find "$proj" -mindepth 1 -maxdepth 1 ! -name docker-compose.yml ! -name .env -exec rm -rf {} +
+  rm -f "$proj/.env" # a test may have made it a link
   cp "$dir/baseline/docker-compose.yml" "$dir/baseline/.env" "$proj/"
   chown -R "$DEPLOY_USER:" "$proj"
   cp "$dir/baseline/authorized_keys" "$dir/authorized_keys"
   rm -rf "$dir/home/.openclaw-deploy"
   if has_docker; then
     wait_until 60 "$name's docker daemon" docker_ping "$(sock_of "$name")" || die "$name: dockerd not answering"
-    if ! (cd "$proj" && sdocker "$name" compose up -d --remove-orphans --quiet-pull >"$dir/compose.log" 2>&1); then
+    local up=()
+    mapfile -t up <"$dir/baseline/up-services"
+    if ! (cd "$proj" && sdocker "$name" compose up -d --remove-orphans --quiet-pull "${up[@]}" >"$dir/compose.log" 2>&1); then
       cat "$dir/compose.log" >&2
       die "$name: docker compose up failed"
     fi
     wait_until 60 "$name's health (v1)" health_is "$name" v1 || die "$name: not healthy after reset"
     # other containers and image tags a test left behind
     local ids keep
-    keep=$(cd "$proj" && sdocker "$name" compose ps -q 2>/dev/null | sort)
+    keep=$(cd "$proj" && sdocker "$name" compose ps -q "${up[@]}" 2>/dev/null | sort)
     ids=$(sdocker "$name" ps -aq --no-trunc | sort)
     for f in $ids; do
       grep -q "^${f:0:12}" <<<"$keep" || sdocker "$name" rm -f "$f" >/dev/null 2>&1 || true
@@ -925,8 +989,18 @@ cmd_reset() {
   fi
 }
 
+cmd_shape() { # shape NAME upstream|simple: the server's baseline project becomes that shape, then reset
+  need_root
+  local name=${1:-} shape=${2:-}
+  [[ -n $name && ($shape == upstream || $shape == simple) ]] || die "usage: rig.sh shape NAME upstream|simple"
+  [[ -f $RIG_DIR/fleet.json ]] || die "the rig is not up"
+  known_server "$name"
+  write_project "$name" "$shape"
+  cmd__reset "$name"
+}
+
 usage() {
-  sed -n '2,19p' "$SELF" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,22p' "$SELF" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -944,6 +1018,7 @@ main() {
     blackhole) cmd_link blackhole "$@" ;;
     registry) cmd_registry "$@" ;;
     reset) cmd_reset "$@" ;;
+    shape) cmd_shape "$@" ;;
     _provision) cmd__provision "$@" ;;
     _reset) cmd__reset "$@" ;;
     -h | --help | help | "") usage ;;

@@ -60,10 +60,19 @@ class FakeServer implements RemoteShell {
   }
 }
 
+/** Preflight's line for the gateway service: its image comes from OPENCLAW_IMAGE, it restarts. */
+const GATEWAY = 'service=gateway|yes|unless-stopped\n'
+/** The values a write-env step carries on stdin (NAME BASE64 SHA256 lines, then `end`). */
+function written(command: RemoteCommand): Record<string, string> {
+  const lines = command.stdin!.trim().split('\n')
+  expect(lines.at(-1)).toBe('end')
+  return Object.fromEntries(lines.slice(0, -1).map(l => [l.split(' ')[0], Buffer.from(l.split(' ')[1]!, 'base64').toString()]))
+}
+
 const DEFAULT_REPLIES: Record<string, Reply> = {
-  preflight: { stdout: `compose=docker-compose.yml\nenv=${Buffer.from(`# tenant\nOPENCLAW_IMAGE=${OLD}\nTOKEN=x`).toString('base64')}\ncontainer=gateway|${OLD}|sha256:old|running` },
+  preflight: { stdout: `compose=docker-compose.yml\n${GATEWAY}image_var=${OLD}\ncontainer=gateway|${OLD}|sha256:old|running` },
   pull: { stdout: 'image_id=sha256:new' },
-  health: { stdout: 'health=ok\nhttp=200\ncontainers=gateway:running:false:0' }
+  health: { stdout: 'health=ok\nhttp=200\ncontainers=gateway:running:0:0:unless-stopped:ok' }
 }
 
 function context(s: Settings, fakes: Record<string, FakeServer | Error>, abort = new AbortController()): RunContext {
@@ -88,15 +97,16 @@ describe('one server', () => {
     const result = await runServer(server('a'), context(settings(), { a: fake }))
     expect(result.status).toBe('deployed')
     expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'record', 'write-env', 'up', 'health', 'prune', 'history', 'unlock'])
-    const written = Buffer.from(fake.ran.find(c => c.step === 'write-env')!.stdin!, 'base64').toString()
-    expect(written).toBe(`# tenant\nOPENCLAW_IMAGE=${NEW}\nTOKEN=x`)
+    // only the variable's name and new value travel: .env is read and changed on the server
+    expect(written(fake.ran.find(c => c.step === 'write-env')!)).toEqual({ OPENCLAW_IMAGE: NEW })
+    expect(fake.ran.find(c => c.step === 'up')!.args).toEqual(['/srv/a', 'OPENCLAW_IMAGE', 'gateway'])
     expect(result).toMatchObject({ previousImage: OLD, deployedImage: NEW, previousImageId: 'sha256:old', deployedImageId: 'sha256:new', health: 'HTTP 200; gateway running' })
     // prune may only remove what this deployment noted, and keeps the new and the rollback image
     expect(fake.ran.find(c => c.step === 'record')!.args.slice(-3)).toEqual([OLD, 'sha256:old', 'sha256:new'])
     expect(fake.ran.find(c => c.step === 'prune')!.args).toEqual(['/srv/a/.openclaw-deploy', 'openclaw-rollback:srv_a', 'sha256:new', 'sha256:old'])
   })
 
-  it('rolls back to the recorded image and the original .env bytes when the new image is unhealthy', async () => {
+  it('rolls back to the recorded image and the .env this run found when the new image is unhealthy', async () => {
     let healthChecks = 0
     const fake = new FakeServer({
       health: () => (++healthChecks === 1 ? { code: 5, stdout: 'health=failed\nhttp=500\nerror=not healthy within 60s' } : { stdout: 'health=ok\nhttp=200' })
@@ -104,9 +114,9 @@ describe('one server', () => {
     const result = await runServer(server('a'), context(settings(), { a: fake }))
     expect(result.status).toBe('rolled-back')
     expect(result.error).toMatch(/not healthy within 60s.*restored reg.test\/openclaw:v1/)
-    expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'record', 'write-env', 'up', 'health', 'retag', 'write-env', 'up', 'health', 'unrecord', 'history', 'unlock'])
-    const envWrites = fake.ran.filter(c => c.step === 'write-env').map(c => Buffer.from(c.stdin!, 'base64').toString())
-    expect(envWrites[1]).toBe(`# tenant\nOPENCLAW_IMAGE=${OLD}\nTOKEN=x`)
+    expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'record', 'write-env', 'up', 'health', 'retag', 'restore-env', 'up', 'health', 'unrecord', 'history', 'unlock'])
+    // the server puts back its own copy of the .env this run replaced (the run is named by its lock token)
+    expect(fake.ran.find(c => c.step === 'restore-env')!.args).toEqual(['/srv/a', '/srv/a/.openclaw-deploy', 'abc'])
     expect(fake.ran.find(c => c.step === 'retag')!.args).toEqual(['sha256:old', OLD])
     expect(result.deployedImage).toBe(OLD)
   })
@@ -162,7 +172,7 @@ describe('one server', () => {
 
   it('keeps the gateway image for rollback when the registry lists other services too', async () => {
     const fake = new FakeServer({
-      preflight: { stdout: `env=${Buffer.from(`OPENCLAW_IMAGE=${OLD}\n`).toString('base64')}\ncontainer=caddy|caddy:2|sha256:caddy|running\ncontainer=gateway|${OLD}|sha256:old|running` }
+      preflight: { stdout: `service=caddy|no|always\n${GATEWAY}image_var=${OLD}\ncontainer=caddy|caddy:2|sha256:caddy|running\ncontainer=gateway|${OLD}|sha256:old|running` }
     })
     const result = await runServer({ ...server('a'), services: ['caddy', 'gateway'] }, context(settings(), { a: fake }))
     expect(result.status).toBe('deployed')
@@ -171,7 +181,7 @@ describe('one server', () => {
 
   it('judges health on the gateway service, not on a one-shot container beside it', async () => {
     const fake = new FakeServer({
-      preflight: { stdout: `env=${Buffer.from(`OPENCLAW_IMAGE=${OLD}\n`).toString('base64')}\ncontainer=init|busybox|sha256:b|exited\ncontainer=gateway|${OLD}|sha256:old|running` }
+      preflight: { stdout: `${GATEWAY}image_var=${OLD}\ncontainer=init|busybox|sha256:b|exited\ncontainer=gateway|${OLD}|sha256:old|running` }
     })
     await runServer(server('a'), context(settings(), { a: fake }))
     expect(fake.ran.find(c => c.step === 'health')!.args.slice(4)).toEqual(['gateway'])
@@ -179,7 +189,7 @@ describe('one server', () => {
 
   it('redeploying the image that runs (its container had stopped) keeps the earlier rollback record', async () => {
     const fake = new FakeServer({
-      preflight: { stdout: `env=${Buffer.from(`OPENCLAW_IMAGE=${NEW}\n`).toString('base64')}\ncontainer=gateway|${NEW}|sha256:new|exited` }
+      preflight: { stdout: `${GATEWAY}image_var=${NEW}\ncontainer=gateway|${NEW}|sha256:new|exited` }
     })
     const result = await runServer(server('a'), context(settings(), { a: fake }))
     expect(result.status).toBe('deployed')
@@ -187,7 +197,7 @@ describe('one server', () => {
   })
 
   it('reads the running image before pulling, so a moving tag cannot make the new image the rollback target', async () => {
-    const fake = new FakeServer({ preflight: { stdout: `env=${Buffer.from(`OPENCLAW_IMAGE=${OLD}\n`).toString('base64')}` }, inspect: { stdout: 'image_id=sha256:old' } })
+    const fake = new FakeServer({ preflight: { stdout: `${GATEWAY}image_var=${OLD}` }, inspect: { stdout: 'image_id=sha256:old' } })
     await runServer(server('a'), context(settings({ image: '' }), { a: fake }))
     expect(fake.steps().slice(0, 4)).toEqual(['lock', 'preflight', 'inspect', 'pull'])
     expect(fake.ran.find(c => c.step === 'record')!.args.at(-2)).toBe('sha256:old')
@@ -213,7 +223,7 @@ describe('one server', () => {
     let healthChecks = 0
     const fake = new FakeServer({ health: () => (++healthChecks === 1 ? { code: 5, stdout: 'http=500' } : { stdout: 'health=ok\nhttp=200' }) })
     await runServer(server('a'), context(settings({ 'command-timeout': '50' }), { a: fake }))
-    expect(fake.ran.filter(c => c.exclusive).map(c => c.step)).toEqual(['record', 'write-env', 'up', 'retag', 'write-env', 'up', 'unrecord'])
+    expect(fake.ran.filter(c => c.exclusive).map(c => c.step)).toEqual(['record', 'write-env', 'up', 'retag', 'restore-env', 'up', 'unrecord'])
     expect(fake.ran.find(c => c.step === 'up')!.exclusive).toEqual({ state: '/srv/a/.openclaw-deploy', seconds: 50 })
   })
 
@@ -260,11 +270,31 @@ describe('one server', () => {
     expect(fake.ran[0]!.args[0]).toBe('/srv/a')
   })
 
-  it('names the variable when .env lacks it', async () => {
-    const fake = new FakeServer({ preflight: { stdout: `env=${Buffer.from('OTHER=1\n').toString('base64')}` } })
+  it('adds the variable when .env lacks it and the compose default ran; a rollback restores the file as it was', async () => {
+    let checks = 0
+    const fake = new FakeServer({
+      preflight: { stdout: `${GATEWAY}container=gateway|openclaw:local|sha256:old|running` },
+      health: () => (++checks === 1 ? { code: 5, stdout: 'http=500\nerror=bad' } : { stdout: 'health=ok\nhttp=200' })
+    })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result).toMatchObject({ status: 'rolled-back', previousImage: 'openclaw:local', deployedImage: 'openclaw:local' })
+    expect(written(fake.ran.find(c => c.step === 'write-env')!)).toEqual({ OPENCLAW_IMAGE: NEW })
+    expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'record', 'write-env', 'up', 'health', 'retag', 'restore-env', 'up', 'health', 'unrecord', 'history', 'unlock'])
+  })
+
+  it('refuses a compose file that does not take the image from the variable, before anything changes', async () => {
+    const fake = new FakeServer({ preflight: { stdout: `compose=compose.yaml\nservice=gateway|no|unless-stopped\nimage_var=${OLD}\ncontainer=gateway|${OLD}|sha256:old|running` } })
     const result = await runServer(server('a'), context(settings(), { a: fake }))
     expect(result.status).toBe('failed')
-    expect(result.error).toMatch(/\/srv\/a\/.env has no OPENCLAW_IMAGE= line/)
+    expect(result.error).toMatch(/^\/srv\/a\/compose.yaml takes no service's image from \$\{OPENCLAW_IMAGE\}.*Nothing was changed\.$/)
+    expect(fake.steps()).toEqual(['lock', 'preflight', 'unlock'])
+  })
+
+  it('names the variable when there is no image to deploy', async () => {
+    const fake = new FakeServer({ preflight: { stdout: GATEWAY } })
+    const result = await runServer(server('a'), context(settings({ image: '' }), { a: fake }))
+    expect(result.status).toBe('failed')
+    expect(result.error).toMatch(/the input "image" is empty and \/srv\/a\/.env has no OPENCLAW_IMAGE= line/)
     expect(fake.steps()).toEqual(['lock', 'preflight', 'unlock'])
   })
 
@@ -289,7 +319,7 @@ describe('one server', () => {
     const result = await runServer(server('a'), context(settings(), { a: fake }))
     expect(result.status).toBe('rolled-back')
     expect(result.error).toMatch(/connection closed; reconnected and restored reg.test\/openclaw:v1/)
-    expect(fake.steps().slice(-7)).toEqual(['retag', 'write-env', 'up', 'health', 'unrecord', 'history', 'unlock'])
+    expect(fake.steps().slice(-7)).toEqual(['retag', 'restore-env', 'up', 'health', 'unrecord', 'history', 'unlock'])
   })
 
   it('is unreachable, not hung, when the server stays cut off', async () => {
@@ -337,20 +367,23 @@ describe('the rollback tag', () => {
 })
 
 it('describes container states for people', () => {
-  expect(describeContainers('gateway:running:false:0 worker:restarting:true:3 ')).toBe('gateway running, worker restarting (3 restarts)')
+  expect(describeContainers('openclaw-gateway:running:0:0:unless-stopped:ok openclaw-cli:exited:0:0:no:ok ')).toBe('openclaw-gateway running, openclaw-cli exited 0')
+  expect(describeContainers('gateway:running:0:0:always:ok worker:restarting:1:3:always:bad job:exited:2:0:no:bad')).toBe(
+    'gateway running, worker restarting after 3 restarts (failing), job exited 2 (failing)'
+  )
   expect(describeContainers('none')).toBe('no containers')
 })
 
 describe('mode: rollback and mode: status', () => {
   const record = { stdout: `image=${OLD}\nimage_id=sha256:old\ntag=openclaw-rollback:srv_a` }
-  const onNew = { stdout: `env=${Buffer.from(`OPENCLAW_IMAGE=${NEW}\n`).toString('base64')}\ncontainer=gateway|${NEW}|sha256:new|running` }
+  const onNew = { stdout: `${GATEWAY}image_var=${NEW}\ncontainer=gateway|${NEW}|sha256:new|running` }
 
   it('restores the recorded image without pulling, and reports it like a deploy', async () => {
     const fake = new FakeServer({ preflight: onNew, 'read-rollback': record })
     const result = await runServer(server('a'), context(settings({ mode: 'rollback', image: '' }), { a: fake }))
     expect(result).toMatchObject({ status: 'deployed', previousImage: NEW, deployedImage: OLD })
     expect(fake.steps()).toEqual(['lock', 'preflight', 'read-rollback', 'retag', 'write-env', 'up', 'health', 'history', 'unlock'])
-    expect(Buffer.from(fake.ran.find(c => c.step === 'write-env')!.stdin!, 'base64').toString()).toBe(`OPENCLAW_IMAGE=${OLD}\n`)
+    expect(written(fake.ran.find(c => c.step === 'write-env')!)).toEqual({ OPENCLAW_IMAGE: OLD })
   })
 
   it('works with a record written by an earlier version, whose tag had no hash: it restores by image ID', async () => {
@@ -375,17 +408,16 @@ describe('mode: rollback and mode: status', () => {
         `health failed: not healthy within 60s: http://127.0.0.1:18789/health answered HTTP 404; the recorded image ${OLD} did not become healthy; ` +
           `went back to ${NEW}, which ran before and is healthy; the rollback record is kept`
       )
-      expect(fake.steps()).toEqual(['lock', 'preflight', 'read-rollback', 'retag', 'write-env', 'up', 'health', 'retag', 'write-env', 'up', 'health', 'history', 'unlock'])
+      expect(fake.steps()).toEqual(['lock', 'preflight', 'read-rollback', 'retag', 'write-env', 'up', 'health', 'retag', 'restore-env', 'up', 'health', 'history', 'unlock'])
       expect(fake.ran.filter(c => c.step === 'retag').map(c => c.args)).toEqual([
         ['sha256:old', OLD],
         ['sha256:new', NEW]
       ])
-      // .env ends with the bytes it had
-      expect(Buffer.from(fake.ran.filter(c => c.step === 'write-env')[1]!.stdin!, 'base64').toString()).toBe(`OPENCLAW_IMAGE=${NEW}\n`)
+      // .env ends with the bytes it had: the server restores the copy it kept of it
     })
 
     it('reads what runs before re-pointing any tag, when no container of the project runs', async () => {
-      const stopped = { stdout: `env=${Buffer.from(`OPENCLAW_IMAGE=${NEW}\n`).toString('base64')}` }
+      const stopped = { stdout: `${GATEWAY}image_var=${NEW}` }
       const fake = new FakeServer({ preflight: stopped, 'read-rollback': record, inspect: { stdout: 'image_id=sha256:new' }, health: unhealthyFirst() })
       const result = await runServer(server('a'), context(settings({ mode: 'rollback', image: '' }), { a: fake }))
       expect(result.status).toBe('rolled-back')
@@ -421,11 +453,11 @@ describe('mode: rollback and mode: status', () => {
     expect(fake.steps()).toEqual(['lock', 'preflight', 'read-rollback', 'unlock'])
   })
 
-  const preflightOut = `compose=docker-compose.yml\nenv=${Buffer.from(`OPENCLAW_IMAGE=${OLD}\n`).toString('base64')}\ncontainer=gateway|${OLD}|sha256:old|running`
+  const preflightOut = `compose=docker-compose.yml\n${GATEWAY}image_var=${OLD}\ncontainer=gateway|${OLD}|sha256:old|running`
   const stateOut = 'last=2026-11-26T10:00:00Z\tdeployed\ta -> b\nholder=run 5 by bob '
 
   it('status reads and changes nothing, and takes no lock: one command, one round trip', async () => {
-    const fake = new FakeServer({ status: { stdout: `${preflightOut}\n${stateOut}\nstage=health\nhealth=ok\nhttp=200\ncontainers=gateway:running:false:0` } })
+    const fake = new FakeServer({ status: { stdout: `${preflightOut}\n${stateOut}\nstage=health\nhealth=ok\nhttp=200\ncontainers=gateway:running:0:0:unless-stopped:ok` } })
     const result = await runServer(server('a'), context(settings({ mode: 'status', image: '' }), { a: fake }))
     expect(result).toMatchObject({ status: 'healthy', deployedImage: OLD, lockHolder: 'run 5 by bob', lastDeploy: '2026-11-26T10:00:00Z\tdeployed\ta -> b' })
     expect(fake.steps()).toEqual(['status'])
@@ -438,7 +470,7 @@ describe('mode: rollback and mode: status', () => {
       failedStep: 'preflight',
       error: 'preflight failed: no .env in /srv/a'
     })
-    const sick = new FakeServer({ status: { code: 5, stdout: `${preflightOut}\n${stateOut}\nstage=health\nhealth=failed\nhttp=500\ncontainers=gateway:running:false:0\nerror=not healthy within 10s` } })
+    const sick = new FakeServer({ status: { code: 5, stdout: `${preflightOut}\n${stateOut}\nstage=health\nhealth=failed\nhttp=500\ncontainers=gateway:running:0:0:unless-stopped:ok\nerror=not healthy within 10s` } })
     expect(await runServer(server('a'), context(settings({ mode: 'status', image: '' }), { a: sick }))).toMatchObject({ status: 'unhealthy', deployedImage: OLD })
   })
 })
@@ -483,7 +515,7 @@ describe('a cancelled run (SIGINT/SIGTERM)', () => {
     const result = await runServer(server('a'), context(settings({ 'health-timeout': '120' }), { a: fake }, abort))
     expect(result.status).toBe('rolled-back')
     expect(result.error).toBe('cancelled during the deploy; restored reg.test/openclaw:v1, which is healthy')
-    expect(fake.steps().slice(-8)).toEqual(['health', 'retag', 'write-env', 'up', 'health', 'unrecord', 'history', 'unlock'])
+    expect(fake.steps().slice(-8)).toEqual(['health', 'retag', 'restore-env', 'up', 'health', 'unrecord', 'history', 'unlock'])
     const [first, restored] = fake.ran.filter(c => c.step === 'health')
     expect(first!.args[2]).toBe('120')
     expect(restored!.args[2]).toBe('4')

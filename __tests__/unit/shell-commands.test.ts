@@ -48,20 +48,21 @@ describe('remote commands', () => {
   const builders: Array<[string, (v: string, w: string) => commands.RemoteCommand]> = [
     ['takeLock', (v, w) => commands.takeLock(v, w, 30)],
     ['releaseLock', (v, w) => commands.releaseLock(v, w)],
-    ['preflight', v => commands.preflight(v)],
+    ['preflight', (v, w) => commands.preflight(v, w)],
     ['pullImage', v => commands.pullImage(v)],
     ['inspectImage', v => commands.inspectImage(v)],
     ['recordRollback', (v, w) => commands.recordRollback(v, w, { image: w, imageId: v }, w)],
     ['readRollbackRecord', v => commands.readRollbackRecord(v)],
     ['restoreRollbackRecord', v => commands.restoreRollbackRecord(v)],
     ['retagImage', (v, w) => commands.retagImage(v, w)],
-    ['writeEnvFile', v => commands.writeEnvFile(v, Buffer.from('A=1\n'))],
-    ['composeUp', (v, w) => commands.composeUp(v, [w, v])],
+    ['setEnvVariables', (v, w) => commands.setEnvVariables(v, { OPENCLAW_IMAGE: w }, v)],
+    ['restoreEnvFile', (v, w) => commands.restoreEnvFile(v, w)],
+    ['composeUp', (v, w) => commands.composeUp(v, [w, v], 'OPENCLAW_IMAGE')],
     ['healthCheck', (v, w) => commands.healthCheck(v, w, 60, [w])],
     ['pruneImages', (v, w) => commands.pruneImages(v, w, [w, v])],
     ['appendHistory', (v, w) => commands.appendHistory(v, w)],
     ['readState', v => commands.readState(v)],
-    ['statusProbe', (v, w) => commands.statusProbe(v, w, 10, [w, v])]
+    ['statusProbe', (v, w) => commands.statusProbe(v, 'OPENCLAW_IMAGE', w, 10, [w, v])]
   ]
   const leasedScript = (v: string, w: string) => bashWords(commands.renderCommand(commands.withLease(v, w, commands.pullImage(v)), 1))[6]!
 
@@ -80,9 +81,9 @@ describe('remote commands', () => {
   it('a step under the lock renews the lease first: the values still arrive untouched, after the lease arguments', () => {
     fc.assert(
       fc.property(hostile, hostile, (v, w) => {
-        const inner = commands.composeUp(v, [w])
+        const inner = commands.composeUp(v, [w], 'OPENCLAW_IMAGE')
         const words = bashWords(commands.renderCommand(commands.withLease(w, v, inner), 42))
-        const constant = bashWords(commands.renderCommand(commands.withLease('x', 'y', commands.composeUp('x', ['y'])), 42))[6]
+        const constant = bashWords(commands.renderCommand(commands.withLease('x', 'y', commands.composeUp('x', ['y'], 'OPENCLAW_IMAGE')), 42))[6]
         expect(words).toEqual(['timeout', '-k', '5', '42', 'bash', '-c', constant, 'openclaw-up', commands.stateDir(w), v, String(42 + 5 + 30), ...inner.args])
       }),
       { numRuns: 60 }
@@ -92,10 +93,10 @@ describe('remote commands', () => {
   it('a step that switches the server also waits for the switch lock: the values still arrive untouched', () => {
     fc.assert(
       fc.property(hostile, hostile, (v, w) => {
-        const inner = commands.writeEnvFile(v, Buffer.from(w))
+        const inner = commands.setEnvVariables(v, { OPENCLAW_IMAGE: w }, v)
         const render = (c: commands.RemoteCommand) => bashWords(commands.renderCommand(commands.withLease(w, v, commands.exclusive(w, c, 7)), 20))
         const words = render(inner)
-        expect(words).toEqual(['timeout', '-k', '5', '20', 'bash', '-c', render(commands.writeEnvFile('x', Buffer.from('')))[6], 'openclaw-write-env', commands.stateDir(w), v, '55', commands.stateDir(w), '13', '7', ...inner.args])
+        expect(words).toEqual(['timeout', '-k', '5', '20', 'bash', '-c', render(commands.setEnvVariables('x', { OPENCLAW_IMAGE: '' }, 'x'))[6], 'openclaw-write-env', commands.stateDir(w), v, '55', commands.stateDir(w), '13', '7', ...inner.args])
       }),
       { numRuns: 60 }
     )
@@ -149,15 +150,46 @@ describe('what the scripts do', () => {
   })
 
   describe('writing .env', () => {
+    const setImage = (project: string) => commands.setEnvVariables(project, { OPENCLAW_IMAGE: 'reg.test/openclaw:v2' }, 'run-1')
     const next = 'OPENCLAW_IMAGE=reg.test/openclaw:v2\nTOKEN=x\n'
+    /** A project folder with the state folder the lock step makes. */
+    function project(root = tempDir('openclaw-env-')): string {
+      mkdirSync(join(root, '.openclaw-deploy'), { recursive: true })
+      return root
+    }
 
-    it('replaces a regular .env, keeping its mode and leaving no temporary file', () => {
-      const dir = tempDir('openclaw-env-')
+    it('replaces a regular .env, keeping its mode and leaving no temporary file; restore puts it back', () => {
+      const dir = project()
       writeFileSync(join(dir, '.env'), 'OPENCLAW_IMAGE=reg.test/openclaw:v1\nTOKEN=x\n', { mode: 0o600 })
-      expect(runLocally(commands.writeEnvFile(dir, Buffer.from(next))).code).toBe(0)
+      expect(runLocally(setImage(dir))).toMatchObject({ code: 0, stdout: 'written=OPENCLAW_IMAGE\n' })
       expect(readFileSync(join(dir, '.env'), 'utf8')).toBe(next)
       expect(statSync(join(dir, '.env')).mode & 0o777).toBe(0o600)
-      expect(readdirSync(dir)).toEqual(['.env'])
+      expect(readdirSync(dir).sort()).toEqual(['.env', '.openclaw-deploy'])
+      expect(statSync(join(dir, '.openclaw-deploy', 'env.before')).mode & 0o777).toBe(0o600)
+      // another run's restore does nothing; this run's puts the file back and only once
+      expect(runLocally(commands.restoreEnvFile(dir, 'run-2')).stdout).toBe('restored=none\n')
+      expect(runLocally(commands.restoreEnvFile(dir, 'run-1')).stdout).toBe('restored=yes\n')
+      expect(readFileSync(join(dir, '.env'), 'utf8')).toBe('OPENCLAW_IMAGE=reg.test/openclaw:v1\nTOKEN=x\n')
+      expect(runLocally(commands.restoreEnvFile(dir, 'run-1')).stdout).toBe('restored=none\n')
+    })
+
+    it('writes nothing when the value is already there', () => {
+      const dir = project()
+      writeFileSync(join(dir, '.env'), next)
+      expect(runLocally(setImage(dir))).toMatchObject({ code: 0, stdout: 'written=none\n' })
+      expect(existsSync(join(dir, '.openclaw-deploy', 'env.before'))).toBe(false)
+    })
+
+    it('refuses values that did not arrive whole, and changes nothing', () => {
+      const dir = project()
+      writeFileSync(join(dir, '.env'), 'OPENCLAW_IMAGE=reg.test/openclaw:v1\n')
+      const command = setImage(dir)
+      for (const stdin of [command.stdin!.replace(/\nend\n$/, '\n'), command.stdin!.slice(0, 30), command.stdin!.replace(/ [0-9a-f]{64}/, ` ${'0'.repeat(64)}`)]) {
+        const refused = runLocally({ ...command, stdin })
+        expect(refused.code).toBe(3)
+        expect(refused.facts.get('error')?.[0]).toMatch(/did not arrive whole/)
+        expect(readFileSync(join(dir, '.env'), 'utf8')).toBe('OPENCLAW_IMAGE=reg.test/openclaw:v1\n')
+      }
     })
 
     it.each([
@@ -166,34 +198,37 @@ describe('what the scripts do', () => {
       ['a link to a link', '../secrets/current.env']
     ])('through %s writes the file it leads to, in that folder, and keeps the link', (_kind, link) => {
       const root = tempDir('openclaw-env-')
-      const project = join(root, 'openclaw-prd')
+      const dir = project(join(root, 'openclaw-prd'))
       const secrets = join(root, 'secrets')
-      mkdirSync(project)
       mkdirSync(secrets, { mode: 0o700 })
       const target = join(secrets, 'tenant.env')
       writeFileSync(target, 'OPENCLAW_IMAGE=reg.test/openclaw:v1\nTOKEN=x\n', { mode: 0o640 })
       symlinkSync('tenant.env', join(secrets, 'current.env'))
       const linkText = link === 'ABSOLUTE' ? target : link
-      symlinkSync(linkText, join(project, '.env'))
+      symlinkSync(linkText, join(dir, '.env'))
 
-      const written = runLocally(commands.writeEnvFile(project, Buffer.from(next)))
-      expect([written.code, written.stdout]).toEqual([0, 'written=yes\n'])
-      expect(lstatSync(join(project, '.env')).isSymbolicLink()).toBe(true)
-      expect(readlinkSync(join(project, '.env'))).toBe(linkText)
+      const written = runLocally(setImage(dir))
+      expect([written.code, written.stdout]).toEqual([0, 'written=OPENCLAW_IMAGE\n'])
+      expect(lstatSync(join(dir, '.env')).isSymbolicLink()).toBe(true)
+      expect(readlinkSync(join(dir, '.env'))).toBe(linkText)
       expect(lstatSync(join(secrets, 'current.env')).isSymbolicLink()).toBe(true)
       expect(readFileSync(target, 'utf8')).toBe(next)
       expect(statSync(target).mode & 0o777).toBe(0o640)
       expect(readdirSync(secrets).sort()).toEqual(['current.env', 'tenant.env'])
-      expect(readdirSync(project)).toEqual(['.env'])
+      expect(readdirSync(dir).sort()).toEqual(['.env', '.openclaw-deploy'])
+      expect(runLocally(commands.restoreEnvFile(dir, 'run-1')).stdout).toBe('restored=yes\n')
+      expect(readFileSync(target, 'utf8')).toBe('OPENCLAW_IMAGE=reg.test/openclaw:v1\nTOKEN=x\n')
+      expect(lstatSync(join(dir, '.env')).isSymbolicLink()).toBe(true)
+      expect(statSync(target).mode & 0o777).toBe(0o640)
     })
 
     it('refuses a link that leads nowhere, and changes nothing', () => {
-      const project = tempDir('openclaw-env-')
-      symlinkSync('../no-such-secrets/tenant.env', join(project, '.env'))
-      const refused = runLocally(commands.writeEnvFile(project, Buffer.from(next)))
+      const dir = project()
+      symlinkSync('../no-such-secrets/tenant.env', join(dir, '.env'))
+      const refused = runLocally(setImage(dir))
       expect(refused.code).toBe(3)
-      expect(refused.facts.get('error')).toEqual([`the link .env in ${project} does not lead to a file`])
-      expect(readdirSync(project)).toEqual(['.env'])
+      expect(refused.facts.get('error')).toEqual([`the link .env in ${dir} does not lead to a file`])
+      expect(readdirSync(dir).sort()).toEqual(['.env', '.openclaw-deploy'])
     })
   })
 

@@ -5,10 +5,10 @@
 import { createHash } from 'node:crypto'
 import * as commands from '../remote/commands.js'
 import type { RemoteCommand } from '../remote/commands.js'
-import { readImageVariable, replaceImageVariable } from '../remote/env-file.js'
 import { ConnectError, ConnectionLost, type RemoteShell } from '../remote/ssh.js'
 import type { Server } from '../registry/types.js'
 import type { Settings } from '../settings.js'
+import { UserError } from '../errors.js'
 import type { ServerResult, Status } from './result.js'
 
 /** What a server job needs from the run around it. */
@@ -44,6 +44,7 @@ class Cancelled extends Error {}
 /** The lease ran out and another run took the lock over: this run must not touch the server again. */
 class LockLost extends Error {}
 
+/** One container of the project, as preflight reports it (see commands.preflight). */
 interface Container {
   service: string
   configImage: string
@@ -51,11 +52,39 @@ interface Container {
   state: string
 }
 
+/** What a rollback puts back: an image by its kept ID, and `.env` as this run found it. */
+interface Restore {
+  image: string
+  imageId: string
+  /** `.env` named another image than the one that ran: after restoring it, name the one that ran. */
+  envFix?: boolean
+  /** Set the image variable to `image` instead of restoring `.env` (mode: rollback going forward). */
+  setImage?: string
+  /** This run moved the rollback record (put it back after a restore). */
+  record?: boolean
+}
+
+/** What preflight learnt of the project: what runs, and what a deploy switches. */
+interface Project {
+  /** The image variable's value in `.env`; undefined when `.env` has no such line. */
+  envImage?: string
+  /** The services a deploy (or rollback) moves to the new image and health-checks. */
+  switched: string[]
+  /** The image those services run now (what a rollback returns to); undefined when none ran. */
+  currentImage?: string
+  /** Its local ID, when a container of theirs exists. */
+  currentImageId?: string
+  /** The containers of the switched services that take their image from the variable. */
+  containers: Container[]
+  /** How many of the switched services take their image from the variable. */
+  variableServices: number
+}
+
 const OUTPUT_TAIL_LINES = 20
 /** A lock or unlock is quick; a server that cannot do it in this time is in trouble anyway. */
 const QUICK_STEP_SECONDS = 30
 /** Steps that change what runs: they hold the server's switch lock (see commands.exclusive). */
-const SWITCHING_STEPS = new Set(['record', 'retag', 'write-env', 'up', 'unrecord'])
+const SWITCHING_STEPS = new Set(['record', 'retag', 'write-env', 'restore-env', 'up', 'unrecord'])
 /** The lock is waited for in rounds this long, so a cancel is noticed between them. */
 const LOCK_ROUND_SECONDS = 2
 /**
@@ -74,11 +103,13 @@ class ServerJob {
   private shell?: RemoteShell
   /** Compose services whose containers the health check looks at (empty: all). */
   private healthServices: string[] = []
+  /** Compose services a deploy or rollback restarts (see Project.switched). */
+  private switched: string[] = []
   /** Set while this run holds the server's lock: every step renews its lease. */
   private holdsLock = false
   private holdsLockOnce = false
   /** Set once the server starts switching: what a rollback restores. */
-  private switching?: { env: Buffer; image: string; imageId: string }
+  private switching?: Restore
 
   constructor(
     private readonly server: Server,
@@ -166,51 +197,78 @@ class ServerJob {
     }
   }
 
-  private async preflight(): Promise<{ env: Buffer; currentImage: string; managed: Container[]; all: Container[] }> {
+  private async preflight(): Promise<Project> {
     this.progress('preflight')
-    return this.preflightFacts(await this.step(commands.preflight(this.server.path), undefined, this.ctx.signal))
+    return this.projectFrom(await this.step(commands.preflight(this.server.path, this.server.imageVariable), undefined, this.ctx.signal))
   }
 
-  private preflightFacts(facts: Map<string, string[]>): { env: Buffer; currentImage: string; managed: Container[]; all: Container[] } {
-    const env = Buffer.from(facts.get('env')?.[0] ?? '', 'base64')
+  /**
+   * What the preflight facts say. The image that runs is read from the containers, not from `.env`:
+   * after a run killed between its `.env` write and `compose up`, `.env` names an image that never ran.
+   */
+  private projectFrom(facts: Map<string, string[]>): Project {
     const variable = this.server.imageVariable
-    const currentImage = readImageVariable(env, variable)
-    if (!currentImage) {
-      throw new Error(
-        `${this.server.path}/.env has no ${variable}= line. The compose file must take the gateway image from ` +
-          `\${${variable}} and .env must set it (or set imageVariable in the registry to the variable it uses).`
+    const services = (facts.get('service') ?? []).map(line => {
+      const [name = '', uses = '', policy = ''] = line.split('|')
+      return { name, usesVariable: uses === 'yes', restarts: policy !== '' && policy !== 'no' }
+    })
+    const containers = (facts.get('container') ?? []).map(line => {
+      const [service = '', configImage = '', imageId = '', state = '', restarting = ''] = line.split('|')
+      return { service, configImage, imageId, state: restarting === 'true' ? 'restarting' : state }
+    })
+    const compose = `${this.server.path}/${this.fact(facts, 'compose', 'docker-compose.yml')}`
+    const fromVariable = services.filter(s => s.usesVariable).map(s => s.name)
+    if (fromVariable.length === 0) {
+      throw new UserError(
+        `${compose} takes no service's image from \${${variable}}, so setting ${variable} in .env would change nothing: ` +
+          `write image: \${${variable}:-…} in the gateway's service (as upstream's docker-compose.yml does), or set imageVariable in the registry to the variable it uses. Nothing was changed.`
       )
     }
-    const all = (facts.get('container') ?? []).map(line => {
-      const [service = '', configImage = '', imageId = '', state = ''] = line.split('|')
-      return { service, configImage, imageId, state }
-    })
-    const services = this.server.services
-    // The containers that run the image this action manages (of the selected services, if any).
-    const managed = all.filter(c => c.configImage === currentImage && (!services.length || services.includes(c.service)))
-    // With no services configured, health is judged on those containers' services only: a one-shot
-    // init container that exited, or an unrelated stopped service, is not the gateway failing.
-    this.healthServices = services.length ? services : [...new Set(managed.map(c => c.service))]
-    return { env, currentImage, managed, all }
+    const listed = this.server.services
+    const unknown = listed.filter(name => !services.some(s => s.name === name))
+    if (unknown.length) {
+      throw new UserError(`${compose} has no service ${unknown.join(', ')} (its services: ${services.map(s => s.name).join(', ') || 'none'}): fix "services" in the registry. Nothing was changed.`)
+    }
+    const live = (c: Container) => c.state === 'running' || c.state === 'restarting'
+    const running = [...new Set(containers.filter(c => live(c) && fromVariable.includes(c.service)).map(c => c.service))]
+    // What a deploy restarts: the listed services; else what runs now; on a server where nothing of
+    // the project runs yet, the services meant to stay up (a restart policy: the gateway, not the CLI).
+    const meantToRun = services.filter(s => s.usesVariable && s.restarts).map(s => s.name)
+    const switched = listed.length ? listed : running.length ? running : meantToRun.length ? meantToRun : fromVariable
+    // the image that runs is the one of a switched service whose image comes from the variable
+    const ours = containers.filter(c => switched.includes(c.service) && fromVariable.includes(c.service))
+    const now = ours.find(live) ?? ours[0]
+    const envImage = facts.get('image_var')?.at(-1)
+    this.switched = switched
+    this.healthServices = switched
+    if (now && envImage !== undefined && envImage !== now.configImage) {
+      this.note(`.env names ${envImage}, but ${now.service} runs ${now.configImage} (an earlier deploy stopped between its .env write and the restart): ${now.configImage} is what a rollback returns to`)
+    }
+    const variableServices = switched.filter(name => fromVariable.includes(name)).length
+    return { envImage, switched, currentImage: now?.configImage ?? envImage, currentImageId: now?.imageId, containers: ours, variableServices }
   }
 
   private async deploy(): Promise<ServerResult> {
     const { settings } = this.ctx
-    const { env, currentImage, managed } = await this.preflight()
-    const target = settings.image || currentImage
+    const project = await this.preflight()
+    const { currentImage, envImage } = project
+    const variable = this.server.imageVariable
+    const target = settings.image || envImage || currentImage
+    if (!target) throw new UserError(`no image to deploy: the input "image" is empty and ${this.server.path}/.env has no ${variable}= line`)
     this.result.previousImage = currentImage
     this.checkCancelled()
 
     // What runs now, read before the pull: with a moving tag the pull re-points the reference.
-    const runningId = await this.runningImageId(currentImage, managed, this.ctx.signal)
+    const runningId = await this.runningImageId(project, this.ctx.signal)
     this.result.previousImageId = runningId || undefined
     this.progress('pulling')
     const targetId = this.fact(await this.step(commands.pullImage(target), undefined, this.ctx.signal), 'image_id')
-    if (target === currentImage && managed.length > 0 && managed.every(c => c.imageId === targetId && c.state === 'running')) {
+    const envNames = envImage ?? currentImage
+    if (target === currentImage && envNames === target && this.runsOnly(project, targetId)) {
       this.result.deployedImage = target
       this.result.deployedImageId = targetId
       this.note(`already running ${target} (${shortId(targetId)}); nothing restarted`)
-      await this.history('unchanged', currentImage, target)
+      await this.history('unchanged', target, target)
       return this.finish('unchanged')
     }
     this.checkCancelled()
@@ -218,16 +276,17 @@ class ServerJob {
     // Redeploying the image that runs keeps the earlier rollback target instead of recording itself.
     const record = runningId !== '' && runningId !== targetId
     if (record) {
-      await this.step(commands.recordRollback(this.server.path, rollbackTag(this.server), { image: currentImage, imageId: runningId }, targetId))
+      await this.step(commands.recordRollback(this.server.path, rollbackTag(this.server), { image: currentImage!, imageId: runningId }, targetId))
     } else if (!runningId) {
       this.note('no image of this project runs or is on the server yet: there is nothing to roll back to')
     }
 
     // From here on the server is being switched: a failure, a cancel or a lost connection rolls back.
-    if (runningId) this.switching = { env, image: currentImage, imageId: runningId }
+    const restore: Restore | undefined = runningId && currentImage ? { image: currentImage, imageId: runningId, envFix: envImage !== undefined && envImage !== currentImage, record } : undefined
+    this.switching = restore
     this.progress('switching')
-    if (target !== currentImage) {
-      await this.step(commands.writeEnvFile(this.server.path, replaceImageVariable(env, this.server.imageVariable, target))).catch(async (error: unknown) => {
+    if (envNames !== target) {
+      await this.step(commands.setEnvVariables(this.server.path, { [variable]: target }, this.ctx.lockToken)).catch(async (error: unknown) => {
         // .env is replaced by a rename, so a failed write left it as it was: only the record moved.
         if (record && !(error instanceof ConnectionLost)) {
           await this.step(commands.restoreRollbackRecord(this.server.path)).catch(e => this.note(`rollback record not restored: ${errorText(e)}`))
@@ -237,7 +296,7 @@ class ServerJob {
     }
     let healthy = false
     try {
-      await this.step(commands.composeUp(this.server.path, this.server.services))
+      await this.step(commands.composeUp(this.server.path, this.switched, variable))
       this.progress('health check')
       healthy = await this.checkHealth(this.ctx.signal)
     } catch (error) {
@@ -252,22 +311,28 @@ class ServerJob {
       this.result.deployedImage = target
       this.result.deployedImageId = targetId
       if (settings.prune) await this.prune([targetId, runningId])
-      await this.history('deployed', currentImage, target)
+      await this.history('deployed', currentImage ?? '(none)', target)
       return this.finish('deployed')
     }
 
     const why = this.result.error ?? (this.ctx.signal.aborted ? 'cancelled during the deploy' : `${target} is not healthy`)
-    if (!settings.rollback || !runningId) {
-      await this.history('failed', currentImage, target)
-      return this.finish('failed', `${why}; ${runningId ? 'rollback is off' : 'no previous image to roll back to'}`)
+    if (!settings.rollback || !restore) {
+      await this.history('failed', currentImage ?? '(none)', target)
+      return this.finish('failed', `${why}; ${restore ? 'rollback is off' : 'no previous image to roll back to'}`)
     }
     this.progress('rolling back')
-    const restored = await this.restore(env, currentImage, runningId)
+    const restored = await this.restore(restore)
     if (restored && record) await this.step(commands.restoreRollbackRecord(this.server.path)).catch(error => this.note(`rollback record not restored: ${errorText(error)}`))
-    await this.history(restored ? 'rolled-back' : 'failed', target, currentImage)
+    await this.history(restored ? 'rolled-back' : 'failed', target, restore.image)
     return restored
-      ? this.finish('rolled-back', `${why}; restored ${currentImage}, which is healthy`)
-      : this.finish('failed', `${why}; rollback to ${currentImage} did not become healthy either`)
+      ? this.finish('rolled-back', `${why}; restored ${restore.image}, which is healthy`)
+      : this.finish('failed', `${why}; rollback to ${restore.image} did not become healthy either`)
+  }
+
+  /** Every switched service that takes the variable has a container, all running `imageId` (nothing to restart). */
+  private runsOnly(project: Project, imageId: string): boolean {
+    const services = new Set(project.containers.map(c => c.service))
+    return services.size > 0 && [...services].length === project.variableServices && project.containers.every(c => c.imageId === imageId && c.state === 'running')
   }
 
   /**
@@ -286,11 +351,11 @@ class ServerJob {
     }
     if (!this.switching) return this.finish('unreachable', `${lost.message}; reconnected: nothing had been changed on this server`)
     this.progress('rolling back')
-    const { env, image, imageId } = this.switching
-    const restored = await this.restore(env, image, imageId)
-    if (restored) await this.step(commands.restoreRollbackRecord(this.server.path)).catch(error => this.note(`rollback record not restored: ${errorText(error)}`))
-    await this.history(restored ? 'rolled-back' : 'failed', this.ctx.settings.image || image, image)
-    return this.finish(restored ? 'rolled-back' : 'failed', `${lost.message}; reconnected and ${restored ? `restored ${image}, which is healthy` : `could not restore ${image}`}`)
+    const restore = this.switching
+    const restored = await this.restore(restore)
+    if (restored && restore.record) await this.step(commands.restoreRollbackRecord(this.server.path)).catch(error => this.note(`rollback record not restored: ${errorText(error)}`))
+    await this.history(restored ? 'rolled-back' : 'failed', this.ctx.settings.image || restore.image, restore.image)
+    return this.finish(restored ? 'rolled-back' : 'failed', `${lost.message}; reconnected and ${restored ? `restored ${restore.image}, which is healthy` : `could not restore ${restore.image}`}`)
   }
 
   /**
@@ -298,57 +363,70 @@ class ServerJob {
    * healthy, go back to the image that ran when the rollback started; the record stays as it is.
    */
   private async rollbackToRecorded(): Promise<ServerResult> {
-    const { env, currentImage, managed } = await this.preflight()
+    const project = await this.preflight()
+    const { currentImage, envImage } = project
     this.result.previousImage = currentImage
-    this.result.previousImageId = managed[0]?.imageId
+    this.result.previousImageId = project.currentImageId
     const record = await this.step(commands.readRollbackRecord(this.server.path))
     const image = this.fact(record, 'image')
     const imageId = this.fact(record, 'image_id')
-    if (image === currentImage && managed.length > 0 && managed.every(c => c.imageId === imageId && c.state === 'running')) {
+    if (image === currentImage && (envImage ?? currentImage) === image && this.runsOnly(project, imageId)) {
       this.result.deployedImage = image
       this.result.deployedImageId = imageId
       this.note(`already running the recorded image ${image} (${shortId(imageId)}); nothing restarted`)
       return this.finish('unchanged')
     }
     // What runs now, read before the restore re-points any tag: what we go back to if the recorded image fails.
-    const runningId = await this.runningImageId(currentImage, managed)
+    const runningId = await this.runningImageId(project)
     this.progress('rolling back')
-    const restoredEnv = image === currentImage ? env : replaceImageVariable(env, this.server.imageVariable, image)
-    if (await this.restore(restoredEnv, image, imageId)) {
-      await this.history('deployed', currentImage, image)
+    const setImage = (envImage ?? currentImage) === image ? undefined : image
+    if (await this.restore({ image, imageId, setImage })) {
+      await this.history('deployed', currentImage ?? '(none)', image)
       return this.finish('deployed')
     }
     const why = `${this.result.error ?? `${image} is not healthy`}; the recorded image ${image} did not become healthy`
-    if (!this.ctx.settings.rollback || !runningId) {
-      await this.history('failed', currentImage, image)
+    if (!this.ctx.settings.rollback || !runningId || !currentImage) {
+      await this.history('failed', currentImage ?? '(none)', image)
       return this.finish('failed', `${why}; ${runningId ? `rollback is off, so ${currentImage} was not restored` : `no image ran before, so there is nothing to go back to`}`)
     }
     this.progress('going back')
-    const back = await this.restore(env, currentImage, runningId)
+    const back = await this.restore({ image: currentImage, imageId: runningId, envFix: envImage !== undefined && envImage !== currentImage })
     await this.history(back ? 'rolled-back' : 'failed', image, currentImage)
     return back
       ? this.finish('rolled-back', `${why}; went back to ${currentImage}, which ran before and is healthy; the rollback record is kept`)
       : this.finish('failed', `${why}; going back to ${currentImage}, which ran before, did not become healthy either`)
   }
 
-  /** The ID of the image that runs now: the managed containers', else what `.env`'s reference names ('' if nothing). */
-  private async runningImageId(currentImage: string, managed: Container[], signal?: AbortSignal): Promise<string> {
-    return managed[0]?.imageId || this.fact(await this.step(commands.inspectImage(currentImage), undefined, signal), 'image_id', '')
+  /** The ID of the image that runs now: the switched services' containers', else what the reference names ('' if nothing). */
+  private async runningImageId(project: Project, signal?: AbortSignal): Promise<string> {
+    if (project.currentImageId) return project.currentImageId
+    if (!project.currentImage) return ''
+    return this.fact(await this.step(commands.inspectImage(project.currentImage), undefined, signal), 'image_id', '')
   }
 
-  /** Puts `env` back and points `image` at `imageId` (works with the registry down), then checks health. */
-  private async restore(env: Buffer, image: string, imageId: string): Promise<boolean> {
+  /**
+   * Puts `.env` back as this run found it (and, when it named an image that never ran, names the one
+   * that did), points `image` at `imageId` (works with the registry down), restarts and checks health.
+   * `setImage` instead sets the image variable to that image (mode: rollback's forward step).
+   */
+  private async restore(to: Restore): Promise<boolean> {
+    const variable = this.server.imageVariable
     try {
-      await this.step(commands.retagImage(imageId, image))
-      await this.step(commands.writeEnvFile(this.server.path, env))
-      await this.step(commands.composeUp(this.server.path, this.server.services))
+      await this.step(commands.retagImage(to.imageId, to.image))
+      if (to.setImage) {
+        await this.step(commands.setEnvVariables(this.server.path, { [variable]: to.setImage }, this.ctx.lockToken))
+      } else {
+        await this.step(commands.restoreEnvFile(this.server.path, this.ctx.lockToken))
+        if (to.envFix) await this.step(commands.setEnvVariables(this.server.path, { [variable]: to.image }, this.ctx.lockToken))
+      }
+      await this.step(commands.composeUp(this.server.path, this.switched, variable))
       // A cancelled run still checks the restored image, leaving it unchecked is worse, but briefly:
       // its lock must be released before the runner is killed.
       const { healthTimeout } = this.ctx.settings
       const healthy = await this.checkHealth(undefined, this.ctx.signal.aborted ? Math.min(healthTimeout, CANCELLED_HEALTH_SECONDS) : healthTimeout)
       if (healthy) {
-        this.result.deployedImage = image
-        this.result.deployedImageId = imageId
+        this.result.deployedImage = to.image
+        this.result.deployedImageId = to.imageId
       }
       return healthy
     } catch (error) {
@@ -362,19 +440,18 @@ class ServerJob {
   /** `mode: status`: preflight, state and one health probe in one remote command (one round trip). */
   private async status(): Promise<ServerResult> {
     const timeout = Math.min(this.ctx.settings.healthTimeout, 10)
-    const command = commands.statusProbe(this.server.path, this.server.healthUrl, timeout, this.server.services)
+    const command = commands.statusProbe(this.server.path, this.server.imageVariable, this.server.healthUrl, timeout, this.server.services)
     this.progress('preflight')
     const result = await this.shell!.run(command, this.ctx.settings.commandTimeout + timeout + QUICK_STEP_SECONDS)
     const facts = commands.parseFacts(result.stdout)
     if (!facts.has('stage')) throw this.failure({ ...command, step: 'preflight' }, result.code, result.stdout, result.stderr)
     this.note('preflight: ok')
-    const { currentImage, managed, all } = this.preflightFacts(facts)
-    this.result.previousImage = currentImage
-    this.result.deployedImage = currentImage
-    this.result.previousImageId = this.result.deployedImageId = managed[0]?.imageId
+    const project = this.projectFrom(facts)
+    this.result.previousImage = this.result.deployedImage = project.currentImage
+    this.result.previousImageId = this.result.deployedImageId = project.currentImageId
     this.result.lastDeploy = this.fact(facts, 'last', '') || undefined
     this.result.lockHolder = this.fact(facts, 'holder', '').trim() || undefined
-    this.note(`containers: ${all.map(c => `${c.service} ${c.state}`).join(', ') || 'none'}`)
+    this.note(`containers: ${project.containers.map(c => `${c.service} ${c.state}`).join(', ') || 'none'}`)
     const healthy = this.healthFrom(command, result)
     return this.finish(healthy ? 'healthy' : 'unhealthy', healthy ? undefined : this.result.health)
   }
@@ -390,7 +467,11 @@ class ServerJob {
     const facts = commands.parseFacts(result.stdout)
     this.result.health = `HTTP ${this.fact(facts, 'http', '?')}; ${describeContainers(this.fact(facts, 'containers', ''))}`
     this.note(`health: ${result.code === 0 ? 'ok' : 'failed'} (${this.result.health})`)
-    if (result.code !== 0) this.rememberFailure(this.failure(command, result.code, result.stdout, result.stderr))
+    if (result.code !== 0) {
+      const failure = this.failure(command, result.code, result.stdout, result.stderr)
+      if (facts.has('containers')) failure.message += `; containers: ${describeContainers(this.fact(facts, 'containers'))}`
+      this.rememberFailure(failure)
+    }
     return result.code === 0
   }
 
@@ -498,14 +579,19 @@ function tail(text: string): string {
   return text.trim().split('\n').slice(-OUTPUT_TAIL_LINES).join('\n')
 }
 
-/** `gateway:running:false:0 worker:restarting:true:3` → `gateway running, worker restarting (3 restarts)`. */
+/**
+ * The health rule's words (`service:state:exit code:restarts:policy:ok|bad`, see commands.HEALTH_RULE)
+ * for people: `openclaw-gateway running, openclaw-cli exited 0, worker restarting after 3 restarts (failing)`.
+ */
 export function describeContainers(raw: string): string {
   const words = raw.trim().split(/\s+/).filter(w => w && w !== 'none')
   if (words.length === 0) return 'no containers'
   return words
     .map(w => {
-      const [service, state, , restarts] = w.split(':')
-      return `${service} ${state}${restarts && restarts !== '0' ? ` (${restarts} restarts)` : ''}`
+      const [service, state, exitCode, restarts, , verdict] = w.split(':')
+      const exited = state === 'exited' ? ` ${exitCode}` : ''
+      const restarted = restarts && restarts !== '0' ? ` after ${restarts} restart${restarts === '1' ? '' : 's'}` : ''
+      return `${service} ${state}${exited}${restarted}${verdict === 'bad' ? ' (failing)' : ''}`
     })
     .join(', ')
 }

@@ -7,6 +7,7 @@
  * Scripts report facts on stdout as `key=value` lines (see parseFacts) and explain failures with an
  * `error=` line and a non-zero exit code.
  */
+import { createHash } from 'node:crypto'
 import { quote, shellJoin } from './shell.js'
 
 export interface RemoteCommand {
@@ -225,16 +226,119 @@ if [ -n "$token" ] && grep -qF -- "token=$token" "$note" 2>/dev/null; then rm -r
 }
 
 /**
- * Checks the folder, compose file, .env and Docker, and reads what is running: the .env bytes
- * (base64) and one `container=` line per container of the project.
+ * Shell functions for the project's `.env`, parsed as Compose parses it: the last assignment of a
+ * name wins, `export ` and blanks around `=` are allowed, a value may be quoted, and a quoted value
+ * may span lines (an assignment inside such a value is not one). The file never leaves the server:
+ * the runner sees only the image variable's value, and sends only names and new values.
+ *
+ * env_find NAME FILE prints `START END QUOTE` (byte offsets of the value of NAME's last assignment,
+ * QUOTE one of `"`, `'` or `-`), `multiline` when that value spans lines, or nothing.
+ * env_value NAME FILE prints the value's bytes. redact FILE copies stdin to stdout with every word of
+ * the file's values replaced, so a Docker or Compose message that quotes `.env` shows no secret.
  */
-export function preflight(path: string): RemoteCommand {
+const ENV_FUNCTIONS = String.raw`env_find() {
+  LC_ALL=C awk -v name="$1" '
+    function closes(s, from, q,   i, c) {
+      for (i = from; i <= length(s); i++) {
+        c = substr(s, i, 1)
+        if (q == "\"" && c == "\\") { i++; continue }
+        if (c == q) return i
+      }
+      return 0
+    }
+    {
+      line = $0; size = length($0) + 1
+      sub(/\r$/, "", line)
+      if (inq != "") { if (closes(line, 1, inq)) inq = ""; off += size; next }
+      if (match(line, /^[ \t]*(export[ \t]+)?[A-Za-z0-9_.-]+[ \t]*=[ \t]*/)) {
+        head = substr(line, 1, RLENGTH); rest = substr(line, RLENGTH + 1)
+        n = head; sub(/^[ \t]*(export[ \t]+)?/, "", n); sub(/[ \t]*=.*$/, "", n)
+        q = substr(rest, 1, 1)
+        if (q == "\"" || q == "'"'"'") {
+          c = closes(rest, 2, q)
+          if (c == 0) { inq = q; if (n == name) found = "multiline"; off += size; next }
+          if (n == name) found = (off + length(head) + 1) " " (off + length(head) + c - 1) " " q
+        } else if (n == name) {
+          v = rest
+          if (match(v, /[ \t]+#/)) v = substr(v, 1, RSTART - 1)
+          sub(/[ \t]+$/, "", v)
+          found = (off + length(head)) " " (off + length(head) + length(v)) " -"
+        }
+      }
+      off += size
+    }
+    END { if (found != "") print found }' "$2"
+}
+env_value() {
+  local at s e
+  at=$(env_find "$1" "$2") && [ -n "$at" ] && [ "$at" != multiline ] || return 1
+  read -r s e _ <<< "$at"
+  tail -c +$((s + 1)) -- "$2" | head -c $((e - s))
+}
+redact() { # (the calling script sets image_variable: its value is an image reference, not a secret)
+  LC_ALL=C awk -v envf="$1" -v keep="$image_variable" '
+    BEGIN {
+      while ((getline l < envf) > 0) {
+        if (l ~ /^[ \t]*#/) continue
+        if (keep != "" && l ~ ("^[ \t]*(export[ \t]+)?" keep "[ \t]*=")) continue
+        if (match(l, /^[ \t]*(export[ \t]+)?[A-Za-z0-9_.-]+[ \t]*=/)) l = substr(l, RLENGTH + 1)
+        n = split(l, w, /[ \t"'"'"'=\r]+/)
+        for (i = 1; i <= n; i++) if (length(w[i]) >= 6) word[++k] = w[i]
+      }
+    }
+    {
+      for (i = 1; i <= k; i++) while ((p = index($0, word[i])) > 0) $0 = substr($0, 1, p - 1) "[redacted]" substr($0, p + length(word[i]))
+      print
+    }'
+}
+# said TEXT N: the last N non-blank lines of a command's output, on one line, redacted
+said() { printf '%s\n' "$1" | redact .env | grep -v '^[[:space:]]*$' | tail -n "$2" | tr '\n' ' '; }
+`
+
+/**
+ * The state of every container, one line each: `service|image|image ID|state|restarting|restarts|exit
+ * code|restart policy`. The health rule (HEALTH_RULE) and the runner read this shape.
+ */
+const CONTAINER_FORMAT =
+  '{{index .Config.Labels "com.docker.compose.service"}}|{{.Config.Image}}|{{.Image}}|{{.State.Status}}|{{.State.Restarting}}|{{.RestartCount}}|{{.State.ExitCode}}|{{.HostConfig.RestartPolicy.Name}}'
+
+/**
+ * Whether containers are healthy, in one place for deploy, rollback and status. Reads CONTAINER_FORMAT
+ * lines; prints one word per container, `service:state:exit code:restarts:policy:ok|bad`, and exits 0
+ * when at least one runs and none is bad. Bad: restarting, dead, paused, exited with a non-zero code,
+ * or not running although it has a restart policy. A container that exited 0 and has no restart policy
+ * (a one-shot job, or upstream's interactive openclaw-cli, which `up` starts and which then exits) is not.
+ */
+const HEALTH_RULE = String.raw`judge() {
+  awk -F'|' '
+    NF >= 8 {
+      st = $4; if ($5 == "true") st = "restarting"
+      policy = $8; if (policy == "") policy = "no"
+      bad = st == "restarting" || st == "dead" || st == "paused" || st == "removing" || (st == "exited" && $7 != "0") || (policy != "no" && st != "running")
+      if (st == "running") running++
+      if (bad) nbad++
+      printf "%s%s:%s:%s:%s:%s:%s", sep, $1, st, $7, $6, policy, bad ? "bad" : "ok"; sep = " "
+    }
+    END { if (sep == "") printf "none"; exit (running > 0 && nbad == 0) ? 0 : 1 }'
+}
+`
+
+/**
+ * Checks the folder, compose file, .env and Docker, and reads what the runner needs to know: the
+ * image variable's value (`image_var=`, absent when .env does not set it), each service of the
+ * project with whether its image comes from that variable and its restart policy
+ * (`service=NAME|yes|no|POLICY`, read from the compose file without interpolating .env), and one
+ * `container=` line per container (CONTAINER_FORMAT). Nothing else of .env leaves the server.
+ */
+export function preflight(path: string, imageVariable: string): RemoteCommand {
   return {
     step: 'preflight',
-    args: [path],
+    args: [path, imageVariable],
     script:
       PRELUDE +
-      `cd -- "$1" 2>/dev/null || fail "deployment folder $1 does not exist or $(id -un) cannot enter it"
+      ENV_FUNCTIONS +
+      `image_variable=$2
+cd -- "$1" 2>/dev/null || fail "deployment folder $1 does not exist or $(id -un) cannot enter it"
 compose=
 for f in compose.yaml compose.yml docker-compose.yaml docker-compose.yml; do
   if [ -f "$f" ]; then compose=$f; break; fi
@@ -243,15 +347,33 @@ done
 [ -f .env ] || fail "no .env in $1"
 { [ -r .env ] && [ -w .env ]; } || fail ".env in $1 is not readable and writable by $(id -un)"
 command -v docker >/dev/null || fail "docker is not installed or not on the PATH of $(id -un)"
-out=$(docker info --format '{{.ServerVersion}}' 2>&1) || fail "cannot reach the Docker daemon as $(id -un): $out"
+out=$(docker info --format '{{.ServerVersion}}' 2>&1) || fail "cannot reach the Docker daemon as $(id -un): $(said "$out" 2)"
 docker compose version >/dev/null 2>&1 || fail "the Docker Compose v2 plugin is missing ('docker compose version' failed)"
 command -v curl >/dev/null || command -v wget >/dev/null || fail "neither curl nor wget is installed (needed for the health check)"
 printf 'compose=%s\\n' "$compose"
-printf 'env=%s\\n' "$(base64 -w0 .env)"
-ids=$(docker compose ps -a -q 2>/dev/null) || fail "docker compose cannot read the project in $1: $(docker compose ps -a -q 2>&1 | tail -n 3)"
+at=$(env_find "$image_variable" .env) || fail "cannot read .env in $1"
+[ "$at" != multiline ] || fail "the value of $image_variable in $1/.env is quoted and spans several lines: put the image reference on one line"
+if [ -n "$at" ]; then printf 'image_var=%s\\n' "$(env_value "$image_variable" .env | tr -d '\\n\\r')"; fi
+# --no-interpolate: the services as the compose file writes them, with no value of .env in them
+config=$(docker compose config --no-interpolate 2>&1) || fail "docker compose cannot read the project in $1: $(said "$config" 3)"
+printf '%s\\n' "$config" | awk -v var="$image_variable" '
+  function out() {
+    uses = "no"
+    if (index(img, "\${" var "}") || index(img, "\${" var ":") || index(img, "\${" var "-") || index(img, "\${" var "?") || index(img, "\${" var "+") || img ~ ("[$]" var "([^A-Za-z0-9_]|$)")) uses = "yes"
+    gsub(/["'"'"']/, "", rst)
+    printf "service=%s|%s|%s\\n", name, uses, rst
+    name = ""
+  }
+  /^services:/ { s = 1; next }
+  s && /^[^ ]/ { if (name != "") out(); s = 0 }
+  s && /^  [^ ]/ { if (name != "") out(); name = $0; sub(/^  /, "", name); sub(/:$/, "", name); img = ""; rst = ""; next }
+  s && /^    image: / { img = substr($0, 12) }
+  s && /^    restart: / { rst = substr($0, 14) }
+  END { if (name != "") out() }'
+ids=$(docker compose ps -a -q 2>&1) || fail "docker compose cannot list the containers in $1: $(said "$ids" 3)"
 if [ -n "$ids" ]; then
   # shellcheck disable=SC2086
-  docker inspect --format 'container={{index .Config.Labels "com.docker.compose.service"}}|{{.Config.Image}}|{{.Image}}|{{.State.Status}}' $ids
+  docker inspect --format 'container=${CONTAINER_FORMAT}' -- $ids
 fi`
   }
 }
@@ -270,11 +392,11 @@ export function pullImage(image: string): RemoteCommand {
     args: [image],
     script:
       PRELUDE +
-      `if ! out=$(docker pull -q "$1" 2>&1 >/dev/null); then
+      `if ! out=$(docker pull -q -- "$1" 2>&1 >/dev/null); then
   why=$(printf '%s\\n' "$out" | grep -Ev '^[[:space:]]*$|^[0-9a-f]{12}: ' | tail -n 3 | tr -s '\\n\\r\\t' '   ' | cut -c 1-${PULL_REASON_CHARS})
   fail "docker pull $1 failed: \${why:-docker gave no reason}"
 fi
-printf 'image_id=%s\\n' "$(docker image inspect --format '{{.Id}}' "$1")"`
+printf 'image_id=%s\\n' "$(docker image inspect --format '{{.Id}}' -- "$1")"`
   }
 }
 
@@ -283,7 +405,7 @@ export function inspectImage(image: string): RemoteCommand {
   return {
     step: 'inspect',
     args: [image],
-    script: `printf 'image_id=%s\\n' "$(docker image inspect --format '{{.Id}}' "$1" 2>/dev/null)"`
+    script: `printf 'image_id=%s\\n' "$(docker image inspect --format '{{.Id}}' -- "$1" 2>/dev/null)"`
   }
 }
 
@@ -299,7 +421,7 @@ export function recordRollback(path: string, rollbackTag: string, previous: { im
     script:
       PRELUDE +
       `state=$1 tag=$2 ref=$3 id=$4 target=$5
-docker tag "$id" "$tag" || fail "cannot tag the running image $id as $tag"
+docker tag -- "$id" "$tag" || fail "cannot tag the running image $id as $tag"
 earlier=
 if [ -f "$state/rollback" ]; then
   cp -p -- "$state/rollback" "$state/rollback.before" || fail "cannot keep $state/rollback"
@@ -327,7 +449,7 @@ export function restoreRollbackRecord(path: string): RemoteCommand {
 [ -f "$state/rollback.before" ] || { echo restored=none; exit 0; }
 mv -f -- "$state/rollback.before" "$state/rollback" || fail "cannot restore $state/rollback"
 id=$(sed -n 's/^image_id=//p' "$state/rollback") tag=$(sed -n 's/^tag=//p' "$state/rollback")
-if [ -n "$id" ] && [ -n "$tag" ]; then docker tag "$id" "$tag" 2>/dev/null || echo "warning=the recorded image $id is gone"; fi
+if [ -n "$id" ] && [ -n "$tag" ]; then docker tag -- "$id" "$tag" 2>/dev/null || echo "warning=the recorded image $id is gone"; fi
 echo restored=yes`
   }
 }
@@ -353,54 +475,146 @@ export function retagImage(imageId: string, image: string): RemoteCommand {
     script:
       PRELUDE +
       `case "$2" in
-  *@*) [ "$(docker image inspect --format '{{.Id}}' "$2" 2>/dev/null)" = "$1" ] || fail "the recorded image $1 of $2 is no longer on the server" ;;
-  *) docker tag "$1" "$2" || fail "cannot tag image $1 as $2 (was it removed?)" ;;
+  *@*) [ "$(docker image inspect --format '{{.Id}}' -- "$2" 2>/dev/null)" = "$1" ] || fail "the recorded image $1 of $2 is no longer on the server" ;;
+  *) docker tag -- "$1" "$2" || fail "cannot tag image $1 as $2 (was it removed?)" ;;
 esac`
   }
 }
 
 /**
- * Replaces .env atomically with the given bytes, keeping its owner and mode. Operators keep .env as
- * a link into a secrets folder: then the file it points to is replaced (in its own folder, so the
- * rename stays atomic) and the link stays as it is.
+ * The shell lines that find the file `.env` stands for (a link into a secrets folder is followed:
+ * the file it leads to is replaced in its own folder, so the rename stays atomic, and the link
+ * stays) and check it can be replaced keeping owner and mode. Sets `env` and `tmp`.
  */
-export function writeEnvFile(path: string, content: Buffer): RemoteCommand {
-  return {
-    step: 'write-env',
-    args: [path],
-    stdin: content.toString('base64'),
-    script:
-      PRELUDE +
-      `cd -- "$1" || fail "cannot enter $1"
+const ENV_TARGET = `cd -- "$1" || fail "cannot enter $1"
 env=.env
 if [ -L .env ]; then env=$(readlink -f -- .env) && [ -f "$env" ] || fail "the link .env in $1 does not lead to a file"; fi
 dir=$(dirname -- "$env")
 tmp=$dir/$(basename -- "$env").openclaw-deploy.tmp
 [ -w "$dir" ] || fail "cannot replace $env: its folder $dir is not writable by $(id -un)"
-rm -f -- "$tmp"
+rm -f -- "$tmp" "$tmp.2"
+# copies keep owner and mode: the new file is written into one, which then replaces .env
 cp -p -- "$env" "$tmp" || { rm -f -- "$tmp"; fail "cannot write .env in $1"; }
 if [ "$(stat -c %u:%g -- "$tmp")" != "$(stat -c %u:%g -- "$env")" ]; then
-  rm -f -- "$tmp"
   owner=$(stat -c %U:%G -- "$env")
+  rm -f -- "$tmp"
   fail "cannot replace $env and keep its owner $owner: make $(id -un) its owner"
 fi
-base64 -d > "$tmp" && mv -f -- "$tmp" "$env" || { rm -f -- "$tmp"; fail "cannot write .env in $1"; }
-echo written=yes`
-  }
-}
+`
 
-/** `docker compose up -d` for the given services (all when empty): restarts only what changed. */
-export function composeUp(path: string, services: string[]): RemoteCommand {
+/**
+ * Sets variables in `.env` on the server: each one's value is replaced where its last assignment is
+ * (inside its quotes, if any), or a `NAME=value` line is added; every other byte stays. The values
+ * travel on stdin, each with its SHA-256, and the batch ends with `end`: a connection cut while they
+ * arrive cannot write half a value. Before the new file replaces `.env`, each value is read back from
+ * it and its size checked. The file as it was is kept in the state folder (`env.before`, mode 600,
+ * with `env.before.owner` naming the run that wrote it) for restoreEnvFile.
+ */
+export function setEnvVariables(path: string, values: Record<string, string>, owner: string): RemoteCommand {
+  const lines = Object.entries(values).map(([name, value]) => {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new Error(`not a variable name: ${name}`)
+    return `${name} ${Buffer.from(value).toString('base64')} ${createHash('sha256').update(value).digest('hex')}\n`
+  })
   return {
-    step: 'up',
-    args: [path, ...services],
-    script: PRELUDE + `cd -- "$1" || fail "cannot enter $1"\nshift\ndocker compose up -d --no-build "$@" 2>&1 || fail "docker compose up failed"`
+    step: 'write-env',
+    args: [path, stateDir(path), owner],
+    stdin: `${lines.join('')}end\n`,
+    script:
+      PRELUDE +
+      ENV_FUNCTIONS +
+      `state=$2
+# byte counts and offsets, whatever the server's locale
+export LC_ALL=C
+# a value written as it is, unquoted: nothing in it that Compose would read otherwise
+plain='^[A-Za-z0-9_@%+=:,./-]*$'
+${ENV_TARGET}cp -p -- "$env" "$tmp.2" || { rm -f -- "$tmp"; fail "cannot write .env in $1"; }
+trap 'rm -f -- "$tmp" "$tmp.2"' EXIT
+cur=$env out=$tmp other=$tmp.2 ended= changed=
+while read -r name b64 sum; do
+  [ "$name" = end ] && { ended=yes; break; }
+  value=$(printf '%s' "$b64" | base64 -d; printf x) && value=\${value%x}
+  [ "$(printf '%s' "$value" | sha256sum | cut -d' ' -f1)" = "$sum" ] || fail "the new value of $name did not arrive whole; .env is unchanged"
+  at=$(env_find "$name" "$cur") || fail "cannot read .env in $1"
+  [ "$at" != multiline ] || fail "the value of $name in .env is quoted and spans several lines; .env is unchanged"
+  size=$(wc -c < "$cur")
+  if [ -n "$at" ]; then
+    read -r s e q <<< "$at"
+    if [ "$(env_value "$name" "$cur"; printf x)" = "\${value}x" ]; then continue; fi
+    case $q in
+      '"') case $value in *'"'* | *'\\'* | *'$'* | *$'\\n'*) fail "the new value of $name cannot be written inside its double quotes; .env is unchanged" ;; esac ;;
+      "'") case $value in *"'"* | *$'\\n'*) fail "the new value of $name cannot be written inside its single quotes; .env is unchanged" ;; esac ;;
+      *) [[ $value =~ $plain ]] || fail "the new value of $name needs quoting, which is not supported yet; .env is unchanged" ;;
+    esac
+    { head -c "$s" -- "$cur"; printf '%s' "$value"; tail -c +$((e + 1)) -- "$cur"; } > "$out" || fail "cannot write .env in $1"
+    expected=$((size - (e - s) + \${#value}))
+  else
+    [[ $value =~ $plain ]] || fail "the new value of $name needs quoting, which is not supported yet; .env is unchanged"
+    nl=
+    if [ "$size" -gt 0 ] && [ -n "$(tail -c 1 -- "$cur")" ]; then nl=$'\\n'; fi
+    { cat -- "$cur"; printf '%s%s=%s\\n' "$nl" "$name" "$value"; } > "$out" || fail "cannot write .env in $1"
+    expected=$((size + \${#nl} + \${#name} + 1 + \${#value} + 1))
+  fi
+  [ "$(wc -c < "$out")" -eq "$expected" ] && [ "$(env_value "$name" "$out"; printf x)" = "\${value}x" ] ||
+    fail "writing $name into .env did not read back as written (disk full?); .env is unchanged"
+  changed="$changed $name"
+  if [ "$cur" = "$env" ]; then cur=$out out=$other; else t=$cur cur=$out out=$t; fi
+done
+[ -n "$ended" ] || fail "the new values did not arrive whole (connection cut?); .env is unchanged"
+if [ -z "$changed" ]; then echo written=none; exit 0; fi
+# the file as it was, for restoreEnvFile of this run (named by $3); readable only by its owner
+(umask 077 && cp -- "$env" "$state/env.before.tmp" && printf '%s\\n' "$3" > "$state/env.before.owner") &&
+  mv -f -- "$state/env.before.tmp" "$state/env.before" || fail "cannot keep a copy of .env in $state"
+mv -f -- "$cur" "$env" || fail "cannot replace .env in $1"
+printf 'written=%s\\n' "\${changed# }"`
   }
 }
 
 /**
- * Waits until the gateway answers its health URL with HTTP 2xx and every container of the given
- * services is running and not restarting, for up to `timeoutSeconds`. Pauses grow from 1 s to 5 s.
+ * Puts back the `.env` that setEnvVariables of the run `owner` replaced (its copy `env.before` in the
+ * state folder), atomically, keeping the current owner and mode; a link stays a link. When that run
+ * wrote nothing (e.g. its connection broke before the write), `.env` stays as it is: `restored=none`.
+ */
+export function restoreEnvFile(path: string, owner: string): RemoteCommand {
+  return {
+    step: 'restore-env',
+    args: [path, stateDir(path), owner],
+    script:
+      PRELUDE +
+      `state=$2
+if [ ! -f "$state/env.before" ] || [ "$(cat -- "$state/env.before.owner" 2>/dev/null)" != "$3" ]; then echo restored=none; exit 0; fi
+${ENV_TARGET}trap 'rm -f -- "$tmp"' EXIT
+cat -- "$state/env.before" > "$tmp" && [ "$(wc -c < "$tmp")" -eq "$(wc -c < "$state/env.before")" ] || fail "cannot write .env in $1"
+mv -f -- "$tmp" "$env" || fail "cannot replace .env in $1"
+rm -f -- "$state/env.before.owner"
+echo restored=yes`
+  }
+}
+
+/**
+ * `docker compose up -d` for the given services (all when none is given): recreates only those whose
+ * configuration changed. Compose's output goes through redact: an error can quote `.env`.
+ */
+export function composeUp(path: string, services: string[], imageVariable: string): RemoteCommand {
+  return {
+    step: 'up',
+    args: [path, imageVariable, ...services],
+    script:
+      PRELUDE +
+      ENV_FUNCTIONS +
+      `cd -- "$1" || fail "cannot enter $1"
+image_variable=$2
+shift 2
+out=$(docker compose up -d --no-build -- "$@" 2>&1) && exit 0
+printf '%s\\n' "$out" | redact .env | tail -n 40
+why=$(said "$out" 1)
+fail "docker compose up failed: $why"`
+  }
+}
+
+/**
+ * Waits until the gateway answers its health URL with HTTP 2xx and the containers of the given
+ * services (all when none is given) are healthy by HEALTH_RULE, for up to `timeoutSeconds`. Pauses
+ * grow from 1 s to 5 s.
  * After a restart (`confirm`), success needs two good probes in a row with no restart in between, so
  * a container that crashes right after answering once is not taken for healthy; a read-only status
  * check takes the first good probe.
@@ -416,31 +630,26 @@ url=$2 limit=$3 confirm=$4
 shift 4
 probe() {
   if command -v curl >/dev/null; then
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url") || code=000
-  elif wget -q -O /dev/null -T 5 "$url"; then code=200; else code=000; fi
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -- "$url") || code=000
+  elif wget -q -O /dev/null -T 5 -- "$url"; then code=200; else code=000; fi
 }
 containers() {
-  ids=$(docker compose ps -a -q "$@" 2>/dev/null)
-  [ -n "$ids" ] || { echo none; return; }
+  ids=$(docker compose ps -a -q -- "$@" 2>/dev/null)
   # shellcheck disable=SC2086
-  docker inspect --format '{{index .Config.Labels "com.docker.compose.service"}}:{{.State.Status}}:{{.State.Restarting}}:{{.RestartCount}}' $ids | sort | tr '\\n' ' '
+  [ -n "$ids" ] && docker inspect --format '${CONTAINER_FORMAT}' -- $ids 2>/dev/null
 }
-deadline=$((SECONDS + limit)) pause=1 good=
+${HEALTH_RULE}deadline=$((SECONDS + limit)) pause=1 good=
 while :; do
   probe
-  state=$(containers "$@")
-  case "$code:$state" in
-    2??:none) ok= ;;
-    2??:*) ok=yes; case " $state" in *:exited:*|*:created:*|*:dead:*|*:paused:*|*:true:*) ok= ;; esac ;;
-    *) ok= ;;
-  esac
+  ok=
+  if state=$(containers "$@" | judge); then case $code in 2??) ok=yes ;; esac; fi
   if [ -n "$ok" ] && { [ "$confirm" = once ] || [ "$good" = "$state" ]; }; then
     printf 'health=ok\\nhttp=%s\\ncontainers=%s\\n' "$code" "$state"; exit 0
   fi
   if [ -n "$ok" ]; then good=$state; else good=; fi
   if [ "$SECONDS" -ge "$deadline" ]; then
     printf 'health=failed\\nhttp=%s\\ncontainers=%s\\n' "$code" "$state"
-    echo "error=not healthy within \${limit}s: $url answered HTTP $code; containers: $state"
+    echo "error=not healthy within \${limit}s: $url answered HTTP $code"
     exit 5
   fi
   sleep "$pause"
@@ -468,15 +677,15 @@ shift 2
 keep=" $* $(sed -n 's/^image_id=//p' "$state/rollback" 2>/dev/null) "
 # the images of every container on this server, running or stopped, whatever its project
 containers=$(docker ps -aq --no-trunc) || { echo "error=cannot list the server's containers; no image removed"; exit 3; }
-used=" $(printf '%s\\n' "$containers" | xargs -r docker inspect --format '{{.Image}}' 2>/dev/null | tr '\\n' ' ') "
+used=" $(printf '%s\\n' "$containers" | xargs -r docker inspect --format '{{.Image}}' -- 2>/dev/null | tr '\\n' ' ') "
 removed=0 left=" "
 while read -r id; do
   case "$id" in sha256:*) ;; *) continue ;; esac
   case "$left" in *" $id "*) continue ;; esac
   case "$keep$used" in *" $id "*) left="$left$id "; continue ;; esac
-  docker image inspect "$id" >/dev/null 2>&1 || continue
-  if [ -n "$legacy" ] && [ "$(docker image inspect --format '{{.Id}}' "$legacy" 2>/dev/null)" = "$id" ]; then docker rmi "$legacy" >/dev/null 2>&1; fi
-  if docker image inspect "$id" >/dev/null 2>&1 && ! docker rmi "$id" >/dev/null 2>&1; then left="$left$id "; else removed=$((removed + 1)); fi
+  docker image inspect -- "$id" >/dev/null 2>&1 || continue
+  if [ -n "$legacy" ] && [ "$(docker image inspect --format '{{.Id}}' -- "$legacy" 2>/dev/null)" = "$id" ]; then docker rmi -- "$legacy" >/dev/null 2>&1; fi
+  if docker image inspect -- "$id" >/dev/null 2>&1 && ! docker rmi -- "$id" >/dev/null 2>&1; then left="$left$id "; else removed=$((removed + 1)); fi
 done < "$state/images"
 # shellcheck disable=SC2086
 printf '%s\\n' $left > "$state/images.tmp" && mv -f -- "$state/images.tmp" "$state/images"
@@ -513,16 +722,16 @@ printf 'holder=%s\\n' "$(head -c 400 -- "$1/lock/holder" 2>/dev/null | tr '\\n' 
  * remote shell instead of three channels. Preflight's own exit code when it fails; otherwise a
  * `stage=health` line, then the health check's output and exit code.
  */
-export function statusProbe(path: string, url: string, timeoutSeconds: number, services: string[]): RemoteCommand {
-  const pre = preflight(path)
+export function statusProbe(path: string, imageVariable: string, url: string, timeoutSeconds: number, services: string[]): RemoteCommand {
+  const pre = preflight(path, imageVariable)
   const state = readState(path)
   const health = healthCheck(path, url, timeoutSeconds, services, false)
   return {
     step: 'status',
-    args: [path, stateDir(path), url, String(timeoutSeconds), ...services],
-    script: `${nested(pre)} "$1" || exit
+    args: [path, stateDir(path), url, String(timeoutSeconds), imageVariable, ...services],
+    script: `${nested(pre)} "$1" "$5" || exit
 ${nested(state)} "$2"
 echo stage=health
-exec ${nested(health)} "$1" "$3" "$4" once "\${@:5}"`
+exec ${nested(health)} "$1" "$3" "$4" once "\${@:6}"`
   }
 }
