@@ -215,7 +215,7 @@ export function runLink(url: string, env: NodeJS.ProcessEnv = process.env): stri
  */
 function runLabelText(label: string, env: NodeJS.ProcessEnv): { who: string; refs: string } {
   const m = /^(local run|\S+) by (\S+)(?: commit ([0-9a-f]{7,40}))?$/.exec(label)
-  if (!m) return { who: markdownText(label), refs: '' }
+  if (!m) return { who: `by ${markdownText(label)}`, refs: '' }
   const [, where, actor, commit] = m
   const refs = [commit ? `commit ${markdownCode(commit)}` : '', where === 'local run' ? 'local run' : (runLink(where!, env) ?? markdownText(where!))].filter(Boolean)
   return { who: `by ${markdownText(actor!)}`, refs: `(${refs.join(', ')})` }
