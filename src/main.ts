@@ -13,6 +13,8 @@ import { readSettings, type Settings } from './settings.js'
 
 /** The whole action: inputs → registry → plan → per-server pipeline → report. */
 export async function run(): Promise<void> {
+  // The summary's heading shows the run's wall time: from here to just before it is written.
+  const started = Date.now()
   try {
     const settings = readSettings()
     const plan = makePlan(settings)
@@ -20,7 +22,7 @@ export async function run(): Promise<void> {
     const results = settings.dryRun ? planned(plan, settings) : await execute(plan, settings)
     setOutputs(results)
     // The summary and annotations come before the step fails, so a red step still shows its table.
-    await writeSummary(results, settings)
+    await writeSummary(results, settings, Date.now() - started)
     annotate(results)
     const bad = results.filter(r => !isSuccess(r) && !plannedSkip(plan, r))
     if (bad.length) {

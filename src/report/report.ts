@@ -1,12 +1,15 @@
 /**
  * What the operator sees: one log group per server, the job summary table, step outputs and
- * error annotations.
+ * error annotations. Everything a server returned is untrusted text and goes through
+ * ./untrusted.ts on its way to any of them (DESIGN.md "Trust").
  */
 import * as core from '@actions/core'
 import { shortId } from '../deploy/pipeline.js'
 import type { ServerResult, Status } from '../deploy/result.js'
 import type { Settings } from '../settings.js'
+import { bounded, htmlText, logQuoted, MAX_FIELD_CHARS, markdownCode, markdownText, multiLine, preText, singleLine } from './untrusted.js'
 
+/** Real Unicode symbols, never `:shortcode:`s, so they look the same wherever the text is shown. */
 export const STATUS_SYMBOL: Record<Status, string> = {
   deployed: '✅',
   unchanged: '☑️',
@@ -20,22 +23,36 @@ export const STATUS_SYMBOL: Record<Status, string> = {
   unhealthy: '💔'
 }
 
-/** GitHub shows at most 10 error annotations per step; the rest are grouped into the last one. */
+/** GitHub shows at most 10 error (and 10 warning) annotations per step; the rest are grouped into the last one. */
 const MAX_ANNOTATIONS = 10
+/** One annotation's message: enough for any error this action writes, short enough to read in the panel. */
+const ANNOTATION_CHARS = 2_000
+/** Each server's part of the grouped last annotation, and the whole of it. */
+const GROUPED_ENTRY_CHARS = 300
+const GROUPED_ANNOTATION_CHARS = 4_000
 /** The job summary must stay under 1 MiB; keep a margin for the heading and notes. */
 const SUMMARY_BUDGET_BYTES = 900 * 1024
+/** GitHub keeps at most 1 MiB per step output; stay under it with room to spare. */
+export const RESULTS_BUDGET_BYTES = 1_000_000
+/** Lengths error texts are cut to, one after the other, until the `results` output fits. */
+const RESULTS_ERROR_CUTS = [500, 100, 0]
 const ANNOTATED: readonly Status[] = ['failed', 'rolled-back', 'unreachable', 'locked']
 
 export function serverTitle(result: ServerResult): string {
   return `${result.server.name} (${result.server.tenant})`
 }
 
-/** One server's whole story as one log group, so parallel servers never interleave. */
+/**
+ * One server's whole story as one log group, so parallel servers never interleave. The group's
+ * title is ours (registry names, status, time); its lines quote the server, so they are printed
+ * inside a stop-commands block.
+ */
 export function logServer(result: ServerResult): void {
   core.startGroup(`${STATUS_SYMBOL[result.status]} ${serverTitle(result)}: ${result.status} in ${seconds(result.durationMs)}`)
-  for (const line of result.log) core.info(line)
-  if (result.error) core.info(`error: ${result.error}`)
-  if (result.failedOutput) core.info(`last output of ${result.failedStep}:\n${result.failedOutput}`)
+  const lines = result.log.map(line => singleLine(line))
+  if (result.error) lines.push(`error: ${singleLine(result.error)}`)
+  if (result.failedOutput) lines.push(`last output of ${singleLine(result.failedStep ?? 'the failed step')}:\n${multiLine(result.failedOutput)}`)
+  logQuoted(lines)
   core.endGroup()
 }
 
@@ -45,93 +62,243 @@ export function countByStatus(results: ServerResult[]): Map<Status, number> {
   return counts
 }
 
-export function setOutputs(results: ServerResult[]): void {
-  const json = results.map(r => ({
+interface ResultEntry {
+  name: string
+  tenant: string
+  region: string | null
+  host: string
+  status: Status
+  previousImage: string | null
+  deployedImage: string | null
+  durationMs: number
+  error: string | null
+}
+
+function cutError(error: string, chars: number): string {
+  const why = '[cut: the results output must stay under 1 MiB; the step log has the whole error]'
+  return error.length <= chars ? error : chars === 0 ? why : `${error.slice(0, chars)}… ${why}`
+}
+
+/**
+ * The `results` output as JSON of at most `budget` bytes. Server text in it is one line and
+ * bounded; if the whole is still too big, error texts are cut shorter and shorter, and as a last
+ * resort servers at the end are left out. `note` says what was cut, for a warning.
+ */
+export function resultsJson(results: ServerResult[], budget = RESULTS_BUDGET_BYTES): { json: string; note?: string } {
+  const errors = results.map(r => (r.error === undefined ? null : singleLine(r.error)))
+  const entries: ResultEntry[] = results.map((r, i) => ({
     name: r.server.name,
     tenant: r.server.tenant,
     region: r.server.region ?? null,
     host: r.server.host,
     status: r.status,
-    previousImage: r.previousImage ?? null,
-    deployedImage: r.deployedImage ?? null,
+    previousImage: r.previousImage === undefined ? null : singleLine(r.previousImage),
+    deployedImage: r.deployedImage === undefined ? null : singleLine(r.deployedImage),
     durationMs: r.durationMs,
-    error: r.error ?? null
+    error: errors[i]!
   }))
+  let json = JSON.stringify(entries)
+  if (Buffer.byteLength(json) <= budget) return { json }
+  for (const chars of RESULTS_ERROR_CUTS) {
+    entries.forEach((e, i) => (e.error = errors[i] === null ? null : cutError(errors[i]!, chars)))
+    json = JSON.stringify(entries)
+    const note = chars ? `error texts cut to ${chars} characters` : 'error texts left out'
+    if (Buffer.byteLength(json) <= budget) return { json, note: `The results output stays under GitHub's 1 MiB limit: ${note}; the step log and the summary have them.` }
+  }
+  // Still too big (thousands of servers): keep the first servers that fit, in plan order.
+  let size = 2
+  let kept = 0
+  for (const e of entries) {
+    size += Buffer.byteLength(JSON.stringify(e)) + 1
+    if (size > budget) break
+    kept++
+  }
+  json = JSON.stringify(entries.slice(0, kept))
+  return { json, note: `The results output stays under GitHub's 1 MiB limit: error texts left out, and it lists only the first ${kept} of ${entries.length} servers; the counts include every server.` }
+}
+
+export function setOutputs(results: ServerResult[]): void {
+  const { json, note } = resultsJson(results)
+  if (note) core.warning(note)
   const counts = countByStatus(results)
   const n = (...statuses: Status[]) => statuses.reduce((sum, s) => sum + (counts.get(s) ?? 0), 0)
-  core.setOutput('results', JSON.stringify(json))
+  core.setOutput('results', json)
   core.setOutput('deployed', n('deployed', 'unchanged'))
   core.setOutput('failed', n('failed', 'unreachable', 'locked'))
   core.setOutput('rolled-back', n('rolled-back'))
   core.setOutput('skipped', n('skipped'))
 }
 
+/**
+ * Annotations carry server text (errors, warnings). @actions/core escapes CR and LF in them, but
+ * the runner decodes them again for display, so they are replaced before, and bounded.
+ */
 export function annotate(results: ServerResult[]): void {
-  for (const r of results) for (const w of r.warnings ?? []) core.warning(w, { title: serverTitle(r) })
+  const warnings = results.flatMap(r => (r.warnings ?? []).map(w => ({ r, text: w })))
+  const shownWarnings = warnings.length > MAX_ANNOTATIONS ? warnings.slice(0, MAX_ANNOTATIONS - 1) : warnings
+  for (const { r, text } of shownWarnings) core.warning(singleLine(text, ANNOTATION_CHARS), { title: serverTitle(r) })
+  const moreWarnings = warnings.slice(shownWarnings.length)
+  if (moreWarnings.length) {
+    core.warning(grouped(moreWarnings.map(({ r, text }) => `${serverTitle(r)}: ${singleLine(text, GROUPED_ENTRY_CHARS)}`)), { title: `${moreWarnings.length} more warnings` })
+  }
+
   const bad = results.filter(r => ANNOTATED.includes(r.status))
   const single = bad.length > MAX_ANNOTATIONS ? bad.slice(0, MAX_ANNOTATIONS - 1) : bad
-  for (const r of single) core.error(r.error ?? r.status, { title: `${serverTitle(r)}: ${r.status}` })
+  for (const r of single) core.error(singleLine(r.error ?? r.status, ANNOTATION_CHARS), { title: `${serverTitle(r)}: ${r.status}` })
   const rest = bad.slice(single.length)
   if (rest.length) {
-    core.error(rest.map(r => `${serverTitle(r)}: ${r.status}: ${r.error ?? ''}`).join('\n'), { title: `${rest.length} more servers did not deploy` })
+    core.error(grouped(rest.map(r => `${serverTitle(r)}: ${r.status}: ${singleLine(r.error ?? '', GROUPED_ENTRY_CHARS)}`)), { title: `${rest.length} more servers did not deploy` })
   }
 }
 
-function escapeHtml(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
-}
-
-/** Escapes text for a Markdown table cell (HTML is allowed in the summary, so escape it too). */
-function cell(text: string): string {
-  return escapeHtml(text).replace(/\|/g, '\\|').replace(/\r?\n/g, ' ')
+/** One line per server (the newlines are ours), cut to the grouped annotation's bound at a line end. */
+function grouped(lines: string[]): string {
+  const kept: string[] = []
+  let size = 0
+  for (const line of lines) {
+    size += line.length + 1
+    if (size > GROUPED_ANNOTATION_CHARS) {
+      kept.push(`… and ${lines.length - kept.length} more (see the summary and the step log)`)
+      break
+    }
+    kept.push(line)
+  }
+  return kept.join('\n')
 }
 
 function seconds(ms: number): string {
-  return ms < 60_000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.floor(ms / 60_000)}m${Math.round((ms % 60_000) / 1000)}s`
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`
+  const total = Math.round(ms / 1000)
+  return `${Math.floor(total / 60)}m${total % 60}s`
 }
 
+/** An image reference with its short image ID, e.g. `ghcr.io/acme/openclaw:1.2.3 \`0a1b2c3d4e5f\``. */
+function imageText(image?: string, imageId?: string): string {
+  if (!image) return '—'
+  return `${markdownText(image)}${imageId ? ` ${markdownCode(shortId(imageId))}` : ''}`
+}
+
+/** Before → after; a rolled-back row says which image failed where, and what runs now. */
 function imageCell(r: ServerResult, settings: Settings): string {
-  const id = (imageId?: string) => (imageId ? ` \`${shortId(imageId)}\`` : '')
-  const before = r.previousImage ? `${cell(r.previousImage)}${id(r.previousImageId)}` : '—'
-  const after = r.deployedImage ? `${cell(r.deployedImage)}${id(r.deployedImageId)}` : '—'
-  const shown = before === after ? after : `${before} → ${after}`
-  return r.status === 'rolled-back' && settings.mode === 'deploy' ? `${shown} (${cell(settings.image || 're-pulled image')} rolled back)` : shown
+  const now = imageText(r.deployedImage, r.deployedImageId)
+  if (r.status === 'rolled-back') {
+    // In `mode: rollback` the image that failed is the recorded one; its name is in the details.
+    const tried = settings.mode === 'deploy' ? (settings.image ? markdownText(settings.image) : 'the re-pulled image') : 'the recorded rollback image'
+    return `${tried} failed${r.failedStep ? ` at ${markdownText(r.failedStep)}` : ''}; now runs ${now}`
+  }
+  const before = imageText(r.previousImage, r.previousImageId)
+  return before === now ? now : `${before} → ${now}`
 }
 
-/** Health, and in `mode: status` also who holds the lock and the last history line. */
-function healthCell(r: ServerResult): string {
-  const parts = [r.health ?? '']
-  if (r.lockHolder) parts.push(`🔒 locked by ${r.lockHolder}`)
-  if (r.lastDeploy) parts.push(`last: ${r.lastDeploy.replace(/\t/g, ' ')}`)
-  return cell(parts.filter(Boolean).join(' · '))
+/** `2025-05-01T10:03:12.345Z` → `2025-05-01 10:03 UTC`; anything else is shown as the (escaped) text it is. */
+function timeText(iso: string): string {
+  const m = /^(\d{4}-\d\d-\d\d)T(\d\d:\d\d)(?::\d\d(?:\.\d+)?)?Z$/.exec(iso)
+  return m ? `${m[1]} ${m[2]} UTC` : markdownText(iso)
 }
 
-/** The summary as Markdown; rows and details are dropped (with a note) before it outgrows the budget. */
-export function renderSummary(results: ServerResult[], settings: Settings, env: NodeJS.ProcessEnv = process.env): string {
-  const what = settings.mode === 'deploy' ? `deploy of ${settings.image ? `\`${cell(settings.image)}\`` : 'the image each .env names'}` : settings.mode
-  const commit = env.GITHUB_SHA ? ` at commit \`${env.GITHUB_SHA.slice(0, 12)}\`` : ''
+/**
+ * A link to a workflow run, only if `url` is exactly `<this run's server>/<owner>/<repo>/actions/runs/<digits>`:
+ * a history line or lock note is server text, and must not turn into a link anywhere else.
+ */
+export function runLink(url: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const server = (env.GITHUB_SERVER_URL || 'https://github.com').replace(/\/+$/, '')
+  if (!/^https:\/\/[A-Za-z0-9.-]+(?::\d+)?$/.test(server) || !url.startsWith(`${server}/`)) return undefined
+  const m = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})\/([A-Za-z0-9._-]{1,100})\/actions\/runs\/(\d{1,20})$/.exec(url.slice(server.length + 1))
+  // `o/../actions/runs/1` would resolve to another path: a repository is never all dots.
+  if (!m || /^\.+$/.test(m[1]!)) return undefined
+  return `[run ${m[2]}](${url})`
+}
+
+/**
+ * A run label (see describeRun: `<run URL> by <actor> commit <sha>`, or `local run by user@host`) as
+ * `by actor (commit \`abc\`, [run 123](…))`. A label that does not look like one is shown as escaped text.
+ */
+function runLabelText(label: string, env: NodeJS.ProcessEnv): { who: string; refs: string } {
+  const m = /^(local run|\S+) by (\S+)(?: commit ([0-9a-f]{7,40}))?$/.exec(label)
+  if (!m) return { who: `by ${markdownText(label)}`, refs: '' }
+  const [, where, actor, commit] = m
+  const refs = [commit ? `commit ${markdownCode(commit)}` : '', where === 'local run' ? 'local run' : (runLink(where!, env) ?? markdownText(where!))].filter(Boolean)
+  return { who: `by ${markdownText(actor!)}`, refs: `(${refs.join(', ')})` }
+}
+
+/**
+ * The server's last history line (`time<TAB>status<TAB>from -> to<TAB>run label`) as
+ * `2025-05-01 10:03 UTC: deployed a:1 → a:2 by actor (commit …, [run 123](…))`.
+ */
+export function lastDeployCell(line: string, env: NodeJS.ProcessEnv = process.env): string {
+  // Each part is escaped on its own (markdownText), so only the whole is bounded here.
+  const fields = bounded(line, 4 * MAX_FIELD_CHARS).split('\t')
+  if (fields.length !== 4) return markdownText(line)
+  const [time, status, change, label] = fields as [string, string, string, string]
+  const [from, to, ...more] = change.split(' -> ')
+  const what = to === undefined || more.length ? markdownText(change) : from === to ? markdownText(to) : `${markdownText(from!)} → ${markdownText(to)}`
+  const run = runLabelText(label, env)
+  return `${timeText(time)}: ${markdownText(status)} ${what} ${run.who} ${run.refs}`.trim()
+}
+
+/** A lock note (`<run label> since <time> token=<hex>`) as `held by actor since … (commit …, [run …](…))`. */
+export function lockCell(holder: string, env: NodeJS.ProcessEnv = process.env): string {
+  const m = /^(.*) since (\S+) token=[0-9a-f]+$/.exec(singleLine(holder))
+  if (!m) return markdownText(holder)
+  const run = runLabelText(m[1]!, env)
+  return `held ${run.who} since ${timeText(m[2]!)} ${run.refs}`.trim()
+}
+
+/** The heading names what ran, the commit, the trigger and how long the whole run took. */
+function heading(settings: Settings, env: NodeJS.ProcessEnv, runMs?: number): string {
+  const what = settings.dryRun
+    ? 'plan'
+    : settings.mode === 'deploy'
+      ? `deploy of ${settings.image ? markdownCode(settings.image, { table: false }) : 'the image each .env names'}`
+      : markdownText(settings.mode)
+  const commit = env.GITHUB_SHA ? ` at commit ${markdownCode(env.GITHUB_SHA.slice(0, 12), { table: false })}` : ''
+  const facts = [env.GITHUB_EVENT_NAME ? `trigger: ${markdownText(env.GITHUB_EVENT_NAME)}` : '', runMs === undefined ? '' : `total ${seconds(runMs)}`].filter(Boolean)
+  return `## OpenClaw ${what}${commit}${facts.map(f => ` · ${f}`).join('')}`
+}
+
+/**
+ * The summary as Markdown; rows and details are dropped (with a note) before it outgrows the budget.
+ * `runMs` is the run's wall time so far, for the heading.
+ */
+export function renderSummary(results: ServerResult[], settings: Settings, env: NodeJS.ProcessEnv = process.env, runMs?: number): string {
   const counts = [...countByStatus(results)].map(([s, n]) => `${STATUS_SYMBOL[s]} ${n} ${s}`).join(' · ')
-  const head = [`## OpenClaw ${settings.dryRun ? 'plan' : what}${commit}`, '', `${results.length} servers: ${counts || 'none'}`, '']
-  const tableHead = ['| Tenant | Server | Region | Status | Image | Health | Duration |', '| --- | --- | --- | --- | --- | --- | --- |']
+  const head = [heading(settings, env, runMs), '', `${results.length} servers: ${counts || 'none'}`, '']
+  // `mode: status` reads the last deploy of each server, and who holds its lock if anyone does.
+  const status = settings.mode === 'status' && !settings.dryRun
+  const withLock = status && results.some(r => r.lockHolder)
+  const columns = ['Tenant', 'Server', 'Region', 'Status', 'Image', 'Health', ...(status ? ['Last deploy'] : []), ...(withLock ? ['Lock'] : []), 'Duration']
+  const tableHead = [`| ${columns.join(' | ')} |`, `|${' --- |'.repeat(columns.length)}`]
   let size = Buffer.byteLength([...head, ...tableHead].join('\n')) + 1024
   const rows: string[] = []
   for (const r of results) {
-    const row = `| ${cell(r.server.tenant)} | ${cell(r.server.name)} | ${cell(r.server.region ?? '')} | ${STATUS_SYMBOL[r.status]} ${r.status} | ${imageCell(r, settings)} | ${healthCell(r)} | ${seconds(r.durationMs)} |`
+    const cells = [
+      markdownText(r.server.tenant),
+      markdownText(r.server.name),
+      markdownText(r.server.region ?? ''),
+      `${STATUS_SYMBOL[r.status]} ${r.status}`,
+      imageCell(r, settings),
+      markdownText(r.health ?? ''),
+      ...(status ? [r.lastDeploy ? lastDeployCell(r.lastDeploy, env) : '—'] : []),
+      ...(withLock ? [r.lockHolder ? lockCell(r.lockHolder, env) : ''] : []),
+      seconds(r.durationMs)
+    ]
+    const row = `| ${cells.join(' | ')} |`
     size += Buffer.byteLength(row) + 1
     if (size > SUMMARY_BUDGET_BYTES) break
     rows.push(row)
   }
   const details: string[] = []
   for (const r of results.filter(x => ANNOTATED.includes(x.status))) {
+    const output = r.failedOutput ?? r.log.slice(-10).map(line => singleLine(line)).join('\n')
+    // The paragraph starts with our words, so server text can never begin a heading, list or quote.
     const block = [
-      `<details><summary>${STATUS_SYMBOL[r.status]} ${cell(serverTitle(r))}: ${r.status}${r.failedStep ? ` at ${cell(r.failedStep)}` : ''}</summary>`,
+      `<details><summary>${STATUS_SYMBOL[r.status]} ${htmlText(serverTitle(r))}: ${r.status}${r.failedStep ? ` at ${htmlText(r.failedStep)}` : ''}</summary>`,
       '',
-      cell(r.error ?? ''),
-      '',
-      `<pre>${escapeHtml(r.failedOutput ?? r.log.slice(-10).join('\n'))}</pre>`,
+      ...(r.error ? [`**What happened:** ${markdownText(r.error)}`, ''] : []),
+      ...(output ? [`<pre>${preText(output)}</pre>`] : []),
       '</details>'
     ].join('\n')
-    size += Buffer.byteLength(block) + 1
+    size += Buffer.byteLength(block) + 2
     if (size > SUMMARY_BUDGET_BYTES) break
     details.push(block)
   }
@@ -139,10 +306,11 @@ export function renderSummary(results: ServerResult[], settings: Settings, env: 
   if (rows.length < results.length) notes.push(`_${results.length - rows.length} more rows left out to stay under GitHub's 1 MiB summary limit; the counts above and the \`results\` output include every server._`)
   const detailed = results.filter(x => ANNOTATED.includes(x.status)).length
   if (details.length < detailed) notes.push(`_Details of ${detailed - details.length} more failed servers are in the step log._`)
-  return [...head, ...tableHead, ...rows, '', ...details, ...notes, ''].join('\n')
+  // Blank lines between blocks: a line right after `</details>` would still belong to that HTML block.
+  return [...head, ...tableHead, ...rows, '', ...details.flatMap(d => [d, '']), ...notes.flatMap(n => [n, ''])].join('\n')
 }
 
-export async function writeSummary(results: ServerResult[], settings: Settings): Promise<void> {
+export async function writeSummary(results: ServerResult[], settings: Settings, runMs?: number): Promise<void> {
   if (!process.env.GITHUB_STEP_SUMMARY) return
-  await core.summary.addRaw(renderSummary(results, settings)).write()
+  await core.summary.addRaw(renderSummary(results, settings, process.env, runMs)).write()
 }
