@@ -70,6 +70,18 @@ async function execute(plan: Plan, settings: Settings): Promise<ServerResult[]> 
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
+  // The last line of defence. Each server's code turns its own errors into that server's result
+  // (ssh.ts guards every listener it gives ssh2), but a throw from a library callback nobody wraps
+  // would otherwise end the process mid-fleet: no server would finish or roll back, every lock would
+  // stay until its lease ran out, and no summary would be written. Which server it came from cannot
+  // be known here, so nothing is recovered: it is logged and fails the step, and the server it hit
+  // ends at the latest when its step times out, while the others go on.
+  const onUncaught = (error: unknown) => {
+    process.exitCode = core.ExitCode.Failure
+    core.error(`Internal error, a bug in the action or a library (the other servers go on; the step will fail): ${describeError(error)}`)
+  }
+  process.on('uncaughtException', onUncaught)
+  process.on('unhandledRejection', onUncaught)
   try {
     const ctx = createRunContext(settings, controller.signal, (server, state) => core.info(`[${server.name}] ${state}`))
     const work = plan.entries.filter(e => e.action !== 'skip').map(e => e.server)
@@ -82,6 +94,8 @@ async function execute(plan: Plan, settings: Settings): Promise<ServerResult[]> 
   } finally {
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
+    process.off('uncaughtException', onUncaught)
+    process.off('unhandledRejection', onUncaught)
   }
 }
 

@@ -1,18 +1,24 @@
 /**
  * One SSH connection per server (node-ssh over ssh2), reused for all of its steps. Only setting up
- * the connection is retried; a remote step runs once, bounded by a timeout on both ends.
+ * the connection is retried; a remote step runs once, bounded by a timeout on both ends, and keeps
+ * a bounded tail of its output. Nothing a server sends can throw outside the promise of its step.
  */
 import { connect as openSocket, type Socket } from 'node:net'
 import * as core from '@actions/core'
 import { NodeSSH } from 'node-ssh'
-import type { ClientChannel, ServerHostKeyAlgorithm } from 'ssh2'
+import type { Client, ClientChannel, ServerHostKeyAlgorithm } from 'ssh2'
 import { type RemoteCommand, renderCommand } from './commands.js'
 import { type HostKeyPolicy, type HostKeyVerdict, hostKeyAlgorithms, keyTypesToOffer, verifyHostKey } from './host-keys.js'
+import { OutputTail } from './output-tail.js'
 
 export interface CommandResult {
   code: number
+  /** The last OUTPUT_TAIL_BYTES of standard output (less the line cut at its start, if any), trimmed. */
   stdout: string
+  /** The same for standard error. */
   stderr: string
+  /** Set only when output was dropped: how many bytes of each stream are not in `stdout`/`stderr`. */
+  truncated?: { stdout: number; stderr: number }
 }
 
 /** What the deploy pipeline needs from a server connection; unit tests fake it. */
@@ -192,6 +198,94 @@ function describeNetworkError(error: unknown): string {
   return String(error)
 }
 
+/** What one command left: its exit code (null when it ended without one, e.g. by a signal) and output tails. */
+type ExecResult = Omit<CommandResult, 'code'> & { code: number | null }
+
+/**
+ * Runs one command line on a channel of its own. node-ssh's execCommand would keep every chunk a
+ * server sends and join them at the end; this keeps only the tail of each stream (OutputTail).
+ *
+ * ssh2 emits a channel's events partly from inside its socket handler, which turns a throw into an
+ * 'error' that ends the whole connection, and partly on later ticks ('close' comes after 'end'),
+ * where a throw is an uncaught exception that ends the process and with it every other server's
+ * deploy. So every listener here is guarded: whatever throws in it rejects this step instead, as
+ * ConnectionLost because the step may or may not have done its work: the pipeline handles it like a
+ * broken connection (reconnect, and roll back a server that was being switched).
+ */
+function execBounded(client: Client, command: RemoteCommand, commandLine: string, onChannel: (channel: ClientChannel) => void): Promise<ExecResult> {
+  return new Promise((resolve, reject) => {
+    const stdout = new OutputTail()
+    const stderr = new OutputTail()
+    let channel: ClientChannel | undefined
+    let exitCode: number | null = null
+    let settled = false
+    const settle = (outcome: () => void) => {
+      if (settled) return
+      settled = true
+      outcome()
+    }
+    const fail = (error: unknown) => {
+      settle(() => reject(new ConnectionLost(`${command.step}: ${errorMessage(error)}; whether the step did its work is not known`)))
+      try {
+        channel?.close()
+      } catch {
+        // The channel is gone already: nothing left to stop.
+      }
+    }
+    const guard =
+      <A extends unknown[]>(listener: (...args: A) => void) =>
+      (...args: A): void => {
+        try {
+          listener(...args)
+        } catch (error) {
+          fail(error)
+        }
+      }
+    const finish = () => {
+      const out = stdout.read()
+      const err = stderr.read()
+      const result: ExecResult = { code: exitCode, stdout: out.text.trim(), stderr: err.text.trim() }
+      if (out.dropped > 0 || err.dropped > 0) result.truncated = { stdout: out.dropped, stderr: err.dropped }
+      settle(() => resolve(result))
+    }
+    const onOpen = (error: Error | undefined, opened: ClientChannel) => {
+      // The server refused the channel: the command never ran.
+      if (error) return settle(() => reject(error))
+      channel = opened
+      onChannel(opened)
+      opened.on(
+        'data',
+        guard((chunk: Buffer) => {
+          if (!settled) stdout.push(chunk)
+        })
+      )
+      opened.stderr.on(
+        'data',
+        guard((chunk: Buffer) => {
+          if (!settled) stderr.push(chunk)
+        })
+      )
+      // A stream's 'error' without a listener is thrown.
+      opened.on('error', fail)
+      opened.stderr.on('error', fail)
+      opened.on('exit', guard((code: number | null) => (exitCode = code ?? null)))
+      opened.on('close', guard(finish))
+      if (command.stdin != null) opened.write(command.stdin)
+      opened.end()
+    }
+    try {
+      client.exec(commandLine, guard(onOpen))
+    } catch (error) {
+      // ssh2 throws at once when the socket is no longer writable.
+      reject(new ConnectionLost(`${command.step}: ${errorMessage(error)}`))
+    }
+  })
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
+}
+
 export class SshConnection implements RemoteShell {
   private lost?: string
   private closing = false
@@ -220,6 +314,8 @@ export class SshConnection implements RemoteShell {
   async run(command: RemoteCommand, timeoutSeconds: number, signal?: AbortSignal): Promise<CommandResult> {
     if (this.lost) throw new ConnectionLost(`${command.step}: ${this.lost}`)
     if (signal?.aborted) throw new ConnectionLost(`${command.step}: cancelled`)
+    const client = this.ssh.connection
+    if (!client) throw new ConnectionLost(`${command.step}: not connected`)
     let channel: ClientChannel | undefined
     let timer: NodeJS.Timeout | undefined
     let onLost: ((reason: string) => void) | undefined
@@ -241,18 +337,12 @@ export class SshConnection implements RemoteShell {
       signal?.addEventListener('abort', onAbort, { once: true })
     })
     try {
-      const response = await Promise.race([
-        this.ssh.execCommand(renderCommand(command, timeoutSeconds), {
-          stdin: command.stdin,
-          onChannel: c => (channel = c)
-        }),
-        stopped
-      ])
+      const response = await Promise.race([execBounded(client, command, renderCommand(command, timeoutSeconds), c => (channel = c)), stopped])
       // `timeout` exits 124 when it had to stop the step.
       if (response.code === 124 || response.code === 137) {
-        return { code: response.code, stdout: response.stdout, stderr: `${response.stderr}\n${command.step} did not finish within ${timeoutSeconds}s`.trim() }
+        return { ...response, code: response.code, stderr: `${response.stderr}\n${command.step} did not finish within ${timeoutSeconds}s`.trim() }
       }
-      return { code: response.code ?? 255, stdout: response.stdout, stderr: response.stderr }
+      return { ...response, code: response.code ?? 255 }
     } finally {
       clearTimeout(timer)
       if (onLost) this.pending.delete(onLost)
