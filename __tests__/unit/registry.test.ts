@@ -246,8 +246,10 @@ describe('unreadable files', () => {
     expect(messageOf(writeRegistry(line))).toMatch(/The line reads: ….*\{"name": "x" "host": "y"\}\]\}$/)
   })
 
-  it('rejects nesting deep enough to exhaust the stack', () => {
-    expect(messageOf(writeRegistry(`{"servers": ${'['.repeat(100000)}`))).toContain('nested more than 64 levels')
+  it('reads nesting deep enough to exhaust the stack as far as JSON.parse does, and says where a cut-off file ends', () => {
+    const file = writeRegistry(`{"servers": ${'['.repeat(100000)}`)
+    expect(loadError(file).details).toEqual([expect.objectContaining({ path: '', line: 1, column: 100013 })])
+    expect(messageOf(file)).toContain('the file ends where a value was expected')
   })
 
   it('rejects an empty file', () => {
