@@ -310,8 +310,20 @@ function describeType(value: unknown): string {
 }
 
 /** A value as it would appear in the file, cut short; JSON escapes keep newlines and control characters visible. */
-function describeValue(value: unknown): string {
-  if (Array.isArray(value)) return value.length ? `[${clip(value.map(describeValue).join(', '), 80)}]` : 'an empty list []'
+function describeValue(value: unknown, depth = 0): string {
+  if (Array.isArray(value)) {
+    if (!value.length) return 'an empty list []'
+    // Only the first 80 characters are shown and every level of nesting adds one, so a list nested
+    // thousands deep or thousands long is described from its start alone: same text, bounded work,
+    // and no recursion deep enough to overflow the stack.
+    if (depth > 80) return '…'
+    let items = ''
+    for (const item of value) {
+      if (items.length > 80) break
+      items += (items ? ', ' : '') + describeValue(item, depth + 1)
+    }
+    return `[${clip(items, 80)}]`
+  }
   if (value !== null && typeof value === 'object') return 'an object'
   return typeof value === 'string' ? JSON.stringify(clip(value, 80)) : String(value)
 }
