@@ -61,6 +61,23 @@ describe('parseJsonText', () => {
     ])
   })
 
+  it('reads nesting of any depth, as JSON.parse does, and locates values deep inside it', () => {
+    // 2,000 levels compared whole (jest's own deep equality recurses); the deeper one by position.
+    const mixed = `${'{"a": ['.repeat(1000)}true${']}'.repeat(1000)}`
+    expect(parseJsonText(mixed).value).toEqual(JSON.parse(mixed))
+    const depth = 200_000
+    const json = parseJsonText(`{"a":\n${'['.repeat(depth)}1${']'.repeat(depth)}}`)
+    expect(json.positionOf(['a', ...Array<number>(depth).fill(0)])).toEqual({ line: 2, column: depth + 1 })
+    expect(json.positionOf(['a', 0, 0, 5])).toEqual({ line: 2, column: 3 })
+  })
+
+  it('looks for repeated keys only as deep as asked', () => {
+    const text = '{"a": 1, "a": 2, "b": {"c": 1, "c": 2, "d": {"e": 1, "e": 2}}}'
+    expect(parseJsonText(text).duplicateKeys.map(d => d.path)).toEqual([['a'], ['b', 'c'], ['b', 'd', 'e']])
+    expect(parseJsonText(text, { duplicateKeyDepth: 1 }).duplicateKeys.map(d => d.path)).toEqual([['a'], ['b', 'c']])
+    expect(parseJsonText(text, { duplicateKeyDepth: 1 }).value).toEqual(JSON.parse(text))
+  })
+
   it('keeps "__proto__" an ordinary key', () => {
     const value = parseJsonText('{"__proto__": {"polluted": true}}').value as Record<string, unknown>
     expect(Object.keys(value)).toEqual(['__proto__'])

@@ -216,6 +216,79 @@ describe('problem messages and positions', () => {
   })
 })
 
+describe('big bad registries', () => {
+  // Registries of this size are generated, not typed; rejecting one must take time linear in its
+  // size (it took a minute when every problem's line was counted from the start of the file). The
+  // limits are loose because test machines are shared; bench/registry-errors.mjs prints the real times.
+  const SECONDS = 5
+  const line = (i: number, extra: string): string => `    {"name": "s-${i}", "host": "s-${i}.example.com", "tenant": "acme"${extra}}`
+  const registryOf = (lines: string[]): string => `{\n  "servers": [\n${lines.join(',\n')}\n  ]\n}\n`
+
+  function timedError(text: string): { error: RegistryError; seconds: number } {
+    const file = writeRegistry(text)
+    const started = performance.now()
+    const error = loadError(file)
+    return { error, seconds: (performance.now() - started) / 1000 }
+  }
+
+  it('20,000 bad ports: each on its own line, the first 100 listed and the count given', () => {
+    const { error, seconds } = timedError(registryOf(Array.from({ length: 20000 }, (_, i) => line(i, ', "port": 0'))))
+    expect(seconds).toBeLessThan(SECONDS)
+    expect(error.details).toHaveLength(20000)
+    for (const i of [0, 1, 9999, 19999]) {
+      const column = line(i, ', "port": 0').indexOf('"port": 0') + '"port": '.length + 1
+      expect(error.details[i]).toMatchObject({ path: `servers[${i}].port`, line: i + 3, column })
+      expect(error.details[i].message).toBe(`servers[${i}].port is 0; allowed: a whole number from 1 to 65535 (default 22).`)
+    }
+    expect(error.message).toMatch(/is not valid; the first 100 of 20000 problems follow \(100 problems\):/)
+    expect(error.message.split('\n')).toHaveLength(101)
+    expect(error.message.split('\n')[100]).toContain(`:102:${line(99, '').length + ', "port": '.length}: servers[99].port is 0`)
+  })
+
+  it('40,000 repeated keys: both lines of each named', () => {
+    const { error, seconds } = timedError(registryOf(Array.from({ length: 20000 }, (_, i) => line(i, ', "port": 22, "port": 23,\n      "user": "a", "user": "b"'))))
+    expect(seconds).toBeLessThan(SECONDS)
+    expect(error.details).toHaveLength(40000)
+    const server = 12345
+    const [port, user] = error.details.slice(2 * server, 2 * server + 2)
+    // Where the second "port" key starts, the one JSON.parse keeps.
+    const column = line(server, ', "port": 22, "port"').lastIndexOf('"port"') + 1
+    expect(port).toMatchObject({ path: `servers[${server}].port`, line: 2 * server + 3, column })
+    expect(port.message).toContain(`servers[${server}].port appears twice in the same object (lines ${2 * server + 3} and ${2 * server + 3})`)
+    expect(user).toMatchObject({ path: `servers[${server}].user`, line: 2 * server + 4, column: '      "user": "a", '.length + 1 })
+    expect(error.message).toMatch(/the first 100 of 40000 problems follow/)
+  })
+
+  it('labels nested 5,000 deep: read as JSON.parse reads them, and rejected by the schema at the label', () => {
+    const deep = `${'{"x": '.repeat(5000)}"v"${'}'.repeat(5000)}`
+    const text = registryOf([line(0, ''), line(1, `, "labels": {"team": ${deep}}`)])
+    expect(() => JSON.parse(text)).not.toThrow()
+    const { error, seconds } = timedError(text)
+    expect(seconds).toBeLessThan(SECONDS)
+    const column = line(1, ', "labels": {"team": ').length
+    expect(error.details).toEqual([expect.objectContaining({ path: 'servers[1].labels.team', line: 4, column })])
+    expect(error.details[0].message).toBe('servers[1].labels.team is an object; allowed: a text of at most 128 letters, digits and . _ : / @ + = , - (no spaces or shell characters).')
+  })
+
+  it('nesting as deep as the size limit allows, in a list or with a repeated key at every level', () => {
+    const list = timedError(`{"servers": [{"name": "a", "host": "a.example.com", "tenant": "acme", "services": [${'['.repeat(1_000_000)}${']'.repeat(1_000_000)}]}]}`)
+    expect(list.seconds).toBeLessThan(SECONDS)
+    expect(list.error.details).toEqual([expect.objectContaining({ path: 'servers[0].services[0]' })])
+    expect(list.error.details[0].message).toMatch(/^servers\[0\]\.services\[0\] is a list \(\[{81}…\]\); allowed: /)
+
+    const repeats = timedError(`{"servers": [{"name": "a", "host": "a.example.com", "tenant": "acme", "labels": {"x": ${'{"k": 1, "k": 2, "x": '.repeat(100_000)}1${'}'.repeat(100_000)}}}]}`)
+    expect(repeats.seconds).toBeLessThan(SECONDS)
+    expect(repeats.error.details.map(p => p.path)).toEqual(['servers[0].labels.x'])
+  })
+
+  it('a long list of host keys, each wrong', () => {
+    const { error, seconds } = timedError(`{"servers": [{"name": "a", "host": "a.example.com", "tenant": "acme", "hostKey": [${Array.from({ length: 100_000 }, (_, i) => i).join(', ')}]}]}`)
+    expect(seconds).toBeLessThan(SECONDS)
+    expect(error.details).toHaveLength(100_000)
+    expect(error.details[99_999]).toMatchObject({ path: 'servers[0].hostKey[99999]' })
+  })
+})
+
 describe('unreadable files', () => {
   const messageOf = (file: string): string => loadError(file).problems.join('\n')
 
@@ -246,8 +319,10 @@ describe('unreadable files', () => {
     expect(messageOf(writeRegistry(line))).toMatch(/The line reads: ….*\{"name": "x" "host": "y"\}\]\}$/)
   })
 
-  it('rejects nesting deep enough to exhaust the stack', () => {
-    expect(messageOf(writeRegistry(`{"servers": ${'['.repeat(100000)}`))).toContain('nested more than 64 levels')
+  it('reads nesting deep enough to exhaust the stack as far as JSON.parse does, and says where a cut-off file ends', () => {
+    const file = writeRegistry(`{"servers": ${'['.repeat(100000)}`)
+    expect(loadError(file).details).toEqual([expect.objectContaining({ path: '', line: 1, column: 100013 })])
+    expect(messageOf(file)).toContain('the file ends where a value was expected')
   })
 
   it('rejects an empty file', () => {

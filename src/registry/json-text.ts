@@ -42,53 +42,232 @@ export class JsonSyntaxError extends Error {
   }
 }
 
-// A hostile file could nest arrays until the parser overflows the stack; a registry needs 4 levels.
-const MAX_DEPTH = 64
 const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y
 
-export function parseJsonText(text: string): JsonText {
-  return new Reader(text).readDocument()
+export interface ReadOptions {
+  /**
+   * Repeated keys are looked for in objects at most this deep (the top level is 0). Each one found
+   * carries its whole path, so a small file nested thousands deep with a repeated key at every level
+   * costs time and memory quadratic in its depth; a caller that knows how deep its objects go can
+   * say so and skip the rest.
+   */
+  duplicateKeyDepth?: number
 }
 
-/** Key of the position table: the path segments joined by a character JSON keys cannot contain raw. */
-function pathKey(path: JsonPath): string {
-  return path.map(segment => String(segment)).join('\u0000')
+export function parseJsonText(text: string, options: ReadOptions = {}): JsonText {
+  return new Reader(text, options.duplicateKeyDepth ?? Infinity).readDocument()
 }
+
+// JSON.parse has no depth limit of its own, so neither may we: a file nested thousands deep is still
+// JSON, and its owner needs the schema's word on the value that is wrong, not ours on the nesting.
+// So the reader keeps its own stack of the objects and lists it is inside instead of recursing, and
+// records positions per container (not per path string) so that deep values cost no more than
+// shallow ones.
+interface OpenObject {
+  kind: 'object'
+  value: Record<string, unknown>
+  /** Where each key's latest occurrence starts; where its value starts follows from it. */
+  keys: Map<string, number>
+  /** Where a repeated key first appeared; only objects with a repeated key need one. */
+  firstKeys?: Map<string, number>
+  /** The key whose value is being read. */
+  key: string
+  commaAt: number
+  /** The object's own path, worked out the first time a repeated key in it needs it. */
+  path?: JsonPath
+}
+
+interface OpenList {
+  kind: 'list'
+  value: unknown[]
+  /** Where each item starts. */
+  items: number[]
+  commaAt: number
+}
+
+type Open = OpenObject | OpenList
 
 class Reader {
   private at = 0
-  private readonly positions = new Map<string, number>()
+  /** Per object or list in the value: where its members are in the text (see positionOf). */
+  private readonly members = new Map<object, Map<string, number> | number[]>()
+  private readonly open: Open[] = []
   private readonly duplicates: Array<{ path: JsonPath; first: number; second: number }> = []
+  private lineStarts: number[] | undefined
 
-  constructor(private readonly text: string) {}
+  constructor(
+    private readonly text: string,
+    private readonly duplicateKeyDepth: number
+  ) {}
 
   readDocument(): JsonText {
     this.skipSpace()
     if (this.at >= this.text.length) this.fail(this.at, 'the file has no JSON value')
-    const value = this.readValue([], 0)
+    const start = this.at
+    const value = this.readValue()
     this.skipSpace()
     if (this.at < this.text.length) {
       this.fail(this.at, `unexpected ${this.describe(this.at)} after the end of the top-level value (is a ',' or '{' missing, or is there text after the last '}'?)`)
     }
     return {
       value,
-      positionOf: path => {
-        for (let n = path.length; n >= 0; n--) {
-          const offset = this.positions.get(pathKey(path.slice(0, n)))
-          if (offset !== undefined) return this.positionAt(offset)
-        }
-        return { line: 1, column: 1 }
-      },
+      positionOf: path => this.positionAt(this.offsetOf(value, start, path)),
       duplicateKeys: this.duplicates.map(d => ({ path: d.path, first: this.positionAt(d.first), second: this.positionAt(d.second) }))
     }
   }
 
-  private readValue(path: JsonPath, depth: number): unknown {
-    if (depth > MAX_DEPTH) this.fail(this.at, `values are nested more than ${MAX_DEPTH} levels deep`)
-    this.positions.set(pathKey(path), this.at)
+  /** Where the value at `path` starts, or the nearest enclosing value that exists. */
+  private offsetOf(root: unknown, rootAt: number, path: JsonPath): number {
+    let node = root
+    let offset = rootAt
+    for (const segment of path) {
+      const members = node !== null && typeof node === 'object' ? this.members.get(node) : undefined
+      if (members === undefined) break
+      if (Array.isArray(members)) {
+        const index = Number(segment)
+        if (!Number.isInteger(index) || index < 0 || index >= members.length) break
+        offset = members[index]
+        node = (node as unknown[])[index]
+      } else {
+        const key = String(segment)
+        const keyAt = members.get(key)
+        if (keyAt === undefined) break
+        offset = this.valueAfterKey(keyAt)
+        node = (node as Record<string, unknown>)[key]
+      }
+    }
+    return offset
+  }
+
+  /** The start of the value that follows the key at `keyAt` (the text was read, so it is well formed). */
+  private valueAfterKey(keyAt: number): number {
+    let i = keyAt + 1
+    while (this.text[i] !== '"') i += this.text[i] === '\\' ? 2 : 1
+    i++
+    while (' \t\n\r:'.includes(this.text[i])) i++
+    return i
+  }
+
+  /** Reads the value at `at`, with everything nested in it. */
+  private readValue(): unknown {
+    for (;;) {
+      let value: unknown
+      const c = this.text[this.at]
+      if (c === '{' || c === '[') {
+        this.at++
+        this.skipSpace()
+        if (this.text[this.at] === (c === '{' ? '}' : ']')) {
+          this.at++
+          value = c === '{' ? {} : []
+        } else if (c === '{') {
+          const object: OpenObject = { kind: 'object', value: {}, keys: new Map(), key: '', commaAt: -1 }
+          this.members.set(object.value, object.keys)
+          this.open.push(object)
+          this.readKey(object)
+          continue
+        } else {
+          const list: OpenList = { kind: 'list', value: [], items: [this.at], commaAt: -1 }
+          this.members.set(list.value, list.items)
+          this.open.push(list)
+          continue
+        }
+      } else {
+        value = this.readScalar()
+      }
+      // A value is complete: hand it to the container it is in, and close every container it completes.
+      for (;;) {
+        const container = this.open.at(-1)
+        if (container === undefined) return value
+        if (this.addToContainer(container, value)) break
+        this.open.pop()
+        value = container.value
+      }
+    }
+  }
+
+  /**
+   * Stores a finished member; then either moves to the next one (true: a value is expected at `at`)
+   * or consumes the closing bracket (false: the container is finished).
+   */
+  private addToContainer(container: Open, value: unknown): boolean {
+    if (container.kind === 'object') {
+      const key = container.key
+      // defineProperty, not assignment: a "__proto__" key must stay a plain (and then unknown) field.
+      Object.defineProperty(container.value, key, { value, enumerable: true, writable: true, configurable: true })
+      this.skipSpace()
+      const c = this.text[this.at]
+      if (c === ',') {
+        container.commaAt = this.at++
+        this.readKey(container)
+        return true
+      }
+      if (c === '}') {
+        this.at++
+        return false
+      }
+      if (c === '"') this.fail(this.at, `expected ',' between properties: add a ',' after the value of ${JSON.stringify(key)}`)
+      if (c === undefined) this.fail(this.at, "the file ends inside an object: a '}' is missing")
+      this.fail(this.at, `expected ',' or '}' after the value of ${JSON.stringify(key)}, found ${this.describe(this.at)}`)
+    }
+    container.value.push(value)
+    this.skipSpace()
     const c = this.text[this.at]
-    if (c === '{') return this.readObject(path, depth)
-    if (c === '[') return this.readArray(path, depth)
+    if (c === ',') {
+      container.commaAt = this.at++
+      this.skipSpace()
+      if (this.text[this.at] === ']') this.fail(container.commaAt, "trailing comma before ']': remove this ',' after the last item")
+      container.items.push(this.at)
+      return true
+    }
+    if (c === ']') {
+      this.at++
+      return false
+    }
+    const last = container.value.length - 1
+    if (c === '{' || c === '"' || c === '[') this.fail(this.at, `expected ',' between items: add a ',' after item ${last}`)
+    if (c === undefined) this.fail(this.at, "the file ends inside a list: a ']' is missing")
+    this.fail(this.at, `expected ',' or ']' after item ${last}, found ${this.describe(this.at)}`)
+  }
+
+  /** Reads `"key":` up to the start of its value, noting a key the object already has. */
+  private readKey(object: OpenObject): void {
+    this.skipSpace()
+    const keyAt = this.at
+    if (this.text[keyAt] !== '"') {
+      if (this.text[keyAt] === '}') this.fail(object.commaAt, "trailing comma before '}': remove this ',' after the last property")
+      if (this.text[keyAt] === "'") this.fail(keyAt, "property names need double quotes (\"), not single quotes (')")
+      if (this.text[keyAt] === '/' && (this.text[keyAt + 1] === '/' || this.text[keyAt + 1] === '*')) this.fail(keyAt, 'JSON has no comments; remove it')
+      this.fail(keyAt, `expected a property name in double quotes, found ${this.describe(keyAt)}`)
+    }
+    const key = this.readString()
+    this.skipSpace()
+    if (this.text[this.at] !== ':') this.fail(this.at, `expected ':' after the property name ${JSON.stringify(key)}, found ${this.describe(this.at)}`)
+    this.at++
+    this.skipSpace()
+    const earlier = object.keys.get(key)
+    if (earlier !== undefined && this.open.length - 1 <= this.duplicateKeyDepth) {
+      object.firstKeys ??= new Map()
+      if (!object.firstKeys.has(key)) object.firstKeys.set(key, earlier)
+      object.path ??= this.pathOfOpen(this.open.length - 1)
+      this.duplicates.push({ path: [...object.path, key], first: object.firstKeys.get(key) as number, second: keyAt })
+    }
+    // The latest occurrence is the one JSON.parse keeps, so it is the one problems point at.
+    object.keys.set(key, keyAt)
+    object.key = key
+  }
+
+  /** The path of the open container at `depth`: the member each container above it is reading. */
+  private pathOfOpen(depth: number): JsonPath {
+    const path: Array<string | number> = []
+    for (let i = 0; i < depth; i++) {
+      const container = this.open[i]
+      path.push(container.kind === 'object' ? container.key : container.value.length)
+    }
+    return path
+  }
+
+  private readScalar(): unknown {
+    const c = this.text[this.at]
     if (c === '"') return this.readString()
     if (c === '-' || (c >= '0' && c <= '9')) return this.readNumber()
     for (const [word, value] of [
@@ -105,82 +284,6 @@ class Reader {
     if (c === '/' && (this.text[this.at + 1] === '/' || this.text[this.at + 1] === '*')) this.fail(this.at, 'JSON has no comments; remove it')
     if (c === undefined) this.fail(this.at, 'the file ends where a value was expected (is it cut off?)')
     this.fail(this.at, `expected a value (a "string", a number, true, false, null, {...} or [...]), found ${this.describe(this.at)}`)
-  }
-
-  private readObject(path: JsonPath, depth: number): Record<string, unknown> {
-    const object: Record<string, unknown> = {}
-    const seen = new Map<string, number>()
-    let commaAt = -1
-    this.at++ // {
-    this.skipSpace()
-    if (this.text[this.at] === '}') {
-      this.at++
-      return object
-    }
-    for (;;) {
-      this.skipSpace()
-      const keyAt = this.at
-      if (this.text[keyAt] !== '"') {
-        if (this.text[keyAt] === '}') this.fail(commaAt, "trailing comma before '}': remove this ',' after the last property")
-        if (this.text[keyAt] === "'") this.fail(keyAt, "property names need double quotes (\"), not single quotes (')")
-        if (this.text[keyAt] === '/' && (this.text[keyAt + 1] === '/' || this.text[keyAt + 1] === '*')) this.fail(keyAt, 'JSON has no comments; remove it')
-        this.fail(keyAt, `expected a property name in double quotes, found ${this.describe(keyAt)}`)
-      }
-      const key = this.readString()
-      this.skipSpace()
-      if (this.text[this.at] !== ':') this.fail(this.at, `expected ':' after the property name ${JSON.stringify(key)}, found ${this.describe(this.at)}`)
-      this.at++
-      this.skipSpace()
-      const valuePath = [...path, key]
-      const earlier = seen.get(key)
-      if (earlier !== undefined) this.duplicates.push({ path: valuePath, first: earlier, second: keyAt })
-      else seen.set(key, keyAt)
-      const value = this.readValue(valuePath, depth + 1)
-      // defineProperty, not assignment: a "__proto__" key must stay a plain (and then unknown) field.
-      Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true })
-      this.skipSpace()
-      const c = this.text[this.at]
-      if (c === ',') {
-        commaAt = this.at++
-        continue
-      }
-      if (c === '}') {
-        this.at++
-        return object
-      }
-      if (c === '"') this.fail(this.at, `expected ',' between properties: add a ',' after the value of ${JSON.stringify(key)}`)
-      if (c === undefined) this.fail(this.at, "the file ends inside an object: a '}' is missing")
-      this.fail(this.at, `expected ',' or '}' after the value of ${JSON.stringify(key)}, found ${this.describe(this.at)}`)
-    }
-  }
-
-  private readArray(path: JsonPath, depth: number): unknown[] {
-    const array: unknown[] = []
-    let commaAt = -1
-    this.at++ // [
-    this.skipSpace()
-    if (this.text[this.at] === ']') {
-      this.at++
-      return array
-    }
-    for (;;) {
-      this.skipSpace()
-      if (this.text[this.at] === ']') this.fail(commaAt, "trailing comma before ']': remove this ',' after the last item")
-      array.push(this.readValue([...path, array.length], depth + 1))
-      this.skipSpace()
-      const c = this.text[this.at]
-      if (c === ',') {
-        commaAt = this.at++
-        continue
-      }
-      if (c === ']') {
-        this.at++
-        return array
-      }
-      if (c === '{' || c === '"' || c === '[') this.fail(this.at, `expected ',' between items: add a ',' after item ${array.length - 1}`)
-      if (c === undefined) this.fail(this.at, "the file ends inside a list: a ']' is missing")
-      this.fail(this.at, `expected ',' or ']' after item ${array.length - 1}, found ${this.describe(this.at)}`)
-    }
   }
 
   private readString(): string {
@@ -231,16 +334,22 @@ class Reader {
     return JSON.stringify(c)
   }
 
+  // Every problem needs a line and column: counting lines from the start for each one made a file
+  // with thousands of problems take minutes, so the line starts are found once and searched.
   private positionAt(offset: number): TextPosition {
-    let line = 1
-    let lineStart = 0
-    for (let i = 0; i < offset && i < this.text.length; i++) {
-      if (this.text[i] === '\n') {
-        line++
-        lineStart = i + 1
-      }
+    if (this.lineStarts === undefined) {
+      this.lineStarts = [0]
+      for (let i = this.text.indexOf('\n'); i !== -1; i = this.text.indexOf('\n', i + 1)) this.lineStarts.push(i + 1)
     }
-    return { line, column: offset - lineStart + 1 }
+    // The last line that starts at or before `offset`.
+    let low = 0
+    let high = this.lineStarts.length - 1
+    while (low < high) {
+      const middle = (low + high + 1) >> 1
+      if (this.lineStarts[middle] <= offset) low = middle
+      else high = middle - 1
+    }
+    return { line: low + 1, column: offset - this.lineStarts[low] + 1 }
   }
 
   private fail(offset: number, reason: string): never {
