@@ -6,7 +6,6 @@
 // src/remote/commands.ts (compiled to a scratch folder at start), so the remote work is the same
 // byte for byte; only the orchestration differs (one `ssh` per server running the steps in a row,
 // against our one SSH connection per server with one channel per step).
-import { Buffer } from 'node:buffer'
 import { spawn } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -109,7 +108,7 @@ async function loadCommands() {
 
 /** What `mode: status` runs on a server (preflight, read-state, one health probe in one command), as one command line. */
 function statusCommand() {
-  return commands.renderCommand(commands.statusProbe(PROJECT, HEALTH_URL, 10, []), 640)
+  return commands.renderCommand(commands.statusProbe(PROJECT, 'OPENCLAW_IMAGE', HEALTH_URL, 10, []), 640)
 }
 
 /**
@@ -124,11 +123,12 @@ function deploySteps(image, holder, token) {
   const c = commands
   return {
     lock: [90, c.takeLock(PROJECT, holder, 60, 600)],
-    preflight: [600, c.preflight(PROJECT)],
+    preflight: [600, c.preflight(PROJECT, 'OPENCLAW_IMAGE')],
     pull: [600, c.pullImage(image)],
     record: [600, c.recordRollback(PROJECT, 'openclaw-rollback:bench', { image: '@current@', imageId: '@running@' }, '@target@')],
-    'write-env': [600, c.writeEnvFile(PROJECT, Buffer.from(''))],
-    up: [600, c.composeUp(PROJECT, [])],
+    'write-env': [600, c.setEnvVariables(PROJECT, { OPENCLAW_IMAGE: image }, token)],
+    // what our deploy restarts on these servers: the gateway that runs (see README, What a deploy restarts)
+    up: [600, c.composeUp(PROJECT, ['openclaw-gateway'], 'OPENCLAW_IMAGE')],
     health: [90, c.healthCheck(PROJECT, HEALTH_URL, 60, [], true)],
     prune: [600, c.pruneImages(PROJECT, '', ['@target@', '@running@'])],
     history: [600, c.appendHistory(PROJECT, `@now@\tdeployed\t@current@ -> ${image}\tbench`)],
@@ -168,13 +168,12 @@ step() { # NAME TIMEOUT SCRIPT ARGS...: output in $out; a failure unlocks and en
 fact() { printf '%s\\n' "$out" | sed -n "s/^$1=//p" | tail -n 1; }
 ${call('lock')}
 ${call('preflight')}
-env=$(fact env)
-current=$(printf '%s' "$env" | base64 -d | sed -n 's/^OPENCLAW_IMAGE=//p' | tail -n 1)
+current=$(fact image_var)
 running=$(printf '%s\\n' "$out" | sed -n 's/^container=[^|]*|[^|]*|\\([^|]*\\)|.*/\\1/p' | head -n 1)
 ${call('pull')}
 target=$(fact image_id)
 ${call('record')}
-printf '%s' "$env" | base64 -d | sed "s#^OPENCLAW_IMAGE=.*#OPENCLAW_IMAGE=${image}#" | base64 -w0 |
+printf '%s' ${q(steps['write-env'][1].stdin)} |
   timeout -k 5 600 bash -c ${q(steps['write-env'][1].script)} openclaw-write-env ${steps['write-env'][1].args.map(q).join(' ')} >/dev/null || { echo failed=write-env; exit 1; }
 ${call('up')}
 ${call('health')}
@@ -335,7 +334,7 @@ function deployPlaybook(image) {
     {
       name: 'facts',
       'ansible.builtin.set_fact': {
-        current: first("(pf.stdout | regex_search('(?m)^env=(.*)$', '\\1') | first | b64decode) | regex_search('(?m)^OPENCLAW_IMAGE=(.*)$', '\\1')"),
+        current: first("pf.stdout | regex_search('(?m)^image_var=(.*)$', '\\1')"),
         running: first("pf.stdout | regex_search('(?m)^container=[^|]*[|][^|]*[|]([^|]*)[|]', '\\1')"),
         target: first("pull.stdout | regex_search('(?m)^image_id=(.*)$', '\\1')"),
         now: "{{ now(utc=true, fmt='%Y-%m-%dT%H:%M:%SZ') }}"

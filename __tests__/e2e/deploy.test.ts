@@ -114,7 +114,7 @@ describe('deploy engine on the rig', () => {
 
   it('deploying the image a server already runs restarts nothing', async () => {
     touched.add('s2')
-    const started = () => serverExec('s2', 'docker inspect --format "{{.State.StartedAt}}" $(docker compose ps -q gateway)')
+    const started = () => serverExec('s2', 'docker inspect --format "{{.State.StartedAt}}" $(docker compose ps -q openclaw-gateway)')
     const before = (await started()).stdout
     const run = await deploy({ image: fleet.images.v2, servers: 's2' })
     expect(run.code).toBe(0)
@@ -333,7 +333,12 @@ describe('deploy engine on the rig', () => {
   it('keeps every other byte of a .env with comments, blank lines, quotes and no trailing newline', async () => {
     touched.add('s1')
     const file = join(server(fleet, 's1').path, '.env')
-    const original = `# OpenClaw gateway of acme\n\nOPENCLAW_GATEWAY_TOKEN='s3cr3t with spaces'\nOPENCLAW_IMAGE="${fleet.images.v2}"  # pinned by CI\n  # indented comment\nEXTRA="a=b#c"\r\nLAST=1`
+    // the folders upstream's compose file mounts, from the rig's own .env
+    const dirs = envOf(server(fleet, 's1'))
+      .split('\n')
+      .filter(l => /^OPENCLAW_(CONFIG|WORKSPACE)_DIR=/.test(l))
+      .join('\n')
+    const original = `# OpenClaw gateway of acme\n\n${dirs}\nOPENCLAW_GATEWAY_TOKEN='s3cr3t with spaces'\nOPENCLAW_IMAGE="${fleet.images.v2}"  # pinned by CI\n  # indented comment\nEXTRA="a=b#c"\r\nNOTE="two\nOPENCLAW_IMAGE=not-this-one\nlines"\nLAST=1`
     writeFileSync(file, original)
     const run = await deploy({ image: fleet.images.v1, servers: 's1' })
     expect(statusOf(run)).toEqual({ s1: 'deployed' })
@@ -372,7 +377,7 @@ describe('deploy engine on the rig', () => {
       await sh('s3', importOther('first'))
       const dangling = await imageId('s3', other)
       await sh('s3', importOther('second'))
-      await sh('s3', `docker pull -q ${images.broken} >/dev/null && docker tag ${images.broken} ${registry}/other-app:stable && docker run -d --name other-app --network none ${registry}/other-app:stable >/dev/null`)
+      await sh('s3', `docker pull -q ${images.broken} >/dev/null && docker tag ${images.broken} ${registry}/other-app:stable && docker run -d --name other-app --network none ${registry}/other-app:stable node dist/index.js gateway >/dev/null`)
       const broken = await imageId('s3', images.broken)
       const v1 = await imageId('s3', images.v1)
 

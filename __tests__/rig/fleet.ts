@@ -41,8 +41,11 @@ export interface Fleet {
   /** `10.200.0.1:5000`, the local registry every test image comes from. */
   registry: string
   docker: boolean
-  /** v1 and v2 are healthy (GET /health answers `v1` / `v2`); broken starts but /health is 404. */
-  images: { v1: string; v2: string; broken: string }
+  /**
+   * v1 and v2 are healthy (GET /health answers `v1` / `v2`); broken starts but /health is 404; crash
+   * exits 1 at start-up (with `restart: unless-stopped`, a restart loop).
+   */
+  images: { v1: string; v2: string; broken: string; crash: string }
   privateKeyFile: string
   publicKeyFile: string
   knownHostsFile: string

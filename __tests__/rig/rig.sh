@@ -396,6 +396,7 @@ services:
     image: ${OPENCLAW_IMAGE}
     network_mode: host
     restart: unless-stopped
+    command: ["node", "dist/index.js", "gateway"]
     environment:
       OPENCLAW_GATEWAY_TOKEN: ${OPENCLAW_GATEWAY_TOKEN}
 '

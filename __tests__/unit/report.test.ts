@@ -3,6 +3,7 @@ import type { ServerResult, Status } from '../../src/deploy/result.js'
 import type { Server } from '../../src/registry/types.js'
 import { annotate, lastDeployCell, lockCell, logServer, renderSummary, RESULTS_BUDGET_BYTES, resultsJson, runLink, setOutputs } from '../../src/report/report.js'
 import { readSettings } from '../../src/settings.js'
+import { runnerView } from '../fixtures/runner-view.js'
 
 const settings = readSettings(n => ({ 'ssh-private-key': 'k', image: 'ghcr.io/acme/openclaw:1.2.3' })[n] ?? '')
 const statusSettings = readSettings(n => ({ 'ssh-private-key': 'k', mode: 'status' })[n] ?? '')
@@ -27,31 +28,6 @@ const HOSTILE = [
   '`code` ``` :rocket: :heavy_check_mark: @octocat www.evil.example me@evil.example $x$',
   '\u202egnirts desrever'
 ].join(' ')
-
-/**
- * What the runner makes of stdout: lines split at CR and LF, `::cmd::` lines (after leading
- * spaces) read as commands unless a `::stop-commands::<token>` block is open, `##[` lines too.
- */
-function runnerView(stdout: string): { commands: string[]; text: string[] } {
-  const commands: string[] = []
-  const text: string[] = []
-  let stopToken: string | undefined
-  for (const raw of stdout.split(/\r\n|\r|\n/)) {
-    const line = raw.trimStart()
-    if (stopToken !== undefined) {
-      if (line.trim() === `::${stopToken}::`) stopToken = undefined
-      else text.push(raw)
-      continue
-    }
-    const command = /^::([A-Za-z-]+)(?: [^:]*)?::(.*)$/.exec(line)
-    if (command) {
-      if (command[1] === 'stop-commands') stopToken = command[2]
-      else commands.push(line)
-    } else if (line.startsWith('##[')) commands.push(line)
-    else text.push(raw)
-  }
-  return { commands, text }
-}
 
 // Characters a server must not get into what the runner or a reader sees (matching them is the point).
 // eslint-disable-next-line no-control-regex

@@ -5,6 +5,7 @@
  */
 import { connect as openSocket, type Socket } from 'node:net'
 import * as core from '@actions/core'
+import { singleLine } from '../report/untrusted.js'
 import { NodeSSH } from 'node-ssh'
 import type { Client, ClientChannel, ServerHostKeyAlgorithm } from 'ssh2'
 import { type RemoteCommand, renderCommand } from './commands.js'
@@ -182,7 +183,7 @@ async function connectOnce(options: ConnectOptions, keyTypes: string[], readyTim
   }
   if (verdict?.trusted && verdict.via === 'unchecked') {
     core.warning(
-      `strict-host-key-checking is off: accepted ${options.host}:${options.port} unchecked, which presented the ${verdict.keyType} key ${verdict.fingerprint}. ` +
+      `strict-host-key-checking is off: accepted ${options.host}:${options.port} unchecked, which presented the ${singleLine(verdict.keyType, 100)} key ${verdict.fingerprint}. ` +
         `Nothing lists a key for this host: verify the fingerprint out of band and add "hostKey": "${verdict.fingerprint}" to its registry entry (or its line to known-hosts).`
     )
   }

@@ -167,6 +167,9 @@ ensure_project() {
   if [[ -n $parent && ! -d $parent ]]; then install -d -m 755 "$parent"; changed "created $parent"; fi
   ensure_dir "$path" 750
   ensure_dir "$path/config" 700
+  ensure_dir "$path/workspace" 700
+  # upstream's image runs the gateway as node (uid 1000): it must own what it writes
+  ((uid == 1000)) || warn "$user has uid $uid, but upstream's image runs the gateway as uid 1000: give it $path/config and $path/workspace (chown -R 1000:1000), or run it as $user with a compose override (user: \"$uid:$gid\")"
 
   local env=$path/.env
   if [[ ! -e $env ]]; then
@@ -174,14 +177,25 @@ ensure_project() {
     token=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
     tmp=$(mktemp "$path/.env.XXXXXX")
     cat >"$tmp" <<EOF
-# OpenClaw gateway settings for this server (created by setup-server.sh on $(date -u +%F)).
-# The deploy action changes only the OPENCLAW_IMAGE line; every other line is yours.
-OPENCLAW_IMAGE=$image
+# OpenClaw gateway settings for this server (created by setup-server.sh on $(date -u +%F)), the
+# variables upstream's docker-setup.sh writes. The deploy action changes only the OPENCLAW_IMAGE line
+# (and the variables its tenant-env input names); every other line is yours.
+OPENCLAW_CONFIG_DIR=$path/config
+OPENCLAW_WORKSPACE_DIR=$path/workspace
+OPENCLAW_GATEWAY_PORT=18789
+OPENCLAW_BRIDGE_PORT=18790
+OPENCLAW_GATEWAY_BIND=lan
 # Clients authenticate to the gateway with this token: keep it secret.
 OPENCLAW_GATEWAY_TOKEN=$token
-# The gateway runs as the deploy user, so its files stay readable for backups.
-OPENCLAW_UID=$uid
-OPENCLAW_GID=$gid
+OPENCLAW_IMAGE=$image
+OPENCLAW_EXTRA_MOUNTS=
+OPENCLAW_HOME_VOLUME=
+OPENCLAW_DOCKER_APT_PACKAGES=
+# Provider credentials: fill in what the tenant uses.
+CLAUDE_AI_SESSION_KEY=
+CLAUDE_WEB_SESSION_KEY=
+CLAUDE_WEB_COOKIE=
+OPENAI_API_KEY=
 EOF
     chown "$user:$group" "$tmp"
     chmod 600 "$tmp"
