@@ -3,7 +3,7 @@ import { skippedResult, runFleet } from './deploy/fleet.js'
 import { isSuccess, type ServerResult } from './deploy/result.js'
 import { createRunContext } from './deploy/run-context.js'
 import { UserError } from './errors.js'
-import { buildPlan, formatPlan, type Plan } from './plan.js'
+import { buildPlan, checkTenantEnv, formatPlan, type Plan } from './plan.js'
 import { loadRegistry, RegistryError } from './registry/load.js'
 import { selectServers } from './registry/select.js'
 import { registryFromSingleHost } from './registry/single-host.js'
@@ -45,6 +45,7 @@ function makePlan(settings: Settings): Plan {
   } else {
     registry = loadRegistry(settings.serversFile)
   }
+  checkTenantEnv(registry, settings.tenantEnv)
   return buildPlan(selectServers(registry, settings.filters), settings)
 }
 

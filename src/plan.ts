@@ -1,7 +1,10 @@
+import { UserError } from './errors.js'
+import { NEW_TOKEN, type EnvValue } from './remote/commands.js'
 import { formatAddress } from './registry/load.js'
 import type { Selection } from './registry/select.js'
-import type { Server } from './registry/types.js'
-import type { Mode, Settings } from './settings.js'
+import { didYouMean } from './registry/suggest.js'
+import type { Registry, Server } from './registry/types.js'
+import { ALL_TENANTS, formatProblems, GATEWAY_TOKEN, tenantValues, type Mode, type Settings, type TenantEnv } from './settings.js'
 
 export type PlanAction = Mode | 'skip'
 
@@ -17,6 +20,8 @@ export interface PlanEntry {
   image: string
   /** Why nothing is done on this server; set when `action` is 'skip'. */
   skipReason?: string
+  /** The `.env` variables this run sets on the server (tenant-env, the new token), by name only. */
+  variables: string[]
 }
 
 export interface Plan {
@@ -29,13 +34,14 @@ export interface Plan {
 export const REPULL_CURRENT_IMAGE = '(current image from .env, re-pulled)'
 export const ROLLBACK_IMAGE = '(image recorded before the last deploy)'
 export const UNCHANGED_IMAGE = '(unchanged)'
+export const RUNNING_IMAGE = '(the image that runs, restarted)'
 export const DISABLED_REASON = 'disabled in the registry ("enabled": false)'
 
 /**
  * The ordered work of this run. Canaries are the first `canary` selected servers in registry order;
  * they only exist in modes that change servers, since `status` changes nothing worth guarding.
  */
-export function buildPlan(selection: Selection, settings: Pick<Settings, 'mode' | 'image' | 'canary'>): Plan {
+export function buildPlan(selection: Selection, settings: Pick<Settings, 'mode' | 'image' | 'canary'> & Partial<Pick<Settings, 'tenantEnv'>>): Plan {
   const canaries = settings.mode === 'status' ? 0 : Math.min(settings.canary, selection.selected.length)
   const image = imageFor(settings)
   const entries: PlanEntry[] = selection.selected.map((server, index) => ({
@@ -43,10 +49,11 @@ export function buildPlan(selection: Selection, settings: Pick<Settings, 'mode' 
     server,
     action: settings.mode,
     canary: index < canaries,
-    image
+    image,
+    variables: variablesFor(server, settings)
   }))
   for (const server of selection.disabled) {
-    entries.push({ order: entries.length + 1, server, action: 'skip', canary: false, image: UNCHANGED_IMAGE, skipReason: DISABLED_REASON })
+    entries.push({ order: entries.length + 1, server, action: 'skip', canary: false, image: UNCHANGED_IMAGE, skipReason: DISABLED_REASON, variables: [] })
   }
   return { mode: settings.mode, entries, canaries }
 }
@@ -54,7 +61,51 @@ export function buildPlan(selection: Selection, settings: Pick<Settings, 'mode' 
 function imageFor(settings: Pick<Settings, 'mode' | 'image'>): string {
   if (settings.mode === 'deploy') return settings.image || REPULL_CURRENT_IMAGE
   if (settings.mode === 'rollback') return ROLLBACK_IMAGE
+  if (settings.mode === 'rotate-token') return RUNNING_IMAGE
   return UNCHANGED_IMAGE
+}
+
+/**
+ * What a server's `.env` gets set besides the image: its tenant's tenant-env, and in mode
+ * rotate-token the gateway token (the one tenant-env gives, else a new one made on the server).
+ */
+export function envValuesFor(server: Server, settings: Pick<Settings, 'mode'> & Partial<Pick<Settings, 'tenantEnv'>>): Record<string, EnvValue> {
+  const values: Record<string, EnvValue> = tenantValues(settings.tenantEnv ?? {}, server.tenant)
+  if (settings.mode === 'rotate-token' && !(GATEWAY_TOKEN in values)) values[GATEWAY_TOKEN] = NEW_TOKEN
+  return values
+}
+
+function variablesFor(server: Server, settings: Pick<Settings, 'mode'> & Partial<Pick<Settings, 'tenantEnv'>>): string[] {
+  return settings.mode === 'deploy' || settings.mode === 'rotate-token' ? Object.keys(envValuesFor(server, settings)) : []
+}
+
+/**
+ * Checks tenant-env against the whole registry (not only the servers this run selects: one secret
+ * usually holds every tenant), before any connection: every tenant it names must exist, and no
+ * server's image variable may be set through it (the image is the `image` input's, and a rollback
+ * needs it to name the image that ran).
+ */
+export function checkTenantEnv(registry: Registry, tenantEnv: TenantEnv): void {
+  const problems: string[] = []
+  const known = [...new Set(registry.servers.map(server => server.tenant))]
+  for (const tenant of Object.keys(tenantEnv)) {
+    if (tenant === ALL_TENANTS || known.includes(tenant)) continue
+    problems.push(
+      `Input "tenant-env" names the tenant ${JSON.stringify(tenant)}, but no server in ${registry.file} has that tenant.${didYouMean(tenant, known)} Known tenants: ${known.join(', ') || 'none'}.`
+    )
+  }
+  const reported = new Set<string>()
+  for (const server of registry.servers) {
+    for (const tenant of [ALL_TENANTS, server.tenant]) {
+      const key = `${tenant}.${server.imageVariable}`
+      if (!tenantEnv[tenant] || !(server.imageVariable in tenantEnv[tenant]) || reported.has(key)) continue
+      reported.add(key)
+      problems.push(
+        `Input "tenant-env": ${key} sets the image variable of server ${server.name}; the image is set with the input "image" (and restored by a rollback). Remove ${server.imageVariable} from tenant-env.`
+      )
+    }
+  }
+  if (problems.length) throw new UserError(formatProblems('Input "tenant-env" does not match the registry', problems), problems)
 }
 
 const HEADERS = ['#', 'server', 'tenant', 'region', 'ssh', 'path', 'action / image', 'phase'] as const
@@ -79,7 +130,7 @@ export function formatPlan(plan: Plan, settings: Pick<Settings, 'dryRun' | 'maxP
     entry.server.region ?? '-',
     `${entry.server.user}@${formatAddress(entry.server.host, entry.server.port)}`,
     entry.server.path,
-    entry.action === 'skip' ? `skip: ${entry.skipReason ?? ''}` : `${entry.action} ${entry.image}`,
+    entry.action === 'skip' ? `skip: ${entry.skipReason ?? ''}` : `${entry.action} ${entry.image}${entry.variables.length ? `; sets ${entry.variables.join(', ')} in .env` : ''}`,
     entry.canary ? 'canary' : entry.action === 'skip' ? '' : plan.canaries > 0 ? 'after canaries' : ''
   ])
   // Without canaries every server is in the same phase: the column would say nothing.

@@ -1,8 +1,33 @@
 import * as core from '@actions/core'
 import { UserError } from './errors.js'
+import { JsonSyntaxError, parseJsonText } from './registry/json-text.js'
 
-export type Mode = 'deploy' | 'rollback' | 'status'
-export const MODES: readonly Mode[] = ['deploy', 'rollback', 'status']
+export type Mode = 'deploy' | 'rollback' | 'status' | 'rotate-token'
+export const MODES: readonly Mode[] = ['deploy', 'rollback', 'status', 'rotate-token']
+
+/**
+ * Variables to set in `.env` (input `tenant-env`): a tenant's name, or ALL_TENANTS, to variable
+ * names and values. Values are secrets: masked as soon as they are read, and never printed.
+ */
+export type TenantEnv = Record<string, Record<string, string>>
+/** The key of tenant-env whose variables every tenant gets (its own value for a name wins). */
+export const ALL_TENANTS = '*'
+/** The gateway's token in upstream's `.env`; `mode: rotate-token` renews it. */
+export const GATEWAY_TOKEN = 'OPENCLAW_GATEWAY_TOKEN'
+/**
+ * Names tenant-env may set. Compose's .env reader takes more (letters and digits of any script, `.`,
+ * `-`, `[`, `]`), but a compose file can only use `${NAME}` with these, so nothing else is useful.
+ */
+export const ENV_NAME_RULE = /^[A-Za-z_][A-Za-z0-9_]*$/
+/** Upstream's setup makes 32 random bytes (64 hex digits); a given token must not be much weaker. */
+const MIN_TOKEN_CHARS = 32
+/** No .env value needs more; a bound keeps one mistake (a whole file pasted) from bloating `.env`. */
+const MAX_VALUE_BYTES = 64 * 1024
+
+/** The variables one tenant gets from tenant-env: those for every tenant, then its own (which win). */
+export function tenantValues(tenantEnv: TenantEnv, tenant: string): Record<string, string> {
+  return { ...tenantEnv[ALL_TENANTS], ...(tenant === ALL_TENANTS ? {} : tenantEnv[tenant]) }
+}
 
 /** Stop starting servers once this many have failed (count) or this share of the fleet (percent). */
 export type FailureBudget = { kind: 'count'; value: number } | { kind: 'percent'; value: number }
@@ -39,6 +64,8 @@ export interface Settings {
   singleHost?: SingleHost
   environment: string
   githubToken: string
+  /** Input `tenant-env`; `{}` when not given. */
+  tenantEnv: TenantEnv
 }
 
 /** Reads one input the way the runner passes it (`INPUT_<NAME>`); trims surrounding whitespace. */
@@ -58,6 +85,7 @@ export function readSettings(read: InputReader = readActionInput): Settings {
   // Mask before anything else can print them, including our own error messages.
   for (const secret of [sshPrivateKey, sshPassphrase]) if (secret) maskSecret(secret)
   const mode = p.choice('mode', MODES, 'deploy')
+  const tenantEnv = p.tenantEnv('tenant-env')
   const dryRun = p.boolean('dry-run', false)
   if (!sshPrivateKey && !dryRun) {
     problems.push(
@@ -102,7 +130,8 @@ export function readSettings(read: InputReader = readActionInput): Settings {
     dryRun,
     singleHost,
     environment: p.raw('environment'),
-    githubToken: p.raw('github-token')
+    githubToken: p.raw('github-token'),
+    tenantEnv
   }
   if (settings.githubToken) maskSecret(settings.githubToken)
   if (settings.image && /[\s'"`$;&|<>\\]/.test(settings.image)) {
@@ -114,6 +143,12 @@ export function readSettings(read: InputReader = readActionInput): Settings {
   if (mode === 'rollback' && settings.image) {
     problems.push('Input "image" does not apply to mode "rollback": rollback restores the image recorded before the last deploy. Remove "image".')
   }
+  if (mode === 'rotate-token' && settings.image) {
+    problems.push('Input "image" does not apply to mode "rotate-token": the gateway restarts with the image it runs. Remove "image" (or deploy first).')
+  }
+  if ((mode === 'rollback' || mode === 'status') && Object.keys(tenantEnv).length) {
+    problems.push(`Input "tenant-env" does not apply to mode "${mode}": it sets variables in mode "deploy" or "rotate-token". Remove "tenant-env".`)
+  }
   if (problems.length) throw new UserError(formatProblems('The action inputs are not valid', problems), problems)
   return settings
 }
@@ -122,6 +157,19 @@ function maskSecret(secret: string): void {
   core.setSecret(secret)
   // A multi-line key is printed line by line in some logs; mask each line too.
   for (const line of secret.split(/\r?\n/)) if (line.trim().length > 8) core.setSecret(line.trim())
+}
+
+/** A tenant-env value: the whole, and each line of it (a log may show one line of a multi-line value). */
+function maskValue(value: string): void {
+  if (value) core.setSecret(value)
+  for (const line of value.split(/\r?\n|\r/)) if (line.trim() && line.trim() !== value) core.setSecret(line.trim())
+}
+
+/** `5` → `5th`, for "the 2nd name of acme". */
+function ordinal(n: number): string {
+  const tens = n % 100
+  const suffix = tens >= 11 && tens <= 13 ? 'th' : ['th', 'st', 'nd', 'rd'][n % 10] ?? 'th'
+  return `${n}${suffix}`
 }
 
 export function formatProblems(heading: string, problems: string[]): string {
@@ -180,6 +228,74 @@ class InputParser {
       .filter(Boolean)
   }
 
+  /**
+   * A JSON object of tenants (or "*") to objects of variable names and string values. Everything in
+   * it is masked before anything can print; problems name tenants and variables, never a value, nor
+   * a name that is not one (it could be a value put in the wrong place).
+   */
+  tenantEnv(name: string): TenantEnv {
+    const text = this.raw(name)
+    if (!text) return {}
+    maskValue(text)
+    const where = `Input "${name}"`
+    let parsed
+    try {
+      parsed = parseJsonText(text, { duplicateKeyDepth: 1 })
+    } catch (error) {
+      if (!(error instanceof JsonSyntaxError)) throw error
+      // The reason could quote the text; only the place is shown.
+      this.problems.push(`${where} is not valid JSON (line ${error.position.line}, column ${error.position.column}; the text is not shown, as it holds secrets). Check it with e.g. jq.`)
+      return {}
+    }
+    const values: string[] = []
+    collectValues(parsed.value, values)
+    for (const value of values) maskValue(value)
+    for (const duplicate of parsed.duplicateKeys) {
+      const [tenant, variable] = duplicate.path as string[]
+      if (variable === undefined || ENV_NAME_RULE.test(variable)) {
+        this.problems.push(`${where}: ${variable === undefined ? `tenant ${JSON.stringify(tenant)}` : `${tenant}.${variable}`} is given twice (lines ${duplicate.first.line} and ${duplicate.second.line}); JSON would keep only the last.`)
+      }
+    }
+    const shape = 'a JSON object of tenant names (or "*" for every tenant) to objects of variable names and string values, e.g. {"*": {"OPENCLAW_SKIP_BROWSER_CONTROL_SERVER": "1"}, "acme": {"CLAUDE_AI_SESSION_KEY": "…"}}'
+    if (!isObject(parsed.value)) {
+      this.problems.push(`${where} must be ${shape}.`)
+      return {}
+    }
+    const result: TenantEnv = {}
+    for (const [tenant, variables] of Object.entries(parsed.value)) {
+      if (!isObject(variables)) {
+        this.problems.push(`${where}: ${JSON.stringify(tenant)} must be an object of variable names and string values; the whole input must be ${shape}.`)
+        continue
+      }
+      const checked: Record<string, string> = {}
+      Object.entries(variables).forEach(([variable, value], index) => {
+        if (!ENV_NAME_RULE.test(variable)) {
+          maskValue(variable)
+          this.problems.push(
+            `${where}: the ${ordinal(index + 1)} name of ${tenant} is not a variable name (letters, digits and _, not starting with a digit); it is not shown, in case a value was put there by mistake.`
+          )
+          return
+        }
+        const at = `${where}: ${tenant}.${variable}`
+        if (typeof value !== 'string') {
+          this.problems.push(`${at} must be a string${typeof value === 'number' || typeof value === 'boolean' ? ' (write it in double quotes)' : ''}.`)
+        } else if (value.includes('\0') || LONE_SURROGATE.test(value)) {
+          this.problems.push(`${at} holds a NUL character or a lone UTF-16 surrogate, which .env cannot hold.`)
+        } else if (Buffer.byteLength(value) > MAX_VALUE_BYTES) {
+          this.problems.push(`${at} is ${Buffer.byteLength(value)} bytes long; a value may have at most ${MAX_VALUE_BYTES}.`)
+        } else if (variable === GATEWAY_TOKEN && tenant === ALL_TENANTS) {
+          this.problems.push(`${at}: every tenant needs a gateway token of its own; give ${GATEWAY_TOKEN} per tenant, or leave it out in mode "rotate-token" to make new ones on the servers.`)
+        } else if (variable === GATEWAY_TOKEN && value.length < MIN_TOKEN_CHARS) {
+          this.problems.push(`${at} is ${value.length} characters long; a gateway token needs at least ${MIN_TOKEN_CHARS} (upstream makes 64 hex digits: openssl rand -hex 32).`)
+        } else {
+          checked[variable] = value
+        }
+      })
+      result[tenant] = checked
+    }
+    return result
+  }
+
   failureBudget(name: string): FailureBudget | undefined {
     const value = this.raw(name)
     if (!value) return undefined
@@ -191,3 +307,18 @@ class InputParser {
     return m[2] ? { kind: 'percent', value: Number(m[1]) } : { kind: 'count', value: Number(m[1]) }
   }
 }
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+/** Every string value anywhere in a JSON value, also where the shape is wrong (not the keys: names are shown). */
+function collectValues(value: unknown, into: string[]): void {
+  if (typeof value === 'string') into.push(value)
+  else if (typeof value === 'number' || typeof value === 'boolean') into.push(String(value))
+  else if (Array.isArray(value)) for (const item of value) collectValues(item, into)
+  else if (isObject(value)) for (const item of Object.values(value)) collectValues(item, into)
+}
+
+/** Half of a UTF-16 surrogate pair on its own: it has no UTF-8 form, so it cannot be written to .env. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/

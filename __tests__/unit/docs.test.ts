@@ -10,7 +10,9 @@ import { dirname, join, relative, resolve } from 'node:path'
 import { convertWorkflowTemplate, NoOperationTraceWriter, parseWorkflow } from '@actions/workflow-parser'
 import { convertActionTemplate, parseAction } from '@actions/workflow-parser/actions/index'
 import { ErrorPolicy } from '@actions/workflow-parser/model/convert'
+import { checkTenantEnv } from '../../src/plan.js'
 import { loadRegistry } from '../../src/registry/load.js'
+import { readSettings } from '../../src/settings.js'
 import { codeBlocks, docFiles, testedBlocks } from '../rig/operator-kit.js'
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..', '..')
@@ -146,11 +148,15 @@ describe('example registries pass the registry checks', () => {
   const scratch = mkdtempSync(join(tmpdir(), 'openclaw-docs-'))
   afterAll(() => rmSync(scratch, { recursive: true, force: true }))
   const files = filesUnder(join(root, 'docs'), /\.json$/).filter(f => 'servers' in (JSON.parse(read(f)) as object))
-  const blocks = markdown.flatMap(file =>
+  const json = markdown.flatMap(file =>
     codeBlocks(file)
       .filter(b => b.lang === 'json')
-      .map(b => ({ where: `${rel(file)}:${b.line}`, value: JSON.parse(b.text) as Record<string, unknown> }))
+      .map(b => ({ where: `${rel(file)}:${b.line}`, text: b.text, value: JSON.parse(b.text) as Record<string, unknown> }))
   )
+  // a JSON block is a registry, one server entry, or an example of the tenant-env input
+  const isTenantEnv = (value: object) => !('servers' in value) && !('host' in value)
+  const blocks = json.filter(b => !isTenantEnv(b.value))
+  const tenantEnvBlocks = json.filter(b => isTenantEnv(b.value))
 
   test('there are example registries to check', () => {
     expect(files.map(rel)).toContain('docs/examples/production.json')
@@ -168,6 +174,12 @@ describe('example registries pass the registry checks', () => {
     const file = join(scratch, `${where.replace(/[^A-Za-z0-9]+/g, '-')}.json`)
     writeFileSync(file, JSON.stringify(registry, null, 2))
     expect(loadRegistry(file).servers.length).toBeGreaterThan(0)
+  })
+
+  test.each(tenantEnvBlocks.map(b => [b.where, b.text] as const))('the tenant-env example at %s is valid for docs/examples/production.json', (_where, text) => {
+    const settings = readSettings(name => ({ 'ssh-private-key': 'k', 'tenant-env': text })[name] ?? '')
+    expect(Object.keys(settings.tenantEnv).length).toBeGreaterThan(0)
+    checkTenantEnv(loadRegistry(join(root, 'docs', 'examples', 'production.json')), settings.tenantEnv)
   })
 })
 

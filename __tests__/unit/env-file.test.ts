@@ -64,12 +64,29 @@ describe('setting the image variable in .env on the server', () => {
     expect(readFileSync(join(set.dir, '.env'), 'latin1')).toBe(before)
   })
 
-  it('refuses an image variable whose quoted value spans lines, and changes nothing', () => {
-    const before = 'OPENCLAW_IMAGE="old:1\nmore"\n'
+  it.each([
+    ['double quotes', 'A=1\nOPENCLAW_IMAGE="old:1\nmore"  # note\nB=2\n', `A=1\nOPENCLAW_IMAGE="${IMAGE}"  # note\nB=2\n`],
+    ['single quotes, CRLF', "A=1\r\nOPENCLAW_IMAGE='old:1\r\nmore'\r\nB=2\r\n", `A=1\r\nOPENCLAW_IMAGE='${IMAGE}'\r\nB=2\r\n`]
+  ])('replaces a quoted value that spans lines (%s) with one line', (_name, before, after) => {
+    const set = setImage(before)
+    expect(set.code).toBe(0)
+    expect(set.env.toString('latin1')).toBe(after)
+  })
+
+  it('refuses a variable whose quotes never close, and changes nothing', () => {
+    const before = 'A=1\nOPENCLAW_IMAGE="old:1\nB=2\n'
     const set = setImage(before)
     expect(set.code).toBe(3)
-    expect(set.facts.get('error')?.[0]).toMatch(/OPENCLAW_IMAGE in \.env is quoted and spans several lines/)
+    expect(set.facts.get('error')?.[0]).toBe('the quotes of OPENCLAW_IMAGE in .env are never closed (Compose cannot read this .env either); .env is unchanged')
     expect(set.env.toString()).toBe(before)
+  })
+
+  it('reads a quote escaped by a backslash as Compose does, in either kind of quotes', () => {
+    // Compose: 'a\'b' is one value, a'b; so is "a\"b"; the line after is not an assignment of its own
+    for (const q of ["'", '"']) {
+      const before = `NOTE=${q}x\\${q}\nOPENCLAW_IMAGE=evil:1\n${q}\nOPENCLAW_IMAGE=old:1\n`
+      expect(setImage(before).env.toString()).toBe(before.replace('OPENCLAW_IMAGE=old:1', `OPENCLAW_IMAGE=${IMAGE}`))
+    }
   })
 
   it('keeps every byte outside the value, whatever the other lines hold', () => {
@@ -92,12 +109,57 @@ describe('setting the image variable in .env on the server', () => {
     )
   })
 
-  it('refuses a value it would have to quote, rather than write one Compose reads otherwise', () => {
-    for (const value of ['a b', 'a#b', '$HOME', "it's"]) {
-      const set = setImage('OPENCLAW_IMAGE=old:1\n', value)
-      expect(set.code).toBe(3)
-      expect(set.env.toString()).toBe('OPENCLAW_IMAGE=old:1\n')
-    }
+  it.each([
+    ['a space', 'OPENCLAW_IMAGE=old:1\n', 'a b', "OPENCLAW_IMAGE='a b'\n"],
+    ['a comment after an unquoted value stays', 'OPENCLAW_IMAGE=old:1  # pinned\n', 'a#b c', "OPENCLAW_IMAGE='a#b c'  # pinned\n"],
+    ['export and blanks stay', 'export OPENCLAW_IMAGE = old:1\n', '$HOME', "export OPENCLAW_IMAGE = '$HOME'\n"],
+    ['a quote: double quotes', 'OPENCLAW_IMAGE=old:1\n', "it's", 'OPENCLAW_IMAGE="it\'s"\n'],
+    ['single quotes kept when the value fits', "OPENCLAW_IMAGE='old:1'\n", 'a"$b\\c', "OPENCLAW_IMAGE='a\"$b\\c'\n"],
+    ["single quotes left when it does not", "OPENCLAW_IMAGE='old:1'\n", "it's", 'OPENCLAW_IMAGE="it\'s"\n'],
+    ['double quotes kept, with escapes', 'OPENCLAW_IMAGE="old:1"\n', 'a"b\\c$d\ne', 'OPENCLAW_IMAGE="a\\"b\\\\c\\$d\\ne"\n'],
+    ['a trailing backslash cannot end single quotes', 'OPENCLAW_IMAGE=old:1\n', 'a b\\', 'OPENCLAW_IMAGE="a b\\\\"\n'],
+    ['added in quotes', 'A=1\n', 'x y', "A=1\nOPENCLAW_IMAGE='x y'\n"],
+    ['empty', 'OPENCLAW_IMAGE="old:1"\n', '', 'OPENCLAW_IMAGE=""\n']
+  ])('writes a value that needs quoting so that Compose reads it back: %s', (_name, before, value, after) => {
+    const set = setImage(before, value)
+    expect(set.code).toBe(0)
+    expect(set.env.toString()).toBe(after)
+  })
+
+  it('sets several variables in one write, reports only the changed ones, and keeps one copy for the rollback', () => {
+    const before = "A=same\nB='a b'\nC=\"x\"\n"
+    const dir = projectWith(before)
+    const write = (values: Record<string, commands.EnvValue>) => run(commands.setEnvVariables(dir, values, 'run-1'))
+    const first = write({ A: 'same', B: 'a b', C: 'y', D: 'new one' })
+    expect(first.stdout).toBe('written=C D\n')
+    expect(readFileSync(join(dir, '.env'), 'utf8')).toBe("A=same\nB='a b'\nC=\"y\"\nD='new one'\n")
+    expect(write({ A: 'same', B: 'a b', C: 'y', D: 'new one' }).stdout).toBe('written=none\n')
+    // a value that reads the same, written another way, is no change either
+    expect(write({ B: 'a b', C: 'y', A: 'same' }).stdout).toBe('written=none\n')
+    expect(run(commands.restoreEnvFile(dir, 'run-1')).stdout).toBe('restored=yes\n')
+    expect(readFileSync(join(dir, '.env'), 'utf8')).toBe(before)
+  })
+
+  it('makes a new token on the server that no output shows: 64 hex digits, another each time', () => {
+    const dir = projectWith('OPENCLAW_GATEWAY_TOKEN=old\nB=1\n')
+    const tokens = [1, 2].map(() => {
+      const r = run(commands.setEnvVariables(dir, { OPENCLAW_GATEWAY_TOKEN: commands.NEW_TOKEN }, 'run-1'))
+      expect(r.stdout).toBe('written=OPENCLAW_GATEWAY_TOKEN\n')
+      const token = /^OPENCLAW_GATEWAY_TOKEN=([0-9a-f]{64})\nB=1\n$/.exec(readFileSync(join(dir, '.env'), 'utf8'))?.[1]
+      expect(token).toBeDefined()
+      expect(r.stdout + r.stderr).not.toContain(token!)
+      return token
+    })
+    expect(tokens[0]).not.toBe(tokens[1])
+  })
+
+  it('refuses a value that did not arrive whole, naming the variable only', () => {
+    const dir = projectWith('A=1\n')
+    const command = commands.setEnvVariables(dir, { TOKEN: 'secret-value-1' }, 'run-1')
+    const r = run({ ...command, stdin: command.stdin!.replace(/ [0-9a-f]{64}\n/, ` ${'0'.repeat(64)}\n`) })
+    expect(r.code).toBe(3)
+    expect(r.stdout).toBe('error=the new value of TOKEN did not arrive whole; .env is unchanged\n')
+    expect(readFileSync(join(dir, '.env'), 'utf8')).toBe('A=1\n')
   })
 })
 
@@ -129,6 +191,35 @@ describe('Docker Compose reads the written file as intended', () => {
     // preflight reports what Compose uses (and nothing else of .env)
     const reads = run({ ...commands.preflight(set.dir, 'OPENCLAW_IMAGE'), script: readImageScript() })
     expect(reads.stdout).toBe(`image_var=${IMAGE}\n`)
+  })
+
+  it('reads back every value exactly as given, whatever it holds and however the variable was written before', () => {
+    // Compose's own reading, not ours: docker compose config prints the environment it would pass
+    // (a literal $ as $$). Each case sets five variables at once, each written before in one way.
+    // Each case costs a Compose run (~0.3 s): 30 by default; COMPOSE_PROPERTY_RUNS=250 was run too.
+    const names = ['V1', 'V2', 'V3', 'V4', 'V5']
+    const file = `services:\n  gateway:\n    image: busybox\n    environment:\n${names.map(n => `      ${n}: \${${n}:-}\n`).join('')}`
+    const tricky = fc.constantFrom("'", '"', '\\', '$', '#', ' #', ' ', '\t', '\n', '\r', '\r\n', '{', '}', '$HOME', '${V1}', '\\n', '\\$', '=', 'é', '€', '🦀', 'x', '0')
+    const value = fc.oneof(fc.string({ unit: fc.oneof(tricky, fc.string({ unit: 'grapheme', minLength: 1, maxLength: 1 })), maxLength: 12 }).filter(v => !v.includes('\0')), fc.string({ unit: 'binary', maxLength: 8 }).filter(v => !v.includes('\0') && !/[\uD800-\uDFFF]/.test(v)))
+    const before = fc.constantFrom('absent', 'N=old', "N='old'", 'N="old"', 'export N = old # note', 'N="multi\nline"', "N='a\\'b'")
+    fc.assert(
+      fc.property(fc.array(fc.tuple(value, before), { minLength: 5, maxLength: 5 }), cases => {
+        const env = cases.map(([, b], i) => (b === 'absent' ? '' : b.replace('N', names[i]!) + '\n')).join('') + 'OTHER=kept\n'
+        const dir = projectWith(env)
+        writeFileSync(join(dir, 'docker-compose.yml'), file)
+        const values = Object.fromEntries(cases.map(([v], i) => [names[i]!, v]))
+        const set = run(commands.setEnvVariables(dir, values, 'run-1'))
+        expect(set.code).toBe(0)
+        const out = spawnSync('docker', ['compose', 'config', '--format', 'json'], { cwd: dir, encoding: 'utf8', env: { PATH: process.env.PATH, HOME: '/nonexistent' } })
+        expect(out.stderr).toBe('')
+        const environment = (JSON.parse(out.stdout) as { services: { gateway: { environment: Record<string, string> } } }).services.gateway.environment
+        expect(Object.fromEntries(names.map(n => [n, environment[n]!.replace(/\$\$/g, '$')]))).toEqual(values)
+        // nothing of a value is printed, and writing the same values again changes nothing
+        for (const v of Object.values(values)) if (v.length >= 6) expect(set.stdout + set.stderr).not.toContain(v)
+        expect(run(commands.setEnvVariables(dir, values, 'run-1')).stdout).toBe('written=none\n')
+      }),
+      { numRuns: Number(process.env.COMPOSE_PROPERTY_RUNS ?? 30) }
+    )
   })
 
   /** preflight's reading of the variable, without its Docker checks. */

@@ -1,9 +1,11 @@
-import { describe, expect, it } from '@jest/globals'
+import { createHash } from 'node:crypto'
+import { describe, expect, it, jest } from '@jest/globals'
 import fc from 'fast-check'
-import type { RemoteCommand } from '../../src/remote/commands.js'
+import { NEW_TOKEN, type RemoteCommand } from '../../src/remote/commands.js'
 import { ConnectError, ConnectionLost, type CommandResult, type RemoteShell } from '../../src/remote/ssh.js'
 import { failuresAllowed, runFleet } from '../../src/deploy/fleet.js'
 import { describeContainers, rollbackTag, runServer, type RunContext } from '../../src/deploy/pipeline.js'
+import { annotate, logServer, renderSummary, setOutputs } from '../../src/report/report.js'
 import type { Server } from '../../src/registry/types.js'
 import { readSettings, type Settings } from '../../src/settings.js'
 
@@ -62,11 +64,11 @@ class FakeServer implements RemoteShell {
 
 /** Preflight's line for the gateway service: its image comes from OPENCLAW_IMAGE, it restarts. */
 const GATEWAY = 'service=gateway|yes|unless-stopped\n'
-/** The values a write-env step carries on stdin (NAME BASE64 SHA256 lines, then `end`). */
-function written(command: RemoteCommand): Record<string, string> {
+/** The values a write-env step carries on stdin (NAME BASE64 SHA256 lines, then `end`); NEW_TOKEN for a token made there. */
+function written(command: RemoteCommand): Record<string, string | typeof NEW_TOKEN> {
   const lines = command.stdin!.trim().split('\n')
   expect(lines.at(-1)).toBe('end')
-  return Object.fromEntries(lines.slice(0, -1).map(l => [l.split(' ')[0], Buffer.from(l.split(' ')[1]!, 'base64').toString()]))
+  return Object.fromEntries(lines.slice(0, -1).map(l => [l.split(' ')[0], l.split(' ')[1]!.startsWith('!') ? NEW_TOKEN : Buffer.from(l.split(' ')[1]!, 'base64').toString()]))
 }
 
 const DEFAULT_REPLIES: Record<string, Reply> = {
@@ -579,5 +581,124 @@ describe('the fleet', () => {
     const results = await run
     expect(results.map(r => r.status)).toEqual(['skipped', 'skipped', 'skipped', 'skipped', 'skipped', 'skipped'])
     for (const f of Object.values(fakes)) expect((f as FakeServer).steps()).not.toContain('write-env')
+  })
+})
+
+describe('tenant-env and mode: rotate-token', () => {
+  const SECRETS = { '*': { OPENCLAW_SKIP_BROWSER_CONTROL_SERVER: 'yes-skip' }, 't-a': { CLAUDE_AI_SESSION_KEY: 'sk-ant "quoted" $HOME #x\nline two' } }
+  /** Settings read the way the action reads them; the masks it prints are not what this looks at. */
+  function withTenantEnv(inputs: Record<string, string> = {}, tenantEnv: object = SECRETS): Settings {
+    const spy = jest.spyOn(process.stdout, 'write').mockImplementation(() => true)
+    try {
+      return settings({ 'tenant-env': JSON.stringify(tenantEnv), ...inputs })
+    } finally {
+      spy.mockRestore()
+    }
+  }
+  const onNew = { stdout: `${GATEWAY}image_var=${NEW}\ncontainer=gateway|${NEW}|sha256:new|running` }
+  const sameImage = { preflight: onNew, pull: { stdout: 'image_id=sha256:new' } }
+  const unhealthyFirst = () => {
+    let checks = 0
+    return () => (++checks === 1 ? { code: 5, stdout: 'health=failed\nhttp=500\nerror=not healthy within 60s' } : { stdout: 'health=ok\nhttp=200' })
+  }
+
+  it('sets the image and the tenant\'s values in one write, and names the changed variables', async () => {
+    const fake = new FakeServer({ 'write-env': { stdout: 'written=OPENCLAW_IMAGE CLAUDE_AI_SESSION_KEY' } })
+    const result = await runServer(server('a'), context(withTenantEnv(), { a: fake }))
+    expect(result).toMatchObject({ status: 'deployed', deployedImage: NEW, changedVariables: ['CLAUDE_AI_SESSION_KEY'] })
+    expect(fake.steps().filter(s => s === 'write-env')).toHaveLength(1)
+    expect(written(fake.ran.find(c => c.step === 'write-env')!)).toEqual({ OPENCLAW_IMAGE: NEW, ...SECRETS['*'], ...SECRETS['t-a'] })
+    expect(result.log).toContain('.env: changed CLAUDE_AI_SESSION_KEY')
+  })
+
+  it('restarts nothing when the image runs already and no value changed (unchanged)', async () => {
+    const fake = new FakeServer({ ...sameImage, 'write-env': { stdout: 'written=none' } })
+    const result = await runServer(server('a'), context(withTenantEnv({ image: '' }), { a: fake }))
+    expect(result.status).toBe('unchanged')
+    expect(result.changedVariables).toBeUndefined()
+    expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'write-env', 'history', 'unlock'])
+    // the image variable is not written: .env names the image already
+    expect(Object.keys(written(fake.ran.find(c => c.step === 'write-env')!))).toEqual(['OPENCLAW_SKIP_BROWSER_CONTROL_SERVER', 'CLAUDE_AI_SESSION_KEY'])
+    expect(result.log).toContain(`already running ${NEW} (new) and .env already has these values; nothing restarted`)
+  })
+
+  it('restarts and checks health when only a value changed, the image being the same', async () => {
+    const fake = new FakeServer({ ...sameImage, 'write-env': { stdout: 'written=OPENCLAW_SKIP_BROWSER_CONTROL_SERVER' } })
+    const result = await runServer(server('a'), context(withTenantEnv(), { a: fake }))
+    expect(result).toMatchObject({ status: 'deployed', changedVariables: ['OPENCLAW_SKIP_BROWSER_CONTROL_SERVER'] })
+    expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'write-env', 'up', 'health', 'prune', 'history', 'unlock'])
+  })
+
+  it('puts the whole .env back (the server\'s copy from before the one write) when the change is unhealthy', async () => {
+    const fake = new FakeServer({ ...sameImage, 'write-env': { stdout: 'written=CLAUDE_AI_SESSION_KEY' }, 'restore-env': { stdout: 'restored=yes' }, health: unhealthyFirst() })
+    const result = await runServer(server('a'), context(withTenantEnv(), { a: fake }))
+    expect(result).toMatchObject({ status: 'rolled-back', deployedImage: NEW, deployedImageId: 'sha256:new' })
+    expect(result.changedVariables).toBeUndefined()
+    expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'write-env', 'up', 'health', 'retag', 'restore-env', 'up', 'health', 'history', 'unlock'])
+    expect(fake.ran.find(c => c.step === 'retag')!.args).toEqual(['sha256:new', NEW])
+  })
+
+  it('rotate-token: restarts the image that runs (no pull) with a token made on the server', async () => {
+    const fake = new FakeServer({ preflight: onNew, 'write-env': { stdout: 'written=OPENCLAW_GATEWAY_TOKEN' } })
+    const result = await runServer(server('a'), context(settings({ mode: 'rotate-token', image: '' }), { a: fake }))
+    expect(result).toMatchObject({ status: 'deployed', previousImage: NEW, deployedImage: NEW, changedVariables: ['OPENCLAW_GATEWAY_TOKEN'] })
+    expect(fake.steps()).toEqual(['lock', 'preflight', 'write-env', 'up', 'health', 'prune', 'history', 'unlock'])
+    expect(written(fake.ran.find(c => c.step === 'write-env')!)).toEqual({ OPENCLAW_GATEWAY_TOKEN: NEW_TOKEN })
+    expect(result.log).toContain('token rotated: OPENCLAW_GATEWAY_TOKEN made on the server, where it stays; the gateway is healthy with it')
+  })
+
+  it('rotate-token: the old token is back when the gateway is not healthy with the new one', async () => {
+    const fake = new FakeServer({ preflight: onNew, 'write-env': { stdout: 'written=OPENCLAW_GATEWAY_TOKEN' }, 'restore-env': { stdout: 'restored=yes' }, health: unhealthyFirst() })
+    const result = await runServer(server('a'), context(settings({ mode: 'rotate-token', image: '' }), { a: fake }))
+    expect(result.status).toBe('rolled-back')
+    expect(result.error).toMatch(/not healthy within 60s; restored reg.test\/openclaw:v2, which is healthy/)
+    expect(fake.steps().slice(-6)).toEqual(['retag', 'restore-env', 'up', 'health', 'history', 'unlock'])
+  })
+
+  it('rotate-token: takes the token tenant-env gives; the same token again is unchanged, with a warning', async () => {
+    const token = 'a'.repeat(64)
+    const fake = new FakeServer({ preflight: onNew, 'write-env': { stdout: 'written=none' } })
+    const result = await runServer(server('a'), context(withTenantEnv({ mode: 'rotate-token', image: '' }, { 't-a': { OPENCLAW_GATEWAY_TOKEN: token } }), { a: fake }))
+    expect(written(fake.ran.find(c => c.step === 'write-env')!)).toEqual({ OPENCLAW_GATEWAY_TOKEN: token })
+    expect(result.status).toBe('unchanged')
+    expect(result.warnings).toEqual(['the OPENCLAW_GATEWAY_TOKEN that tenant-env gives t-a is the one its .env has already: nothing was rotated'])
+  })
+
+  it('rotate-token: changes nothing where no image of the project is on the server', async () => {
+    const fake = new FakeServer({ preflight: { stdout: `${GATEWAY}image_var=${NEW}` }, inspect: { stdout: 'image_id=' } })
+    const result = await runServer(server('a'), context(settings({ mode: 'rotate-token', image: '' }), { a: fake }))
+    expect(result.status).toBe('failed')
+    expect(result.error).toMatch(/^no image of this project is on the server, so no gateway to give a new token: deploy one first/)
+    expect(fake.steps()).not.toContain('write-env')
+  })
+
+  it('no value leaves in any output: not in a command line, the log, the summary, the outputs or annotations, in no encoding', async () => {
+    const values = Object.values(SECRETS).flatMap(v => Object.values(v))
+    const forms = values.flatMap(v => [v, ...v.split('\n'), Buffer.from(v).toString('base64'), Buffer.from(v).toString('hex'), createHash('sha256').update(v).digest('hex')])
+    const s = withTenantEnv()
+    const replies = (written: string): Record<string, Reply> => ({ ...sameImage, 'write-env': { stdout: `written=${written}` }, 'restore-env': { stdout: 'restored=yes' } })
+    const fakes = {
+      a: new FakeServer(replies('CLAUDE_AI_SESSION_KEY')),
+      b: new FakeServer({ ...replies('OPENCLAW_SKIP_BROWSER_CONTROL_SERVER'), health: unhealthyFirst() }),
+      c: new FakeServer({ ...replies('none'), up: { code: 3, stdout: 'error=docker compose up failed: [redacted]' } })
+    }
+    const printed: string[] = []
+    const spy = jest.spyOn(process.stdout, 'write').mockImplementation(chunk => (printed.push(String(chunk)), true))
+    try {
+      const results = await runFleet(['a', 'b', 'c'].map(server), context(s, fakes))
+      expect(results.map(r => r.status)).toEqual(['deployed', 'rolled-back', 'unchanged'])
+      results.forEach(logServer)
+      setOutputs(results)
+      annotate(results)
+      printed.push(renderSummary(results, s, {}), JSON.stringify(results))
+    } finally {
+      spy.mockRestore()
+    }
+    const commandLines = Object.values(fakes).flatMap(f => f.ran.flatMap(c => [c.script, ...c.args]))
+    for (const form of forms) {
+      expect(printed.join('\n')).not.toContain(form)
+      expect(commandLines.join('\n')).not.toContain(form)
+    }
+    expect(printed.join('\n')).toContain('CLAUDE_AI_SESSION_KEY')
   })
 })

@@ -1,8 +1,10 @@
 import { describe, expect, it } from '@jest/globals'
-import { buildPlan, DISABLED_REASON, formatPlan, REPULL_CURRENT_IMAGE, ROLLBACK_IMAGE, UNCHANGED_IMAGE } from '../../src/plan.js'
+import { UserError } from '../../src/errors.js'
+import { buildPlan, checkTenantEnv, DISABLED_REASON, envValuesFor, formatPlan, REPULL_CURRENT_IMAGE, ROLLBACK_IMAGE, RUNNING_IMAGE, UNCHANGED_IMAGE } from '../../src/plan.js'
+import { NEW_TOKEN } from '../../src/remote/commands.js'
 import { selectServers } from '../../src/registry/select.js'
 import type { Mode } from '../../src/settings.js'
-import { fleet, NO_FILTERS } from './fixtures/servers.js'
+import { fleet, makeServer, NO_FILTERS } from './fixtures/servers.js'
 
 const IMAGE = 'registry.local:5000/openclaw:1.4.2'
 const settingsFor = (mode: Mode, canary: number, image = IMAGE) => ({ mode, image, canary, dryRun: true, maxParallel: 4 })
@@ -76,5 +78,48 @@ describe('formatPlan', () => {
         '1  acme-eu-1  acme    eu-west  deploy@acme-eu-1.example.com:22  /home/deploy/openclaw-prd  deploy (current image from .env, re-pulled)'
       ].join('\n')
     )
+  })
+})
+
+describe('tenant-env in the plan', () => {
+  const problemsOf = (tenantEnv: Record<string, Record<string, string>>, registry = fleet()): string[] => {
+    try {
+      checkTenantEnv(registry, tenantEnv)
+      return []
+    } catch (error) {
+      if (error instanceof UserError) return error.problems
+      throw error
+    }
+  }
+
+  it('names an unknown tenant before any connection, with the known ones', () => {
+    expect(problemsOf({ '*': { A: '1' }, acme: { B: '2' } })).toEqual([])
+    expect(problemsOf({ acmee: { B: '2' }, zzz: {} })).toEqual([
+      'Input "tenant-env" names the tenant "acmee", but no server in .github/servers/production.json has that tenant. Did you mean "acme"? Known tenants: acme, globex, initech.',
+      'Input "tenant-env" names the tenant "zzz", but no server in .github/servers/production.json has that tenant. Known tenants: acme, globex, initech.'
+    ])
+  })
+
+  it("refuses each server's own image variable, for one tenant or for all", () => {
+    const registry = fleet()
+    registry.servers.push(makeServer('hooli-1', 'hooli', undefined, { imageVariable: 'GATEWAY_IMAGE' }))
+    expect(problemsOf({ hooli: { OPENCLAW_IMAGE: 'x' } }, registry)).toEqual([])
+    expect(problemsOf({ '*': { GATEWAY_IMAGE: 'x' }, acme: { OPENCLAW_IMAGE: 'y' } }, registry)).toEqual([
+      'Input "tenant-env": acme.OPENCLAW_IMAGE sets the image variable of server acme-eu-1; the image is set with the input "image" (and restored by a rollback). Remove OPENCLAW_IMAGE from tenant-env.',
+      'Input "tenant-env": *.GATEWAY_IMAGE sets the image variable of server hooli-1; the image is set with the input "image" (and restored by a rollback). Remove GATEWAY_IMAGE from tenant-env.'
+    ])
+  })
+
+  it('gives each server its tenant\'s values, the token in rotate-token, and shows the names in the plan', () => {
+    const tenantEnv = { '*': { A: '1' }, acme: { OPENCLAW_GATEWAY_TOKEN: 't'.repeat(64) } }
+    const [acme, globex] = [fleet().servers[0]!, fleet().servers[2]!]
+    expect(envValuesFor(globex, { mode: 'rotate-token', tenantEnv })).toEqual({ A: '1', OPENCLAW_GATEWAY_TOKEN: NEW_TOKEN })
+    expect(envValuesFor(acme, { mode: 'rotate-token', tenantEnv })).toEqual({ A: '1', OPENCLAW_GATEWAY_TOKEN: 't'.repeat(64) })
+    expect(envValuesFor(globex, { mode: 'deploy', tenantEnv })).toEqual({ A: '1' })
+    const settings = { ...settingsFor('rotate-token', 0, ''), tenantEnv }
+    const plan = buildPlan(selectServers(fleet(), { ...NO_FILTERS, tenants: ['globex'] }), settings)
+    expect(plan.entries[0]).toMatchObject({ image: RUNNING_IMAGE, variables: ['A', 'OPENCLAW_GATEWAY_TOKEN'] })
+    expect(formatPlan(plan, settings)).toContain('rotate-token (the image that runs, restarted); sets A, OPENCLAW_GATEWAY_TOKEN in .env')
+    expect(buildPlan(selectServers(fleet(), NO_FILTERS), settingsFor('status', 0, '')).entries[0]!.variables).toEqual([])
   })
 })

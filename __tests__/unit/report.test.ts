@@ -101,8 +101,19 @@ describe('the results output', () => {
     const { json, note } = resultsJson([result(1, 'failed', { error: 'a\r\nb' })])
     expect(note).toBeUndefined()
     expect(JSON.parse(json)).toEqual([
-      { name: 'gw-1', tenant: 'tenant-1', region: 'eu-west', host: '10.0.0.1', status: 'failed', previousImage: 'ghcr.io/acme/openclaw:1.2.2', deployedImage: 'ghcr.io/acme/openclaw:1.2.3', durationMs: 12_345, error: 'a␍␊b' }
+      { name: 'gw-1', tenant: 'tenant-1', region: 'eu-west', host: '10.0.0.1', status: 'failed', previousImage: 'ghcr.io/acme/openclaw:1.2.2', deployedImage: 'ghcr.io/acme/openclaw:1.2.3', changedVariables: [], durationMs: 12_345, error: 'a␍␊b' }
     ])
+  })
+
+  it('names the .env variables each server changed, and only in runs that can change them does the summary show them', () => {
+    const results = [result(1, 'deployed', { changedVariables: ['OPENCLAW_GATEWAY_TOKEN', 'A'] }), result(2, 'unchanged')]
+    expect((JSON.parse(resultsJson(results).json) as Array<{ changedVariables: string[] }>).map(r => r.changedVariables)).toEqual([['OPENCLAW_GATEWAY_TOKEN', 'A'], []])
+    const rotate = readSettings(n => ({ 'ssh-private-key': 'k', mode: 'rotate-token' })[n] ?? '')
+    const table = renderSummary(results, rotate, env).split('\n').filter(l => l.startsWith('|'))
+    expect(table[0]).toBe('| Tenant | Server | Region | Status | Image | Changed in .env | Health | Duration |')
+    expect(table[2]).toContain('| `OPENCLAW_GATEWAY_TOKEN`, `A` |')
+    expect(table[3]).toContain('| — |')
+    expect(renderSummary(results, settings, env)).not.toContain('Changed in .env')
   })
 
   it('stays under 1 MiB for 2,000 servers with long errors by cutting the errors first, and says so', () => {

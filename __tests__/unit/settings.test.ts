@@ -1,6 +1,6 @@
-import { describe, expect, it } from '@jest/globals'
+import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals'
 import { UserError } from '../../src/errors.js'
-import { readSettings } from '../../src/settings.js'
+import { readSettings, tenantValues } from '../../src/settings.js'
 
 const read = (inputs: Record<string, string>) => readSettings(name => inputs[name] ?? '')
 const problems = (inputs: Record<string, string>): string[] => {
@@ -34,7 +34,7 @@ describe('inputs', () => {
   })
 
   it.each([
-    [{ mode: 'deploi' }, 'Input "mode" is "deploi"; allowed: deploy, rollback, status.'],
+    [{ mode: 'deploi' }, 'Input "mode" is "deploi"; allowed: deploy, rollback, status, rotate-token.'],
     [{ 'max-parallel': 'ten' }, 'Input "max-parallel" is "ten"; allowed: a whole number from 1 to 1000.'],
     [{ 'max-parallel': '0' }, 'Input "max-parallel" is "0"; allowed: a whole number from 1 to 1000.'],
     [{ rollback: 'maybe' }, 'Input "rollback" is "maybe"; allowed: true or false.'],
@@ -64,5 +64,77 @@ describe('inputs', () => {
       user: 'ops',
       path: '/srv/oc'
     })
+  })
+})
+
+describe('tenant-env', () => {
+  const tenantEnv = (value: unknown, more: Record<string, string> = {}) => ({ 'ssh-private-key': 'k', 'tenant-env': typeof value === 'string' ? value : JSON.stringify(value), ...more })
+  const TOKEN = 'f'.repeat(64)
+
+  // @actions/core prints each mask as `::add-mask::VALUE` on stdout: kept here instead of the test log
+  let printed: string[] = []
+  beforeEach(() => {
+    printed = []
+    jest.spyOn(process.stdout, 'write').mockImplementation(chunk => (printed.push(String(chunk)), true))
+  })
+  afterEach(() => {
+    jest.restoreAllMocks()
+  })
+
+  function masked(inputs: Record<string, string>): string[] {
+    printed = []
+    try {
+      read(inputs)
+    } catch {
+      // the masks are what this looks at
+    }
+    return printed.join('').split('\n').flatMap(l => (l.startsWith('::add-mask::') ? [l.slice('::add-mask::'.length)] : []))
+  }
+
+  it('reads variables per tenant and for all; a tenant\'s own value wins', () => {
+    const s = read(tenantEnv({ '*': { A: '1', B: 'all' }, acme: { B: 'mine', OPENCLAW_GATEWAY_TOKEN: TOKEN } }))
+    expect(tenantValues(s.tenantEnv, 'acme')).toEqual({ A: '1', B: 'mine', OPENCLAW_GATEWAY_TOKEN: TOKEN })
+    expect(tenantValues(s.tenantEnv, 'globex')).toEqual({ A: '1', B: 'all' })
+    expect(read({ 'ssh-private-key': 'k' }).tenantEnv).toEqual({})
+  })
+
+  it('masks every value, and each line of one over several lines, before anything prints; never a name', () => {
+    const masks = masked(tenantEnv({ acme: { KEY: 'line one\nline two', SHORT: '1' }, '*': { X: 'a"b$c' } }))
+    // @actions/core escapes a mask's line breaks (%0A) itself
+    expect(masks).toEqual(expect.arrayContaining(['line one%0Aline two', 'line one', 'line two', '1', 'a"b$c']))
+    expect(masks.some(m => ['KEY', 'SHORT', 'X', 'acme'].includes(m))).toBe(false)
+    // also when the input is no valid JSON: its whole text
+    expect(masked(tenantEnv('{"acme": {"KEY": "s3cr3t-value"'))).toContain('{"acme": {"KEY": "s3cr3t-value"')
+  })
+
+  it.each([
+    [{ acme: { CLAUDE_AI_SESSION_KEY: 42 } }, 'Input "tenant-env": acme.CLAUDE_AI_SESSION_KEY must be a string (write it in double quotes).'],
+    [{ acme: { A: null } }, 'Input "tenant-env": acme.A must be a string.'],
+    [{ acme: ['A'] }, 'Input "tenant-env": "acme" must be an object of variable names and string values'],
+    [['acme'], 'Input "tenant-env" must be a JSON object of tenant names (or "*" for every tenant)'],
+    [{ acme: { OK: 'x', '9LIVES': 'x' } }, 'Input "tenant-env": the 2nd name of acme is not a variable name (letters, digits and _, not starting with a digit); it is not shown'],
+    [{ acme: { 'A.B': 'x' } }, 'the 1st name of acme is not a variable name'],
+    [{ acme: { A: 'x\u0000' } }, 'Input "tenant-env": acme.A holds a NUL character'],
+    [{ acme: { A: 'x'.repeat(70000) } }, 'Input "tenant-env": acme.A is 70000 bytes long; a value may have at most 65536.'],
+    [{ '*': { OPENCLAW_GATEWAY_TOKEN: TOKEN } }, 'Input "tenant-env": *.OPENCLAW_GATEWAY_TOKEN: every tenant needs a gateway token of its own'],
+    [{ acme: { OPENCLAW_GATEWAY_TOKEN: 'short' } }, 'Input "tenant-env": acme.OPENCLAW_GATEWAY_TOKEN is 5 characters long; a gateway token needs at least 32'],
+    ['{"acme": {"A": "1", "A": "2"}}', 'Input "tenant-env": acme.A is given twice (lines 1 and 1); JSON would keep only the last.']
+  ])('rejects %j, naming where, never a value', (value, message) => {
+    const found = problems(tenantEnv(value)).join('\n')
+    expect(found).toContain(message)
+    expect(found).not.toMatch(/x{10}|short|9LIVES/)
+  })
+
+  it('says where the JSON is broken without showing any of it', () => {
+    const found = problems(tenantEnv('{"acme": {"A": "s3cr3t" "B": "x"}}'))
+    expect(found).toEqual(['Input "tenant-env" is not valid JSON (line 1, column 25; the text is not shown, as it holds secrets). Check it with e.g. jq.'])
+  })
+
+  it('takes mode rotate-token, without image; and applies to deploy and rotate-token only', () => {
+    expect(read({ 'ssh-private-key': 'k', mode: 'rotate-token' }).mode).toBe('rotate-token')
+    expect(problems({ 'ssh-private-key': 'k', mode: 'rotate-token', image: 'reg/a:1' }).join('\n')).toContain('Input "image" does not apply to mode "rotate-token"')
+    for (const mode of ['rollback', 'status']) {
+      expect(problems(tenantEnv({ acme: { A: '1' } }, { mode })).join('\n')).toContain(`Input "tenant-env" does not apply to mode "${mode}"`)
+    }
   })
 })

@@ -6,8 +6,9 @@ import { createHash } from 'node:crypto'
 import * as commands from '../remote/commands.js'
 import type { RemoteCommand } from '../remote/commands.js'
 import { ConnectError, ConnectionLost, type RemoteShell } from '../remote/ssh.js'
+import { envValuesFor } from '../plan.js'
 import type { Server } from '../registry/types.js'
-import type { Settings } from '../settings.js'
+import { GATEWAY_TOKEN, type Settings } from '../settings.js'
 import { UserError } from '../errors.js'
 import type { ServerResult, Status } from './result.js'
 
@@ -248,12 +249,18 @@ class ServerJob {
     return { envImage, switched, currentImage: now?.configImage ?? envImage, currentImageId: now?.imageId, containers: ours, variableServices }
   }
 
+  /**
+   * `mode: deploy`, and `mode: rotate-token`, which is a deploy of the image that runs (no pull) with
+   * a new gateway token: the image and the tenant's `.env` values change in one write, so a rollback
+   * puts the whole change back.
+   */
   private async deploy(): Promise<ServerResult> {
     const { settings } = this.ctx
+    const rotating = settings.mode === 'rotate-token'
     const project = await this.preflight()
     const { currentImage, envImage } = project
     const variable = this.server.imageVariable
-    const target = settings.image || envImage || currentImage
+    const target = rotating ? (currentImage ?? envImage) : settings.image || envImage || currentImage
     if (!target) throw new UserError(`no image to deploy: the input "image" is empty and ${this.server.path}/.env has no ${variable}= line`)
     this.result.previousImage = currentImage
     this.checkCancelled()
@@ -261,16 +268,13 @@ class ServerJob {
     // What runs now, read before the pull: with a moving tag the pull re-points the reference.
     const runningId = await this.runningImageId(project, this.ctx.signal)
     this.result.previousImageId = runningId || undefined
-    this.progress('pulling')
-    const targetId = this.fact(await this.step(commands.pullImage(target), undefined, this.ctx.signal), 'image_id')
+    if (rotating && !runningId) throw new UserError(`no image of this project is on the server, so no gateway to give a new token: deploy one first. Nothing was changed.`)
+    if (!rotating) this.progress('pulling')
+    const targetId = rotating ? runningId : this.fact(await this.step(commands.pullImage(target), undefined, this.ctx.signal), 'image_id')
     const envNames = envImage ?? currentImage
-    if (target === currentImage && envNames === target && this.runsOnly(project, targetId)) {
-      this.result.deployedImage = target
-      this.result.deployedImageId = targetId
-      this.note(`already running ${target} (${shortId(targetId)}); nothing restarted`)
-      await this.history('unchanged', target, target)
-      return this.finish('unchanged')
-    }
+    const envValues = envValuesFor(this.server, settings)
+    const sameImage = target === currentImage && envNames === target && this.runsOnly(project, targetId)
+    if (sameImage && Object.keys(envValues).length === 0) return this.unchanged(target, targetId)
     this.checkCancelled()
 
     // Redeploying the image that runs keeps the earlier rollback target instead of recording itself.
@@ -285,14 +289,22 @@ class ServerJob {
     const restore: Restore | undefined = runningId && currentImage ? { image: currentImage, imageId: runningId, envFix: envImage !== undefined && envImage !== currentImage, record } : undefined
     this.switching = restore
     this.progress('switching')
-    if (envNames !== target) {
-      await this.step(commands.setEnvVariables(this.server.path, { [variable]: target }, this.ctx.lockToken)).catch(async (error: unknown) => {
+    const values = envNames === target ? envValues : { [variable]: target, ...envValues }
+    if (Object.keys(values).length) {
+      const written = await this.step(commands.setEnvVariables(this.server.path, values, this.ctx.lockToken)).catch(async (error: unknown) => {
         // .env is replaced by a rename, so a failed write left it as it was: only the record moved.
         if (record && !(error instanceof ConnectionLost)) {
           await this.step(commands.restoreRollbackRecord(this.server.path)).catch(e => this.note(`rollback record not restored: ${errorText(e)}`))
         }
         throw error
       })
+      const changed = this.fact(written, 'written', 'none').split(' ').filter(name => name !== 'none' && name !== variable)
+      if (changed.length) this.result.changedVariables = changed
+      else if (sameImage) {
+        if (rotating) this.warn(`the ${GATEWAY_TOKEN} that tenant-env gives ${this.server.tenant} is the one its .env has already: nothing was rotated`)
+        return this.unchanged(target, targetId, ' and .env already has these values')
+      }
+      if (Object.keys(envValues).length) this.note(`.env: ${changed.length ? `changed ${changed.join(', ')}` : 'no value of tenant-env changed'}`)
     }
     let healthy = false
     try {
@@ -310,6 +322,7 @@ class ServerJob {
     if (healthy) {
       this.result.deployedImage = target
       this.result.deployedImageId = targetId
+      if (rotating) this.note(`token rotated: ${GATEWAY_TOKEN} ${GATEWAY_TOKEN in envValues && envValues[GATEWAY_TOKEN] !== commands.NEW_TOKEN ? 'from tenant-env' : 'made on the server, where it stays'}; the gateway is healthy with it`)
       if (settings.prune) await this.prune([targetId, runningId])
       await this.history('deployed', currentImage ?? '(none)', target)
       return this.finish('deployed')
@@ -327,6 +340,14 @@ class ServerJob {
     return restored
       ? this.finish('rolled-back', `${why}; restored ${restore.image}, which is healthy`)
       : this.finish('failed', `${why}; rollback to ${restore.image} did not become healthy either`)
+  }
+
+  private async unchanged(image: string, imageId: string, why = ''): Promise<ServerResult> {
+    this.result.deployedImage = image
+    this.result.deployedImageId = imageId
+    this.note(`already running ${image} (${shortId(imageId)})${why}; nothing restarted`)
+    await this.history('unchanged', image, image)
+    return this.finish('unchanged')
   }
 
   /** Every switched service that takes the variable has a container, all running `imageId` (nothing to restart). */
@@ -416,7 +437,8 @@ class ServerJob {
       if (to.setImage) {
         await this.step(commands.setEnvVariables(this.server.path, { [variable]: to.setImage }, this.ctx.lockToken))
       } else {
-        await this.step(commands.restoreEnvFile(this.server.path, this.ctx.lockToken))
+        const put = await this.step(commands.restoreEnvFile(this.server.path, this.ctx.lockToken))
+        if (this.fact(put, 'restored', '') === 'yes') delete this.result.changedVariables
         if (to.envFix) await this.step(commands.setEnvVariables(this.server.path, { [variable]: to.image }, this.ctx.lockToken))
       }
       await this.step(commands.composeUp(this.server.path, this.switched, variable))

@@ -16,6 +16,11 @@ export interface ServerResult {
   /** Local image IDs, for short digests in the summary. */
   previousImageId?: string
   deployedImageId?: string
+  /**
+   * The `.env` variables (tenant-env, the gateway token) this run changed and left so, by name only;
+   * the image variable is not listed (the images say it). Unset when none, or after a rollback.
+   */
+  changedVariables?: string[]
   /** Last health check, e.g. `HTTP 200, gateway running`. */
   health?: string
   durationMs: number

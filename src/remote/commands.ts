@@ -226,22 +226,27 @@ if [ -n "$token" ] && grep -qF -- "token=$token" "$note" 2>/dev/null; then rm -r
 }
 
 /**
- * Shell functions for the project's `.env`, parsed as Compose parses it: the last assignment of a
- * name wins, `export ` and blanks around `=` are allowed, a value may be quoted, and a quoted value
- * may span lines (an assignment inside such a value is not one). The file never leaves the server:
+ * Shell functions for the project's `.env`, parsed as Compose parses it (compose-go's dotenv, checked
+ * against Compose 2.26 by env-file.test.ts): the last assignment of a name wins, `export ` and blanks
+ * around `=` are allowed, an unquoted value ends at ` #` (a comment) and loses trailing blanks, a
+ * quoted value ends at the first quote not escaped by a backslash (in either kind of quotes) and may
+ * span lines, and an assignment inside such a value is not one. The file never leaves the server:
  * the runner sees only the image variable's value, and sends only names and new values.
  *
- * env_find NAME FILE prints `START END QUOTE` (byte offsets of the value of NAME's last assignment,
- * QUOTE one of `"`, `'` or `-`), `multiline` when that value spans lines, or nothing.
- * env_value NAME FILE prints the value's bytes. redact FILE copies stdin to stdout with every word of
- * the file's values replaced, so a Docker or Compose message that quotes `.env` shows no secret.
+ * env_find NAME FILE prints `START END QUOTE` for the value of NAME's last assignment: byte offsets
+ * of the value as written (with its quotes, if any), QUOTE one of `"`, `'` or `-` (unquoted), and a
+ * fourth word `multiline` when the value spans lines; `unterminated` when its quotes never close; or
+ * nothing when NAME is not assigned.
+ * env_value NAME FILE prints the value's bytes as written, inside its quotes. redact FILE copies
+ * stdin to stdout with every word of the file's values replaced, so a Docker or Compose message that
+ * quotes `.env` shows no secret.
  */
 const ENV_FUNCTIONS = String.raw`env_find() {
   LC_ALL=C awk -v name="$1" '
     function closes(s, from, q,   i, c) {
       for (i = from; i <= length(s); i++) {
         c = substr(s, i, 1)
-        if (q == "\"" && c == "\\") { i++; continue }
+        if (c == "\\") { i++; continue }
         if (c == q) return i
       }
       return 0
@@ -249,30 +254,35 @@ const ENV_FUNCTIONS = String.raw`env_find() {
     {
       line = $0; size = length($0) + 1
       sub(/\r$/, "", line)
-      if (inq != "") { if (closes(line, 1, inq)) inq = ""; off += size; next }
+      if (inq != "") {
+        c = closes(line, 1, inq)
+        if (c) { if (ours) found = open " " (off + c) " " inq " multiline"; inq = ""; ours = "" }
+        off += size; next
+      }
       if (match(line, /^[ \t]*(export[ \t]+)?[A-Za-z0-9_.-]+[ \t]*=[ \t]*/)) {
         head = substr(line, 1, RLENGTH); rest = substr(line, RLENGTH + 1)
         n = head; sub(/^[ \t]*(export[ \t]+)?/, "", n); sub(/[ \t]*=.*$/, "", n)
-        q = substr(rest, 1, 1)
+        q = substr(rest, 1, 1); at = off + length(head)
         if (q == "\"" || q == "'"'"'") {
           c = closes(rest, 2, q)
-          if (c == 0) { inq = q; if (n == name) found = "multiline"; off += size; next }
-          if (n == name) found = (off + length(head) + 1) " " (off + length(head) + c - 1) " " q
+          if (c == 0) { inq = q; ours = n == name; open = at; off += size; next }
+          if (n == name) found = at " " (at + c) " " q
         } else if (n == name) {
           v = rest
-          if (match(v, /[ \t]+#/)) v = substr(v, 1, RSTART - 1)
+          if (p = index(v, " #")) v = substr(v, 1, p - 1)
           sub(/[ \t]+$/, "", v)
-          found = (off + length(head)) " " (off + length(head) + length(v)) " -"
+          found = at " " (at + length(v)) " -"
         }
       }
       off += size
     }
-    END { if (found != "") print found }' "$2"
+    END { if (inq != "" && ours) print "unterminated"; else if (found != "") print found }' "$2"
 }
 env_value() {
-  local at s e
-  at=$(env_find "$1" "$2") && [ -n "$at" ] && [ "$at" != multiline ] || return 1
-  read -r s e _ <<< "$at"
+  local at s e q
+  at=$(env_find "$1" "$2") && [ -n "$at" ] && [ "$at" != unterminated ] || return 1
+  read -r s e q _ <<< "$at"
+  if [ "$q" != - ]; then s=$((s + 1)) e=$((e - 1)); fi
   tail -c +$((s + 1)) -- "$2" | head -c $((e - s))
 }
 redact() { # (the calling script sets image_variable: its value is an image reference, not a secret)
@@ -352,7 +362,7 @@ docker compose version >/dev/null 2>&1 || fail "the Docker Compose v2 plugin is 
 command -v curl >/dev/null || command -v wget >/dev/null || fail "neither curl nor wget is installed (needed for the health check)"
 printf 'compose=%s\\n' "$compose"
 at=$(env_find "$image_variable" .env) || fail "cannot read .env in $1"
-[ "$at" != multiline ] || fail "the value of $image_variable in $1/.env is quoted and spans several lines: put the image reference on one line"
+case $at in *multiline | unterminated) fail "the value of $image_variable in $1/.env is quoted and spans several lines: put the image reference on one line" ;; esac
 if [ -n "$at" ]; then printf 'image_var=%s\\n' "$(env_value "$image_variable" .env | tr -d '\\n\\r')"; fi
 # --no-interpolate: the services as the compose file writes them, with no value of .env in them
 config=$(docker compose config --no-interpolate 2>&1) || fail "docker compose cannot read the project in $1: $(said "$config" 3)"
@@ -502,18 +512,35 @@ if [ "$(stat -c %u:%g -- "$tmp")" != "$(stat -c %u:%g -- "$env")" ]; then
 fi
 `
 
+/** Stands for a new gateway token made on the server (see setEnvVariables); it never leaves it. */
+export const NEW_TOKEN = Symbol('a new random token, made on the server')
+export type EnvValue = string | typeof NEW_TOKEN
+
 /**
- * Sets variables in `.env` on the server: each one's value is replaced where its last assignment is
- * (inside its quotes, if any), or a `NAME=value` line is added; every other byte stays. The values
- * travel on stdin, each with its SHA-256, and the batch ends with `end`: a connection cut while they
- * arrive cannot write half a value. Before the new file replaces `.env`, each value is read back from
- * it and its size checked. The file as it was is kept in the state folder (`env.before`, mode 600,
- * with `env.before.owner` naming the run that wrote it) for restoreEnvFile.
+ * Sets variables in `.env` on the server: each one's value is replaced where its last assignment is,
+ * or a `NAME=value` line is added; every other byte stays. The values travel on stdin, each with its
+ * SHA-256, and the batch ends with `end`: a connection cut while they arrive cannot write half a
+ * value. NEW_TOKEN makes the server write 32 random bytes as 64 hex digits (as upstream's setup makes
+ * the gateway token) that no output shows.
+ *
+ * A value is written so that Compose reads back exactly its bytes: as it is when it has only
+ * `A-Za-z0-9_@%+=:,./-` (and is not empty); else in single quotes (literal in Compose) when it has no `'`, no line
+ * break and does not end in `\`; else in double quotes with `\`, `"`, `$`, LF and CR escaped. A
+ * value already quoted keeps its kind of quotes when the new value can be written in them; else the
+ * whole value part is rewritten (`export `, the name and any comment stay). A value that reads the
+ * same already is left alone, so the step reports `written=` only the names it changed (or `none`).
+ *
+ * Before the new file replaces `.env`, each value is read back from it and the size checked. The
+ * file as it was is kept in the state folder (`env.before`, mode 600, with `env.before.owner` naming
+ * the run that wrote it) for restoreEnvFile. Errors name variables, never values.
  */
-export function setEnvVariables(path: string, values: Record<string, string>, owner: string): RemoteCommand {
+export function setEnvVariables(path: string, values: Record<string, EnvValue>, owner: string): RemoteCommand {
   const lines = Object.entries(values).map(([name, value]) => {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new Error(`not a variable name: ${name}`)
-    return `${name} ${Buffer.from(value).toString('base64')} ${createHash('sha256').update(value).digest('hex')}\n`
+    if (!ENV_NAME.test(name)) throw new Error(`not a variable name: ${name}`)
+    if (value === NEW_TOKEN) return `${name} ${NEW_TOKEN_WORD} -\n`
+    if (value.includes('\0')) throw new Error(`the value of ${name} holds a NUL character, which .env cannot hold`)
+    // an empty value is `-`: `read` would take an empty word for none
+    return `${name} ${Buffer.from(value).toString('base64') || '-'} ${createHash('sha256').update(value).digest('hex')}\n`
   })
   return {
     step: 'write-env',
@@ -525,36 +552,52 @@ export function setEnvVariables(path: string, values: Record<string, string>, ow
       `state=$2
 # byte counts and offsets, whatever the server's locale
 export LC_ALL=C
-# a value written as it is, unquoted: nothing in it that Compose would read otherwise
-plain='^[A-Za-z0-9_@%+=:,./-]*$'
+# written VALUE QUOTE: VALUE as written in .env unquoted (-) or in ' or " quotes; 1 if they cannot hold it.
+# (Unquoted, an empty value would make a comment after it the value.)
+plain='^[A-Za-z0-9_@%+=:,./-]+$'
+written() {
+  local v=$1
+  case $2 in
+    -) [[ $v =~ $plain ]] && printf '%s' "$v" ;;
+    "'") case $v in *"'"* | *$'\\n'* | *$'\\r'* | *'\\') return 1 ;; esac; printf "'%s'" "$v" ;;
+    *) v=\${v//"\\\\"/"\\\\\\\\"} v=\${v//'"'/'\\"'} v=\${v//'$'/'\\$'} v=\${v//$'\\n'/'\\n'} v=\${v//$'\\r'/'\\r'}; printf '"%s"' "$v" ;;
+  esac
+}
 ${ENV_TARGET}cp -p -- "$env" "$tmp.2" || { rm -f -- "$tmp"; fail "cannot write .env in $1"; }
 trap 'rm -f -- "$tmp" "$tmp.2"' EXIT
 cur=$env out=$tmp other=$tmp.2 ended= changed=
 while read -r name b64 sum; do
   [ "$name" = end ] && { ended=yes; break; }
-  value=$(printf '%s' "$b64" | base64 -d; printf x) && value=\${value%x}
-  [ "$(printf '%s' "$value" | sha256sum | cut -d' ' -f1)" = "$sum" ] || fail "the new value of $name did not arrive whole; .env is unchanged"
+  if [ "$b64" = '${NEW_TOKEN_WORD}' ]; then
+    value=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n')
+    [[ $value =~ ^[0-9a-f]{64}$ ]] || fail "cannot make a new $name from /dev/urandom; .env is unchanged"
+  else
+    [ "$b64" != - ] || b64=
+    value=$(printf '%s' "$b64" | base64 -d; printf x) && value=\${value%x}
+    [ "$(printf '%s' "$value" | sha256sum | cut -d' ' -f1)" = "$sum" ] || fail "the new value of $name did not arrive whole; .env is unchanged"
+  fi
   at=$(env_find "$name" "$cur") || fail "cannot read .env in $1"
-  [ "$at" != multiline ] || fail "the value of $name in .env is quoted and spans several lines; .env is unchanged"
+  [ "$at" != unterminated ] || fail "the quotes of $name in .env are never closed (Compose cannot read this .env either); .env is unchanged"
   size=$(wc -c < "$cur")
   if [ -n "$at" ]; then
-    read -r s e q <<< "$at"
-    if [ "$(env_value "$name" "$cur"; printf x)" = "\${value}x" ]; then continue; fi
-    case $q in
-      '"') case $value in *'"'* | *'\\'* | *'$'* | *$'\\n'*) fail "the new value of $name cannot be written inside its double quotes; .env is unchanged" ;; esac ;;
-      "'") case $value in *"'"* | *$'\\n'*) fail "the new value of $name cannot be written inside its single quotes; .env is unchanged" ;; esac ;;
-      *) [[ $value =~ $plain ]] || fail "the new value of $name needs quoting, which is not supported yet; .env is unchanged" ;;
-    esac
-    { head -c "$s" -- "$cur"; printf '%s' "$value"; tail -c +$((e + 1)) -- "$cur"; } > "$out" || fail "cannot write .env in $1"
-    expected=$((size - (e - s) + \${#value}))
+    read -r s e q _ <<< "$at"
+    old=$(tail -c +$((s + 1)) -- "$cur" | head -c $((e - s)); printf x) old=\${old%x}
+    # the same value, written the same way, or with nothing in it Compose would read otherwise
+    inner=$old
+    if [ "$q" != - ]; then inner=\${old:1:\${#old}-2}; fi
+    if [ "$old" = "$(written "$value" "$q")" ] || { [ "$inner" = "$value" ] && [[ $inner != *[\\\\$]* ]]; }; then continue; fi
+    new=$(written "$value" "$q" || written "$value" - || written "$value" "'" || written "$value" '"')
+    { head -c "$s" -- "$cur"; printf '%s' "$new"; tail -c +$((e + 1)) -- "$cur"; } > "$out" || fail "cannot write .env in $1"
+    expected=$((size - (e - s) + \${#new}))
   else
-    [[ $value =~ $plain ]] || fail "the new value of $name needs quoting, which is not supported yet; .env is unchanged"
+    new=$(written "$value" - || written "$value" "'" || written "$value" '"')
     nl=
     if [ "$size" -gt 0 ] && [ -n "$(tail -c 1 -- "$cur")" ]; then nl=$'\\n'; fi
-    { cat -- "$cur"; printf '%s%s=%s\\n' "$nl" "$name" "$value"; } > "$out" || fail "cannot write .env in $1"
-    expected=$((size + \${#nl} + \${#name} + 1 + \${#value} + 1))
+    { cat -- "$cur"; printf '%s%s=%s\\n' "$nl" "$name" "$new"; } > "$out" || fail "cannot write .env in $1"
+    expected=$((size + \${#nl} + \${#name} + 1 + \${#new} + 1))
   fi
-  [ "$(wc -c < "$out")" -eq "$expected" ] && [ "$(env_value "$name" "$out"; printf x)" = "\${value}x" ] ||
+  back=$(at=$(env_find "$name" "$out") && read -r s e _ <<< "$at" && tail -c +$((s + 1)) -- "$out" | head -c $((e - s)); printf x)
+  [ "$(wc -c < "$out")" -eq "$expected" ] && [ "$back" = "\${new}x" ] ||
     fail "writing $name into .env did not read back as written (disk full?); .env is unchanged"
   changed="$changed $name"
   if [ "$cur" = "$env" ]; then cur=$out out=$other; else t=$cur cur=$out out=$t; fi
@@ -568,6 +611,11 @@ mv -f -- "$cur" "$env" || fail "cannot replace .env in $1"
 printf 'written=%s\\n' "\${changed# }"`
   }
 }
+
+/** A variable name as tenant-env and the image variable may use (see settings.ts: ENV_NAME_RULE). */
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+/** The word in place of a value's base64 that asks for NEW_TOKEN (no base64 has a `!`). */
+const NEW_TOKEN_WORD = '!new-token'
 
 /**
  * Puts back the `.env` that setEnvVariables of the run `owner` replaced (its copy `env.before` in the

@@ -70,6 +70,8 @@ interface ResultEntry {
   status: Status
   previousImage: string | null
   deployedImage: string | null
+  /** Names of the `.env` variables (tenant-env, the gateway token) the run changed; never values. */
+  changedVariables: string[]
   durationMs: number
   error: string | null
 }
@@ -94,6 +96,7 @@ export function resultsJson(results: ServerResult[], budget = RESULTS_BUDGET_BYT
     status: r.status,
     previousImage: r.previousImage === undefined ? null : singleLine(r.previousImage),
     deployedImage: r.deployedImage === undefined ? null : singleLine(r.deployedImage),
+    changedVariables: r.changedVariables ?? [],
     durationMs: r.durationMs,
     error: errors[i]!
   }))
@@ -183,7 +186,13 @@ function imageCell(r: ServerResult, settings: Settings): string {
   const now = imageText(r.deployedImage, r.deployedImageId)
   if (r.status === 'rolled-back') {
     // In `mode: rollback` the image that failed is the recorded one; its name is in the details.
-    const tried = settings.mode === 'deploy' ? (settings.image ? markdownText(settings.image) : 'the re-pulled image') : 'the recorded rollback image'
+    const withEnv = Object.keys(settings.tenantEnv).length ? ' with the new .env values' : ''
+    const tried =
+      settings.mode === 'deploy'
+        ? `${settings.image ? markdownText(settings.image) : 'the re-pulled image'}${withEnv}`
+        : settings.mode === 'rotate-token'
+          ? 'the new gateway token'
+          : 'the recorded rollback image'
     return `${tried} failed${r.failedStep ? ` at ${markdownText(r.failedStep)}` : ''}; now runs ${now}`
   }
   const before = imageText(r.previousImage, r.previousImageId)
@@ -266,7 +275,9 @@ export function renderSummary(results: ServerResult[], settings: Settings, env: 
   // `mode: status` reads the last deploy of each server, and who holds its lock if anyone does.
   const status = settings.mode === 'status' && !settings.dryRun
   const withLock = status && results.some(r => r.lockHolder)
-  const columns = ['Tenant', 'Server', 'Region', 'Status', 'Image', 'Health', ...(status ? ['Last deploy'] : []), ...(withLock ? ['Lock'] : []), 'Duration']
+  // Which variables of .env a run changed, by name (never a value), when it may change any.
+  const withEnv = !settings.dryRun && (settings.mode === 'rotate-token' || (settings.mode === 'deploy' && Object.keys(settings.tenantEnv).length > 0))
+  const columns = ['Tenant', 'Server', 'Region', 'Status', 'Image', ...(withEnv ? ['Changed in .env'] : []), 'Health', ...(status ? ['Last deploy'] : []), ...(withLock ? ['Lock'] : []), 'Duration']
   const tableHead = [`| ${columns.join(' | ')} |`, `|${' --- |'.repeat(columns.length)}`]
   let size = Buffer.byteLength([...head, ...tableHead].join('\n')) + 1024
   const rows: string[] = []
@@ -277,6 +288,7 @@ export function renderSummary(results: ServerResult[], settings: Settings, env: 
       markdownText(r.server.region ?? ''),
       `${STATUS_SYMBOL[r.status]} ${r.status}`,
       imageCell(r, settings),
+      ...(withEnv ? [r.changedVariables?.length ? r.changedVariables.map(name => markdownCode(name)).join(', ') : '—'] : []),
       markdownText(r.health ?? ''),
       ...(status ? [r.lastDeploy ? lastDeployCell(r.lastDeploy, env) : '—'] : []),
       ...(withLock ? [r.lockHolder ? lockCell(r.lockHolder, env) : ''] : []),
