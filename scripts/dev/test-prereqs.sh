@@ -11,7 +11,7 @@
 # it again to set ACTION_NODE, so `npm run test:e2e` on its own gets the same. Needs root.
 #
 #   test-prereqs.sh           all of the above
-#   test-prereqs.sh node24    Node 24 only
+#   test-prereqs.sh node24    Node 24 only (bench/run.sh)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -36,7 +36,7 @@ node24() {
   local version
   version=$("$bin" --version 2>/dev/null) || true
   [[ $version == v24.* ]] || die "$bin is not Node 24 (it says '${version:-nothing}'): remove $prefix and run this again"
-  log "the action runs on Node $version ($bin); the tests run on Node $(node --version)"
+  log "the action runs on Node $version ($bin); this machine's node is $(node --version)"
   printf '%s\n' "$bin"
 }
 
