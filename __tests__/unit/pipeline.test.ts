@@ -1,11 +1,18 @@
-import { describe, expect, it } from '@jest/globals'
+import { describe, expect, it, jest } from '@jest/globals'
 import fc from 'fast-check'
+import type { RunContext } from '../../src/deploy/pipeline.js'
 import type { RemoteCommand } from '../../src/remote/commands.js'
-import { ConnectError, ConnectionLost, type CommandResult, type RemoteShell } from '../../src/remote/ssh.js'
-import { failuresAllowed, runFleet } from '../../src/deploy/fleet.js'
-import { describeContainers, rollbackTag, runServer, type RunContext } from '../../src/deploy/pipeline.js'
+import type { CommandResult, RemoteShell } from '../../src/remote/ssh.js'
 import type { Server } from '../../src/registry/types.js'
-import { readSettings, type Settings } from '../../src/settings.js'
+import type { Settings } from '../../src/settings.js'
+import * as core from '../__fixtures__/core.js'
+
+// (reading settings masks the key: a workflow command on stdout with the real module)
+jest.unstable_mockModule('@actions/core', () => core)
+const { ConnectError, ConnectionLost } = await import('../../src/remote/ssh.js')
+const { failuresAllowed, runFleet } = await import('../../src/deploy/fleet.js')
+const { describeContainers, rollbackTag, runServer } = await import('../../src/deploy/pipeline.js')
+const { readSettings } = await import('../../src/settings.js')
 
 const OLD = 'reg.test/openclaw:v1'
 const NEW = 'reg.test/openclaw:v2'

@@ -1,6 +1,13 @@
-import { describe, expect, it } from '@jest/globals'
-import { UserError } from '../../src/errors.js'
-import { readSettings } from '../../src/settings.js'
+import { beforeEach, describe, expect, it, jest } from '@jest/globals'
+import * as core from '../__fixtures__/core.js'
+
+jest.unstable_mockModule('@actions/core', () => core)
+const { UserError } = await import('../../src/errors.js')
+const { readSettings } = await import('../../src/settings.js')
+
+beforeEach(() => {
+  jest.clearAllMocks()
+})
 
 const read = (inputs: Record<string, string>) => readSettings(name => inputs[name] ?? '')
 const problems = (inputs: Record<string, string>): string[] => {
@@ -64,5 +71,35 @@ describe('inputs', () => {
       user: 'ops',
       path: '/srv/oc'
     })
+  })
+})
+
+describe('secrets', () => {
+  const KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\nQyNTUxOQAAACBa\n-----END OPENSSH PRIVATE KEY-----'
+  const masked = () => core.setSecret.mock.calls.map(([secret]) => secret)
+
+  it('masks the SSH key, each of its lines, the passphrase and the GitHub token', () => {
+    read({ 'ssh-private-key': KEY, 'ssh-passphrase': 'correct horse', 'github-token': 'ghs_0123456789abcdef' })
+    expect(masked()).toEqual(
+      expect.arrayContaining([
+        KEY,
+        '-----BEGIN OPENSSH PRIVATE KEY-----',
+        'b3BlbnNzaC1rZXktdjEAAAAA',
+        'QyNTUxOQAAACBa',
+        '-----END OPENSSH PRIVATE KEY-----',
+        'correct horse',
+        'ghs_0123456789abcdef'
+      ])
+    )
+  })
+
+  it('masks the key and the passphrase before it reports invalid inputs', () => {
+    expect(problems({ 'ssh-private-key': KEY, 'ssh-passphrase': 'correct horse', mode: 'rollout' })).toHaveLength(1)
+    expect(masked()).toEqual(expect.arrayContaining([KEY, 'correct horse']))
+  })
+
+  it('masks nothing that was not given', () => {
+    read({ 'dry-run': 'true' })
+    expect(core.setSecret).not.toHaveBeenCalled()
   })
 })
