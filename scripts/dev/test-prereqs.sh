@@ -42,6 +42,8 @@ node24() {
 
 case ${1:-all} in
   all)
+    [[ $(id -u) -eq 0 ]] ||
+      die "the tests need root (apt, network namespaces, sshd and dockerd for the end-to-end tests): run them as root; npm run test:unit needs no root"
     bash __tests__/rig/rig.sh install >&2
     bash __tests__/rig/bare-server.sh install >&2
     node24
