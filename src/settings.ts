@@ -236,7 +236,9 @@ class InputParser {
   tenantEnv(name: string): TenantEnv {
     const text = this.raw(name)
     if (!text) return {}
-    maskValue(text)
+    // the whole text (JSON that cannot be parsed is never printed, but may be quoted by a tool); not
+    // line by line: its lines are mostly braces, which a mask would blank everywhere in the log
+    core.setSecret(text)
     const where = `Input "${name}"`
     let parsed
     try {

@@ -1,9 +1,12 @@
 import { createServer, type Server as HttpServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals'
+import { afterAll, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals'
 import type { ServerResult } from '../../src/deploy/result.js'
 import type { Server } from '../../src/registry/types.js'
-import { readSettings } from '../../src/settings.js'
+import * as core from '../__fixtures__/core.js'
+
+jest.unstable_mockModule('@actions/core', () => core)
+const { readSettings } = await import('../../src/settings.js')
 
 interface Request {
   method: string
@@ -44,6 +47,10 @@ beforeAll(async () => {
   ;({ TenantDeployments } = await import('../../src/report/deployments.js'))
 })
 
+beforeEach(() => {
+  jest.clearAllMocks()
+})
+
 afterAll(() => {
   api.closeAllConnections()
   return new Promise<void>(r => api.close(() => r()))
@@ -76,6 +83,7 @@ describe('GitHub deployments', () => {
     expect(requests.every(r => r.auth === 'token ghs_token123456')).toBe(true)
     expect(requests[0]!.body).toMatchObject({ ref: 'abc123', required_contexts: [], auto_merge: false, payload: { tenant: 'acme', image: 'reg/app:2', mode: 'deploy' } })
     expect(requests[5]!.body).toMatchObject({ log_url: 'https://github.com/acme/infra/actions/runs/77', description: '1 of 1 servers did not deploy: g1 rolled-back' })
+    expect(core.warning).not.toHaveBeenCalled()
   })
 
   it('goes on without the tenant whose deployment GitHub refuses', async () => {
@@ -85,26 +93,24 @@ describe('GitHub deployments', () => {
     await deployments!.finish([result('a1', 'acme', 'deployed'), result('g1', 'globex', 'deployed')])
     failCreateFor = ''
     expect(requests.filter(r => r.url.includes('/statuses')).map(r => r.url)).toEqual(['/repos/acme/infra/deployments/102/statuses', '/repos/acme/infra/deployments/102/statuses'])
+    expect(core.warning.mock.calls).toEqual([['Could not record a GitHub deployment for tenant globex: Conflict merging main into topic.']])
   })
 
   it('goes on within the timeout when the API never answers, and stops calling it', async () => {
     requests.length = 0
     hang = true
-    const printed: string[] = []
-    const write = jest.spyOn(process.stdout, 'write').mockImplementation(chunk => (printed.push(String(chunk)), true))
     const started = Date.now()
     try {
       const deployments = await TenantDeployments.start(settings({ environment: 'production' }), ['acme', 'globex', 'initech'], env, 300)
       await deployments!.finish([result('a1', 'acme', 'deployed'), result('g1', 'globex', 'deployed'), result('i1', 'initech', 'deployed')])
     } finally {
-      write.mockRestore()
       hang = false
     }
     // one call waited out its timeout; the rest were not sent to an API that does not answer
     expect(Date.now() - started).toBeLessThan(3000)
     expect(requests.map(r => `${r.method} ${r.url}`)).toEqual(['POST /repos/acme/infra/deployments'])
-    expect(printed.join('')).toContain(
-      '::warning::Could not record a GitHub deployment for tenant acme: the GitHub API did not answer within 0.3s; no further GitHub deployment updates are sent in this run.'
-    )
+    expect(core.warning.mock.calls).toEqual([
+      ['Could not record a GitHub deployment for tenant acme: the GitHub API did not answer within 0.3s; no further GitHub deployment updates are sent in this run.']
+    ])
   })
 })

@@ -3,17 +3,21 @@
 // registry's own checks; every workflow and action.yml pass GitHub's workflow parser; the shell
 // commands the docs show are the ones the end-to-end tests run; and every error message the
 // troubleshooting section is keyed by is one the action or the scripts really print.
-import { afterAll, describe, expect, test } from '@jest/globals'
+import { afterAll, describe, expect, jest, test } from '@jest/globals'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
 import { convertWorkflowTemplate, NoOperationTraceWriter, parseWorkflow } from '@actions/workflow-parser'
 import { convertActionTemplate, parseAction } from '@actions/workflow-parser/actions/index'
 import { ErrorPolicy } from '@actions/workflow-parser/model/convert'
-import { checkTenantEnv } from '../../src/plan.js'
-import { loadRegistry } from '../../src/registry/load.js'
-import { readSettings } from '../../src/settings.js'
+import * as core from '../__fixtures__/core.js'
 import { codeBlocks, docFiles, testedBlocks } from '../rig/operator-kit.js'
+
+// (reading the examples' tenant-env masks its values: workflow commands on stdout with the real module)
+jest.unstable_mockModule('@actions/core', () => core)
+const { checkTenantEnv } = await import('../../src/plan.js')
+const { loadRegistry } = await import('../../src/registry/load.js')
+const { readSettings } = await import('../../src/settings.js')
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..', '..')
 const rel = (file: string) => relative(root, file)

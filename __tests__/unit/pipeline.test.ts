@@ -1,13 +1,24 @@
 import { createHash } from 'node:crypto'
 import { describe, expect, it, jest } from '@jest/globals'
 import fc from 'fast-check'
-import { NEW_TOKEN, type RemoteCommand } from '../../src/remote/commands.js'
-import { ConnectError, ConnectionLost, type CommandResult, type RemoteShell } from '../../src/remote/ssh.js'
-import { failuresAllowed, runFleet } from '../../src/deploy/fleet.js'
-import { describeContainers, rollbackTag, runServer, type RunContext } from '../../src/deploy/pipeline.js'
-import { annotate, logServer, renderSummary, setOutputs } from '../../src/report/report.js'
+import type { RunContext } from '../../src/deploy/pipeline.js'
+import type { RemoteCommand } from '../../src/remote/commands.js'
+import type { CommandResult, RemoteShell } from '../../src/remote/ssh.js'
 import type { Server } from '../../src/registry/types.js'
-import { readSettings, type Settings } from '../../src/settings.js'
+import type { Settings } from '../../src/settings.js'
+import * as core from '../__fixtures__/core.js'
+
+// (reading settings masks the key: a workflow command on stdout with the real module)
+jest.unstable_mockModule('@actions/core', () => core)
+const { ConnectError, ConnectionLost } = await import('../../src/remote/ssh.js')
+const { failuresAllowed, runFleet } = await import('../../src/deploy/fleet.js')
+const { describeContainers, rollbackTag, runServer } = await import('../../src/deploy/pipeline.js')
+const { NEW_TOKEN } = await import('../../src/remote/commands.js')
+const { annotate, logServer, renderSummary, setOutputs } = await import('../../src/report/report.js')
+const { readSettings } = await import('../../src/settings.js')
+
+/** Everything src/ handed to @actions/core (the fixture records it instead of printing), as text. */
+const handedToCore = () => Object.values(core).flatMap(fn => (jest.isMockFunction(fn) ? fn.mock.calls.map(args => args.map(String).join(' ')) : []))
 
 const OLD = 'reg.test/openclaw:v1'
 const NEW = 'reg.test/openclaw:v2'
@@ -588,12 +599,7 @@ describe('tenant-env and mode: rotate-token', () => {
   const SECRETS = { '*': { OPENCLAW_SKIP_BROWSER_CONTROL_SERVER: 'yes-skip' }, 't-a': { CLAUDE_AI_SESSION_KEY: 'sk-ant "quoted" $HOME #x\nline two' } }
   /** Settings read the way the action reads them; the masks it prints are not what this looks at. */
   function withTenantEnv(inputs: Record<string, string> = {}, tenantEnv: object = SECRETS): Settings {
-    const spy = jest.spyOn(process.stdout, 'write').mockImplementation(() => true)
-    try {
-      return settings({ 'tenant-env': JSON.stringify(tenantEnv), ...inputs })
-    } finally {
-      spy.mockRestore()
-    }
+    return settings({ 'tenant-env': JSON.stringify(tenantEnv), ...inputs })
   }
   const onNew = { stdout: `${GATEWAY}image_var=${NEW}\ncontainer=gateway|${NEW}|sha256:new|running` }
   const sameImage = { preflight: onNew, pull: { stdout: 'image_id=sha256:new' } }
@@ -682,18 +688,14 @@ describe('tenant-env and mode: rotate-token', () => {
       b: new FakeServer({ ...replies('OPENCLAW_SKIP_BROWSER_CONTROL_SERVER'), health: unhealthyFirst() }),
       c: new FakeServer({ ...replies('none'), up: { code: 3, stdout: 'error=docker compose up failed: [redacted]' } })
     }
-    const printed: string[] = []
-    const spy = jest.spyOn(process.stdout, 'write').mockImplementation(chunk => (printed.push(String(chunk)), true))
-    try {
-      const results = await runFleet(['a', 'b', 'c'].map(server), context(s, fakes))
-      expect(results.map(r => r.status)).toEqual(['deployed', 'rolled-back', 'unchanged'])
-      results.forEach(logServer)
-      setOutputs(results)
-      annotate(results)
-      printed.push(renderSummary(results, s, {}), JSON.stringify(results))
-    } finally {
-      spy.mockRestore()
-    }
+    jest.clearAllMocks()
+    const results = await runFleet(['a', 'b', 'c'].map(server), context(s, fakes))
+    expect(results.map(r => r.status)).toEqual(['deployed', 'rolled-back', 'unchanged'])
+    results.forEach(logServer)
+    setOutputs(results)
+    annotate(results)
+    // (masks are how secrets are handed to the runner, which never shows them)
+    const printed = [...handedToCore().filter(call => !core.setSecret.mock.calls.some(([m]) => m === call)), renderSummary(results, s, {}), JSON.stringify(results)]
     const commandLines = Object.values(fakes).flatMap(f => f.ran.flatMap(c => [c.script, ...c.args]))
     for (const form of forms) {
       expect(printed.join('\n')).not.toContain(form)

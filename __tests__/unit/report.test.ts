@@ -1,9 +1,15 @@
 import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals'
 import type { ServerResult, Status } from '../../src/deploy/result.js'
 import type { Server } from '../../src/registry/types.js'
-import { annotate, lastDeployCell, lockCell, logServer, renderSummary, RESULTS_BUDGET_BYTES, resultsJson, runLink, setOutputs } from '../../src/report/report.js'
-import { readSettings } from '../../src/settings.js'
 import { runnerView } from '../fixtures/runner-view.js'
+import { setSecret } from '../__fixtures__/core.js'
+
+// What the report prints is the point here, so it prints through the real @actions/core (captured
+// below); only masking is faked, as reading settings masks the key before any test captures stdout.
+const realCore = await import('@actions/core')
+jest.unstable_mockModule('@actions/core', () => ({ ...realCore, setSecret }))
+const { annotate, lastDeployCell, lockCell, logServer, renderSummary, RESULTS_BUDGET_BYTES, resultsJson, runLink, setOutputs } = await import('../../src/report/report.js')
+const { readSettings } = await import('../../src/settings.js')
 
 const settings = readSettings(n => ({ 'ssh-private-key': 'k', image: 'ghcr.io/acme/openclaw:1.2.3' })[n] ?? '')
 const statusSettings = readSettings(n => ({ 'ssh-private-key': 'k', mode: 'status' })[n] ?? '')

@@ -1,6 +1,13 @@
-import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals'
-import { UserError } from '../../src/errors.js'
-import { readSettings, tenantValues } from '../../src/settings.js'
+import { beforeEach, describe, expect, it, jest } from '@jest/globals'
+import * as core from '../__fixtures__/core.js'
+
+jest.unstable_mockModule('@actions/core', () => core)
+const { UserError } = await import('../../src/errors.js')
+const { readSettings, tenantValues } = await import('../../src/settings.js')
+
+beforeEach(() => {
+  jest.clearAllMocks()
+})
 
 const read = (inputs: Record<string, string>) => readSettings(name => inputs[name] ?? '')
 const problems = (inputs: Record<string, string>): string[] => {
@@ -71,24 +78,15 @@ describe('tenant-env', () => {
   const tenantEnv = (value: unknown, more: Record<string, string> = {}) => ({ 'ssh-private-key': 'k', 'tenant-env': typeof value === 'string' ? value : JSON.stringify(value), ...more })
   const TOKEN = 'f'.repeat(64)
 
-  // @actions/core prints each mask as `::add-mask::VALUE` on stdout: kept here instead of the test log
-  let printed: string[] = []
-  beforeEach(() => {
-    printed = []
-    jest.spyOn(process.stdout, 'write').mockImplementation(chunk => (printed.push(String(chunk)), true))
-  })
-  afterEach(() => {
-    jest.restoreAllMocks()
-  })
-
+  /** What reading these inputs handed to core.setSecret (the fixture records it). */
   function masked(inputs: Record<string, string>): string[] {
-    printed = []
+    jest.clearAllMocks()
     try {
       read(inputs)
     } catch {
       // the masks are what this looks at
     }
-    return printed.join('').split('\n').flatMap(l => (l.startsWith('::add-mask::') ? [l.slice('::add-mask::'.length)] : []))
+    return core.setSecret.mock.calls.map(([secret]) => secret)
   }
 
   it('reads variables per tenant and for all; a tenant\'s own value wins', () => {
@@ -100,8 +98,7 @@ describe('tenant-env', () => {
 
   it('masks every value, and each line of one over several lines, before anything prints; never a name', () => {
     const masks = masked(tenantEnv({ acme: { KEY: 'line one\nline two', SHORT: '1' }, '*': { X: 'a"b$c' } }))
-    // @actions/core escapes a mask's line breaks (%0A) itself
-    expect(masks).toEqual(expect.arrayContaining(['line one%0Aline two', 'line one', 'line two', '1', 'a"b$c']))
+    expect(masks).toEqual(expect.arrayContaining(['line one\nline two', 'line one', 'line two', '1', 'a"b$c']))
     expect(masks.some(m => ['KEY', 'SHORT', 'X', 'acme'].includes(m))).toBe(false)
     // also when the input is no valid JSON: its whole text
     expect(masked(tenantEnv('{"acme": {"KEY": "s3cr3t-value"'))).toContain('{"acme": {"KEY": "s3cr3t-value"')
@@ -136,5 +133,35 @@ describe('tenant-env', () => {
     for (const mode of ['rollback', 'status']) {
       expect(problems(tenantEnv({ acme: { A: '1' } }, { mode })).join('\n')).toContain(`Input "tenant-env" does not apply to mode "${mode}"`)
     }
+  })
+})
+
+describe('secrets', () => {
+  const KEY = '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\nQyNTUxOQAAACBa\n-----END OPENSSH PRIVATE KEY-----'
+  const masked = () => core.setSecret.mock.calls.map(([secret]) => secret)
+
+  it('masks the SSH key, each of its lines, the passphrase and the GitHub token', () => {
+    read({ 'ssh-private-key': KEY, 'ssh-passphrase': 'correct horse', 'github-token': 'ghs_0123456789abcdef' })
+    expect(masked()).toEqual(
+      expect.arrayContaining([
+        KEY,
+        '-----BEGIN OPENSSH PRIVATE KEY-----',
+        'b3BlbnNzaC1rZXktdjEAAAAA',
+        'QyNTUxOQAAACBa',
+        '-----END OPENSSH PRIVATE KEY-----',
+        'correct horse',
+        'ghs_0123456789abcdef'
+      ])
+    )
+  })
+
+  it('masks the key and the passphrase before it reports invalid inputs', () => {
+    expect(problems({ 'ssh-private-key': KEY, 'ssh-passphrase': 'correct horse', mode: 'rollout' })).toHaveLength(1)
+    expect(masked()).toEqual(expect.arrayContaining([KEY, 'correct horse']))
+  })
+
+  it('masks nothing that was not given', () => {
+    read({ 'dry-run': 'true' })
+    expect(core.setSecret).not.toHaveBeenCalled()
   })
 })

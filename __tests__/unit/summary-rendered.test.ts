@@ -2,14 +2,18 @@
 // (micromark with its GFM extension, which follows the CommonMark and GFM specs that GitHub's
 // cmark-gfm implements), with raw HTML let through as GitHub lets through <details>/<summary>/<pre>.
 // Server text here is hostile; the test reads the visible text and the links a reader would get.
-import { describe, expect, it } from '@jest/globals'
+import { describe, expect, it, jest } from '@jest/globals'
 import { micromark } from 'micromark'
 import { gfm, gfmHtml } from 'micromark-extension-gfm'
 import type { ServerResult, Status } from '../../src/deploy/result.js'
 import type { Server } from '../../src/registry/types.js'
-import { renderSummary } from '../../src/report/report.js'
-import { multiLine, singleLine } from '../../src/report/untrusted.js'
-import { readSettings } from '../../src/settings.js'
+import * as core from '../__fixtures__/core.js'
+
+// (reading settings masks the key: a workflow command on stdout with the real module)
+jest.unstable_mockModule('@actions/core', () => core)
+const { renderSummary } = await import('../../src/report/report.js')
+const { multiLine, singleLine } = await import('../../src/report/untrusted.js')
+const { readSettings } = await import('../../src/settings.js')
 
 const WJ = '\u2060'
 const env = { GITHUB_SHA: '0123456789abcdef0123456789', GITHUB_EVENT_NAME: 'push', GITHUB_SERVER_URL: 'https://github.com' }
