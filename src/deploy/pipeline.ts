@@ -7,6 +7,7 @@ import * as commands from '../remote/commands.js'
 import type { RemoteCommand } from '../remote/commands.js'
 import { ConnectError, ConnectionLost, type RemoteShell } from '../remote/ssh.js'
 import { envValuesFor } from '../plan.js'
+import { describeJump } from '../registry/load.js'
 import type { Server } from '../registry/types.js'
 import { GATEWAY_TOKEN, registryLoginFor, type Settings } from '../settings.js'
 import { UserError } from '../errors.js'
@@ -130,7 +131,7 @@ class ServerJob {
         const kind = error instanceof ConnectError ? error.kind : 'network'
         return this.finish(kind === 'network' ? 'unreachable' : 'failed', errorText(error))
       }
-      this.note(`connected to ${this.server.user}@${this.server.host}:${this.server.port}`)
+      this.note(`connected to ${this.server.user}@${this.server.host}:${this.server.port}${this.server.jump ? ` through jump host ${describeJump(this.server.jump)}` : ''}`)
       if (this.ctx.settings.mode === 'status') return await this.status()
       return await this.locked(() => (this.ctx.settings.mode === 'rollback' ? this.rollbackToRecorded() : this.deploy()))
     } catch (error) {
