@@ -87,7 +87,8 @@ async function execute(plan: Plan, settings: Settings): Promise<ServerResult[]> 
     const ctx = createRunContext(settings, controller.signal, (server, state) => core.info(`[${server.name}] ${state}`))
     const work = plan.entries.filter(e => e.action !== 'skip').map(e => e.server)
     const deployments = await TenantDeployments.start(settings, work.map(s => s.tenant))
-    const results = await runFleet(work, ctx, { onServerDone: logServer })
+    // every server's connection is closed when runFleet returns: the jump hosts' can go too
+    const results = await runFleet(work, ctx, { onServerDone: logServer }).finally(() => ctx.close())
     const skipped = planned(plan, settings).filter(r => r.status === 'skipped')
     skipped.forEach(logServer)
     await deployments?.finish(results)

@@ -1,6 +1,6 @@
 import { UserError } from './errors.js'
 import { NEW_TOKEN, type EnvValue } from './remote/commands.js'
-import { formatAddress } from './registry/load.js'
+import { describeRoute } from './registry/load.js'
 import type { Selection } from './registry/select.js'
 import { didYouMean } from './registry/suggest.js'
 import type { Registry, Server } from './registry/types.js'
@@ -128,7 +128,7 @@ export function formatPlan(plan: Plan, settings: Pick<Settings, 'dryRun' | 'maxP
     entry.server.name,
     entry.server.tenant,
     entry.server.region ?? '-',
-    `${entry.server.user}@${formatAddress(entry.server.host, entry.server.port)}`,
+    describeRoute(entry.server),
     entry.server.path,
     entry.action === 'skip' ? `skip: ${entry.skipReason ?? ''}` : `${entry.action} ${entry.image}${entry.variables.length ? `; sets ${entry.variables.join(', ')} in .env` : ''}`,
     entry.canary ? 'canary' : entry.action === 'skip' ? '' : plan.canaries > 0 ? 'after canaries' : ''

@@ -1,6 +1,8 @@
 import * as core from '@actions/core'
 import { UserError } from './errors.js'
+import { InvalidImageReference, isRegistryHost, parseImageReference, registryOf } from './image-reference.js'
 import { JsonSyntaxError, parseJsonText } from './registry/json-text.js'
+import type { RegistryLogin } from './remote/commands.js'
 
 export type Mode = 'deploy' | 'rollback' | 'status' | 'rotate-token'
 export const MODES: readonly Mode[] = ['deploy', 'rollback', 'status', 'rotate-token']
@@ -27,6 +29,30 @@ const MAX_VALUE_BYTES = 64 * 1024
 /** The variables one tenant gets from tenant-env: those for every tenant, then its own (which win). */
 export function tenantValues(tenantEnv: TenantEnv, tenant: string): Record<string, string> {
   return { ...tenantEnv[ALL_TENANTS], ...(tenant === ALL_TENANTS ? {} : tenantEnv[tenant]) }
+}
+
+/** Credentials to log in to a registry just before each pull (inputs `registry`, `registry-username`, `registry-password`). */
+export interface RegistryCredentials {
+  /** The registry to log in to; empty: the registry of the image each server pulls. */
+  registry: string
+  username: string
+  /** Masked as soon as it is read; reaches a server only on the standard input of `docker login`. */
+  password: string
+}
+
+/**
+ * The login before pulling `image`, or undefined when no credentials were given. Without the input
+ * `registry`, the registry is the image's own (for `image` empty, that of the reference the server's
+ * `.env` names).
+ */
+export function registryLoginFor(settings: Pick<Settings, 'registryCredentials'>, image: string): RegistryLogin | undefined {
+  const credentials = settings.registryCredentials
+  if (!credentials) return undefined
+  const registry = credentials.registry || registryOf(image)
+  if (!registry) {
+    throw new UserError(`cannot tell which registry ${JSON.stringify(image)} is on, to log in to it before the pull: it is not an image reference Docker accepts. Set the input "registry", or fix the image reference. Nothing was changed.`)
+  }
+  return { registry, username: credentials.username, password: credentials.password }
 }
 
 /** Stop starting servers once this many have failed (count) or this share of the fleet (percent). */
@@ -66,6 +92,10 @@ export interface Settings {
   githubToken: string
   /** Input `tenant-env`; `{}` when not given. */
   tenantEnv: TenantEnv
+  /** Inputs `registry`, `registry-username` and `registry-password`; undefined when none is given. */
+  registryCredentials?: RegistryCredentials
+  /** Input `jump-private-key`: the key for jump hosts; empty: `sshPrivateKey` is used for them too. */
+  jumpPrivateKey: string
 }
 
 /** Reads one input the way the runner passes it (`INPUT_<NAME>`); trims surrounding whitespace. */
@@ -82,8 +112,10 @@ export function readSettings(read: InputReader = readActionInput): Settings {
 
   const sshPrivateKey = p.raw('ssh-private-key')
   const sshPassphrase = p.raw('ssh-passphrase')
+  const jumpPrivateKey = p.raw('jump-private-key')
+  const registryPassword = p.raw('registry-password')
   // Mask before anything else can print them, including our own error messages.
-  for (const secret of [sshPrivateKey, sshPassphrase]) if (secret) maskSecret(secret)
+  for (const secret of [sshPrivateKey, sshPassphrase, jumpPrivateKey, registryPassword]) if (secret) maskSecret(secret)
   const mode = p.choice('mode', MODES, 'deploy')
   const tenantEnv = p.tenantEnv('tenant-env')
   const dryRun = p.boolean('dry-run', false)
@@ -131,7 +163,9 @@ export function readSettings(read: InputReader = readActionInput): Settings {
     singleHost,
     environment: p.raw('environment'),
     githubToken: p.raw('github-token'),
-    tenantEnv
+    tenantEnv,
+    registryCredentials: p.registryCredentials(registryPassword),
+    jumpPrivateKey
   }
   if (settings.githubToken) maskSecret(settings.githubToken)
   if (settings.image && /[\s'"`$;&|<>\\]/.test(settings.image)) {
@@ -139,6 +173,13 @@ export function readSettings(read: InputReader = readActionInput): Settings {
       `Input "image" is "${settings.image}": an image reference has no spaces, quotes or shell characters ` +
         '(e.g. ghcr.io/acme/openclaw:1.4.2 or ghcr.io/acme/openclaw@sha256:…).'
     )
+  } else if (settings.image) {
+    try {
+      parseImageReference(settings.image)
+    } catch (error) {
+      if (!(error instanceof InvalidImageReference)) throw error
+      problems.push(`Input "image" is "${settings.image}", which Docker would refuse: ${error.reason}.`)
+    }
   }
   if (mode === 'rollback' && settings.image) {
     problems.push('Input "image" does not apply to mode "rollback": rollback restores the image recorded before the last deploy. Remove "image".')
@@ -296,6 +337,34 @@ class InputParser {
       result[tenant] = checked
     }
     return result
+  }
+
+  /**
+   * `registry`, `registry-username` and `registry-password`: a username and a password together, or
+   * neither; `registry` only with them. The password was masked by the caller before anything could
+   * print; no message here shows it.
+   */
+  registryCredentials(password: string): RegistryCredentials | undefined {
+    const registry = this.raw('registry')
+    const username = this.raw('registry-username')
+    if (!username && !password) {
+      if (registry) this.problems.push('Input "registry" only applies together with "registry-username" and "registry-password" (the login before each pull); set them, or remove "registry".')
+      return undefined
+    }
+    if (!username) this.problems.push('Input "registry-password" is set but "registry-username" is empty: docker login needs both (for GHCR e.g. registry-username: ${{ github.actor }}).')
+    if (!password) this.problems.push('Input "registry-username" is set but "registry-password" is empty: docker login needs both (for GHCR e.g. registry-password: ${{ secrets.GITHUB_TOKEN }}).')
+    if (username && !/^[^\s\p{Cc}]{1,255}$/u.test(username)) {
+      this.problems.push(`Input "registry-username" is ${JSON.stringify(username.slice(0, 80))}; allowed: a user name without spaces or control characters, at most 255 characters.`)
+    }
+    if (password.includes('\0')) this.problems.push('Input "registry-password" holds a NUL character, which no password for docker login can hold (the value is not shown).')
+    if (registry && !isRegistryHost(registry)) {
+      const bare = registry.replace(/^[a-z]+:\/\//i, '').replace(/\/.*$/, '')
+      this.problems.push(
+        `Input "registry" is ${JSON.stringify(registry.slice(0, 120))}; allowed: a registry host as Docker names it, with an optional :port and no scheme or path (e.g. ghcr.io or registry.example.com:5000)` +
+          (bare && bare !== registry && isRegistryHost(bare) ? `: here ${bare}.` : '.')
+      )
+    }
+    return { registry, username, password }
   }
 
   failureBudget(name: string): FailureBudget | undefined {

@@ -704,3 +704,49 @@ describe('tenant-env and mode: rotate-token', () => {
     expect(printed.join('\n')).toContain('CLAUDE_AI_SESSION_KEY')
   })
 })
+
+describe('registry login before the pull', () => {
+  const PASSWORD = 'ghp_pipelinesecret0123456789'
+  const login = { 'registry-username': 'ci-bot', 'registry-password': PASSWORD }
+  const carriesPassword = (fake: FakeServer) => fake.ran.filter(c => (c.stdin ?? '').includes(PASSWORD) || c.args.some(a => a.includes(PASSWORD)))
+
+  it('logs in to the registry of the image being deployed, in the pull step, the password on its stdin', async () => {
+    const fake = new FakeServer()
+    const result = await runServer(server('a'), context(settings(login), { a: fake }))
+    expect(result.status).toBe('deployed')
+    const pull = fake.ran.find(c => c.step === 'pull')!
+    expect(pull.args).toEqual([NEW, 'reg.test', 'ci-bot'])
+    expect(pull.stdin).toBe(PASSWORD)
+    expect(carriesPassword(fake)).toEqual([pull])
+  })
+
+  it('with image empty, logs in to the registry of the reference the server runs; "registry" overrides it', async () => {
+    const onGhcr = { stdout: `${GATEWAY}image_var=ghcr.io/acme/openclaw:prd\ncontainer=gateway|ghcr.io/acme/openclaw:prd|sha256:old|running` }
+    const fake = new FakeServer({ preflight: onGhcr })
+    await runServer(server('a'), context(settings({ ...login, image: '' }), { a: fake }))
+    expect(fake.ran.find(c => c.step === 'pull')!.args).toEqual(['ghcr.io/acme/openclaw:prd', 'ghcr.io', 'ci-bot'])
+    const other = new FakeServer({ preflight: onGhcr })
+    await runServer(server('a'), context(settings({ ...login, image: '', registry: 'mirror.example.com' }), { a: other }))
+    expect(other.ran.find(c => c.step === 'pull')!.args).toEqual(['ghcr.io/acme/openclaw:prd', 'mirror.example.com', 'ci-bot'])
+  })
+
+  it('wrong credentials: failed with Docker\'s reason, nothing switched', async () => {
+    const fake = new FakeServer({ pull: { code: 3, stdout: 'error=docker login to reg.test as ci-bot failed: Error response from daemon: Get "https://reg.test/v2/": unauthorized: incorrect username or password' } })
+    const result = await runServer(server('a'), context(settings(login), { a: fake }))
+    expect(result).toMatchObject({ status: 'failed', failedStep: 'pull', error: expect.stringMatching(/^pull failed: docker login to reg.test as ci-bot failed: .*unauthorized/) })
+    expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'unlock'])
+  })
+
+  it('a rollback, automatic or by mode, needs no login', async () => {
+    let healthChecks = 0
+    // the new image is not healthy, the restored one is
+    const sick = new FakeServer({ health: () => (healthChecks++ === 0 ? { code: 5, stdout: 'health=failed\nhttp=500\ncontainers=gateway:running:0:0:unless-stopped:ok' } : (DEFAULT_REPLIES.health as Partial<CommandResult>)) })
+    const rolled = await runServer(server('a'), context(settings(login), { a: sick }))
+    expect(rolled.status).toBe('rolled-back')
+    expect(carriesPassword(sick).map(c => c.step)).toEqual(['pull'])
+
+    const byMode = new FakeServer({ preflight: { stdout: `${GATEWAY}image_var=${NEW}\ncontainer=gateway|${NEW}|sha256:new|running` }, 'read-rollback': { stdout: `image=${OLD}\nimage_id=sha256:old\ntag=t` } })
+    expect((await runServer(server('a'), context(settings({ ...login, mode: 'rollback', image: '' }), { a: byMode }))).status).toBe('deployed')
+    expect(carriesPassword(byMode)).toEqual([])
+  })
+})

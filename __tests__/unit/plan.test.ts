@@ -123,3 +123,14 @@ describe('tenant-env in the plan', () => {
     expect(buildPlan(selectServers(fleet(), NO_FILTERS), settingsFor('status', 0, '')).entries[0]!.variables).toEqual([])
   })
 })
+
+describe('formatPlan with jump hosts', () => {
+  it('shows the route to a server behind a jump host', () => {
+    const direct = makeServer('acme-1', 'acme', undefined, { host: '203.0.113.10' })
+    const behind = makeServer('acme-2', 'acme', undefined, { host: '10.0.0.5', jump: { host: 'bastion.example', port: 22, user: 'ops', hostKeys: [] } })
+    const text = formatPlan(buildPlan({ selected: [direct, behind], disabled: [] }, settingsFor('deploy', 0)), { dryRun: true, maxParallel: 4 })
+    const lines = text.split('\n')
+    expect(lines.find(l => l.includes('acme-1'))).toMatch(/ deploy@203\.0\.113\.10:22 /)
+    expect(lines.find(l => l.includes('acme-2'))).toMatch(/ deploy@10\.0\.0\.5:22 via ops@bastion\.example:22 /)
+  })
+})

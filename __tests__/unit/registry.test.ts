@@ -477,3 +477,46 @@ describe('loadRegistry resolves valid registries', () => {
     expect(registry.servers.filter(s => !s.enabled).map(s => s.name)).toEqual(['globex-eu-2'])
   })
 })
+
+describe('jump hosts', () => {
+  const bastion = { host: 'bastion.example.com', user: 'ops', hostKey: KEY_A }
+
+  it('resolves a server\'s jump host with its defaults: port 22, the server\'s user', () => {
+    const registry = loadRegistry(writeRegistry({ servers: [server({ jump: { host: 'bastion.example.com' }, user: 'admin' }), server({ jump: bastion }, 2), server({}, 3)] }))
+    expect(registry.servers.map(s => s.jump)).toEqual([
+      { host: 'bastion.example.com', port: 22, user: 'admin', hostKeys: [] },
+      { host: 'bastion.example.com', port: 22, user: 'ops', hostKeys: [KEY_A] },
+      undefined
+    ])
+  })
+
+  it('applies defaults.jump to every server, and "jump": null reaches one directly', () => {
+    const registry = loadRegistry(writeRegistry({ defaults: { jump: { ...bastion, port: 2222, hostKey: [KEY_A, KEY_B] } }, servers: [server(), server({ jump: null }, 2)] }))
+    expect(registry.servers.map(s => s.jump)).toEqual([{ host: 'bastion.example.com', port: 2222, user: 'ops', hostKeys: [KEY_A, KEY_B] }, undefined])
+  })
+
+  it.each([
+    ['an unknown field', { ...bastion, proxy: 'x' }, 'servers[0].jump.proxy', /is not a field of a jump host\. Allowed: host, port, user, hostKey/],
+    ['no host', { user: 'ops' }, 'servers[0].jump.host', /is missing; required: a hostname/],
+    ['a host with a user in it', { host: 'ops@bastion.example.com' }, 'servers[0].jump.host', /allowed: a hostname/],
+    ['an address that cannot exist', { host: '10.0.0.300' }, 'servers[0].jump.host', /allowed: a hostname/],
+    ['a bad port', { host: 'b.example', port: 0 }, 'servers[0].jump.port', /allowed: a whole number from 1 to 65535/],
+    ['a bad fingerprint', { host: 'b.example', hostKey: 'MD5:aa' }, 'servers[0].jump.hostKey', /allowed: an OpenSSH SHA256 fingerprint/],
+    ['text instead of an object', 'bastion.example.com', 'servers[0].jump', /is the text "bastion.example.com"; allowed: an object with "host"/]
+  ])('refuses %s', (_title, jump, at, says) => {
+    const problems = problemsOf(one({ jump }))
+    expect(problems.map(p => p.path)).toEqual([at])
+    expect(problems[0]!.message).toMatch(says)
+  })
+
+  it('tells one host behind two jump hosts from the same host twice', () => {
+    const twice = { servers: [server({ host: '10.0.0.5', jump: bastion }), server({ host: '10.0.0.5', jump: { host: 'bastion-2.example.com' } }, 2)] }
+    expect(loadRegistry(writeRegistry(twice)).servers).toHaveLength(2)
+    const same = { servers: [server({ host: '10.0.0.5', jump: bastion }), server({ host: '10.0.0.5', jump: bastion }, 2)] }
+    expect(problemsOf(same)[0]!.message).toMatch(/deploys to \/home\/deploy\/openclaw-prd on 10\.0\.0\.5:22 through bastion\.example\.com:22, the same host, port and path as servers\[0\]/)
+  })
+
+  it('suggests "jump" for what other tools call it', () => {
+    expect(problemsOf(one({ bastion: 'b.example' }))[0]!.message).toMatch(/Did you mean "jump"\?/)
+  })
+})

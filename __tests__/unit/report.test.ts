@@ -107,11 +107,20 @@ describe('the results output', () => {
     const { json, note } = resultsJson([result(1, 'failed', { error: 'a\r\nb' })])
     expect(note).toBeUndefined()
     expect(JSON.parse(json)).toEqual([
-      { name: 'gw-1', tenant: 'tenant-1', region: 'eu-west', host: '10.0.0.1', status: 'failed', previousImage: 'ghcr.io/acme/openclaw:1.2.2', deployedImage: 'ghcr.io/acme/openclaw:1.2.3', changedVariables: [], durationMs: 12_345, error: 'a␍␊b' }
+      { name: 'gw-1', tenant: 'tenant-1', region: 'eu-west', host: '10.0.0.1', jump: null, status: 'failed', previousImage: 'ghcr.io/acme/openclaw:1.2.2', deployedImage: 'ghcr.io/acme/openclaw:1.2.3', changedVariables: [], durationMs: 12_345, error: 'a␍␊b' }
     ])
   })
 
-  it('names the .env variables each server changed, and only in runs that can change them does the summary show them', () => {
+  it('names the jump host a server was reached through, in the results and its summary row', () => {
+    const behind = result(2, 'deployed')
+    behind.server = { ...behind.server, jump: { host: 'bastion.example', port: 2222, user: 'ops', hostKeys: [] } }
+    expect((JSON.parse(resultsJson([result(1, 'deployed'), behind]).json) as Array<{ jump: string | null }>).map(r => r.jump)).toEqual([null, 'bastion.example:2222'])
+    const rows = renderSummary([result(1, 'deployed'), behind], settings, env).split('\n').filter(l => l.startsWith('| tenant-'))
+    expect(rows[0]).toContain('| gw-1 |')
+    expect(rows[1]).toMatch(/\| gw-2 via bastion\S*example:2222 \|/)
+  })
+
+    it('names the .env variables each server changed, and only in runs that can change them does the summary show them', () => {
     const results = [result(1, 'deployed', { changedVariables: ['OPENCLAW_GATEWAY_TOKEN', 'A'] }), result(2, 'unchanged')]
     expect((JSON.parse(resultsJson(results).json) as Array<{ changedVariables: string[] }>).map(r => r.changedVariables)).toEqual([['OPENCLAW_GATEWAY_TOKEN', 'A'], []])
     const rotate = readSettings(n => ({ 'ssh-private-key': 'k', mode: 'rotate-token' })[n] ?? '')

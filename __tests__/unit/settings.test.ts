@@ -3,7 +3,7 @@ import * as core from '../__fixtures__/core.js'
 
 jest.unstable_mockModule('@actions/core', () => core)
 const { UserError } = await import('../../src/errors.js')
-const { readSettings, tenantValues } = await import('../../src/settings.js')
+const { readSettings, registryLoginFor, tenantValues } = await import('../../src/settings.js')
 
 beforeEach(() => {
   jest.clearAllMocks()
@@ -163,5 +163,60 @@ describe('secrets', () => {
   it('masks nothing that was not given', () => {
     read({ 'dry-run': 'true' })
     expect(core.setSecret).not.toHaveBeenCalled()
+  })
+})
+
+describe('image', () => {
+  it('refuses a reference Docker would refuse, saying why', () => {
+    expect(problems({ 'ssh-private-key': 'k', image: 'ghcr.io/Acme/openclaw:1.2' })).toEqual([expect.stringMatching(/^Input "image" is "ghcr.io\/Acme\/openclaw:1.2", which Docker would refuse: .*must be lower-case/)])
+    expect(problems({ 'ssh-private-key': 'k', image: 'ghcr.io/acme/openclaw:-1' })).toEqual([expect.stringMatching(/which Docker would refuse: expected \[registry\/\]repository/)])
+    expect(read({ 'ssh-private-key': 'k', image: '10.200.0.1:5000/openclaw@sha256:' + 'a'.repeat(64) }).image).toMatch(/^10\.200/)
+  })
+})
+
+describe('registry login', () => {
+  const masked = () => core.setSecret.mock.calls.map(([secret]) => secret)
+  const base = { 'ssh-private-key': 'k', 'registry-username': 'ci-bot', 'registry-password': 'ghp_0123456789abcdefghij' }
+
+  it('is off without credentials', () => {
+    expect(read({ 'ssh-private-key': 'k' })).toMatchObject({ registryCredentials: undefined, jumpPrivateKey: '' })
+  })
+
+  it('reads the credentials, masks the password before anything else, and never shows it', () => {
+    expect(read({ ...base, registry: 'ghcr.io' }).registryCredentials).toEqual({ registry: 'ghcr.io', username: 'ci-bot', password: 'ghp_0123456789abcdefghij' })
+    expect(masked()).toContain('ghp_0123456789abcdefghij')
+    jest.clearAllMocks()
+    const found = problems({ ...base, registry: 'https://ghcr.io/v2/', mode: 'rollout' })
+    expect(masked()).toContain('ghp_0123456789abcdefghij')
+    expect(found.join('\n')).not.toContain('ghp_')
+  })
+
+  it('needs both a username and a password, and a registry only with them', () => {
+    expect(problems({ 'ssh-private-key': 'k', 'registry-password': 'p' })).toEqual([expect.stringMatching(/^Input "registry-password" is set but "registry-username" is empty/)])
+    expect(problems({ 'ssh-private-key': 'k', 'registry-username': 'u' })).toEqual([expect.stringMatching(/^Input "registry-username" is set but "registry-password" is empty/)])
+    expect(problems({ 'ssh-private-key': 'k', registry: 'ghcr.io' })).toEqual([expect.stringMatching(/^Input "registry" only applies together with "registry-username" and "registry-password"/)])
+    expect(problems({ ...base, 'registry-username': 'ci bot' })).toEqual([expect.stringMatching(/^Input "registry-username" is "ci bot"; allowed: a user name without spaces/)])
+  })
+
+  it('takes a registry host as Docker names it, and says what to write for a URL', () => {
+    for (const registry of ['ghcr.io', 'registry.example.com:5000', '10.200.0.1:5000', 'docker.io', 'localhost:5000']) expect(read({ ...base, registry }).registryCredentials?.registry).toBe(registry)
+    expect(problems({ ...base, registry: 'https://ghcr.io/v2/' })).toEqual([expect.stringMatching(/^Input "registry" is "https:\/\/ghcr.io\/v2\/"; allowed: a registry host .*: here ghcr.io\.$/)])
+  })
+
+  it('logs in to the image\'s own registry unless "registry" names one', () => {
+    const settings = read(base)
+    expect(registryLoginFor(settings, 'ghcr.io/acme/openclaw:1.2')).toEqual({ registry: 'ghcr.io', username: 'ci-bot', password: 'ghp_0123456789abcdefghij' })
+    expect(registryLoginFor(settings, '10.200.0.1:5000/openclaw:prd')?.registry).toBe('10.200.0.1:5000')
+    expect(registryLoginFor(settings, 'acme/openclaw:prd')?.registry).toBe('docker.io')
+    expect(registryLoginFor(read({ ...base, registry: 'mirror.example.com' }), 'ghcr.io/acme/openclaw:1.2')?.registry).toBe('mirror.example.com')
+    expect(registryLoginFor(read({ 'ssh-private-key': 'k' }), 'ghcr.io/acme/openclaw:1.2')).toBeUndefined()
+    // a reference read from a server's .env that Docker would not pull: no guess at a registry
+    expect(() => registryLoginFor(settings, 'ghcr.io/Acme/x')).toThrow(/cannot tell which registry "ghcr.io\/Acme\/x" is on.*Set the input "registry"/)
+  })
+
+  it('masks jump-private-key like the SSH key', () => {
+    const key = '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----'
+    expect(read({ 'ssh-private-key': 'k', 'jump-private-key': key }).jumpPrivateKey).toBe(key)
+    expect(masked()).toEqual(expect.arrayContaining([key, 'b3BlbnNzaC1rZXktdjEAAAAA']))
   })
 })

@@ -7,8 +7,9 @@ import * as commands from '../remote/commands.js'
 import type { RemoteCommand } from '../remote/commands.js'
 import { ConnectError, ConnectionLost, type RemoteShell } from '../remote/ssh.js'
 import { envValuesFor } from '../plan.js'
+import { describeJump } from '../registry/load.js'
 import type { Server } from '../registry/types.js'
-import { GATEWAY_TOKEN, type Settings } from '../settings.js'
+import { GATEWAY_TOKEN, registryLoginFor, type Settings } from '../settings.js'
 import { UserError } from '../errors.js'
 import type { ServerResult, Status } from './result.js'
 
@@ -130,7 +131,7 @@ class ServerJob {
         const kind = error instanceof ConnectError ? error.kind : 'network'
         return this.finish(kind === 'network' ? 'unreachable' : 'failed', errorText(error))
       }
-      this.note(`connected to ${this.server.user}@${this.server.host}:${this.server.port}`)
+      this.note(`connected to ${this.server.user}@${this.server.host}:${this.server.port}${this.server.jump ? ` through jump host ${describeJump(this.server.jump)}` : ''}`)
       if (this.ctx.settings.mode === 'status') return await this.status()
       return await this.locked(() => (this.ctx.settings.mode === 'rollback' ? this.rollbackToRecorded() : this.deploy()))
     } catch (error) {
@@ -270,7 +271,9 @@ class ServerJob {
     this.result.previousImageId = runningId || undefined
     if (rotating && !runningId) throw new UserError(`no image of this project is on the server, so no gateway to give a new token: deploy one first. Nothing was changed.`)
     if (!rotating) this.progress('pulling')
-    const targetId = rotating ? runningId : this.fact(await this.step(commands.pullImage(target), undefined, this.ctx.signal), 'image_id')
+    const login = rotating ? undefined : registryLoginFor(settings, target)
+    const pull = login ? commands.pullImageWithLogin(target, login) : commands.pullImage(target)
+    const targetId = rotating ? runningId : this.fact(await this.step(pull, undefined, this.ctx.signal), 'image_id')
     const envNames = envImage ?? currentImage
     const envValues = envValuesFor(this.server, settings)
     const sameImage = target === currentImage && envNames === target && this.runsOnly(project, targetId)

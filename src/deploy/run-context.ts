@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import os from 'node:os'
 import { parseKnownHosts } from '../remote/host-keys.js'
+import { JumpHosts } from '../remote/jump-hosts.js'
 import { connect } from '../remote/ssh.js'
 import type { Server } from '../registry/types.js'
 import type { Settings } from '../settings.js'
@@ -15,9 +16,22 @@ export function describeRun(env: NodeJS.ProcessEnv = process.env): { holder: str
   return { token, label, holder: `${label} since ${new Date().toISOString()} token=${token}` }
 }
 
-export function createRunContext(settings: Settings, signal: AbortSignal, onProgress?: RunContext['onProgress']): RunContext {
+/** The run's context, and what it holds open across servers (the jump hosts' connections). */
+export interface OpenRunContext extends RunContext {
+  /** Closes what the run opened for all its servers; call once every server is done. */
+  close(): void
+}
+
+export function createRunContext(settings: Settings, signal: AbortSignal, onProgress?: RunContext['onProgress']): OpenRunContext {
   const knownHosts = parseKnownHosts(settings.knownHosts)
   const run = describeRun()
+  const jumpHosts = new JumpHosts({
+    privateKey: settings.jumpPrivateKey || settings.sshPrivateKey,
+    passphrase: settings.sshPassphrase,
+    knownHosts,
+    strict: settings.strictHostKeyChecking,
+    connectTimeout: settings.connectTimeout
+  })
   return {
     settings,
     signal,
@@ -34,7 +48,9 @@ export function createRunContext(settings: Settings, signal: AbortSignal, onProg
         passphrase: settings.sshPassphrase,
         hostKeyPolicy: { knownHosts, hostKeys: server.hostKeys, strict: settings.strictHostKeyChecking },
         connectTimeout: settings.connectTimeout,
-        signal: abort
-      })
+        signal: abort,
+        via: server.jump ? jumpHosts.route(server.jump, server.host, server.port, abort) : undefined
+      }),
+    close: () => jumpHosts.close()
   }
 }

@@ -9,7 +9,7 @@ import { UserError } from '../errors.js'
 import { formatProblems } from '../settings.js'
 import { parseJsonText, JsonSyntaxError, type JsonPath, type JsonText } from './json-text.js'
 import { closestMatch } from './suggest.js'
-import { SERVER_DEFAULTS, type Registry, type Server } from './types.js'
+import { SERVER_DEFAULTS, type JumpHost, type Registry, type Server } from './types.js'
 
 export type { Registry } from './types.js'
 
@@ -230,7 +230,11 @@ const FIELD_ALIASES: Record<string, string> = {
   hostfingerprint: 'hostKey',
   tags: 'labels',
   service: 'services',
-  customer: 'tenant'
+  customer: 'tenant',
+  bastion: 'jump',
+  proxyjump: 'jump',
+  jumphost: 'jump',
+  via: 'jump'
 }
 
 function schemaProblems(file: string, json: JsonText): RegistryProblem[] {
@@ -279,7 +283,7 @@ function describeUnknownField(at: JsonPath, field: string, parent: AnySchemaObje
   if (inDefaults && (field === 'name' || field === 'host')) {
     return `cannot be set in defaults, since every server needs its own ${field}: move it into each server. Allowed in defaults: ${known.join(', ')}.`
   }
-  const where = at.length === 0 ? 'the top level of the registry' : inDefaults ? 'defaults' : 'a server'
+  const where = at.length === 0 ? 'the top level of the registry' : at.at(-1) === 'jump' ? 'a jump host' : inDefaults ? 'defaults' : 'a server'
   if (field.toLowerCase() === 'disabled') return `is not a field of ${where}; to leave a server alone, set "enabled": false. Allowed: ${known.join(', ')}.`
   const alias = FIELD_ALIASES[field.toLowerCase().replace(/[-_\s]/g, '')]
   const suggestion = alias && known.includes(alias) ? alias : closestMatch(field, known)
@@ -365,6 +369,8 @@ function crossCheckProblems(file: string, json: JsonText): RegistryProblem[] {
         add([...at, field], `is ${describeValue(value)}; allowed: ${allowedText(field)}.`)
       }
     }
+    // a jump host's host is held to the same checks as a server's
+    if (isEntry(entry.jump)) checkFields([...at, 'jump'], entry.jump)
   }
   checkFields(['defaults'], defaults)
 
@@ -388,16 +394,19 @@ function crossCheckProblems(file: string, json: JsonText): RegistryProblem[] {
     const host = server.host
     const port = server.port ?? defaults.port ?? SERVER_DEFAULTS.port
     const folder = server.path ?? defaults.path ?? SERVER_DEFAULTS.path
+    // 10.0.0.5 behind one bastion and 10.0.0.5 behind another can be two machines
+    const jump = server.jump === undefined ? defaults.jump : server.jump
+    const route = isEntry(jump) ? `${String(jump.host).toLowerCase()}\u0000${String(jump.port ?? SERVER_DEFAULTS.port)}` : ''
     if (typeof host === 'string' && typeof port === 'number' && typeof folder === 'string') {
       // Host names are case-insensitive; two spellings of one machine are still one machine.
-      const target = `${host.toLowerCase()}\u0000${port}\u0000${folder}`
+      const target = `${host.toLowerCase()}\u0000${port}\u0000${folder}\u0000${route}`
       const first = byTarget.get(target)
       if (first === undefined) byTarget.set(target, index)
       else {
         const firstName = (servers[first] as Entry).name
         add(
           at,
-          `deploys to ${folder} on ${formatAddress(host, port)}, the same host, port and path as servers[${first}]` +
+          `deploys to ${folder} on ${formatAddress(host, port)}${isEntry(jump) ? ` through ${formatAddress(String(jump.host), Number(jump.port ?? SERVER_DEFAULTS.port))}` : ''}, the same host, port and path as servers[${first}]` +
             `${typeof firstName === 'string' ? ` (${JSON.stringify(firstName)})` : ''}; allowed: each host+port+path once, ` +
             'since two entries would deploy over each other. Give one a different "path", or remove it.'
         )
@@ -437,13 +446,25 @@ interface ServerDocument {
   hostKey?: string | string[]
   enabled?: boolean
   labels?: Record<string, string>
+  jump?: JumpDocument | null
 }
+
+interface JumpDocument {
+  host: string
+  port?: number
+  user?: string
+  hostKey?: string | string[]
+}
+
+const fingerprints = (hostKey: string | string[] | undefined): string[] => (typeof hostKey === 'string' ? [hostKey] : [...(hostKey ?? [])])
 
 function resolveServers(document: RegistryDocument): Server[] {
   const defaults = document.defaults ?? {}
   return document.servers.map(own => {
     const entry: ServerDocument = { ...defaults, ...own, labels: { ...defaults.labels, ...own.labels } }
-    const hostKey = entry.hostKey ?? []
+    const user = entry.user ?? SERVER_DEFAULTS.user
+    // `"jump": null` in a server: reached directly, whatever defaults says
+    const jump = entry.jump ? { host: entry.jump.host, port: entry.jump.port ?? SERVER_DEFAULTS.port, user: entry.jump.user ?? user, hostKeys: fingerprints(entry.jump.hostKey) } : undefined
     return {
       // Checked above: every server has a name and a host, and a tenant of its own or from defaults.
       name: entry.name as string,
@@ -451,14 +472,15 @@ function resolveServers(document: RegistryDocument): Server[] {
       tenant: entry.tenant as string,
       ...(entry.region === undefined ? {} : { region: entry.region }),
       port: entry.port ?? SERVER_DEFAULTS.port,
-      user: entry.user ?? SERVER_DEFAULTS.user,
+      user,
       path: entry.path ?? SERVER_DEFAULTS.path,
       healthUrl: entry.healthUrl ?? SERVER_DEFAULTS.healthUrl,
       services: [...(entry.services ?? [])],
       imageVariable: entry.imageVariable ?? SERVER_DEFAULTS.imageVariable,
-      hostKeys: typeof hostKey === 'string' ? [hostKey] : [...hostKey],
+      hostKeys: fingerprints(entry.hostKey),
       enabled: entry.enabled ?? true,
-      labels: entry.labels ?? {}
+      labels: entry.labels ?? {},
+      ...(jump ? { jump } : {})
     }
   })
 }
@@ -494,4 +516,14 @@ function parseJsonPointer(pointer: string, root: unknown): JsonPath {
 /** `user@host:port` style address part: IPv6 needs brackets to keep its colons apart from the port. */
 export function formatAddress(host: string, port: number): string {
   return `${host.includes(':') ? `[${host}]` : host}:${port}`
+}
+
+/** `ops@bastion.example:22`: how the plan, the summary, the log and errors name a jump host. */
+export function describeJump(jump: JumpHost): string {
+  return `${jump.user}@${formatAddress(jump.host, jump.port)}`
+}
+
+/** The SSH route to a server: `deploy@10.0.0.5:22`, or `deploy@10.0.0.5:22 via ops@bastion.example:22`. */
+export function describeRoute(server: Pick<Server, 'user' | 'host' | 'port' | 'jump'>): string {
+  return `${server.user}@${formatAddress(server.host, server.port)}${server.jump ? ` via ${describeJump(server.jump)}` : ''}`
 }

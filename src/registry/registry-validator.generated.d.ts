@@ -15,5 +15,6 @@ export declare const services: ValidateFunction
 export declare const imageVariable: ValidateFunction
 export declare const hostKeyFingerprint: ValidateFunction
 export declare const hostKey: ValidateFunction
+export declare const jump: ValidateFunction
 export declare const enabled: ValidateFunction
 export declare const labels: ValidateFunction

@@ -15,6 +15,18 @@ export interface Server {
   hostKeys: string[]
   enabled: boolean
   labels: Record<string, string>
+  /** The jump host the server is reached through; undefined: directly. */
+  jump?: JumpHost
+}
+
+/** A bastion (registry field `jump`) after defaults were applied. */
+export interface JumpHost {
+  host: string
+  port: number
+  /** The server's own user unless the registry names another. */
+  user: string
+  /** Accepted host key fingerprints of the jump host, from the registry. */
+  hostKeys: string[]
 }
 
 export const SERVER_DEFAULTS = {

@@ -410,6 +410,49 @@ printf 'image_id=%s\\n' "$(docker image inspect --format '{{.Id}}' -- "$1")"`
   }
 }
 
+/** Who logs in to which registry before a pull (see pullImageWithLogin); `password` is a secret. */
+export interface RegistryLogin {
+  registry: string
+  username: string
+  password: string
+}
+
+/**
+ * pullImage after `docker login` into a Docker config folder of its own, made for this pull (mode
+ * 700, under the deploy user's TMPDIR) and removed when the step ends, whatever its outcome: the
+ * user's own `~/.docker/config.json` and its logins are never read or changed. The password arrives
+ * on the step's stdin and goes to `docker login --password-stdin` through a pipe from a shell
+ * builtin: never in a command line, an environment, a file of ours or any output (a reason Docker
+ * gives has it cut out, should Docker ever quote it). The username is no secret: an argument.
+ * A failed login exits 3 with `error=docker login to REGISTRY as USER failed: <Docker's reason>`,
+ * before anything is pulled.
+ */
+export function pullImageWithLogin(image: string, login: RegistryLogin): RemoteCommand {
+  if (login.password.includes('\0')) throw new Error('a registry password cannot hold a NUL character')
+  return {
+    step: 'pull',
+    args: [image, login.registry, login.username],
+    stdin: login.password,
+    script:
+      PRELUDE +
+      `registry=$2 user=$3 password=
+IFS= read -r -d '' password || [ -n "$password" ] || fail "no registry password arrived (connection cut?); nothing was pulled"
+base=\${TMPDIR:-/tmp}
+# config folders of pulls killed with SIGKILL (the only end that skips the trap below): older than any step may run
+find "$base" -maxdepth 1 -type d -name 'openclaw-docker-config.*' -user "$(id -u)" -mmin +1500 -exec rm -rf -- {} + 2>/dev/null
+config=$(umask 077 && mktemp -d "$base/openclaw-docker-config.XXXXXXXXXX") || fail "cannot make a temporary Docker config folder in $base as $(id -un)"
+trap 'rm -rf -- "$config"' EXIT
+trap 'exit 143' TERM INT HUP
+if ! out=$(printf '%s' "$password" | docker --config "$config" login --username "$user" --password-stdin -- "$registry" 2>&1); then
+  out=\${out//"$password"/[redacted]}
+  why=$(printf '%s\\n' "$out" | grep -Ev '^[[:space:]]*$|^WARNING' | tail -n 3 | tr -s '\\n\\r\\t' '   ' | cut -c 1-${PULL_REASON_CHARS}) why=\${why% }
+  fail "docker login to $registry as $user failed: \${why:-docker gave no reason}"
+fi
+password=
+DOCKER_CONFIG=$config ${nested(pullImage(image))} "$1"`
+  }
+}
+
 /** Prints the local image ID of a reference, or `image_id=` when it is not on the server. */
 export function inspectImage(image: string): RemoteCommand {
   return {

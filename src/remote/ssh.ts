@@ -3,7 +3,8 @@
  * the connection is retried; a remote step runs once, bounded by a timeout on both ends, and keeps
  * a bounded tail of its output. Nothing a server sends can throw outside the promise of its step.
  */
-import { connect as openSocket, type Socket } from 'node:net'
+import { connect as openSocket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import * as core from '@actions/core'
 import { singleLine } from '../report/untrusted.js'
 import { NodeSSH } from 'node-ssh'
@@ -39,13 +40,27 @@ export interface ConnectOptions {
   /** Total seconds for all attempts. */
   connectTimeout: number
   signal?: AbortSignal
+  /** Reach the server through a jump host instead of a TCP connection of our own. */
+  via?: Route
+  /** A jump host's own connection: errors name it as the hop that failed, and its key input. */
+  role?: 'jump'
 }
 
-/** Why a connection could not be made; `retryable` errors are network trouble worth another try. */
+/** How a connection through a jump host gets its socket (see jump-hosts.ts). */
+export interface Route {
+  /** The jump host, for messages: `ops@bastion.example:22`. */
+  label: string
+  /** A stream to the server through the jump host, within `timeoutMs`. */
+  open(timeoutMs: number): Promise<Duplex>
+}
+
+/** Why a connection could not be made; `network` errors are network trouble worth another try. */
 export class ConnectError extends Error {
   constructor(
     message: string,
-    readonly kind: 'host-key' | 'auth' | 'network' | 'key'
+    readonly kind: 'host-key' | 'auth' | 'network' | 'key',
+    /** `jump`: the jump host failed (its own connection retried already), not the server behind it. */
+    readonly hop: 'target' | 'jump' = 'target'
   ) {
     super(message)
     this.name = 'ConnectError'
@@ -81,10 +96,16 @@ export async function connect(options: ConnectOptions): Promise<SshConnection> {
       return await connectVerified(options, deadline)
     } catch (error) {
       const failure = error instanceof ConnectError ? error : new ConnectError(describeNetworkError(error), 'network')
+      // the jump host's connection had its own attempts: its verdict stands
+      if (failure.hop === 'jump') throw failure
       const remaining = deadline - Date.now()
       if (failure.kind !== 'network' || remaining < pause || options.signal?.aborted) {
-        if (failure.kind === 'network') {
-          failure.message = `cannot connect to ${options.host}:${options.port} after ${attempt} attempt${attempt > 1 ? 's' : ''} within ${options.connectTimeout}s: ${failure.message}`
+        const attempts = `after ${attempt} attempt${attempt > 1 ? 's' : ''} within ${options.connectTimeout}s`
+        if (options.via) {
+          const target = `target ${options.user}@${formatHostPort(options.host, options.port)} through jump host ${options.via.label}`
+          failure.message = failure.kind === 'network' ? `${target}: cannot connect ${attempts}: ${failure.message}` : `${target}: ${failure.message}`
+        } else if (failure.kind === 'network') {
+          failure.message = `cannot connect to ${options.host}:${options.port} ${attempts}: ${failure.message}`
         }
         throw failure
       }
@@ -146,7 +167,10 @@ async function connectOnce(options: ConnectOptions, keyTypes: string[], readyTim
   const ssh = new NodeSSH()
   let verdict: HostKeyVerdict | undefined
   // Our own socket, so that close() can drop it: after ssh2's end() its client cannot destroy it.
-  const socket = openSocket({ host: options.host, port: options.port })
+  // Through a jump host it is the jump host's channel to the server (ssh2's forwardOut).
+  const started = Date.now()
+  const socket: Duplex = options.via ? await options.via.open(readyTimeoutMs) : openSocket({ host: options.host, port: options.port })
+  readyTimeoutMs = Math.max(1000, readyTimeoutMs - (Date.now() - started))
   try {
     await ssh.connect({
       host: options.host,
@@ -174,9 +198,13 @@ async function connectOnce(options: ConnectOptions, keyTypes: string[], readyTim
     const message = error instanceof Error ? error.message : String(error)
     if (/no matching host key format/i.test(message)) throw new NoKeyOfListedType(options.host, options.port, keyTypes)
     if (/authentication methods failed/i.test(message)) {
+      if (options.role === 'jump') {
+        throw new ConnectError(`${options.user}@${options.host}:${options.port} did not accept the SSH key (check the jump user's authorized_keys and jump-private-key, or ssh-private-key when jump-private-key is empty)`, 'auth')
+      }
       throw new ConnectError(`${options.user}@${options.host}:${options.port} did not accept the SSH key (check the deploy user's authorized_keys and ssh-private-key)`, 'auth')
     }
     if (/passphrase|private key|Cannot parse privateKey|Unsupported key format/i.test(message)) {
+      if (options.role === 'jump') throw new ConnectError(`the jump-private-key input cannot be used: ${message} (is ssh-passphrase right?)`, 'key')
       throw new ConnectError(`the ssh-private-key input cannot be used: ${message} (is ssh-passphrase right?)`, 'key')
     }
     throw error
@@ -188,6 +216,11 @@ async function connectOnce(options: ConnectOptions, keyTypes: string[], readyTim
     )
   }
   return new SshConnection(ssh, socket, verdict)
+}
+
+/** `host:port`, IPv6 in brackets. */
+function formatHostPort(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`
 }
 
 function describeNetworkError(error: unknown): string {
@@ -296,7 +329,7 @@ export class SshConnection implements RemoteShell {
 
   constructor(
     private readonly ssh: NodeSSH,
-    private readonly socket: Socket,
+    private readonly socket: Duplex,
     readonly hostKey: HostKeyVerdict | undefined
   ) {
     const client = ssh.connection
@@ -304,6 +337,52 @@ export class SshConnection implements RemoteShell {
     client?.on('error', error => this.markLost(`connection error: ${error.message}`))
     client?.on('close', () => this.markLost('connection closed by the server or the network'))
     this.closed = socket.destroyed ? Promise.resolve() : new Promise(resolve => socket.once('close', () => resolve()))
+  }
+
+  /** The connection broke or was closed: it serves no further step. */
+  get isLost(): boolean {
+    return this.lost !== undefined
+  }
+
+  /**
+   * A stream to `host:port` opened by this server (a jump host), for another SSH connection to run
+   * on: ssh2's `forwardOut`, what OpenSSH's ProxyJump asks for. Rejects with the jump host's reason
+   * (e.g. "Connection refused", "administratively prohibited") or when it does not answer in time.
+   */
+  forwardOut(host: string, port: number, timeoutMs: number): Promise<Duplex> {
+    const client = this.ssh.connection
+    if (this.lost || !client) return Promise.reject(new Error(`the jump host's connection is gone (${this.lost ?? 'not connected'})`))
+    return new Promise((resolve, reject) => {
+      let done = false
+      const timer = setTimeout(() => {
+        done = true
+        reject(new Error(`the jump host did not open a connection to it within ${Math.round(timeoutMs / 1000)}s`))
+      }, timeoutMs)
+      const onLost = (reason: string) => {
+        if (done) return
+        done = true
+        clearTimeout(timer)
+        reject(new Error(`the jump host's connection broke: ${reason}`))
+      }
+      this.pending.add(onLost)
+      try {
+        client.forwardOut('127.0.0.1', 0, host, port, (error, channel) => {
+          this.pending.delete(onLost)
+          if (done) {
+            // too late: nobody waits for it any more
+            channel?.destroy()
+            return
+          }
+          done = true
+          clearTimeout(timer)
+          if (error) reject(new Error(`the jump host could not open a connection to it (${error.message.replace(/^\(SSH\) /, '')})`))
+          else resolve(channel)
+        })
+      } catch (error) {
+        this.pending.delete(onLost)
+        onLost(errorMessage(error))
+      }
+    })
   }
 
   private markLost(reason: string): void {

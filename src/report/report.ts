@@ -6,6 +6,7 @@
 import * as core from '@actions/core'
 import { shortId } from '../deploy/pipeline.js'
 import type { ServerResult, Status } from '../deploy/result.js'
+import { formatAddress } from '../registry/load.js'
 import type { Settings } from '../settings.js'
 import { bounded, htmlText, logQuoted, MAX_FIELD_CHARS, markdownCode, markdownText, multiLine, preText, singleLine } from './untrusted.js'
 
@@ -67,6 +68,8 @@ interface ResultEntry {
   tenant: string
   region: string | null
   host: string
+  /** The jump host the server was reached through, `host:port`; null when reached directly. */
+  jump: string | null
   status: Status
   previousImage: string | null
   deployedImage: string | null
@@ -93,6 +96,7 @@ export function resultsJson(results: ServerResult[], budget = RESULTS_BUDGET_BYT
     tenant: r.server.tenant,
     region: r.server.region ?? null,
     host: r.server.host,
+    jump: r.server.jump ? formatAddress(r.server.jump.host, r.server.jump.port) : null,
     status: r.status,
     previousImage: r.previousImage === undefined ? null : singleLine(r.previousImage),
     deployedImage: r.deployedImage === undefined ? null : singleLine(r.deployedImage),
@@ -284,7 +288,7 @@ export function renderSummary(results: ServerResult[], settings: Settings, env: 
   for (const r of results) {
     const cells = [
       markdownText(r.server.tenant),
-      markdownText(r.server.name),
+      markdownText(r.server.name) + (r.server.jump ? ` via ${markdownText(formatAddress(r.server.jump.host, r.server.jump.port))}` : ''),
       markdownText(r.server.region ?? ''),
       `${STATUS_SYMBOL[r.status]} ${r.status}`,
       imageCell(r, settings),
