@@ -46,6 +46,8 @@ export interface Fleet {
    * exits 1 at start-up (with `restart: unless-stopped`, a restart loop).
    */
   images: { v1: string; v2: string; broken: string; crash: string }
+  /** The registry that needs a login (TLS, the rig's own CA): `image` is only there. */
+  privateRegistry: { address: string; username: string; passwordFile: string; caFile: string; image: string }
   privateKeyFile: string
   publicKeyFile: string
   knownHostsFile: string

@@ -12,7 +12,7 @@
 #   rig.sh blackhole NAME          take the link down so that packets vanish silently, as when a
 #                                  link fails behind a router (`cut` fails fast: this machine's
 #                                  ARP gives up and errors the sockets); `mend` undoes it
-#   rig.sh registry stop|start     stop / start the local registry
+#   rig.sh registry stop|start     stop / start the local registries (the plain one and the private one)
 #   rig.sh reset NAME|all          put server(s) back on the baseline (.env, v1 running and healthy)
 #   rig.sh shape NAME upstream|simple   give the server's baseline project that shape (new .env
 #                                  secrets), then reset it: upstream OpenClaw's (the default) or one
@@ -36,6 +36,11 @@ SUBNET_PREFIX=10.200.0
 GUARD_NET=10.200.0.0/16
 HOST_IP=$SUBNET_PREFIX.1
 REGISTRY=$HOST_IP:5000
+# a second registry, for private images: TLS with a CA of the rig's own (trusted by every server's
+# dockerd through /etc/docker/certs.d) and a login (htpasswd)
+AUTH_REGISTRY=$HOST_IP:5443
+AUTH_USER=openclaw-rig
+CERTS_D=/etc/docker/certs.d
 DEPLOY_USER=deploy
 USER_MARK=openclaw-rig        # GECOS of a deploy user the rig created
 PROJECT=openclaw
@@ -247,7 +252,7 @@ apt_mirror() { # the Debian mirror the system's apt uses (deb822 .sources or one
 
 cmd_install() {
   need_root
-  local pkgs=(openssh-server docker.io busybox-static docker-registry iproute2 curl util-linux debian-archive-keyring)
+  local pkgs=(openssh-server docker.io busybox-static docker-registry iproute2 curl util-linux debian-archive-keyring openssl apache2-utils)
   local missing=() p
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -360,6 +365,59 @@ start_registry() {
   }
 }
 
+start_auth_registry() {
+  spawn auth-registry "$RIG_DIR/auth-registry/registry.log" docker-registry serve "$RIG_DIR/auth-registry/config.yml"
+  wait_until 20 "the private registry" curl -sS --max-time 2 --cacert "$RIG_DIR/auth-registry/ca.crt" -o /dev/null "https://$AUTH_REGISTRY/v2/" || {
+    tail -n 20 "$RIG_DIR/auth-registry/registry.log" >&2 || true
+    die "the private registry did not start"
+  }
+}
+
+# The private registry's files: a CA and a certificate for its address, a random password for
+# AUTH_USER (bcrypt, as the registry's htpasswd wants), its config; the servers' daemons trust the CA.
+setup_auth_registry() {
+  local d=$RIG_DIR/auth-registry password
+  mkdir -p "$d/data" "$d/client"
+  (
+    cd "$d"
+    openssl ecparam -name prime256v1 -genkey -noout -out ca.key
+    openssl req -x509 -new -key ca.key -subj "/CN=openclaw-rig CA" -days 7 -out ca.crt
+    openssl ecparam -name prime256v1 -genkey -noout -out server.key
+    openssl req -new -key server.key -subj "/CN=$HOST_IP" -out server.csr
+    printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\n' "$HOST_IP" >server.ext
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 7 -extfile server.ext -out server.crt
+  ) >/dev/null 2>&1 || die "could not make the private registry's certificates"
+  printf -v password '%08x%08x%08x%08x' "$SRANDOM" "$SRANDOM" "$SRANDOM" "$SRANDOM"
+  (umask 077 && printf '%s' "$password" >"$d/password")
+  htpasswd -Bbn "$AUTH_USER" "$password" >"$d/htpasswd" 2>/dev/null || die "htpasswd failed"
+  cat >"$d/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $d/data
+auth:
+  htpasswd:
+    realm: openclaw-rig
+    path: $d/htpasswd
+http:
+  addr: $AUTH_REGISTRY
+  tls:
+    certificate: $d/server.crt
+    key: $d/server.key
+EOF
+  # dockerd reads a registry's CA from /etc/docker/certs.d/<host:port>/ (one folder for every daemon
+  # of this machine): made here, removed by `down`
+  [[ -d /etc/docker ]] || { mkdir -p /etc/docker; touch "$STATE/etc-docker-created"; }
+  [[ -d $CERTS_D ]] || { mkdir -p "$CERTS_D"; touch "$STATE/certs-d-created"; }
+  mkdir -p "$CERTS_D/$AUTH_REGISTRY"
+  cp "$d/ca.crt" "$CERTS_D/$AUTH_REGISTRY/ca.crt"
+  touch "$STATE/certs-registry-created"
+}
+
 setup_deploy_user() {
   local home
   if ! getent passwd "$DEPLOY_USER" >/dev/null; then
@@ -452,9 +510,10 @@ OPENAI_API_KEY=sk-proj-$openai
 # The images every test deploys, shaped like upstream's (WORKDIR /app, user node = uid 1000, `node`
 # on the PATH running dist/index.js), made of static busybox: `node` is a shell and dist/index.js a
 # stand-in script (rig/openclaw-standin.sh). v1 and v2 are healthy (/health answers "v1" / "v2"),
-# broken starts but has no /health (404), crash exits at start-up (a restart loop).
+# broken starts but has no /health (404), crash exits at start-up (a restart loop). private (/health
+# answers "private") is only in the private registry, pushed with the rig's own login.
 RIG_IMAGES="v1 v2 broken crash"
-build_images() { # on s1's daemon; pushes every image of RIG_IMAGES
+build_images() { # on s1's daemon; pushes every image of RIG_IMAGES, and private
   local ctx=$RIG_DIR/images a v
   rm -rf "$ctx"
   mkdir -p "$ctx/rootfs/bin" "$ctx/rootfs/usr/local/bin" "$ctx/rootfs/etc" "$ctx/rootfs/tmp" "$ctx/home"
@@ -468,7 +527,7 @@ build_images() { # on s1's daemon; pushes every image of RIG_IMAGES
   printf 'root:x:0:0:root:/root:/bin/sh\nnode:x:1000:1000:node:/home/node:/bin/sh\n' >"$ctx/rootfs/etc/passwd"
   printf 'root:x:0:\nnode:x:1000:\n' >"$ctx/rootfs/etc/group"
   chmod 1777 "$ctx/rootfs/tmp"
-  for v in $RIG_IMAGES; do
+  for v in $RIG_IMAGES private; do
     mkdir -p "$ctx/app-$v/dist" "$ctx/app-$v/www"
     cp "$(dirname "$SELF")/openclaw-standin.sh" "$ctx/app-$v/dist/index.js"
     printf '%s\n' "$v" >"$ctx/app-$v/VERSION"
@@ -490,7 +549,7 @@ USER 1000:1000
 CMD ["node", "dist/index.js"]
 EOF
   local blog=$ctx/build.log pids=()
-  for v in $RIG_IMAGES; do
+  for v in $RIG_IMAGES private; do
     sdocker s1 build -q --build-arg "VERSION=$v" -t "$REGISTRY/$PROJECT:$v" "$ctx" >>"$blog" 2>&1 || {
       cat "$blog" >&2
       die "docker build of $v failed"
@@ -508,6 +567,16 @@ EOF
   for v in $RIG_IMAGES; do
     [[ $tags == *"\"$v\""* ]] || die "image $v not in the registry: $tags"
   done
+  # the private image: into the private registry (the rig's login in its own DOCKER_CONFIG), and
+  # off s1 again, so that s1 too has to pull it
+  local private=$AUTH_REGISTRY/$PROJECT:private client=$RIG_DIR/auth-registry/client
+  {
+    sdocker s1 tag "$REGISTRY/$PROJECT:private" "$private" &&
+      DOCKER_CONFIG=$client sdocker s1 login -u "$AUTH_USER" --password-stdin "$AUTH_REGISTRY" <"$RIG_DIR/auth-registry/password" &&
+      DOCKER_CONFIG=$client sdocker s1 push -q "$private" &&
+      DOCKER_CONFIG=$client sdocker s1 logout "$AUTH_REGISTRY" &&
+      sdocker s1 rmi "$private" "$REGISTRY/$PROJECT:private"
+  } >>"$blog" 2>&1 || { cat "$blog" >&2; die "pushing the private image failed"; }
 }
 
 # provision NAME: (runs in parallel, one process per server) wait for the daemon, start the
@@ -559,6 +628,10 @@ write_fleet() {
         "$REGISTRY/$PROJECT:v1" "$REGISTRY/$PROJECT:v2" "$REGISTRY/$PROJECT:broken" "$REGISTRY/$PROJECT:crash"
     else
       printf '  "images": {},\n'
+    fi
+    if [[ $docker == true ]]; then
+      printf '  "privateRegistry": { "address": "%s", "username": "%s", "passwordFile": "%s", "caFile": "%s", "image": "%s" },\n' \
+        "$AUTH_REGISTRY" "$AUTH_USER" "$RIG_DIR/auth-registry/password" "$RIG_DIR/auth-registry/ca.crt" "$AUTH_REGISTRY/$PROJECT:private"
     fi
     printf '  "privateKeyFile": "%s",\n' "$RIG_DIR/keys/id_ed25519"
     printf '  "publicKeyFile": "%s",\n' "$RIG_DIR/keys/id_ed25519.pub"
@@ -703,6 +776,8 @@ http:
   addr: $REGISTRY
 EOF
     start_registry
+    setup_auth_registry
+    start_auth_registry
     for name in "${names[@]}"; do start_dockerd "$name"; done
     spawn_record "${names[@]/%/.dockerd}"
   fi
@@ -832,6 +907,9 @@ cmd_down() {
     fi
   fi
   if [[ -f $STATE/docker-key-absent ]]; then rm -f /etc/docker/key.json; fi
+  if [[ -f $STATE/certs-registry-created ]]; then rm -rf "${CERTS_D:?}/$AUTH_REGISTRY"; fi
+  if [[ -f $STATE/certs-d-created ]]; then rmdir "$CERTS_D" 2>/dev/null || true; fi
+  if [[ -f $STATE/etc-docker-created ]]; then rmdir /etc/docker 2>/dev/null || true; fi
   if [[ -f $STATE/run-sshd-created ]]; then rmdir /run/sshd 2>/dev/null || true; fi
   # run-time folders that dockerd, containerd, ip netns and mount made because the rig ran them
   local d
@@ -923,8 +1001,11 @@ cmd_registry() {
   need_root
   has_docker || die "this rig has no registry (--no-docker)"
   case ${1:-} in
-    stop) stop_pid "$PIDDIR/registry" 10 ;;
-    start) pid_alive "$PIDDIR/registry" || start_registry ;;
+    stop) stop_pids 10 "$PIDDIR/registry" "$PIDDIR/auth-registry" ;;
+    start)
+      pid_alive "$PIDDIR/registry" || start_registry
+      pid_alive "$PIDDIR/auth-registry" || start_auth_registry
+      ;;
     *) die "usage: rig.sh registry stop|start" ;;
   esac
 }
@@ -982,6 +1063,7 @@ cmd_reset() {
   [[ -n $target ]] || die "usage: rig.sh reset NAME|all"
   [[ -f $RIG_DIR/fleet.json ]] || die "the rig is not up"
   if has_docker && ! pid_alive "$PIDDIR/registry"; then start_registry; fi
+  if has_docker && ! pid_alive "$PIDDIR/auth-registry"; then start_auth_registry; fi
   if [[ $target == all ]]; then
     servers | xargs -P "${RIG_PARALLEL:-8}" -n 1 bash "$SELF" _reset || die "reset failed"
   else

@@ -1,0 +1,101 @@
+// A private image from a registry that needs a login, as a private GHCR package does: the rig's
+// second registry (TLS with the rig's own CA, trusted by every server's dockerd; htpasswd). The
+// action logs in on each server just before the pull, into a temporary Docker config that is gone
+// afterwards; the password travels only on the SSH channel's stdin and shows nowhere.
+import { readFileSync } from 'node:fs'
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
+import { actionKeyInputs, envOf, healthOf, readFleet, rig, runAction, server, serverExec, writeRegistry, type ActionRun, type Fleet } from '../rig/fleet.js'
+
+interface Result {
+  name: string
+  status: string
+  error: string | null
+}
+const results = (run: ActionRun): Result[] => JSON.parse(run.outputs.results ?? '[]') as Result[]
+const statusOf = (run: ActionRun) => Object.fromEntries(results(run).map(r => [r.name, r.status]))
+
+type PrivateRegistry = Fleet['privateRegistry']
+let fleet: Fleet
+let registry: PrivateRegistry
+let password: string
+let registryFile: string
+
+function act(inputs: Record<string, string>): Promise<ActionRun> {
+  return runAction({ 'servers-file': registryFile, ...actionKeyInputs(fleet), 'health-timeout': '8', ...inputs })
+}
+
+/** Every place the run shows anything, for the password in any form. */
+function expectNoPassword(run: ActionRun): void {
+  const shown = [run.stdout.replace(/^::add-mask::.*$/gm, ''), run.stderr, run.summary, JSON.stringify(run.outputs)].join('\n')
+  for (const form of [password, Buffer.from(password).toString('base64'), Buffer.from(`${registry.username}:${password}`).toString('base64')]) {
+    expect(shown.includes(form) ? form : 'absent').toBe('absent')
+  }
+}
+
+/** Files that hold the password or a Docker login, on the server's side: its home, /tmp, the deploy folder. */
+async function credentialsLeft(name: string): Promise<string> {
+  const s = server(fleet, name)
+  const auth = Buffer.from(`${registry.username}:${password}`).toString('base64')
+  const r = await serverExec(
+    name,
+    `{ ls -d /tmp/openclaw-docker-config.* "${s.home}/.docker/config.json" 2>/dev/null; grep -rlF -e '${password}' -e '${auth}' "${s.home}" "${s.path}" /tmp 2>/dev/null; } | grep -v '^/tmp/openclaw-rig/' || true`
+  )
+  return r.stdout.trim()
+}
+
+beforeAll(async () => {
+  fleet = readFleet()
+  registry = fleet.privateRegistry
+  password = readFileSync(registry.passwordFile, 'utf8')
+  registryFile = writeRegistry(fleet, ['s1', 's2', 's3'])
+  await rig('reset', 'all')
+})
+
+afterAll(async () => {
+  await rig('registry', 'start')
+  await rig('reset', 'all')
+})
+
+describe('a private image', () => {
+  it('cannot be pulled without a login: failed with Docker\'s reason, nothing changed', async () => {
+    const env = envOf(server(fleet, 's3'))
+    const run = await act({ image: registry.image, servers: 's3' })
+    expect(statusOf(run)).toEqual({ s3: 'failed' })
+    expect(results(run)[0]!.error).toMatch(/pull.*(no basic auth credentials|unauthorized)/)
+    expect(envOf(server(fleet, 's3'))).toBe(env)
+    expect(await healthOf('s3')).toBe('v1')
+  })
+
+  it('with wrong credentials: failed with "unauthorized", the server untouched, no credential left', async () => {
+    const env = envOf(server(fleet, 's3'))
+    const run = await act({ image: registry.image, servers: 's3', 'registry-username': registry.username, 'registry-password': 'not-the-password-0123' })
+    expect(statusOf(run)).toEqual({ s3: 'failed' })
+    expect(results(run)[0]!.error).toMatch(/unauthorized/i)
+    expect(envOf(server(fleet, 's3'))).toBe(env)
+    expect(await healthOf('s3')).toBe('v1')
+    expect(await credentialsLeft('s3')).toBe('')
+    expect(run.stdout).not.toContain('not-the-password-0123')
+  })
+
+  it('deploys with the right credentials (registry taken from the image), leaves no credential behind and shows the password nowhere', async () => {
+    const run = await act({ image: registry.image, servers: 's1,s2', 'registry-username': registry.username, 'registry-password': password })
+    expect(run.code).toBe(0)
+    expect(statusOf(run)).toEqual({ s1: 'deployed', s2: 'deployed' })
+    for (const name of ['s1', 's2']) {
+      expect(await healthOf(name)).toBe('private')
+      expect(await credentialsLeft(name)).toBe('')
+    }
+    expectNoPassword(run)
+  })
+
+  it('rolls back with the registry stopped and no login: the kept image is enough', async () => {
+    await rig('registry', 'stop')
+    try {
+      const run = await act({ mode: 'rollback', servers: 's1' })
+      expect(statusOf(run)).toEqual({ s1: 'deployed' })
+      expect(await healthOf('s1')).toBe('v1')
+    } finally {
+      await rig('registry', 'start')
+    }
+  })
+})
