@@ -86,7 +86,10 @@ async function execute(plan: Plan, settings: Settings): Promise<ServerResult[]> 
   try {
     const ctx = createRunContext(settings, controller.signal, (server, state) => core.info(`[${server.name}] ${state}`))
     const work = plan.entries.filter(e => e.action !== 'skip').map(e => e.server)
-    const deployments = await TenantDeployments.start(settings, work.map(s => s.tenant))
+    const deployments = await TenantDeployments.start(
+      settings,
+      work.map(s => s.tenant)
+    )
     const results = await runFleet(work, ctx, { onServerDone: logServer })
     const skipped = planned(plan, settings).filter(r => r.status === 'skipped')
     skipped.forEach(logServer)

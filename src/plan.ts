@@ -114,10 +114,7 @@ const HEADERS = ['#', 'server', 'tenant', 'region', 'ssh', 'path', 'action / ima
 export function formatPlan(plan: Plan, settings: Pick<Settings, 'dryRun' | 'maxParallel'>): string {
   const working = plan.entries.filter(entry => entry.action !== 'skip').length
   const skipped = plan.entries.length - working
-  const phases =
-    plan.canaries > 0
-      ? `${plan.canaries} canar${plan.canaries === 1 ? 'y' : 'ies'} first; the other ${working - plan.canaries} start only if every canary succeeds`
-      : 'no canary phase'
+  const phases = plan.canaries > 0 ? `${plan.canaries} canar${plan.canaries === 1 ? 'y' : 'ies'} first; the other ${working - plan.canaries} start only if every canary succeeds` : 'no canary phase'
   const heading =
     `Plan: ${plan.mode} on ${working} server${working === 1 ? '' : 's'}` +
     `${skipped ? `, ${skipped} skipped` : ''} (${phases}; at most ${settings.maxParallel} at a time)` +

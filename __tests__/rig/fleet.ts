@@ -78,11 +78,7 @@ export function server(fleet: Fleet, name: string): FleetServer {
 }
 
 /** Run a command, collect its output; never rejects on a non-zero exit (only if it cannot start). */
-export function run(
-  command: string,
-  args: string[],
-  opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; input?: string; inherit?: boolean } = {}
-): Promise<ExecResult> {
+export function run(command: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; input?: string; inherit?: boolean } = {}): Promise<ExecResult> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(command, args, {
       env: opts.env ?? process.env,
@@ -189,9 +185,7 @@ export function scratchDir(prefix: string): string {
 
 export type RegistryEntry = Record<string, unknown>
 export type RegistryExtra =
-  | RegistryEntry
-  | ((server: FleetServer, index: number) => RegistryEntry)
-  | { perServer?: (server: FleetServer, index: number) => RegistryEntry; top?: Record<string, unknown> }
+  RegistryEntry | ((server: FleetServer, index: number) => RegistryEntry) | { perServer?: (server: FleetServer, index: number) => RegistryEntry; top?: Record<string, unknown> }
 
 /**
  * Write a server registry (production.json format) for the given rig servers to a temp file and

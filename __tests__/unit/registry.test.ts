@@ -159,7 +159,12 @@ const badCases: BadCase[] = [
   { title: 'no servers', registry: { defaults: { tenant: 'acme' } }, paths: ['servers'], says: ['is missing'] },
   { title: 'servers as an object', registry: { servers: { 'acme-1': server() } }, paths: ['servers'] },
   { title: 'top level a list', registry: [server()], paths: [''], says: ['The file is a list'] },
-  { title: 'duplicate JSON key', registry: '{"servers": [{"name": "a", "host": "a.example.com", "tenant": "acme", "enabled": false, "enabled": true}]}', paths: ['servers[0].enabled'], says: ['appears twice'] },
+  {
+    title: 'duplicate JSON key',
+    registry: '{"servers": [{"name": "a", "host": "a.example.com", "tenant": "acme", "enabled": false, "enabled": true}]}',
+    paths: ['servers[0].enabled'],
+    says: ['appears twice']
+  },
   // Many problems in one file: all reported, in file order.
   {
     title: 'several problems at once',
