@@ -333,6 +333,9 @@ export function parseCommandFile(text: string): Record<string, string> {
   return out
 }
 
+/** How many runs runAction started: part of each run's GITHUB_RUN_ID. */
+let runsStarted = 0
+
 /**
  * Run the bundled action (`node dist/index.js`) as the GitHub runner does: inputs as INPUT_<NAME>
  * (uppercased, hyphens kept), fresh GITHUB_OUTPUT / GITHUB_STEP_SUMMARY / GITHUB_ENV / GITHUB_PATH /
@@ -361,7 +364,8 @@ export async function runAction(inputs: Record<string, string>, opts: RunActionO
     if (/^(INPUT_|GITHUB_|RUNNER_|ACTIONS_|STATE_)/.test(k) || k === 'NODE_OPTIONS') continue
     env[k] = v
   }
-  const runId = String(Date.now())
+  // Unique per call, also for two runs started in the same millisecond: the lock token is derived from it.
+  const runId = `${Date.now()}${String(++runsStarted % 1000).padStart(3, '0')}`
   Object.assign(env, {
     CI: 'true',
     GITHUB_ACTIONS: 'true',
