@@ -132,7 +132,7 @@ describe("workflows and action.yml pass GitHub's workflow parser", () => {
     const parsed = parseAction({ name: 'action.yml', content: read(actionFile) }, trace)
     expect(parsed.context.errors.getErrors().map(e => e.message)).toEqual([])
     const action = convertActionTemplate(parsed.context, parsed.value!)
-    expect(action.runs).toMatchObject({ using: 'node24', main: 'dist/index.js' })
+    expect(action.runs).toMatchObject({ using: 'node24', main: 'dist/index.js', post: 'dist/post/index.js', postIf: 'cancelled()' })
   })
 
   test.each(workflows.map(f => [rel(f), f]))('%s', async (_name, file) => {

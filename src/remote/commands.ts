@@ -212,7 +212,11 @@ export function withLease(path: string, token: string, command: RemoteCommand): 
   return { ...command, lease: { state: stateDir(path), token } }
 }
 
-/** Releases the lock only if this run still holds it (the holder note carries our token). */
+/**
+ * Releases the lock only if this run still holds it (the holder note carries our token). Without a
+ * lock folder there is nothing to release, also where the state folder was never made (the post
+ * step asks every server of a cancelled run, some of which it never reached).
+ */
 export function releaseLock(path: string, token: string): RemoteCommand {
   return {
     step: 'unlock',
@@ -220,6 +224,7 @@ export function releaseLock(path: string, token: string): RemoteCommand {
     script:
       PRELUDE +
       `state=$1 token=$2 lease=0
+[ -d "$state/lock" ] || { echo released=not-ours; exit 0; }
 ${LOCK_FUNCTIONS}guard
 if [ -n "$token" ] && grep -qF -- "token=$token" "$note" 2>/dev/null; then rm -rf -- "$state/lock"; echo released=yes; else echo released=not-ours; fi`
   }

@@ -38,7 +38,7 @@ export const RESULTS_BUDGET_BYTES = 1_000_000
 const RESULTS_ERROR_CUTS = [500, 100, 0]
 const ANNOTATED: readonly Status[] = ['failed', 'rolled-back', 'unreachable', 'locked']
 
-export function serverTitle(result: ServerResult): string {
+export function serverTitle(result: Pick<ServerResult, 'server'>): string {
   return `${result.server.name} (${result.server.tenant})`
 }
 
