@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { describe, expect, it, jest } from '@jest/globals'
+import { afterEach, describe, expect, it, jest } from '@jest/globals'
 import fc from 'fast-check'
 import type { RunContext } from '../../src/deploy/pipeline.js'
 import type { RemoteCommand } from '../../src/remote/commands.js'
@@ -36,7 +36,13 @@ type Reply = Partial<CommandResult> | typeof HANG | ((command: RemoteCommand) =>
 /** A step that runs until the run's signal ends it, as a real connection does (or fails the test after 3 s). */
 const HANG = Symbol('hang')
 
-/** A server that answers each step by name; records what ran. */
+/** Steps a FakeServer was asked for and had no reply to: each fails the test it ran in. */
+const unexpectedSteps: string[] = []
+afterEach(() => {
+  expect({ 'steps without a reply': unexpectedSteps.splice(0) }).toEqual({ 'steps without a reply': [] })
+})
+
+/** A server that answers each step by name (else DEFAULT_REPLIES; a step in neither fails the test); records what ran. */
 class FakeServer implements RemoteShell {
   readonly ran: RemoteCommand[] = []
   running = 0
@@ -53,7 +59,12 @@ class FakeServer implements RemoteShell {
     if (this.stats) this.stats.max = Math.max(this.stats.max, ++this.stats.now)
     await new Promise(r => setTimeout(r, this.delayMs))
     if (this.stats) this.stats.now--
-    const reply = this.replies[command.step] ?? DEFAULT_REPLIES[command.step] ?? {}
+    const reply = this.replies[command.step] ?? DEFAULT_REPLIES[command.step]
+    if (reply === undefined) {
+      // (the pipeline may turn the rejection into a failed server the test does not look at: afterEach fails it)
+      unexpectedSteps.push(command.step)
+      throw new Error(`FakeServer has no reply for the step "${command.step}": give the test one, or add a realistic one to DEFAULT_REPLIES`)
+    }
     const r = typeof reply === 'function' ? reply(command) : reply
     if (r === HANG) {
       await new Promise((_, reject) => {
@@ -82,10 +93,31 @@ function written(command: RemoteCommand): Record<string, string | typeof NEW_TOK
   return Object.fromEntries(lines.slice(0, -1).map(l => [l.split(' ')[0], l.split(' ')[1]!.startsWith('!') ? NEW_TOKEN : Buffer.from(l.split(' ')[1]!, 'base64').toString()]))
 }
 
+const PREFLIGHT = `compose=docker-compose.yml\n${GATEWAY}image_var=${OLD}\ncontainer=gateway|${OLD}|sha256:old|running`
+const HEALTHY = 'health=ok\nhttp=200\ncontainers=gateway:running:0:0:unless-stopped:ok'
+
+/**
+ * What a server running OLD answers to every step of a deploy, a rollback and a status probe when
+ * all goes well (the scripts' own success lines, see src/remote/commands.ts).
+ */
 const DEFAULT_REPLIES: Record<string, Reply> = {
-  preflight: { stdout: `compose=docker-compose.yml\n${GATEWAY}image_var=${OLD}\ncontainer=gateway|${OLD}|sha256:old|running` },
+  lock: { stdout: 'locked=yes' },
+  preflight: { stdout: PREFLIGHT },
+  inspect: { stdout: 'image_id=sha256:old' },
   pull: { stdout: 'image_id=sha256:new' },
-  health: { stdout: 'health=ok\nhttp=200\ncontainers=gateway:running:0:0:unless-stopped:ok' }
+  record: { stdout: 'recorded=yes' },
+  // the names of the variables whose values changed (here: all that were sent)
+  'write-env': command => ({ stdout: `written=${Object.keys(written(command)).join(' ')}` }),
+  up: {},
+  health: { stdout: HEALTHY },
+  retag: {},
+  'restore-env': { stdout: 'restored=yes' },
+  unrecord: { stdout: 'restored=yes' },
+  'read-rollback': { stdout: `image=${OLD}\nimage_id=sha256:old\ntag=openclaw-rollback:srv_a` },
+  prune: { stdout: 'removed=1' },
+  history: { stdout: 'appended=yes' },
+  status: { stdout: `${PREFLIGHT}\nlast=\nholder=\nstage=health\n${HEALTHY}` },
+  unlock: { stdout: 'released=yes' }
 }
 
 function context(s: Settings, fakes: Record<string, FakeServer | Error>, abort = new AbortController()): RunContext {
