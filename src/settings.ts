@@ -1,5 +1,6 @@
 import * as core from '@actions/core'
 import { UserError } from './errors.js'
+import { INPUT_DEFAULTS } from './input-defaults.generated.js'
 import { JsonSyntaxError, parseJsonText } from './registry/json-text.js'
 
 export type Mode = 'deploy' | 'rollback' | 'status' | 'rotate-token'
@@ -68,7 +69,10 @@ export interface Settings {
   tenantEnv: TenantEnv
 }
 
-/** Reads one input the way the runner passes it (`INPUT_<NAME>`); trims surrounding whitespace. */
+/**
+ * Reads one input the way the runner passes it (`INPUT_<NAME>`); trims surrounding whitespace. The
+ * runner fills in action.yml's default for an input not given; an input given empty gets it here.
+ */
 export type InputReader = (name: string) => string
 const readActionInput: InputReader = name => core.getInput(name)
 
@@ -84,9 +88,9 @@ export function readSettings(read: InputReader = readActionInput): Settings {
   const sshPassphrase = p.raw('ssh-passphrase')
   // Mask before anything else can print them, including our own error messages.
   for (const secret of [sshPrivateKey, sshPassphrase]) if (secret) maskSecret(secret)
-  const mode = p.choice('mode', MODES, 'deploy')
+  const mode = p.choice('mode', MODES)
   const tenantEnv = p.tenantEnv('tenant-env')
-  const dryRun = p.boolean('dry-run', false)
+  const dryRun = p.boolean('dry-run')
   if (!sshPrivateKey && !dryRun) {
     problems.push(
       'Input "ssh-private-key" is required: pass the private key of the deploy user, e.g. ' +
@@ -110,23 +114,23 @@ export function readSettings(read: InputReader = readActionInput): Settings {
   }
 
   const settings: Settings = {
-    serversFile: p.raw('servers-file') || '.github/servers/production.json',
+    serversFile: p.raw('servers-file'),
     mode,
     image: p.raw('image'),
     sshPrivateKey,
     sshPassphrase,
     knownHosts: p.raw('known-hosts'),
-    strictHostKeyChecking: p.boolean('strict-host-key-checking', true),
+    strictHostKeyChecking: p.boolean('strict-host-key-checking'),
     filters: { tenants: p.list('tenants'), regions: p.list('regions'), servers: p.list('servers') },
-    maxParallel: p.integer('max-parallel', 10, 1, 1000),
-    canary: p.integer('canary', 0, 0, 100000),
+    maxParallel: p.integer('max-parallel', 1, 1000),
+    canary: p.integer('canary', 0, 100000),
     maxFailures: p.failureBudget('max-failures'),
-    healthTimeout: p.integer('health-timeout', 60, 1, 3600),
-    rollback: p.boolean('rollback', true),
-    prune: p.boolean('prune', true),
-    connectTimeout: p.integer('connect-timeout', 20, 1, 600),
-    commandTimeout: p.integer('command-timeout', 600, 1, 86400),
-    lockTimeout: p.integer('lock-timeout', 60, 0, 86400),
+    healthTimeout: p.integer('health-timeout', 1, 3600),
+    rollback: p.boolean('rollback'),
+    prune: p.boolean('prune'),
+    connectTimeout: p.integer('connect-timeout', 1, 600),
+    commandTimeout: p.integer('command-timeout', 1, 86400),
+    lockTimeout: p.integer('lock-timeout', 0, 86400),
     dryRun,
     singleHost,
     environment: p.raw('environment'),
@@ -185,29 +189,36 @@ class InputParser {
     private readonly problems: string[]
   ) {}
 
+  /** The input, or action.yml's default when it is empty. */
   raw(name: string): string {
-    return this.read(name).trim()
+    return this.read(name).trim() || (INPUT_DEFAULTS[name] ?? '')
   }
 
-  choice<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+  /** An input that has a default in action.yml (a value is needed even when none is given). */
+  private defaulted(name: string): string {
     const value = this.raw(name)
-    if (!value) return fallback
+    if (!value) throw new Error(`input "${name}" has no default in action.yml (run npm run package to regenerate src/input-defaults.generated.ts)`)
+    return value
+  }
+
+  choice<T extends string>(name: string, allowed: readonly T[]): T {
+    const value = this.defaulted(name)
     if ((allowed as readonly string[]).includes(value)) return value as T
     this.problems.push(`Input "${name}" is "${value}"; allowed: ${allowed.join(', ')}.`)
-    return fallback
+    return allowed[0]!
   }
 
-  boolean(name: string, fallback: boolean): boolean {
-    const value = this.raw(name)
-    if (!value) return fallback
+  boolean(name: string): boolean {
+    const value = this.defaulted(name)
     if (TRUE_WORDS.includes(value)) return true
     if (FALSE_WORDS.includes(value)) return false
     this.problems.push(`Input "${name}" is "${value}"; allowed: true or false.`)
-    return fallback
+    return false
   }
 
-  integer(name: string, fallback: number, min: number, max: number): number {
-    return this.optionalInteger(name, min, max) ?? fallback
+  integer(name: string, min: number, max: number): number {
+    this.defaulted(name)
+    return this.optionalInteger(name, min, max) ?? min
   }
 
   optionalInteger(name: string, min: number, max: number): number | undefined {

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 npm run --silent package >/dev/null
-changes=$(git status --porcelain -- dist src/registry/registry-validator.generated.js src/registry/registry-validator.generated.d.ts)
+changes=$(git status --porcelain -- dist src/registry/registry-validator.generated.js src/registry/registry-validator.generated.d.ts src/input-defaults.generated.ts)
 if [ -n "$changes" ]; then
   echo "dist/ is stale: it differs from a fresh build of src/:" >&2
   echo "$changes" >&2
