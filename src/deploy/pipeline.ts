@@ -157,7 +157,7 @@ class ServerJob {
         this.warn(`took over the deploy lock of ${previous.trim() || 'an unnamed holder'}${expired ? `, whose lease had expired ${expired}s ago` : ''} (that run was killed or lost the server)`)
       }
     } catch (error) {
-      if (error instanceof StepFailed && error.code === 4) {
+      if (error instanceof StepFailed && error.code === commands.EXIT_CODE.lockHeld) {
         this.result.lockHolder = error.facts.get('holder')?.[0]?.trim()
         const expiresIn = this.fact(error.facts, 'expires_in', '')
         const expiry = expiresIn
@@ -192,7 +192,7 @@ class ServerJob {
       try {
         return await this.step(commands.takeLock(this.server.path, this.ctx.lockHolder, wait), wait + QUICK_STEP_SECONDS)
       } catch (error) {
-        if (!(error instanceof StepFailed && error.code === 4) || Date.now() >= deadline) throw error
+        if (!(error instanceof StepFailed && error.code === commands.EXIT_CODE.lockHeld) || Date.now() >= deadline) throw error
         this.checkCancelled()
       }
     }
@@ -534,7 +534,7 @@ class ServerJob {
   }
 
   private checkLease(command: RemoteCommand, result: { code: number; stdout: string }): void {
-    if (!command.lease || result.code !== 6) return
+    if (!command.lease || result.code !== commands.EXIT_CODE.lockLost) return
     const holder = commands.parseFacts(result.stdout).get('lock_lost')?.at(-1)
     if (holder === undefined) return
     this.holdsLock = false

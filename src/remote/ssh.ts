@@ -8,7 +8,7 @@ import * as core from '@actions/core'
 import { singleLine } from '../report/untrusted.js'
 import { NodeSSH } from 'node-ssh'
 import type { Client, ClientChannel, ServerHostKeyAlgorithm } from 'ssh2'
-import { type RemoteCommand, renderCommand } from './commands.js'
+import { EXIT_CODE, type RemoteCommand, renderCommand } from './commands.js'
 import { type HostKeyPolicy, type HostKeyVerdict, hostKeyAlgorithms, keyTypesToOffer, verifyHostKey } from './host-keys.js'
 import { OutputTail } from './output-tail.js'
 
@@ -339,8 +339,8 @@ export class SshConnection implements RemoteShell {
     })
     try {
       const response = await Promise.race([execBounded(client, command, renderCommand(command, timeoutSeconds), c => (channel = c)), stopped])
-      // `timeout` exits 124 when it had to stop the step.
-      if (response.code === 124 || response.code === 137) {
+      // `timeout` had to stop the step.
+      if (response.code === EXIT_CODE.timedOut || response.code === EXIT_CODE.killed) {
         return { ...response, code: response.code, stderr: `${response.stderr}\n${command.step} did not finish within ${timeoutSeconds}s`.trim() }
       }
       return { ...response, code: response.code ?? 255 }
