@@ -53981,15 +53981,12 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9407:
-/***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
+/***/ 8514:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
-__nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _runtime_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8462);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(5264);
-// ssh2 (through node-ssh) reads __dirname while loading; in the ESM bundle it must exist first.
-
-
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   J: () => (/* binding */ endProcess)
+/* harmony export */ });
 /** Resolves once everything written to `stream` so far is handed to the OS (or after `capMs`). */
 function flushed(stream, capMs = 5000) {
     return new Promise(resolve => {
@@ -54000,18 +53997,39 @@ function flushed(stream, capMs = 5000) {
         });
     });
 }
+/**
+ * Ends the process, with the exit code core.setFailed chose, once its output is out. A socket to a
+ * server that vanished, or a timer some library left behind, must not keep the runner's step alive.
+ */
+async function endProcess() {
+    await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+    process.exit();
+}
+
+
+/***/ }),
+
+/***/ 9407:
+/***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
+
+__nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
+/* harmony import */ var _runtime_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8462);
+/* harmony import */ var _end_process_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8514);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2959);
+// ssh2 (through node-ssh) reads __dirname while loading; in the ESM bundle it must exist first.
+
+
+
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
-// The summary and outputs are written: end now, with the code core.setFailed chose. A socket to a
-// server that vanished, or a timer some library left behind, must not keep the runner's step alive.
-await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
-process.exit();
+// The summary and outputs are written: end now.
+await (0,_end_process_js__WEBPACK_IMPORTED_MODULE_2__/* .endProcess */ .J)();
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
 
 /***/ }),
 
-/***/ 5264:
+/***/ 2959:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -57264,6 +57282,24 @@ function shellJoin(words) {
  */
 
 
+/**
+ * The exit codes of the remote steps, by name: the scripts exit with these numbers (interpolated
+ * into them) and the runner's side tells outcomes apart by them.
+ */
+const EXIT_CODE = {
+    /** The step failed and says why on its `error=` line (every script's `fail`). */
+    failed: 3,
+    /** Another run holds the deploy lock (takeLock). */
+    lockHeld: 4,
+    /** The gateway did not become healthy (healthCheck). */
+    unhealthy: 5,
+    /** This run no longer holds the deploy lock (the lease renewal before a step). */
+    lockLost: 6,
+    /** `timeout` (renderCommand) stopped the step at its bound, with TERM ... */
+    timedOut: 124,
+    /** ... or had to KILL it (128 + 9). */
+    killed: 137
+};
 /** Seconds between the remote `timeout` sending TERM and KILL. */
 const KILL_AFTER = 5;
 /**
@@ -57308,7 +57344,7 @@ function stateDir(path) {
     return `${path.replace(/\/+$/, '')}/.openclaw-deploy`;
 }
 const PRELUDE = `set -u
-fail() { printf 'error=%s\\n' "$*"; exit 3; }
+fail() { printf 'error=%s\\n' "$*"; exit ${EXIT_CODE.failed}; }
 `;
 /** Seconds a lease outlives the remote bound of the step it covers (client and network slack). */
 const LEASE_SLACK = 30;
@@ -57341,7 +57377,7 @@ expiry() { sed -n 's/^expires=\\([0-9][0-9]*\\)$/\\1/p' -- "$note" 2>/dev/null |
 /**
  * Takes the server's deploy lock for `leaseSeconds`, waiting up to `waitSeconds` for another
  * holder. A lock whose lease has expired (its run was killed or lost the server) is taken over and
- * named on a `took_over=` line. When the lock stays held, reports the holder and exits 4.
+ * named on a `took_over=` line. When the lock stays held, reports the holder and exits EXIT_CODE.lockHeld.
  */
 function takeLock(path, holder, waitSeconds, leaseSeconds = LEASE_SLACK) {
     return {
@@ -57377,7 +57413,7 @@ while :; do
   unguard
   if [ "$SECONDS" -ge "$deadline" ]; then
     printf 'holder=%s\\nexpires_in=%s\\n' "$old" "\${expires:+$((expires - now))}"
-    exit 4
+    exit ${EXIT_CODE.lockHeld}
   fi
   sleep 1
 done`
@@ -57423,7 +57459,7 @@ ${LOCK_FUNCTIONS}guard
 if [ -z "$token" ] || ! grep -qF -- "token=$token" "$note" 2>/dev/null; then
   printf 'lock_lost=%s\\n' "$(shown "$(holder_text)")"
   echo "error=this run no longer holds the deploy lock $state/lock (its lease expired and another run took it over, or it was removed)"
-  exit 6
+  exit ${EXIT_CODE.lockLost}
 fi
 write_note "$(holder_text)" || fail "cannot renew the lock note $note as $(id -un)"`;
 /**
@@ -57431,18 +57467,23 @@ write_note "$(holder_text)" || fail "cannot renew the lock note $note as $(id -u
  * step's whole remote bound (its timeout, the KILL after it, and slack), so a long pull or health
  * wait never loses the lock, and a run killed mid-step leaves a lock that expires soon after the
  * step would have been ended anyway. When the lock is no longer this run's, the step does not run:
- * exit 6 with a `lock_lost=` line naming the holder.
+ * exit EXIT_CODE.lockLost with a `lock_lost=` line naming the holder.
  */
 function withLease(path, token, command) {
     return { ...command, lease: { state: stateDir(path), token } };
 }
-/** Releases the lock only if this run still holds it (the holder note carries our token). */
+/**
+ * Releases the lock only if this run still holds it (the holder note carries our token). Without a
+ * lock folder there is nothing to release, also where the state folder was never made (the post
+ * step asks every server of a cancelled run, some of which it never reached).
+ */
 function releaseLock(path, token) {
     return {
         step: 'unlock',
         args: [stateDir(path), token],
         script: PRELUDE +
             `state=$1 token=$2 lease=0
+[ -d "$state/lock" ] || { echo released=not-ours; exit 0; }
 ${LOCK_FUNCTIONS}guard
 if [ -n "$token" ] && grep -qF -- "token=$token" "$note" 2>/dev/null; then rm -rf -- "$state/lock"; echo released=yes; else echo released=not-ours; fi`
     };
@@ -57895,7 +57936,7 @@ while :; do
   if [ "$SECONDS" -ge "$deadline" ]; then
     printf 'health=failed\\nhttp=%s\\ncontainers=%s\\n' "$code" "$state"
     echo "error=not healthy within \${limit}s: $url answered HTTP $code"
-    exit 5
+    exit ${EXIT_CODE.unhealthy}
   fi
   sleep "$pause"
   [ "$pause" -ge 5 ] || pause=$((pause + 1))
@@ -57920,7 +57961,7 @@ shift 2
 [ -f "$state/images" ] || { echo removed=0; exit 0; }
 keep=" $* $(sed -n 's/^image_id=//p' "$state/rollback" 2>/dev/null) "
 # the images of every container on this server, running or stopped, whatever its project
-containers=$(docker ps -aq --no-trunc) || { echo "error=cannot list the server's containers; no image removed"; exit 3; }
+containers=$(docker ps -aq --no-trunc) || { echo "error=cannot list the server's containers; no image removed"; exit ${EXIT_CODE.failed}; }
 used=" $(printf '%s\\n' "$containers" | xargs -r docker inspect --format '{{.Image}}' -- 2>/dev/null | tr '\\n' ' ') "
 removed=0 left=" "
 while read -r id; do
@@ -59085,7 +59126,10 @@ function hostPortName(host, port) {
     return port === 22 ? host : `[${host}]:${port}`;
 }
 function globMatches(pattern, name) {
-    const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+    const re = pattern
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*/g, '.*')
+        .replace(/\?/g, '.');
     return new RegExp(`^${re}$`, 'i').test(name);
 }
 function patternMatches(pattern, name) {
@@ -59547,8 +59591,8 @@ class SshConnection {
         });
         try {
             const response = await Promise.race([execBounded(client, command, renderCommand(command, timeoutSeconds), c => (channel = c)), stopped]);
-            // `timeout` exits 124 when it had to stop the step.
-            if (response.code === 124 || response.code === 137) {
+            // `timeout` had to stop the step.
+            if (response.code === EXIT_CODE.timedOut || response.code === EXIT_CODE.killed) {
                 return { ...response, code: response.code, stderr: `${response.stderr}\n${command.step} did not finish within ${timeoutSeconds}s`.trim() };
             }
             return { ...response, code: response.code ?? 255 };
@@ -59588,6 +59632,14 @@ class UserError extends Error {
         this.name = 'UserError';
     }
 }
+/** An error as the log shows it: a UserError's message as is, anything else with its stack (a bug). */
+function describeError(error) {
+    if (error instanceof UserError)
+        return error.message;
+    if (error instanceof Error)
+        return error.stack ?? error.message;
+    return String(error);
+}
 
 ;// CONCATENATED MODULE: external "node:fs"
 const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
@@ -59617,6 +59669,24 @@ const registry_validator_generated_document = validate20;const schema31 = {"$sch
 });const pattern4 = new RegExp("^[a-z0-9][a-z0-9._-]{0,62}$", "u");const pattern6 = new RegExp("^[a-z_][a-z0-9_-]{0,31}$", "u");const pattern7 = new RegExp("^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$", "u");const pattern8 = new RegExp("^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$", "u");const pattern9 = new RegExp("^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", "u");const pattern10 = new RegExp("^[A-Za-z_][A-Za-z0-9_]{0,127}$", "u");const pattern13 = new RegExp("^[a-z0-9][a-z0-9._/-]{0,62}$", "u");const pattern14 = new RegExp("^[A-Za-z0-9._:/@+=,-]{0,128}$", "u");const schema40 = {"description":"SSH host key fingerprint(s) the server may present, in addition to the `known-hosts` input; a list allows key rotation. Get it with `ssh-keyscan HOST | ssh-keygen -lf -`.","type":["string","array"],"pattern":"^SHA256:[A-Za-z0-9+/]{43}$","items":{"type":"string","$ref":"#/$defs/hostKeyFingerprint"},"minItems":1,"uniqueItems":true,"x-allowed":"an OpenSSH SHA256 fingerprint ('SHA256:' and 43 base64 characters without the trailing '=') or a non-empty list of distinct ones","examples":["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"]]};const schema41 = {"type":"string","pattern":"^SHA256:[A-Za-z0-9+/]{43}$","x-allowed":"an OpenSSH SHA256 fingerprint: 'SHA256:' and 43 base64 characters without the trailing '=' (as printed by ssh-keygen -lf or ssh-keyscan | ssh-keygen -lf -)","examples":["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"]};const pattern11 = new RegExp("^SHA256:[A-Za-z0-9+/]{43}$", "u");function validate21(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate21.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if((typeof data !== "string") && (!(Array.isArray(data)))){const err0 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: schema40.type},message:"must be string,array",schema:schema40.type,parentSchema:schema40,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(typeof data === "string"){if(!pattern11.test(data)){const err1 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^SHA256:[A-Za-z0-9+/]{43}$"},message:"must match pattern \""+"^SHA256:[A-Za-z0-9+/]{43}$"+"\"",schema:"^SHA256:[A-Za-z0-9+/]{43}$",parentSchema:schema40,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}if(Array.isArray(data)){if(data.length < 1){const err2 = {instancePath,schemaPath:"#/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema40,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}const len0 = data.length;for(let i0=0; i0<len0; i0++){let data0 = data[i0];if(typeof data0 !== "string"){const err3 = {instancePath:instancePath+"/" + i0,schemaPath:"#/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema40.items.type,parentSchema:schema40.items,data:data0};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}if(typeof data0 === "string"){if(!pattern11.test(data0)){const err4 = {instancePath:instancePath+"/" + i0,schemaPath:"#/$defs/hostKeyFingerprint/pattern",keyword:"pattern",params:{pattern: "^SHA256:[A-Za-z0-9+/]{43}$"},message:"must match pattern \""+"^SHA256:[A-Za-z0-9+/]{43}$"+"\"",schema:"^SHA256:[A-Za-z0-9+/]{43}$",parentSchema:schema41,data:data0};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}else {const err5 = {instancePath:instancePath+"/" + i0,schemaPath:"#/$defs/hostKeyFingerprint/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema41.type,parentSchema:schema41,data:data0};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}let i1 = data.length;let j0;if(i1 > 1){const indices0 = {};for(;i1--;){let item0 = data[i1];if(typeof item0 !== "string"){continue;}if(typeof indices0[item0] == "number"){j0 = indices0[item0];const err6 = {instancePath,schemaPath:"#/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema40,data};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;break;}indices0[item0] = i1;}}}validate21.errors = vErrors;return errors === 0;}validate21.evaluated = {"items":true,"dynamicProps":false,"dynamicItems":false};const schema44 = {"description":"One OpenClaw gateway: a Docker Compose project on a Linux server, reached over SSH.","type":"object","x-allowed":"an object with at least name, host and tenant (tenant may come from defaults)","additionalProperties":false,"required":["name","host"],"properties":{"name":{"$ref":"#/$defs/name"},"host":{"$ref":"#/$defs/host"},"tenant":{"$ref":"#/$defs/tenant"},"region":{"$ref":"#/$defs/region"},"port":{"$ref":"#/$defs/port"},"user":{"$ref":"#/$defs/user"},"path":{"$ref":"#/$defs/path"},"healthUrl":{"$ref":"#/$defs/healthUrl"},"services":{"$ref":"#/$defs/services"},"imageVariable":{"$ref":"#/$defs/imageVariable"},"hostKey":{"$ref":"#/$defs/hostKey"},"enabled":{"$ref":"#/$defs/enabled"},"labels":{"$ref":"#/$defs/labels"}},"examples":[{"name":"acme-eu-1","host":"acme-eu-1.example.com","tenant":"acme","region":"eu-west"}]};const schema46 = {"description":"Hostname, IPv4 or IPv6 address the action connects to over SSH (IPv6 without brackets). Not a URL and no user@ prefix: use `user` and `port` for those.","type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$","x-allowed":"a hostname (e.g. acme-eu-1.example.com), an IPv4 address (e.g. 203.0.113.10) or an IPv6 address without brackets (e.g. 2001:db8::10); no user@, port, scheme or spaces","examples":["acme-eu-1.example.com","203.0.113.10","2001:db8::10"]};const pattern16 = new RegExp("^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$", "u");function validate23(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate23.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(data && typeof data == "object" && !Array.isArray(data)){if(data.name === undefined){const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'",schema:schema44.required,parentSchema:schema44,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(data.host === undefined){const err1 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'",schema:schema44.required,parentSchema:schema44,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}for(const key0 in data){if(!(func1.call(schema44.properties, key0))){const err2 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema44,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}if(data.name !== undefined){let data0 = data.name;if(typeof data0 === "string"){if(!pattern4.test(data0)){const err3 = {instancePath:instancePath+"/name",schemaPath:"#/$defs/name/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data0};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}}else {const err4 = {instancePath:instancePath+"/name",schemaPath:"#/$defs/name/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data0};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}if(data.host !== undefined){let data1 = data.host;if(typeof data1 === "string"){if(func2(data1) > 253){const err5 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema46,data:data1};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}if(func2(data1) < 1){const err6 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema46,data:data1};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}if(!pattern16.test(data1)){const err7 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"+"\"",schema:"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$",parentSchema:schema46,data:data1};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}}else {const err8 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema46.type,parentSchema:schema46,data:data1};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;}}if(data.tenant !== undefined){let data2 = data.tenant;if(typeof data2 === "string"){if(!pattern4.test(data2)){const err9 = {instancePath:instancePath+"/tenant",schemaPath:"#/$defs/tenant/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data2};if(vErrors === null){vErrors = [err9];}else {vErrors.push(err9);}errors++;}}else {const err10 = {instancePath:instancePath+"/tenant",schemaPath:"#/$defs/tenant/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data2};if(vErrors === null){vErrors = [err10];}else {vErrors.push(err10);}errors++;}}if(data.region !== undefined){let data3 = data.region;if(typeof data3 === "string"){if(!pattern4.test(data3)){const err11 = {instancePath:instancePath+"/region",schemaPath:"#/$defs/region/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data3};if(vErrors === null){vErrors = [err11];}else {vErrors.push(err11);}errors++;}}else {const err12 = {instancePath:instancePath+"/region",schemaPath:"#/$defs/region/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data3};if(vErrors === null){vErrors = [err12];}else {vErrors.push(err12);}errors++;}}if(data.port !== undefined){let data4 = data.port;if(!(((typeof data4 == "number") && (!(data4 % 1) && !isNaN(data4))) && (isFinite(data4)))){const err13 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema34.type,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err13];}else {vErrors.push(err13);}errors++;}if((typeof data4 == "number") && (isFinite(data4))){if(data4 > 65535 || isNaN(data4)){const err14 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err14];}else {vErrors.push(err14);}errors++;}if(data4 < 1 || isNaN(data4)){const err15 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err15];}else {vErrors.push(err15);}errors++;}}}if(data.user !== undefined){let data5 = data.user;if(typeof data5 === "string"){if(!pattern6.test(data5)){const err16 = {instancePath:instancePath+"/user",schemaPath:"#/$defs/user/pattern",keyword:"pattern",params:{pattern: "^[a-z_][a-z0-9_-]{0,31}$"},message:"must match pattern \""+"^[a-z_][a-z0-9_-]{0,31}$"+"\"",schema:"^[a-z_][a-z0-9_-]{0,31}$",parentSchema:schema35,data:data5};if(vErrors === null){vErrors = [err16];}else {vErrors.push(err16);}errors++;}}else {const err17 = {instancePath:instancePath+"/user",schemaPath:"#/$defs/user/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.type,parentSchema:schema35,data:data5};if(vErrors === null){vErrors = [err17];}else {vErrors.push(err17);}errors++;}}if(data.path !== undefined){let data6 = data.path;if(typeof data6 === "string"){if(func2(data6) > 255){const err18 = {instancePath:instancePath+"/path",schemaPath:"#/$defs/path/maxLength",keyword:"maxLength",params:{limit: 255},message:"must NOT have more than 255 characters",schema:255,parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err18];}else {vErrors.push(err18);}errors++;}if(!pattern7.test(data6)){const err19 = {instancePath:instancePath+"/path",schemaPath:"#/$defs/path/pattern",keyword:"pattern",params:{pattern: "^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"},message:"must match pattern \""+"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"+"\"",schema:"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$",parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err19];}else {vErrors.push(err19);}errors++;}}else {const err20 = {instancePath:instancePath+"/path",schemaPath:"#/$defs/path/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.type,parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err20];}else {vErrors.push(err20);}errors++;}}if(data.healthUrl !== undefined){let data7 = data.healthUrl;if(typeof data7 === "string"){if(func2(data7) > 2048){const err21 = {instancePath:instancePath+"/healthUrl",schemaPath:"#/$defs/healthUrl/maxLength",keyword:"maxLength",params:{limit: 2048},message:"must NOT have more than 2048 characters",schema:2048,parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err21];}else {vErrors.push(err21);}errors++;}if(!pattern8.test(data7)){const err22 = {instancePath:instancePath+"/healthUrl",schemaPath:"#/$defs/healthUrl/pattern",keyword:"pattern",params:{pattern: "^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"},message:"must match pattern \""+"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"+"\"",schema:"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$",parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err22];}else {vErrors.push(err22);}errors++;}}else {const err23 = {instancePath:instancePath+"/healthUrl",schemaPath:"#/$defs/healthUrl/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema37.type,parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err23];}else {vErrors.push(err23);}errors++;}}if(data.services !== undefined){let data8 = data.services;if(Array.isArray(data8)){if(data8.length > 64){const err24 = {instancePath:instancePath+"/services",schemaPath:"#/$defs/services/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items",schema:64,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err24];}else {vErrors.push(err24);}errors++;}const len0 = data8.length;for(let i0=0; i0<len0; i0++){let data9 = data8[i0];if(typeof data9 === "string"){if(!pattern9.test(data9)){const err25 = {instancePath:instancePath+"/services/" + i0,schemaPath:"#/$defs/services/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"+"\"",schema:"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",parentSchema:schema38.items,data:data9};if(vErrors === null){vErrors = [err25];}else {vErrors.push(err25);}errors++;}}else {const err26 = {instancePath:instancePath+"/services/" + i0,schemaPath:"#/$defs/services/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.items.type,parentSchema:schema38.items,data:data9};if(vErrors === null){vErrors = [err26];}else {vErrors.push(err26);}errors++;}}let i1 = data8.length;let j0;if(i1 > 1){const indices0 = {};for(;i1--;){let item0 = data8[i1];if(typeof item0 !== "string"){continue;}if(typeof indices0[item0] == "number"){j0 = indices0[item0];const err27 = {instancePath:instancePath+"/services",schemaPath:"#/$defs/services/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err27];}else {vErrors.push(err27);}errors++;break;}indices0[item0] = i1;}}}else {const err28 = {instancePath:instancePath+"/services",schemaPath:"#/$defs/services/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema38.type,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err28];}else {vErrors.push(err28);}errors++;}}if(data.imageVariable !== undefined){let data10 = data.imageVariable;if(typeof data10 === "string"){if(!pattern10.test(data10)){const err29 = {instancePath:instancePath+"/imageVariable",schemaPath:"#/$defs/imageVariable/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]{0,127}$"+"\"",schema:"^[A-Za-z_][A-Za-z0-9_]{0,127}$",parentSchema:schema39,data:data10};if(vErrors === null){vErrors = [err29];}else {vErrors.push(err29);}errors++;}}else {const err30 = {instancePath:instancePath+"/imageVariable",schemaPath:"#/$defs/imageVariable/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema39.type,parentSchema:schema39,data:data10};if(vErrors === null){vErrors = [err30];}else {vErrors.push(err30);}errors++;}}if(data.hostKey !== undefined){if(!(validate21(data.hostKey, {instancePath:instancePath+"/hostKey",parentData:data,parentDataProperty:"hostKey",rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate21.errors;}else {for(const e of validate21.errors){vErrors.push(e);}}errors = vErrors.length;}}if(data.enabled !== undefined){let data12 = data.enabled;if(typeof data12 !== "boolean"){const err31 = {instancePath:instancePath+"/enabled",schemaPath:"#/$defs/enabled/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema42.type,parentSchema:schema42,data:data12};if(vErrors === null){vErrors = [err31];}else {vErrors.push(err31);}errors++;}}if(data.labels !== undefined){let data13 = data.labels;if(data13 && typeof data13 == "object" && !Array.isArray(data13)){if(Object.keys(data13).length > 64){const err32 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/maxProperties",keyword:"maxProperties",params:{limit: 64},message:"must NOT have more than 64 properties",schema:64,parentSchema:schema43,data:data13};if(vErrors === null){vErrors = [err32];}else {vErrors.push(err32);}errors++;}for(const key1 in data13){const _errs55 = errors;if(typeof key1 === "string"){if(!pattern13.test(key1)){const err33 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/propertyNames/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._/-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._/-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._/-]{0,62}$",parentSchema:schema43.propertyNames,data:key1,propertyName:key1};if(vErrors === null){vErrors = [err33];}else {vErrors.push(err33);}errors++;}}else {const err34 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/propertyNames/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.propertyNames.type,parentSchema:schema43.propertyNames,data:key1,propertyName:key1};if(vErrors === null){vErrors = [err34];}else {vErrors.push(err34);}errors++;}var valid16 = _errs55 === errors;if(!valid16){const err35 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/propertyNames",keyword:"propertyNames",params:{propertyName: key1},message:"property name must be valid",schema:schema43.propertyNames,parentSchema:schema43,data:data13};if(vErrors === null){vErrors = [err35];}else {vErrors.push(err35);}errors++;}}for(const key2 in data13){let data14 = data13[key2];if(typeof data14 === "string"){if(!pattern14.test(data14)){const err36 = {instancePath:instancePath+"/labels/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/$defs/labels/additionalProperties/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._:/@+=,-]{0,128}$"},message:"must match pattern \""+"^[A-Za-z0-9._:/@+=,-]{0,128}$"+"\"",schema:"^[A-Za-z0-9._:/@+=,-]{0,128}$",parentSchema:schema43.additionalProperties,data:data14};if(vErrors === null){vErrors = [err36];}else {vErrors.push(err36);}errors++;}}else {const err37 = {instancePath:instancePath+"/labels/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/$defs/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.additionalProperties.type,parentSchema:schema43.additionalProperties,data:data14};if(vErrors === null){vErrors = [err37];}else {vErrors.push(err37);}errors++;}}}else {const err38 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema43.type,parentSchema:schema43,data:data13};if(vErrors === null){vErrors = [err38];}else {vErrors.push(err38);}errors++;}}}else {const err39 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema44.type,parentSchema:schema44,data};if(vErrors === null){vErrors = [err39];}else {vErrors.push(err39);}errors++;}validate23.errors = vErrors;return errors === 0;}validate23.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};function validate20(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){/*# sourceURL="https://raw.githubusercontent.com/openclaw/openclaw-deploy-action/v1/servers.schema.json" */;let vErrors = null;let errors = 0;const evaluated0 = validate20.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(data && typeof data == "object" && !Array.isArray(data)){if(data.servers === undefined){const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "servers"},message:"must have required property '"+"servers"+"'",schema:schema31.required,parentSchema:schema31,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}for(const key0 in data){if(!(((key0 === "$schema") || (key0 === "defaults")) || (key0 === "servers"))){const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema31,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}if(data.$schema !== undefined){let data0 = data.$schema;if(typeof data0 !== "string"){const err2 = {instancePath:instancePath+"/$schema",schemaPath:"#/properties/%24schema/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema31.properties.$schema.type,parentSchema:schema31.properties.$schema,data:data0};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}if(data.defaults !== undefined){let data1 = data.defaults;if(data1 && typeof data1 == "object" && !Array.isArray(data1)){for(const key1 in data1){if(!(func1.call(schema31.properties.defaults.properties, key1))){const err3 = {instancePath:instancePath+"/defaults",schemaPath:"#/properties/defaults/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties",schema:false,parentSchema:schema31.properties.defaults,data:data1};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}}if(data1.tenant !== undefined){let data2 = data1.tenant;if(typeof data2 === "string"){if(!pattern4.test(data2)){const err4 = {instancePath:instancePath+"/defaults/tenant",schemaPath:"#/$defs/tenant/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data2};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}else {const err5 = {instancePath:instancePath+"/defaults/tenant",schemaPath:"#/$defs/tenant/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data2};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}if(data1.region !== undefined){let data3 = data1.region;if(typeof data3 === "string"){if(!pattern4.test(data3)){const err6 = {instancePath:instancePath+"/defaults/region",schemaPath:"#/$defs/region/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data3};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}}else {const err7 = {instancePath:instancePath+"/defaults/region",schemaPath:"#/$defs/region/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data3};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}}if(data1.port !== undefined){let data4 = data1.port;if(!(((typeof data4 == "number") && (!(data4 % 1) && !isNaN(data4))) && (isFinite(data4)))){const err8 = {instancePath:instancePath+"/defaults/port",schemaPath:"#/$defs/port/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema34.type,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;}if((typeof data4 == "number") && (isFinite(data4))){if(data4 > 65535 || isNaN(data4)){const err9 = {instancePath:instancePath+"/defaults/port",schemaPath:"#/$defs/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err9];}else {vErrors.push(err9);}errors++;}if(data4 < 1 || isNaN(data4)){const err10 = {instancePath:instancePath+"/defaults/port",schemaPath:"#/$defs/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err10];}else {vErrors.push(err10);}errors++;}}}if(data1.user !== undefined){let data5 = data1.user;if(typeof data5 === "string"){if(!pattern6.test(data5)){const err11 = {instancePath:instancePath+"/defaults/user",schemaPath:"#/$defs/user/pattern",keyword:"pattern",params:{pattern: "^[a-z_][a-z0-9_-]{0,31}$"},message:"must match pattern \""+"^[a-z_][a-z0-9_-]{0,31}$"+"\"",schema:"^[a-z_][a-z0-9_-]{0,31}$",parentSchema:schema35,data:data5};if(vErrors === null){vErrors = [err11];}else {vErrors.push(err11);}errors++;}}else {const err12 = {instancePath:instancePath+"/defaults/user",schemaPath:"#/$defs/user/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.type,parentSchema:schema35,data:data5};if(vErrors === null){vErrors = [err12];}else {vErrors.push(err12);}errors++;}}if(data1.path !== undefined){let data6 = data1.path;if(typeof data6 === "string"){if(func2(data6) > 255){const err13 = {instancePath:instancePath+"/defaults/path",schemaPath:"#/$defs/path/maxLength",keyword:"maxLength",params:{limit: 255},message:"must NOT have more than 255 characters",schema:255,parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err13];}else {vErrors.push(err13);}errors++;}if(!pattern7.test(data6)){const err14 = {instancePath:instancePath+"/defaults/path",schemaPath:"#/$defs/path/pattern",keyword:"pattern",params:{pattern: "^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"},message:"must match pattern \""+"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"+"\"",schema:"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$",parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err14];}else {vErrors.push(err14);}errors++;}}else {const err15 = {instancePath:instancePath+"/defaults/path",schemaPath:"#/$defs/path/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.type,parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err15];}else {vErrors.push(err15);}errors++;}}if(data1.healthUrl !== undefined){let data7 = data1.healthUrl;if(typeof data7 === "string"){if(func2(data7) > 2048){const err16 = {instancePath:instancePath+"/defaults/healthUrl",schemaPath:"#/$defs/healthUrl/maxLength",keyword:"maxLength",params:{limit: 2048},message:"must NOT have more than 2048 characters",schema:2048,parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err16];}else {vErrors.push(err16);}errors++;}if(!pattern8.test(data7)){const err17 = {instancePath:instancePath+"/defaults/healthUrl",schemaPath:"#/$defs/healthUrl/pattern",keyword:"pattern",params:{pattern: "^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"},message:"must match pattern \""+"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"+"\"",schema:"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$",parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err17];}else {vErrors.push(err17);}errors++;}}else {const err18 = {instancePath:instancePath+"/defaults/healthUrl",schemaPath:"#/$defs/healthUrl/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema37.type,parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err18];}else {vErrors.push(err18);}errors++;}}if(data1.services !== undefined){let data8 = data1.services;if(Array.isArray(data8)){if(data8.length > 64){const err19 = {instancePath:instancePath+"/defaults/services",schemaPath:"#/$defs/services/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items",schema:64,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err19];}else {vErrors.push(err19);}errors++;}const len0 = data8.length;for(let i0=0; i0<len0; i0++){let data9 = data8[i0];if(typeof data9 === "string"){if(!pattern9.test(data9)){const err20 = {instancePath:instancePath+"/defaults/services/" + i0,schemaPath:"#/$defs/services/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"+"\"",schema:"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",parentSchema:schema38.items,data:data9};if(vErrors === null){vErrors = [err20];}else {vErrors.push(err20);}errors++;}}else {const err21 = {instancePath:instancePath+"/defaults/services/" + i0,schemaPath:"#/$defs/services/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.items.type,parentSchema:schema38.items,data:data9};if(vErrors === null){vErrors = [err21];}else {vErrors.push(err21);}errors++;}}let i1 = data8.length;let j0;if(i1 > 1){const indices0 = {};for(;i1--;){let item0 = data8[i1];if(typeof item0 !== "string"){continue;}if(typeof indices0[item0] == "number"){j0 = indices0[item0];const err22 = {instancePath:instancePath+"/defaults/services",schemaPath:"#/$defs/services/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err22];}else {vErrors.push(err22);}errors++;break;}indices0[item0] = i1;}}}else {const err23 = {instancePath:instancePath+"/defaults/services",schemaPath:"#/$defs/services/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema38.type,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err23];}else {vErrors.push(err23);}errors++;}}if(data1.imageVariable !== undefined){let data10 = data1.imageVariable;if(typeof data10 === "string"){if(!pattern10.test(data10)){const err24 = {instancePath:instancePath+"/defaults/imageVariable",schemaPath:"#/$defs/imageVariable/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]{0,127}$"+"\"",schema:"^[A-Za-z_][A-Za-z0-9_]{0,127}$",parentSchema:schema39,data:data10};if(vErrors === null){vErrors = [err24];}else {vErrors.push(err24);}errors++;}}else {const err25 = {instancePath:instancePath+"/defaults/imageVariable",schemaPath:"#/$defs/imageVariable/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema39.type,parentSchema:schema39,data:data10};if(vErrors === null){vErrors = [err25];}else {vErrors.push(err25);}errors++;}}if(data1.hostKey !== undefined){if(!(validate21(data1.hostKey, {instancePath:instancePath+"/defaults/hostKey",parentData:data1,parentDataProperty:"hostKey",rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate21.errors;}else {for(const e of validate21.errors){vErrors.push(e);}}errors = vErrors.length;}}if(data1.enabled !== undefined){let data12 = data1.enabled;if(typeof data12 !== "boolean"){const err26 = {instancePath:instancePath+"/defaults/enabled",schemaPath:"#/$defs/enabled/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema42.type,parentSchema:schema42,data:data12};if(vErrors === null){vErrors = [err26];}else {vErrors.push(err26);}errors++;}}if(data1.labels !== undefined){let data13 = data1.labels;if(data13 && typeof data13 == "object" && !Array.isArray(data13)){if(Object.keys(data13).length > 64){const err27 = {instancePath:instancePath+"/defaults/labels",schemaPath:"#/$defs/labels/maxProperties",keyword:"maxProperties",params:{limit: 64},message:"must NOT have more than 64 properties",schema:64,parentSchema:schema43,data:data13};if(vErrors === null){vErrors = [err27];}else {vErrors.push(err27);}errors++;}for(const key2 in data13){const _errs54 = errors;if(typeof key2 === "string"){if(!pattern13.test(key2)){const err28 = {instancePath:instancePath+"/defaults/labels",schemaPath:"#/$defs/labels/propertyNames/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._/-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._/-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._/-]{0,62}$",parentSchema:schema43.propertyNames,data:key2,propertyName:key2};if(vErrors === null){vErrors = [err28];}else {vErrors.push(err28);}errors++;}}else {const err29 = {instancePath:instancePath+"/defaults/labels",schemaPath:"#/$defs/labels/propertyNames/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.propertyNames.type,parentSchema:schema43.propertyNames,data:key2,propertyName:key2};if(vErrors === null){vErrors = [err29];}else {vErrors.push(err29);}errors++;}var valid15 = _errs54 === errors;if(!valid15){const err30 = {instancePath:instancePath+"/defaults/labels",schemaPath:"#/$defs/labels/propertyNames",keyword:"propertyNames",params:{propertyName: key2},message:"property name must be valid",schema:schema43.propertyNames,parentSchema:schema43,data:data13};if(vErrors === null){vErrors = [err30];}else {vErrors.push(err30);}errors++;}}for(const key3 in data13){let data14 = data13[key3];if(typeof data14 === "string"){if(!pattern14.test(data14)){const err31 = {instancePath:instancePath+"/defaults/labels/" + key3.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/$defs/labels/additionalProperties/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._:/@+=,-]{0,128}$"},message:"must match pattern \""+"^[A-Za-z0-9._:/@+=,-]{0,128}$"+"\"",schema:"^[A-Za-z0-9._:/@+=,-]{0,128}$",parentSchema:schema43.additionalProperties,data:data14};if(vErrors === null){vErrors = [err31];}else {vErrors.push(err31);}errors++;}}else {const err32 = {instancePath:instancePath+"/defaults/labels/" + key3.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/$defs/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.additionalProperties.type,parentSchema:schema43.additionalProperties,data:data14};if(vErrors === null){vErrors = [err32];}else {vErrors.push(err32);}errors++;}}}else {const err33 = {instancePath:instancePath+"/defaults/labels",schemaPath:"#/$defs/labels/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema43.type,parentSchema:schema43,data:data13};if(vErrors === null){vErrors = [err33];}else {vErrors.push(err33);}errors++;}}}else {const err34 = {instancePath:instancePath+"/defaults",schemaPath:"#/properties/defaults/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.properties.defaults.type,parentSchema:schema31.properties.defaults,data:data1};if(vErrors === null){vErrors = [err34];}else {vErrors.push(err34);}errors++;}}if(data.servers !== undefined){let data15 = data.servers;if(Array.isArray(data15)){if(data15.length < 1){const err35 = {instancePath:instancePath+"/servers",schemaPath:"#/properties/servers/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema31.properties.servers,data:data15};if(vErrors === null){vErrors = [err35];}else {vErrors.push(err35);}errors++;}const len1 = data15.length;for(let i2=0; i2<len1; i2++){if(!(validate23(data15[i2], {instancePath:instancePath+"/servers/" + i2,parentData:data15,parentDataProperty:i2,rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate23.errors;}else {for(const e of validate23.errors){vErrors.push(e);}}errors = vErrors.length;}}}else {const err36 = {instancePath:instancePath+"/servers",schemaPath:"#/properties/servers/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema31.properties.servers.type,parentSchema:schema31.properties.servers,data:data15};if(vErrors === null){vErrors = [err36];}else {vErrors.push(err36);}errors++;}}}else {const err37 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.type,parentSchema:schema31,data};if(vErrors === null){vErrors = [err37];}else {vErrors.push(err37);}errors++;}validate20.errors = vErrors;return errors === 0;}validate20.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};const server = validate26;function validate26(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate26.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(data && typeof data == "object" && !Array.isArray(data)){if(data.name === undefined){const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'",schema:schema44.required,parentSchema:schema44,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(data.host === undefined){const err1 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'",schema:schema44.required,parentSchema:schema44,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}for(const key0 in data){if(!(func1.call(schema44.properties, key0))){const err2 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema44,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}if(data.name !== undefined){let data0 = data.name;if(typeof data0 === "string"){if(!pattern4.test(data0)){const err3 = {instancePath:instancePath+"/name",schemaPath:"#/$defs/name/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data0};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}}else {const err4 = {instancePath:instancePath+"/name",schemaPath:"#/$defs/name/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data0};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}if(data.host !== undefined){let data1 = data.host;if(typeof data1 === "string"){if(func2(data1) > 253){const err5 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema46,data:data1};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}if(func2(data1) < 1){const err6 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema46,data:data1};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}if(!pattern16.test(data1)){const err7 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"+"\"",schema:"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$",parentSchema:schema46,data:data1};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}}else {const err8 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema46.type,parentSchema:schema46,data:data1};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;}}if(data.tenant !== undefined){let data2 = data.tenant;if(typeof data2 === "string"){if(!pattern4.test(data2)){const err9 = {instancePath:instancePath+"/tenant",schemaPath:"#/$defs/tenant/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data2};if(vErrors === null){vErrors = [err9];}else {vErrors.push(err9);}errors++;}}else {const err10 = {instancePath:instancePath+"/tenant",schemaPath:"#/$defs/tenant/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data2};if(vErrors === null){vErrors = [err10];}else {vErrors.push(err10);}errors++;}}if(data.region !== undefined){let data3 = data.region;if(typeof data3 === "string"){if(!pattern4.test(data3)){const err11 = {instancePath:instancePath+"/region",schemaPath:"#/$defs/region/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data3};if(vErrors === null){vErrors = [err11];}else {vErrors.push(err11);}errors++;}}else {const err12 = {instancePath:instancePath+"/region",schemaPath:"#/$defs/region/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data3};if(vErrors === null){vErrors = [err12];}else {vErrors.push(err12);}errors++;}}if(data.port !== undefined){let data4 = data.port;if(!(((typeof data4 == "number") && (!(data4 % 1) && !isNaN(data4))) && (isFinite(data4)))){const err13 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema34.type,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err13];}else {vErrors.push(err13);}errors++;}if((typeof data4 == "number") && (isFinite(data4))){if(data4 > 65535 || isNaN(data4)){const err14 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err14];}else {vErrors.push(err14);}errors++;}if(data4 < 1 || isNaN(data4)){const err15 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err15];}else {vErrors.push(err15);}errors++;}}}if(data.user !== undefined){let data5 = data.user;if(typeof data5 === "string"){if(!pattern6.test(data5)){const err16 = {instancePath:instancePath+"/user",schemaPath:"#/$defs/user/pattern",keyword:"pattern",params:{pattern: "^[a-z_][a-z0-9_-]{0,31}$"},message:"must match pattern \""+"^[a-z_][a-z0-9_-]{0,31}$"+"\"",schema:"^[a-z_][a-z0-9_-]{0,31}$",parentSchema:schema35,data:data5};if(vErrors === null){vErrors = [err16];}else {vErrors.push(err16);}errors++;}}else {const err17 = {instancePath:instancePath+"/user",schemaPath:"#/$defs/user/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.type,parentSchema:schema35,data:data5};if(vErrors === null){vErrors = [err17];}else {vErrors.push(err17);}errors++;}}if(data.path !== undefined){let data6 = data.path;if(typeof data6 === "string"){if(func2(data6) > 255){const err18 = {instancePath:instancePath+"/path",schemaPath:"#/$defs/path/maxLength",keyword:"maxLength",params:{limit: 255},message:"must NOT have more than 255 characters",schema:255,parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err18];}else {vErrors.push(err18);}errors++;}if(!pattern7.test(data6)){const err19 = {instancePath:instancePath+"/path",schemaPath:"#/$defs/path/pattern",keyword:"pattern",params:{pattern: "^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"},message:"must match pattern \""+"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"+"\"",schema:"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$",parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err19];}else {vErrors.push(err19);}errors++;}}else {const err20 = {instancePath:instancePath+"/path",schemaPath:"#/$defs/path/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.type,parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err20];}else {vErrors.push(err20);}errors++;}}if(data.healthUrl !== undefined){let data7 = data.healthUrl;if(typeof data7 === "string"){if(func2(data7) > 2048){const err21 = {instancePath:instancePath+"/healthUrl",schemaPath:"#/$defs/healthUrl/maxLength",keyword:"maxLength",params:{limit: 2048},message:"must NOT have more than 2048 characters",schema:2048,parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err21];}else {vErrors.push(err21);}errors++;}if(!pattern8.test(data7)){const err22 = {instancePath:instancePath+"/healthUrl",schemaPath:"#/$defs/healthUrl/pattern",keyword:"pattern",params:{pattern: "^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"},message:"must match pattern \""+"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"+"\"",schema:"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$",parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err22];}else {vErrors.push(err22);}errors++;}}else {const err23 = {instancePath:instancePath+"/healthUrl",schemaPath:"#/$defs/healthUrl/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema37.type,parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err23];}else {vErrors.push(err23);}errors++;}}if(data.services !== undefined){let data8 = data.services;if(Array.isArray(data8)){if(data8.length > 64){const err24 = {instancePath:instancePath+"/services",schemaPath:"#/$defs/services/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items",schema:64,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err24];}else {vErrors.push(err24);}errors++;}const len0 = data8.length;for(let i0=0; i0<len0; i0++){let data9 = data8[i0];if(typeof data9 === "string"){if(!pattern9.test(data9)){const err25 = {instancePath:instancePath+"/services/" + i0,schemaPath:"#/$defs/services/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"+"\"",schema:"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",parentSchema:schema38.items,data:data9};if(vErrors === null){vErrors = [err25];}else {vErrors.push(err25);}errors++;}}else {const err26 = {instancePath:instancePath+"/services/" + i0,schemaPath:"#/$defs/services/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.items.type,parentSchema:schema38.items,data:data9};if(vErrors === null){vErrors = [err26];}else {vErrors.push(err26);}errors++;}}let i1 = data8.length;let j0;if(i1 > 1){const indices0 = {};for(;i1--;){let item0 = data8[i1];if(typeof item0 !== "string"){continue;}if(typeof indices0[item0] == "number"){j0 = indices0[item0];const err27 = {instancePath:instancePath+"/services",schemaPath:"#/$defs/services/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err27];}else {vErrors.push(err27);}errors++;break;}indices0[item0] = i1;}}}else {const err28 = {instancePath:instancePath+"/services",schemaPath:"#/$defs/services/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema38.type,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err28];}else {vErrors.push(err28);}errors++;}}if(data.imageVariable !== undefined){let data10 = data.imageVariable;if(typeof data10 === "string"){if(!pattern10.test(data10)){const err29 = {instancePath:instancePath+"/imageVariable",schemaPath:"#/$defs/imageVariable/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]{0,127}$"+"\"",schema:"^[A-Za-z_][A-Za-z0-9_]{0,127}$",parentSchema:schema39,data:data10};if(vErrors === null){vErrors = [err29];}else {vErrors.push(err29);}errors++;}}else {const err30 = {instancePath:instancePath+"/imageVariable",schemaPath:"#/$defs/imageVariable/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema39.type,parentSchema:schema39,data:data10};if(vErrors === null){vErrors = [err30];}else {vErrors.push(err30);}errors++;}}if(data.hostKey !== undefined){if(!(validate21(data.hostKey, {instancePath:instancePath+"/hostKey",parentData:data,parentDataProperty:"hostKey",rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate21.errors;}else {for(const e of validate21.errors){vErrors.push(e);}}errors = vErrors.length;}}if(data.enabled !== undefined){let data12 = data.enabled;if(typeof data12 !== "boolean"){const err31 = {instancePath:instancePath+"/enabled",schemaPath:"#/$defs/enabled/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema42.type,parentSchema:schema42,data:data12};if(vErrors === null){vErrors = [err31];}else {vErrors.push(err31);}errors++;}}if(data.labels !== undefined){let data13 = data.labels;if(data13 && typeof data13 == "object" && !Array.isArray(data13)){if(Object.keys(data13).length > 64){const err32 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/maxProperties",keyword:"maxProperties",params:{limit: 64},message:"must NOT have more than 64 properties",schema:64,parentSchema:schema43,data:data13};if(vErrors === null){vErrors = [err32];}else {vErrors.push(err32);}errors++;}for(const key1 in data13){const _errs55 = errors;if(typeof key1 === "string"){if(!pattern13.test(key1)){const err33 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/propertyNames/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._/-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._/-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._/-]{0,62}$",parentSchema:schema43.propertyNames,data:key1,propertyName:key1};if(vErrors === null){vErrors = [err33];}else {vErrors.push(err33);}errors++;}}else {const err34 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/propertyNames/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.propertyNames.type,parentSchema:schema43.propertyNames,data:key1,propertyName:key1};if(vErrors === null){vErrors = [err34];}else {vErrors.push(err34);}errors++;}var valid16 = _errs55 === errors;if(!valid16){const err35 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/propertyNames",keyword:"propertyNames",params:{propertyName: key1},message:"property name must be valid",schema:schema43.propertyNames,parentSchema:schema43,data:data13};if(vErrors === null){vErrors = [err35];}else {vErrors.push(err35);}errors++;}}for(const key2 in data13){let data14 = data13[key2];if(typeof data14 === "string"){if(!pattern14.test(data14)){const err36 = {instancePath:instancePath+"/labels/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/$defs/labels/additionalProperties/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._:/@+=,-]{0,128}$"},message:"must match pattern \""+"^[A-Za-z0-9._:/@+=,-]{0,128}$"+"\"",schema:"^[A-Za-z0-9._:/@+=,-]{0,128}$",parentSchema:schema43.additionalProperties,data:data14};if(vErrors === null){vErrors = [err36];}else {vErrors.push(err36);}errors++;}}else {const err37 = {instancePath:instancePath+"/labels/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/$defs/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.additionalProperties.type,parentSchema:schema43.additionalProperties,data:data14};if(vErrors === null){vErrors = [err37];}else {vErrors.push(err37);}errors++;}}}else {const err38 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema43.type,parentSchema:schema43,data:data13};if(vErrors === null){vErrors = [err38];}else {vErrors.push(err38);}errors++;}}}else {const err39 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema44.type,parentSchema:schema44,data};if(vErrors === null){vErrors = [err39];}else {vErrors.push(err39);}errors++;}validate26.errors = vErrors;return errors === 0;}validate26.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};const word = validate28;function validate28(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate28.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern4.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate28.errors = vErrors;return errors === 0;}validate28.evaluated = {"dynamicProps":false,"dynamicItems":false};const registry_validator_generated_name = validate29;function validate29(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate29.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern4.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate29.errors = vErrors;return errors === 0;}validate29.evaluated = {"dynamicProps":false,"dynamicItems":false};const tenant = validate30;function validate30(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate30.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern4.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate30.errors = vErrors;return errors === 0;}validate30.evaluated = {"dynamicProps":false,"dynamicItems":false};const region = validate31;function validate31(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate31.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern4.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate31.errors = vErrors;return errors === 0;}validate31.evaluated = {"dynamicProps":false,"dynamicItems":false};const host = validate32;function validate32(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate32.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(func2(data) > 253){const err0 = {instancePath,schemaPath:"#/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema46,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(func2(data) < 1){const err1 = {instancePath,schemaPath:"#/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema46,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}if(!pattern16.test(data)){const err2 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"+"\"",schema:"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$",parentSchema:schema46,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}else {const err3 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema46.type,parentSchema:schema46,data};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}validate32.errors = vErrors;return errors === 0;}validate32.evaluated = {"dynamicProps":false,"dynamicItems":false};const port = validate33;function validate33(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate33.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(!(((typeof data == "number") && (!(data % 1) && !isNaN(data))) && (isFinite(data)))){const err0 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema34.type,parentSchema:schema34,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if((typeof data == "number") && (isFinite(data))){if(data > 65535 || isNaN(data)){const err1 = {instancePath,schemaPath:"#/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema34,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}if(data < 1 || isNaN(data)){const err2 = {instancePath,schemaPath:"#/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema34,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}validate33.errors = vErrors;return errors === 0;}validate33.evaluated = {"dynamicProps":false,"dynamicItems":false};const user = validate34;function validate34(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate34.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern6.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^[a-z_][a-z0-9_-]{0,31}$"},message:"must match pattern \""+"^[a-z_][a-z0-9_-]{0,31}$"+"\"",schema:"^[a-z_][a-z0-9_-]{0,31}$",parentSchema:schema35,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.type,parentSchema:schema35,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate34.errors = vErrors;return errors === 0;}validate34.evaluated = {"dynamicProps":false,"dynamicItems":false};const registry_validator_generated_path = validate35;function validate35(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate35.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(func2(data) > 255){const err0 = {instancePath,schemaPath:"#/maxLength",keyword:"maxLength",params:{limit: 255},message:"must NOT have more than 255 characters",schema:255,parentSchema:schema36,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(!pattern7.test(data)){const err1 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"},message:"must match pattern \""+"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"+"\"",schema:"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$",parentSchema:schema36,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}else {const err2 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.type,parentSchema:schema36,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}validate35.errors = vErrors;return errors === 0;}validate35.evaluated = {"dynamicProps":false,"dynamicItems":false};const healthUrl = validate36;function validate36(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate36.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(func2(data) > 2048){const err0 = {instancePath,schemaPath:"#/maxLength",keyword:"maxLength",params:{limit: 2048},message:"must NOT have more than 2048 characters",schema:2048,parentSchema:schema37,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(!pattern8.test(data)){const err1 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"},message:"must match pattern \""+"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"+"\"",schema:"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$",parentSchema:schema37,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}else {const err2 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema37.type,parentSchema:schema37,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}validate36.errors = vErrors;return errors === 0;}validate36.evaluated = {"dynamicProps":false,"dynamicItems":false};const services = validate37;function validate37(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate37.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(Array.isArray(data)){if(data.length > 64){const err0 = {instancePath,schemaPath:"#/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items",schema:64,parentSchema:schema38,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}const len0 = data.length;for(let i0=0; i0<len0; i0++){let data0 = data[i0];if(typeof data0 === "string"){if(!pattern9.test(data0)){const err1 = {instancePath:instancePath+"/" + i0,schemaPath:"#/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"+"\"",schema:"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",parentSchema:schema38.items,data:data0};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}else {const err2 = {instancePath:instancePath+"/" + i0,schemaPath:"#/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.items.type,parentSchema:schema38.items,data:data0};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}let i1 = data.length;let j0;if(i1 > 1){const indices0 = {};for(;i1--;){let item0 = data[i1];if(typeof item0 !== "string"){continue;}if(typeof indices0[item0] == "number"){j0 = indices0[item0];const err3 = {instancePath,schemaPath:"#/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema38,data};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;break;}indices0[item0] = i1;}}}else {const err4 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema38.type,parentSchema:schema38,data};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}validate37.errors = vErrors;return errors === 0;}validate37.evaluated = {"items":true,"dynamicProps":false,"dynamicItems":false};const imageVariable = validate38;function validate38(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate38.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern10.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]{0,127}$"+"\"",schema:"^[A-Za-z_][A-Za-z0-9_]{0,127}$",parentSchema:schema39,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema39.type,parentSchema:schema39,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate38.errors = vErrors;return errors === 0;}validate38.evaluated = {"dynamicProps":false,"dynamicItems":false};const hostKeyFingerprint = validate39;function validate39(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate39.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern11.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^SHA256:[A-Za-z0-9+/]{43}$"},message:"must match pattern \""+"^SHA256:[A-Za-z0-9+/]{43}$"+"\"",schema:"^SHA256:[A-Za-z0-9+/]{43}$",parentSchema:schema41,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema41.type,parentSchema:schema41,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate39.errors = vErrors;return errors === 0;}validate39.evaluated = {"dynamicProps":false,"dynamicItems":false};const hostKey = validate40;function validate40(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate40.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if((typeof data !== "string") && (!(Array.isArray(data)))){const err0 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: schema40.type},message:"must be string,array",schema:schema40.type,parentSchema:schema40,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(typeof data === "string"){if(!pattern11.test(data)){const err1 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^SHA256:[A-Za-z0-9+/]{43}$"},message:"must match pattern \""+"^SHA256:[A-Za-z0-9+/]{43}$"+"\"",schema:"^SHA256:[A-Za-z0-9+/]{43}$",parentSchema:schema40,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}if(Array.isArray(data)){if(data.length < 1){const err2 = {instancePath,schemaPath:"#/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema40,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}const len0 = data.length;for(let i0=0; i0<len0; i0++){let data0 = data[i0];if(typeof data0 !== "string"){const err3 = {instancePath:instancePath+"/" + i0,schemaPath:"#/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema40.items.type,parentSchema:schema40.items,data:data0};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}if(typeof data0 === "string"){if(!pattern11.test(data0)){const err4 = {instancePath:instancePath+"/" + i0,schemaPath:"#/$defs/hostKeyFingerprint/pattern",keyword:"pattern",params:{pattern: "^SHA256:[A-Za-z0-9+/]{43}$"},message:"must match pattern \""+"^SHA256:[A-Za-z0-9+/]{43}$"+"\"",schema:"^SHA256:[A-Za-z0-9+/]{43}$",parentSchema:schema41,data:data0};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}else {const err5 = {instancePath:instancePath+"/" + i0,schemaPath:"#/$defs/hostKeyFingerprint/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema41.type,parentSchema:schema41,data:data0};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}let i1 = data.length;let j0;if(i1 > 1){const indices0 = {};for(;i1--;){let item0 = data[i1];if(typeof item0 !== "string"){continue;}if(typeof indices0[item0] == "number"){j0 = indices0[item0];const err6 = {instancePath,schemaPath:"#/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema40,data};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;break;}indices0[item0] = i1;}}}validate40.errors = vErrors;return errors === 0;}validate40.evaluated = {"items":true,"dynamicProps":false,"dynamicItems":false};const enabled = validate41;function validate41(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate41.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data !== "boolean"){const err0 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema42.type,parentSchema:schema42,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}validate41.errors = vErrors;return errors === 0;}validate41.evaluated = {"dynamicProps":false,"dynamicItems":false};const labels = validate42;function validate42(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate42.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(data && typeof data == "object" && !Array.isArray(data)){if(Object.keys(data).length > 64){const err0 = {instancePath,schemaPath:"#/maxProperties",keyword:"maxProperties",params:{limit: 64},message:"must NOT have more than 64 properties",schema:64,parentSchema:schema43,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}for(const key0 in data){const _errs2 = errors;if(typeof key0 === "string"){if(!pattern13.test(key0)){const err1 = {instancePath,schemaPath:"#/propertyNames/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._/-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._/-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._/-]{0,62}$",parentSchema:schema43.propertyNames,data:key0,propertyName:key0};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}else {const err2 = {instancePath,schemaPath:"#/propertyNames/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.propertyNames.type,parentSchema:schema43.propertyNames,data:key0,propertyName:key0};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}var valid0 = _errs2 === errors;if(!valid0){const err3 = {instancePath,schemaPath:"#/propertyNames",keyword:"propertyNames",params:{propertyName: key0},message:"property name must be valid",schema:schema43.propertyNames,parentSchema:schema43,data};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}}for(const key1 in data){let data0 = data[key1];if(typeof data0 === "string"){if(!pattern14.test(data0)){const err4 = {instancePath:instancePath+"/" + key1.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/additionalProperties/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._:/@+=,-]{0,128}$"},message:"must match pattern \""+"^[A-Za-z0-9._:/@+=,-]{0,128}$"+"\"",schema:"^[A-Za-z0-9._:/@+=,-]{0,128}$",parentSchema:schema43.additionalProperties,data:data0};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}else {const err5 = {instancePath:instancePath+"/" + key1.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.additionalProperties.type,parentSchema:schema43.additionalProperties,data:data0};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}}else {const err6 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema43.type,parentSchema:schema43,data};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}validate42.errors = vErrors;return errors === 0;}validate42.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
 ;// CONCATENATED MODULE: ./servers.schema.json
 const servers_schema_namespaceObject = /*#__PURE__*/JSON.parse('{"L2":{"server":{"description":"One OpenClaw gateway: a Docker Compose project on a Linux server, reached over SSH.","type":"object","x-allowed":"an object with at least name, host and tenant (tenant may come from defaults)","additionalProperties":false,"required":["name","host"],"properties":{"name":{"$ref":"#/$defs/name"},"host":{"$ref":"#/$defs/host"},"tenant":{"$ref":"#/$defs/tenant"},"region":{"$ref":"#/$defs/region"},"port":{"$ref":"#/$defs/port"},"user":{"$ref":"#/$defs/user"},"path":{"$ref":"#/$defs/path"},"healthUrl":{"$ref":"#/$defs/healthUrl"},"services":{"$ref":"#/$defs/services"},"imageVariable":{"$ref":"#/$defs/imageVariable"},"hostKey":{"$ref":"#/$defs/hostKey"},"enabled":{"$ref":"#/$defs/enabled"},"labels":{"$ref":"#/$defs/labels"}},"examples":[{"name":"acme-eu-1","host":"acme-eu-1.example.com","tenant":"acme","region":"eu-west"}]},"word":{"type":"string","pattern":"^[a-z0-9][a-z0-9._-]{0,62}$","x-allowed":"1 to 63 lower-case letters, digits, \'.\', \'_\' or \'-\', starting with a letter or digit (no spaces or shell characters)"},"name":{"$ref":"#/$defs/word","description":"Unique name of this server in the registry, used in logs, the summary and the `servers` filter. Lower-case letters, digits, \'.\', \'_\' and \'-\'.","examples":["acme-eu-1","globex-us-2"]},"tenant":{"$ref":"#/$defs/word","description":"The customer or team this gateway serves; the `tenants` filter selects by it. Required on each server unless `defaults` sets it.","examples":["acme","globex"]},"region":{"$ref":"#/$defs/word","description":"Where the server runs; the `regions` filter selects by it. Optional.","examples":["eu-west","us-east"]},"host":{"description":"Hostname, IPv4 or IPv6 address the action connects to over SSH (IPv6 without brackets). Not a URL and no user@ prefix: use `user` and `port` for those.","type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$","x-allowed":"a hostname (e.g. acme-eu-1.example.com), an IPv4 address (e.g. 203.0.113.10) or an IPv6 address without brackets (e.g. 2001:db8::10); no user@, port, scheme or spaces","examples":["acme-eu-1.example.com","203.0.113.10","2001:db8::10"]},"port":{"description":"SSH port of the server. Default 22.","type":"integer","minimum":1,"maximum":65535,"default":22,"x-allowed":"a whole number from 1 to 65535 (default 22)","examples":[22,2222]},"user":{"description":"User the action logs in as over SSH; it needs access to Docker and owns `path`. Default `deploy`.","type":"string","pattern":"^[a-z_][a-z0-9_-]{0,31}$","default":"deploy","x-allowed":"a Linux user name: 1 to 32 lower-case letters, digits, \'_\' or \'-\', starting with a letter or \'_\' (default deploy)","examples":["deploy"]},"path":{"description":"Absolute folder on the server holding `docker-compose.yml` and `.env`. Default `/home/deploy/openclaw-prd`.","type":"string","maxLength":255,"pattern":"^(?:/(?!\\\\.\\\\.?(?:/|$))[A-Za-z0-9._-]+)+$","default":"/home/deploy/openclaw-prd","x-allowed":"an absolute folder such as /home/deploy/openclaw-prd: starts with \'/\', folders of letters, digits, \'.\', \'_\' or \'-\', no \'.\' or \'..\' folder, no trailing \'/\', no spaces or shell characters, at most 255 characters","examples":["/home/deploy/openclaw-prd","/srv/openclaw/acme"]},"healthUrl":{"description":"URL of the gateway\'s health check, fetched on the server itself after a restart; HTTP 2xx means healthy. Default `http://127.0.0.1:18789/health`.","type":"string","maxLength":2048,"pattern":"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\\\[[0-9A-Fa-f:.]{2,45}\\\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\\\?[A-Za-z0-9._~%+,=:@/-]*)?$","default":"http://127.0.0.1:18789/health","x-allowed":"an http:// or https:// URL such as http://127.0.0.1:18789/health: host, optional port from 1 to 65535, path and query of letters, digits and . _ ~ % + , = : @ / - (no spaces, quotes, \'&\', \';\', \'$\' or backticks)","examples":["http://127.0.0.1:18789/health","http://localhost:18789/health"]},"services":{"description":"Compose services to deploy (pull and restart). Empty or absent: every service of the project.","type":"array","uniqueItems":true,"maxItems":64,"items":{"description":"A service name from the project\'s docker-compose.yml.","type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$","x-allowed":"a Compose service name: 1 to 63 letters, digits, \'_\', \'.\' or \'-\', starting with a letter or digit","examples":["openclaw-gateway"]},"x-allowed":"a list of distinct Compose service names, e.g. [\\"openclaw-gateway\\"]","examples":[["openclaw-gateway"]]},"imageVariable":{"description":"Variable in the server\'s `.env` that names the gateway image; the deploy changes only this line. Default `OPENCLAW_IMAGE`.","type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,127}$","default":"OPENCLAW_IMAGE","x-allowed":"an environment variable name: letters, digits and \'_\', not starting with a digit (default OPENCLAW_IMAGE)","examples":["OPENCLAW_IMAGE"]},"hostKeyFingerprint":{"type":"string","pattern":"^SHA256:[A-Za-z0-9+/]{43}$","x-allowed":"an OpenSSH SHA256 fingerprint: \'SHA256:\' and 43 base64 characters without the trailing \'=\' (as printed by ssh-keygen -lf or ssh-keyscan | ssh-keygen -lf -)","examples":["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"]},"hostKey":{"description":"SSH host key fingerprint(s) the server may present, in addition to the `known-hosts` input; a list allows key rotation. Get it with `ssh-keyscan HOST | ssh-keygen -lf -`.","type":["string","array"],"pattern":"^SHA256:[A-Za-z0-9+/]{43}$","items":{"type":"string","$ref":"#/$defs/hostKeyFingerprint"},"minItems":1,"uniqueItems":true,"x-allowed":"an OpenSSH SHA256 fingerprint (\'SHA256:\' and 43 base64 characters without the trailing \'=\') or a non-empty list of distinct ones","examples":["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"]]},"enabled":{"description":"false: leave this server alone; it is listed as skipped in the plan and the summary. Default true.","type":"boolean","default":true,"x-allowed":"true or false (without quotes)","examples":[false]},"labels":{"description":"Free-form key/value notes about the server (owner, ticket, tier), shown in results. Not used to select servers.","type":"object","maxProperties":64,"propertyNames":{"type":"string","pattern":"^[a-z0-9][a-z0-9._/-]{0,62}$","x-allowed":"a label key: 1 to 63 lower-case letters, digits, \'.\', \'_\', \'/\' or \'-\', starting with a letter or digit"},"additionalProperties":{"type":"string","pattern":"^[A-Za-z0-9._:/@+=,-]{0,128}$","x-allowed":"a text of at most 128 letters, digits and . _ : / @ + = , - (no spaces or shell characters)"},"x-allowed":"an object of label keys to text values, at most 64 labels, e.g. {\\"owner\\": \\"team-payments\\"}","examples":[{"owner":"team-payments","tier":"gold"}]}}}');
+;// CONCATENATED MODULE: ./src/input-defaults.generated.ts
+// Generated by scripts/dev/gen-input-defaults.mjs from action.yml: do not edit.
+/** The non-empty default of each input (action.yml), except those the runner evaluates (`${{ … }}`). */
+const INPUT_DEFAULTS = {
+    "servers-file": ".github/servers/production.json",
+    "mode": "deploy",
+    "strict-host-key-checking": "true",
+    "max-parallel": "10",
+    "canary": "0",
+    "health-timeout": "60",
+    "rollback": "true",
+    "prune": "true",
+    "connect-timeout": "20",
+    "command-timeout": "600",
+    "lock-timeout": "60",
+    "dry-run": "false"
+};
+
 ;// CONCATENATED MODULE: ./src/registry/json-text.ts
 /**
  * A strict JSON reader that remembers where every value sits in the text.
@@ -59805,7 +59875,7 @@ class Reader {
             if (this.text[keyAt] === '}')
                 this.fail(object.commaAt, "trailing comma before '}': remove this ',' after the last property");
             if (this.text[keyAt] === "'")
-                this.fail(keyAt, "property names need double quotes (\"), not single quotes (')");
+                this.fail(keyAt, 'property names need double quotes ("), not single quotes (\')');
             if (this.text[keyAt] === '/' && (this.text[keyAt + 1] === '/' || this.text[keyAt + 1] === '*'))
                 this.fail(keyAt, 'JSON has no comments; remove it');
             this.fail(keyAt, `expected a property name in double quotes, found ${this.describe(keyAt)}`);
@@ -59854,7 +59924,7 @@ class Reader {
             }
         }
         if (c === "'")
-            this.fail(this.at, "strings need double quotes (\"), not single quotes (')");
+            this.fail(this.at, 'strings need double quotes ("), not single quotes (\')');
         if (c === '/' && (this.text[this.at + 1] === '/' || this.text[this.at + 1] === '*'))
             this.fail(this.at, 'JSON has no comments; remove it');
         if (c === undefined)
@@ -59867,7 +59937,7 @@ class Reader {
         for (;;) {
             const c = this.text[this.at];
             if (c === undefined)
-                this.fail(start, 'this string is never closed: a \'"\' is missing');
+                this.fail(start, "this string is never closed: a '\"' is missing");
             if (c === '"')
                 break;
             if (c === '\\') {
@@ -59875,7 +59945,7 @@ class Reader {
                 continue;
             }
             if (c === '\n' || c === '\r')
-                this.fail(start, 'this string is not closed before the end of its line: a \'"\' is missing (a line break inside a string is written \\n)');
+                this.fail(start, "this string is not closed before the end of its line: a '\"' is missing (a line break inside a string is written \\n)");
             if (c < ' ')
                 this.fail(this.at, `a string contains the control character U+${c.charCodeAt(0).toString(16).padStart(4, '0').toUpperCase()}; write it as an escape such as \\t or \\u0000`);
             this.at++;
@@ -59947,6 +60017,7 @@ class Reader {
 
 
 
+
 const MODES = ['deploy', 'rollback', 'status', 'rotate-token'];
 /** The key of tenant-env whose variables every tenant gets (its own value for a name wins). */
 const ALL_TENANTS = '*';
@@ -59979,9 +60050,9 @@ function readSettings(read = readActionInput) {
     for (const secret of [sshPrivateKey, sshPassphrase])
         if (secret)
             maskSecret(secret);
-    const mode = p.choice('mode', MODES, 'deploy');
+    const mode = p.choice('mode', MODES);
     const tenantEnv = p.tenantEnv('tenant-env');
-    const dryRun = p.boolean('dry-run', false);
+    const dryRun = p.boolean('dry-run');
     if (!sshPrivateKey && !dryRun) {
         problems.push('Input "ssh-private-key" is required: pass the private key of the deploy user, e.g. ' +
             'ssh-private-key: ${{ secrets.SSH_PRIVATE_KEY }} (only dry-run works without it).');
@@ -60002,23 +60073,23 @@ function readSettings(read = readActionInput) {
         }
     }
     const settings = {
-        serversFile: p.raw('servers-file') || '.github/servers/production.json',
+        serversFile: p.raw('servers-file'),
         mode,
         image: p.raw('image'),
         sshPrivateKey,
         sshPassphrase,
         knownHosts: p.raw('known-hosts'),
-        strictHostKeyChecking: p.boolean('strict-host-key-checking', true),
+        strictHostKeyChecking: p.boolean('strict-host-key-checking'),
         filters: { tenants: p.list('tenants'), regions: p.list('regions'), servers: p.list('servers') },
-        maxParallel: p.integer('max-parallel', 10, 1, 1000),
-        canary: p.integer('canary', 0, 0, 100000),
+        maxParallel: p.integer('max-parallel', 1, 1000),
+        canary: p.integer('canary', 0, 100000),
         maxFailures: p.failureBudget('max-failures'),
-        healthTimeout: p.integer('health-timeout', 60, 1, 3600),
-        rollback: p.boolean('rollback', true),
-        prune: p.boolean('prune', true),
-        connectTimeout: p.integer('connect-timeout', 20, 1, 600),
-        commandTimeout: p.integer('command-timeout', 600, 1, 86400),
-        lockTimeout: p.integer('lock-timeout', 60, 0, 86400),
+        healthTimeout: p.integer('health-timeout', 1, 3600),
+        rollback: p.boolean('rollback'),
+        prune: p.boolean('prune'),
+        connectTimeout: p.integer('connect-timeout', 1, 600),
+        commandTimeout: p.integer('command-timeout', 1, 86400),
+        lockTimeout: p.integer('lock-timeout', 0, 86400),
         dryRun,
         singleHost,
         environment: p.raw('environment'),
@@ -60077,31 +60148,36 @@ class InputParser {
         this.read = read;
         this.problems = problems;
     }
+    /** The input, or action.yml's default when it is empty. */
     raw(name) {
-        return this.read(name).trim();
+        return this.read(name).trim() || (INPUT_DEFAULTS[name] ?? '');
     }
-    choice(name, allowed, fallback) {
+    /** An input that has a default in action.yml (a value is needed even when none is given). */
+    defaulted(name) {
         const value = this.raw(name);
         if (!value)
-            return fallback;
+            throw new Error(`input "${name}" has no default in action.yml (run npm run package to regenerate src/input-defaults.generated.ts)`);
+        return value;
+    }
+    choice(name, allowed) {
+        const value = this.defaulted(name);
         if (allowed.includes(value))
             return value;
         this.problems.push(`Input "${name}" is "${value}"; allowed: ${allowed.join(', ')}.`);
-        return fallback;
+        return allowed[0];
     }
-    boolean(name, fallback) {
-        const value = this.raw(name);
-        if (!value)
-            return fallback;
+    boolean(name) {
+        const value = this.defaulted(name);
         if (TRUE_WORDS.includes(value))
             return true;
         if (FALSE_WORDS.includes(value))
             return false;
         this.problems.push(`Input "${name}" is "${value}"; allowed: true or false.`);
-        return fallback;
+        return false;
     }
-    integer(name, fallback, min, max) {
-        return this.optionalInteger(name, min, max) ?? fallback;
+    integer(name, min, max) {
+        this.defaulted(name);
+        return this.optionalInteger(name, min, max) ?? min;
     }
     optionalInteger(name, min, max) {
         const value = this.raw(name);
@@ -60342,7 +60418,10 @@ function loadRegistry(file) {
         // Shown as is (it is one line); control characters would only garble the log. A long line is
         // cut to the stretch around the mistake.
         const from = Math.max(0, error.position.column - 80);
-        const near = [...error.lineText.slice(from, from + 120)].map(c => (c < ' ' || c === '\u007f' ? ' ' : c)).join('').trim();
+        const near = [...error.lineText.slice(from, from + 120)]
+            .map(c => (c < ' ' || c === '\u007f' ? ' ' : c))
+            .join('')
+            .trim();
         throw new RegistryError(file, [
             {
                 file,
@@ -60736,12 +60815,152 @@ function formatAddress(host, port) {
     return `${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
+;// CONCATENATED MODULE: ./src/registry/select.ts
+
+
+
+const FILTERS = [
+    { input: 'tenants', what: 'tenant', valuesOf: server => server.tenant },
+    { input: 'regions', what: 'region', valuesOf: server => server.region },
+    { input: 'servers', what: 'server name', valuesOf: server => server.name }
+];
+/**
+ * Applies the `tenants`, `regions` and `servers` inputs (a server must match every filter that is
+ * set). A value that names nothing in the registry, or filters that leave no server to work on, are
+ * errors: a typo must not turn a deploy into a silent no-op.
+ */
+function selectServers(registry, filters) {
+    const problems = [];
+    for (const { input, what, valuesOf } of FILTERS) {
+        const known = unique(registry.servers.map(valuesOf));
+        for (const wanted of filters[input]) {
+            if (known.includes(wanted))
+                continue;
+            problems.push(`Input "${input}" names ${JSON.stringify(wanted)}, but no server in ${registry.file} has that ${what}.` +
+                didYouMean(wanted, known) +
+                (known.length ? ` Known: ${listSome(known)}.` : ` No server in ${registry.file} has a ${what} at all.`));
+        }
+    }
+    if (problems.length)
+        throw new UserError(formatProblems('The server filters do not match the registry', problems), problems);
+    const matched = registry.servers.filter(server => FILTERS.every(({ input, valuesOf }) => filters[input].length === 0 || filters[input].includes(valuesOf(server) ?? '')));
+    const selection = {
+        selected: matched.filter(server => server.enabled),
+        disabled: matched.filter(server => !server.enabled)
+    };
+    if (selection.selected.length)
+        return selection;
+    const filterText = describeFilters(filters);
+    const message = selection.disabled.length
+        ? `Every server ${filterText ? `matching ${filterText} ` : `in ${registry.file} `}is disabled ("enabled": false): ` +
+            `${listSome(selection.disabled.map(server => server.name))}. Enable one in ${registry.file} or change the filters.`
+        : `No server matches ${filterText} together; each value exists, but not on the same server. ` +
+            `Matching servers per filter: ${describeMatches(registry, filters)}. Change the filters so they overlap.`;
+    throw new UserError(message, [message]);
+}
+function describeFilters(filters) {
+    return FILTERS.filter(({ input }) => filters[input].length)
+        .map(({ input }) => `${input}=${filters[input].join(',')}`)
+        .join(' and ');
+}
+function describeMatches(registry, filters) {
+    return FILTERS.filter(({ input }) => filters[input].length)
+        .map(({ input, valuesOf }) => {
+        const names = registry.servers.filter(server => filters[input].includes(valuesOf(server) ?? '')).map(server => server.name);
+        return `${input} → ${listSome(names)}`;
+    })
+        .join('; ');
+}
+/** A long fleet would bury the message; the first names are enough to spot a pattern. */
+function listSome(values, max = 20) {
+    return values.length > max ? `${values.slice(0, max).join(', ')} and ${values.length - max} more` : values.join(', ');
+}
+function unique(values) {
+    return [...new Set(values.filter((value) => value !== undefined))];
+}
+
+;// CONCATENATED MODULE: ./src/registry/single-host.ts
+
+
+
+
+/** Where a single host comes from, for messages that would otherwise name a registry file. */
+const SINGLE_HOST_SOURCE = 'the inputs host, port, user and deployment-path';
+const SINGLE_HOST_TENANT = 'default';
+/**
+ * The Phase 1 setup without a registry file: one server from the `host`, `port`, `user` and
+ * `deployment-path` inputs, held to the same rules as a registry entry.
+ */
+function registryFromSingleHost(single) {
+    const problems = [];
+    const check = (input, field, value) => {
+        if (value === undefined)
+            return;
+        const allowed = checkServerField(field, value);
+        if (allowed)
+            problems.push(`Input "${input}" is ${JSON.stringify(value)}; allowed: ${allowed}.`);
+    };
+    check('host', 'host', single.host);
+    check('port', 'port', single.port);
+    check('user', 'user', single.user);
+    check('deployment-path', 'path', single.path);
+    if (problems.length)
+        throw new UserError(formatProblems('The single-server inputs are not valid', problems), problems);
+    return {
+        file: SINGLE_HOST_SOURCE,
+        servers: [
+            {
+                name: serverNameFor(single.host),
+                host: single.host,
+                tenant: SINGLE_HOST_TENANT,
+                port: single.port ?? SERVER_DEFAULTS.port,
+                user: single.user ?? SERVER_DEFAULTS.user,
+                path: single.path ?? SERVER_DEFAULTS.path,
+                healthUrl: SERVER_DEFAULTS.healthUrl,
+                services: [],
+                imageVariable: SERVER_DEFAULTS.imageVariable,
+                hostKeys: [],
+                enabled: true,
+                labels: {}
+            }
+        ]
+    };
+}
+/** A registry-style name for a host: `Web-1.Example.com` → `web-1.example.com`, `2001:db8::1` → `2001-db8--1`. */
+function serverNameFor(host) {
+    const name = host
+        .toLowerCase()
+        .replace(/[^a-z0-9._-]/g, '-')
+        .replace(/^[^a-z0-9]+/, '')
+        .slice(0, 63);
+    return checkServerField('name', name) ? 'server' : name;
+}
+
 ;// CONCATENATED MODULE: ./src/plan.ts
 
 
 
 
 
+
+
+/**
+ * The plan the inputs ask for: the registry file (or the one server of input `host`), checked,
+ * filtered and ordered. The deploy step and its post step (src/cleanup.ts) both start here, so
+ * they work on the same servers.
+ */
+function planFromInputs(settings, log) {
+    let registry;
+    if (settings.singleHost) {
+        log(`Input "host" is set: deploying to that one server; the registry file ${settings.serversFile} is not read.`);
+        registry = registryFromSingleHost(settings.singleHost);
+    }
+    else {
+        registry = loadRegistry(settings.serversFile);
+    }
+    checkTenantEnv(registry, settings.tenantEnv);
+    return buildPlan(selectServers(registry, settings.filters), settings);
+}
 const REPULL_CURRENT_IMAGE = '(current image from .env, re-pulled)';
 const ROLLBACK_IMAGE = '(image recorded before the last deploy)';
 const UNCHANGED_IMAGE = '(unchanged)';
@@ -60821,9 +61040,7 @@ const HEADERS = ['#', 'server', 'tenant', 'region', 'ssh', 'path', 'action / ima
 function formatPlan(plan, settings) {
     const working = plan.entries.filter(entry => entry.action !== 'skip').length;
     const skipped = plan.entries.length - working;
-    const phases = plan.canaries > 0
-        ? `${plan.canaries} canar${plan.canaries === 1 ? 'y' : 'ies'} first; the other ${working - plan.canaries} start only if every canary succeeds`
-        : 'no canary phase';
+    const phases = plan.canaries > 0 ? `${plan.canaries} canar${plan.canaries === 1 ? 'y' : 'ies'} first; the other ${working - plan.canaries} start only if every canary succeeds` : 'no canary phase';
     const heading = `Plan: ${plan.mode} on ${working} server${working === 1 ? '' : 's'}` +
         `${skipped ? `, ${skipped} skipped` : ''} (${phases}; at most ${settings.maxParallel} at a time)` +
         (settings.dryRun ? '. Dry run: no server is contacted.' : '.');
@@ -60958,7 +61175,7 @@ class ServerJob {
             }
         }
         catch (error) {
-            if (error instanceof StepFailed && error.code === 4) {
+            if (error instanceof StepFailed && error.code === EXIT_CODE.lockHeld) {
                 this.result.lockHolder = error.facts.get('holder')?.[0]?.trim();
                 const expiresIn = this.fact(error.facts, 'expires_in', '');
                 const expiry = expiresIn
@@ -60996,7 +61213,7 @@ class ServerJob {
                 return await this.step(takeLock(this.server.path, this.ctx.lockHolder, wait), wait + QUICK_STEP_SECONDS);
             }
             catch (error) {
-                if (!(error instanceof StepFailed && error.code === 4) || Date.now() >= deadline)
+                if (!(error instanceof StepFailed && error.code === EXIT_CODE.lockHeld) || Date.now() >= deadline)
                     throw error;
                 this.checkCancelled();
             }
@@ -61343,7 +61560,7 @@ class ServerJob {
         return this.holdsLock ? withLease(this.server.path, this.ctx.lockToken, command) : command;
     }
     checkLease(command, result) {
-        if (!command.lease || result.code !== 6)
+        if (!command.lease || result.code !== EXIT_CODE.lockLost)
             return;
         const holder = parseFacts(result.stdout).get('lock_lost')?.at(-1);
         if (holder === undefined)
@@ -61522,9 +61739,28 @@ var external_node_os_default = /*#__PURE__*/__nccwpck_require__.n(external_node_
 
 
 
+/**
+ * The token this run's locks carry (in the lock note, on the server only). In GitHub Actions it is
+ * derived, not random, because the post step (src/post.ts) must release the locks of a main step
+ * that was killed (SIGKILL) before it could save anything. It names one step of one job of one run
+ * attempt: GITHUB_ACTION tells two uses of the action in a job apart (the runner gives the post step
+ * the main step's), and the job's runner (RUNNER_NAME, RUNNER_TRACKING_ID) the legs of a matrix,
+ * which share GITHUB_JOB. Those names are all public (the run's log shows them), so they are keyed
+ * with the SSH key, which both steps get as an input and nobody reading the log has. Elsewhere
+ * (no GITHUB_RUN_ID) the token is random, as no second step will look for it.
+ */
+function lockToken(env, secret) {
+    if (!env.GITHUB_RUN_ID)
+        return (0,external_node_crypto_.randomBytes)(8).toString('hex');
+    const step = [env.GITHUB_RUN_ID, env.GITHUB_RUN_ATTEMPT, env.GITHUB_JOB, env.GITHUB_ACTION, env.RUNNER_NAME, env.RUNNER_TRACKING_ID].map(part => part ?? '');
+    return (0,external_node_crypto_.createHmac)('sha256', secret)
+        .update(`openclaw-deploy lock token\n${step.join('\n')}`)
+        .digest('hex')
+        .slice(0, 16);
+}
 /** Who this run is, in the lock note and the history line. Read from the runner's environment. */
-function describeRun(env = process.env) {
-    const token = (0,external_node_crypto_.randomBytes)(8).toString('hex');
+function describeRun(env = process.env, secret = '') {
+    const token = lockToken(env, secret);
     const url = env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}` : '';
     const who = env.GITHUB_ACTOR ? `by ${env.GITHUB_ACTOR}` : `by ${external_node_os_default().userInfo().username}@${external_node_os_default().hostname()}`;
     const label = [url || 'local run', who, env.GITHUB_SHA ? `commit ${env.GITHUB_SHA.slice(0, 12)}` : ''].filter(Boolean).join(' ');
@@ -61532,7 +61768,7 @@ function describeRun(env = process.env) {
 }
 function createRunContext(settings, signal, onProgress) {
     const knownHosts = parseKnownHosts(settings.knownHosts);
-    const run = describeRun();
+    const run = describeRun(process.env, settings.sshPrivateKey);
     return {
         settings,
         signal,
@@ -61551,127 +61787,6 @@ function createRunContext(settings, signal, onProgress) {
             signal: abort
         })
     };
-}
-
-;// CONCATENATED MODULE: ./src/registry/select.ts
-
-
-
-const FILTERS = [
-    { input: 'tenants', what: 'tenant', valuesOf: server => server.tenant },
-    { input: 'regions', what: 'region', valuesOf: server => server.region },
-    { input: 'servers', what: 'server name', valuesOf: server => server.name }
-];
-/**
- * Applies the `tenants`, `regions` and `servers` inputs (a server must match every filter that is
- * set). A value that names nothing in the registry, or filters that leave no server to work on, are
- * errors: a typo must not turn a deploy into a silent no-op.
- */
-function selectServers(registry, filters) {
-    const problems = [];
-    for (const { input, what, valuesOf } of FILTERS) {
-        const known = unique(registry.servers.map(valuesOf));
-        for (const wanted of filters[input]) {
-            if (known.includes(wanted))
-                continue;
-            problems.push(`Input "${input}" names ${JSON.stringify(wanted)}, but no server in ${registry.file} has that ${what}.` +
-                didYouMean(wanted, known) +
-                (known.length ? ` Known: ${listSome(known)}.` : ` No server in ${registry.file} has a ${what} at all.`));
-        }
-    }
-    if (problems.length)
-        throw new UserError(formatProblems('The server filters do not match the registry', problems), problems);
-    const matched = registry.servers.filter(server => FILTERS.every(({ input, valuesOf }) => filters[input].length === 0 || filters[input].includes(valuesOf(server) ?? '')));
-    const selection = {
-        selected: matched.filter(server => server.enabled),
-        disabled: matched.filter(server => !server.enabled)
-    };
-    if (selection.selected.length)
-        return selection;
-    const filterText = describeFilters(filters);
-    const message = selection.disabled.length
-        ? `Every server ${filterText ? `matching ${filterText} ` : `in ${registry.file} `}is disabled ("enabled": false): ` +
-            `${listSome(selection.disabled.map(server => server.name))}. Enable one in ${registry.file} or change the filters.`
-        : `No server matches ${filterText} together; each value exists, but not on the same server. ` +
-            `Matching servers per filter: ${describeMatches(registry, filters)}. Change the filters so they overlap.`;
-    throw new UserError(message, [message]);
-}
-function describeFilters(filters) {
-    return FILTERS.filter(({ input }) => filters[input].length)
-        .map(({ input }) => `${input}=${filters[input].join(',')}`)
-        .join(' and ');
-}
-function describeMatches(registry, filters) {
-    return FILTERS.filter(({ input }) => filters[input].length)
-        .map(({ input, valuesOf }) => {
-        const names = registry.servers.filter(server => filters[input].includes(valuesOf(server) ?? '')).map(server => server.name);
-        return `${input} → ${listSome(names)}`;
-    })
-        .join('; ');
-}
-/** A long fleet would bury the message; the first names are enough to spot a pattern. */
-function listSome(values, max = 20) {
-    return values.length > max ? `${values.slice(0, max).join(', ')} and ${values.length - max} more` : values.join(', ');
-}
-function unique(values) {
-    return [...new Set(values.filter((value) => value !== undefined))];
-}
-
-;// CONCATENATED MODULE: ./src/registry/single-host.ts
-
-
-
-
-/** Where a single host comes from, for messages that would otherwise name a registry file. */
-const SINGLE_HOST_SOURCE = 'the inputs host, port, user and deployment-path';
-const SINGLE_HOST_TENANT = 'default';
-/**
- * The Phase 1 setup without a registry file: one server from the `host`, `port`, `user` and
- * `deployment-path` inputs, held to the same rules as a registry entry.
- */
-function registryFromSingleHost(single) {
-    const problems = [];
-    const check = (input, field, value) => {
-        if (value === undefined)
-            return;
-        const allowed = checkServerField(field, value);
-        if (allowed)
-            problems.push(`Input "${input}" is ${JSON.stringify(value)}; allowed: ${allowed}.`);
-    };
-    check('host', 'host', single.host);
-    check('port', 'port', single.port);
-    check('user', 'user', single.user);
-    check('deployment-path', 'path', single.path);
-    if (problems.length)
-        throw new UserError(formatProblems('The single-server inputs are not valid', problems), problems);
-    return {
-        file: SINGLE_HOST_SOURCE,
-        servers: [
-            {
-                name: serverNameFor(single.host),
-                host: single.host,
-                tenant: SINGLE_HOST_TENANT,
-                port: single.port ?? SERVER_DEFAULTS.port,
-                user: single.user ?? SERVER_DEFAULTS.user,
-                path: single.path ?? SERVER_DEFAULTS.path,
-                healthUrl: SERVER_DEFAULTS.healthUrl,
-                services: [],
-                imageVariable: SERVER_DEFAULTS.imageVariable,
-                hostKeys: [],
-                enabled: true,
-                labels: {}
-            }
-        ]
-    };
-}
-/** A registry-style name for a host: `Web-1.Example.com` → `web-1.example.com`, `2001:db8::1` → `2001-db8--1`. */
-function serverNameFor(host) {
-    const name = host
-        .toLowerCase()
-        .replace(/[^a-z0-9._-]/g, '-')
-        .replace(/^[^a-z0-9]+/, '')
-        .slice(0, 63);
-    return checkServerField('name', name) ? 'server' : name;
 }
 
 ;// CONCATENATED MODULE: ./src/report/deployments.ts
@@ -62069,7 +62184,11 @@ function renderSummary(results, settings, env = process.env, runMs) {
     }
     const details = [];
     for (const r of results.filter(x => ANNOTATED.includes(x.status))) {
-        const output = r.failedOutput ?? r.log.slice(-10).map(line => singleLine(line)).join('\n');
+        const output = r.failedOutput ??
+            r.log
+                .slice(-10)
+                .map(line => singleLine(line))
+                .join('\n');
         // The paragraph starts with our words, so server text can never begin a heading, list or quote.
         const block = [
             `<details><summary>${STATUS_SYMBOL[r.status]} ${htmlText(serverTitle(r))}: ${r.status}${r.failedStep ? ` at ${htmlText(r.failedStep)}` : ''}</summary>`,
@@ -62109,15 +62228,13 @@ async function writeSummary(results, settings, runMs) {
 
 
 
-
-
 /** The whole action: inputs → registry → plan → per-server pipeline → report. */
 async function run() {
     // The summary's heading shows the run's wall time: from here to just before it is written.
     const started = Date.now();
     try {
         const settings = readSettings();
-        const plan = makePlan(settings);
+        const plan = planFromInputs(settings, info);
         info(formatPlan(plan, settings));
         const results = settings.dryRun ? planned(plan, settings) : await execute(plan, settings);
         setOutputs(results);
@@ -62137,18 +62254,6 @@ async function run() {
         }
         setFailed(describeError(error));
     }
-}
-function makePlan(settings) {
-    let registry;
-    if (settings.singleHost) {
-        info(`Input "host" is set: deploying to that one server; the registry file ${settings.serversFile} is not read.`);
-        registry = registryFromSingleHost(settings.singleHost);
-    }
-    else {
-        registry = loadRegistry(settings.serversFile);
-    }
-    checkTenantEnv(registry, settings.tenantEnv);
-    return buildPlan(selectServers(registry, settings.filters), settings);
 }
 /** Servers the plan itself skips (disabled in the registry) do not fail the step. */
 function plannedSkip(plan, result) {
@@ -62197,13 +62302,6 @@ async function execute(plan, settings) {
         process.off('uncaughtException', onUncaught);
         process.off('unhandledRejection', onUncaught);
     }
-}
-function describeError(error) {
-    if (error instanceof UserError)
-        return error.message;
-    if (error instanceof Error)
-        return error.stack ?? error.message;
-    return String(error);
 }
 
 
