@@ -21,10 +21,13 @@ const RIG_DIR = (process.env.RIG_DIR ?? '/tmp/openclaw-rig').replace(/\/+$/, '')
 const NODE = process.env.BENCH_NODE ?? process.execPath
 const ACTION = resolve(ROOT, process.env.BENCH_ACTION ?? 'dist/index.js')
 /** BENCH_VARIANTS="label=path/to/index.js,…": other builds (e.g. patched copies) measured beside ours in 1 and 3. */
-const VARIANTS = (process.env.BENCH_VARIANTS ?? '').split(',').filter(Boolean).map(v => {
-  const [label, file] = v.split('=')
-  return { label, file: resolve(file) }
-})
+const VARIANTS = (process.env.BENCH_VARIANTS ?? '')
+  .split(',')
+  .filter(Boolean)
+  .map(v => {
+    const [label, file] = v.split('=')
+    return { label, file: resolve(file) }
+  })
 /** Every server's project as seen by its deploy user (a link in each server's own home). */
 const PROJECT = '/home/deploy/openclaw'
 const HEALTH_URL = 'http://127.0.0.1:18789/health'
@@ -97,8 +100,21 @@ let quote
 async function loadCommands() {
   const out = join(work, 'commands')
   const r = await run(join(ROOT, 'node_modules', '.bin', 'tsc'), [
-    '--ignoreConfig', '--outDir', out, '--rootDir', join(ROOT, 'src', 'remote'), '--module', 'nodenext', '--moduleResolution', 'nodenext',
-    '--target', 'es2022', '--skipLibCheck', '--types', 'node', join(ROOT, 'src', 'remote', 'commands.ts')
+    '--ignoreConfig',
+    '--outDir',
+    out,
+    '--rootDir',
+    join(ROOT, 'src', 'remote'),
+    '--module',
+    'nodenext',
+    '--moduleResolution',
+    'nodenext',
+    '--target',
+    'es2022',
+    '--skipLibCheck',
+    '--types',
+    'node',
+    join(ROOT, 'src', 'remote', 'commands.ts')
   ])
   if (r.code !== 0) throw new Error(`compiling src/remote/commands.ts failed: ${r.stdout}${r.stderr}`)
   writeFileSync(join(out, 'package.json'), '{"type":"module"}\n')
@@ -138,7 +154,10 @@ function deploySteps(image, holder, token) {
 
 /** Fills in `@name@` placeholders with `fill(name)`; the parts between go through `literal`. */
 function fillIn(value, fill, literal) {
-  return value.split(/(@[a-z]+@)/).map(part => (/^@[a-z]+@$/.test(part) ? fill(part.slice(1, -1)) : part ? literal(part) : '')).join('')
+  return value
+    .split(/(@[a-z]+@)/)
+    .map(part => (/^@[a-z]+@$/.test(part) ? fill(part.slice(1, -1)) : part ? literal(part) : ''))
+    .join('')
 }
 
 /**
@@ -193,8 +212,26 @@ let sshOpts = []
 const variantRows = []
 function setupClients() {
   fleet = readFleet()
-  sshOpts = ['-F', '/dev/null', '-i', fleet.privateKeyFile, '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes',
-    '-o', `UserKnownHostsFile=${fleet.knownHostsFile}`, '-o', 'ConnectTimeout=20', '-o', 'ControlMaster=no', '-l', 'deploy']
+  sshOpts = [
+    '-F',
+    '/dev/null',
+    '-i',
+    fleet.privateKeyFile,
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    `UserKnownHostsFile=${fleet.knownHostsFile}`,
+    '-o',
+    'ConnectTimeout=20',
+    '-o',
+    'ControlMaster=no',
+    '-l',
+    'deploy'
+  ]
   // our registry: every rig server, the project through its home link
   const servers = fleet.servers.map((s, i) => ({ name: s.name, host: s.host, tenant: `t${i % 5}`, port: 22, user: s.user, path: PROJECT, hostKey: s.hostKey }))
   writeFileSync(join(work, 'servers.json'), JSON.stringify({ servers }, null, 2) + '\n')
@@ -227,8 +264,15 @@ function actionEnv(inputs) {
   const env = {}
   for (const [k, v] of Object.entries(process.env)) if (!/^(INPUT_|GITHUB_|RUNNER_|ACTIONS_)/.test(k) && k !== 'NODE_OPTIONS') env[k] = v
   Object.assign(env, files, {
-    CI: 'true', GITHUB_ACTIONS: 'true', GITHUB_WORKSPACE: dir, GITHUB_REPOSITORY: 'acme/openclaw-infra', GITHUB_RUN_ID: '1', GITHUB_ACTOR: 'bench',
-    GITHUB_SERVER_URL: 'https://github.com', GITHUB_API_URL: 'http://127.0.0.1:9', RUNNER_TEMP: dir
+    CI: 'true',
+    GITHUB_ACTIONS: 'true',
+    GITHUB_WORKSPACE: dir,
+    GITHUB_REPOSITORY: 'acme/openclaw-infra',
+    GITHUB_RUN_ID: '1',
+    GITHUB_ACTOR: 'bench',
+    GITHUB_SERVER_URL: 'https://github.com',
+    GITHUB_API_URL: 'http://127.0.0.1:9',
+    RUNNER_TEMP: dir
   })
   const all = {
     ...actionDefaults(),
@@ -255,7 +299,20 @@ async function ours(n, inputs, ok, { timeWrap = false, exitCode = 0, action = AC
   const r = await run(cmd, args, { env, cwd: dir })
   const results = resultsOf(output)
   const bad = results.filter(x => !ok.includes(x.status))
-  const error = r.code !== exitCode || results.length !== n || bad.length ? `exit ${r.code}; ${results.length} results; not ${ok}: ${bad.slice(0, 5).map(x => `${x.name} ${x.status} ${x.error ?? ''}`).join('; ') || r.stdout.split('\n').filter(l => /::error/.test(l)).slice(0, 3).join(' ')}` : undefined
+  const error =
+    r.code !== exitCode || results.length !== n || bad.length
+      ? `exit ${r.code}; ${results.length} results; not ${ok}: ${
+          bad
+            .slice(0, 5)
+            .map(x => `${x.name} ${x.status} ${x.error ?? ''}`)
+            .join('; ') ||
+          r.stdout
+            .split('\n')
+            .filter(l => /::error/.test(l))
+            .slice(0, 3)
+            .join(' ')
+        }`
+      : undefined
   const time = timeWrap ? readFileSync(timeFile, 'utf8').trim().split('\n').at(-1).split(' ').map(Number) : undefined
   return { seconds: r.ms / 1000, results, error, badCount: bad.length + Math.max(0, n - results.length), time, log: r.stdout }
 }
@@ -267,7 +324,8 @@ async function xargsSsh(n, command, expect, { parallel = n, timeWrap = false, ex
   const script = 'xargs -P "$1" -I{} ssh "${@:3}" {} "$2"'
   const timeFile = join(work, 'xargs.time')
   const args = ['-c', script, 'xargs-ssh', String(parallel), command, ...sshOpts, ...extra]
-  const r = timeWrap ? await run('/usr/bin/time', ['-f', '%e %U %S %M', '-o', timeFile, 'bash', ...args], { input: hostsOf(n).join('\n') + '\n' })
+  const r = timeWrap
+    ? await run('/usr/bin/time', ['-f', '%e %U %S %M', '-o', timeFile, 'bash', ...args], { input: hostsOf(n).join('\n') + '\n' })
     : await run('bash', args, { input: hostsOf(n).join('\n') + '\n' })
   const good = count(r.stdout, expect)
   const time = timeWrap ? readFileSync(timeFile, 'utf8').trim().split('\n').at(-1).split(' ').map(Number) : undefined
@@ -280,26 +338,47 @@ async function parallelSsh(n, command, expect) {
   const outdir = mkdtempSync(join(work, 'pssh-'))
   const r = await run('parallel-ssh', ['-p', String(n), '-t', '0', '-h', hosts, '-o', outdir, '-x', sshOpts.join(' '), command])
   const good = readdirSync(outdir).filter(f => readFileSync(join(outdir, f), 'utf8').includes(expect)).length
-  return { seconds: r.ms / 1000, error: r.code !== 0 || good !== n ? `exit ${r.code}; ${good}/${n} said ${expect}; ${r.stdout.trim().split('\n').filter(l => /FAILURE/.test(l)).slice(0, 3).join(' ')}` : undefined }
+  return {
+    seconds: r.ms / 1000,
+    error:
+      r.code !== 0 || good !== n
+        ? `exit ${r.code}; ${good}/${n} said ${expect}; ${r.stdout
+            .trim()
+            .split('\n')
+            .filter(l => /FAILURE/.test(l))
+            .slice(0, 3)
+            .join(' ')}`
+        : undefined
+  }
 }
 
 function ansibleSetup(n) {
   const inv = join(work, `inventory-${n}`)
-  writeFileSync(inv, [
-    '[fleet]',
-    ...fleet.servers.slice(0, n).map(s => `${s.name} ansible_host=${s.host}`),
-    '[fleet:vars]',
-    'ansible_user=deploy',
-    `ansible_ssh_private_key_file=${fleet.privateKeyFile}`,
-    `ansible_ssh_common_args='-F /dev/null -o IdentitiesOnly=yes -o UserKnownHostsFile=${fleet.knownHostsFile} -o StrictHostKeyChecking=yes'`,
-    'ansible_python_interpreter=/usr/bin/python3',
-    ''
-  ].join('\n'))
+  writeFileSync(
+    inv,
+    [
+      '[fleet]',
+      ...fleet.servers.slice(0, n).map(s => `${s.name} ansible_host=${s.host}`),
+      '[fleet:vars]',
+      'ansible_user=deploy',
+      `ansible_ssh_private_key_file=${fleet.privateKeyFile}`,
+      `ansible_ssh_common_args='-F /dev/null -o IdentitiesOnly=yes -o UserKnownHostsFile=${fleet.knownHostsFile} -o StrictHostKeyChecking=yes'`,
+      'ansible_python_interpreter=/usr/bin/python3',
+      ''
+    ].join('\n')
+  )
   // a fresh control-socket folder per run: no run reuses the SSH connections of the one before
   const cp = mkdtempSync(join(work, 'cp-'))
   const env = {
-    ...process.env, ANSIBLE_HOME: join(work, 'ansible-home'), ANSIBLE_LOCAL_TEMP: join(work, 'ansible-tmp'), ANSIBLE_SSH_CONTROL_PATH_DIR: cp,
-    ANSIBLE_HOST_KEY_CHECKING: 'True', ANSIBLE_NOCOLOR: '1', ANSIBLE_RETRY_FILES_ENABLED: 'False', ANSIBLE_PIPELINING: 'True', ANSIBLE_DEPRECATION_WARNINGS: 'False'
+    ...process.env,
+    ANSIBLE_HOME: join(work, 'ansible-home'),
+    ANSIBLE_LOCAL_TEMP: join(work, 'ansible-tmp'),
+    ANSIBLE_SSH_CONTROL_PATH_DIR: cp,
+    ANSIBLE_HOST_KEY_CHECKING: 'True',
+    ANSIBLE_NOCOLOR: '1',
+    ANSIBLE_RETRY_FILES_ENABLED: 'False',
+    ANSIBLE_PIPELINING: 'True',
+    ANSIBLE_DEPRECATION_WARNINGS: 'False'
   }
   return { inv, cp, env }
 }
@@ -359,7 +438,18 @@ async function ansibleDeploy(n, image) {
   const r = await run('ansible-playbook', ['-i', inv, '-f', String(n), book], { env })
   await ansibleCleanup(cp)
   const recap = r.stdout.split('\n').filter(l => /ok=\d+ .*failed=0/.test(l) && /unreachable=0/.test(l)).length
-  return { seconds: r.ms / 1000, error: r.code !== 0 || recap !== n ? `exit ${r.code}; ${recap}/${n} hosts clean; ${r.stdout.split('\n').filter(l => /fatal|FAILED|ERROR/.test(l)).slice(0, 2).join(' ').slice(0, 400)}` : undefined }
+  return {
+    seconds: r.ms / 1000,
+    error:
+      r.code !== 0 || recap !== n
+        ? `exit ${r.code}; ${recap}/${n} hosts clean; ${r.stdout
+            .split('\n')
+            .filter(l => /fatal|FAILED|ERROR/.test(l))
+            .slice(0, 2)
+            .join(' ')
+            .slice(0, 400)}`
+        : undefined
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -580,10 +670,7 @@ async function deploys() {
     )
     const { ours: o, bash: b, ansible: a } = r
     if (n === 10) tenAtTen = o
-    rows.push(
-      `| ${n} | ${fmt(o.median)} | ${fmt(b.median)} | ${ratio(o.median, b.median)} | ${fmt(a.median)} | ${ratio(o.median, a.median)} | ` +
-        `${pct(o.busy)} / ${pct(b.busy)} / ${pct(a.busy)} |`
-    )
+    rows.push(`| ${n} | ${fmt(o.median)} | ${fmt(b.median)} | ${ratio(o.median, b.median)} | ${fmt(a.median)} | ${ratio(o.median, a.median)} | ` + `${pct(o.busy)} / ${pct(b.busy)} / ${pct(a.busy)} |`)
   }
   // issue 4: 10 servers at max-parallel 10 against the slowest of them deployed alone
   let alone
@@ -654,11 +741,18 @@ async function downtime() {
     return r.code ? r.stderr : undefined
   })
   const switchOnly = await measure('the same restart onto v2 (`docker compose up -d` after switching .env, image pulled)', async () => {
-    const r = await run('bash', [RIG, 'exec', 's1', '--', 'bash', '-c', `docker pull -q ${images.v2} >/dev/null && sed -i 's#^OPENCLAW_IMAGE=.*#OPENCLAW_IMAGE=${images.v2}#' .env && docker compose up -d`], { env: { ...process.env, RIG_DIR } })
+    const r = await run(
+      'bash',
+      [RIG, 'exec', 's1', '--', 'bash', '-c', `docker pull -q ${images.v2} >/dev/null && sed -i 's#^OPENCLAW_IMAGE=.*#OPENCLAW_IMAGE=${images.v2}#' .env && docker compose up -d`],
+      { env: { ...process.env, RIG_DIR } }
+    )
     return r.code ? r.stderr : undefined
   })
   const healthy = await measure('our deploy v1 → v2', async () => (await ours(1, { image: images.v2 }, ['deployed'])).error)
-  const rolled = await measure('our deploy of a broken image, rolled back (health-timeout 5 s)', async () => (await ours(1, { image: images.broken, 'health-timeout': 5 }, ['rolled-back'], { exitCode: 1 })).error)
+  const rolled = await measure(
+    'our deploy of a broken image, rolled back (health-timeout 5 s)',
+    async () => (await ours(1, { image: images.broken, 'health-timeout': 5 }, ['rolled-back'], { exitCode: 1 })).error
+  )
   return [restart, switchOnly, healthy, rolled]
 }
 
@@ -683,7 +777,7 @@ async function main() {
       emit(
         '### 1. Orchestration overhead: read-only status of N servers',
         '',
-        'sshd-only servers with the benchmark\'s read-only `docker` stand-in (bench/standin/docker) and a small HTTP server on the gateway port: the remote work costs almost nothing, so the times are the tools\' own. Every tool runs the same commands our `mode: status` runs (taken from src/remote/commands.ts), at parallelism N.',
+        "sshd-only servers with the benchmark's read-only `docker` stand-in (bench/standin/docker) and a small HTTP server on the gateway port: the remote work costs almost nothing, so the times are the tools' own. Every tool runs the same commands our `mode: status` runs (taken from src/remote/commands.ts), at parallelism N.",
         '',
         '| servers | ours (`mode: status`) | xargs -P N ssh | ratio | xargs, ssh with our key exchange (curve25519) | ratio | parallel-ssh -p N | ratio | ansible -f N -m raw | ratio |',
         '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',

@@ -13,10 +13,28 @@ const RUNS = Number(process.argv[2] ?? 5)
 const work = mkdtempSync(join(os.tmpdir(), 'registry-errors-'))
 try {
   const out = join(work, 'build')
-  const tsc = spawnSync(join(ROOT, 'node_modules', '.bin', 'tsc'), [
-    '--ignoreConfig', '--outDir', out, '--rootDir', ROOT, '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022',
-    '--skipLibCheck', '--types', 'node', '--resolveJsonModule', join(ROOT, 'src', 'registry', 'load.ts')
-  ], { encoding: 'utf8' })
+  const tsc = spawnSync(
+    join(ROOT, 'node_modules', '.bin', 'tsc'),
+    [
+      '--ignoreConfig',
+      '--outDir',
+      out,
+      '--rootDir',
+      ROOT,
+      '--module',
+      'nodenext',
+      '--moduleResolution',
+      'nodenext',
+      '--target',
+      'es2022',
+      '--skipLibCheck',
+      '--types',
+      'node',
+      '--resolveJsonModule',
+      join(ROOT, 'src', 'registry', 'load.ts')
+    ],
+    { encoding: 'utf8' }
+  )
   if (tsc.status !== 0) throw new Error(`compiling src/registry/load.ts failed: ${tsc.stdout}${tsc.stderr}`)
   // tsc leaves the generated validator (plain JS) behind, and the build needs the packages.
   copyFileSync(join(ROOT, 'src', 'registry', 'registry-validator.generated.js'), join(out, 'src', 'registry', 'registry-validator.generated.js'))
@@ -55,7 +73,9 @@ try {
     }
     ms.sort((a, b) => a - b)
     const median = ms[Math.floor(ms.length / 2)]
-    console.log(`${title.padEnd(56)} ${(text.length / 1e6).toFixed(2).padStart(5)} MB ${String(problems).padStart(7)} problems  median ${median.toFixed(0).padStart(5)} ms  slowest ${ms.at(-1).toFixed(0).padStart(5)} ms`)
+    console.log(
+      `${title.padEnd(56)} ${(text.length / 1e6).toFixed(2).padStart(5)} MB ${String(problems).padStart(7)} problems  median ${median.toFixed(0).padStart(5)} ms  slowest ${ms.at(-1).toFixed(0).padStart(5)} ms`
+    )
   }
 } finally {
   rmSync(work, { recursive: true, force: true })

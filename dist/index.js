@@ -53981,15 +53981,12 @@ module.exports = {
 
 /***/ }),
 
-/***/ 9407:
-/***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
+/***/ 8514:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
-__nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _runtime_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8462);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(711);
-// ssh2 (through node-ssh) reads __dirname while loading; in the ESM bundle it must exist first.
-
-
+/* harmony export */ __nccwpck_require__.d(__webpack_exports__, {
+/* harmony export */   J: () => (/* binding */ endProcess)
+/* harmony export */ });
 /** Resolves once everything written to `stream` so far is handed to the OS (or after `capMs`). */
 function flushed(stream, capMs = 5000) {
     return new Promise(resolve => {
@@ -54000,18 +53997,39 @@ function flushed(stream, capMs = 5000) {
         });
     });
 }
+/**
+ * Ends the process, with the exit code core.setFailed chose, once its output is out. A socket to a
+ * server that vanished, or a timer some library left behind, must not keep the runner's step alive.
+ */
+async function endProcess() {
+    await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+    process.exit();
+}
+
+
+/***/ }),
+
+/***/ 9407:
+/***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
+
+__nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
+/* harmony import */ var _runtime_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8462);
+/* harmony import */ var _end_process_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8514);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6515);
+// ssh2 (through node-ssh) reads __dirname while loading; in the ESM bundle it must exist first.
+
+
+
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
-// The summary and outputs are written: end now, with the code core.setFailed chose. A socket to a
-// server that vanished, or a timer some library left behind, must not keep the runner's step alive.
-await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
-process.exit();
+// The summary and outputs are written: end now.
+await (0,_end_process_js__WEBPACK_IMPORTED_MODULE_2__/* .endProcess */ .J)();
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
 
 /***/ }),
 
-/***/ 711:
+/***/ 6515:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -57265,6 +57283,24 @@ function shellJoin(words) {
  */
 
 
+/**
+ * The exit codes of the remote steps, by name: the scripts exit with these numbers (interpolated
+ * into them) and the runner's side tells outcomes apart by them.
+ */
+const EXIT_CODE = {
+    /** The step failed and says why on its `error=` line (every script's `fail`). */
+    failed: 3,
+    /** Another run holds the deploy lock (takeLock). */
+    lockHeld: 4,
+    /** The gateway did not become healthy (healthCheck). */
+    unhealthy: 5,
+    /** This run no longer holds the deploy lock (the lease renewal before a step). */
+    lockLost: 6,
+    /** `timeout` (renderCommand) stopped the step at its bound, with TERM ... */
+    timedOut: 124,
+    /** ... or had to KILL it (128 + 9). */
+    killed: 137
+};
 /** Seconds between the remote `timeout` sending TERM and KILL. */
 const KILL_AFTER = 5;
 /**
@@ -57309,7 +57345,7 @@ function stateDir(path) {
     return `${path.replace(/\/+$/, '')}/.openclaw-deploy`;
 }
 const PRELUDE = `set -u
-fail() { printf 'error=%s\\n' "$*"; exit 3; }
+fail() { printf 'error=%s\\n' "$*"; exit ${EXIT_CODE.failed}; }
 `;
 /** Seconds a lease outlives the remote bound of the step it covers (client and network slack). */
 const LEASE_SLACK = 30;
@@ -57342,7 +57378,7 @@ expiry() { sed -n 's/^expires=\\([0-9][0-9]*\\)$/\\1/p' -- "$note" 2>/dev/null |
 /**
  * Takes the server's deploy lock for `leaseSeconds`, waiting up to `waitSeconds` for another
  * holder. A lock whose lease has expired (its run was killed or lost the server) is taken over and
- * named on a `took_over=` line. When the lock stays held, reports the holder and exits 4.
+ * named on a `took_over=` line. When the lock stays held, reports the holder and exits EXIT_CODE.lockHeld.
  */
 function takeLock(path, holder, waitSeconds, leaseSeconds = LEASE_SLACK) {
     return {
@@ -57378,7 +57414,7 @@ while :; do
   unguard
   if [ "$SECONDS" -ge "$deadline" ]; then
     printf 'holder=%s\\nexpires_in=%s\\n' "$old" "\${expires:+$((expires - now))}"
-    exit 4
+    exit ${EXIT_CODE.lockHeld}
   fi
   sleep 1
 done`
@@ -57424,7 +57460,7 @@ ${LOCK_FUNCTIONS}guard
 if [ -z "$token" ] || ! grep -qF -- "token=$token" "$note" 2>/dev/null; then
   printf 'lock_lost=%s\\n' "$(shown "$(holder_text)")"
   echo "error=this run no longer holds the deploy lock $state/lock (its lease expired and another run took it over, or it was removed)"
-  exit 6
+  exit ${EXIT_CODE.lockLost}
 fi
 write_note "$(holder_text)" || fail "cannot renew the lock note $note as $(id -un)"`;
 /**
@@ -57432,18 +57468,23 @@ write_note "$(holder_text)" || fail "cannot renew the lock note $note as $(id -u
  * step's whole remote bound (its timeout, the KILL after it, and slack), so a long pull or health
  * wait never loses the lock, and a run killed mid-step leaves a lock that expires soon after the
  * step would have been ended anyway. When the lock is no longer this run's, the step does not run:
- * exit 6 with a `lock_lost=` line naming the holder.
+ * exit EXIT_CODE.lockLost with a `lock_lost=` line naming the holder.
  */
 function withLease(path, token, command) {
     return { ...command, lease: { state: stateDir(path), token } };
 }
-/** Releases the lock only if this run still holds it (the holder note carries our token). */
+/**
+ * Releases the lock only if this run still holds it (the holder note carries our token). Without a
+ * lock folder there is nothing to release, also where the state folder was never made (the post
+ * step asks every server of a cancelled run, some of which it never reached).
+ */
 function releaseLock(path, token) {
     return {
         step: 'unlock',
         args: [stateDir(path), token],
         script: PRELUDE +
             `state=$1 token=$2 lease=0
+[ -d "$state/lock" ] || { echo released=not-ours; exit 0; }
 ${LOCK_FUNCTIONS}guard
 if [ -n "$token" ] && grep -qF -- "token=$token" "$note" 2>/dev/null; then rm -rf -- "$state/lock"; echo released=yes; else echo released=not-ours; fi`
     };
@@ -57931,7 +57972,7 @@ while :; do
   if [ "$SECONDS" -ge "$deadline" ]; then
     printf 'health=failed\\nhttp=%s\\ncontainers=%s\\n' "$code" "$state"
     echo "error=not healthy within \${limit}s: $url answered HTTP $code"
-    exit 5
+    exit ${EXIT_CODE.unhealthy}
   fi
   sleep "$pause"
   [ "$pause" -ge 5 ] || pause=$((pause + 1))
@@ -57956,7 +57997,7 @@ shift 2
 [ -f "$state/images" ] || { echo removed=0; exit 0; }
 keep=" $* $(sed -n 's/^image_id=//p' "$state/rollback" 2>/dev/null) "
 # the images of every container on this server, running or stopped, whatever its project
-containers=$(docker ps -aq --no-trunc) || { echo "error=cannot list the server's containers; no image removed"; exit 3; }
+containers=$(docker ps -aq --no-trunc) || { echo "error=cannot list the server's containers; no image removed"; exit ${EXIT_CODE.failed}; }
 used=" $(printf '%s\\n' "$containers" | xargs -r docker inspect --format '{{.Image}}' -- 2>/dev/null | tr '\\n' ' ') "
 removed=0 left=" "
 while read -r id; do
@@ -59121,7 +59162,10 @@ function hostPortName(host, port) {
     return port === 22 ? host : `[${host}]:${port}`;
 }
 function globMatches(pattern, name) {
-    const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+    const re = pattern
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*/g, '.*')
+        .replace(/\?/g, '.');
     return new RegExp(`^${re}$`, 'i').test(name);
 }
 function patternMatches(pattern, name) {
@@ -59656,8 +59700,8 @@ class SshConnection {
         });
         try {
             const response = await Promise.race([execBounded(client, command, renderCommand(command, timeoutSeconds), c => (channel = c)), stopped]);
-            // `timeout` exits 124 when it had to stop the step.
-            if (response.code === 124 || response.code === 137) {
+            // `timeout` had to stop the step.
+            if (response.code === EXIT_CODE.timedOut || response.code === EXIT_CODE.killed) {
                 return { ...response, code: response.code, stderr: `${response.stderr}\n${command.step} did not finish within ${timeoutSeconds}s`.trim() };
             }
             return { ...response, code: response.code ?? 255 };
@@ -59696,6 +59740,14 @@ class UserError extends Error {
         this.problems = problems;
         this.name = 'UserError';
     }
+}
+/** An error as the log shows it: a UserError's message as is, anything else with its stack (a bug). */
+function describeError(error) {
+    if (error instanceof UserError)
+        return error.message;
+    if (error instanceof Error)
+        return error.stack ?? error.message;
+    return String(error);
 }
 
 ;// CONCATENATED MODULE: external "node:fs"
@@ -59817,6 +59869,24 @@ function registryOf(reference) {
 function isRegistryHost(text) {
     return REGISTRY_RULE.test(text);
 }
+
+;// CONCATENATED MODULE: ./src/input-defaults.generated.ts
+// Generated by scripts/dev/gen-input-defaults.mjs from action.yml: do not edit.
+/** The non-empty default of each input (action.yml), except those the runner evaluates (`${{ … }}`). */
+const INPUT_DEFAULTS = {
+    "servers-file": ".github/servers/production.json",
+    "mode": "deploy",
+    "strict-host-key-checking": "true",
+    "max-parallel": "10",
+    "canary": "0",
+    "health-timeout": "60",
+    "rollback": "true",
+    "prune": "true",
+    "connect-timeout": "20",
+    "command-timeout": "600",
+    "lock-timeout": "60",
+    "dry-run": "false"
+};
 
 ;// CONCATENATED MODULE: ./src/registry/json-text.ts
 /**
@@ -60006,7 +60076,7 @@ class Reader {
             if (this.text[keyAt] === '}')
                 this.fail(object.commaAt, "trailing comma before '}': remove this ',' after the last property");
             if (this.text[keyAt] === "'")
-                this.fail(keyAt, "property names need double quotes (\"), not single quotes (')");
+                this.fail(keyAt, 'property names need double quotes ("), not single quotes (\')');
             if (this.text[keyAt] === '/' && (this.text[keyAt + 1] === '/' || this.text[keyAt + 1] === '*'))
                 this.fail(keyAt, 'JSON has no comments; remove it');
             this.fail(keyAt, `expected a property name in double quotes, found ${this.describe(keyAt)}`);
@@ -60055,7 +60125,7 @@ class Reader {
             }
         }
         if (c === "'")
-            this.fail(this.at, "strings need double quotes (\"), not single quotes (')");
+            this.fail(this.at, 'strings need double quotes ("), not single quotes (\')');
         if (c === '/' && (this.text[this.at + 1] === '/' || this.text[this.at + 1] === '*'))
             this.fail(this.at, 'JSON has no comments; remove it');
         if (c === undefined)
@@ -60068,7 +60138,7 @@ class Reader {
         for (;;) {
             const c = this.text[this.at];
             if (c === undefined)
-                this.fail(start, 'this string is never closed: a \'"\' is missing');
+                this.fail(start, "this string is never closed: a '\"' is missing");
             if (c === '"')
                 break;
             if (c === '\\') {
@@ -60076,7 +60146,7 @@ class Reader {
                 continue;
             }
             if (c === '\n' || c === '\r')
-                this.fail(start, 'this string is not closed before the end of its line: a \'"\' is missing (a line break inside a string is written \\n)');
+                this.fail(start, "this string is not closed before the end of its line: a '\"' is missing (a line break inside a string is written \\n)");
             if (c < ' ')
                 this.fail(this.at, `a string contains the control character U+${c.charCodeAt(0).toString(16).padStart(4, '0').toUpperCase()}; write it as an escape such as \\t or \\u0000`);
             this.at++;
@@ -60149,6 +60219,7 @@ class Reader {
 
 
 
+
 const MODES = ['deploy', 'rollback', 'status', 'rotate-token'];
 /** The key of tenant-env whose variables every tenant gets (its own value for a name wins). */
 const ALL_TENANTS = '*';
@@ -60198,12 +60269,11 @@ function readSettings(read = readActionInput) {
     for (const secret of [sshPrivateKey, sshPassphrase, jumpPrivateKey, registryPassword])
         if (secret)
             maskSecret(secret);
-    const mode = p.choice('mode', MODES, 'deploy');
+    const mode = p.choice('mode', MODES);
     const tenantEnv = p.tenantEnv('tenant-env');
-    const dryRun = p.boolean('dry-run', false);
+    const dryRun = p.boolean('dry-run');
     if (!sshPrivateKey && !dryRun) {
-        problems.push('Input "ssh-private-key" is required: pass the private key of the deploy user, e.g. ' +
-            'ssh-private-key: ${{ secrets.SSH_PRIVATE_KEY }} (only dry-run works without it).');
+        problems.push('Input "ssh-private-key" is required: pass the private key of the deploy user, e.g. ' + 'ssh-private-key: ${{ secrets.SSH_PRIVATE_KEY }} (only dry-run works without it).');
     }
     const host = p.raw('host');
     const singleHost = host
@@ -60221,23 +60291,23 @@ function readSettings(read = readActionInput) {
         }
     }
     const settings = {
-        serversFile: p.raw('servers-file') || '.github/servers/production.json',
+        serversFile: p.raw('servers-file'),
         mode,
         image: p.raw('image'),
         sshPrivateKey,
         sshPassphrase,
         knownHosts: p.raw('known-hosts'),
-        strictHostKeyChecking: p.boolean('strict-host-key-checking', true),
+        strictHostKeyChecking: p.boolean('strict-host-key-checking'),
         filters: { tenants: p.list('tenants'), regions: p.list('regions'), servers: p.list('servers') },
-        maxParallel: p.integer('max-parallel', 10, 1, 1000),
-        canary: p.integer('canary', 0, 0, 100000),
+        maxParallel: p.integer('max-parallel', 1, 1000),
+        canary: p.integer('canary', 0, 100000),
         maxFailures: p.failureBudget('max-failures'),
-        healthTimeout: p.integer('health-timeout', 60, 1, 3600),
-        rollback: p.boolean('rollback', true),
-        prune: p.boolean('prune', true),
-        connectTimeout: p.integer('connect-timeout', 20, 1, 600),
-        commandTimeout: p.integer('command-timeout', 600, 1, 86400),
-        lockTimeout: p.integer('lock-timeout', 60, 0, 86400),
+        healthTimeout: p.integer('health-timeout', 1, 3600),
+        rollback: p.boolean('rollback'),
+        prune: p.boolean('prune'),
+        connectTimeout: p.integer('connect-timeout', 1, 600),
+        commandTimeout: p.integer('command-timeout', 1, 86400),
+        lockTimeout: p.integer('lock-timeout', 0, 86400),
         dryRun,
         singleHost,
         environment: p.raw('environment'),
@@ -60249,8 +60319,7 @@ function readSettings(read = readActionInput) {
     if (settings.githubToken)
         maskSecret(settings.githubToken);
     if (settings.image && /[\s'"`$;&|<>\\]/.test(settings.image)) {
-        problems.push(`Input "image" is "${settings.image}": an image reference has no spaces, quotes or shell characters ` +
-            '(e.g. ghcr.io/acme/openclaw:1.4.2 or ghcr.io/acme/openclaw@sha256:…).');
+        problems.push(`Input "image" is "${settings.image}": an image reference has no spaces, quotes or shell characters ` + '(e.g. ghcr.io/acme/openclaw:1.4.2 or ghcr.io/acme/openclaw@sha256:…).');
     }
     else if (settings.image) {
         try {
@@ -60293,7 +60362,7 @@ function maskValue(value) {
 /** `5` → `5th`, for "the 2nd name of acme". */
 function ordinal(n) {
     const tens = n % 100;
-    const suffix = tens >= 11 && tens <= 13 ? 'th' : ['th', 'st', 'nd', 'rd'][n % 10] ?? 'th';
+    const suffix = tens >= 11 && tens <= 13 ? 'th' : (['th', 'st', 'nd', 'rd'][n % 10] ?? 'th');
     return `${n}${suffix}`;
 }
 function formatProblems(heading, problems) {
@@ -60308,31 +60377,36 @@ class InputParser {
         this.read = read;
         this.problems = problems;
     }
+    /** The input, or action.yml's default when it is empty. */
     raw(name) {
-        return this.read(name).trim();
+        return this.read(name).trim() || (INPUT_DEFAULTS[name] ?? '');
     }
-    choice(name, allowed, fallback) {
+    /** An input that has a default in action.yml (a value is needed even when none is given). */
+    defaulted(name) {
         const value = this.raw(name);
         if (!value)
-            return fallback;
+            throw new Error(`input "${name}" has no default in action.yml (run npm run package to regenerate src/input-defaults.generated.ts)`);
+        return value;
+    }
+    choice(name, allowed) {
+        const value = this.defaulted(name);
         if (allowed.includes(value))
             return value;
         this.problems.push(`Input "${name}" is "${value}"; allowed: ${allowed.join(', ')}.`);
-        return fallback;
+        return allowed[0];
     }
-    boolean(name, fallback) {
-        const value = this.raw(name);
-        if (!value)
-            return fallback;
+    boolean(name) {
+        const value = this.defaulted(name);
         if (TRUE_WORDS.includes(value))
             return true;
         if (FALSE_WORDS.includes(value))
             return false;
         this.problems.push(`Input "${name}" is "${value}"; allowed: true or false.`);
-        return fallback;
+        return false;
     }
-    integer(name, fallback, min, max) {
-        return this.optionalInteger(name, min, max) ?? fallback;
+    integer(name, min, max) {
+        this.defaulted(name);
+        return this.optionalInteger(name, min, max) ?? min;
     }
     optionalInteger(name, min, max) {
         const value = this.raw(name);
@@ -60602,7 +60676,10 @@ function loadRegistry(file) {
         // Shown as is (it is one line); control characters would only garble the log. A long line is
         // cut to the stretch around the mistake.
         const from = Math.max(0, error.position.column - 80);
-        const near = [...error.lineText.slice(from, from + 120)].map(c => (c < ' ' || c === '\u007f' ? ' ' : c)).join('').trim();
+        const near = [...error.lineText.slice(from, from + 120)]
+            .map(c => (c < ' ' || c === '\u007f' ? ' ' : c))
+            .join('')
+            .trim();
         throw new RegistryError(file, [
             {
                 file,
@@ -61018,12 +61095,152 @@ function describeRoute(server) {
     return `${server.user}@${formatAddress(server.host, server.port)}${server.jump ? ` via ${describeJump(server.jump)}` : ''}`;
 }
 
+;// CONCATENATED MODULE: ./src/registry/select.ts
+
+
+
+const FILTERS = [
+    { input: 'tenants', what: 'tenant', valuesOf: server => server.tenant },
+    { input: 'regions', what: 'region', valuesOf: server => server.region },
+    { input: 'servers', what: 'server name', valuesOf: server => server.name }
+];
+/**
+ * Applies the `tenants`, `regions` and `servers` inputs (a server must match every filter that is
+ * set). A value that names nothing in the registry, or filters that leave no server to work on, are
+ * errors: a typo must not turn a deploy into a silent no-op.
+ */
+function selectServers(registry, filters) {
+    const problems = [];
+    for (const { input, what, valuesOf } of FILTERS) {
+        const known = unique(registry.servers.map(valuesOf));
+        for (const wanted of filters[input]) {
+            if (known.includes(wanted))
+                continue;
+            problems.push(`Input "${input}" names ${JSON.stringify(wanted)}, but no server in ${registry.file} has that ${what}.` +
+                didYouMean(wanted, known) +
+                (known.length ? ` Known: ${listSome(known)}.` : ` No server in ${registry.file} has a ${what} at all.`));
+        }
+    }
+    if (problems.length)
+        throw new UserError(formatProblems('The server filters do not match the registry', problems), problems);
+    const matched = registry.servers.filter(server => FILTERS.every(({ input, valuesOf }) => filters[input].length === 0 || filters[input].includes(valuesOf(server) ?? '')));
+    const selection = {
+        selected: matched.filter(server => server.enabled),
+        disabled: matched.filter(server => !server.enabled)
+    };
+    if (selection.selected.length)
+        return selection;
+    const filterText = describeFilters(filters);
+    const message = selection.disabled.length
+        ? `Every server ${filterText ? `matching ${filterText} ` : `in ${registry.file} `}is disabled ("enabled": false): ` +
+            `${listSome(selection.disabled.map(server => server.name))}. Enable one in ${registry.file} or change the filters.`
+        : `No server matches ${filterText} together; each value exists, but not on the same server. ` +
+            `Matching servers per filter: ${describeMatches(registry, filters)}. Change the filters so they overlap.`;
+    throw new UserError(message, [message]);
+}
+function describeFilters(filters) {
+    return FILTERS.filter(({ input }) => filters[input].length)
+        .map(({ input }) => `${input}=${filters[input].join(',')}`)
+        .join(' and ');
+}
+function describeMatches(registry, filters) {
+    return FILTERS.filter(({ input }) => filters[input].length)
+        .map(({ input, valuesOf }) => {
+        const names = registry.servers.filter(server => filters[input].includes(valuesOf(server) ?? '')).map(server => server.name);
+        return `${input} → ${listSome(names)}`;
+    })
+        .join('; ');
+}
+/** A long fleet would bury the message; the first names are enough to spot a pattern. */
+function listSome(values, max = 20) {
+    return values.length > max ? `${values.slice(0, max).join(', ')} and ${values.length - max} more` : values.join(', ');
+}
+function unique(values) {
+    return [...new Set(values.filter((value) => value !== undefined))];
+}
+
+;// CONCATENATED MODULE: ./src/registry/single-host.ts
+
+
+
+
+/** Where a single host comes from, for messages that would otherwise name a registry file. */
+const SINGLE_HOST_SOURCE = 'the inputs host, port, user and deployment-path';
+const SINGLE_HOST_TENANT = 'default';
+/**
+ * The Phase 1 setup without a registry file: one server from the `host`, `port`, `user` and
+ * `deployment-path` inputs, held to the same rules as a registry entry.
+ */
+function registryFromSingleHost(single) {
+    const problems = [];
+    const check = (input, field, value) => {
+        if (value === undefined)
+            return;
+        const allowed = checkServerField(field, value);
+        if (allowed)
+            problems.push(`Input "${input}" is ${JSON.stringify(value)}; allowed: ${allowed}.`);
+    };
+    check('host', 'host', single.host);
+    check('port', 'port', single.port);
+    check('user', 'user', single.user);
+    check('deployment-path', 'path', single.path);
+    if (problems.length)
+        throw new UserError(formatProblems('The single-server inputs are not valid', problems), problems);
+    return {
+        file: SINGLE_HOST_SOURCE,
+        servers: [
+            {
+                name: serverNameFor(single.host),
+                host: single.host,
+                tenant: SINGLE_HOST_TENANT,
+                port: single.port ?? SERVER_DEFAULTS.port,
+                user: single.user ?? SERVER_DEFAULTS.user,
+                path: single.path ?? SERVER_DEFAULTS.path,
+                healthUrl: SERVER_DEFAULTS.healthUrl,
+                services: [],
+                imageVariable: SERVER_DEFAULTS.imageVariable,
+                hostKeys: [],
+                enabled: true,
+                labels: {}
+            }
+        ]
+    };
+}
+/** A registry-style name for a host: `Web-1.Example.com` → `web-1.example.com`, `2001:db8::1` → `2001-db8--1`. */
+function serverNameFor(host) {
+    const name = host
+        .toLowerCase()
+        .replace(/[^a-z0-9._-]/g, '-')
+        .replace(/^[^a-z0-9]+/, '')
+        .slice(0, 63);
+    return checkServerField('name', name) ? 'server' : name;
+}
+
 ;// CONCATENATED MODULE: ./src/plan.ts
 
 
 
 
 
+
+
+/**
+ * The plan the inputs ask for: the registry file (or the one server of input `host`), checked,
+ * filtered and ordered. The deploy step and its post step (src/cleanup.ts) both start here, so
+ * they work on the same servers.
+ */
+function planFromInputs(settings, log) {
+    let registry;
+    if (settings.singleHost) {
+        log(`Input "host" is set: deploying to that one server; the registry file ${settings.serversFile} is not read.`);
+        registry = registryFromSingleHost(settings.singleHost);
+    }
+    else {
+        registry = loadRegistry(settings.serversFile);
+    }
+    checkTenantEnv(registry, settings.tenantEnv);
+    return buildPlan(selectServers(registry, settings.filters), settings);
+}
 const REPULL_CURRENT_IMAGE = '(current image from .env, re-pulled)';
 const ROLLBACK_IMAGE = '(image recorded before the last deploy)';
 const UNCHANGED_IMAGE = '(unchanged)';
@@ -61103,9 +61320,7 @@ const HEADERS = ['#', 'server', 'tenant', 'region', 'ssh', 'path', 'action / ima
 function formatPlan(plan, settings) {
     const working = plan.entries.filter(entry => entry.action !== 'skip').length;
     const skipped = plan.entries.length - working;
-    const phases = plan.canaries > 0
-        ? `${plan.canaries} canar${plan.canaries === 1 ? 'y' : 'ies'} first; the other ${working - plan.canaries} start only if every canary succeeds`
-        : 'no canary phase';
+    const phases = plan.canaries > 0 ? `${plan.canaries} canar${plan.canaries === 1 ? 'y' : 'ies'} first; the other ${working - plan.canaries} start only if every canary succeeds` : 'no canary phase';
     const heading = `Plan: ${plan.mode} on ${working} server${working === 1 ? '' : 's'}` +
         `${skipped ? `, ${skipped} skipped` : ''} (${phases}; at most ${settings.maxParallel} at a time)` +
         (settings.dryRun ? '. Dry run: no server is contacted.' : '.');
@@ -61241,7 +61456,7 @@ class ServerJob {
             }
         }
         catch (error) {
-            if (error instanceof StepFailed && error.code === 4) {
+            if (error instanceof StepFailed && error.code === EXIT_CODE.lockHeld) {
                 this.result.lockHolder = error.facts.get('holder')?.[0]?.trim();
                 const expiresIn = this.fact(error.facts, 'expires_in', '');
                 const expiry = expiresIn
@@ -61279,7 +61494,7 @@ class ServerJob {
                 return await this.step(takeLock(this.server.path, this.ctx.lockHolder, wait), wait + QUICK_STEP_SECONDS);
             }
             catch (error) {
-                if (!(error instanceof StepFailed && error.code === 4) || Date.now() >= deadline)
+                if (!(error instanceof StepFailed && error.code === EXIT_CODE.lockHeld) || Date.now() >= deadline)
                     throw error;
                 this.checkCancelled();
             }
@@ -61385,7 +61600,9 @@ class ServerJob {
                 }
                 throw error;
             });
-            const changed = this.fact(written, 'written', 'none').split(' ').filter(name => name !== 'none' && name !== variable);
+            const changed = this.fact(written, 'written', 'none')
+                .split(' ')
+                .filter(name => name !== 'none' && name !== variable);
             if (changed.length)
                 this.result.changedVariables = changed;
             else if (sameImage) {
@@ -61432,9 +61649,7 @@ class ServerJob {
         if (restored && record)
             await this.step(restoreRollbackRecord(this.server.path)).catch(error => this.note(`rollback record not restored: ${errorText(error)}`));
         await this.history(restored ? 'rolled-back' : 'failed', target, restore.image);
-        return restored
-            ? this.finish('rolled-back', `${why}; restored ${restore.image}, which is healthy`)
-            : this.finish('failed', `${why}; rollback to ${restore.image} did not become healthy either`);
+        return restored ? this.finish('rolled-back', `${why}; restored ${restore.image}, which is healthy`) : this.finish('failed', `${why}; rollback to ${restore.image} did not become healthy either`);
     }
     async unchanged(image, imageId, why = '') {
         this.result.deployedImage = image;
@@ -61628,7 +61843,7 @@ class ServerJob {
         return this.holdsLock ? withLease(this.server.path, this.ctx.lockToken, command) : command;
     }
     checkLease(command, result) {
-        if (!command.lease || result.code !== 6)
+        if (!command.lease || result.code !== EXIT_CODE.lockLost)
             return;
         const holder = parseFacts(result.stdout).get('lock_lost')?.at(-1);
         if (holder === undefined)
@@ -61694,7 +61909,10 @@ function tail(text) {
  * for people: `openclaw-gateway running, openclaw-cli exited 0, worker restarting after 3 restarts (failing)`.
  */
 function describeContainers(raw) {
-    const words = raw.trim().split(/\s+/).filter(w => w && w !== 'none');
+    const words = raw
+        .trim()
+        .split(/\s+/)
+        .filter(w => w && w !== 'none');
     if (words.length === 0)
         return 'no containers';
     return words
@@ -61896,9 +62114,28 @@ class JumpHosts {
 
 
 
+/**
+ * The token this run's locks carry (in the lock note, on the server only). In GitHub Actions it is
+ * derived, not random, because the post step (src/post.ts) must release the locks of a main step
+ * that was killed (SIGKILL) before it could save anything. It names one step of one job of one run
+ * attempt: GITHUB_ACTION tells two uses of the action in a job apart (the runner gives the post step
+ * the main step's), and the job's runner (RUNNER_NAME, RUNNER_TRACKING_ID) the legs of a matrix,
+ * which share GITHUB_JOB. Those names are all public (the run's log shows them), so they are keyed
+ * with the SSH key, which both steps get as an input and nobody reading the log has. Elsewhere
+ * (no GITHUB_RUN_ID) the token is random, as no second step will look for it.
+ */
+function lockToken(env, secret) {
+    if (!env.GITHUB_RUN_ID)
+        return (0,external_node_crypto_.randomBytes)(8).toString('hex');
+    const step = [env.GITHUB_RUN_ID, env.GITHUB_RUN_ATTEMPT, env.GITHUB_JOB, env.GITHUB_ACTION, env.RUNNER_NAME, env.RUNNER_TRACKING_ID].map(part => part ?? '');
+    return (0,external_node_crypto_.createHmac)('sha256', secret)
+        .update(`openclaw-deploy lock token\n${step.join('\n')}`)
+        .digest('hex')
+        .slice(0, 16);
+}
 /** Who this run is, in the lock note and the history line. Read from the runner's environment. */
-function describeRun(env = process.env) {
-    const token = (0,external_node_crypto_.randomBytes)(8).toString('hex');
+function describeRun(env = process.env, secret = '') {
+    const token = lockToken(env, secret);
     const url = env.GITHUB_SERVER_URL && env.GITHUB_REPOSITORY && env.GITHUB_RUN_ID ? `${env.GITHUB_SERVER_URL}/${env.GITHUB_REPOSITORY}/actions/runs/${env.GITHUB_RUN_ID}` : '';
     const who = env.GITHUB_ACTOR ? `by ${env.GITHUB_ACTOR}` : `by ${external_node_os_default().userInfo().username}@${external_node_os_default().hostname()}`;
     const label = [url || 'local run', who, env.GITHUB_SHA ? `commit ${env.GITHUB_SHA.slice(0, 12)}` : ''].filter(Boolean).join(' ');
@@ -61906,7 +62143,7 @@ function describeRun(env = process.env) {
 }
 function createRunContext(settings, signal, onProgress) {
     const knownHosts = parseKnownHosts(settings.knownHosts);
-    const run = describeRun();
+    const run = describeRun(process.env, settings.sshPrivateKey);
     const jumpHosts = new JumpHosts({
         privateKey: settings.jumpPrivateKey || settings.sshPrivateKey,
         passphrase: settings.sshPassphrase,
@@ -61934,127 +62171,6 @@ function createRunContext(settings, signal, onProgress) {
         }),
         close: () => jumpHosts.close()
     };
-}
-
-;// CONCATENATED MODULE: ./src/registry/select.ts
-
-
-
-const FILTERS = [
-    { input: 'tenants', what: 'tenant', valuesOf: server => server.tenant },
-    { input: 'regions', what: 'region', valuesOf: server => server.region },
-    { input: 'servers', what: 'server name', valuesOf: server => server.name }
-];
-/**
- * Applies the `tenants`, `regions` and `servers` inputs (a server must match every filter that is
- * set). A value that names nothing in the registry, or filters that leave no server to work on, are
- * errors: a typo must not turn a deploy into a silent no-op.
- */
-function selectServers(registry, filters) {
-    const problems = [];
-    for (const { input, what, valuesOf } of FILTERS) {
-        const known = unique(registry.servers.map(valuesOf));
-        for (const wanted of filters[input]) {
-            if (known.includes(wanted))
-                continue;
-            problems.push(`Input "${input}" names ${JSON.stringify(wanted)}, but no server in ${registry.file} has that ${what}.` +
-                didYouMean(wanted, known) +
-                (known.length ? ` Known: ${listSome(known)}.` : ` No server in ${registry.file} has a ${what} at all.`));
-        }
-    }
-    if (problems.length)
-        throw new UserError(formatProblems('The server filters do not match the registry', problems), problems);
-    const matched = registry.servers.filter(server => FILTERS.every(({ input, valuesOf }) => filters[input].length === 0 || filters[input].includes(valuesOf(server) ?? '')));
-    const selection = {
-        selected: matched.filter(server => server.enabled),
-        disabled: matched.filter(server => !server.enabled)
-    };
-    if (selection.selected.length)
-        return selection;
-    const filterText = describeFilters(filters);
-    const message = selection.disabled.length
-        ? `Every server ${filterText ? `matching ${filterText} ` : `in ${registry.file} `}is disabled ("enabled": false): ` +
-            `${listSome(selection.disabled.map(server => server.name))}. Enable one in ${registry.file} or change the filters.`
-        : `No server matches ${filterText} together; each value exists, but not on the same server. ` +
-            `Matching servers per filter: ${describeMatches(registry, filters)}. Change the filters so they overlap.`;
-    throw new UserError(message, [message]);
-}
-function describeFilters(filters) {
-    return FILTERS.filter(({ input }) => filters[input].length)
-        .map(({ input }) => `${input}=${filters[input].join(',')}`)
-        .join(' and ');
-}
-function describeMatches(registry, filters) {
-    return FILTERS.filter(({ input }) => filters[input].length)
-        .map(({ input, valuesOf }) => {
-        const names = registry.servers.filter(server => filters[input].includes(valuesOf(server) ?? '')).map(server => server.name);
-        return `${input} → ${listSome(names)}`;
-    })
-        .join('; ');
-}
-/** A long fleet would bury the message; the first names are enough to spot a pattern. */
-function listSome(values, max = 20) {
-    return values.length > max ? `${values.slice(0, max).join(', ')} and ${values.length - max} more` : values.join(', ');
-}
-function unique(values) {
-    return [...new Set(values.filter((value) => value !== undefined))];
-}
-
-;// CONCATENATED MODULE: ./src/registry/single-host.ts
-
-
-
-
-/** Where a single host comes from, for messages that would otherwise name a registry file. */
-const SINGLE_HOST_SOURCE = 'the inputs host, port, user and deployment-path';
-const SINGLE_HOST_TENANT = 'default';
-/**
- * The Phase 1 setup without a registry file: one server from the `host`, `port`, `user` and
- * `deployment-path` inputs, held to the same rules as a registry entry.
- */
-function registryFromSingleHost(single) {
-    const problems = [];
-    const check = (input, field, value) => {
-        if (value === undefined)
-            return;
-        const allowed = checkServerField(field, value);
-        if (allowed)
-            problems.push(`Input "${input}" is ${JSON.stringify(value)}; allowed: ${allowed}.`);
-    };
-    check('host', 'host', single.host);
-    check('port', 'port', single.port);
-    check('user', 'user', single.user);
-    check('deployment-path', 'path', single.path);
-    if (problems.length)
-        throw new UserError(formatProblems('The single-server inputs are not valid', problems), problems);
-    return {
-        file: SINGLE_HOST_SOURCE,
-        servers: [
-            {
-                name: serverNameFor(single.host),
-                host: single.host,
-                tenant: SINGLE_HOST_TENANT,
-                port: single.port ?? SERVER_DEFAULTS.port,
-                user: single.user ?? SERVER_DEFAULTS.user,
-                path: single.path ?? SERVER_DEFAULTS.path,
-                healthUrl: SERVER_DEFAULTS.healthUrl,
-                services: [],
-                imageVariable: SERVER_DEFAULTS.imageVariable,
-                hostKeys: [],
-                enabled: true,
-                labels: {}
-            }
-        ]
-    };
-}
-/** A registry-style name for a host: `Web-1.Example.com` → `web-1.example.com`, `2001:db8::1` → `2001-db8--1`. */
-function serverNameFor(host) {
-    const name = host
-        .toLowerCase()
-        .replace(/[^a-z0-9._-]/g, '-')
-        .replace(/^[^a-z0-9]+/, '')
-        .slice(0, 63);
-    return checkServerField('name', name) ? 'server' : name;
 }
 
 ;// CONCATENATED MODULE: ./src/report/deployments.ts
@@ -62454,7 +62570,11 @@ function renderSummary(results, settings, env = process.env, runMs) {
     }
     const details = [];
     for (const r of results.filter(x => ANNOTATED.includes(x.status))) {
-        const output = r.failedOutput ?? r.log.slice(-10).map(line => singleLine(line)).join('\n');
+        const output = r.failedOutput ??
+            r.log
+                .slice(-10)
+                .map(line => singleLine(line))
+                .join('\n');
         // The paragraph starts with our words, so server text can never begin a heading, list or quote.
         const block = [
             `<details><summary>${STATUS_SYMBOL[r.status]} ${htmlText(serverTitle(r))}: ${r.status}${r.failedStep ? ` at ${htmlText(r.failedStep)}` : ''}</summary>`,
@@ -62494,15 +62614,13 @@ async function writeSummary(results, settings, runMs) {
 
 
 
-
-
 /** The whole action: inputs → registry → plan → per-server pipeline → report. */
 async function run() {
     // The summary's heading shows the run's wall time: from here to just before it is written.
     const started = Date.now();
     try {
         const settings = readSettings();
-        const plan = makePlan(settings);
+        const plan = planFromInputs(settings, info);
         info(formatPlan(plan, settings));
         const results = settings.dryRun ? planned(plan, settings) : await execute(plan, settings);
         setOutputs(results);
@@ -62522,18 +62640,6 @@ async function run() {
         }
         setFailed(describeError(error));
     }
-}
-function makePlan(settings) {
-    let registry;
-    if (settings.singleHost) {
-        info(`Input "host" is set: deploying to that one server; the registry file ${settings.serversFile} is not read.`);
-        registry = registryFromSingleHost(settings.singleHost);
-    }
-    else {
-        registry = loadRegistry(settings.serversFile);
-    }
-    checkTenantEnv(registry, settings.tenantEnv);
-    return buildPlan(selectServers(registry, settings.filters), settings);
 }
 /** Servers the plan itself skips (disabled in the registry) do not fail the step. */
 function plannedSkip(plan, result) {
@@ -62583,13 +62689,6 @@ async function execute(plan, settings) {
         process.off('uncaughtException', onUncaught);
         process.off('unhandledRejection', onUncaught);
     }
-}
-function describeError(error) {
-    if (error instanceof UserError)
-        return error.message;
-    if (error instanceof Error)
-        return error.stack ?? error.message;
-    return String(error);
 }
 
 

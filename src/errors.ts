@@ -8,3 +8,10 @@ export class UserError extends Error {
     this.name = 'UserError'
   }
 }
+
+/** An error as the log shows it: a UserError's message as is, anything else with its stack (a bug). */
+export function describeError(error: unknown): string {
+  if (error instanceof UserError) return error.message
+  if (error instanceof Error) return error.stack ?? error.message
+  return String(error)
+}

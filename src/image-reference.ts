@@ -39,7 +39,10 @@ export interface ImageReference {
 
 /** Docker would not pull this reference; `message` says why, in the words Docker's rules use. */
 export class InvalidImageReference extends Error {
-  constructor(readonly reference: string, readonly reason: string) {
+  constructor(
+    readonly reference: string,
+    readonly reason: string
+  ) {
     super(`${JSON.stringify(reference)} is not an image reference Docker accepts: ${reason}`)
     this.name = 'InvalidImageReference'
   }

@@ -2,11 +2,9 @@ import * as core from '@actions/core'
 import { skippedResult, runFleet } from './deploy/fleet.js'
 import { isSuccess, type ServerResult } from './deploy/result.js'
 import { createRunContext } from './deploy/run-context.js'
-import { UserError } from './errors.js'
-import { buildPlan, checkTenantEnv, formatPlan, type Plan } from './plan.js'
-import { loadRegistry, RegistryError } from './registry/load.js'
-import { selectServers } from './registry/select.js'
-import { registryFromSingleHost } from './registry/single-host.js'
+import { describeError } from './errors.js'
+import { formatPlan, planFromInputs, type Plan } from './plan.js'
+import { RegistryError } from './registry/load.js'
 import { TenantDeployments } from './report/deployments.js'
 import { annotate, logServer, setOutputs, writeSummary } from './report/report.js'
 import { readSettings, type Settings } from './settings.js'
@@ -17,7 +15,7 @@ export async function run(): Promise<void> {
   const started = Date.now()
   try {
     const settings = readSettings()
-    const plan = makePlan(settings)
+    const plan = planFromInputs(settings, core.info)
     core.info(formatPlan(plan, settings))
     const results = settings.dryRun ? planned(plan, settings) : await execute(plan, settings)
     setOutputs(results)
@@ -35,18 +33,6 @@ export async function run(): Promise<void> {
     }
     core.setFailed(describeError(error))
   }
-}
-
-function makePlan(settings: Settings): Plan {
-  let registry
-  if (settings.singleHost) {
-    core.info(`Input "host" is set: deploying to that one server; the registry file ${settings.serversFile} is not read.`)
-    registry = registryFromSingleHost(settings.singleHost)
-  } else {
-    registry = loadRegistry(settings.serversFile)
-  }
-  checkTenantEnv(registry, settings.tenantEnv)
-  return buildPlan(selectServers(registry, settings.filters), settings)
 }
 
 /** Servers the plan itself skips (disabled in the registry) do not fail the step. */
@@ -86,7 +72,10 @@ async function execute(plan: Plan, settings: Settings): Promise<ServerResult[]> 
   try {
     const ctx = createRunContext(settings, controller.signal, (server, state) => core.info(`[${server.name}] ${state}`))
     const work = plan.entries.filter(e => e.action !== 'skip').map(e => e.server)
-    const deployments = await TenantDeployments.start(settings, work.map(s => s.tenant))
+    const deployments = await TenantDeployments.start(
+      settings,
+      work.map(s => s.tenant)
+    )
     // every server's connection is closed when runFleet returns: the jump hosts' can go too
     const results = await runFleet(work, ctx, { onServerDone: logServer }).finally(() => ctx.close())
     const skipped = planned(plan, settings).filter(r => r.status === 'skipped')
@@ -99,10 +88,4 @@ async function execute(plan: Plan, settings: Settings): Promise<ServerResult[]> 
     process.off('uncaughtException', onUncaught)
     process.off('unhandledRejection', onUncaught)
   }
-}
-
-function describeError(error: unknown): string {
-  if (error instanceof UserError) return error.message
-  if (error instanceof Error) return error.stack ?? error.message
-  return String(error)
 }

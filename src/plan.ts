@@ -1,7 +1,8 @@
 import { UserError } from './errors.js'
 import { NEW_TOKEN, type EnvValue } from './remote/commands.js'
-import { describeRoute } from './registry/load.js'
-import type { Selection } from './registry/select.js'
+import { describeRoute, loadRegistry } from './registry/load.js'
+import { selectServers, type Selection } from './registry/select.js'
+import { registryFromSingleHost } from './registry/single-host.js'
 import { didYouMean } from './registry/suggest.js'
 import type { Registry, Server } from './registry/types.js'
 import { ALL_TENANTS, formatProblems, GATEWAY_TOKEN, tenantValues, type Mode, type Settings, type TenantEnv } from './settings.js'
@@ -29,6 +30,23 @@ export interface Plan {
   entries: PlanEntry[]
   /** How many entries are canaries (the first ones). */
   canaries: number
+}
+
+/**
+ * The plan the inputs ask for: the registry file (or the one server of input `host`), checked,
+ * filtered and ordered. The deploy step and its post step (src/cleanup.ts) both start here, so
+ * they work on the same servers.
+ */
+export function planFromInputs(settings: Settings, log: (line: string) => void): Plan {
+  let registry
+  if (settings.singleHost) {
+    log(`Input "host" is set: deploying to that one server; the registry file ${settings.serversFile} is not read.`)
+    registry = registryFromSingleHost(settings.singleHost)
+  } else {
+    registry = loadRegistry(settings.serversFile)
+  }
+  checkTenantEnv(registry, settings.tenantEnv)
+  return buildPlan(selectServers(registry, settings.filters), settings)
 }
 
 export const REPULL_CURRENT_IMAGE = '(current image from .env, re-pulled)'
@@ -114,10 +132,7 @@ const HEADERS = ['#', 'server', 'tenant', 'region', 'ssh', 'path', 'action / ima
 export function formatPlan(plan: Plan, settings: Pick<Settings, 'dryRun' | 'maxParallel'>): string {
   const working = plan.entries.filter(entry => entry.action !== 'skip').length
   const skipped = plan.entries.length - working
-  const phases =
-    plan.canaries > 0
-      ? `${plan.canaries} canar${plan.canaries === 1 ? 'y' : 'ies'} first; the other ${working - plan.canaries} start only if every canary succeeds`
-      : 'no canary phase'
+  const phases = plan.canaries > 0 ? `${plan.canaries} canar${plan.canaries === 1 ? 'y' : 'ies'} first; the other ${working - plan.canaries} start only if every canary succeeds` : 'no canary phase'
   const heading =
     `Plan: ${plan.mode} on ${working} server${working === 1 ? '' : 's'}` +
     `${skipped ? `, ${skipped} skipped` : ''} (${phases}; at most ${settings.maxParallel} at a time)` +

@@ -1,6 +1,7 @@
 import * as core from '@actions/core'
 import { UserError } from './errors.js'
 import { InvalidImageReference, isRegistryHost, parseImageReference, registryOf } from './image-reference.js'
+import { INPUT_DEFAULTS } from './input-defaults.generated.js'
 import { JsonSyntaxError, parseJsonText } from './registry/json-text.js'
 import type { RegistryLogin } from './remote/commands.js'
 
@@ -50,7 +51,9 @@ export function registryLoginFor(settings: Pick<Settings, 'registryCredentials'>
   if (!credentials) return undefined
   const registry = credentials.registry || registryOf(image)
   if (!registry) {
-    throw new UserError(`cannot tell which registry ${JSON.stringify(image)} is on, to log in to it before the pull: it is not an image reference Docker accepts. Set the input "registry", or fix the image reference. Nothing was changed.`)
+    throw new UserError(
+      `cannot tell which registry ${JSON.stringify(image)} is on, to log in to it before the pull: it is not an image reference Docker accepts. Set the input "registry", or fix the image reference. Nothing was changed.`
+    )
   }
   return { registry, username: credentials.username, password: credentials.password }
 }
@@ -98,7 +101,10 @@ export interface Settings {
   jumpPrivateKey: string
 }
 
-/** Reads one input the way the runner passes it (`INPUT_<NAME>`); trims surrounding whitespace. */
+/**
+ * Reads one input the way the runner passes it (`INPUT_<NAME>`); trims surrounding whitespace. The
+ * runner fills in action.yml's default for an input not given; an input given empty gets it here.
+ */
 export type InputReader = (name: string) => string
 const readActionInput: InputReader = name => core.getInput(name)
 
@@ -116,14 +122,11 @@ export function readSettings(read: InputReader = readActionInput): Settings {
   const registryPassword = p.raw('registry-password')
   // Mask before anything else can print them, including our own error messages.
   for (const secret of [sshPrivateKey, sshPassphrase, jumpPrivateKey, registryPassword]) if (secret) maskSecret(secret)
-  const mode = p.choice('mode', MODES, 'deploy')
+  const mode = p.choice('mode', MODES)
   const tenantEnv = p.tenantEnv('tenant-env')
-  const dryRun = p.boolean('dry-run', false)
+  const dryRun = p.boolean('dry-run')
   if (!sshPrivateKey && !dryRun) {
-    problems.push(
-      'Input "ssh-private-key" is required: pass the private key of the deploy user, e.g. ' +
-        'ssh-private-key: ${{ secrets.SSH_PRIVATE_KEY }} (only dry-run works without it).'
-    )
+    problems.push('Input "ssh-private-key" is required: pass the private key of the deploy user, e.g. ' + 'ssh-private-key: ${{ secrets.SSH_PRIVATE_KEY }} (only dry-run works without it).')
   }
 
   const host = p.raw('host')
@@ -142,23 +145,23 @@ export function readSettings(read: InputReader = readActionInput): Settings {
   }
 
   const settings: Settings = {
-    serversFile: p.raw('servers-file') || '.github/servers/production.json',
+    serversFile: p.raw('servers-file'),
     mode,
     image: p.raw('image'),
     sshPrivateKey,
     sshPassphrase,
     knownHosts: p.raw('known-hosts'),
-    strictHostKeyChecking: p.boolean('strict-host-key-checking', true),
+    strictHostKeyChecking: p.boolean('strict-host-key-checking'),
     filters: { tenants: p.list('tenants'), regions: p.list('regions'), servers: p.list('servers') },
-    maxParallel: p.integer('max-parallel', 10, 1, 1000),
-    canary: p.integer('canary', 0, 0, 100000),
+    maxParallel: p.integer('max-parallel', 1, 1000),
+    canary: p.integer('canary', 0, 100000),
     maxFailures: p.failureBudget('max-failures'),
-    healthTimeout: p.integer('health-timeout', 60, 1, 3600),
-    rollback: p.boolean('rollback', true),
-    prune: p.boolean('prune', true),
-    connectTimeout: p.integer('connect-timeout', 20, 1, 600),
-    commandTimeout: p.integer('command-timeout', 600, 1, 86400),
-    lockTimeout: p.integer('lock-timeout', 60, 0, 86400),
+    healthTimeout: p.integer('health-timeout', 1, 3600),
+    rollback: p.boolean('rollback'),
+    prune: p.boolean('prune'),
+    connectTimeout: p.integer('connect-timeout', 1, 600),
+    commandTimeout: p.integer('command-timeout', 1, 86400),
+    lockTimeout: p.integer('lock-timeout', 0, 86400),
     dryRun,
     singleHost,
     environment: p.raw('environment'),
@@ -169,10 +172,7 @@ export function readSettings(read: InputReader = readActionInput): Settings {
   }
   if (settings.githubToken) maskSecret(settings.githubToken)
   if (settings.image && /[\s'"`$;&|<>\\]/.test(settings.image)) {
-    problems.push(
-      `Input "image" is "${settings.image}": an image reference has no spaces, quotes or shell characters ` +
-        '(e.g. ghcr.io/acme/openclaw:1.4.2 or ghcr.io/acme/openclaw@sha256:…).'
-    )
+    problems.push(`Input "image" is "${settings.image}": an image reference has no spaces, quotes or shell characters ` + '(e.g. ghcr.io/acme/openclaw:1.4.2 or ghcr.io/acme/openclaw@sha256:…).')
   } else if (settings.image) {
     try {
       parseImageReference(settings.image)
@@ -209,7 +209,7 @@ function maskValue(value: string): void {
 /** `5` → `5th`, for "the 2nd name of acme". */
 function ordinal(n: number): string {
   const tens = n % 100
-  const suffix = tens >= 11 && tens <= 13 ? 'th' : ['th', 'st', 'nd', 'rd'][n % 10] ?? 'th'
+  const suffix = tens >= 11 && tens <= 13 ? 'th' : (['th', 'st', 'nd', 'rd'][n % 10] ?? 'th')
   return `${n}${suffix}`
 }
 
@@ -226,29 +226,36 @@ class InputParser {
     private readonly problems: string[]
   ) {}
 
+  /** The input, or action.yml's default when it is empty. */
   raw(name: string): string {
-    return this.read(name).trim()
+    return this.read(name).trim() || (INPUT_DEFAULTS[name] ?? '')
   }
 
-  choice<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+  /** An input that has a default in action.yml (a value is needed even when none is given). */
+  private defaulted(name: string): string {
     const value = this.raw(name)
-    if (!value) return fallback
+    if (!value) throw new Error(`input "${name}" has no default in action.yml (run npm run package to regenerate src/input-defaults.generated.ts)`)
+    return value
+  }
+
+  choice<T extends string>(name: string, allowed: readonly T[]): T {
+    const value = this.defaulted(name)
     if ((allowed as readonly string[]).includes(value)) return value as T
     this.problems.push(`Input "${name}" is "${value}"; allowed: ${allowed.join(', ')}.`)
-    return fallback
+    return allowed[0]!
   }
 
-  boolean(name: string, fallback: boolean): boolean {
-    const value = this.raw(name)
-    if (!value) return fallback
+  boolean(name: string): boolean {
+    const value = this.defaulted(name)
     if (TRUE_WORDS.includes(value)) return true
     if (FALSE_WORDS.includes(value)) return false
     this.problems.push(`Input "${name}" is "${value}"; allowed: true or false.`)
-    return fallback
+    return false
   }
 
-  integer(name: string, fallback: number, min: number, max: number): number {
-    return this.optionalInteger(name, min, max) ?? fallback
+  integer(name: string, min: number, max: number): number {
+    this.defaulted(name)
+    return this.optionalInteger(name, min, max) ?? min
   }
 
   optionalInteger(name: string, min: number, max: number): number | undefined {
@@ -296,10 +303,13 @@ class InputParser {
     for (const duplicate of parsed.duplicateKeys) {
       const [tenant, variable] = duplicate.path as string[]
       if (variable === undefined || ENV_NAME_RULE.test(variable)) {
-        this.problems.push(`${where}: ${variable === undefined ? `tenant ${JSON.stringify(tenant)}` : `${tenant}.${variable}`} is given twice (lines ${duplicate.first.line} and ${duplicate.second.line}); JSON would keep only the last.`)
+        this.problems.push(
+          `${where}: ${variable === undefined ? `tenant ${JSON.stringify(tenant)}` : `${tenant}.${variable}`} is given twice (lines ${duplicate.first.line} and ${duplicate.second.line}); JSON would keep only the last.`
+        )
       }
     }
-    const shape = 'a JSON object of tenant names (or "*" for every tenant) to objects of variable names and string values, e.g. {"*": {"OPENCLAW_SKIP_BROWSER_CONTROL_SERVER": "1"}, "acme": {"CLAUDE_AI_SESSION_KEY": "…"}}'
+    const shape =
+      'a JSON object of tenant names (or "*" for every tenant) to objects of variable names and string values, e.g. {"*": {"OPENCLAW_SKIP_BROWSER_CONTROL_SERVER": "1"}, "acme": {"CLAUDE_AI_SESSION_KEY": "…"}}'
     if (!isObject(parsed.value)) {
       this.problems.push(`${where} must be ${shape}.`)
       return {}

@@ -6,20 +6,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
 import { parseKnownHosts } from '../../src/remote/host-keys.js'
 import { connect } from '../../src/remote/ssh.js'
-import {
-  actionKeyInputs,
-  baselineEnvOf,
-  envOf,
-  knownHostsLines,
-  readFleet,
-  rig,
-  runAction,
-  server,
-  writeRegistry,
-  type ActionRun,
-  type Fleet,
-  type FleetServer
-} from '../rig/fleet.js'
+import { actionKeyInputs, baselineEnvOf, envOf, knownHostsLines, readFleet, rig, runAction, server, writeRegistry, type ActionRun, type Fleet, type FleetServer } from '../rig/fleet.js'
 
 interface Result {
   name: string

@@ -5,21 +5,7 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, beforeAll, describe, expect, it } from '@jest/globals'
-import {
-  actionKeyInputs,
-  baselineEnvOf,
-  envOf,
-  healthOf,
-  readFleet,
-  rig,
-  runAction,
-  scratchDir,
-  server,
-  serverExec,
-  writeRegistry,
-  type ActionRun,
-  type Fleet
-} from '../rig/fleet.js'
+import { actionKeyInputs, baselineEnvOf, envOf, healthOf, readFleet, rig, runAction, scratchDir, server, serverExec, writeRegistry, type ActionRun, type Fleet } from '../rig/fleet.js'
 
 interface Result {
   name: string
@@ -233,15 +219,12 @@ describe('deploy engine on the rig', () => {
 
   it('lets only one of two simultaneous runs deploy a server', async () => {
     touched.add('s3')
-    const [a, b] = await Promise.all([
-      deploy({ image: fleet.images.v1, servers: 's3', 'lock-timeout': '0' }),
-      deploy({ image: fleet.images.v1, servers: 's3', 'lock-timeout': '0' })
-    ])
+    const [a, b] = await Promise.all([deploy({ image: fleet.images.v1, servers: 's3', 'lock-timeout': '0' }), deploy({ image: fleet.images.v1, servers: 's3', 'lock-timeout': '0' })])
     expect([statusOf(a).s3, statusOf(b).s3].sort()).toEqual(['deployed', 'locked'])
     expect(await healthOf('s3')).toBe('v1')
   })
 
-  it('on SIGTERM starts no new server, stops or rolls back the others and releases every lock, well within GitHub\'s 10 s before SIGKILL', async () => {
+  it("on SIGTERM starts no new server, stops or rolls back the others and releases every lock, well within GitHub's 10 s before SIGKILL", async () => {
     SIX.forEach(n => touched.add(n))
     let signalled = 0
     const run = await deploy(
@@ -362,7 +345,10 @@ describe('deploy engine on the rig', () => {
    */
   function variantImage(): Promise<string> {
     const ref = `${fleet.registry}/openclaw:e2e-variant`
-    variant ??= sh('s8', `printf 'FROM %s\\nLABEL e2e=variant\\n' ${fleet.images.v2} | docker build -q -t ${ref} - >/dev/null && docker push -q ${ref} >/dev/null && docker rmi ${ref} >/dev/null`).then(() => ref)
+    variant ??= sh(
+      's8',
+      `printf 'FROM %s\\nLABEL e2e=variant\\n' ${fleet.images.v2} | docker build -q -t ${ref} - >/dev/null && docker push -q ${ref} >/dev/null && docker rmi ${ref} >/dev/null`
+    ).then(() => ref)
     return variant
   }
 
@@ -377,7 +363,10 @@ describe('deploy engine on the rig', () => {
       await sh('s3', importOther('first'))
       const dangling = await imageId('s3', other)
       await sh('s3', importOther('second'))
-      await sh('s3', `docker pull -q ${images.broken} >/dev/null && docker tag ${images.broken} ${registry}/other-app:stable && docker run -d --name other-app --network none ${registry}/other-app:stable node dist/index.js gateway >/dev/null`)
+      await sh(
+        's3',
+        `docker pull -q ${images.broken} >/dev/null && docker tag ${images.broken} ${registry}/other-app:stable && docker run -d --name other-app --network none ${registry}/other-app:stable node dist/index.js gateway >/dev/null`
+      )
       const broken = await imageId('s3', images.broken)
       const v1 = await imageId('s3', images.v1)
 
@@ -409,7 +398,9 @@ describe('deploy engine on the rig', () => {
   it('rolls back and prunes on a server an earlier version deployed (its rollback tag had no hash)', async () => {
     touched.add('s4')
     const { images } = fleet
-    const legacyTag = `openclaw-rollback:${server(fleet, 's4').path.replace(/^\/+|\/+$/g, '').replace(/[^A-Za-z0-9_.-]+/g, '_')}`
+    const legacyTag = `openclaw-rollback:${server(fleet, 's4')
+      .path.replace(/^\/+|\/+$/g, '')
+      .replace(/[^A-Za-z0-9_.-]+/g, '_')}`
     try {
       // What an earlier version left after deploying v1 over v2: v2 kept under the old tag, and its record.
       await sh('s4', `docker pull -q ${images.v2} >/dev/null && docker tag ${images.v2} ${legacyTag}`)

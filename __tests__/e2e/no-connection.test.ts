@@ -25,12 +25,21 @@ describe('nothing connects', () => {
 
   it.each([
     ['a registry with a hostile path in one entry', { perServer: (_s: unknown, i: number) => (i === 2 ? { path: '/srv/$(reboot)' } : {}) }, {}, /servers\[2\]\.path/],
-    ['a registry with a misspelt field', { perServer: (_s: unknown, i: number) => (i === 4 ? { healtUrl: 'http://127.0.0.1:18789/health' } : {}) }, {}, /servers\[4\]\.healtUrl .*Did you mean "healthUrl"/],
+    [
+      'a registry with a misspelt field',
+      { perServer: (_s: unknown, i: number) => (i === 4 ? { healtUrl: 'http://127.0.0.1:18789/health' } : {}) },
+      {},
+      /servers\[4\]\.healtUrl .*Did you mean "healthUrl"/
+    ],
     ['an unknown tenant in the filter', {}, { tenants: 'tenant-s1,tenant-nope' }, /Input "tenants" names "tenant-nope"/],
     ['an invalid input', {}, { 'max-parallel': 'lots' }, /Input "max-parallel" is "lots"/]
   ])('with %s', async (_label, extra, inputs, message) => {
     const before = sshdLogSizes()
-    const file = writeRegistry(fleet, fleet.servers.map(s => s.name), extra)
+    const file = writeRegistry(
+      fleet,
+      fleet.servers.map(s => s.name),
+      extra
+    )
     const run = await runAction({ 'servers-file': file, ...actionKeyInputs(fleet), image: fleet.images.v2, ...inputs })
     expect(run.code).toBe(1)
     expect(run.stdout).toMatch(message)

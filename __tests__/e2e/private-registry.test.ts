@@ -57,7 +57,7 @@ afterAll(async () => {
 })
 
 describe('a private image', () => {
-  it('cannot be pulled without a login: failed with Docker\'s reason, nothing changed', async () => {
+  it("cannot be pulled without a login: failed with Docker's reason, nothing changed", async () => {
     const env = envOf(server(fleet, 's3'))
     const run = await act({ image: registry.image, servers: 's3' })
     expect(statusOf(run)).toEqual({ s3: 'failed' })

@@ -104,7 +104,9 @@ describe('what the operator sees', () => {
     const annotations = run.stdout.split('\n').filter(l => l.startsWith('::error'))
     expect(annotations.filter(l => l.startsWith('::error title='))).toEqual([
       // Compose's own last line says why (no value of .env in it: see security.test.ts)
-      expect.stringMatching(/^::error title=s3 \(globex\)%3A rolled-back::up failed: docker compose up failed: Error response from daemon: .*bind source path does not exist.*; restored .*:v1, which is healthy/),
+      expect.stringMatching(
+        /^::error title=s3 \(globex\)%3A rolled-back::up failed: docker compose up failed: Error response from daemon: .*bind source path does not exist.*; restored .*:v1, which is healthy/
+      ),
       expect.stringMatching(/^::error title=s4 \(globex\)%3A rolled-back::/)
     ])
     expect(annotations.at(-1)).toBe('::error::2 of 5 servers did not succeed: s3 rolled-back, s4 rolled-back')

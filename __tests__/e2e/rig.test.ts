@@ -35,16 +35,26 @@ function ssh(s: FleetServer, command: string, knownHosts = fleet.knownHostsFile,
   return run(
     'ssh',
     [
-      '-F', '/dev/null',
-      '-o', 'BatchMode=yes',
-      '-o', 'StrictHostKeyChecking=yes',
-      '-o', `UserKnownHostsFile=${knownHosts}`,
-      '-o', 'GlobalKnownHostsFile=/dev/null',
-      '-o', 'IdentitiesOnly=yes',
-      '-o', `ConnectTimeout=${timeoutSeconds}`,
-      '-o', 'LogLevel=ERROR',
-      '-i', fleet.privateKeyFile,
-      '-p', String(s.port),
+      '-F',
+      '/dev/null',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'StrictHostKeyChecking=yes',
+      '-o',
+      `UserKnownHostsFile=${knownHosts}`,
+      '-o',
+      'GlobalKnownHostsFile=/dev/null',
+      '-o',
+      'IdentitiesOnly=yes',
+      '-o',
+      `ConnectTimeout=${timeoutSeconds}`,
+      '-o',
+      'LogLevel=ERROR',
+      '-i',
+      fleet.privateKeyFile,
+      '-p',
+      String(s.port),
       `${s.user}@${s.host}`,
       command
     ],
@@ -150,10 +160,7 @@ describe('the rig', () => {
     await deploy(fleet.images.v2)
     await expect(waitFor(() => healthOf(s.name), 'v2')).resolves.toBe('v2')
     await deploy(fleet.images.broken)
-    const code = await waitFor(
-      async () => (await serverExec(s.name, 'curl -s -o /dev/null -w "%{http_code}" http://127.0.0.1:18789/health')).stdout,
-      '404'
-    )
+    const code = await waitFor(async () => (await serverExec(s.name, 'curl -s -o /dev/null -w "%{http_code}" http://127.0.0.1:18789/health')).stdout, '404')
     expect(code).toBe('404')
     expect(await healthOf(s.name)).toBeUndefined()
     await serverExec(s.name, 'mkdir -p .openclaw-deploy && echo locked > .openclaw-deploy/lock && echo x >> deploy-history.log')
@@ -216,10 +223,7 @@ process.exitCode = 3
 `
     )
     let recorded = false
-    const r = await runAction(
-      { 'ssh-private-key': 'KEY', servers: 's1\ns2' },
-      { entry: script, timeoutMs: 30_000, onSpawn: child => (recorded = existsSync(pidFile(child.pid))) }
-    )
+    const r = await runAction({ 'ssh-private-key': 'KEY', servers: 's1\ns2' }, { entry: script, timeoutMs: 30_000, onSpawn: child => (recorded = existsSync(pidFile(child.pid))) })
     expect(recorded).toBe(true) // so that rig.sh down can end a run that outlives its test
     expect(readdirSync(join(fleet.rigDir, 'pids')).filter(f => f.startsWith('action-'))).toEqual([])
     expect(r.code).toBe(3)

@@ -61,7 +61,11 @@ const everything = (run: ActionRun) => [run.stdout, run.stderr, run.summary, JSO
 
 function expectNoSecret(run: ActionRun, secrets: string[]): void {
   const text = everything(run)
-  const leaked = secrets.flatMap(secret => encodings(secret).filter(form => text.includes(form)).map(form => `${secret} as ${form}`))
+  const leaked = secrets.flatMap(secret =>
+    encodings(secret)
+      .filter(form => text.includes(form))
+      .map(form => `${secret} as ${form}`)
+  )
   expect(leaked).toEqual([])
 }
 
@@ -136,7 +140,10 @@ describe('a hostile server', () => {
     await sh('s3', `printf '  %s:\\n    image: busybox\\n' ${quotedForShell(JSON.stringify(HOSTILE))} >> docker-compose.yml`)
     // s4 holds a lock and a history line written by "another run" with that text
     const holder = HOSTILE.replace(/\r?\n/g, ' ')
-    await sh('s4', `mkdir -p .openclaw-deploy/lock && printf '%s\\nexpires=%s\\n' ${quotedForShell(holder)} $(( $(date +%s) + 3600 )) > .openclaw-deploy/lock/holder && printf '2026-11-30T10:00:00Z\\tdeployed\\t%s\\t%s\\n' ${quotedForShell(HOSTILE)} ${quotedForShell(HOSTILE)} > .openclaw-deploy/history.log && chown -R deploy: .openclaw-deploy`)
+    await sh(
+      's4',
+      `mkdir -p .openclaw-deploy/lock && printf '%s\\nexpires=%s\\n' ${quotedForShell(holder)} $(( $(date +%s) + 3600 )) > .openclaw-deploy/lock/holder && printf '2026-11-30T10:00:00Z\\tdeployed\\t%s\\t%s\\n' ${quotedForShell(HOSTILE)} ${quotedForShell(HOSTILE)} > .openclaw-deploy/history.log && chown -R deploy: .openclaw-deploy`
+    )
     run = await act({ image: fleet.images.v2 })
     status = await act({ mode: 'status' })
   })

@@ -71,7 +71,11 @@ describe('tenant-env', () => {
     const run = await act({ image: fleet.images.v2, 'tenant-env': tenantEnv })
     expect(run.code).toBe(0)
     expect(statusOf(run)).toEqual({ s1: 'deployed', s2: 'deployed', s3: 'deployed' })
-    expect(results(run).find(r => r.name === 's1')!.changedVariables!.sort()).toEqual(['CLAUDE_AI_SESSION_KEY', 'OPENAI_API_KEY', 'OPENCLAW_SKIP_BROWSER_CONTROL_SERVER'])
+    expect(
+      results(run)
+        .find(r => r.name === 's1')!
+        .changedVariables!.sort()
+    ).toEqual(['CLAUDE_AI_SESSION_KEY', 'OPENAI_API_KEY', 'OPENCLAW_SKIP_BROWSER_CONTROL_SERVER'])
     expect(results(run).find(r => r.name === 's2')!.changedVariables).toEqual(['OPENCLAW_SKIP_BROWSER_CONTROL_SERVER'])
     const s1 = await composeEnv('s1')
     expect(s1.CLAUDE_AI_SESSION_KEY).toBe(AWKWARD)
@@ -79,9 +83,7 @@ describe('tenant-env', () => {
     expect(s1.OPENCLAW_SKIP_BROWSER_CONTROL_SERVER).toBe('1')
     expect((await composeEnv('s2')).CLAUDE_AI_SESSION_KEY).not.toBe(AWKWARD)
     // s2: only the image line and the one variable changed
-    expect(envOf(server(fleet, 's2'))).toBe(
-      before.replace(`OPENCLAW_IMAGE=${fleet.images.v1}\n`, `OPENCLAW_IMAGE=${fleet.images.v2}\n`) + 'OPENCLAW_SKIP_BROWSER_CONTROL_SERVER=1\n'
-    )
+    expect(envOf(server(fleet, 's2'))).toBe(before.replace(`OPENCLAW_IMAGE=${fleet.images.v1}\n`, `OPENCLAW_IMAGE=${fleet.images.v2}\n`) + 'OPENCLAW_SKIP_BROWSER_CONTROL_SERVER=1\n')
     for (const name of ['s1', 's2', 's3']) expect(await healthOf(name)).toBe('v2')
     expectNoValue(run, [AWKWARD, PLAIN_SECRET])
     expect(run.summary).toContain('CLAUDE_AI_SESSION_KEY')

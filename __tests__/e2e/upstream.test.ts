@@ -3,19 +3,7 @@
 // openclaw-cli (interactive, no restart policy) stopped or, on servers set up like the seed's,
 // created by an earlier `docker compose up -d` and exited 0. Stand-in images (busybox), not OpenClaw.
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals'
-import {
-  actionKeyInputs,
-  envOf,
-  healthOf,
-  readFleet,
-  rig,
-  runAction,
-  server,
-  serverExec,
-  writeRegistry,
-  type ActionRun,
-  type Fleet
-} from '../rig/fleet.js'
+import { actionKeyInputs, envOf, healthOf, readFleet, rig, runAction, server, serverExec, writeRegistry, type ActionRun, type Fleet } from '../rig/fleet.js'
 
 interface Result {
   name: string
@@ -57,7 +45,10 @@ beforeAll(async () => {
 beforeEach(async () => {
   await Promise.all(THREE.map(name => rig('reset', name)))
   // s1 as the seed's servers are: an earlier `docker compose up -d` created openclaw-cli, which exited 0
-  await sh('s1', 'docker compose up -d --quiet-pull >/dev/null 2>&1; for i in $(seq 50); do [ "$(docker compose ps -a --format "{{.State}}" openclaw-cli)" = exited ] && exit 0; sleep 0.1; done; exit 1')
+  await sh(
+    's1',
+    'docker compose up -d --quiet-pull >/dev/null 2>&1; for i in $(seq 50); do [ "$(docker compose ps -a --format "{{.State}}" openclaw-cli)" = exited ] && exit 0; sleep 0.1; done; exit 1'
+  )
 })
 
 afterEach(async () => {
@@ -69,11 +60,27 @@ describe('upstream OpenClaw project', () => {
     const s2 = server(fleet, 's2')
     expect(await containers('s2')).toBe(`openclaw-gateway running 0 ${fleet.images.v1}`)
     expect(await containers('s1')).toBe([`openclaw-cli exited 0 ${fleet.images.v1}`, `openclaw-gateway running 0 ${fleet.images.v1}`].join('\n'))
-    const shape = await sh('s2', "docker inspect --format '{{.Config.User}} {{.Config.WorkingDir}} {{.HostConfig.RestartPolicy.Name}} {{.HostConfig.Init}} {{range $p, $b := .HostConfig.PortBindings}}{{$p}} {{end}}' $(docker compose ps -q openclaw-gateway)")
+    const shape = await sh(
+      's2',
+      "docker inspect --format '{{.Config.User}} {{.Config.WorkingDir}} {{.HostConfig.RestartPolicy.Name}} {{.HostConfig.Init}} {{range $p, $b := .HostConfig.PortBindings}}{{$p}} {{end}}' $(docker compose ps -q openclaw-gateway)"
+    )
     expect(shape).toBe('1000:1000 /app unless-stopped true 18789/tcp 18790/tcp')
     expect(await sh('s2', 'docker compose run --rm -T openclaw-cli')).toMatch(/^Usage: openclaw/)
     const env = envOf(s2)
-    for (const name of ['OPENCLAW_CONFIG_DIR', 'OPENCLAW_WORKSPACE_DIR', 'OPENCLAW_GATEWAY_PORT', 'OPENCLAW_BRIDGE_PORT', 'OPENCLAW_GATEWAY_BIND', 'OPENCLAW_GATEWAY_TOKEN', 'OPENCLAW_IMAGE', 'OPENCLAW_EXTRA_MOUNTS', 'OPENCLAW_HOME_VOLUME', 'OPENCLAW_DOCKER_APT_PACKAGES', 'CLAUDE_AI_SESSION_KEY', 'OPENAI_API_KEY']) {
+    for (const name of [
+      'OPENCLAW_CONFIG_DIR',
+      'OPENCLAW_WORKSPACE_DIR',
+      'OPENCLAW_GATEWAY_PORT',
+      'OPENCLAW_BRIDGE_PORT',
+      'OPENCLAW_GATEWAY_BIND',
+      'OPENCLAW_GATEWAY_TOKEN',
+      'OPENCLAW_IMAGE',
+      'OPENCLAW_EXTRA_MOUNTS',
+      'OPENCLAW_HOME_VOLUME',
+      'OPENCLAW_DOCKER_APT_PACKAGES',
+      'CLAUDE_AI_SESSION_KEY',
+      'OPENAI_API_KEY'
+    ]) {
       expect(env).toMatch(new RegExp(`^${name}=`, 'm'))
     }
   })

@@ -80,11 +80,7 @@ export function server(fleet: Fleet, name: string): FleetServer {
 }
 
 /** Run a command, collect its output; never rejects on a non-zero exit (only if it cannot start). */
-export function run(
-  command: string,
-  args: string[],
-  opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; input?: string; inherit?: boolean } = {}
-): Promise<ExecResult> {
+export function run(command: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; input?: string; inherit?: boolean } = {}): Promise<ExecResult> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(command, args, {
       env: opts.env ?? process.env,
@@ -191,9 +187,7 @@ export function scratchDir(prefix: string): string {
 
 export type RegistryEntry = Record<string, unknown>
 export type RegistryExtra =
-  | RegistryEntry
-  | ((server: FleetServer, index: number) => RegistryEntry)
-  | { perServer?: (server: FleetServer, index: number) => RegistryEntry; top?: Record<string, unknown> }
+  RegistryEntry | ((server: FleetServer, index: number) => RegistryEntry) | { perServer?: (server: FleetServer, index: number) => RegistryEntry; top?: Record<string, unknown> }
 
 /**
  * Write a server registry (production.json format) for the given rig servers to a temp file and
@@ -341,6 +335,9 @@ export function parseCommandFile(text: string): Record<string, string> {
   return out
 }
 
+/** How many runs runAction started: part of each run's GITHUB_RUN_ID. */
+let runsStarted = 0
+
 /**
  * Run the bundled action (`node dist/index.js`) as the GitHub runner does: inputs as INPUT_<NAME>
  * (uppercased, hyphens kept), fresh GITHUB_OUTPUT / GITHUB_STEP_SUMMARY / GITHUB_ENV / GITHUB_PATH /
@@ -369,7 +366,8 @@ export async function runAction(inputs: Record<string, string>, opts: RunActionO
     if (/^(INPUT_|GITHUB_|RUNNER_|ACTIONS_|STATE_)/.test(k) || k === 'NODE_OPTIONS') continue
     env[k] = v
   }
-  const runId = String(Date.now())
+  // Unique per call, also for two runs started in the same millisecond: the lock token is derived from it.
+  const runId = `${Date.now()}${String(++runsStarted % 1000).padStart(3, '0')}`
   Object.assign(env, {
     CI: 'true',
     GITHUB_ACTIONS: 'true',

@@ -26,9 +26,7 @@ function testPrereqs(rootDir: string): string {
   if (r.error) throw r.error
   const node = r.stdout.trim()
   if (r.status !== 0 || !node) {
-    throw new Error(
-      `scripts/dev/test-prereqs.sh failed (exit ${r.status}; its messages are above): the e2e tests need the rig's and the operator kit's packages, and Node 24 to run the action on`
-    )
+    throw new Error(`scripts/dev/test-prereqs.sh failed (exit ${r.status}; its messages are above): the e2e tests need the rig's and the operator kit's packages, and Node 24 to run the action on`)
   }
   return node
 }

@@ -182,6 +182,31 @@ describe('releasing the lock', () => {
     expect(existsSync(join(state, 'lock'))).toBe(false)
     expect(run(commands.takeLock(project, 'run 2 token=bbb', 0, 40)).code).toBe(0)
   })
+
+  it("lets the next deploy take the lock at once after a killed run's post step released it, and leaves another run's lock", () => {
+    // The killed run renewed its lease for a long step (a pull under command-timeout 600) just before SIGKILL.
+    run(commands.takeLock(project, 'killed run token=aaa', 0))
+    expect(run(commands.withLease(project, 'aaa', mark(join(project, 'marked'))), 600).code).toBe(0)
+    expect(run(commands.takeLock(project, 'next run token=ccc', 0)).code).toBe(4)
+    // its post step (same token) releases it; the next deploy needs no wait and takes over nothing
+    expect(run(commands.releaseLock(project, 'aaa')).facts.get('released')).toEqual(['yes'])
+    const started = Date.now()
+    const next = run(commands.takeLock(project, 'next run token=ccc', 0))
+    expect(next.code).toBe(0)
+    expect(next.facts.get('took_over')).toBeUndefined()
+    expect(Date.now() - started).toBeLessThan(2000)
+    // the killed run's token does not match the next run's lock: a late post step leaves it alone
+    expect(run(commands.releaseLock(project, 'aaa')).facts.get('released')).toEqual(['not-ours'])
+    expect(note()).toMatch(/^next run token=ccc\n/)
+  })
+
+  it('finds nothing to release, and creates nothing, where no lock or no state folder exists', () => {
+    expect(run(commands.releaseLock(project, 'aaa'))).toMatchObject({ code: 0, facts: new Map([['released', ['not-ours']]]) })
+    expect(existsSync(state)).toBe(false)
+    mkdirSync(state)
+    expect(run(commands.releaseLock(project, 'aaa')).facts.get('released')).toEqual(['not-ours'])
+    expect(existsSync(join(state, 'lock.guard'))).toBe(false)
+  })
 })
 
 describe('the switch lock', () => {

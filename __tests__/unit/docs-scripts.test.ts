@@ -90,7 +90,7 @@ describe('setup-server.sh', () => {
     expect(r.code).toBe(2)
   })
 
-  test('a host that does not answer gives exit 3 and ssh\'s reason, and leaves no key behind', async () => {
+  test("a host that does not answer gives exit 3 and ssh's reason, and leaves no key behind", async () => {
     // a loopback port that was free a moment ago: nothing listens there
     const port = await new Promise<number>(done => {
       const server = createServer().listen(0, '127.0.0.1', () => {

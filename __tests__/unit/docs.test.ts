@@ -106,7 +106,9 @@ describe('inputs', () => {
   })
 
   test('the README documents every input of action.yml, and no other, in its Inputs table', () => {
-    const section = read(readme).split(/^## /m).find(s => s.startsWith('Inputs'))
+    const section = read(readme)
+      .split(/^## /m)
+      .find(s => s.startsWith('Inputs'))
     expect(section).toBeDefined()
     const rows = [...section!.matchAll(/^\| `([a-z0-9-]+)` \|/gm)].map(m => m[1])
     expect([...rows].sort()).toEqual([...inputs].sort())
@@ -125,12 +127,12 @@ describe('inputs', () => {
   })
 })
 
-describe('workflows and action.yml pass GitHub\'s workflow parser', () => {
+describe("workflows and action.yml pass GitHub's workflow parser", () => {
   test('action.yml', () => {
     const parsed = parseAction({ name: 'action.yml', content: read(actionFile) }, trace)
     expect(parsed.context.errors.getErrors().map(e => e.message)).toEqual([])
     const action = convertActionTemplate(parsed.context, parsed.value!)
-    expect(action.runs).toMatchObject({ using: 'node24', main: 'dist/index.js' })
+    expect(action.runs).toMatchObject({ using: 'node24', main: 'dist/index.js', post: 'dist/post/index.js', postIf: 'cancelled()' })
   })
 
   test.each(workflows.map(f => [rel(f), f]))('%s', async (_name, file) => {
@@ -144,7 +146,12 @@ describe('workflows and action.yml pass GitHub\'s workflow parser', () => {
   test('the parser is a real check: it rejects a broken workflow', () => {
     const broken = 'on:\n  push:\n    branchs: [PRD]\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: ./\n        with2: {}\n'
     const parsed = parseWorkflow({ name: 'broken.yml', content: broken }, trace)
-    expect(parsed.context.errors.getErrors().map(e => e.message).join('\n')).toMatch(/branchs[\s\S]*with2/)
+    expect(
+      parsed.context.errors
+        .getErrors()
+        .map(e => e.message)
+        .join('\n')
+    ).toMatch(/branchs[\s\S]*with2/)
   })
 })
 

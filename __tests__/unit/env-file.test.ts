@@ -91,9 +91,11 @@ describe('setting the image variable in .env on the server', () => {
 
   it('keeps every byte outside the value, whatever the other lines hold', () => {
     // Any bytes but newlines and quotes (a quote can open a multi-line value: see the cases above).
-    const otherLine = fc
-      .uint8Array({ maxLength: 60 })
-      .map(bytes => Buffer.from(bytes.filter(b => b !== 0 && b !== 0x0a && b !== 0x22 && b !== 0x27)).toString('latin1').replace(/^\s*(export\s+)?OPENCLAW_IMAGE\s*=/, 'X='))
+    const otherLine = fc.uint8Array({ maxLength: 60 }).map(bytes =>
+      Buffer.from(bytes.filter(b => b !== 0 && b !== 0x0a && b !== 0x22 && b !== 0x27))
+        .toString('latin1')
+        .replace(/^\s*(export\s+)?OPENCLAW_IMAGE\s*=/, 'X=')
+    )
     fc.assert(
       fc.property(fc.array(otherLine, { maxLength: 5 }), fc.array(otherLine, { maxLength: 5 }), fc.boolean(), (before, after, newline) => {
         const head = before.map(l => l + '\n').join('')
@@ -115,7 +117,7 @@ describe('setting the image variable in .env on the server', () => {
     ['export and blanks stay', 'export OPENCLAW_IMAGE = old:1\n', '$HOME', "export OPENCLAW_IMAGE = '$HOME'\n"],
     ['a quote: double quotes', 'OPENCLAW_IMAGE=old:1\n', "it's", 'OPENCLAW_IMAGE="it\'s"\n'],
     ['single quotes kept when the value fits', "OPENCLAW_IMAGE='old:1'\n", 'a"$b\\c', "OPENCLAW_IMAGE='a\"$b\\c'\n"],
-    ["single quotes left when it does not", "OPENCLAW_IMAGE='old:1'\n", "it's", 'OPENCLAW_IMAGE="it\'s"\n'],
+    ['single quotes left when it does not', "OPENCLAW_IMAGE='old:1'\n", "it's", 'OPENCLAW_IMAGE="it\'s"\n'],
     ['double quotes kept, with escapes', 'OPENCLAW_IMAGE="old:1"\n', 'a"b\\c$d\ne', 'OPENCLAW_IMAGE="a\\"b\\\\c\\$d\\ne"\n'],
     ['a trailing backslash cannot end single quotes', 'OPENCLAW_IMAGE=old:1\n', 'a b\\', 'OPENCLAW_IMAGE="a b\\\\"\n'],
     ['added in quotes', 'A=1\n', 'x y', "A=1\nOPENCLAW_IMAGE='x y'\n"],
@@ -127,7 +129,7 @@ describe('setting the image variable in .env on the server', () => {
   })
 
   it('sets several variables in one write, reports only the changed ones, and keeps one copy for the rollback', () => {
-    const before = "A=same\nB='a b'\nC=\"x\"\n"
+    const before = 'A=same\nB=\'a b\'\nC="x"\n'
     const dir = projectWith(before)
     const write = (values: Record<string, commands.EnvValue>) => run(commands.setEnvVariables(dir, values, 'run-1'))
     const first = write({ A: 'same', B: 'a b', C: 'y', D: 'new one' })
@@ -200,7 +202,10 @@ describe('Docker Compose reads the written file as intended', () => {
     const names = ['V1', 'V2', 'V3', 'V4', 'V5']
     const file = `services:\n  gateway:\n    image: busybox\n    environment:\n${names.map(n => `      ${n}: \${${n}:-}\n`).join('')}`
     const tricky = fc.constantFrom("'", '"', '\\', '$', '#', ' #', ' ', '\t', '\n', '\r', '\r\n', '{', '}', '$HOME', '${V1}', '\\n', '\\$', '=', 'é', '€', '🦀', 'x', '0')
-    const value = fc.oneof(fc.string({ unit: fc.oneof(tricky, fc.string({ unit: 'grapheme', minLength: 1, maxLength: 1 })), maxLength: 12 }).filter(v => !v.includes('\0')), fc.string({ unit: 'binary', maxLength: 8 }).filter(v => !v.includes('\0') && !/[\uD800-\uDFFF]/.test(v)))
+    const value = fc.oneof(
+      fc.string({ unit: fc.oneof(tricky, fc.string({ unit: 'grapheme', minLength: 1, maxLength: 1 })), maxLength: 12 }).filter(v => !v.includes('\0')),
+      fc.string({ unit: 'binary', maxLength: 8 }).filter(v => !v.includes('\0') && !/[\uD800-\uDFFF]/.test(v))
+    )
     const before = fc.constantFrom('absent', 'N=old', "N='old'", 'N="old"', 'export N = old # note', 'N="multi\nline"', "N='a\\'b'")
     fc.assert(
       fc.property(fc.array(fc.tuple(value, before), { minLength: 5, maxLength: 5 }), cases => {

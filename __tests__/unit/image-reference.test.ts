@@ -64,9 +64,18 @@ describe('image references, as Docker reads them', () => {
     fc.ipV4(),
     fc.constantFrom('[::1]', '[2001:db8::10]')
   )
-  const port = fc.option(fc.integer({ min: 1, max: 65535 }).map(n => `:${n}`), { nil: '' })
-  const tag = fc.option(fc.stringMatching(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}$/).map(t => `:${t}`), { nil: '' })
-  const digest = fc.option(fc.stringMatching(/^[0-9a-f]{64}$/).map(h => `@sha256:${h}`), { nil: '' })
+  const port = fc.option(
+    fc.integer({ min: 1, max: 65535 }).map(n => `:${n}`),
+    { nil: '' }
+  )
+  const tag = fc.option(
+    fc.stringMatching(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}$/).map(t => `:${t}`),
+    { nil: '' }
+  )
+  const digest = fc.option(
+    fc.stringMatching(/^[0-9a-f]{64}$/).map(h => `@sha256:${h}`),
+    { nil: '' }
+  )
 
   it('finds the registry of every reference the grammar makes', () => {
     fc.assert(

@@ -92,7 +92,7 @@ describe('parseJsonText', () => {
     } catch (error) {
       expect(error).toBeInstanceOf(JsonSyntaxError)
       expect(error).toMatchObject({ position: { line: 3, column: 3 }, lineText: '  "b": 2' })
-      expect((error as Error).message).toBe('line 3, column 3: expected \',\' between properties: add a \',\' after the value of "a"')
+      expect((error as Error).message).toBe("line 3, column 3: expected ',' between properties: add a ',' after the value of \"a\"")
     }
   })
 })

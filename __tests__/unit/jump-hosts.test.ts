@@ -115,7 +115,10 @@ function jumpHosts(connectTimeout = 5): InstanceType<typeof JumpHosts> {
   return pool
 }
 
-async function throughJump(pool: InstanceType<typeof JumpHosts>, options: { jump?: ReturnType<typeof jumpHost>; port?: number; hostKeys?: string[]; connectTimeout?: number } = {}): Promise<SshConnection> {
+async function throughJump(
+  pool: InstanceType<typeof JumpHosts>,
+  options: { jump?: ReturnType<typeof jumpHost>; port?: number; hostKeys?: string[]; connectTimeout?: number } = {}
+): Promise<SshConnection> {
   const port = options.port ?? targetPort
   const connection = await connect({
     host: '127.0.0.1',
@@ -160,7 +163,9 @@ describe('a server behind a jump host', () => {
     const refused = throughJump(pool, { jump: wrong })
     await expect(refused).rejects.toBeInstanceOf(ConnectError)
     await expect(refused).rejects.toMatchObject({ kind: 'host-key', hop: 'jump' })
-    await expect(refused).rejects.toThrow(new RegExp(`^jump host ops@127\\.0\\.0\\.1:${bastionPort}: refused before any command ran: HOST KEY MISMATCH: \\[127\\.0\\.0\\.1\\]:${bastionPort} presented`))
+    await expect(refused).rejects.toThrow(
+      new RegExp(`^jump host ops@127\\.0\\.0\\.1:${bastionPort}: refused before any command ran: HOST KEY MISMATCH: \\[127\\.0\\.0\\.1\\]:${bastionPort} presented`)
+    )
     // the servers behind it fail at once with the same reason, without trying again
     await expect(throughJump(pool, { jump: wrong })).rejects.toThrow(/^jump host .*HOST KEY MISMATCH/)
     expect(bastion.stats.forwards).toEqual([])
@@ -184,14 +189,18 @@ describe('a server behind a jump host', () => {
     const unreachable = throughJump(jumpHosts(), { port: closedPort, connectTimeout: 1 })
     await expect(unreachable).rejects.toMatchObject({ kind: 'network', hop: 'target' })
     await expect(unreachable).rejects.toThrow(
-      new RegExp(`^target deploy@127\\.0\\.0\\.1:${closedPort} through jump host ops@127\\.0\\.0\\.1:${bastionPort}: cannot connect after 1 attempt within 1s: the jump host could not open a connection to it \\(`)
+      new RegExp(
+        `^target deploy@127\\.0\\.0\\.1:${closedPort} through jump host ops@127\\.0\\.0\\.1:${bastionPort}: cannot connect after 1 attempt within 1s: the jump host could not open a connection to it \\(`
+      )
     )
   })
 
-  it("refuses a server whose key is not listed, naming it and the jump host it was reached through", async () => {
+  it('refuses a server whose key is not listed, naming it and the jump host it was reached through', async () => {
     const refused = throughJump(jumpHosts(), { hostKeys: [fingerprint(publicBlob(otherHostKey))] })
     await expect(refused).rejects.toMatchObject({ kind: 'host-key', hop: 'target' })
-    await expect(refused).rejects.toThrow(new RegExp(`^target deploy@127\\.0\\.0\\.1:${targetPort} through jump host ops@127\\.0\\.0\\.1:${bastionPort}: refused before any command ran: HOST KEY MISMATCH`))
+    await expect(refused).rejects.toThrow(
+      new RegExp(`^target deploy@127\\.0\\.0\\.1:${targetPort} through jump host ops@127\\.0\\.0\\.1:${bastionPort}: refused before any command ran: HOST KEY MISMATCH`)
+    )
   })
 
   it('says which key the jump host did not accept', async () => {

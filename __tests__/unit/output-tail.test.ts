@@ -48,17 +48,12 @@ describe('OutputTail', () => {
 
   it('equals the last limit bytes of the stream, less a cut first line', () => {
     fc.assert(
-      fc.property(
-        fc.array(fc.uint8Array({ maxLength: 40 }), { maxLength: 30 }),
-        fc.integer({ min: 1, max: 64 }),
-        fc.integer({ min: 1, max: 16 }),
-        (chunks, limit, block) => {
-          const tail = new OutputTail(limit, block)
-          for (const chunk of chunks) tail.push(chunk)
-          expect(tail.read()).toEqual(expected(chunks, limit))
-          expect(tail.dropped).toBe(Math.max(0, chunks.reduce((n, c) => n + c.length, 0) - limit))
-        }
-      )
+      fc.property(fc.array(fc.uint8Array({ maxLength: 40 }), { maxLength: 30 }), fc.integer({ min: 1, max: 64 }), fc.integer({ min: 1, max: 16 }), (chunks, limit, block) => {
+        const tail = new OutputTail(limit, block)
+        for (const chunk of chunks) tail.push(chunk)
+        expect(tail.read()).toEqual(expected(chunks, limit))
+        expect(tail.dropped).toBe(Math.max(0, chunks.reduce((n, c) => n + c.length, 0) - limit))
+      })
     )
   })
 })

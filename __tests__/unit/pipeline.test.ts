@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { describe, expect, it, jest } from '@jest/globals'
+import { afterEach, describe, expect, it, jest } from '@jest/globals'
 import fc from 'fast-check'
 import type { RunContext } from '../../src/deploy/pipeline.js'
 import type { RemoteCommand } from '../../src/remote/commands.js'
@@ -24,7 +24,20 @@ const OLD = 'reg.test/openclaw:v1'
 const NEW = 'reg.test/openclaw:v2'
 
 function server(name: string): Server {
-  return { name, host: `${name}.test`, tenant: `t-${name}`, port: 22, user: 'deploy', path: `/srv/${name}`, healthUrl: 'http://127.0.0.1:18789/health', services: [], imageVariable: 'OPENCLAW_IMAGE', hostKeys: [], enabled: true, labels: {} }
+  return {
+    name,
+    host: `${name}.test`,
+    tenant: `t-${name}`,
+    port: 22,
+    user: 'deploy',
+    path: `/srv/${name}`,
+    healthUrl: 'http://127.0.0.1:18789/health',
+    services: [],
+    imageVariable: 'OPENCLAW_IMAGE',
+    hostKeys: [],
+    enabled: true,
+    labels: {}
+  }
 }
 
 function settings(inputs: Record<string, string> = {}): Settings {
@@ -36,7 +49,13 @@ type Reply = Partial<CommandResult> | typeof HANG | ((command: RemoteCommand) =>
 /** A step that runs until the run's signal ends it, as a real connection does (or fails the test after 3 s). */
 const HANG = Symbol('hang')
 
-/** A server that answers each step by name; records what ran. */
+/** Steps a FakeServer was asked for and had no reply to: each fails the test it ran in. */
+const unexpectedSteps: string[] = []
+afterEach(() => {
+  expect({ 'steps without a reply': unexpectedSteps.splice(0) }).toEqual({ 'steps without a reply': [] })
+})
+
+/** A server that answers each step by name (else DEFAULT_REPLIES; a step in neither fails the test); records what ran. */
 class FakeServer implements RemoteShell {
   readonly ran: RemoteCommand[] = []
   running = 0
@@ -53,7 +72,12 @@ class FakeServer implements RemoteShell {
     if (this.stats) this.stats.max = Math.max(this.stats.max, ++this.stats.now)
     await new Promise(r => setTimeout(r, this.delayMs))
     if (this.stats) this.stats.now--
-    const reply = this.replies[command.step] ?? DEFAULT_REPLIES[command.step] ?? {}
+    const reply = this.replies[command.step] ?? DEFAULT_REPLIES[command.step]
+    if (reply === undefined) {
+      // (the pipeline may turn the rejection into a failed server the test does not look at: afterEach fails it)
+      unexpectedSteps.push(command.step)
+      throw new Error(`FakeServer has no reply for the step "${command.step}": give the test one, or add a realistic one to DEFAULT_REPLIES`)
+    }
     const r = typeof reply === 'function' ? reply(command) : reply
     if (r === HANG) {
       await new Promise((_, reject) => {
@@ -82,10 +106,31 @@ function written(command: RemoteCommand): Record<string, string | typeof NEW_TOK
   return Object.fromEntries(lines.slice(0, -1).map(l => [l.split(' ')[0], l.split(' ')[1]!.startsWith('!') ? NEW_TOKEN : Buffer.from(l.split(' ')[1]!, 'base64').toString()]))
 }
 
+const PREFLIGHT = `compose=docker-compose.yml\n${GATEWAY}image_var=${OLD}\ncontainer=gateway|${OLD}|sha256:old|running`
+const HEALTHY = 'health=ok\nhttp=200\ncontainers=gateway:running:0:0:unless-stopped:ok'
+
+/**
+ * What a server running OLD answers to every step of a deploy, a rollback and a status probe when
+ * all goes well (the scripts' own success lines, see src/remote/commands.ts).
+ */
 const DEFAULT_REPLIES: Record<string, Reply> = {
-  preflight: { stdout: `compose=docker-compose.yml\n${GATEWAY}image_var=${OLD}\ncontainer=gateway|${OLD}|sha256:old|running` },
+  lock: { stdout: 'locked=yes' },
+  preflight: { stdout: PREFLIGHT },
+  inspect: { stdout: 'image_id=sha256:old' },
   pull: { stdout: 'image_id=sha256:new' },
-  health: { stdout: 'health=ok\nhttp=200\ncontainers=gateway:running:0:0:unless-stopped:ok' }
+  record: { stdout: 'recorded=yes' },
+  // the names of the variables whose values changed (here: all that were sent)
+  'write-env': command => ({ stdout: `written=${Object.keys(written(command)).join(' ')}` }),
+  up: {},
+  health: { stdout: HEALTHY },
+  retag: {},
+  'restore-env': { stdout: 'restored=yes' },
+  unrecord: { stdout: 'restored=yes' },
+  'read-rollback': { stdout: `image=${OLD}\nimage_id=sha256:old\ntag=openclaw-rollback:srv_a` },
+  prune: { stdout: 'removed=1' },
+  history: { stdout: 'appended=yes' },
+  status: { stdout: `${PREFLIGHT}\nlast=\nholder=\nstage=health\n${HEALTHY}` },
+  unlock: { stdout: 'released=yes' }
 }
 
 function context(s: Settings, fakes: Record<string, FakeServer | Error>, abort = new AbortController()): RunContext {
@@ -232,7 +277,7 @@ describe('one server', () => {
     expect(fake.ran.filter(c => !c.lease).map(c => c.step)).toEqual(['lock', 'unlock'])
   })
 
-  it('runs every step that changes what runs under the server\'s switch lock, in the deploy and its rollback', async () => {
+  it("runs every step that changes what runs under the server's switch lock, in the deploy and its rollback", async () => {
     let healthChecks = 0
     const fake = new FakeServer({ health: () => (++healthChecks === 1 ? { code: 5, stdout: 'http=500' } : { stdout: 'health=ok\nhttp=200' }) })
     await runServer(server('a'), context(settings({ 'command-timeout': '50' }), { a: fake }))
@@ -267,7 +312,7 @@ describe('one server', () => {
   })
 
   it('reports a lock that cannot be created as a failure with the reason, not as held', async () => {
-    const fake = new FakeServer({ lock: { code: 3, stdout: "error=cannot create the lock /srv/a/.openclaw-deploy/lock: cannot create directory: Read-only file system" } })
+    const fake = new FakeServer({ lock: { code: 3, stdout: 'error=cannot create the lock /srv/a/.openclaw-deploy/lock: cannot create directory: Read-only file system' } })
     const result = await runServer(server('a'), context(settings(), { a: fake }))
     expect(result).toMatchObject({ status: 'failed', failedStep: 'lock', error: 'lock failed: cannot create the lock /srv/a/.openclaw-deploy/lock: cannot create directory: Read-only file system' })
     expect(result.lockHolder).toBeUndefined()
@@ -275,7 +320,9 @@ describe('one server', () => {
   })
 
   it('stops at the lock, creating nothing, when the deployment folder does not exist', async () => {
-    const fake = new FakeServer({ lock: { code: 3, stdout: "error=deployment folder /srv/a does not exist on gw-1: set the server's path in the registry to the folder that holds docker-compose.yml and .env" } })
+    const fake = new FakeServer({
+      lock: { code: 3, stdout: "error=deployment folder /srv/a does not exist on gw-1: set the server's path in the registry to the folder that holds docker-compose.yml and .env" }
+    })
     const result = await runServer(server('a'), context(settings(), { a: fake }))
     expect(result).toMatchObject({ status: 'failed', failedStep: 'lock' })
     expect(result.error).toBe("lock failed: deployment folder /srv/a does not exist on gw-1: set the server's path in the registry to the folder that holds docker-compose.yml and .env")
@@ -357,7 +404,9 @@ describe('the rollback tag', () => {
   const tagOf = (path: string) => rollbackTag({ ...server('a'), path })
   // Docker's rule for a tag, and the repository part the action uses.
   const validTag = /^openclaw-rollback:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/
-  const paths = fc.array(fc.string({ unit: fc.constantFrom('a', 'b', '_', '-', '.', '/', ' ', 'é', '$'), minLength: 1, maxLength: 12 }), { minLength: 1, maxLength: 30 }).map(parts => `/${parts.join('/')}`)
+  const paths = fc
+    .array(fc.string({ unit: fc.constantFrom('a', 'b', '_', '-', '.', '/', ' ', 'é', '$'), minLength: 1, maxLength: 12 }), { minLength: 1, maxLength: 30 })
+    .map(parts => `/${parts.join('/')}`)
 
   it('keeps folders apart whose names only differ in a slash, and reads as the folder', () => {
     expect(tagOf('/srv/a_b')).not.toBe(tagOf('/srv/a/b'))
@@ -452,7 +501,11 @@ describe('mode: rollback and mode: status', () => {
     })
 
     it('names the missing image when the recorded one was removed from the server', async () => {
-      const fake = new FakeServer({ preflight: onNew, 'read-rollback': record, retag: c => (c.args[0] === 'sha256:old' ? { code: 3, stdout: `error=cannot tag image sha256:old as ${OLD} (was it removed?)` } : {}) })
+      const fake = new FakeServer({
+        preflight: onNew,
+        'read-rollback': record,
+        retag: c => (c.args[0] === 'sha256:old' ? { code: 3, stdout: `error=cannot tag image sha256:old as ${OLD} (was it removed?)` } : {})
+      })
       const result = await runServer(server('a'), context(settings({ mode: 'rollback', image: '' }), { a: fake }))
       expect(result.status).toBe('rolled-back')
       expect(result.error).toMatch(/^retag failed: cannot tag image sha256:old as .* \(was it removed\?\); the recorded image/)
@@ -483,7 +536,9 @@ describe('mode: rollback and mode: status', () => {
       failedStep: 'preflight',
       error: 'preflight failed: no .env in /srv/a'
     })
-    const sick = new FakeServer({ status: { code: 5, stdout: `${preflightOut}\n${stateOut}\nstage=health\nhealth=failed\nhttp=500\ncontainers=gateway:running:0:0:unless-stopped:ok\nerror=not healthy within 10s` } })
+    const sick = new FakeServer({
+      status: { code: 5, stdout: `${preflightOut}\n${stateOut}\nstage=health\nhealth=failed\nhttp=500\ncontainers=gateway:running:0:0:unless-stopped:ok\nerror=not healthy within 10s` }
+    })
     expect(await runServer(server('a'), context(settings({ mode: 'status', image: '' }), { a: sick }))).toMatchObject({ status: 'unhealthy', deployedImage: OLD })
   })
 })
@@ -608,7 +663,7 @@ describe('tenant-env and mode: rotate-token', () => {
     return () => (++checks === 1 ? { code: 5, stdout: 'health=failed\nhttp=500\nerror=not healthy within 60s' } : { stdout: 'health=ok\nhttp=200' })
   }
 
-  it('sets the image and the tenant\'s values in one write, and names the changed variables', async () => {
+  it("sets the image and the tenant's values in one write, and names the changed variables", async () => {
     const fake = new FakeServer({ 'write-env': { stdout: 'written=OPENCLAW_IMAGE CLAUDE_AI_SESSION_KEY' } })
     const result = await runServer(server('a'), context(withTenantEnv(), { a: fake }))
     expect(result).toMatchObject({ status: 'deployed', deployedImage: NEW, changedVariables: ['CLAUDE_AI_SESSION_KEY'] })
@@ -635,7 +690,7 @@ describe('tenant-env and mode: rotate-token', () => {
     expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'write-env', 'up', 'health', 'prune', 'history', 'unlock'])
   })
 
-  it('puts the whole .env back (the server\'s copy from before the one write) when the change is unhealthy', async () => {
+  it("puts the whole .env back (the server's copy from before the one write) when the change is unhealthy", async () => {
     const fake = new FakeServer({ ...sameImage, 'write-env': { stdout: 'written=CLAUDE_AI_SESSION_KEY' }, 'restore-env': { stdout: 'restored=yes' }, health: unhealthyFirst() })
     const result = await runServer(server('a'), context(withTenantEnv(), { a: fake }))
     expect(result).toMatchObject({ status: 'rolled-back', deployedImage: NEW, deployedImageId: 'sha256:new' })
@@ -730,8 +785,10 @@ describe('registry login before the pull', () => {
     expect(other.ran.find(c => c.step === 'pull')!.args).toEqual(['ghcr.io/acme/openclaw:prd', 'mirror.example.com', 'ci-bot'])
   })
 
-  it('wrong credentials: failed with Docker\'s reason, nothing switched', async () => {
-    const fake = new FakeServer({ pull: { code: 3, stdout: 'error=docker login to reg.test as ci-bot failed: Error response from daemon: Get "https://reg.test/v2/": unauthorized: incorrect username or password' } })
+  it("wrong credentials: failed with Docker's reason, nothing switched", async () => {
+    const fake = new FakeServer({
+      pull: { code: 3, stdout: 'error=docker login to reg.test as ci-bot failed: Error response from daemon: Get "https://reg.test/v2/": unauthorized: incorrect username or password' }
+    })
     const result = await runServer(server('a'), context(settings(login), { a: fake }))
     expect(result).toMatchObject({ status: 'failed', failedStep: 'pull', error: expect.stringMatching(/^pull failed: docker login to reg.test as ci-bot failed: .*unauthorized/) })
     expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'unlock'])
@@ -740,12 +797,17 @@ describe('registry login before the pull', () => {
   it('a rollback, automatic or by mode, needs no login', async () => {
     let healthChecks = 0
     // the new image is not healthy, the restored one is
-    const sick = new FakeServer({ health: () => (healthChecks++ === 0 ? { code: 5, stdout: 'health=failed\nhttp=500\ncontainers=gateway:running:0:0:unless-stopped:ok' } : (DEFAULT_REPLIES.health as Partial<CommandResult>)) })
+    const sick = new FakeServer({
+      health: () => (healthChecks++ === 0 ? { code: 5, stdout: 'health=failed\nhttp=500\ncontainers=gateway:running:0:0:unless-stopped:ok' } : (DEFAULT_REPLIES.health as Partial<CommandResult>))
+    })
     const rolled = await runServer(server('a'), context(settings(login), { a: sick }))
     expect(rolled.status).toBe('rolled-back')
     expect(carriesPassword(sick).map(c => c.step)).toEqual(['pull'])
 
-    const byMode = new FakeServer({ preflight: { stdout: `${GATEWAY}image_var=${NEW}\ncontainer=gateway|${NEW}|sha256:new|running` }, 'read-rollback': { stdout: `image=${OLD}\nimage_id=sha256:old\ntag=t` } })
+    const byMode = new FakeServer({
+      preflight: { stdout: `${GATEWAY}image_var=${NEW}\ncontainer=gateway|${NEW}|sha256:new|running` },
+      'read-rollback': { stdout: `image=${OLD}\nimage_id=sha256:old\ntag=t` }
+    })
     expect((await runServer(server('a'), context(settings({ ...login, mode: 'rollback', image: '' }), { a: byMode }))).status).toBe('deployed')
     expect(carriesPassword(byMode)).toEqual([])
   })

@@ -110,7 +110,7 @@ describe('tenant-env in the plan', () => {
     ])
   })
 
-  it('gives each server its tenant\'s values, the token in rotate-token, and shows the names in the plan', () => {
+  it("gives each server its tenant's values, the token in rotate-token, and shows the names in the plan", () => {
     const tenantEnv = { '*': { A: '1' }, acme: { OPENCLAW_GATEWAY_TOKEN: 't'.repeat(64) } }
     const [acme, globex] = [fleet().servers[0]!, fleet().servers[2]!]
     expect(envValuesFor(globex, { mode: 'rotate-token', tenantEnv })).toEqual({ A: '1', OPENCLAW_GATEWAY_TOKEN: NEW_TOKEN })

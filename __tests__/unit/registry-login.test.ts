@@ -82,14 +82,24 @@ esac
       .sort((a, b) => Number(a) - Number(b))
       .map(n => {
         const at = (file: string) => (existsSync(join(calls, n, file)) ? readFileSync(join(calls, n, file), 'utf8') : undefined)
-        return { args: at('args')!.split('\0').slice(0, -1), stdin: at('stdin'), env: at('env')!, procs: at('procs')!, config: at('config')!, mode: at('config_mode')?.trim(), files: at('config_files')?.trim() }
+        return {
+          args: at('args')!.split('\0').slice(0, -1),
+          stdin: at('stdin'),
+          env: at('env')!,
+          procs: at('procs')!,
+          config: at('config')!,
+          mode: at('config_mode')?.trim(),
+          files: at('config_files')?.trim()
+        }
       })
   return { env, home, tmp, records }
 }
 
 function run(command: commands.RemoteCommand, env: NodeJS.ProcessEnv, viaTimeout?: number) {
   const words = ['bash', '-c', command.script, `openclaw-${command.step}`, ...command.args]
-  const out = viaTimeout ? spawnSync('timeout', ['-k', '5', String(viaTimeout), ...words], { encoding: 'utf8', env, input: command.stdin }) : spawnSync(words[0]!, words.slice(1), { encoding: 'utf8', env, input: command.stdin })
+  const out = viaTimeout
+    ? spawnSync('timeout', ['-k', '5', String(viaTimeout), ...words], { encoding: 'utf8', env, input: command.stdin })
+    : spawnSync(words[0]!, words.slice(1), { encoding: 'utf8', env, input: command.stdin })
   return { code: out.status, stdout: out.stdout, stderr: out.stderr, facts: commands.parseFacts(out.stdout) }
 }
 
@@ -128,11 +138,13 @@ describe('pull with a registry login', () => {
     expect(pulled.stdout + pulled.stderr).not.toContain('s3cr3t')
   })
 
-  it('ends with Docker\'s reason on a wrong password, pulls nothing, and removes the folder', () => {
+  it("ends with Docker's reason on a wrong password, pulls nothing, and removes the folder", () => {
     const docker = fakeDocker()
     const pulled = run(commands.pullImageWithLogin(IMAGE, { ...LOGIN, password: 'wrong-password' }), docker.env)
     expect(pulled.code).toBe(3)
-    expect(pulled.facts.get('error')).toEqual(['docker login to reg.test:5000 as ci-bot failed: Error response from daemon: Get "https://reg.test:5000/v2/": unauthorized: incorrect username or password'])
+    expect(pulled.facts.get('error')).toEqual([
+      'docker login to reg.test:5000 as ci-bot failed: Error response from daemon: Get "https://reg.test:5000/v2/": unauthorized: incorrect username or password'
+    ])
     expect(docker.records().map(call => call.args.find(word => word === 'login' || word === 'pull'))).toEqual(['login'])
     expect(readdirSync(docker.tmp)).toEqual([])
   })
@@ -147,7 +159,7 @@ describe('pull with a registry login', () => {
     expect(pulled.stdout + pulled.stderr).not.toContain('s3cr3t')
   })
 
-  it('removes the folder when the pull itself fails, with the pull\'s reason', () => {
+  it("removes the folder when the pull itself fails, with the pull's reason", () => {
     const docker = fakeDocker({ pullFails: 'Error response from daemon: manifest for reg.test:5000/acme/openclaw:v2 not found: manifest unknown\n' })
     const pulled = run(commands.pullImageWithLogin(IMAGE, LOGIN), docker.env)
     expect(pulled.code).toBe(3)

@@ -159,7 +159,12 @@ const badCases: BadCase[] = [
   { title: 'no servers', registry: { defaults: { tenant: 'acme' } }, paths: ['servers'], says: ['is missing'] },
   { title: 'servers as an object', registry: { servers: { 'acme-1': server() } }, paths: ['servers'] },
   { title: 'top level a list', registry: [server()], paths: [''], says: ['The file is a list'] },
-  { title: 'duplicate JSON key', registry: '{"servers": [{"name": "a", "host": "a.example.com", "tenant": "acme", "enabled": false, "enabled": true}]}', paths: ['servers[0].enabled'], says: ['appears twice'] },
+  {
+    title: 'duplicate JSON key',
+    registry: '{"servers": [{"name": "a", "host": "a.example.com", "tenant": "acme", "enabled": false, "enabled": true}]}',
+    paths: ['servers[0].enabled'],
+    says: ['appears twice']
+  },
   // Many problems in one file: all reported, in file order.
   {
     title: 'several problems at once',
@@ -481,7 +486,7 @@ describe('loadRegistry resolves valid registries', () => {
 describe('jump hosts', () => {
   const bastion = { host: 'bastion.example.com', user: 'ops', hostKey: KEY_A }
 
-  it('resolves a server\'s jump host with its defaults: port 22, the server\'s user', () => {
+  it("resolves a server's jump host with its defaults: port 22, the server's user", () => {
     const registry = loadRegistry(writeRegistry({ servers: [server({ jump: { host: 'bastion.example.com' }, user: 'admin' }), server({ jump: bastion }, 2), server({}, 3)] }))
     expect(registry.servers.map(s => s.jump)).toEqual([
       { host: 'bastion.example.com', port: 22, user: 'admin', hostKeys: [] },

@@ -18,7 +18,18 @@ const WJ = '\u2060'
 
 function result(i: number, status: Status, extra: Partial<ServerResult> = {}): ServerResult {
   const server = { name: `gw-${i}`, tenant: `tenant-${i % 7}`, region: 'eu-west', host: `10.0.${i >> 8}.${i & 255}` } as Server
-  return { server, status, durationMs: 12_345, previousImage: 'ghcr.io/acme/openclaw:1.2.2', deployedImage: 'ghcr.io/acme/openclaw:1.2.3', previousImageId: 'sha256:aaaaaaaaaaaaaaaa', deployedImageId: 'sha256:bbbbbbbbbbbbbbbb', health: 'HTTP 200; openclaw-gateway running, openclaw-cli exited 0', log: [], ...extra }
+  return {
+    server,
+    status,
+    durationMs: 12_345,
+    previousImage: 'ghcr.io/acme/openclaw:1.2.2',
+    deployedImage: 'ghcr.io/acme/openclaw:1.2.3',
+    previousImageId: 'sha256:aaaaaaaaaaaaaaaa',
+    deployedImageId: 'sha256:bbbbbbbbbbbbbbbb',
+    health: 'HTTP 200; openclaw-gateway running, openclaw-cli exited 0',
+    log: [],
+    ...extra
+  }
 }
 
 /** Server text a compromised tenant could send: each tries to forge a log command, markup or a new row. */
@@ -107,7 +118,19 @@ describe('the results output', () => {
     const { json, note } = resultsJson([result(1, 'failed', { error: 'a\r\nb' })])
     expect(note).toBeUndefined()
     expect(JSON.parse(json)).toEqual([
-      { name: 'gw-1', tenant: 'tenant-1', region: 'eu-west', host: '10.0.0.1', jump: null, status: 'failed', previousImage: 'ghcr.io/acme/openclaw:1.2.2', deployedImage: 'ghcr.io/acme/openclaw:1.2.3', changedVariables: [], durationMs: 12_345, error: 'a␍␊b' }
+      {
+        name: 'gw-1',
+        tenant: 'tenant-1',
+        region: 'eu-west',
+        host: '10.0.0.1',
+        jump: null,
+        status: 'failed',
+        previousImage: 'ghcr.io/acme/openclaw:1.2.2',
+        deployedImage: 'ghcr.io/acme/openclaw:1.2.3',
+        changedVariables: [],
+        durationMs: 12_345,
+        error: 'a␍␊b'
+      }
     ])
   })
 
@@ -115,16 +138,20 @@ describe('the results output', () => {
     const behind = result(2, 'deployed')
     behind.server = { ...behind.server, jump: { host: 'bastion.example', port: 2222, user: 'ops', hostKeys: [] } }
     expect((JSON.parse(resultsJson([result(1, 'deployed'), behind]).json) as Array<{ jump: string | null }>).map(r => r.jump)).toEqual([null, 'bastion.example:2222'])
-    const rows = renderSummary([result(1, 'deployed'), behind], settings, env).split('\n').filter(l => l.startsWith('| tenant-'))
+    const rows = renderSummary([result(1, 'deployed'), behind], settings, env)
+      .split('\n')
+      .filter(l => l.startsWith('| tenant-'))
     expect(rows[0]).toContain('| gw-1 |')
     expect(rows[1]).toMatch(/\| gw-2 via bastion\S*example:2222 \|/)
   })
 
-    it('names the .env variables each server changed, and only in runs that can change them does the summary show them', () => {
+  it('names the .env variables each server changed, and only in runs that can change them does the summary show them', () => {
     const results = [result(1, 'deployed', { changedVariables: ['OPENCLAW_GATEWAY_TOKEN', 'A'] }), result(2, 'unchanged')]
     expect((JSON.parse(resultsJson(results).json) as Array<{ changedVariables: string[] }>).map(r => r.changedVariables)).toEqual([['OPENCLAW_GATEWAY_TOKEN', 'A'], []])
     const rotate = readSettings(n => ({ 'ssh-private-key': 'k', mode: 'rotate-token' })[n] ?? '')
-    const table = renderSummary(results, rotate, env).split('\n').filter(l => l.startsWith('|'))
+    const table = renderSummary(results, rotate, env)
+      .split('\n')
+      .filter(l => l.startsWith('|'))
     expect(table[0]).toBe('| Tenant | Server | Region | Status | Image | Changed in .env | Health | Duration |')
     expect(table[2]).toContain('| `OPENCLAW_GATEWAY_TOKEN`, `A` |')
     expect(table[3]).toContain('| — |')
@@ -155,10 +182,20 @@ describe('the results output', () => {
 
 describe('job summary', () => {
   it('has a heading with image, commit, trigger and total time, counts, and a row per server', () => {
-    const md = renderSummary([result(1, 'deployed'), result(2, 'rolled-back', { error: 'not healthy', failedStep: 'health', failedOutput: 'http=500', deployedImage: 'ghcr.io/acme/openclaw:1.2.2', deployedImageId: 'sha256:aaaaaaaaaaaaaaaa' })], settings, { ...env, GITHUB_EVENT_NAME: 'workflow_dispatch' }, 83_400)
+    const md = renderSummary(
+      [
+        result(1, 'deployed'),
+        result(2, 'rolled-back', { error: 'not healthy', failedStep: 'health', failedOutput: 'http=500', deployedImage: 'ghcr.io/acme/openclaw:1.2.2', deployedImageId: 'sha256:aaaaaaaaaaaaaaaa' })
+      ],
+      settings,
+      { ...env, GITHUB_EVENT_NAME: 'workflow_dispatch' },
+      83_400
+    )
     expect(md).toContain('## OpenClaw deploy of `ghcr.io/acme/openclaw:1.2.3` at commit `0123456789ab` · trigger: workflow\\_dispatch · total 1m23s\n')
     expect(md).toContain('2 servers: ✅ 1 deployed · ↩️ 1 rolled-back')
-    expect(md).toContain('| tenant-1 | gw-1 | eu-west | ✅ deployed | ghcr.io/acme/openclaw:1.2.2 `aaaaaaaaaaaa` → ghcr.io/acme/openclaw:1.2.3 `bbbbbbbbbbbb` | HTTP 200; openclaw-gateway running, openclaw-cli exited 0 | 12.3s |')
+    expect(md).toContain(
+      '| tenant-1 | gw-1 | eu-west | ✅ deployed | ghcr.io/acme/openclaw:1.2.2 `aaaaaaaaaaaa` → ghcr.io/acme/openclaw:1.2.3 `bbbbbbbbbbbb` | HTTP 200; openclaw-gateway running, openclaw-cli exited 0 | 12.3s |'
+    )
     // A rolled-back row says which image failed where, and what runs now.
     expect(md).toContain('| ↩️ rolled-back | ghcr.io/acme/openclaw:1.2.3 failed at health; now runs ghcr.io/acme/openclaw:1.2.2 `aaaaaaaaaaaa` |')
     expect(md).toContain('<details><summary>↩️ gw-2 (tenant-2): rolled-back at health</summary>')
@@ -189,7 +226,10 @@ describe('job summary', () => {
   it('in mode: status shows the last deploy in a column of its own, with a live link only to a run of this server', () => {
     const last = '2025-05-01T10:03:12.345Z\tdeployed\tghcr.io/acme/openclaw:1.2.2 -> ghcr.io/acme/openclaw:1.2.3\thttps://github.com/acme/infra/actions/runs/123 by octocat commit abc123def456'
     const holder = 'https://github.com/acme/infra/actions/runs/124 by hubot commit 0123456789ab since 2025-05-01T10:05:00.000Z token=00ff'
-    const md = renderSummary([result(1, 'healthy', { lastDeploy: last, lockHolder: holder }), result(2, 'unhealthy', { lastDeploy: `${HOSTILE}\t${HOSTILE}` })], statusSettings, { ...env, GITHUB_SERVER_URL: 'https://github.com' })
+    const md = renderSummary([result(1, 'healthy', { lastDeploy: last, lockHolder: holder }), result(2, 'unhealthy', { lastDeploy: `${HOSTILE}\t${HOSTILE}` })], statusSettings, {
+      ...env,
+      GITHUB_SERVER_URL: 'https://github.com'
+    })
     expect(md).toContain('## OpenClaw status at commit `0123456789ab`')
     expect(md).toContain('| Tenant | Server | Region | Status | Image | Health | Last deploy | Lock | Duration |')
     expect(md).toContain(

@@ -40,9 +40,7 @@ describe('selectServers', () => {
 
   it('rejects a tenant the registry does not have, with a suggestion and the known ones', () => {
     const error = selectionError({ tenants: ['acme', 'globx'] })
-    expect(error.problems).toEqual([
-      'Input "tenants" names "globx", but no server in .github/servers/production.json has that tenant. Did you mean "globex"? Known: acme, globex, initech.'
-    ])
+    expect(error.problems).toEqual(['Input "tenants" names "globx", but no server in .github/servers/production.json has that tenant. Did you mean "globex"? Known: acme, globex, initech.'])
     expect(error.message).toMatch(/^The server filters do not match the registry \(1 problem\):/)
   })
 
@@ -59,9 +57,7 @@ describe('selectServers', () => {
 
   it('rejects a region filter when no server has a region', () => {
     const registry = { file: 'r.json', servers: [makeServer('a', 'acme', undefined)] }
-    expect(selectionError({ regions: ['eu-west'] }, registry).problems).toEqual([
-      'Input "regions" names "eu-west", but no server in r.json has that region. No server in r.json has a region at all.'
-    ])
+    expect(selectionError({ regions: ['eu-west'] }, registry).problems).toEqual(['Input "regions" names "eu-west", but no server in r.json has that region. No server in r.json has a region at all.'])
   })
 
   it('rejects filters that exist but never meet on one server', () => {
@@ -74,8 +70,7 @@ describe('selectServers', () => {
 
   it('rejects a selection in which every server is disabled', () => {
     expect(selectionError({ servers: ['globex-eu-2'] }).message).toBe(
-      'Every server matching servers=globex-eu-2 is disabled ("enabled": false): globex-eu-2. ' +
-        'Enable one in .github/servers/production.json or change the filters.'
+      'Every server matching servers=globex-eu-2 is disabled ("enabled": false): globex-eu-2. ' + 'Enable one in .github/servers/production.json or change the filters.'
     )
   })
 

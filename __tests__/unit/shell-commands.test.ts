@@ -19,7 +19,7 @@ const hostile = fc
   .oneof(
     fc.string({ unit: 'binary-ascii', maxLength: 40 }),
     fc.string({ unit: 'grapheme', maxLength: 20 }),
-    fc.constantFrom("'", '"', '`id`', '$(id)', '${HOME}', '; rm -rf /', '\n', '-rf', '*', '~', '!', '\\', "a'b\"c", '')
+    fc.constantFrom("'", '"', '`id`', '$(id)', '${HOME}', '; rm -rf /', '\n', '-rf', '*', '~', '!', '\\', 'a\'b"c', '')
   )
   .filter(s => !s.includes('\0'))
 
@@ -96,7 +96,23 @@ describe('remote commands', () => {
         const inner = commands.setEnvVariables(v, { OPENCLAW_IMAGE: w }, v)
         const render = (c: commands.RemoteCommand) => bashWords(commands.renderCommand(commands.withLease(w, v, commands.exclusive(w, c, 7)), 20))
         const words = render(inner)
-        expect(words).toEqual(['timeout', '-k', '5', '20', 'bash', '-c', render(commands.setEnvVariables('x', { OPENCLAW_IMAGE: '' }, 'x'))[6], 'openclaw-write-env', commands.stateDir(w), v, '55', commands.stateDir(w), '13', '7', ...inner.args])
+        expect(words).toEqual([
+          'timeout',
+          '-k',
+          '5',
+          '20',
+          'bash',
+          '-c',
+          render(commands.setEnvVariables('x', { OPENCLAW_IMAGE: '' }, 'x'))[6],
+          'openclaw-write-env',
+          commands.stateDir(w),
+          v,
+          '55',
+          commands.stateDir(w),
+          '13',
+          '7',
+          ...inner.args
+        ])
       }),
       { numRuns: 60 }
     )

@@ -18,9 +18,7 @@ describe('registryFromSingleHost', () => {
   it('makes one server with the registry defaults', () => {
     expect(registryFromSingleHost({ host: 'gw.example.com' })).toEqual({
       file: SINGLE_HOST_SOURCE,
-      servers: [
-        makeServer('gw.example.com', 'default', undefined, { host: 'gw.example.com' })
-      ]
+      servers: [makeServer('gw.example.com', 'default', undefined, { host: 'gw.example.com' })]
     })
   })
 

@@ -188,7 +188,12 @@ describe('remote output is bounded and cannot crash the run', () => {
     expect(Buffer.byteLength(result.stdout)).toBeLessThanOrEqual(OUTPUT_TAIL_BYTES)
     expect(Buffer.byteLength(result.stdout)).toBeGreaterThan(OUTPUT_TAIL_BYTES - 1024)
     // Every kept line is whole: the one cut at the start was dropped.
-    expect(result.stdout.split('\n').slice(0, -1).every(line => line === 'x'.repeat(1023))).toBe(true)
+    expect(
+      result.stdout
+        .split('\n')
+        .slice(0, -1)
+        .every(line => line === 'x'.repeat(1023))
+    ).toBe(true)
     expect(result.truncated!.stdout + Buffer.byteLength(result.stdout) + 1).toBe(FLOOD_BYTES + 'result=done\n'.length)
     expect(result.truncated!.stderr).toBe(0)
     expect(growth).toBeLessThan(200 * MiB)
@@ -239,9 +244,7 @@ describe('remote output is bounded and cannot crash the run', () => {
     jest.spyOn(OutputTail.prototype, 'push').mockImplementationOnce(() => {
       throw new RangeError('Invalid string length')
     })
-    await expect(connection.run(step('flood-stdout'), 30)).rejects.toThrow(
-      new ConnectionLost('flood-stdout: Invalid string length; whether the step did its work is not known')
-    )
+    await expect(connection.run(step('flood-stdout'), 30)).rejects.toThrow(new ConnectionLost('flood-stdout: Invalid string length; whether the step did its work is not known'))
     await expect(connection.run(step('small'), 10)).resolves.toMatchObject({ code: 0, stdout: 'result=ok' })
   }, 60_000)
 

@@ -33,14 +33,27 @@ const HOSTILE = [
 
 function result(i: number, status: Status, extra: Partial<ServerResult> = {}): ServerResult {
   const server = { name: `gw-${i}`, tenant: `tenant-${i}`, region: 'eu-west', host: `10.0.0.${i}` } as Server
-  return { server, status, durationMs: 5_000, previousImage: 'ghcr.io/acme/openclaw:1.2.2', deployedImage: 'ghcr.io/acme/openclaw:1.2.3', previousImageId: 'sha256:aaaaaaaaaaaaaaaa', deployedImageId: 'sha256:bbbbbbbbbbbbbbbb', health: 'HTTP 200; openclaw-gateway running, openclaw-cli exited 0', log: [], ...extra }
+  return {
+    server,
+    status,
+    durationMs: 5_000,
+    previousImage: 'ghcr.io/acme/openclaw:1.2.2',
+    deployedImage: 'ghcr.io/acme/openclaw:1.2.3',
+    previousImageId: 'sha256:aaaaaaaaaaaaaaaa',
+    deployedImageId: 'sha256:bbbbbbbbbbbbbbbb',
+    health: 'HTTP 200; openclaw-gateway running, openclaw-cli exited 0',
+    log: [],
+    ...extra
+  }
 }
 
 const render = (md: string) => micromark(md, { allowDangerousHtml: true, extensions: [gfm()], htmlExtensions: [gfmHtml()] })
 
 function decode(html: string): string {
   return html.replace(/&(#x[0-9a-f]+|#\d+|lt|gt|amp|quot);/gi, (_, e: string) =>
-    e[0] === '#' ? String.fromCodePoint(e[1] === 'x' || e[1] === 'X' ? parseInt(e.slice(2), 16) : Number(e.slice(1))) : ({ lt: '<', gt: '>', amp: '&', quot: '"' } as Record<string, string>)[e.toLowerCase()]!
+    e[0] === '#'
+      ? String.fromCodePoint(e[1] === 'x' || e[1] === 'X' ? parseInt(e.slice(2), 16) : Number(e.slice(1)))
+      : ({ lt: '<', gt: '>', amp: '&', quot: '"' } as Record<string, string>)[e.toLowerCase()]!
   )
 }
 
@@ -77,7 +90,14 @@ describe('the rendered job summary', () => {
     const md = renderSummary(
       [
         result(1, 'deployed'),
-        result(2, 'rolled-back', { health: HOSTILE, error: HOSTILE, failedStep: 'health', failedOutput: HOSTILE, deployedImage: 'ghcr.io/acme/openclaw:1.2.2', deployedImageId: 'sha256:aaaaaaaaaaaaaaaa' }),
+        result(2, 'rolled-back', {
+          health: HOSTILE,
+          error: HOSTILE,
+          failedStep: 'health',
+          failedOutput: HOSTILE,
+          deployedImage: 'ghcr.io/acme/openclaw:1.2.2',
+          deployedImageId: 'sha256:aaaaaaaaaaaaaaaa'
+        }),
         result(3, 'failed', { previousImage: HOSTILE, deployedImage: undefined, error: HOSTILE, log: [HOSTILE] })
       ],
       settings,
@@ -89,7 +109,15 @@ describe('the rendered job summary', () => {
     expect(headingOf(html)).toBe('OpenClaw deploy of ghcr.io/acme/openclaw:1.2.3 at commit 0123456789ab · trigger: push · total 1m23s')
     expect(rowsOf(html)).toEqual([
       ['Tenant', 'Server', 'Region', 'Status', 'Image', 'Health', 'Duration'],
-      ['tenant-1', 'gw-1', 'eu-west', '✅ deployed', 'ghcr.io/acme/openclaw:1.2.2 aaaaaaaaaaaa → ghcr.io/acme/openclaw:1.2.3 bbbbbbbbbbbb', 'HTTP 200; openclaw-gateway running, openclaw-cli exited 0', '5.0s'],
+      [
+        'tenant-1',
+        'gw-1',
+        'eu-west',
+        '✅ deployed',
+        'ghcr.io/acme/openclaw:1.2.2 aaaaaaaaaaaa → ghcr.io/acme/openclaw:1.2.3 bbbbbbbbbbbb',
+        'HTTP 200; openclaw-gateway running, openclaw-cli exited 0',
+        '5.0s'
+      ],
       ['tenant-2', 'gw-2', 'eu-west', '↩️ rolled-back', 'ghcr.io/acme/openclaw:1.2.3 failed at health; now runs ghcr.io/acme/openclaw:1.2.2 aaaaaaaaaaaa', seen(HOSTILE), '5.0s'],
       ['tenant-3', 'gw-3', 'eu-west', '❌ failed', `${seen(HOSTILE)} aaaaaaaaaaaa → —`, 'HTTP 200; openclaw-gateway running, openclaw-cli exited 0', '5.0s']
     ])
@@ -103,11 +131,24 @@ describe('the rendered job summary', () => {
   })
 
   it('of a rollback: a rolled-back row says the recorded image failed and what runs now', () => {
-    const md = renderSummary([result(1, 'rolled-back', { error: HOSTILE, failedStep: 'up', deployedImage: 'ghcr.io/acme/openclaw:1.2.3', deployedImageId: 'sha256:bbbbbbbbbbbbbbbb' })], settingsFor({ mode: 'rollback' }), { ...env, GITHUB_EVENT_NAME: 'workflow_dispatch' }, 9_000)
+    const md = renderSummary(
+      [result(1, 'rolled-back', { error: HOSTILE, failedStep: 'up', deployedImage: 'ghcr.io/acme/openclaw:1.2.3', deployedImageId: 'sha256:bbbbbbbbbbbbbbbb' })],
+      settingsFor({ mode: 'rollback' }),
+      { ...env, GITHUB_EVENT_NAME: 'workflow_dispatch' },
+      9_000
+    )
     const html = render(md)
     expectNothingInjected(html, [])
     expect(headingOf(html)).toBe('OpenClaw rollback at commit 0123456789ab · trigger: workflow_dispatch · total 9.0s')
-    expect(rowsOf(html)[1]).toEqual(['tenant-1', 'gw-1', 'eu-west', '↩️ rolled-back', 'the recorded rollback image failed at up; now runs ghcr.io/acme/openclaw:1.2.3 bbbbbbbbbbbb', 'HTTP 200; openclaw-gateway running, openclaw-cli exited 0', '5.0s'])
+    expect(rowsOf(html)[1]).toEqual([
+      'tenant-1',
+      'gw-1',
+      'eu-west',
+      '↩️ rolled-back',
+      'the recorded rollback image failed at up; now runs ghcr.io/acme/openclaw:1.2.3 bbbbbbbbbbbb',
+      'HTTP 200; openclaw-gateway running, openclaw-cli exited 0',
+      '5.0s'
+    ])
   })
 
   it('of a status: last deploy and lock holder in their own columns, linking only real runs of this server', () => {

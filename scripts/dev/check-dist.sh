@@ -6,11 +6,19 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 npm run --silent package >/dev/null
-changes=$(git status --porcelain -- dist src/registry/registry-validator.generated.js src/registry/registry-validator.generated.d.ts)
+changes=$(git status --porcelain -- dist src/registry/registry-validator.generated.js src/registry/registry-validator.generated.d.ts src/input-defaults.generated.ts)
 if [ -n "$changes" ]; then
   echo "dist/ is stale: it differs from a fresh build of src/:" >&2
   echo "$changes" >&2
   echo "Run 'npm ci --ignore-scripts && npm run package' and commit dist/." >&2
+  exit 1
+fi
+# The bundles run on Linux runners and load no native code: an .exe or .node file in dist/ is a
+# library's asset slipping in (ssh2's pagent.exe is dropped by scripts/dev/drop-pageant.mjs).
+stray=$(find dist \( -name '*.exe' -o -name '*.node' \) -print)
+if [ -n "$stray" ]; then
+  echo "dist/ holds files the action never runs:" >&2
+  echo "$stray" >&2
   exit 1
 fi
 echo "dist/ matches a fresh build."

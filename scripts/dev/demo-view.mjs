@@ -64,13 +64,21 @@ function showSummary(text) {
       .replace(/\*\*([^*]+)\*\*/g, '$1')
       .replace(/\[([^\]]+)\]\((https?:[^)\s]+)\)/g, '$1 <$2>')
       .trim()
-  const cells = line => line.replace(/^\||\|$/g, '').split(/(?<!\\)\|/).map(plain)
+  const cells = line =>
+    line
+      .replace(/^\||\|$/g, '')
+      .split(/(?<!\\)\|/)
+      .map(plain)
   const width = s => [...s].length
   let table = []
   const flush = () => {
     if (!table.length) return
     const widths = table[0].map((_, i) => Math.max(...table.map(row => width(row[i] ?? ''))))
-    const format = row => row.map((c, i) => (c ?? '').padEnd(widths[i] + (c ?? '').length - width(c ?? ''))).join('  ').trimEnd()
+    const format = row =>
+      row
+        .map((c, i) => (c ?? '').padEnd(widths[i] + (c ?? '').length - width(c ?? '')))
+        .join('  ')
+        .trimEnd()
     console.log(bold(format(table[0])))
     console.log(dim(widths.map(w => '─'.repeat(w)).join('  ')))
     for (const row of table.slice(1)) console.log(format(row))

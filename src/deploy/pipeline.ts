@@ -135,7 +135,8 @@ class ServerJob {
       if (this.ctx.settings.mode === 'status') return await this.status()
       return await this.locked(() => (this.ctx.settings.mode === 'rollback' ? this.rollbackToRecorded() : this.deploy()))
     } catch (error) {
-      if (error instanceof Cancelled) return this.finish('skipped', `cancelled ${this.holdsLockOnce ? 'before any change on this server; its lock was released' : 'while waiting for the lock; nothing changed on this server'}`)
+      if (error instanceof Cancelled)
+        return this.finish('skipped', `cancelled ${this.holdsLockOnce ? 'before any change on this server; its lock was released' : 'while waiting for the lock; nothing changed on this server'}`)
       if (error instanceof StepFailed) {
         this.result.failedStep = error.step
         this.result.failedOutput = error.output
@@ -158,7 +159,7 @@ class ServerJob {
         this.warn(`took over the deploy lock of ${previous.trim() || 'an unnamed holder'}${expired ? `, whose lease had expired ${expired}s ago` : ''} (that run was killed or lost the server)`)
       }
     } catch (error) {
-      if (error instanceof StepFailed && error.code === 4) {
+      if (error instanceof StepFailed && error.code === commands.EXIT_CODE.lockHeld) {
         this.result.lockHolder = error.facts.get('holder')?.[0]?.trim()
         const expiresIn = this.fact(error.facts, 'expires_in', '')
         const expiry = expiresIn
@@ -193,7 +194,7 @@ class ServerJob {
       try {
         return await this.step(commands.takeLock(this.server.path, this.ctx.lockHolder, wait), wait + QUICK_STEP_SECONDS)
       } catch (error) {
-        if (!(error instanceof StepFailed && error.code === 4) || Date.now() >= deadline) throw error
+        if (!(error instanceof StepFailed && error.code === commands.EXIT_CODE.lockHeld) || Date.now() >= deadline) throw error
         this.checkCancelled()
       }
     }
@@ -244,7 +245,9 @@ class ServerJob {
     this.switched = switched
     this.healthServices = switched
     if (now && envImage !== undefined && envImage !== now.configImage) {
-      this.note(`.env names ${envImage}, but ${now.service} runs ${now.configImage} (an earlier deploy stopped between its .env write and the restart): ${now.configImage} is what a rollback returns to`)
+      this.note(
+        `.env names ${envImage}, but ${now.service} runs ${now.configImage} (an earlier deploy stopped between its .env write and the restart): ${now.configImage} is what a rollback returns to`
+      )
     }
     const variableServices = switched.filter(name => fromVariable.includes(name)).length
     return { envImage, switched, currentImage: now?.configImage ?? envImage, currentImageId: now?.imageId, containers: ours, variableServices }
@@ -301,7 +304,9 @@ class ServerJob {
         }
         throw error
       })
-      const changed = this.fact(written, 'written', 'none').split(' ').filter(name => name !== 'none' && name !== variable)
+      const changed = this.fact(written, 'written', 'none')
+        .split(' ')
+        .filter(name => name !== 'none' && name !== variable)
       if (changed.length) this.result.changedVariables = changed
       else if (sameImage) {
         if (rotating) this.warn(`the ${GATEWAY_TOKEN} that tenant-env gives ${this.server.tenant} is the one its .env has already: nothing was rotated`)
@@ -325,7 +330,10 @@ class ServerJob {
     if (healthy) {
       this.result.deployedImage = target
       this.result.deployedImageId = targetId
-      if (rotating) this.note(`token rotated: ${GATEWAY_TOKEN} ${GATEWAY_TOKEN in envValues && envValues[GATEWAY_TOKEN] !== commands.NEW_TOKEN ? 'from tenant-env' : 'made on the server, where it stays'}; the gateway is healthy with it`)
+      if (rotating)
+        this.note(
+          `token rotated: ${GATEWAY_TOKEN} ${GATEWAY_TOKEN in envValues && envValues[GATEWAY_TOKEN] !== commands.NEW_TOKEN ? 'from tenant-env' : 'made on the server, where it stays'}; the gateway is healthy with it`
+        )
       if (settings.prune) await this.prune([targetId, runningId])
       await this.history('deployed', currentImage ?? '(none)', target)
       return this.finish('deployed')
@@ -340,9 +348,7 @@ class ServerJob {
     const restored = await this.restore(restore)
     if (restored && record) await this.step(commands.restoreRollbackRecord(this.server.path)).catch(error => this.note(`rollback record not restored: ${errorText(error)}`))
     await this.history(restored ? 'rolled-back' : 'failed', target, restore.image)
-    return restored
-      ? this.finish('rolled-back', `${why}; restored ${restore.image}, which is healthy`)
-      : this.finish('failed', `${why}; rollback to ${restore.image} did not become healthy either`)
+    return restored ? this.finish('rolled-back', `${why}; restored ${restore.image}, which is healthy`) : this.finish('failed', `${why}; rollback to ${restore.image} did not become healthy either`)
   }
 
   private async unchanged(image: string, imageId: string, why = ''): Promise<ServerResult> {
@@ -537,7 +543,7 @@ class ServerJob {
   }
 
   private checkLease(command: RemoteCommand, result: { code: number; stdout: string }): void {
-    if (!command.lease || result.code !== 6) return
+    if (!command.lease || result.code !== commands.EXIT_CODE.lockLost) return
     const holder = commands.parseFacts(result.stdout).get('lock_lost')?.at(-1)
     if (holder === undefined) return
     this.holdsLock = false
@@ -609,7 +615,10 @@ function tail(text: string): string {
  * for people: `openclaw-gateway running, openclaw-cli exited 0, worker restarting after 3 restarts (failing)`.
  */
 export function describeContainers(raw: string): string {
-  const words = raw.trim().split(/\s+/).filter(w => w && w !== 'none')
+  const words = raw
+    .trim()
+    .split(/\s+/)
+    .filter(w => w && w !== 'none')
   if (words.length === 0) return 'no containers'
   return words
     .map(w => {

@@ -235,7 +235,7 @@ class Reader {
     const keyAt = this.at
     if (this.text[keyAt] !== '"') {
       if (this.text[keyAt] === '}') this.fail(object.commaAt, "trailing comma before '}': remove this ',' after the last property")
-      if (this.text[keyAt] === "'") this.fail(keyAt, "property names need double quotes (\"), not single quotes (')")
+      if (this.text[keyAt] === "'") this.fail(keyAt, 'property names need double quotes ("), not single quotes (\')')
       if (this.text[keyAt] === '/' && (this.text[keyAt + 1] === '/' || this.text[keyAt + 1] === '*')) this.fail(keyAt, 'JSON has no comments; remove it')
       this.fail(keyAt, `expected a property name in double quotes, found ${this.describe(keyAt)}`)
     }
@@ -280,7 +280,7 @@ class Reader {
         return value
       }
     }
-    if (c === "'") this.fail(this.at, "strings need double quotes (\"), not single quotes (')")
+    if (c === "'") this.fail(this.at, 'strings need double quotes ("), not single quotes (\')')
     if (c === '/' && (this.text[this.at + 1] === '/' || this.text[this.at + 1] === '*')) this.fail(this.at, 'JSON has no comments; remove it')
     if (c === undefined) this.fail(this.at, 'the file ends where a value was expected (is it cut off?)')
     this.fail(this.at, `expected a value (a "string", a number, true, false, null, {...} or [...]), found ${this.describe(this.at)}`)
@@ -291,13 +291,13 @@ class Reader {
     this.at++ // opening quote
     for (;;) {
       const c = this.text[this.at]
-      if (c === undefined) this.fail(start, 'this string is never closed: a \'"\' is missing')
+      if (c === undefined) this.fail(start, "this string is never closed: a '\"' is missing")
       if (c === '"') break
       if (c === '\\') {
         this.at += 2
         continue
       }
-      if (c === '\n' || c === '\r') this.fail(start, 'this string is not closed before the end of its line: a \'"\' is missing (a line break inside a string is written \\n)')
+      if (c === '\n' || c === '\r') this.fail(start, "this string is not closed before the end of its line: a '\"' is missing (a line break inside a string is written \\n)")
       if (c < ' ') this.fail(this.at, `a string contains the control character U+${c.charCodeAt(0).toString(16).padStart(4, '0').toUpperCase()}; write it as an escape such as \\t or \\u0000`)
       this.at++
     }

@@ -37,10 +37,7 @@ export class RegistryError extends UserError {
   ) {
     const problems = details.map(formatRegistryProblem)
     const listed = problems.slice(0, MAX_LISTED_PROBLEMS)
-    super(
-      formatProblems(problems.length > listed.length ? `${heading}; the first ${listed.length} of ${problems.length} problems follow` : heading, listed),
-      problems
-    )
+    super(formatProblems(problems.length > listed.length ? `${heading}; the first ${listed.length} of ${problems.length} problems follow` : heading, listed), problems)
     this.name = 'RegistryError'
   }
 }
@@ -73,7 +70,10 @@ export function loadRegistry(file: string): Registry {
     // Shown as is (it is one line); control characters would only garble the log. A long line is
     // cut to the stretch around the mistake.
     const from = Math.max(0, error.position.column - 80)
-    const near = [...error.lineText.slice(from, from + 120)].map(c => (c < ' ' || c === '\u007f' ? ' ' : c)).join('').trim()
+    const near = [...error.lineText.slice(from, from + 120)]
+      .map(c => (c < ' ' || c === '\u007f' ? ' ' : c))
+      .join('')
+      .trim()
     throw new RegistryError(file, [
       {
         file,

@@ -45,9 +45,7 @@ export function selectServers(registry: Registry, filters: Filters): Selection {
   }
   if (problems.length) throw new UserError(formatProblems('The server filters do not match the registry', problems), problems)
 
-  const matched = registry.servers.filter(server =>
-    FILTERS.every(({ input, valuesOf }) => filters[input].length === 0 || filters[input].includes(valuesOf(server) ?? ''))
-  )
+  const matched = registry.servers.filter(server => FILTERS.every(({ input, valuesOf }) => filters[input].length === 0 || filters[input].includes(valuesOf(server) ?? '')))
   const selection: Selection = {
     selected: matched.filter(server => server.enabled),
     disabled: matched.filter(server => !server.enabled)

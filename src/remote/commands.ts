@@ -23,6 +23,25 @@ export interface RemoteCommand {
   exclusive?: { state: string; seconds: number }
 }
 
+/**
+ * The exit codes of the remote steps, by name: the scripts exit with these numbers (interpolated
+ * into them) and the runner's side tells outcomes apart by them.
+ */
+export const EXIT_CODE = {
+  /** The step failed and says why on its `error=` line (every script's `fail`). */
+  failed: 3,
+  /** Another run holds the deploy lock (takeLock). */
+  lockHeld: 4,
+  /** The gateway did not become healthy (healthCheck). */
+  unhealthy: 5,
+  /** This run no longer holds the deploy lock (the lease renewal before a step). */
+  lockLost: 6,
+  /** `timeout` (renderCommand) stopped the step at its bound, with TERM ... */
+  timedOut: 124,
+  /** ... or had to KILL it (128 + 9). */
+  killed: 137
+} as const
+
 /** Seconds between the remote `timeout` sending TERM and KILL. */
 const KILL_AFTER = 5
 
@@ -70,7 +89,7 @@ export function stateDir(path: string): string {
 }
 
 const PRELUDE = `set -u
-fail() { printf 'error=%s\\n' "$*"; exit 3; }
+fail() { printf 'error=%s\\n' "$*"; exit ${EXIT_CODE.failed}; }
 `
 
 /** Seconds a lease outlives the remote bound of the step it covers (client and network slack). */
@@ -107,7 +126,7 @@ expiry() { sed -n 's/^expires=\\([0-9][0-9]*\\)$/\\1/p' -- "$note" 2>/dev/null |
 /**
  * Takes the server's deploy lock for `leaseSeconds`, waiting up to `waitSeconds` for another
  * holder. A lock whose lease has expired (its run was killed or lost the server) is taken over and
- * named on a `took_over=` line. When the lock stays held, reports the holder and exits 4.
+ * named on a `took_over=` line. When the lock stays held, reports the holder and exits EXIT_CODE.lockHeld.
  */
 export function takeLock(path: string, holder: string, waitSeconds: number, leaseSeconds = LEASE_SLACK): RemoteCommand {
   return {
@@ -144,7 +163,7 @@ while :; do
   unguard
   if [ "$SECONDS" -ge "$deadline" ]; then
     printf 'holder=%s\\nexpires_in=%s\\n' "$old" "\${expires:+$((expires - now))}"
-    exit 4
+    exit ${EXIT_CODE.lockHeld}
   fi
   sleep 1
 done`
@@ -197,7 +216,7 @@ ${LOCK_FUNCTIONS}guard
 if [ -z "$token" ] || ! grep -qF -- "token=$token" "$note" 2>/dev/null; then
   printf 'lock_lost=%s\\n' "$(shown "$(holder_text)")"
   echo "error=this run no longer holds the deploy lock $state/lock (its lease expired and another run took it over, or it was removed)"
-  exit 6
+  exit ${EXIT_CODE.lockLost}
 fi
 write_note "$(holder_text)" || fail "cannot renew the lock note $note as $(id -un)"`
 
@@ -206,13 +225,17 @@ write_note "$(holder_text)" || fail "cannot renew the lock note $note as $(id -u
  * step's whole remote bound (its timeout, the KILL after it, and slack), so a long pull or health
  * wait never loses the lock, and a run killed mid-step leaves a lock that expires soon after the
  * step would have been ended anyway. When the lock is no longer this run's, the step does not run:
- * exit 6 with a `lock_lost=` line naming the holder.
+ * exit EXIT_CODE.lockLost with a `lock_lost=` line naming the holder.
  */
 export function withLease(path: string, token: string, command: RemoteCommand): RemoteCommand {
   return { ...command, lease: { state: stateDir(path), token } }
 }
 
-/** Releases the lock only if this run still holds it (the holder note carries our token). */
+/**
+ * Releases the lock only if this run still holds it (the holder note carries our token). Without a
+ * lock folder there is nothing to release, also where the state folder was never made (the post
+ * step asks every server of a cancelled run, some of which it never reached).
+ */
 export function releaseLock(path: string, token: string): RemoteCommand {
   return {
     step: 'unlock',
@@ -220,6 +243,7 @@ export function releaseLock(path: string, token: string): RemoteCommand {
     script:
       PRELUDE +
       `state=$1 token=$2 lease=0
+[ -d "$state/lock" ] || { echo released=not-ours; exit 0; }
 ${LOCK_FUNCTIONS}guard
 if [ -n "$token" ] && grep -qF -- "token=$token" "$note" 2>/dev/null; then rm -rf -- "$state/lock"; echo released=yes; else echo released=not-ours; fi`
   }
@@ -741,7 +765,7 @@ while :; do
   if [ "$SECONDS" -ge "$deadline" ]; then
     printf 'health=failed\\nhttp=%s\\ncontainers=%s\\n' "$code" "$state"
     echo "error=not healthy within \${limit}s: $url answered HTTP $code"
-    exit 5
+    exit ${EXIT_CODE.unhealthy}
   fi
   sleep "$pause"
   [ "$pause" -ge 5 ] || pause=$((pause + 1))
@@ -767,7 +791,7 @@ shift 2
 [ -f "$state/images" ] || { echo removed=0; exit 0; }
 keep=" $* $(sed -n 's/^image_id=//p' "$state/rollback" 2>/dev/null) "
 # the images of every container on this server, running or stopped, whatever its project
-containers=$(docker ps -aq --no-trunc) || { echo "error=cannot list the server's containers; no image removed"; exit 3; }
+containers=$(docker ps -aq --no-trunc) || { echo "error=cannot list the server's containers; no image removed"; exit ${EXIT_CODE.failed}; }
 used=" $(printf '%s\\n' "$containers" | xargs -r docker inspect --format '{{.Image}}' -- 2>/dev/null | tr '\\n' ' ') "
 removed=0 left=" "
 while read -r id; do

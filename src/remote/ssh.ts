@@ -9,7 +9,7 @@ import * as core from '@actions/core'
 import { singleLine } from '../report/untrusted.js'
 import { NodeSSH } from 'node-ssh'
 import type { Client, ClientChannel, ServerHostKeyAlgorithm } from 'ssh2'
-import { type RemoteCommand, renderCommand } from './commands.js'
+import { EXIT_CODE, type RemoteCommand, renderCommand } from './commands.js'
 import { type HostKeyPolicy, type HostKeyVerdict, hostKeyAlgorithms, keyTypesToOffer, verifyHostKey } from './host-keys.js'
 import { OutputTail } from './output-tail.js'
 
@@ -199,7 +199,10 @@ async function connectOnce(options: ConnectOptions, keyTypes: string[], readyTim
     if (/no matching host key format/i.test(message)) throw new NoKeyOfListedType(options.host, options.port, keyTypes)
     if (/authentication methods failed/i.test(message)) {
       if (options.role === 'jump') {
-        throw new ConnectError(`${options.user}@${options.host}:${options.port} did not accept the SSH key (check the jump user's authorized_keys and jump-private-key, or ssh-private-key when jump-private-key is empty)`, 'auth')
+        throw new ConnectError(
+          `${options.user}@${options.host}:${options.port} did not accept the SSH key (check the jump user's authorized_keys and jump-private-key, or ssh-private-key when jump-private-key is empty)`,
+          'auth'
+        )
       }
       throw new ConnectError(`${options.user}@${options.host}:${options.port} did not accept the SSH key (check the deploy user's authorized_keys and ssh-private-key)`, 'auth')
     }
@@ -302,7 +305,10 @@ function execBounded(client: Client, command: RemoteCommand, commandLine: string
       // A stream's 'error' without a listener is thrown.
       opened.on('error', fail)
       opened.stderr.on('error', fail)
-      opened.on('exit', guard((code: number | null) => (exitCode = code ?? null)))
+      opened.on(
+        'exit',
+        guard((code: number | null) => (exitCode = code ?? null))
+      )
       opened.on('close', guard(finish))
       if (command.stdin != null) opened.write(command.stdin)
       opened.end()
@@ -418,8 +424,8 @@ export class SshConnection implements RemoteShell {
     })
     try {
       const response = await Promise.race([execBounded(client, command, renderCommand(command, timeoutSeconds), c => (channel = c)), stopped])
-      // `timeout` exits 124 when it had to stop the step.
-      if (response.code === 124 || response.code === 137) {
+      // `timeout` had to stop the step.
+      if (response.code === EXIT_CODE.timedOut || response.code === EXIT_CODE.killed) {
         return { ...response, code: response.code, stderr: `${response.stderr}\n${command.step} did not finish within ${timeoutSeconds}s`.trim() }
       }
       return { ...response, code: response.code ?? 255 }

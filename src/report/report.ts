@@ -39,7 +39,7 @@ export const RESULTS_BUDGET_BYTES = 1_000_000
 const RESULTS_ERROR_CUTS = [500, 100, 0]
 const ANNOTATED: readonly Status[] = ['failed', 'rolled-back', 'unreachable', 'locked']
 
-export function serverTitle(result: ServerResult): string {
+export function serverTitle(result: Pick<ServerResult, 'server'>): string {
   return `${result.server.name} (${result.server.tenant})`
 }
 
@@ -305,7 +305,12 @@ export function renderSummary(results: ServerResult[], settings: Settings, env: 
   }
   const details: string[] = []
   for (const r of results.filter(x => ANNOTATED.includes(x.status))) {
-    const output = r.failedOutput ?? r.log.slice(-10).map(line => singleLine(line)).join('\n')
+    const output =
+      r.failedOutput ??
+      r.log
+        .slice(-10)
+        .map(line => singleLine(line))
+        .join('\n')
     // The paragraph starts with our words, so server text can never begin a heading, list or quote.
     const block = [
       `<details><summary>${STATUS_SYMBOL[r.status]} ${htmlText(serverTitle(r))}: ${r.status}${r.failedStep ? ` at ${htmlText(r.failedStep)}` : ''}</summary>`,
@@ -319,7 +324,8 @@ export function renderSummary(results: ServerResult[], settings: Settings, env: 
     details.push(block)
   }
   const notes: string[] = []
-  if (rows.length < results.length) notes.push(`_${results.length - rows.length} more rows left out to stay under GitHub's 1 MiB summary limit; the counts above and the \`results\` output include every server._`)
+  if (rows.length < results.length)
+    notes.push(`_${results.length - rows.length} more rows left out to stay under GitHub's 1 MiB summary limit; the counts above and the \`results\` output include every server._`)
   const detailed = results.filter(x => ANNOTATED.includes(x.status)).length
   if (details.length < detailed) notes.push(`_Details of ${detailed - details.length} more failed servers are in the step log._`)
   // Blank lines between blocks: a line right after `</details>` would still belong to that HTML block.
