@@ -285,6 +285,34 @@ describe('deploy engine on the rig', () => {
     expect(await healthOf('s2')).toBe(target)
   })
 
+  it("a cancelled run killed mid-deploy: the post step releases its locks (and no other run's), the next deploy takes them at once", async () => {
+    ;['s3', 's4', 's5'].forEach(n => touched.add(n))
+    // both steps of one run: the same run id, so the same lock token (derived from the run)
+    const run = { env: { GITHUB_RUN_ID: '900001' } }
+    const killed = await deploy(
+      { image: fleet.images.v2, servers: 's3,s4', 'health-timeout': '30' },
+      { ...run, onSpawn: child => when('[s4] health check', () => child.kill('SIGKILL')).onSpawn(child) }
+    )
+    expect(killed.signal).toBe('SIGKILL')
+    expect(lockExists('s4')).toBe(true)
+    // another run holds s5's lock: the post step must leave it alone
+    const other = join(server(fleet, 's5').path, '.openclaw-deploy')
+    await serverExec('s5', `mkdir -p ${other}/lock && printf 'another run token=feedc0de\\nexpires=%s\\n' $(( $(date +%s) + 600 )) > ${other}/lock/holder && chown -R deploy: ${other}`)
+    const note = readFileSync(join(other, 'lock', 'holder'), 'utf8')
+
+    const post = await deploy({ image: fleet.images.v2, servers: 's3,s4,s5' }, { ...run, entry: join('dist', 'post', 'index.js') })
+    expect(post.code).toBe(0)
+    expect(lockExists('s3')).toBe(false)
+    expect(lockExists('s4')).toBe(false)
+    expect(readFileSync(join(other, 'lock', 'holder'), 'utf8')).toBe(note)
+    await serverExec('s5', `rm -rf ${other}/lock`)
+
+    const next = await deploy({ image: fleet.images.v2, servers: 's3,s4', 'lock-timeout': '0' })
+    expect(next.code).toBe(0)
+    expect(next.stdout).not.toContain('took over the deploy lock')
+    for (const name of ['s3', 's4']) expect(await healthOf(name)).toBe('v2')
+  })
+
   it('follows a moving tag when no image is given, and rolls back to the old image after the tag moved', async () => {
     touched.add('s4')
     const prd = `${fleet.registry}/openclaw:prd`
