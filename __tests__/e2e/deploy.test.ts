@@ -5,19 +5,24 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, beforeAll, describe, expect, it } from '@jest/globals'
-import { actionKeyInputs, baselineEnvOf, envOf, healthOf, readFleet, rig, runAction, scratchDir, server, serverExec, writeRegistry, type ActionRun, type Fleet } from '../rig/fleet.js'
+import {
+  actionKeyInputs,
+  baselineEnvOf,
+  envOf,
+  healthOf,
+  readFleet,
+  resultsOf,
+  statusOf,
+  rig,
+  runAction,
+  scratchDir,
+  server,
+  serverExec,
+  writeRegistry,
+  type ActionRun,
+  type Fleet
+} from '../rig/fleet.js'
 
-interface Result {
-  name: string
-  tenant: string
-  status: string
-  previousImage: string | null
-  deployedImage: string | null
-  error: string | null
-}
-
-const results = (run: ActionRun): Result[] => JSON.parse(run.outputs.results ?? '[]') as Result[]
-const statusOf = (run: ActionRun) => Object.fromEntries(results(run).map(r => [r.name, r.status]))
 const SIX = ['s1', 's2', 's3', 's4', 's5', 's6']
 const TENANT: Record<string, string> = { s1: 'acme', s2: 'acme', s3: 'globex', s4: 'globex', s5: 'initech', s6: 'initech' }
 
@@ -85,7 +90,7 @@ describe('deploy engine on the rig', () => {
     expect(run.stderr).toBe('')
     expect(run.code).toBe(0)
     expect(statusOf(run)).toEqual(Object.fromEntries(SIX.map(n => [n, 'deployed'])))
-    for (const r of results(run)) {
+    for (const r of resultsOf(run)) {
       expect(r).toMatchObject({ tenant: TENANT[r.name], previousImage: fleet.images.v1, deployedImage: fleet.images.v2, error: null })
     }
     expect(run.outputs).toMatchObject({ deployed: '6', failed: '0', 'rolled-back': '0', skipped: '0' })
@@ -114,7 +119,7 @@ describe('deploy engine on the rig', () => {
     const run = await deploy({ image: fleet.images.broken, servers: 's1,s3', 'health-timeout': '8' })
     expect(run.code).toBe(1)
     expect(statusOf(run)).toEqual({ s1: 'rolled-back', s3: 'rolled-back' })
-    for (const r of results(run)) {
+    for (const r of resultsOf(run)) {
       expect(r.deployedImage).toBe(fleet.images.v2)
       expect(r.error).toMatch(/not healthy within 8s: .* answered HTTP 404.*restored .*:v2, which is healthy/)
     }
@@ -132,7 +137,7 @@ describe('deploy engine on the rig', () => {
     const file = writeRegistry(fleet, ['s4'], { hostKey: server(fleet, 's5').hostKey })
     const run = await runAction({ 'servers-file': file, 'ssh-private-key': actionKeyInputs(fleet)['ssh-private-key'], image: fleet.images.v1 })
     expect(run.code).toBe(1)
-    const [result] = results(run)
+    const [result] = resultsOf(run)
     expect(result).toMatchObject({ name: 's4', status: 'failed' })
     expect(result!.error).toMatch(/refused before any command ran: HOST KEY MISMATCH/)
     expect(historyOf('s4')).toBe(before)
@@ -145,7 +150,7 @@ describe('deploy engine on the rig', () => {
     spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'id')])
     const run = await deploy({ image: fleet.images.v1, servers: 's4', 'ssh-private-key': readFileSync(join(dir, 'id'), 'utf8') })
     expect(run.code).toBe(1)
-    expect(results(run)[0]!.error).toMatch(/deploy@10\.200\.0\.\d+:22 did not accept the SSH key/)
+    expect(resultsOf(run)[0]!.error).toMatch(/deploy@10\.200\.0\.\d+:22 did not accept the SSH key/)
   })
 
   it('reports a server cut off before the deploy as unreachable within connect-timeout', async () => {
@@ -153,7 +158,7 @@ describe('deploy engine on the rig', () => {
     await rig('cut', 's4')
     const run = await deploy({ image: fleet.images.v1, servers: 's4,s5', 'connect-timeout': '4' })
     expect(statusOf(run)).toEqual({ s4: 'unreachable', s5: 'deployed' })
-    expect(results(run)[0]!.error).toMatch(/cannot connect to 10\.200\.0\.\d+:22 after \d+ attempts? within 4s/)
+    expect(resultsOf(run)[0]!.error).toMatch(/cannot connect to 10\.200\.0\.\d+:22 after \d+ attempts? within 4s/)
     expect(run.durationMs).toBeLessThan(60_000)
     touched.add('s5')
   })
@@ -171,7 +176,7 @@ describe('deploy engine on the rig', () => {
     expect(run.timedOut).toBe(false)
     // Keepalives notice the dead link, the action reconnects once the link is back and rolls back.
     expect(statusOf(run)).toEqual({ s5: 'rolled-back' })
-    expect(results(run)[0]!.error).toMatch(/reconnected and restored .*:v1, which is healthy/)
+    expect(resultsOf(run)[0]!.error).toMatch(/reconnected and restored .*:v1, which is healthy/)
     expect(await healthOf('s5')).toBe('v1')
   })
 
@@ -209,7 +214,7 @@ describe('deploy engine on the rig', () => {
     await serverExec('s2', `mkdir -p ${state}/lock && echo "run 99 by alice" > ${state}/lock/holder && chown -R deploy ${state}`)
     const run = await deploy({ image: fleet.images.v1, servers: 's2', 'lock-timeout': '2' })
     expect(statusOf(run)).toEqual({ s2: 'locked' })
-    expect(results(run)[0]!.error).toMatch(/another deploy holds the lock \(run 99 by alice\); waited 2s \(lock-timeout\)/)
+    expect(resultsOf(run)[0]!.error).toMatch(/another deploy holds the lock \(run 99 by alice\); waited 2s \(lock-timeout\)/)
     expect(await healthOf('s2')).toBe('v2')
     // The holder finishes 3 s later: a run willing to wait gets the server.
     setTimeout(() => void serverExec('s2', `rm -rf ${state}/lock`), 3000)
@@ -248,7 +253,7 @@ describe('deploy engine on the rig', () => {
     expect(exited - signalled).toBeLessThan(8000)
     expect(run.code).toBe(1)
     expect(run.stdout).toContain('SIGTERM received')
-    const all = results(run)
+    const all = resultsOf(run)
     expect(all).toHaveLength(6)
     expect(all.filter(r => r.status === 'skipped').length).toBeGreaterThanOrEqual(3)
     for (const r of all) {
@@ -287,6 +292,8 @@ describe('deploy engine on the rig', () => {
 
   it("a cancelled run killed mid-deploy: the post step releases its locks (and no other run's), the next deploy takes them at once", async () => {
     ;['s3', 's4', 's5'].forEach(n => touched.add(n))
+    // from v1, so that the deploy below has a health check to be killed in
+    await Promise.all(['s3', 's4'].map(name => rig('reset', name)))
     // both steps of one run: the same run id, so the same lock token (derived from the run)
     const run = { env: { GITHUB_RUN_ID: '900001' } }
     const killed = await deploy(
@@ -311,6 +318,8 @@ describe('deploy engine on the rig', () => {
     expect(next.code).toBe(0)
     expect(next.stdout).not.toContain('took over the deploy lock')
     for (const name of ['s3', 's4']) expect(await healthOf(name)).toBe('v2')
+    // the tests after this one start these servers from v1
+    await Promise.all(['s3', 's4'].map(name => rig('reset', name)))
   })
 
   it('follows a moving tag when no image is given, and rolls back to the old image after the tag moved', async () => {
@@ -328,7 +337,7 @@ describe('deploy engine on the rig', () => {
     expect((await publish(fleet.images.v2)).code).toBe(0)
     const moved = await deploy({ image: '', servers: 's4' })
     expect(statusOf(moved)).toEqual({ s4: 'deployed' })
-    expect(results(moved)[0]).toMatchObject({ previousImage: prd, deployedImage: prd })
+    expect(resultsOf(moved)[0]).toMatchObject({ previousImage: prd, deployedImage: prd })
     expect(await healthOf('s4')).toBe('v2')
 
     // The tag now points at a broken build: the rollback must bring back the image that ran (v2),
@@ -436,7 +445,7 @@ describe('deploy engine on the rig', () => {
       await sh('s4', `mkdir -p .openclaw-deploy && printf 'image=%s\\nimage_id=%s\\ntag=%s\\n' ${images.v2} ${v2} ${legacyTag} > .openclaw-deploy/rollback && chown -R deploy: .openclaw-deploy`)
 
       const rolled = await deploy({ mode: 'rollback', image: '', servers: 's4' })
-      expect(results(rolled)[0]).toMatchObject({ status: 'deployed', deployedImage: images.v2 })
+      expect(resultsOf(rolled)[0]).toMatchObject({ status: 'deployed', deployedImage: images.v2 })
       expect(await healthOf('s4')).toBe('v2')
 
       // Two deploys on, v2 is neither running nor the rollback image: the old tag and v2 go.
@@ -446,7 +455,7 @@ describe('deploy engine on the rig', () => {
       expect((await serverExec('s4', `docker image inspect ${legacyTag}`)).code).not.toBe(0)
       // mode: rollback now finds v1 under the new tag
       const back = await deploy({ mode: 'rollback', image: '', servers: 's4' })
-      expect(results(back)[0]).toMatchObject({ status: 'deployed', deployedImage: images.v1 })
+      expect(resultsOf(back)[0]).toMatchObject({ status: 'deployed', deployedImage: images.v1 })
       expect(await healthOf('s4')).toBe('v1')
     } finally {
       await rig('reset', 's4')
@@ -481,7 +490,7 @@ describe('deploy engine on the rig', () => {
       await sh('s5', `chown root: ${file} && chmod 666 ${file}`)
       const refused = await deploy({ image: images.v1, servers: 's5' })
       expect(statusOf(refused)).toEqual({ s5: 'failed' })
-      expect(results(refused)[0]!.error).toBe(`write-env failed: cannot replace ${file} and keep its owner root:root: make deploy its owner`)
+      expect(resultsOf(refused)[0]!.error).toBe(`write-env failed: cannot replace ${file} and keep its owner root:root: make deploy its owner`)
       expect(await sh('s5', `cat ${file}`)).toBe(original.replace(images.v1, images.v2))
       expect(await healthOf('s5')).toBe('v2')
     } finally {
@@ -502,8 +511,8 @@ describe('deploy engine on the rig', () => {
 
     const run = await deploy({ mode: 'rollback', image: '', servers: 's6', 'health-timeout': '5' })
     expect(run.code).toBe(1)
-    expect(results(run)[0]).toMatchObject({ status: 'rolled-back', previousImage: images.v2, deployedImage: images.v2 })
-    expect(results(run)[0]!.error).toMatch(
+    expect(resultsOf(run)[0]).toMatchObject({ status: 'rolled-back', previousImage: images.v2, deployedImage: images.v2 })
+    expect(resultsOf(run)[0]!.error).toMatch(
       new RegExp(`not healthy within 5s: .*; the recorded image ${images.broken} did not become healthy; went back to ${images.v2}, which ran before and is healthy; the rollback record is kept$`)
     )
     expect(await healthOf('s6')).toBe('v2')
@@ -518,7 +527,7 @@ describe('deploy engine on the rig', () => {
     const file = writeRegistry(fleet, ['s2'], { path: typo })
     const run = await runAction({ 'servers-file': file, ...actionKeyInputs(fleet), image: fleet.images.v1 })
     expect(statusOf(run)).toEqual({ s2: 'failed' })
-    expect(results(run)[0]!.error).toMatch(new RegExp(`^lock failed: deployment folder ${typo} does not exist on \\S+: set the server's path in the registry`))
+    expect(resultsOf(run)[0]!.error).toMatch(new RegExp(`^lock failed: deployment folder ${typo} does not exist on \\S+: set the server's path in the registry`))
     expect((await serverExec('s2', `test -e ${typo}`)).code).toBe(1)
   })
 
@@ -527,7 +536,7 @@ describe('deploy engine on the rig', () => {
     const before = envOf(server(fleet, 's2'))
     const run = await deploy({ image: `${fleet.registry}/openclaw:no-such-tag`, servers: 's2' })
     expect(statusOf(run)).toEqual({ s2: 'failed' })
-    expect(results(run)[0]!.error).toMatch(/^pull failed: docker pull \S+:no-such-tag failed: .*(manifest unknown|not found)/)
+    expect(resultsOf(run)[0]!.error).toMatch(/^pull failed: docker pull \S+:no-such-tag failed: .*(manifest unknown|not found)/)
     expect(envOf(server(fleet, 's2'))).toBe(before)
   })
 })

@@ -4,15 +4,7 @@
 // afterwards; the password travels only on the SSH channel's stdin and shows nowhere.
 import { readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
-import { actionKeyInputs, envOf, healthOf, readFleet, rig, runAction, server, serverExec, writeRegistry, type ActionRun, type Fleet } from '../rig/fleet.js'
-
-interface Result {
-  name: string
-  status: string
-  error: string | null
-}
-const results = (run: ActionRun): Result[] => JSON.parse(run.outputs.results ?? '[]') as Result[]
-const statusOf = (run: ActionRun) => Object.fromEntries(results(run).map(r => [r.name, r.status]))
+import { actionKeyInputs, envOf, healthOf, readFleet, resultsOf, statusOf, rig, runAction, server, serverExec, writeRegistry, type ActionRun, type Fleet } from '../rig/fleet.js'
 
 type PrivateRegistry = Fleet['privateRegistry']
 let fleet: Fleet
@@ -61,7 +53,7 @@ describe('a private image', () => {
     const env = envOf(server(fleet, 's3'))
     const run = await act({ image: registry.image, servers: 's3' })
     expect(statusOf(run)).toEqual({ s3: 'failed' })
-    expect(results(run)[0]!.error).toMatch(/pull.*(no basic auth credentials|unauthorized)/)
+    expect(resultsOf(run)[0]!.error).toMatch(/pull.*(no basic auth credentials|unauthorized)/)
     expect(envOf(server(fleet, 's3'))).toBe(env)
     expect(await healthOf('s3')).toBe('v1')
   })
@@ -70,7 +62,7 @@ describe('a private image', () => {
     const env = envOf(server(fleet, 's3'))
     const run = await act({ image: registry.image, servers: 's3', 'registry-username': registry.username, 'registry-password': 'not-the-password-0123' })
     expect(statusOf(run)).toEqual({ s3: 'failed' })
-    expect(results(run)[0]!.error).toMatch(/unauthorized/i)
+    expect(resultsOf(run)[0]!.error).toMatch(/unauthorized/i)
     expect(envOf(server(fleet, 's3'))).toBe(env)
     expect(await healthOf('s3')).toBe('v1')
     expect(await credentialsLeft('s3')).toBe('')

@@ -7,15 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
 import { micromark } from 'micromark'
 import { gfm, gfmHtml } from 'micromark-extension-gfm'
 import { runnerView } from '../fixtures/runner-view.js'
-import { actionKeyInputs, envOf, healthOf, readFleet, rig, runAction, server, serverExec, writeRegistry, type ActionRun, type Fleet } from '../rig/fleet.js'
+import { actionKeyInputs, envOf, healthOf, readFleet, resultsOf, statusOf, rig, runAction, server, serverExec, writeRegistry, type ActionRun, type Fleet } from '../rig/fleet.js'
 
-interface Result {
-  name: string
-  status: string
-  error: string | null
-}
-const results = (run: ActionRun): Result[] => JSON.parse(run.outputs.results ?? '[]') as Result[]
-const statusOf = (run: ActionRun) => Object.fromEntries(results(run).map(r => [r.name, r.status]))
 const FLEET = ['s1', 's2', 's3', 's4', 's5', 's6']
 
 let fleet: Fleet
@@ -98,7 +91,7 @@ describe('tenant secrets never leave their server', () => {
     try {
       const broken = await act({ image: fleet.images.broken })
       expect(statusOf(broken)).toMatchObject({ s1: 'rolled-back', s2: 'rolled-back', s3: 'failed', s4: 'failed', s5: 'failed', s6: 'rolled-back' })
-      expect(results(broken).find(r => r.name === 's4')!.error).toMatch(/docker compose cannot read the project .*\[redacted\]/)
+      expect(resultsOf(broken).find(r => r.name === 's4')!.error).toMatch(/docker compose cannot read the project .*\[redacted\]/)
       expectNoSecret(broken, secrets)
       const pull = await act({ image: `${fleet.registry}/openclaw:no-such-tag`, servers: 's1,s2' })
       expect(statusOf(pull)).toEqual({ s1: 'failed', s2: 'failed' })

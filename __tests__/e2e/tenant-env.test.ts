@@ -2,16 +2,7 @@
 // OpenClaw's project: values land in .env as Compose reads them, a change is health-gated and rolled
 // back byte for byte, nothing restarts when nothing changed, and no value shows in any output.
 import { beforeAll, beforeEach, describe, expect, it } from '@jest/globals'
-import { actionKeyInputs, envOf, healthOf, readFleet, rig, runAction, server, serverExec, writeRegistry, type ActionRun, type Fleet } from '../rig/fleet.js'
-
-interface Result {
-  name: string
-  status: string
-  changedVariables?: string[]
-  error: string | null
-}
-const results = (run: ActionRun): Result[] => JSON.parse(run.outputs.results ?? '[]') as Result[]
-const statusOf = (run: ActionRun) => Object.fromEntries(results(run).map(r => [r.name, r.status]))
+import { actionKeyInputs, envOf, healthOf, readFleet, resultsOf, statusOf, rig, runAction, server, serverExec, writeRegistry, type ActionRun, type Fleet } from '../rig/fleet.js'
 
 let fleet: Fleet
 let registryFile: string
@@ -72,11 +63,11 @@ describe('tenant-env', () => {
     expect(run.code).toBe(0)
     expect(statusOf(run)).toEqual({ s1: 'deployed', s2: 'deployed', s3: 'deployed' })
     expect(
-      results(run)
+      resultsOf(run)
         .find(r => r.name === 's1')!
         .changedVariables!.sort()
     ).toEqual(['CLAUDE_AI_SESSION_KEY', 'OPENAI_API_KEY', 'OPENCLAW_SKIP_BROWSER_CONTROL_SERVER'])
-    expect(results(run).find(r => r.name === 's2')!.changedVariables).toEqual(['OPENCLAW_SKIP_BROWSER_CONTROL_SERVER'])
+    expect(resultsOf(run).find(r => r.name === 's2')!.changedVariables).toEqual(['OPENCLAW_SKIP_BROWSER_CONTROL_SERVER'])
     const s1 = await composeEnv('s1')
     expect(s1.CLAUDE_AI_SESSION_KEY).toBe(AWKWARD)
     expect(s1.OPENAI_API_KEY).toBe(PLAIN_SECRET)
@@ -114,7 +105,7 @@ describe('tenant-env', () => {
     const run = await act({ 'tenant-env': JSON.stringify({ 'no-such-tenant': { A: 'b' } }) })
     expect(run.code).toBe(1)
     expect(run.stdout).toMatch(/no-such-tenant/)
-    expect(results(run)).toEqual([])
+    expect(resultsOf(run)).toEqual([])
   })
 })
 

@@ -3,17 +3,8 @@
 // openclaw-cli (interactive, no restart policy) stopped or, on servers set up like the seed's,
 // created by an earlier `docker compose up -d` and exited 0. Stand-in images (busybox), not OpenClaw.
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals'
-import { actionKeyInputs, envOf, healthOf, readFleet, rig, runAction, server, serverExec, writeRegistry, type ActionRun, type Fleet } from '../rig/fleet.js'
+import { actionKeyInputs, envOf, healthOf, readFleet, resultsOf, statusOf, rig, runAction, server, serverExec, writeRegistry, type ActionRun, type Fleet } from '../rig/fleet.js'
 
-interface Result {
-  name: string
-  status: string
-  previousImage: string | null
-  deployedImage: string | null
-  error: string | null
-}
-const results = (run: ActionRun): Result[] => JSON.parse(run.outputs.results ?? '[]') as Result[]
-const statusOf = (run: ActionRun) => Object.fromEntries(results(run).map(r => [r.name, r.status]))
 const THREE = ['s1', 's2', 's3']
 
 let fleet: Fleet
@@ -111,13 +102,13 @@ describe('upstream OpenClaw project', () => {
       expect(envOf(server(fleet, name))).toBe(envs[i])
       expect(await anyRestarting(name)).toBe(false)
     }
-    expect(results(run)[0]!.error).toMatch(/answered HTTP 404; containers: openclaw-gateway running; restored .*:v1, which is healthy/)
+    expect(resultsOf(run)[0]!.error).toMatch(/answered HTTP 404; containers: openclaw-gateway running; restored .*:v1, which is healthy/)
   })
 
   it('a gateway in a restart loop is a failure: rolled back, nothing left restarting', async () => {
     const run = await deploy({ image: fleet.images.crash, servers: 's1,s2', 'health-timeout': '6' })
     expect(statusOf(run)).toEqual({ s1: 'rolled-back', s2: 'rolled-back' })
-    expect(results(run)[0]!.error).toMatch(/openclaw-gateway (restarting|exited 1)/)
+    expect(resultsOf(run)[0]!.error).toMatch(/openclaw-gateway (restarting|exited 1)/)
     for (const name of ['s1', 's2']) {
       expect(await healthOf(name)).toBe('v1')
       expect(await anyRestarting(name)).toBe(false)
@@ -159,7 +150,7 @@ describe('upstream OpenClaw project', () => {
 
     const run = await deploy({ image: fleet.images.v2, servers: 's2' })
     expect(statusOf(run)).toEqual({ s2: 'deployed' })
-    expect(results(run)[0]).toMatchObject({ previousImage: 'openclaw:local', deployedImage: fleet.images.v2 })
+    expect(resultsOf(run)[0]).toMatchObject({ previousImage: 'openclaw:local', deployedImage: fleet.images.v2 })
     expect(envOf(s2)).toBe(`${original}OPENCLAW_IMAGE=${fleet.images.v2}\n`)
     expect(await healthOf('s2')).toBe('v2')
   })
@@ -169,7 +160,7 @@ describe('upstream OpenClaw project', () => {
     await sh('s2', `sed -i 's|^OPENCLAW_IMAGE=.*|OPENCLAW_IMAGE=${fleet.images.v2}|' .env`)
     const run = await deploy({ image: fleet.images.broken, servers: 's2' })
     expect(statusOf(run)).toEqual({ s2: 'rolled-back' })
-    expect(results(run)[0]).toMatchObject({ previousImage: fleet.images.v1, deployedImage: fleet.images.v1 })
+    expect(resultsOf(run)[0]).toMatchObject({ previousImage: fleet.images.v1, deployedImage: fleet.images.v1 })
     expect(await healthOf('s2')).toBe('v1')
     expect(envOf(server(fleet, 's2'))).toMatch(new RegExp(`^OPENCLAW_IMAGE=${fleet.images.v1}$`, 'm'))
   })
@@ -180,7 +171,7 @@ describe('upstream OpenClaw project', () => {
     const before = await starts('s2')
     const run = await deploy({ image: fleet.images.v2, servers: 's2' })
     expect(statusOf(run)).toEqual({ s2: 'failed' })
-    expect(results(run)[0]!.error).toMatch(/docker-compose.yml takes no service's image from \$\{OPENCLAW_IMAGE\}.*Nothing was changed/)
+    expect(resultsOf(run)[0]!.error).toMatch(/docker-compose.yml takes no service's image from \$\{OPENCLAW_IMAGE\}.*Nothing was changed/)
     expect(envOf(server(fleet, 's2'))).toBe(env)
     expect(await starts('s2')).toBe(before)
   })

@@ -241,6 +241,23 @@ export interface ActionRun {
   workspace: string
 }
 
+/** One server's entry of the `results` output. */
+export interface ResultRow {
+  name: string
+  tenant: string
+  status: string
+  previousImage: string | null
+  deployedImage: string | null
+  error: string | null
+  changedVariables?: string[]
+  jump?: string | null
+}
+
+/** The `results` output of a run (empty when the run set none, e.g. refused inputs). */
+export const resultsOf = (run: ActionRun): ResultRow[] => JSON.parse(run.outputs.results ?? '[]') as ResultRow[]
+/** Each server's status, by name. */
+export const statusOf = (run: ActionRun): Record<string, string> => Object.fromEntries(resultsOf(run).map(r => [r.name, r.status]))
+
 export interface RunActionOptions {
   /** Extra environment (overrides the runner-like defaults; undefined removes a variable). */
   env?: Record<string, string | undefined>

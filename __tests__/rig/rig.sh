@@ -365,6 +365,24 @@ start_registry() {
   }
 }
 
+# registry_config DIR ADDRESS: a registry's config (its images under DIR/data, served on ADDRESS)
+registry_config() {
+  cat <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $1/data
+  delete:
+    enabled: true
+http:
+  addr: $2
+EOF
+}
+
 start_auth_registry() {
   spawn auth-registry "$RIG_DIR/auth-registry/registry.log" docker-registry serve "$RIG_DIR/auth-registry/config.yml"
   wait_until 20 "the private registry" curl -sS --max-time 2 --cacert "$RIG_DIR/auth-registry/ca.crt" -o /dev/null "https://$AUTH_REGISTRY/v2/" || {
@@ -390,24 +408,15 @@ setup_auth_registry() {
   printf -v password '%08x%08x%08x%08x' "$SRANDOM" "$SRANDOM" "$SRANDOM" "$SRANDOM"
   (umask 077 && printf '%s' "$password" >"$d/password")
   htpasswd -Bbn "$AUTH_USER" "$password" >"$d/htpasswd" 2>/dev/null || die "htpasswd failed"
-  cat >"$d/config.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $d/data
+  registry_config "$d" "$AUTH_REGISTRY" >"$d/config.yml"
+  cat >>"$d/config.yml" <<EOF
+  tls:
+    certificate: $d/server.crt
+    key: $d/server.key
 auth:
   htpasswd:
     realm: openclaw-rig
     path: $d/htpasswd
-http:
-  addr: $AUTH_REGISTRY
-  tls:
-    certificate: $d/server.crt
-    key: $d/server.key
 EOF
   # dockerd reads a registry's CA from /etc/docker/certs.d/<host:port>/ (one folder for every daemon
   # of this machine): made here, removed by `down`
@@ -761,20 +770,7 @@ cmd_up() {
   # 3. daemons: dockerds first (sshd's mount namespace must not copy container mounts), then sshds
   if [[ -n $docker ]]; then
     mkdir -p "$RIG_DIR/registry/data"
-    cat >"$RIG_DIR/registry/config.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $RIG_DIR/registry/data
-  delete:
-    enabled: true
-http:
-  addr: $REGISTRY
-EOF
+    registry_config "$RIG_DIR/registry" "$REGISTRY" >"$RIG_DIR/registry/config.yml"
     start_registry
     setup_auth_registry
     start_auth_registry
