@@ -14,6 +14,11 @@
 #                                  ARP gives up and errors the sockets); `mend` undoes it
 #   rig.sh registry stop|start     stop / start the local registries (the plain one and the private one)
 #   rig.sh reset NAME|all          put server(s) back on the baseline (.env, v1 running and healthy)
+#   rig.sh bastion up NAME...      a jump host (own namespace and sshd at 10.200.0.9) that becomes
+#                                  the only way to reach those servers: this machine cannot; it
+#                                  also serves them the registries; facts in $RIG_DIR/bastion.json
+#   rig.sh bastion down            the servers back on the rig's bridge, the bastion gone
+#   rig.sh bastion cut|mend        take the bastion's link to this machine down / up
 #   rig.sh shape NAME upstream|simple   give the server's baseline project that shape (new .env
 #                                  secrets), then reset it: upstream OpenClaw's (the default) or one
 #                                  service on the host network
@@ -32,6 +37,10 @@ RIG_DIR=${RIG_DIR:-/tmp/openclaw-rig}
 RIG_DIR=${RIG_DIR%/}
 RUN_DIR=/run/ocrig            # dockerd exec-roots (short paths: unix socket length limit)
 BRIDGE=ocrig0
+# `rig.sh bastion up NAME...`: those servers move to a bridge of their own, reached only through the
+# bastion (its own namespace and sshd, on both bridges); this machine has no address there.
+BEHIND=ocrig1
+BASTION_IP=10.200.0.9
 SUBNET_PREFIX=10.200.0
 GUARD_NET=10.200.0.0/16
 HOST_IP=$SUBNET_PREFIX.1
@@ -874,6 +883,10 @@ cmd_down() {
     ip link del "$m" 2>/dev/null || true
   done
   if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE"; fi
+  if ip link show "$BEHIND" >/dev/null 2>&1; then ip link del "$BEHIND"; fi
+  ip link del ocv-bastion 2>/dev/null || true
+  ip link del ocb-bastion 2>/dev/null || true
+  ip link del ocr-behind 2>/dev/null || true
   # The guard route stays on purpose: a test process that outlives the fleet (or a hand-typed ssh to
   # a server that is gone) must hit "unreachable" here, not the default route off the machine.
   ip route replace unreachable "$GUARD_NET" metric 4000
@@ -1050,7 +1063,11 @@ cmd__reset() {
       [[ $f == "$REGISTRY/$PROJECT:v1" ]] || sdocker "$name" rmi "$f" >/dev/null 2>&1 || true
     done
   fi
-  wait_until 20 "$name's sshd" tcp_open "$(server_ip "$name")" 22 || die "$name: sshd not answering"
+  if grep -qx -- "$name" "$RIG_DIR/bastion/servers" 2>/dev/null; then # (this machine cannot reach it)
+    wait_until 20 "$name's sshd" in_netns ocrig-bastion timeout 2 bash -c "exec 3<>/dev/tcp/$(server_ip "$name")/22" || die "$name: sshd not answering"
+  else
+    wait_until 20 "$name's sshd" tcp_open "$(server_ip "$name")" 22 || die "$name: sshd not answering"
+  fi
 }
 
 cmd_reset() {
@@ -1068,6 +1085,86 @@ cmd_reset() {
   fi
 }
 
+# The bastion: namespace ocrig-bastion with eth0 on the rig's bridge (BASTION_IP) and eth1 on BEHIND,
+# where the hidden servers' links go. It reaches each of them by a host route through eth1 (they
+# keep their addresses; this machine's route to them leads into its bridge, where they no longer
+# are). Their registries: a namespace of its own on BEHIND (ocrig-behind) that is 10.200.0.1 to them,
+# serving the same storage as this machine's, so their pulls work while this machine stays out of
+# reach (it answers no ARP on BEHIND: arp_ignore).
+cmd_bastion() {
+  need_root
+  [[ -f $RIG_DIR/fleet.json ]] || die "the rig is not up"
+  local action=${1:-} dir=$RIG_DIR/bastion name
+  (($#)) && shift
+  case $action in
+    up)
+      (($#)) || die "usage: rig.sh bastion up NAME..."
+      [[ ! -e $dir/bastion.json ]] || die "the bastion is up already: rig.sh bastion down first"
+      for name in "$@"; do known_server "$name"; done
+      mkdir -p "$dir"
+      ip link add "$BEHIND" type bridge forward_delay 0 stp_state 0
+      ip link set "$BEHIND" up
+      ip netns add ocrig-bastion
+      ip link add ocv-bastion type veth peer name eth0 netns ocrig-bastion
+      ip link add ocb-bastion type veth peer name eth1 netns ocrig-bastion
+      ip link set ocv-bastion master "$BRIDGE" up
+      ip link set ocb-bastion master "$BEHIND" up
+      sysctl -qw "net.ipv4.conf.$BEHIND.arp_ignore=1"
+      printf 'link set lo up\naddr add %s/24 dev eth0\nlink set eth0 up\nlink set eth1 up\n' "$BASTION_IP" | ip -n ocrig-bastion -batch -
+      ip netns add ocrig-behind
+      ip link add ocr-behind type veth peer name eth0 netns ocrig-behind
+      ip link set ocr-behind master "$BEHIND" up
+      printf 'link set lo up\naddr add %s/24 dev eth0\nlink set eth0 up\n' "$HOST_IP" | ip -n ocrig-behind -batch -
+      for name in "$@"; do
+        ip link set "$(veth_of "$name")" nomaster
+        ip link set "$(veth_of "$name")" master "$BEHIND" up
+        ip -n ocrig-bastion route add "$(server_ip "$name")/32" dev eth1
+        # what the server knew of 10.200.0.1's link address is this machine's bridge: forget it
+        ip -n "$(netns_of "$name")" neigh flush all
+        ip neigh del "$(server_ip "$name")" dev "$BRIDGE" 2>/dev/null || true
+        printf '%s\n' "$name" >>"$dir/servers"
+      done
+      ssh-keygen -q -t ed25519 -N '' -C "openclaw-rig bastion" -f "$dir/ssh_host_ed25519_key"
+      cp "$RIG_DIR/keys/id_ed25519.pub" "$dir/authorized_keys"
+      printf '%s\n' "ListenAddress $BASTION_IP" "HostKey $dir/ssh_host_ed25519_key" "PidFile $dir/sshd.pid" \
+        "AuthorizedKeysFile $dir/authorized_keys" "AllowUsers $DEPLOY_USER" 'AllowTcpForwarding yes' 'PermitTTY no' \
+        'PasswordAuthentication no' 'KbdInteractiveAuthentication no' 'UsePAM no' 'StrictModes no' 'UseDNS no' \
+        'LogLevel VERBOSE' >"$dir/sshd_config"
+      spawn bastion.sshd "$dir/sshd.log" nsenter --net=/run/netns/ocrig-bastion /usr/sbin/sshd -D -e -f "$dir/sshd_config"
+      # the registries, as the hidden servers see them (the same storage as this machine's)
+      spawn bastion.registry "$dir/registry.log" nsenter --net=/run/netns/ocrig-behind docker-registry serve "$RIG_DIR/registry/config.yml"
+      spawn bastion.auth-registry "$dir/auth-registry.log" nsenter --net=/run/netns/ocrig-behind docker-registry serve "$RIG_DIR/auth-registry/config.yml"
+      wait_until 20 "the bastion's sshd" tcp_open "$BASTION_IP" 22 || { tail -n 20 "$dir/sshd.log" >&2; die "the bastion's sshd did not start"; }
+      local fp
+      fp=$(ssh-keygen -lf "$dir/ssh_host_ed25519_key.pub" | awk '{ print $2 }')
+      printf '%s %s\n' "$BASTION_IP" "$(cut -d' ' -f1,2 "$dir/ssh_host_ed25519_key.pub")" >"$dir/known_hosts"
+      printf '{ "host": "%s", "port": 22, "user": "%s", "hostKey": "%s", "knownHostsFile": "%s", "servers": [%s] }\n' \
+        "$BASTION_IP" "$DEPLOY_USER" "$fp" "$dir/known_hosts" "$(sed 's/.*/"&"/' "$dir/servers" | paste -sd,)" >"$dir/bastion.json"
+      log "bastion up at $BASTION_IP: the only way to $*"
+      ;;
+    down)
+      stop_pids 10 "$PIDDIR"/bastion.*
+      if [[ -f $dir/servers ]]; then
+        while read -r name; do
+          ip link set "$(veth_of "$name")" nomaster 2>/dev/null || true
+          ip link set "$(veth_of "$name")" master "$BRIDGE" up 2>/dev/null || true
+          ip -n "$(netns_of "$name")" neigh flush all 2>/dev/null || true
+        done <"$dir/servers"
+      fi
+      ip netns del ocrig-bastion 2>/dev/null || true
+      ip netns del ocrig-behind 2>/dev/null || true
+      ip link del ocv-bastion 2>/dev/null || true
+      ip link del ocr-behind 2>/dev/null || true
+      ip link del ocb-bastion 2>/dev/null || true
+      if ip link show "$BEHIND" >/dev/null 2>&1; then ip link del "$BEHIND"; fi
+      rm -rf "$dir"
+      ;;
+    cut) ip link set ocv-bastion down ;;
+    mend) ip link set ocv-bastion up ;;
+    *) die "usage: rig.sh bastion up NAME... | down | cut | mend" ;;
+  esac
+}
+
 cmd_shape() { # shape NAME upstream|simple: the server's baseline project becomes that shape, then reset
   need_root
   local name=${1:-} shape=${2:-}
@@ -1079,7 +1176,7 @@ cmd_shape() { # shape NAME upstream|simple: the server's baseline project become
 }
 
 usage() {
-  sed -n '2,22p' "$SELF" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,27p' "$SELF" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -1098,6 +1195,7 @@ main() {
     registry) cmd_registry "$@" ;;
     reset) cmd_reset "$@" ;;
     shape) cmd_shape "$@" ;;
+    bastion) cmd_bastion "$@" ;;
     _provision) cmd__provision "$@" ;;
     _reset) cmd__reset "$@" ;;
     -h | --help | help | "") usage ;;
