@@ -61406,6 +61406,8 @@ class ServerJob {
     holdsLockOnce = false;
     /** Set once the server starts switching: what a rollback restores. */
     switching;
+    /** Set once this run may have changed what the server runs (even with nothing to restore). */
+    changing = false;
     constructor(server, ctx) {
         this.server = server;
         this.ctx = ctx;
@@ -61590,6 +61592,7 @@ class ServerJob {
         // From here on the server is being switched: a failure, a cancel or a lost connection rolls back.
         const restore = runningId && currentImage ? { image: currentImage, imageId: runningId, envFix: envImage !== undefined && envImage !== currentImage, record } : undefined;
         this.switching = restore;
+        this.changing = true;
         this.progress('switching');
         const values = envNames === target ? envValues : { [variable]: target, ...envValues };
         if (Object.keys(values).length) {
@@ -61675,11 +61678,14 @@ class ServerJob {
             this.shell = await this.ctx.connect(this.server, new AbortController().signal);
         }
         catch (error) {
-            const state = this.switching ? `the server may be left half-switched to ${this.ctx.settings.image || 'the re-pulled image'}` : 'nothing had been changed yet';
+            const state = this.changing ? `the server may be left half-switched to ${this.ctx.settings.image || 'the re-pulled image'}` : 'nothing had been changed yet';
             return this.finish('unreachable', `${lost.message}; could not reconnect (${errorText(error)}): ${state}, and its lock ${stateDir(this.server.path)}/lock may remain`);
         }
-        if (!this.switching)
-            return this.finish('unreachable', `${lost.message}; reconnected: nothing had been changed on this server`);
+        if (!this.switching) {
+            // a first deploy (nothing ran before it) may have written .env or started containers already
+            const state = this.changing ? `no image ran here before this deploy, so there is nothing to roll back to: check what runs there` : 'nothing had been changed on this server';
+            return this.finish('unreachable', `${lost.message}; reconnected: ${state}`);
+        }
         this.progress('rolling back');
         const restore = this.switching;
         const restored = await this.restore(restore);
@@ -61709,6 +61715,7 @@ class ServerJob {
         // What runs now, read before the restore re-points any tag: what we go back to if the recorded image fails.
         const runningId = await this.runningImageId(project);
         this.progress('rolling back');
+        this.changing = true;
         const setImage = (envImage ?? currentImage) === image ? undefined : image;
         if (await this.restore({ image, imageId, setImage })) {
             await this.history('deployed', currentImage ?? '(none)', image);
@@ -61814,7 +61821,7 @@ class ServerJob {
         // A failed prune costs disk space, not the deploy: note it and go on.
         await this.step(pruneImages(this.server.path, legacyRollbackTag(this.server), keep.filter(Boolean)))
             .then(facts => this.note(`pruned ${this.fact(facts, 'removed', '0')} image(s) this deployment no longer needs`))
-            .catch(error => this.note(`prune failed: ${errorText(error)}`));
+            .catch(error => this.note(errorText(error))); // (the message names the step: "prune failed: …")
     }
     async history(status, from, to) {
         const line = [new Date().toISOString(), status, `${from} -> ${to}`, this.ctx.runLabel].join('\t');

@@ -200,7 +200,7 @@ describe('one server', () => {
     const fake = new FakeServer({ prune: { code: 3, stdout: "error=cannot list the server's containers; no image removed" } })
     const result = await runServer(server('a'), context(settings(), { a: fake }))
     expect(result.status).toBe('deployed')
-    expect(result.log).toContain("prune failed: prune failed: cannot list the server's containers; no image removed")
+    expect(result.log).toContain("prune failed: cannot list the server's containers; no image removed")
     expect(fake.steps().slice(-2)).toEqual(['history', 'unlock'])
   })
 
@@ -380,6 +380,22 @@ describe('one server', () => {
     expect(result.status).toBe('rolled-back')
     expect(result.error).toMatch(/connection closed; reconnected and restored reg.test\/openclaw:v1/)
     expect(fake.steps().slice(-7)).toEqual(['retag', 'restore-env', 'up', 'health', 'unrecord', 'history', 'unlock'])
+  })
+
+  it('after losing the connection in a first deploy (nothing to roll back to), does not claim nothing changed', async () => {
+    let ups = 0
+    const fake = new FakeServer({
+      preflight: { stdout: `${GATEWAY}image_var=${OLD}` },
+      inspect: { stdout: 'image_id=' },
+      up: () => {
+        if (++ups === 1) throw new ConnectionLost('up: connection closed')
+        return {}
+      }
+    })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result.status).toBe('unreachable')
+    expect(result.error).toMatch(/connection closed; reconnected: no image ran here before this deploy, so there is nothing to roll back to/)
+    expect(result.error).not.toMatch(/nothing had been changed/)
   })
 
   it('is unreachable, not hung, when the server stays cut off', async () => {

@@ -112,6 +112,8 @@ class ServerJob {
   private holdsLockOnce = false
   /** Set once the server starts switching: what a rollback restores. */
   private switching?: Restore
+  /** Set once this run may have changed what the server runs (even with nothing to restore). */
+  private changing = false
 
   constructor(
     private readonly server: Server,
@@ -294,6 +296,7 @@ class ServerJob {
     // From here on the server is being switched: a failure, a cancel or a lost connection rolls back.
     const restore: Restore | undefined = runningId && currentImage ? { image: currentImage, imageId: runningId, envFix: envImage !== undefined && envImage !== currentImage, record } : undefined
     this.switching = restore
+    this.changing = true
     this.progress('switching')
     const values = envNames === target ? envValues : { [variable]: target, ...envValues }
     if (Object.keys(values).length) {
@@ -376,10 +379,14 @@ class ServerJob {
     try {
       this.shell = await this.ctx.connect(this.server, new AbortController().signal)
     } catch (error) {
-      const state = this.switching ? `the server may be left half-switched to ${this.ctx.settings.image || 'the re-pulled image'}` : 'nothing had been changed yet'
+      const state = this.changing ? `the server may be left half-switched to ${this.ctx.settings.image || 'the re-pulled image'}` : 'nothing had been changed yet'
       return this.finish('unreachable', `${lost.message}; could not reconnect (${errorText(error)}): ${state}, and its lock ${commands.stateDir(this.server.path)}/lock may remain`)
     }
-    if (!this.switching) return this.finish('unreachable', `${lost.message}; reconnected: nothing had been changed on this server`)
+    if (!this.switching) {
+      // a first deploy (nothing ran before it) may have written .env or started containers already
+      const state = this.changing ? `no image ran here before this deploy, so there is nothing to roll back to: check what runs there` : 'nothing had been changed on this server'
+      return this.finish('unreachable', `${lost.message}; reconnected: ${state}`)
+    }
     this.progress('rolling back')
     const restore = this.switching
     const restored = await this.restore(restore)
@@ -409,6 +416,7 @@ class ServerJob {
     // What runs now, read before the restore re-points any tag: what we go back to if the recorded image fails.
     const runningId = await this.runningImageId(project)
     this.progress('rolling back')
+    this.changing = true
     const setImage = (envImage ?? currentImage) === image ? undefined : image
     if (await this.restore({ image, imageId, setImage })) {
       await this.history('deployed', currentImage ?? '(none)', image)
@@ -511,7 +519,7 @@ class ServerJob {
     // A failed prune costs disk space, not the deploy: note it and go on.
     await this.step(commands.pruneImages(this.server.path, legacyRollbackTag(this.server), keep.filter(Boolean)))
       .then(facts => this.note(`pruned ${this.fact(facts, 'removed', '0')} image(s) this deployment no longer needs`))
-      .catch(error => this.note(`prune failed: ${errorText(error)}`))
+      .catch(error => this.note(errorText(error))) // (the message names the step: "prune failed: …")
   }
 
   private async history(status: Status, from: string, to: string): Promise<void> {
