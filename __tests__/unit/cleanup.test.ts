@@ -10,6 +10,7 @@ import type { CommandResult, RemoteShell } from '../../src/remote/ssh.js'
 import type { Server } from '../../src/registry/types.js'
 import * as core from '../__fixtures__/core.js'
 import { RUNNER_ENV, SSH_KEY as KEY } from '../__fixtures__/runner-env.js'
+import { makeServer } from './fixtures/servers.js'
 
 jest.unstable_mockModule('@actions/core', () => core)
 const { ConnectError, ConnectionLost } = await import('../../src/remote/ssh.js')
@@ -19,20 +20,7 @@ const { runCleanup } = await import('../../src/cleanup.js')
 const { readSettings } = await import('../../src/settings.js')
 
 function server(name: string): Server {
-  return {
-    name,
-    host: `${name}.test`,
-    tenant: `t-${name}`,
-    port: 22,
-    user: 'deploy',
-    path: `/srv/${name}`,
-    healthUrl: 'http://127.0.0.1:18789/health',
-    services: [],
-    imageVariable: 'OPENCLAW_IMAGE',
-    hostKeys: [],
-    enabled: true,
-    labels: {}
-  }
+  return makeServer(name, `t-${name}`, undefined, { host: `${name}.test`, path: `/srv/${name}` })
 }
 
 /** A server that answers the unlock step (and nothing else: any other step fails the test). */

@@ -7,6 +7,7 @@ import type { CommandResult, RemoteShell } from '../../src/remote/ssh.js'
 import type { Server } from '../../src/registry/types.js'
 import type { Settings } from '../../src/settings.js'
 import * as core from '../__fixtures__/core.js'
+import { makeServer } from './fixtures/servers.js'
 
 // (reading settings masks the key: a workflow command on stdout with the real module)
 jest.unstable_mockModule('@actions/core', () => core)
@@ -24,20 +25,7 @@ const OLD = 'reg.test/openclaw:v1'
 const NEW = 'reg.test/openclaw:v2'
 
 function server(name: string): Server {
-  return {
-    name,
-    host: `${name}.test`,
-    tenant: `t-${name}`,
-    port: 22,
-    user: 'deploy',
-    path: `/srv/${name}`,
-    healthUrl: 'http://127.0.0.1:18789/health',
-    services: [],
-    imageVariable: 'OPENCLAW_IMAGE',
-    hostKeys: [],
-    enabled: true,
-    labels: {}
-  }
+  return makeServer(name, `t-${name}`, undefined, { host: `${name}.test`, path: `/srv/${name}` })
 }
 
 function settings(inputs: Record<string, string> = {}): Settings {

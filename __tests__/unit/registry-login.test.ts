@@ -5,20 +5,14 @@
  * while it ran. The password must reach `docker login`'s stdin and nothing else.
  */
 import { spawnSync } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { afterAll, describe, expect, it } from '@jest/globals'
+import { describe, expect, it } from '@jest/globals'
 import fc from 'fast-check'
 import * as commands from '../../src/remote/commands.js'
+import { tempDirs } from './fixtures/temp.js'
 
-const scratch: string[] = []
-afterAll(() => scratch.forEach(dir => rmSync(dir, { recursive: true, force: true })))
-function tempDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix))
-  scratch.push(dir)
-  return dir
-}
+const tempDir = tempDirs()
 
 const PASSWORD = 'ghp_s3cr3t-T0ken with spaces, quotes \' " and $(id)'
 const LOGIN = { registry: 'reg.test:5000', username: 'ci-bot', password: PASSWORD }

@@ -1,11 +1,11 @@
 import { spawnSync } from 'node:child_process'
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { afterAll, describe, expect, it } from '@jest/globals'
+import { describe, expect, it } from '@jest/globals'
 import fc from 'fast-check'
 import * as commands from '../../src/remote/commands.js'
 import { quote, shellJoin } from '../../src/remote/shell.js'
+import { tempDirs } from './fixtures/temp.js'
 
 /** What a real bash makes of a command line: its words, split on NUL. */
 function bashWords(commandLine: string): string[] {
@@ -134,13 +134,7 @@ describe('remote commands', () => {
   })
 })
 
-const scratch: string[] = []
-afterAll(() => scratch.forEach(dir => rmSync(dir, { recursive: true, force: true })))
-function tempDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix))
-  scratch.push(dir)
-  return dir
-}
+const tempDir = tempDirs()
 
 /** Runs a command's script in a local bash, as sshd would (without the remote timeout). */
 function runLocally(command: commands.RemoteCommand, env: NodeJS.ProcessEnv = process.env) {
