@@ -137,7 +137,8 @@ export function takeLock(path: string, holder: string, waitSeconds: number, leas
       `state=$2 holder=\${3//[$'\\n\\r']/ } wait=$4 lease=$5
 # A mistyped path must not be created (the deploy would then fail later with "no docker-compose.yml").
 [ -d "$1" ] || fail "deployment folder $1 does not exist on $(hostname): set the server's path in the registry to the folder that holds docker-compose.yml and .env"
-[ -d "$state" ] || mkdir -- "$state" 2>/dev/null || fail "cannot create $state as $(id -un)"
+# Two runs may create it at once: the one that loses the race finds it made.
+mkdir -- "$state" 2>/dev/null || [ -d "$state" ] || fail "cannot create $state as $(id -un)"
 ${LOCK_FUNCTIONS}deadline=$((SECONDS + wait))
 while :; do
   guard
