@@ -124,7 +124,7 @@ async function loadCommands() {
 
 /** What `mode: status` runs on a server (preflight, read-state, one health probe in one command), as one command line. */
 function statusCommand() {
-  return commands.renderCommand(commands.statusProbe(PROJECT, 'OPENCLAW_IMAGE', HEALTH_URL, 10, []), 640)
+  return commands.renderCommand(commands.statusProbe(PROJECT, 'OPENCLAW_IMAGE', HEALTH_URL, []), 640)
 }
 
 /**

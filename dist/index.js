@@ -54015,7 +54015,7 @@ async function endProcess() {
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _runtime_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8462);
 /* harmony import */ var _end_process_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8514);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6515);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1976);
 // ssh2 (through node-ssh) reads __dirname while loading; in the ESM bundle it must exist first.
 
 
@@ -54029,7 +54029,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 6515:
+/***/ 1976:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -57249,6 +57249,29 @@ function validateConcurrency(concurrency) {
 	}
 }
 
+;// CONCATENATED MODULE: ./src/errors.ts
+/** An error in what the user gave us (inputs or registry). Reported as is, without a stack trace. */
+class UserError extends Error {
+    problems;
+    constructor(message, problems = [message]) {
+        super(message);
+        this.problems = problems;
+        this.name = 'UserError';
+    }
+}
+/** An error as the log shows it: a UserError's message as is, anything else with its stack (a bug). */
+function describeError(error) {
+    if (error instanceof UserError)
+        return error.message;
+    if (error instanceof Error)
+        return error.stack ?? error.message;
+    return String(error);
+}
+/** A heading and its list of problems, as every input and registry error prints them. */
+function formatProblems(heading, problems) {
+    return `${heading} (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` + problems.map(p => `  - ${p}`).join('\n');
+}
+
 // EXTERNAL MODULE: external "node:crypto"
 var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: ./src/remote/shell.ts
@@ -57296,6 +57319,8 @@ const EXIT_CODE = {
     unhealthy: 5,
     /** This run no longer holds the deploy lock (the lease renewal before a step). */
     lockLost: 6,
+    /** Nothing needed changing, so the steps after it in a sequence did not run (setEnvVariables). */
+    unchanged: 7,
     /** `timeout` (renderCommand) stopped the step at its bound, with TERM ... */
     timedOut: 124,
     /** ... or had to KILL it (128 + 9). */
@@ -57318,7 +57343,7 @@ function renderCommand(command, timeoutSeconds) {
 /** The step preceded by the lease renewal, in one round trip; the renewal leaves stdin to the step. */
 function leased(command, lease, timeoutSeconds) {
     return {
-        args: [lease.state, lease.token, String(timeoutSeconds + KILL_AFTER + LEASE_SLACK), ...command.args],
+        args: [lease.state, lease.token, String(leaseSeconds(timeoutSeconds)), ...command.args],
         script: `bash -c ${quote(RENEW_LEASE)} openclaw-lease "$1" "$2" "$3" </dev/null || exit
 shift 3
 exec ${nested(command)} "$@"`
@@ -57327,6 +57352,84 @@ exec ${nested(command)} "$@"`
 /** `bash -c SCRIPT openclaw-STEP`: a step's script run inside another script; its arguments follow. */
 function nested(command) {
     return `bash -c ${quote(command.script)} ${quote(`openclaw-${command.step}`)}`;
+}
+/**
+ * Several steps in one channel, so one round trip: each part runs its own constant script with its
+ * own arguments under its own remote `timeout`, between marker lines (a start line on stdout and
+ * stderr, an end line with its exit code on stdout) that `splitSequence` reads back. The markers
+ * carry a fresh random word ($1), so no text a step prints matches them by accident.
+ * `until: 'failure'` stops at the first part that exits non-zero and exits with its code; `'end'`
+ * runs every part and exits with the first non-zero code. At most one part reads the channel's
+ * stdin; the others read /dev/null. A lease or the switch lock given to the sequence covers all parts.
+ */
+function sequence(step, parts, until) {
+    const readers = parts.filter(p => p.command.stdin !== undefined);
+    if (readers.length > 1)
+        throw new Error(`a sequence gives stdin to one part only: ${readers.map(p => p.command.step).join(', ')}`);
+    let next = 2;
+    const lines = parts.map(({ command, seconds }) => {
+        const first = next;
+        next += command.args.length;
+        const args = command.args.length ? ` "\${@:${first}:${command.args.length}}"` : '';
+        const stdin = command.stdin === undefined ? ' </dev/null' : '';
+        const after = until === 'failure' ? '[ "$code" -eq 0 ] || exit "$code"' : '[ "$code" -eq 0 ] || [ "$rc" -ne 0 ] || rc=$code';
+        return `start "$1" ${quote(command.step)}
+timeout -k ${KILL_AFTER} ${seconds} ${nested(command)}${args}${stdin}
+code=$?; printf '\\n%s%s end %s\\n' '${PART_MARK}' "$1" "$code"; ${after}`;
+    });
+    return {
+        step,
+        args: [(0,external_node_crypto_.randomBytes)(8).toString('hex'), ...parts.flatMap(p => p.command.args)],
+        stdin: readers[0]?.command.stdin,
+        parts,
+        until,
+        script: `rc=0
+start() { printf '%s%s start %s\\n' '${PART_MARK}' "$1" "$2"; printf '%s%s start %s\\n' '${PART_MARK}' "$1" "$2" >&2; }
+${lines.join('\n')}
+exit "$rc"`
+    };
+}
+/** The remote bound of a sequence: every part's own bound and the KILL after it. */
+function sequenceSeconds(parts) {
+    return parts.reduce((sum, p) => sum + p.seconds + KILL_AFTER, 0);
+}
+const PART_MARK = '--- openclaw part ';
+/** What a sequence prints for one part that ran to its end (the shape splitSequence reads; for fakes of a server). */
+function partOutput(sequence, step, stdout, stderr, code) {
+    const mark = `${PART_MARK}${sequence.args[0]}`;
+    return { stdout: `${mark} start ${step}\n${stdout}\n${mark} end ${code}\n`, stderr: `${mark} start ${step}\n${stderr}\n` };
+}
+/**
+ * A sequence's output, part by part, for the parts that started (in order). The server's text is
+ * untrusted: at worst it mislabels its own output. When the channel failed but every part seems to
+ * have succeeded, the last one is taken for the one that failed.
+ */
+function splitSequence(command, output) {
+    const parts = command.parts ?? [];
+    const mark = `${PART_MARK}${command.args[0]} `;
+    // (stderr has start lines only: a part's stderr runs to the next part's start)
+    const cut = (text, ends) => {
+        const found = [];
+        for (const line of text.split('\n')) {
+            const open = found.at(-1);
+            if (line === `${mark}start ${parts[found.length]?.command.step}` && (!open || !ends || open.code !== undefined))
+                found.push({ text: '' });
+            else if (ends && open && open.code === undefined && /^\d+$/.test(line.slice(`${mark}end `.length)) && line.startsWith(`${mark}end `)) {
+                open.code = Number(line.slice(`${mark}end `.length));
+                open.text = open.text.replace(/\n$/, '');
+            }
+            else if (open && (!ends || open.code === undefined))
+                open.text += `${line}\n`;
+        }
+        return found;
+    };
+    const out = cut(output.stdout, true);
+    const err = cut(output.stderr, false);
+    const results = out.map((o, i) => ({ step: parts[i].command.step, code: o.code, stdout: o.text, stderr: err[i]?.text.replace(/\n+$/, '') ?? '' }));
+    const last = results.at(-1);
+    if (last && output.code && results.every(r => r.code === 0))
+        last.code = output.code;
+    return results;
 }
 /** Parses `key=value` lines; a key seen twice keeps all values in order. */
 function parseFacts(stdout) {
@@ -57349,6 +57452,10 @@ fail() { printf 'error=%s\\n' "$*"; exit ${EXIT_CODE.failed}; }
 `;
 /** Seconds a lease outlives the remote bound of the step it covers (client and network slack). */
 const LEASE_SLACK = 30;
+/** The lease that covers a step bounded by `timeoutSeconds` (its KILL after it, and slack). */
+function leaseSeconds(timeoutSeconds) {
+    return timeoutSeconds + KILL_AFTER + LEASE_SLACK;
+}
 /** A lock folder with no holder note for this long was left by a run killed while taking it. */
 const NOTE_LESS_ABANDONED_AFTER = 60;
 /** Shell function: fails the step, saying so, when the server lacks flock (util-linux). */
@@ -57372,7 +57479,8 @@ write_note() {
   printf '%s\\nexpires=%s\\n' "$1" "$(($(date +%s) + lease))" > "$note.tmp" && mv -f -- "$note.tmp" "$note"
 }
 holder_text() { head -n 1 -- "$note" 2>/dev/null; }
-shown() { printf '%s' "$1" | head -c 400; }
+# a holder as others see it: without its token (only the holder's own steps need it) and bounded
+shown() { printf '%s' "$1" | sed 's/ token=[^ ]*//g' | head -c 400; }
 expiry() { sed -n 's/^expires=\\([0-9][0-9]*\\)$/\\1/p' -- "$note" 2>/dev/null | tail -n 1; }
 `;
 /**
@@ -57594,6 +57702,13 @@ const HEALTH_RULE = String.raw `judge() {
     END { if (sep == "") printf "none"; exit (running > 0 && nbad == 0) ? 0 : 1 }'
 }
 `;
+/** Shell function: one GET of $url, its HTTP status in $code (000 when nothing answered within 5 s). */
+const PROBE = `probe() {
+  if command -v curl >/dev/null; then
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -- "$url") || code=000
+  elif wget -q -O /dev/null -T 5 -- "$url"; then code=200; else code=000; fi
+}
+`;
 /**
  * Checks the folder, compose file, .env and Docker, and reads what the runner needs to know: the
  * image variable's value (`image_var=`, absent when .env does not set it), each service of the
@@ -57601,7 +57716,7 @@ const HEALTH_RULE = String.raw `judge() {
  * (`service=NAME|yes|no|POLICY`, read from the compose file without interpolating .env), and one
  * `container=` line per container (CONTAINER_FORMAT). Nothing else of .env leaves the server.
  */
-function preflight(path, imageVariable) {
+function commands_preflight(path, imageVariable) {
     return {
         step: 'preflight',
         args: [path, imageVariable],
@@ -57714,16 +57829,18 @@ function inspectImage(image) {
  * needed to restore it, and records the reference it ran under. Notes the images this deploy moves
  * between (and the earlier rollback image) in `images`: the only ones a later prune may remove.
  */
-function recordRollback(path, rollbackTag, previous, targetImageId) {
+function recordRollback(path, rollbackTag, previous, targetImageId, owner) {
     return {
         step: 'record',
-        args: [stateDir(path), rollbackTag, previous.image, previous.imageId, targetImageId],
+        args: [stateDir(path), rollbackTag, previous.image, previous.imageId, targetImageId, owner],
         script: PRELUDE +
             `state=$1 tag=$2 ref=$3 id=$4 target=$5
 docker tag -- "$id" "$tag" || fail "cannot tag the running image $id as $tag"
 earlier=
+rm -f -- "$state/rollback.before.owner"
 if [ -f "$state/rollback" ]; then
-  cp -p -- "$state/rollback" "$state/rollback.before" || fail "cannot keep $state/rollback"
+  # (named by its run: only that run's restoreRollbackRecord puts it back)
+  { cp -p -- "$state/rollback" "$state/rollback.before" && printf '%s\\n' "$6" > "$state/rollback.before.owner"; } || fail "cannot keep $state/rollback"
   earlier=$(sed -n 's/^image_id=//p' "$state/rollback")
 fi
 for i in $earlier "$id" "$target"; do
@@ -57737,14 +57854,15 @@ echo recorded=yes`
  * After a deploy that did not stick, the server runs the image it ran before, so the rollback target
  * is again the one recorded before that deploy: put the earlier record and its tag back.
  */
-function restoreRollbackRecord(path) {
+function restoreRollbackRecord(path, owner) {
     return {
         step: 'unrecord',
-        args: [stateDir(path)],
+        args: [stateDir(path), owner],
         script: PRELUDE +
             `state=$1
-[ -f "$state/rollback.before" ] || { echo restored=none; exit 0; }
+if [ ! -f "$state/rollback.before" ] || [ "$(cat -- "$state/rollback.before.owner" 2>/dev/null)" != "$2" ]; then echo restored=none; exit 0; fi
 mv -f -- "$state/rollback.before" "$state/rollback" || fail "cannot restore $state/rollback"
+rm -f -- "$state/rollback.before.owner"
 id=$(sed -n 's/^image_id=//p' "$state/rollback") tag=$(sed -n 's/^tag=//p' "$state/rollback")
 if [ -n "$id" ] && [ -n "$tag" ]; then docker tag -- "$id" "$tag" 2>/dev/null || echo "warning=the recorded image $id is gone"; fi
 echo restored=yes`
@@ -57814,7 +57932,7 @@ const NEW_TOKEN = Symbol('a new random token, made on the server');
  * file as it was is kept in the state folder (`env.before`, mode 600, with `env.before.owner` naming
  * the run that wrote it) for restoreEnvFile. Errors name variables, never values.
  */
-function setEnvVariables(path, values, owner) {
+function setEnvVariables(path, values, owner, options = {}) {
     const lines = Object.entries(values).map(([name, value]) => {
         if (!ENV_NAME.test(name))
             throw new Error(`not a variable name: ${name}`);
@@ -57827,7 +57945,7 @@ function setEnvVariables(path, values, owner) {
     });
     return {
         step: 'write-env',
-        args: [path, stateDir(path), owner],
+        args: [path, stateDir(path), owner, String(options.stopIfUnchanged ? EXIT_CODE.unchanged : 0)],
         stdin: `${lines.join('')}end\n`,
         script: PRELUDE +
             ENV_FUNCTIONS +
@@ -57885,7 +58003,7 @@ while read -r name b64 sum; do
   if [ "$cur" = "$env" ]; then cur=$out out=$other; else t=$cur cur=$out out=$t; fi
 done
 [ -n "$ended" ] || fail "the new values did not arrive whole (connection cut?); .env is unchanged"
-if [ -z "$changed" ]; then echo written=none; exit 0; fi
+if [ -z "$changed" ]; then echo written=none; exit "$4"; fi
 # the file as it was, for restoreEnvFile of this run (named by $3); readable only by its owner
 (umask 077 && cp -- "$env" "$state/env.before.tmp" && printf '%s\\n' "$3" > "$state/env.before.owner") &&
   mv -f -- "$state/env.before.tmp" "$state/env.before" || fail "cannot keep a copy of .env in $state"
@@ -57951,12 +58069,7 @@ function healthCheck(path, url, timeoutSeconds, services, confirm = true) {
             `cd -- "$1" || fail "cannot enter $1"
 url=$2 limit=$3 confirm=$4
 shift 4
-probe() {
-  if command -v curl >/dev/null; then
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -- "$url") || code=000
-  elif wget -q -O /dev/null -T 5 -- "$url"; then code=200; else code=000; fi
-}
-containers() {
+${PROBE}containers() {
   ids=$(docker compose ps -a -q -- "$@" 2>/dev/null)
   # shellcheck disable=SC2086
   [ -n "$ids" ] && docker inspect --format '${CONTAINER_FORMAT}' -- $ids 2>/dev/null
@@ -58026,39 +58139,1642 @@ if [ "$(wc -l < "$f")" -gt 2000 ]; then tail -n 1000 -- "$f" > "$f.tmp" && mv -f
 echo appended=yes`
     };
 }
-/** Read-only view for `mode: status`: last history line and lock holder. */
-function readState(path) {
-    return {
-        step: 'read-state',
-        args: [stateDir(path)],
-        script: `set -u
-printf 'last=%s\\n' "$(tail -n 1 -- "$1/history.log" 2>/dev/null)"
-printf 'holder=%s\\n' "$(head -c 400 -- "$1/lock/holder" 2>/dev/null | tr '\\n' ' ')"`
-    };
-}
 /**
- * `mode: status` in one round trip: preflight, the state files and one health probe, run by one
- * remote shell instead of three channels. Preflight's own exit code when it fails; otherwise a
- * `stage=health` line, then the health check's output and exit code.
+ * `mode: status` in one round trip and the least work that answers it: the project's containers
+ * (one Compose query and one `docker inspect`, CONTAINER_FORMAT as `container=` lines), the image
+ * variable's value, the last history line and the lock holder, then one health probe judged with
+ * the containers already read (HEALTH_RULE; the given services', else the whole project's). Exits
+ * like healthCheck: 0 healthy, EXIT_CODE.unhealthy not; EXIT_CODE.failed when the project cannot be read.
  */
-function statusProbe(path, imageVariable, url, timeoutSeconds, services) {
-    const pre = preflight(path, imageVariable);
-    const state = readState(path);
-    const health = healthCheck(path, url, timeoutSeconds, services, false);
+function statusProbe(path, imageVariable, url, services) {
     return {
         step: 'status',
-        args: [path, stateDir(path), url, String(timeoutSeconds), imageVariable, ...services],
-        script: `${nested(pre)} "$1" "$5" || exit
-${nested(state)} "$2"
-echo stage=health
-exec ${nested(health)} "$1" "$3" "$4" once "\${@:6}"`
+        args: [path, stateDir(path), url, imageVariable, ...services],
+        script: PRELUDE +
+            ENV_FUNCTIONS +
+            `state=$2 url=$3 image_variable=$4
+${LOCK_FUNCTIONS}${PROBE}${HEALTH_RULE}cd -- "$1" 2>/dev/null || fail "deployment folder $1 does not exist or $(id -un) cannot enter it"
+shift 4
+compose=
+for f in compose.yaml compose.yml docker-compose.yaml docker-compose.yml; do
+  if [ -f "$f" ]; then compose=$f; break; fi
+done
+[ -n "$compose" ] || fail "no docker-compose.yml or compose.yaml in $1"
+printf 'compose=%s\\n' "$compose"
+if [ -r .env ] && at=$(env_find "$image_variable" .env) && [ -n "$at" ]; then
+  case $at in *multiline | unterminated) ;; *) printf 'image_var=%s\\n' "$(env_value "$image_variable" .env | tr -d '\\n\\r')" ;; esac
+fi
+ids=$(docker compose ps -a -q -- "$@" 2>&1) || fail "docker compose cannot list the containers in $1: $(said "$ids" 3)"
+lines=
+# shellcheck disable=SC2086
+if [ -n "$ids" ]; then lines=$(docker inspect --format '${CONTAINER_FORMAT}' -- $ids 2>/dev/null); fi
+[ -z "$lines" ] || printf '%s\\n' "$lines" | sed 's/^/container=/'
+printf 'last=%s\\n' "$(tail -n 1 -- "$state/history.log" 2>/dev/null)"
+printf 'holder=%s\\n' "$(shown "$(holder_text)")"
+probe
+ok=
+if containers=$(printf '%s\\n' "$lines" | judge); then case $code in 2??) ok=yes ;; esac; fi
+if [ -n "$ok" ]; then health=ok; else health=failed; fi
+printf 'health=%s\\nhttp=%s\\ncontainers=%s\\n' "$health" "$code" "$containers"
+[ -n "$ok" ] && exit 0
+echo "error=not healthy: $url answered HTTP $code"
+exit ${EXIT_CODE.unhealthy}`
     };
 }
 
+;// CONCATENATED MODULE: external "node:fs"
+const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
+var external_node_fs_default = /*#__PURE__*/__nccwpck_require__.n(external_node_fs_namespaceObject);
 // EXTERNAL MODULE: external "node:net"
 var external_node_net_ = __nccwpck_require__(7030);
 var external_node_net_default = /*#__PURE__*/__nccwpck_require__.n(external_node_net_);
-;// CONCATENATED MODULE: ./src/report/untrusted.ts
+// EXTERNAL MODULE: external "node:path"
+var external_node_path_ = __nccwpck_require__(6760);
+var external_node_path_default = /*#__PURE__*/__nccwpck_require__.n(external_node_path_);
+;// CONCATENATED MODULE: ./src/registry/registry-validator.generated.js
+/* eslint-disable */
+// Generated by scripts/dev/gen-registry-validator.mjs from servers.schema.json: do not edit.
+const registry_validator_generated_document = validate20;const schema31 = {"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://raw.githubusercontent.com/openclaw/openclaw-deploy-action/v1/servers.schema.json","title":"OpenClaw server registry","description":"The servers the OpenClaw deploy action deploys the gateway to: one entry per tenant's Docker Compose project. Point \"$schema\" at this file so your editor completes and explains every field. Values are used in SSH commands, so names, hosts and paths are limited to characters that cannot break out of a shell word or a folder.","type":"object","x-allowed":"a JSON object with \"servers\" and optionally \"$schema\" and \"defaults\", e.g. {\"servers\": [{\"name\": \"acme-1\", \"host\": \"acme-1.example.com\", \"tenant\": \"acme\"}]}","additionalProperties":false,"required":["servers"],"properties":{"$schema":{"description":"The schema this file follows, for editors. Not used by the action.","type":"string","x-allowed":"the address of servers.schema.json, e.g. https://raw.githubusercontent.com/openclaw/openclaw-deploy-action/v1/servers.schema.json","examples":["https://raw.githubusercontent.com/openclaw/openclaw-deploy-action/v1/servers.schema.json"]},"defaults":{"description":"Values every server gets unless it sets the field itself. Any server field except `name` and `host`. `labels` are merged (the server's own label wins); every other field is replaced as a whole.","type":"object","x-allowed":"an object with server fields other than name and host","additionalProperties":false,"properties":{"tenant":{"$ref":"#/$defs/tenant"},"region":{"$ref":"#/$defs/region"},"port":{"$ref":"#/$defs/port"},"user":{"$ref":"#/$defs/user"},"path":{"$ref":"#/$defs/path"},"healthUrl":{"$ref":"#/$defs/healthUrl"},"services":{"$ref":"#/$defs/services"},"imageVariable":{"$ref":"#/$defs/imageVariable"},"hostKey":{"$ref":"#/$defs/hostKey"},"jump":{"$ref":"#/$defs/jump"},"enabled":{"$ref":"#/$defs/enabled"},"labels":{"$ref":"#/$defs/labels"}},"examples":[{"user":"deploy","path":"/home/deploy/openclaw-prd","region":"eu-west"}]},"servers":{"description":"The servers, in the order they are deployed (with `canary: N`, the first N selected servers go first).","type":"array","x-allowed":"a non-empty list of servers, each an object with at least name, host and tenant","minItems":1,"items":{"$ref":"#/$defs/server"}}},"$defs":{"server":{"description":"One OpenClaw gateway: a Docker Compose project on a Linux server, reached over SSH.","type":"object","x-allowed":"an object with at least name, host and tenant (tenant may come from defaults)","additionalProperties":false,"required":["name","host"],"properties":{"name":{"$ref":"#/$defs/name"},"host":{"$ref":"#/$defs/host"},"tenant":{"$ref":"#/$defs/tenant"},"region":{"$ref":"#/$defs/region"},"port":{"$ref":"#/$defs/port"},"user":{"$ref":"#/$defs/user"},"path":{"$ref":"#/$defs/path"},"healthUrl":{"$ref":"#/$defs/healthUrl"},"services":{"$ref":"#/$defs/services"},"imageVariable":{"$ref":"#/$defs/imageVariable"},"hostKey":{"$ref":"#/$defs/hostKey"},"jump":{"$ref":"#/$defs/jump"},"enabled":{"$ref":"#/$defs/enabled"},"labels":{"$ref":"#/$defs/labels"}},"examples":[{"name":"acme-eu-1","host":"acme-eu-1.example.com","tenant":"acme","region":"eu-west"}]},"word":{"type":"string","pattern":"^[a-z0-9][a-z0-9._-]{0,62}$","x-allowed":"1 to 63 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit (no spaces or shell characters)"},"name":{"$ref":"#/$defs/word","description":"Unique name of this server in the registry, used in logs, the summary and the `servers` filter. Lower-case letters, digits, '.', '_' and '-'.","examples":["acme-eu-1","globex-us-2"]},"tenant":{"$ref":"#/$defs/word","description":"The customer or team this gateway serves; the `tenants` filter selects by it. Required on each server unless `defaults` sets it.","examples":["acme","globex"]},"region":{"$ref":"#/$defs/word","description":"Where the server runs; the `regions` filter selects by it. Optional.","examples":["eu-west","us-east"]},"host":{"description":"Hostname, IPv4 or IPv6 address the action connects to over SSH (IPv6 without brackets). Not a URL and no user@ prefix: use `user` and `port` for those.","type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$","x-allowed":"a hostname (e.g. acme-eu-1.example.com), an IPv4 address (e.g. 203.0.113.10) or an IPv6 address without brackets (e.g. 2001:db8::10); no user@, port, scheme or spaces","examples":["acme-eu-1.example.com","203.0.113.10","2001:db8::10"]},"port":{"description":"SSH port of the server. Default 22.","type":"integer","minimum":1,"maximum":65535,"default":22,"x-allowed":"a whole number from 1 to 65535 (default 22)","examples":[22,2222]},"user":{"description":"User the action logs in as over SSH; it needs access to Docker and owns `path`. Default `deploy`.","type":"string","pattern":"^[a-z_][a-z0-9_-]{0,31}$","default":"deploy","x-allowed":"a Linux user name: 1 to 32 lower-case letters, digits, '_' or '-', starting with a letter or '_' (default deploy)","examples":["deploy"]},"path":{"description":"Absolute folder on the server holding `docker-compose.yml` and `.env`. Default `/home/deploy/openclaw-prd`.","type":"string","maxLength":255,"pattern":"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$","default":"/home/deploy/openclaw-prd","x-allowed":"an absolute folder such as /home/deploy/openclaw-prd: starts with '/', folders of letters, digits, '.', '_' or '-', no '.' or '..' folder, no trailing '/', no spaces or shell characters, at most 255 characters","examples":["/home/deploy/openclaw-prd","/srv/openclaw/acme"]},"healthUrl":{"description":"URL of the gateway's health check, fetched on the server itself after a restart; HTTP 2xx means healthy. Default `http://127.0.0.1:18789/health`.","type":"string","maxLength":2048,"pattern":"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$","default":"http://127.0.0.1:18789/health","x-allowed":"an http:// or https:// URL such as http://127.0.0.1:18789/health: host, optional port from 1 to 65535, path and query of letters, digits and . _ ~ % + , = : @ / - (no spaces, quotes, '&', ';', '$' or backticks)","examples":["http://127.0.0.1:18789/health","http://localhost:18789/health"]},"services":{"description":"Compose services to deploy (pull and restart). Empty or absent: every service of the project.","type":"array","uniqueItems":true,"maxItems":64,"items":{"description":"A service name from the project's docker-compose.yml.","type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$","x-allowed":"a Compose service name: 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit","examples":["openclaw-gateway"]},"x-allowed":"a list of distinct Compose service names, e.g. [\"openclaw-gateway\"]","examples":[["openclaw-gateway"]]},"imageVariable":{"description":"Variable in the server's `.env` that names the gateway image; the deploy changes only this line. Default `OPENCLAW_IMAGE`.","type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,127}$","default":"OPENCLAW_IMAGE","x-allowed":"an environment variable name: letters, digits and '_', not starting with a digit (default OPENCLAW_IMAGE)","examples":["OPENCLAW_IMAGE"]},"hostKeyFingerprint":{"type":"string","pattern":"^SHA256:[A-Za-z0-9+/]{43}$","x-allowed":"an OpenSSH SHA256 fingerprint: 'SHA256:' and 43 base64 characters without the trailing '=' (as printed by ssh-keygen -lf or ssh-keyscan | ssh-keygen -lf -)","examples":["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"]},"hostKey":{"description":"SSH host key fingerprint(s) the server may present, in addition to the `known-hosts` input; a list allows key rotation. Get it with `ssh-keyscan HOST | ssh-keygen -lf -`.","type":["string","array"],"pattern":"^SHA256:[A-Za-z0-9+/]{43}$","items":{"type":"string","$ref":"#/$defs/hostKeyFingerprint"},"minItems":1,"uniqueItems":true,"x-allowed":"an OpenSSH SHA256 fingerprint ('SHA256:' and 43 base64 characters without the trailing '=') or a non-empty list of distinct ones","examples":["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"]]},"jump":{"description":"A jump host (bastion) the server is reached through, as OpenSSH's ProxyJump: the action connects to it once per run and opens the server's SSH connection through it. Its host key is checked like a server's (the `known-hosts` input or its own `hostKey`). In `defaults` it applies to every server; `null` in a server reaches that one directly.","type":["object","null"],"additionalProperties":false,"required":["host"],"properties":{"host":{"$ref":"#/$defs/host"},"port":{"$ref":"#/$defs/port"},"user":{"$ref":"#/$defs/user","description":"User the action logs in as on the jump host (with `jump-private-key`, or `ssh-private-key` when that is empty). Default: the server's `user`."},"hostKey":{"$ref":"#/$defs/hostKey"}},"x-allowed":"an object with \"host\" and optionally \"port\", \"user\" and \"hostKey\", e.g. {\"host\": \"bastion.example.com\", \"user\": \"ops\"}; or null in a server, to reach it directly although defaults sets a jump host","examples":[{"host":"bastion.example.com","user":"ops","hostKey":"SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"},null]},"enabled":{"description":"false: leave this server alone; it is listed as skipped in the plan and the summary. Default true.","type":"boolean","default":true,"x-allowed":"true or false (without quotes)","examples":[false]},"labels":{"description":"Free-form key/value notes about the server (owner, ticket, tier), shown in results. Not used to select servers.","type":"object","maxProperties":64,"propertyNames":{"type":"string","pattern":"^[a-z0-9][a-z0-9._/-]{0,62}$","x-allowed":"a label key: 1 to 63 lower-case letters, digits, '.', '_', '/' or '-', starting with a letter or digit"},"additionalProperties":{"type":"string","pattern":"^[A-Za-z0-9._:/@+=,-]{0,128}$","x-allowed":"a text of at most 128 letters, digits and . _ : / @ + = , - (no spaces or shell characters)"},"x-allowed":"an object of label keys to text values, at most 64 labels, e.g. {\"owner\": \"team-payments\"}","examples":[{"owner":"team-payments","tier":"gold"}]}}};const schema32 = {"type":"string","pattern":"^[a-z0-9][a-z0-9._-]{0,62}$","x-allowed":"1 to 63 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit (no spaces or shell characters)"};const schema34 = {"description":"SSH port of the server. Default 22.","type":"integer","minimum":1,"maximum":65535,"default":22,"x-allowed":"a whole number from 1 to 65535 (default 22)","examples":[22,2222]};const schema35 = {"description":"User the action logs in as over SSH; it needs access to Docker and owns `path`. Default `deploy`.","type":"string","pattern":"^[a-z_][a-z0-9_-]{0,31}$","default":"deploy","x-allowed":"a Linux user name: 1 to 32 lower-case letters, digits, '_' or '-', starting with a letter or '_' (default deploy)","examples":["deploy"]};const schema36 = {"description":"Absolute folder on the server holding `docker-compose.yml` and `.env`. Default `/home/deploy/openclaw-prd`.","type":"string","maxLength":255,"pattern":"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$","default":"/home/deploy/openclaw-prd","x-allowed":"an absolute folder such as /home/deploy/openclaw-prd: starts with '/', folders of letters, digits, '.', '_' or '-', no '.' or '..' folder, no trailing '/', no spaces or shell characters, at most 255 characters","examples":["/home/deploy/openclaw-prd","/srv/openclaw/acme"]};const schema37 = {"description":"URL of the gateway's health check, fetched on the server itself after a restart; HTTP 2xx means healthy. Default `http://127.0.0.1:18789/health`.","type":"string","maxLength":2048,"pattern":"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$","default":"http://127.0.0.1:18789/health","x-allowed":"an http:// or https:// URL such as http://127.0.0.1:18789/health: host, optional port from 1 to 65535, path and query of letters, digits and . _ ~ % + , = : @ / - (no spaces, quotes, '&', ';', '$' or backticks)","examples":["http://127.0.0.1:18789/health","http://localhost:18789/health"]};const schema38 = {"description":"Compose services to deploy (pull and restart). Empty or absent: every service of the project.","type":"array","uniqueItems":true,"maxItems":64,"items":{"description":"A service name from the project's docker-compose.yml.","type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$","x-allowed":"a Compose service name: 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit","examples":["openclaw-gateway"]},"x-allowed":"a list of distinct Compose service names, e.g. [\"openclaw-gateway\"]","examples":[["openclaw-gateway"]]};const schema39 = {"description":"Variable in the server's `.env` that names the gateway image; the deploy changes only this line. Default `OPENCLAW_IMAGE`.","type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,127}$","default":"OPENCLAW_IMAGE","x-allowed":"an environment variable name: letters, digits and '_', not starting with a digit (default OPENCLAW_IMAGE)","examples":["OPENCLAW_IMAGE"]};const schema46 = {"description":"false: leave this server alone; it is listed as skipped in the plan and the summary. Default true.","type":"boolean","default":true,"x-allowed":"true or false (without quotes)","examples":[false]};const schema47 = {"description":"Free-form key/value notes about the server (owner, ticket, tier), shown in results. Not used to select servers.","type":"object","maxProperties":64,"propertyNames":{"type":"string","pattern":"^[a-z0-9][a-z0-9._/-]{0,62}$","x-allowed":"a label key: 1 to 63 lower-case letters, digits, '.', '_', '/' or '-', starting with a letter or digit"},"additionalProperties":{"type":"string","pattern":"^[A-Za-z0-9._:/@+=,-]{0,128}$","x-allowed":"a text of at most 128 letters, digits and . _ : / @ + = , - (no spaces or shell characters)"},"x-allowed":"an object of label keys to text values, at most 64 labels, e.g. {\"owner\": \"team-payments\"}","examples":[{"owner":"team-payments","tier":"gold"}]};const func1 = Object.prototype.hasOwnProperty;const func2 = (function ucs2length(str) {
+    const len = str.length;
+    let length = 0;
+    let pos = 0;
+    let value;
+    while (pos < len) {
+        length++;
+        value = str.charCodeAt(pos++);
+        if (value >= 0xd800 && value <= 0xdbff && pos < len) {
+            // high surrogate, and there is a next character
+            value = str.charCodeAt(pos);
+            if ((value & 0xfc00) === 0xdc00)
+                pos++; // low surrogate
+        }
+    }
+    return length;
+});const pattern4 = new RegExp("^[a-z0-9][a-z0-9._-]{0,62}$", "u");const pattern6 = new RegExp("^[a-z_][a-z0-9_-]{0,31}$", "u");const pattern7 = new RegExp("^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$", "u");const pattern8 = new RegExp("^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$", "u");const pattern9 = new RegExp("^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", "u");const pattern10 = new RegExp("^[A-Za-z_][A-Za-z0-9_]{0,127}$", "u");const pattern15 = new RegExp("^[a-z0-9][a-z0-9._/-]{0,62}$", "u");const pattern16 = new RegExp("^[A-Za-z0-9._:/@+=,-]{0,128}$", "u");const schema40 = {"description":"SSH host key fingerprint(s) the server may present, in addition to the `known-hosts` input; a list allows key rotation. Get it with `ssh-keyscan HOST | ssh-keygen -lf -`.","type":["string","array"],"pattern":"^SHA256:[A-Za-z0-9+/]{43}$","items":{"type":"string","$ref":"#/$defs/hostKeyFingerprint"},"minItems":1,"uniqueItems":true,"x-allowed":"an OpenSSH SHA256 fingerprint ('SHA256:' and 43 base64 characters without the trailing '=') or a non-empty list of distinct ones","examples":["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"]]};const schema41 = {"type":"string","pattern":"^SHA256:[A-Za-z0-9+/]{43}$","x-allowed":"an OpenSSH SHA256 fingerprint: 'SHA256:' and 43 base64 characters without the trailing '=' (as printed by ssh-keygen -lf or ssh-keyscan | ssh-keygen -lf -)","examples":["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"]};const pattern11 = new RegExp("^SHA256:[A-Za-z0-9+/]{43}$", "u");function validate21(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate21.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if((typeof data !== "string") && (!(Array.isArray(data)))){const err0 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: schema40.type},message:"must be string,array",schema:schema40.type,parentSchema:schema40,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(typeof data === "string"){if(!pattern11.test(data)){const err1 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^SHA256:[A-Za-z0-9+/]{43}$"},message:"must match pattern \""+"^SHA256:[A-Za-z0-9+/]{43}$"+"\"",schema:"^SHA256:[A-Za-z0-9+/]{43}$",parentSchema:schema40,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}if(Array.isArray(data)){if(data.length < 1){const err2 = {instancePath,schemaPath:"#/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema40,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}const len0 = data.length;for(let i0=0; i0<len0; i0++){let data0 = data[i0];if(typeof data0 !== "string"){const err3 = {instancePath:instancePath+"/" + i0,schemaPath:"#/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema40.items.type,parentSchema:schema40.items,data:data0};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}if(typeof data0 === "string"){if(!pattern11.test(data0)){const err4 = {instancePath:instancePath+"/" + i0,schemaPath:"#/$defs/hostKeyFingerprint/pattern",keyword:"pattern",params:{pattern: "^SHA256:[A-Za-z0-9+/]{43}$"},message:"must match pattern \""+"^SHA256:[A-Za-z0-9+/]{43}$"+"\"",schema:"^SHA256:[A-Za-z0-9+/]{43}$",parentSchema:schema41,data:data0};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}else {const err5 = {instancePath:instancePath+"/" + i0,schemaPath:"#/$defs/hostKeyFingerprint/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema41.type,parentSchema:schema41,data:data0};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}let i1 = data.length;let j0;if(i1 > 1){const indices0 = {};for(;i1--;){let item0 = data[i1];if(typeof item0 !== "string"){continue;}if(typeof indices0[item0] == "number"){j0 = indices0[item0];const err6 = {instancePath,schemaPath:"#/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema40,data};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;break;}indices0[item0] = i1;}}}validate21.errors = vErrors;return errors === 0;}validate21.evaluated = {"items":true,"dynamicProps":false,"dynamicItems":false};const schema42 = {"description":"A jump host (bastion) the server is reached through, as OpenSSH's ProxyJump: the action connects to it once per run and opens the server's SSH connection through it. Its host key is checked like a server's (the `known-hosts` input or its own `hostKey`). In `defaults` it applies to every server; `null` in a server reaches that one directly.","type":["object","null"],"additionalProperties":false,"required":["host"],"properties":{"host":{"$ref":"#/$defs/host"},"port":{"$ref":"#/$defs/port"},"user":{"$ref":"#/$defs/user","description":"User the action logs in as on the jump host (with `jump-private-key`, or `ssh-private-key` when that is empty). Default: the server's `user`."},"hostKey":{"$ref":"#/$defs/hostKey"}},"x-allowed":"an object with \"host\" and optionally \"port\", \"user\" and \"hostKey\", e.g. {\"host\": \"bastion.example.com\", \"user\": \"ops\"}; or null in a server, to reach it directly although defaults sets a jump host","examples":[{"host":"bastion.example.com","user":"ops","hostKey":"SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"},null]};const schema43 = {"description":"Hostname, IPv4 or IPv6 address the action connects to over SSH (IPv6 without brackets). Not a URL and no user@ prefix: use `user` and `port` for those.","type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$","x-allowed":"a hostname (e.g. acme-eu-1.example.com), an IPv4 address (e.g. 203.0.113.10) or an IPv6 address without brackets (e.g. 2001:db8::10); no user@, port, scheme or spaces","examples":["acme-eu-1.example.com","203.0.113.10","2001:db8::10"]};const pattern13 = new RegExp("^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$", "u");function validate23(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate23.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if((!(data && typeof data == "object" && !Array.isArray(data))) && (data !== null)){const err0 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: schema42.type},message:"must be object,null",schema:schema42.type,parentSchema:schema42,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(data && typeof data == "object" && !Array.isArray(data)){if(data.host === undefined){const err1 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'",schema:schema42.required,parentSchema:schema42,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}for(const key0 in data){if(!((((key0 === "host") || (key0 === "port")) || (key0 === "user")) || (key0 === "hostKey"))){const err2 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema42,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}if(data.host !== undefined){let data0 = data.host;if(typeof data0 === "string"){if(func2(data0) > 253){const err3 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema43,data:data0};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}if(func2(data0) < 1){const err4 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema43,data:data0};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}if(!pattern13.test(data0)){const err5 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"+"\"",schema:"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$",parentSchema:schema43,data:data0};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}else {const err6 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.type,parentSchema:schema43,data:data0};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}}if(data.port !== undefined){let data1 = data.port;if(!(((typeof data1 == "number") && (!(data1 % 1) && !isNaN(data1))) && (isFinite(data1)))){const err7 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema34.type,parentSchema:schema34,data:data1};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}if((typeof data1 == "number") && (isFinite(data1))){if(data1 > 65535 || isNaN(data1)){const err8 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema34,data:data1};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;}if(data1 < 1 || isNaN(data1)){const err9 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema34,data:data1};if(vErrors === null){vErrors = [err9];}else {vErrors.push(err9);}errors++;}}}if(data.user !== undefined){let data2 = data.user;if(typeof data2 === "string"){if(!pattern6.test(data2)){const err10 = {instancePath:instancePath+"/user",schemaPath:"#/$defs/user/pattern",keyword:"pattern",params:{pattern: "^[a-z_][a-z0-9_-]{0,31}$"},message:"must match pattern \""+"^[a-z_][a-z0-9_-]{0,31}$"+"\"",schema:"^[a-z_][a-z0-9_-]{0,31}$",parentSchema:schema35,data:data2};if(vErrors === null){vErrors = [err10];}else {vErrors.push(err10);}errors++;}}else {const err11 = {instancePath:instancePath+"/user",schemaPath:"#/$defs/user/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.type,parentSchema:schema35,data:data2};if(vErrors === null){vErrors = [err11];}else {vErrors.push(err11);}errors++;}}if(data.hostKey !== undefined){if(!(validate21(data.hostKey, {instancePath:instancePath+"/hostKey",parentData:data,parentDataProperty:"hostKey",rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate21.errors;}else {for(const e of validate21.errors){vErrors.push(e);}}errors = vErrors.length;}}}validate23.errors = vErrors;return errors === 0;}validate23.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};const schema48 = {"description":"One OpenClaw gateway: a Docker Compose project on a Linux server, reached over SSH.","type":"object","x-allowed":"an object with at least name, host and tenant (tenant may come from defaults)","additionalProperties":false,"required":["name","host"],"properties":{"name":{"$ref":"#/$defs/name"},"host":{"$ref":"#/$defs/host"},"tenant":{"$ref":"#/$defs/tenant"},"region":{"$ref":"#/$defs/region"},"port":{"$ref":"#/$defs/port"},"user":{"$ref":"#/$defs/user"},"path":{"$ref":"#/$defs/path"},"healthUrl":{"$ref":"#/$defs/healthUrl"},"services":{"$ref":"#/$defs/services"},"imageVariable":{"$ref":"#/$defs/imageVariable"},"hostKey":{"$ref":"#/$defs/hostKey"},"jump":{"$ref":"#/$defs/jump"},"enabled":{"$ref":"#/$defs/enabled"},"labels":{"$ref":"#/$defs/labels"}},"examples":[{"name":"acme-eu-1","host":"acme-eu-1.example.com","tenant":"acme","region":"eu-west"}]};function validate26(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate26.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(data && typeof data == "object" && !Array.isArray(data)){if(data.name === undefined){const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'",schema:schema48.required,parentSchema:schema48,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(data.host === undefined){const err1 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'",schema:schema48.required,parentSchema:schema48,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}for(const key0 in data){if(!(func1.call(schema48.properties, key0))){const err2 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema48,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}if(data.name !== undefined){let data0 = data.name;if(typeof data0 === "string"){if(!pattern4.test(data0)){const err3 = {instancePath:instancePath+"/name",schemaPath:"#/$defs/name/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data0};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}}else {const err4 = {instancePath:instancePath+"/name",schemaPath:"#/$defs/name/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data0};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}if(data.host !== undefined){let data1 = data.host;if(typeof data1 === "string"){if(func2(data1) > 253){const err5 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema43,data:data1};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}if(func2(data1) < 1){const err6 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema43,data:data1};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}if(!pattern13.test(data1)){const err7 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"+"\"",schema:"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$",parentSchema:schema43,data:data1};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}}else {const err8 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.type,parentSchema:schema43,data:data1};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;}}if(data.tenant !== undefined){let data2 = data.tenant;if(typeof data2 === "string"){if(!pattern4.test(data2)){const err9 = {instancePath:instancePath+"/tenant",schemaPath:"#/$defs/tenant/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data2};if(vErrors === null){vErrors = [err9];}else {vErrors.push(err9);}errors++;}}else {const err10 = {instancePath:instancePath+"/tenant",schemaPath:"#/$defs/tenant/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data2};if(vErrors === null){vErrors = [err10];}else {vErrors.push(err10);}errors++;}}if(data.region !== undefined){let data3 = data.region;if(typeof data3 === "string"){if(!pattern4.test(data3)){const err11 = {instancePath:instancePath+"/region",schemaPath:"#/$defs/region/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data3};if(vErrors === null){vErrors = [err11];}else {vErrors.push(err11);}errors++;}}else {const err12 = {instancePath:instancePath+"/region",schemaPath:"#/$defs/region/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data3};if(vErrors === null){vErrors = [err12];}else {vErrors.push(err12);}errors++;}}if(data.port !== undefined){let data4 = data.port;if(!(((typeof data4 == "number") && (!(data4 % 1) && !isNaN(data4))) && (isFinite(data4)))){const err13 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema34.type,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err13];}else {vErrors.push(err13);}errors++;}if((typeof data4 == "number") && (isFinite(data4))){if(data4 > 65535 || isNaN(data4)){const err14 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err14];}else {vErrors.push(err14);}errors++;}if(data4 < 1 || isNaN(data4)){const err15 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err15];}else {vErrors.push(err15);}errors++;}}}if(data.user !== undefined){let data5 = data.user;if(typeof data5 === "string"){if(!pattern6.test(data5)){const err16 = {instancePath:instancePath+"/user",schemaPath:"#/$defs/user/pattern",keyword:"pattern",params:{pattern: "^[a-z_][a-z0-9_-]{0,31}$"},message:"must match pattern \""+"^[a-z_][a-z0-9_-]{0,31}$"+"\"",schema:"^[a-z_][a-z0-9_-]{0,31}$",parentSchema:schema35,data:data5};if(vErrors === null){vErrors = [err16];}else {vErrors.push(err16);}errors++;}}else {const err17 = {instancePath:instancePath+"/user",schemaPath:"#/$defs/user/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.type,parentSchema:schema35,data:data5};if(vErrors === null){vErrors = [err17];}else {vErrors.push(err17);}errors++;}}if(data.path !== undefined){let data6 = data.path;if(typeof data6 === "string"){if(func2(data6) > 255){const err18 = {instancePath:instancePath+"/path",schemaPath:"#/$defs/path/maxLength",keyword:"maxLength",params:{limit: 255},message:"must NOT have more than 255 characters",schema:255,parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err18];}else {vErrors.push(err18);}errors++;}if(!pattern7.test(data6)){const err19 = {instancePath:instancePath+"/path",schemaPath:"#/$defs/path/pattern",keyword:"pattern",params:{pattern: "^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"},message:"must match pattern \""+"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"+"\"",schema:"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$",parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err19];}else {vErrors.push(err19);}errors++;}}else {const err20 = {instancePath:instancePath+"/path",schemaPath:"#/$defs/path/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.type,parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err20];}else {vErrors.push(err20);}errors++;}}if(data.healthUrl !== undefined){let data7 = data.healthUrl;if(typeof data7 === "string"){if(func2(data7) > 2048){const err21 = {instancePath:instancePath+"/healthUrl",schemaPath:"#/$defs/healthUrl/maxLength",keyword:"maxLength",params:{limit: 2048},message:"must NOT have more than 2048 characters",schema:2048,parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err21];}else {vErrors.push(err21);}errors++;}if(!pattern8.test(data7)){const err22 = {instancePath:instancePath+"/healthUrl",schemaPath:"#/$defs/healthUrl/pattern",keyword:"pattern",params:{pattern: "^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"},message:"must match pattern \""+"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"+"\"",schema:"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$",parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err22];}else {vErrors.push(err22);}errors++;}}else {const err23 = {instancePath:instancePath+"/healthUrl",schemaPath:"#/$defs/healthUrl/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema37.type,parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err23];}else {vErrors.push(err23);}errors++;}}if(data.services !== undefined){let data8 = data.services;if(Array.isArray(data8)){if(data8.length > 64){const err24 = {instancePath:instancePath+"/services",schemaPath:"#/$defs/services/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items",schema:64,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err24];}else {vErrors.push(err24);}errors++;}const len0 = data8.length;for(let i0=0; i0<len0; i0++){let data9 = data8[i0];if(typeof data9 === "string"){if(!pattern9.test(data9)){const err25 = {instancePath:instancePath+"/services/" + i0,schemaPath:"#/$defs/services/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"+"\"",schema:"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",parentSchema:schema38.items,data:data9};if(vErrors === null){vErrors = [err25];}else {vErrors.push(err25);}errors++;}}else {const err26 = {instancePath:instancePath+"/services/" + i0,schemaPath:"#/$defs/services/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.items.type,parentSchema:schema38.items,data:data9};if(vErrors === null){vErrors = [err26];}else {vErrors.push(err26);}errors++;}}let i1 = data8.length;let j0;if(i1 > 1){const indices0 = {};for(;i1--;){let item0 = data8[i1];if(typeof item0 !== "string"){continue;}if(typeof indices0[item0] == "number"){j0 = indices0[item0];const err27 = {instancePath:instancePath+"/services",schemaPath:"#/$defs/services/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err27];}else {vErrors.push(err27);}errors++;break;}indices0[item0] = i1;}}}else {const err28 = {instancePath:instancePath+"/services",schemaPath:"#/$defs/services/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema38.type,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err28];}else {vErrors.push(err28);}errors++;}}if(data.imageVariable !== undefined){let data10 = data.imageVariable;if(typeof data10 === "string"){if(!pattern10.test(data10)){const err29 = {instancePath:instancePath+"/imageVariable",schemaPath:"#/$defs/imageVariable/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]{0,127}$"+"\"",schema:"^[A-Za-z_][A-Za-z0-9_]{0,127}$",parentSchema:schema39,data:data10};if(vErrors === null){vErrors = [err29];}else {vErrors.push(err29);}errors++;}}else {const err30 = {instancePath:instancePath+"/imageVariable",schemaPath:"#/$defs/imageVariable/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema39.type,parentSchema:schema39,data:data10};if(vErrors === null){vErrors = [err30];}else {vErrors.push(err30);}errors++;}}if(data.hostKey !== undefined){if(!(validate21(data.hostKey, {instancePath:instancePath+"/hostKey",parentData:data,parentDataProperty:"hostKey",rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate21.errors;}else {for(const e of validate21.errors){vErrors.push(e);}}errors = vErrors.length;}}if(data.jump !== undefined){if(!(validate23(data.jump, {instancePath:instancePath+"/jump",parentData:data,parentDataProperty:"jump",rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate23.errors;}else {for(const e of validate23.errors){vErrors.push(e);}}errors = vErrors.length;}}if(data.enabled !== undefined){let data13 = data.enabled;if(typeof data13 !== "boolean"){const err31 = {instancePath:instancePath+"/enabled",schemaPath:"#/$defs/enabled/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema46.type,parentSchema:schema46,data:data13};if(vErrors === null){vErrors = [err31];}else {vErrors.push(err31);}errors++;}}if(data.labels !== undefined){let data14 = data.labels;if(data14 && typeof data14 == "object" && !Array.isArray(data14)){if(Object.keys(data14).length > 64){const err32 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/maxProperties",keyword:"maxProperties",params:{limit: 64},message:"must NOT have more than 64 properties",schema:64,parentSchema:schema47,data:data14};if(vErrors === null){vErrors = [err32];}else {vErrors.push(err32);}errors++;}for(const key1 in data14){const _errs56 = errors;if(typeof key1 === "string"){if(!pattern15.test(key1)){const err33 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/propertyNames/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._/-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._/-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._/-]{0,62}$",parentSchema:schema47.propertyNames,data:key1,propertyName:key1};if(vErrors === null){vErrors = [err33];}else {vErrors.push(err33);}errors++;}}else {const err34 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/propertyNames/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.propertyNames.type,parentSchema:schema47.propertyNames,data:key1,propertyName:key1};if(vErrors === null){vErrors = [err34];}else {vErrors.push(err34);}errors++;}var valid16 = _errs56 === errors;if(!valid16){const err35 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/propertyNames",keyword:"propertyNames",params:{propertyName: key1},message:"property name must be valid",schema:schema47.propertyNames,parentSchema:schema47,data:data14};if(vErrors === null){vErrors = [err35];}else {vErrors.push(err35);}errors++;}}for(const key2 in data14){let data15 = data14[key2];if(typeof data15 === "string"){if(!pattern16.test(data15)){const err36 = {instancePath:instancePath+"/labels/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/$defs/labels/additionalProperties/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._:/@+=,-]{0,128}$"},message:"must match pattern \""+"^[A-Za-z0-9._:/@+=,-]{0,128}$"+"\"",schema:"^[A-Za-z0-9._:/@+=,-]{0,128}$",parentSchema:schema47.additionalProperties,data:data15};if(vErrors === null){vErrors = [err36];}else {vErrors.push(err36);}errors++;}}else {const err37 = {instancePath:instancePath+"/labels/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/$defs/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.additionalProperties.type,parentSchema:schema47.additionalProperties,data:data15};if(vErrors === null){vErrors = [err37];}else {vErrors.push(err37);}errors++;}}}else {const err38 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema47.type,parentSchema:schema47,data:data14};if(vErrors === null){vErrors = [err38];}else {vErrors.push(err38);}errors++;}}}else {const err39 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema48.type,parentSchema:schema48,data};if(vErrors === null){vErrors = [err39];}else {vErrors.push(err39);}errors++;}validate26.errors = vErrors;return errors === 0;}validate26.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};function validate20(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){/*# sourceURL="https://raw.githubusercontent.com/openclaw/openclaw-deploy-action/v1/servers.schema.json" */;let vErrors = null;let errors = 0;const evaluated0 = validate20.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(data && typeof data == "object" && !Array.isArray(data)){if(data.servers === undefined){const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "servers"},message:"must have required property '"+"servers"+"'",schema:schema31.required,parentSchema:schema31,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}for(const key0 in data){if(!(((key0 === "$schema") || (key0 === "defaults")) || (key0 === "servers"))){const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema31,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}if(data.$schema !== undefined){let data0 = data.$schema;if(typeof data0 !== "string"){const err2 = {instancePath:instancePath+"/$schema",schemaPath:"#/properties/%24schema/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema31.properties.$schema.type,parentSchema:schema31.properties.$schema,data:data0};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}if(data.defaults !== undefined){let data1 = data.defaults;if(data1 && typeof data1 == "object" && !Array.isArray(data1)){for(const key1 in data1){if(!(func1.call(schema31.properties.defaults.properties, key1))){const err3 = {instancePath:instancePath+"/defaults",schemaPath:"#/properties/defaults/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties",schema:false,parentSchema:schema31.properties.defaults,data:data1};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}}if(data1.tenant !== undefined){let data2 = data1.tenant;if(typeof data2 === "string"){if(!pattern4.test(data2)){const err4 = {instancePath:instancePath+"/defaults/tenant",schemaPath:"#/$defs/tenant/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data2};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}else {const err5 = {instancePath:instancePath+"/defaults/tenant",schemaPath:"#/$defs/tenant/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data2};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}if(data1.region !== undefined){let data3 = data1.region;if(typeof data3 === "string"){if(!pattern4.test(data3)){const err6 = {instancePath:instancePath+"/defaults/region",schemaPath:"#/$defs/region/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data3};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}}else {const err7 = {instancePath:instancePath+"/defaults/region",schemaPath:"#/$defs/region/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data3};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}}if(data1.port !== undefined){let data4 = data1.port;if(!(((typeof data4 == "number") && (!(data4 % 1) && !isNaN(data4))) && (isFinite(data4)))){const err8 = {instancePath:instancePath+"/defaults/port",schemaPath:"#/$defs/port/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema34.type,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;}if((typeof data4 == "number") && (isFinite(data4))){if(data4 > 65535 || isNaN(data4)){const err9 = {instancePath:instancePath+"/defaults/port",schemaPath:"#/$defs/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err9];}else {vErrors.push(err9);}errors++;}if(data4 < 1 || isNaN(data4)){const err10 = {instancePath:instancePath+"/defaults/port",schemaPath:"#/$defs/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err10];}else {vErrors.push(err10);}errors++;}}}if(data1.user !== undefined){let data5 = data1.user;if(typeof data5 === "string"){if(!pattern6.test(data5)){const err11 = {instancePath:instancePath+"/defaults/user",schemaPath:"#/$defs/user/pattern",keyword:"pattern",params:{pattern: "^[a-z_][a-z0-9_-]{0,31}$"},message:"must match pattern \""+"^[a-z_][a-z0-9_-]{0,31}$"+"\"",schema:"^[a-z_][a-z0-9_-]{0,31}$",parentSchema:schema35,data:data5};if(vErrors === null){vErrors = [err11];}else {vErrors.push(err11);}errors++;}}else {const err12 = {instancePath:instancePath+"/defaults/user",schemaPath:"#/$defs/user/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.type,parentSchema:schema35,data:data5};if(vErrors === null){vErrors = [err12];}else {vErrors.push(err12);}errors++;}}if(data1.path !== undefined){let data6 = data1.path;if(typeof data6 === "string"){if(func2(data6) > 255){const err13 = {instancePath:instancePath+"/defaults/path",schemaPath:"#/$defs/path/maxLength",keyword:"maxLength",params:{limit: 255},message:"must NOT have more than 255 characters",schema:255,parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err13];}else {vErrors.push(err13);}errors++;}if(!pattern7.test(data6)){const err14 = {instancePath:instancePath+"/defaults/path",schemaPath:"#/$defs/path/pattern",keyword:"pattern",params:{pattern: "^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"},message:"must match pattern \""+"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"+"\"",schema:"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$",parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err14];}else {vErrors.push(err14);}errors++;}}else {const err15 = {instancePath:instancePath+"/defaults/path",schemaPath:"#/$defs/path/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.type,parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err15];}else {vErrors.push(err15);}errors++;}}if(data1.healthUrl !== undefined){let data7 = data1.healthUrl;if(typeof data7 === "string"){if(func2(data7) > 2048){const err16 = {instancePath:instancePath+"/defaults/healthUrl",schemaPath:"#/$defs/healthUrl/maxLength",keyword:"maxLength",params:{limit: 2048},message:"must NOT have more than 2048 characters",schema:2048,parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err16];}else {vErrors.push(err16);}errors++;}if(!pattern8.test(data7)){const err17 = {instancePath:instancePath+"/defaults/healthUrl",schemaPath:"#/$defs/healthUrl/pattern",keyword:"pattern",params:{pattern: "^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"},message:"must match pattern \""+"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"+"\"",schema:"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$",parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err17];}else {vErrors.push(err17);}errors++;}}else {const err18 = {instancePath:instancePath+"/defaults/healthUrl",schemaPath:"#/$defs/healthUrl/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema37.type,parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err18];}else {vErrors.push(err18);}errors++;}}if(data1.services !== undefined){let data8 = data1.services;if(Array.isArray(data8)){if(data8.length > 64){const err19 = {instancePath:instancePath+"/defaults/services",schemaPath:"#/$defs/services/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items",schema:64,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err19];}else {vErrors.push(err19);}errors++;}const len0 = data8.length;for(let i0=0; i0<len0; i0++){let data9 = data8[i0];if(typeof data9 === "string"){if(!pattern9.test(data9)){const err20 = {instancePath:instancePath+"/defaults/services/" + i0,schemaPath:"#/$defs/services/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"+"\"",schema:"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",parentSchema:schema38.items,data:data9};if(vErrors === null){vErrors = [err20];}else {vErrors.push(err20);}errors++;}}else {const err21 = {instancePath:instancePath+"/defaults/services/" + i0,schemaPath:"#/$defs/services/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.items.type,parentSchema:schema38.items,data:data9};if(vErrors === null){vErrors = [err21];}else {vErrors.push(err21);}errors++;}}let i1 = data8.length;let j0;if(i1 > 1){const indices0 = {};for(;i1--;){let item0 = data8[i1];if(typeof item0 !== "string"){continue;}if(typeof indices0[item0] == "number"){j0 = indices0[item0];const err22 = {instancePath:instancePath+"/defaults/services",schemaPath:"#/$defs/services/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err22];}else {vErrors.push(err22);}errors++;break;}indices0[item0] = i1;}}}else {const err23 = {instancePath:instancePath+"/defaults/services",schemaPath:"#/$defs/services/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema38.type,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err23];}else {vErrors.push(err23);}errors++;}}if(data1.imageVariable !== undefined){let data10 = data1.imageVariable;if(typeof data10 === "string"){if(!pattern10.test(data10)){const err24 = {instancePath:instancePath+"/defaults/imageVariable",schemaPath:"#/$defs/imageVariable/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]{0,127}$"+"\"",schema:"^[A-Za-z_][A-Za-z0-9_]{0,127}$",parentSchema:schema39,data:data10};if(vErrors === null){vErrors = [err24];}else {vErrors.push(err24);}errors++;}}else {const err25 = {instancePath:instancePath+"/defaults/imageVariable",schemaPath:"#/$defs/imageVariable/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema39.type,parentSchema:schema39,data:data10};if(vErrors === null){vErrors = [err25];}else {vErrors.push(err25);}errors++;}}if(data1.hostKey !== undefined){if(!(validate21(data1.hostKey, {instancePath:instancePath+"/defaults/hostKey",parentData:data1,parentDataProperty:"hostKey",rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate21.errors;}else {for(const e of validate21.errors){vErrors.push(e);}}errors = vErrors.length;}}if(data1.jump !== undefined){if(!(validate23(data1.jump, {instancePath:instancePath+"/defaults/jump",parentData:data1,parentDataProperty:"jump",rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate23.errors;}else {for(const e of validate23.errors){vErrors.push(e);}}errors = vErrors.length;}}if(data1.enabled !== undefined){let data13 = data1.enabled;if(typeof data13 !== "boolean"){const err26 = {instancePath:instancePath+"/defaults/enabled",schemaPath:"#/$defs/enabled/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema46.type,parentSchema:schema46,data:data13};if(vErrors === null){vErrors = [err26];}else {vErrors.push(err26);}errors++;}}if(data1.labels !== undefined){let data14 = data1.labels;if(data14 && typeof data14 == "object" && !Array.isArray(data14)){if(Object.keys(data14).length > 64){const err27 = {instancePath:instancePath+"/defaults/labels",schemaPath:"#/$defs/labels/maxProperties",keyword:"maxProperties",params:{limit: 64},message:"must NOT have more than 64 properties",schema:64,parentSchema:schema47,data:data14};if(vErrors === null){vErrors = [err27];}else {vErrors.push(err27);}errors++;}for(const key2 in data14){const _errs55 = errors;if(typeof key2 === "string"){if(!pattern15.test(key2)){const err28 = {instancePath:instancePath+"/defaults/labels",schemaPath:"#/$defs/labels/propertyNames/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._/-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._/-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._/-]{0,62}$",parentSchema:schema47.propertyNames,data:key2,propertyName:key2};if(vErrors === null){vErrors = [err28];}else {vErrors.push(err28);}errors++;}}else {const err29 = {instancePath:instancePath+"/defaults/labels",schemaPath:"#/$defs/labels/propertyNames/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.propertyNames.type,parentSchema:schema47.propertyNames,data:key2,propertyName:key2};if(vErrors === null){vErrors = [err29];}else {vErrors.push(err29);}errors++;}var valid15 = _errs55 === errors;if(!valid15){const err30 = {instancePath:instancePath+"/defaults/labels",schemaPath:"#/$defs/labels/propertyNames",keyword:"propertyNames",params:{propertyName: key2},message:"property name must be valid",schema:schema47.propertyNames,parentSchema:schema47,data:data14};if(vErrors === null){vErrors = [err30];}else {vErrors.push(err30);}errors++;}}for(const key3 in data14){let data15 = data14[key3];if(typeof data15 === "string"){if(!pattern16.test(data15)){const err31 = {instancePath:instancePath+"/defaults/labels/" + key3.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/$defs/labels/additionalProperties/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._:/@+=,-]{0,128}$"},message:"must match pattern \""+"^[A-Za-z0-9._:/@+=,-]{0,128}$"+"\"",schema:"^[A-Za-z0-9._:/@+=,-]{0,128}$",parentSchema:schema47.additionalProperties,data:data15};if(vErrors === null){vErrors = [err31];}else {vErrors.push(err31);}errors++;}}else {const err32 = {instancePath:instancePath+"/defaults/labels/" + key3.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/$defs/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.additionalProperties.type,parentSchema:schema47.additionalProperties,data:data15};if(vErrors === null){vErrors = [err32];}else {vErrors.push(err32);}errors++;}}}else {const err33 = {instancePath:instancePath+"/defaults/labels",schemaPath:"#/$defs/labels/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema47.type,parentSchema:schema47,data:data14};if(vErrors === null){vErrors = [err33];}else {vErrors.push(err33);}errors++;}}}else {const err34 = {instancePath:instancePath+"/defaults",schemaPath:"#/properties/defaults/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.properties.defaults.type,parentSchema:schema31.properties.defaults,data:data1};if(vErrors === null){vErrors = [err34];}else {vErrors.push(err34);}errors++;}}if(data.servers !== undefined){let data16 = data.servers;if(Array.isArray(data16)){if(data16.length < 1){const err35 = {instancePath:instancePath+"/servers",schemaPath:"#/properties/servers/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema31.properties.servers,data:data16};if(vErrors === null){vErrors = [err35];}else {vErrors.push(err35);}errors++;}const len1 = data16.length;for(let i2=0; i2<len1; i2++){if(!(validate26(data16[i2], {instancePath:instancePath+"/servers/" + i2,parentData:data16,parentDataProperty:i2,rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate26.errors;}else {for(const e of validate26.errors){vErrors.push(e);}}errors = vErrors.length;}}}else {const err36 = {instancePath:instancePath+"/servers",schemaPath:"#/properties/servers/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema31.properties.servers.type,parentSchema:schema31.properties.servers,data:data16};if(vErrors === null){vErrors = [err36];}else {vErrors.push(err36);}errors++;}}}else {const err37 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.type,parentSchema:schema31,data};if(vErrors === null){vErrors = [err37];}else {vErrors.push(err37);}errors++;}validate20.errors = vErrors;return errors === 0;}validate20.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};const server = validate30;function validate30(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate30.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(data && typeof data == "object" && !Array.isArray(data)){if(data.name === undefined){const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'",schema:schema48.required,parentSchema:schema48,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(data.host === undefined){const err1 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'",schema:schema48.required,parentSchema:schema48,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}for(const key0 in data){if(!(func1.call(schema48.properties, key0))){const err2 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema48,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}if(data.name !== undefined){let data0 = data.name;if(typeof data0 === "string"){if(!pattern4.test(data0)){const err3 = {instancePath:instancePath+"/name",schemaPath:"#/$defs/name/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data0};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}}else {const err4 = {instancePath:instancePath+"/name",schemaPath:"#/$defs/name/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data0};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}if(data.host !== undefined){let data1 = data.host;if(typeof data1 === "string"){if(func2(data1) > 253){const err5 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema43,data:data1};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}if(func2(data1) < 1){const err6 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema43,data:data1};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}if(!pattern13.test(data1)){const err7 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"+"\"",schema:"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$",parentSchema:schema43,data:data1};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}}else {const err8 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.type,parentSchema:schema43,data:data1};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;}}if(data.tenant !== undefined){let data2 = data.tenant;if(typeof data2 === "string"){if(!pattern4.test(data2)){const err9 = {instancePath:instancePath+"/tenant",schemaPath:"#/$defs/tenant/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data2};if(vErrors === null){vErrors = [err9];}else {vErrors.push(err9);}errors++;}}else {const err10 = {instancePath:instancePath+"/tenant",schemaPath:"#/$defs/tenant/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data2};if(vErrors === null){vErrors = [err10];}else {vErrors.push(err10);}errors++;}}if(data.region !== undefined){let data3 = data.region;if(typeof data3 === "string"){if(!pattern4.test(data3)){const err11 = {instancePath:instancePath+"/region",schemaPath:"#/$defs/region/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data3};if(vErrors === null){vErrors = [err11];}else {vErrors.push(err11);}errors++;}}else {const err12 = {instancePath:instancePath+"/region",schemaPath:"#/$defs/region/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data3};if(vErrors === null){vErrors = [err12];}else {vErrors.push(err12);}errors++;}}if(data.port !== undefined){let data4 = data.port;if(!(((typeof data4 == "number") && (!(data4 % 1) && !isNaN(data4))) && (isFinite(data4)))){const err13 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema34.type,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err13];}else {vErrors.push(err13);}errors++;}if((typeof data4 == "number") && (isFinite(data4))){if(data4 > 65535 || isNaN(data4)){const err14 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err14];}else {vErrors.push(err14);}errors++;}if(data4 < 1 || isNaN(data4)){const err15 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err15];}else {vErrors.push(err15);}errors++;}}}if(data.user !== undefined){let data5 = data.user;if(typeof data5 === "string"){if(!pattern6.test(data5)){const err16 = {instancePath:instancePath+"/user",schemaPath:"#/$defs/user/pattern",keyword:"pattern",params:{pattern: "^[a-z_][a-z0-9_-]{0,31}$"},message:"must match pattern \""+"^[a-z_][a-z0-9_-]{0,31}$"+"\"",schema:"^[a-z_][a-z0-9_-]{0,31}$",parentSchema:schema35,data:data5};if(vErrors === null){vErrors = [err16];}else {vErrors.push(err16);}errors++;}}else {const err17 = {instancePath:instancePath+"/user",schemaPath:"#/$defs/user/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.type,parentSchema:schema35,data:data5};if(vErrors === null){vErrors = [err17];}else {vErrors.push(err17);}errors++;}}if(data.path !== undefined){let data6 = data.path;if(typeof data6 === "string"){if(func2(data6) > 255){const err18 = {instancePath:instancePath+"/path",schemaPath:"#/$defs/path/maxLength",keyword:"maxLength",params:{limit: 255},message:"must NOT have more than 255 characters",schema:255,parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err18];}else {vErrors.push(err18);}errors++;}if(!pattern7.test(data6)){const err19 = {instancePath:instancePath+"/path",schemaPath:"#/$defs/path/pattern",keyword:"pattern",params:{pattern: "^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"},message:"must match pattern \""+"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"+"\"",schema:"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$",parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err19];}else {vErrors.push(err19);}errors++;}}else {const err20 = {instancePath:instancePath+"/path",schemaPath:"#/$defs/path/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.type,parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err20];}else {vErrors.push(err20);}errors++;}}if(data.healthUrl !== undefined){let data7 = data.healthUrl;if(typeof data7 === "string"){if(func2(data7) > 2048){const err21 = {instancePath:instancePath+"/healthUrl",schemaPath:"#/$defs/healthUrl/maxLength",keyword:"maxLength",params:{limit: 2048},message:"must NOT have more than 2048 characters",schema:2048,parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err21];}else {vErrors.push(err21);}errors++;}if(!pattern8.test(data7)){const err22 = {instancePath:instancePath+"/healthUrl",schemaPath:"#/$defs/healthUrl/pattern",keyword:"pattern",params:{pattern: "^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"},message:"must match pattern \""+"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"+"\"",schema:"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$",parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err22];}else {vErrors.push(err22);}errors++;}}else {const err23 = {instancePath:instancePath+"/healthUrl",schemaPath:"#/$defs/healthUrl/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema37.type,parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err23];}else {vErrors.push(err23);}errors++;}}if(data.services !== undefined){let data8 = data.services;if(Array.isArray(data8)){if(data8.length > 64){const err24 = {instancePath:instancePath+"/services",schemaPath:"#/$defs/services/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items",schema:64,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err24];}else {vErrors.push(err24);}errors++;}const len0 = data8.length;for(let i0=0; i0<len0; i0++){let data9 = data8[i0];if(typeof data9 === "string"){if(!pattern9.test(data9)){const err25 = {instancePath:instancePath+"/services/" + i0,schemaPath:"#/$defs/services/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"+"\"",schema:"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",parentSchema:schema38.items,data:data9};if(vErrors === null){vErrors = [err25];}else {vErrors.push(err25);}errors++;}}else {const err26 = {instancePath:instancePath+"/services/" + i0,schemaPath:"#/$defs/services/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.items.type,parentSchema:schema38.items,data:data9};if(vErrors === null){vErrors = [err26];}else {vErrors.push(err26);}errors++;}}let i1 = data8.length;let j0;if(i1 > 1){const indices0 = {};for(;i1--;){let item0 = data8[i1];if(typeof item0 !== "string"){continue;}if(typeof indices0[item0] == "number"){j0 = indices0[item0];const err27 = {instancePath:instancePath+"/services",schemaPath:"#/$defs/services/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err27];}else {vErrors.push(err27);}errors++;break;}indices0[item0] = i1;}}}else {const err28 = {instancePath:instancePath+"/services",schemaPath:"#/$defs/services/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema38.type,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err28];}else {vErrors.push(err28);}errors++;}}if(data.imageVariable !== undefined){let data10 = data.imageVariable;if(typeof data10 === "string"){if(!pattern10.test(data10)){const err29 = {instancePath:instancePath+"/imageVariable",schemaPath:"#/$defs/imageVariable/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]{0,127}$"+"\"",schema:"^[A-Za-z_][A-Za-z0-9_]{0,127}$",parentSchema:schema39,data:data10};if(vErrors === null){vErrors = [err29];}else {vErrors.push(err29);}errors++;}}else {const err30 = {instancePath:instancePath+"/imageVariable",schemaPath:"#/$defs/imageVariable/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema39.type,parentSchema:schema39,data:data10};if(vErrors === null){vErrors = [err30];}else {vErrors.push(err30);}errors++;}}if(data.hostKey !== undefined){if(!(validate21(data.hostKey, {instancePath:instancePath+"/hostKey",parentData:data,parentDataProperty:"hostKey",rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate21.errors;}else {for(const e of validate21.errors){vErrors.push(e);}}errors = vErrors.length;}}if(data.jump !== undefined){if(!(validate23(data.jump, {instancePath:instancePath+"/jump",parentData:data,parentDataProperty:"jump",rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate23.errors;}else {for(const e of validate23.errors){vErrors.push(e);}}errors = vErrors.length;}}if(data.enabled !== undefined){let data13 = data.enabled;if(typeof data13 !== "boolean"){const err31 = {instancePath:instancePath+"/enabled",schemaPath:"#/$defs/enabled/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema46.type,parentSchema:schema46,data:data13};if(vErrors === null){vErrors = [err31];}else {vErrors.push(err31);}errors++;}}if(data.labels !== undefined){let data14 = data.labels;if(data14 && typeof data14 == "object" && !Array.isArray(data14)){if(Object.keys(data14).length > 64){const err32 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/maxProperties",keyword:"maxProperties",params:{limit: 64},message:"must NOT have more than 64 properties",schema:64,parentSchema:schema47,data:data14};if(vErrors === null){vErrors = [err32];}else {vErrors.push(err32);}errors++;}for(const key1 in data14){const _errs56 = errors;if(typeof key1 === "string"){if(!pattern15.test(key1)){const err33 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/propertyNames/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._/-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._/-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._/-]{0,62}$",parentSchema:schema47.propertyNames,data:key1,propertyName:key1};if(vErrors === null){vErrors = [err33];}else {vErrors.push(err33);}errors++;}}else {const err34 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/propertyNames/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.propertyNames.type,parentSchema:schema47.propertyNames,data:key1,propertyName:key1};if(vErrors === null){vErrors = [err34];}else {vErrors.push(err34);}errors++;}var valid16 = _errs56 === errors;if(!valid16){const err35 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/propertyNames",keyword:"propertyNames",params:{propertyName: key1},message:"property name must be valid",schema:schema47.propertyNames,parentSchema:schema47,data:data14};if(vErrors === null){vErrors = [err35];}else {vErrors.push(err35);}errors++;}}for(const key2 in data14){let data15 = data14[key2];if(typeof data15 === "string"){if(!pattern16.test(data15)){const err36 = {instancePath:instancePath+"/labels/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/$defs/labels/additionalProperties/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._:/@+=,-]{0,128}$"},message:"must match pattern \""+"^[A-Za-z0-9._:/@+=,-]{0,128}$"+"\"",schema:"^[A-Za-z0-9._:/@+=,-]{0,128}$",parentSchema:schema47.additionalProperties,data:data15};if(vErrors === null){vErrors = [err36];}else {vErrors.push(err36);}errors++;}}else {const err37 = {instancePath:instancePath+"/labels/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/$defs/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.additionalProperties.type,parentSchema:schema47.additionalProperties,data:data15};if(vErrors === null){vErrors = [err37];}else {vErrors.push(err37);}errors++;}}}else {const err38 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema47.type,parentSchema:schema47,data:data14};if(vErrors === null){vErrors = [err38];}else {vErrors.push(err38);}errors++;}}}else {const err39 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema48.type,parentSchema:schema48,data};if(vErrors === null){vErrors = [err39];}else {vErrors.push(err39);}errors++;}validate30.errors = vErrors;return errors === 0;}validate30.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};const word = validate33;function validate33(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate33.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern4.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate33.errors = vErrors;return errors === 0;}validate33.evaluated = {"dynamicProps":false,"dynamicItems":false};const registry_validator_generated_name = validate34;function validate34(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate34.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern4.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate34.errors = vErrors;return errors === 0;}validate34.evaluated = {"dynamicProps":false,"dynamicItems":false};const tenant = validate35;function validate35(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate35.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern4.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate35.errors = vErrors;return errors === 0;}validate35.evaluated = {"dynamicProps":false,"dynamicItems":false};const region = validate36;function validate36(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate36.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern4.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate36.errors = vErrors;return errors === 0;}validate36.evaluated = {"dynamicProps":false,"dynamicItems":false};const host = validate37;function validate37(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate37.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(func2(data) > 253){const err0 = {instancePath,schemaPath:"#/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema43,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(func2(data) < 1){const err1 = {instancePath,schemaPath:"#/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema43,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}if(!pattern13.test(data)){const err2 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"+"\"",schema:"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$",parentSchema:schema43,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}else {const err3 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.type,parentSchema:schema43,data};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}validate37.errors = vErrors;return errors === 0;}validate37.evaluated = {"dynamicProps":false,"dynamicItems":false};const port = validate38;function validate38(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate38.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(!(((typeof data == "number") && (!(data % 1) && !isNaN(data))) && (isFinite(data)))){const err0 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema34.type,parentSchema:schema34,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if((typeof data == "number") && (isFinite(data))){if(data > 65535 || isNaN(data)){const err1 = {instancePath,schemaPath:"#/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema34,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}if(data < 1 || isNaN(data)){const err2 = {instancePath,schemaPath:"#/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema34,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}validate38.errors = vErrors;return errors === 0;}validate38.evaluated = {"dynamicProps":false,"dynamicItems":false};const user = validate39;function validate39(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate39.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern6.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^[a-z_][a-z0-9_-]{0,31}$"},message:"must match pattern \""+"^[a-z_][a-z0-9_-]{0,31}$"+"\"",schema:"^[a-z_][a-z0-9_-]{0,31}$",parentSchema:schema35,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.type,parentSchema:schema35,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate39.errors = vErrors;return errors === 0;}validate39.evaluated = {"dynamicProps":false,"dynamicItems":false};const registry_validator_generated_path = validate40;function validate40(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate40.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(func2(data) > 255){const err0 = {instancePath,schemaPath:"#/maxLength",keyword:"maxLength",params:{limit: 255},message:"must NOT have more than 255 characters",schema:255,parentSchema:schema36,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(!pattern7.test(data)){const err1 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"},message:"must match pattern \""+"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"+"\"",schema:"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$",parentSchema:schema36,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}else {const err2 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.type,parentSchema:schema36,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}validate40.errors = vErrors;return errors === 0;}validate40.evaluated = {"dynamicProps":false,"dynamicItems":false};const healthUrl = validate41;function validate41(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate41.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(func2(data) > 2048){const err0 = {instancePath,schemaPath:"#/maxLength",keyword:"maxLength",params:{limit: 2048},message:"must NOT have more than 2048 characters",schema:2048,parentSchema:schema37,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(!pattern8.test(data)){const err1 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"},message:"must match pattern \""+"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"+"\"",schema:"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$",parentSchema:schema37,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}else {const err2 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema37.type,parentSchema:schema37,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}validate41.errors = vErrors;return errors === 0;}validate41.evaluated = {"dynamicProps":false,"dynamicItems":false};const services = validate42;function validate42(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate42.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(Array.isArray(data)){if(data.length > 64){const err0 = {instancePath,schemaPath:"#/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items",schema:64,parentSchema:schema38,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}const len0 = data.length;for(let i0=0; i0<len0; i0++){let data0 = data[i0];if(typeof data0 === "string"){if(!pattern9.test(data0)){const err1 = {instancePath:instancePath+"/" + i0,schemaPath:"#/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"+"\"",schema:"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",parentSchema:schema38.items,data:data0};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}else {const err2 = {instancePath:instancePath+"/" + i0,schemaPath:"#/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.items.type,parentSchema:schema38.items,data:data0};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}let i1 = data.length;let j0;if(i1 > 1){const indices0 = {};for(;i1--;){let item0 = data[i1];if(typeof item0 !== "string"){continue;}if(typeof indices0[item0] == "number"){j0 = indices0[item0];const err3 = {instancePath,schemaPath:"#/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema38,data};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;break;}indices0[item0] = i1;}}}else {const err4 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema38.type,parentSchema:schema38,data};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}validate42.errors = vErrors;return errors === 0;}validate42.evaluated = {"items":true,"dynamicProps":false,"dynamicItems":false};const imageVariable = validate43;function validate43(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate43.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern10.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]{0,127}$"+"\"",schema:"^[A-Za-z_][A-Za-z0-9_]{0,127}$",parentSchema:schema39,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema39.type,parentSchema:schema39,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate43.errors = vErrors;return errors === 0;}validate43.evaluated = {"dynamicProps":false,"dynamicItems":false};const hostKeyFingerprint = validate44;function validate44(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate44.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern11.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^SHA256:[A-Za-z0-9+/]{43}$"},message:"must match pattern \""+"^SHA256:[A-Za-z0-9+/]{43}$"+"\"",schema:"^SHA256:[A-Za-z0-9+/]{43}$",parentSchema:schema41,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema41.type,parentSchema:schema41,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate44.errors = vErrors;return errors === 0;}validate44.evaluated = {"dynamicProps":false,"dynamicItems":false};const hostKey = validate45;function validate45(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate45.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if((typeof data !== "string") && (!(Array.isArray(data)))){const err0 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: schema40.type},message:"must be string,array",schema:schema40.type,parentSchema:schema40,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(typeof data === "string"){if(!pattern11.test(data)){const err1 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^SHA256:[A-Za-z0-9+/]{43}$"},message:"must match pattern \""+"^SHA256:[A-Za-z0-9+/]{43}$"+"\"",schema:"^SHA256:[A-Za-z0-9+/]{43}$",parentSchema:schema40,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}if(Array.isArray(data)){if(data.length < 1){const err2 = {instancePath,schemaPath:"#/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema40,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}const len0 = data.length;for(let i0=0; i0<len0; i0++){let data0 = data[i0];if(typeof data0 !== "string"){const err3 = {instancePath:instancePath+"/" + i0,schemaPath:"#/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema40.items.type,parentSchema:schema40.items,data:data0};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}if(typeof data0 === "string"){if(!pattern11.test(data0)){const err4 = {instancePath:instancePath+"/" + i0,schemaPath:"#/$defs/hostKeyFingerprint/pattern",keyword:"pattern",params:{pattern: "^SHA256:[A-Za-z0-9+/]{43}$"},message:"must match pattern \""+"^SHA256:[A-Za-z0-9+/]{43}$"+"\"",schema:"^SHA256:[A-Za-z0-9+/]{43}$",parentSchema:schema41,data:data0};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}else {const err5 = {instancePath:instancePath+"/" + i0,schemaPath:"#/$defs/hostKeyFingerprint/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema41.type,parentSchema:schema41,data:data0};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}let i1 = data.length;let j0;if(i1 > 1){const indices0 = {};for(;i1--;){let item0 = data[i1];if(typeof item0 !== "string"){continue;}if(typeof indices0[item0] == "number"){j0 = indices0[item0];const err6 = {instancePath,schemaPath:"#/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema40,data};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;break;}indices0[item0] = i1;}}}validate45.errors = vErrors;return errors === 0;}validate45.evaluated = {"items":true,"dynamicProps":false,"dynamicItems":false};const jump = validate46;function validate46(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate46.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if((!(data && typeof data == "object" && !Array.isArray(data))) && (data !== null)){const err0 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: schema42.type},message:"must be object,null",schema:schema42.type,parentSchema:schema42,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(data && typeof data == "object" && !Array.isArray(data)){if(data.host === undefined){const err1 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'",schema:schema42.required,parentSchema:schema42,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}for(const key0 in data){if(!((((key0 === "host") || (key0 === "port")) || (key0 === "user")) || (key0 === "hostKey"))){const err2 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema42,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}if(data.host !== undefined){let data0 = data.host;if(typeof data0 === "string"){if(func2(data0) > 253){const err3 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema43,data:data0};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}if(func2(data0) < 1){const err4 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema43,data:data0};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}if(!pattern13.test(data0)){const err5 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"+"\"",schema:"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$",parentSchema:schema43,data:data0};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}else {const err6 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.type,parentSchema:schema43,data:data0};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}}if(data.port !== undefined){let data1 = data.port;if(!(((typeof data1 == "number") && (!(data1 % 1) && !isNaN(data1))) && (isFinite(data1)))){const err7 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema34.type,parentSchema:schema34,data:data1};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}if((typeof data1 == "number") && (isFinite(data1))){if(data1 > 65535 || isNaN(data1)){const err8 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema34,data:data1};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;}if(data1 < 1 || isNaN(data1)){const err9 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema34,data:data1};if(vErrors === null){vErrors = [err9];}else {vErrors.push(err9);}errors++;}}}if(data.user !== undefined){let data2 = data.user;if(typeof data2 === "string"){if(!pattern6.test(data2)){const err10 = {instancePath:instancePath+"/user",schemaPath:"#/$defs/user/pattern",keyword:"pattern",params:{pattern: "^[a-z_][a-z0-9_-]{0,31}$"},message:"must match pattern \""+"^[a-z_][a-z0-9_-]{0,31}$"+"\"",schema:"^[a-z_][a-z0-9_-]{0,31}$",parentSchema:schema35,data:data2};if(vErrors === null){vErrors = [err10];}else {vErrors.push(err10);}errors++;}}else {const err11 = {instancePath:instancePath+"/user",schemaPath:"#/$defs/user/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.type,parentSchema:schema35,data:data2};if(vErrors === null){vErrors = [err11];}else {vErrors.push(err11);}errors++;}}if(data.hostKey !== undefined){if(!(validate21(data.hostKey, {instancePath:instancePath+"/hostKey",parentData:data,parentDataProperty:"hostKey",rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate21.errors;}else {for(const e of validate21.errors){vErrors.push(e);}}errors = vErrors.length;}}}validate46.errors = vErrors;return errors === 0;}validate46.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};const enabled = validate48;function validate48(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate48.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data !== "boolean"){const err0 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema46.type,parentSchema:schema46,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}validate48.errors = vErrors;return errors === 0;}validate48.evaluated = {"dynamicProps":false,"dynamicItems":false};const labels = validate49;function validate49(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate49.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(data && typeof data == "object" && !Array.isArray(data)){if(Object.keys(data).length > 64){const err0 = {instancePath,schemaPath:"#/maxProperties",keyword:"maxProperties",params:{limit: 64},message:"must NOT have more than 64 properties",schema:64,parentSchema:schema47,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}for(const key0 in data){const _errs2 = errors;if(typeof key0 === "string"){if(!pattern15.test(key0)){const err1 = {instancePath,schemaPath:"#/propertyNames/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._/-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._/-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._/-]{0,62}$",parentSchema:schema47.propertyNames,data:key0,propertyName:key0};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}else {const err2 = {instancePath,schemaPath:"#/propertyNames/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.propertyNames.type,parentSchema:schema47.propertyNames,data:key0,propertyName:key0};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}var valid0 = _errs2 === errors;if(!valid0){const err3 = {instancePath,schemaPath:"#/propertyNames",keyword:"propertyNames",params:{propertyName: key0},message:"property name must be valid",schema:schema47.propertyNames,parentSchema:schema47,data};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}}for(const key1 in data){let data0 = data[key1];if(typeof data0 === "string"){if(!pattern16.test(data0)){const err4 = {instancePath:instancePath+"/" + key1.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/additionalProperties/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._:/@+=,-]{0,128}$"},message:"must match pattern \""+"^[A-Za-z0-9._:/@+=,-]{0,128}$"+"\"",schema:"^[A-Za-z0-9._:/@+=,-]{0,128}$",parentSchema:schema47.additionalProperties,data:data0};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}else {const err5 = {instancePath:instancePath+"/" + key1.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.additionalProperties.type,parentSchema:schema47.additionalProperties,data:data0};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}}else {const err6 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema47.type,parentSchema:schema47,data};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}validate49.errors = vErrors;return errors === 0;}validate49.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+;// CONCATENATED MODULE: ./servers.schema.json
+const servers_schema_namespaceObject = /*#__PURE__*/JSON.parse('{"L2":{"server":{"description":"One OpenClaw gateway: a Docker Compose project on a Linux server, reached over SSH.","type":"object","x-allowed":"an object with at least name, host and tenant (tenant may come from defaults)","additionalProperties":false,"required":["name","host"],"properties":{"name":{"$ref":"#/$defs/name"},"host":{"$ref":"#/$defs/host"},"tenant":{"$ref":"#/$defs/tenant"},"region":{"$ref":"#/$defs/region"},"port":{"$ref":"#/$defs/port"},"user":{"$ref":"#/$defs/user"},"path":{"$ref":"#/$defs/path"},"healthUrl":{"$ref":"#/$defs/healthUrl"},"services":{"$ref":"#/$defs/services"},"imageVariable":{"$ref":"#/$defs/imageVariable"},"hostKey":{"$ref":"#/$defs/hostKey"},"jump":{"$ref":"#/$defs/jump"},"enabled":{"$ref":"#/$defs/enabled"},"labels":{"$ref":"#/$defs/labels"}},"examples":[{"name":"acme-eu-1","host":"acme-eu-1.example.com","tenant":"acme","region":"eu-west"}]},"word":{"type":"string","pattern":"^[a-z0-9][a-z0-9._-]{0,62}$","x-allowed":"1 to 63 lower-case letters, digits, \'.\', \'_\' or \'-\', starting with a letter or digit (no spaces or shell characters)"},"name":{"$ref":"#/$defs/word","description":"Unique name of this server in the registry, used in logs, the summary and the `servers` filter. Lower-case letters, digits, \'.\', \'_\' and \'-\'.","examples":["acme-eu-1","globex-us-2"]},"tenant":{"$ref":"#/$defs/word","description":"The customer or team this gateway serves; the `tenants` filter selects by it. Required on each server unless `defaults` sets it.","examples":["acme","globex"]},"region":{"$ref":"#/$defs/word","description":"Where the server runs; the `regions` filter selects by it. Optional.","examples":["eu-west","us-east"]},"host":{"description":"Hostname, IPv4 or IPv6 address the action connects to over SSH (IPv6 without brackets). Not a URL and no user@ prefix: use `user` and `port` for those.","type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$","x-allowed":"a hostname (e.g. acme-eu-1.example.com), an IPv4 address (e.g. 203.0.113.10) or an IPv6 address without brackets (e.g. 2001:db8::10); no user@, port, scheme or spaces","examples":["acme-eu-1.example.com","203.0.113.10","2001:db8::10"]},"port":{"description":"SSH port of the server. Default 22.","type":"integer","minimum":1,"maximum":65535,"default":22,"x-allowed":"a whole number from 1 to 65535 (default 22)","examples":[22,2222]},"user":{"description":"User the action logs in as over SSH; it needs access to Docker and owns `path`. Default `deploy`.","type":"string","pattern":"^[a-z_][a-z0-9_-]{0,31}$","default":"deploy","x-allowed":"a Linux user name: 1 to 32 lower-case letters, digits, \'_\' or \'-\', starting with a letter or \'_\' (default deploy)","examples":["deploy"]},"path":{"description":"Absolute folder on the server holding `docker-compose.yml` and `.env`. Default `/home/deploy/openclaw-prd`.","type":"string","maxLength":255,"pattern":"^(?:/(?!\\\\.\\\\.?(?:/|$))[A-Za-z0-9._-]+)+$","default":"/home/deploy/openclaw-prd","x-allowed":"an absolute folder such as /home/deploy/openclaw-prd: starts with \'/\', folders of letters, digits, \'.\', \'_\' or \'-\', no \'.\' or \'..\' folder, no trailing \'/\', no spaces or shell characters, at most 255 characters","examples":["/home/deploy/openclaw-prd","/srv/openclaw/acme"]},"healthUrl":{"description":"URL of the gateway\'s health check, fetched on the server itself after a restart; HTTP 2xx means healthy. Default `http://127.0.0.1:18789/health`.","type":"string","maxLength":2048,"pattern":"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\\\[[0-9A-Fa-f:.]{2,45}\\\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\\\?[A-Za-z0-9._~%+,=:@/-]*)?$","default":"http://127.0.0.1:18789/health","x-allowed":"an http:// or https:// URL such as http://127.0.0.1:18789/health: host, optional port from 1 to 65535, path and query of letters, digits and . _ ~ % + , = : @ / - (no spaces, quotes, \'&\', \';\', \'$\' or backticks)","examples":["http://127.0.0.1:18789/health","http://localhost:18789/health"]},"services":{"description":"Compose services to deploy (pull and restart). Empty or absent: every service of the project.","type":"array","uniqueItems":true,"maxItems":64,"items":{"description":"A service name from the project\'s docker-compose.yml.","type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$","x-allowed":"a Compose service name: 1 to 63 letters, digits, \'_\', \'.\' or \'-\', starting with a letter or digit","examples":["openclaw-gateway"]},"x-allowed":"a list of distinct Compose service names, e.g. [\\"openclaw-gateway\\"]","examples":[["openclaw-gateway"]]},"imageVariable":{"description":"Variable in the server\'s `.env` that names the gateway image; the deploy changes only this line. Default `OPENCLAW_IMAGE`.","type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,127}$","default":"OPENCLAW_IMAGE","x-allowed":"an environment variable name: letters, digits and \'_\', not starting with a digit (default OPENCLAW_IMAGE)","examples":["OPENCLAW_IMAGE"]},"hostKeyFingerprint":{"type":"string","pattern":"^SHA256:[A-Za-z0-9+/]{43}$","x-allowed":"an OpenSSH SHA256 fingerprint: \'SHA256:\' and 43 base64 characters without the trailing \'=\' (as printed by ssh-keygen -lf or ssh-keyscan | ssh-keygen -lf -)","examples":["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"]},"hostKey":{"description":"SSH host key fingerprint(s) the server may present, in addition to the `known-hosts` input; a list allows key rotation. Get it with `ssh-keyscan HOST | ssh-keygen -lf -`.","type":["string","array"],"pattern":"^SHA256:[A-Za-z0-9+/]{43}$","items":{"type":"string","$ref":"#/$defs/hostKeyFingerprint"},"minItems":1,"uniqueItems":true,"x-allowed":"an OpenSSH SHA256 fingerprint (\'SHA256:\' and 43 base64 characters without the trailing \'=\') or a non-empty list of distinct ones","examples":["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"]]},"jump":{"description":"A jump host (bastion) the server is reached through, as OpenSSH\'s ProxyJump: the action connects to it once per run and opens the server\'s SSH connection through it. Its host key is checked like a server\'s (the `known-hosts` input or its own `hostKey`). In `defaults` it applies to every server; `null` in a server reaches that one directly.","type":["object","null"],"additionalProperties":false,"required":["host"],"properties":{"host":{"$ref":"#/$defs/host"},"port":{"$ref":"#/$defs/port"},"user":{"$ref":"#/$defs/user","description":"User the action logs in as on the jump host (with `jump-private-key`, or `ssh-private-key` when that is empty). Default: the server\'s `user`."},"hostKey":{"$ref":"#/$defs/hostKey"}},"x-allowed":"an object with \\"host\\" and optionally \\"port\\", \\"user\\" and \\"hostKey\\", e.g. {\\"host\\": \\"bastion.example.com\\", \\"user\\": \\"ops\\"}; or null in a server, to reach it directly although defaults sets a jump host","examples":[{"host":"bastion.example.com","user":"ops","hostKey":"SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"},null]},"enabled":{"description":"false: leave this server alone; it is listed as skipped in the plan and the summary. Default true.","type":"boolean","default":true,"x-allowed":"true or false (without quotes)","examples":[false]},"labels":{"description":"Free-form key/value notes about the server (owner, ticket, tier), shown in results. Not used to select servers.","type":"object","maxProperties":64,"propertyNames":{"type":"string","pattern":"^[a-z0-9][a-z0-9._/-]{0,62}$","x-allowed":"a label key: 1 to 63 lower-case letters, digits, \'.\', \'_\', \'/\' or \'-\', starting with a letter or digit"},"additionalProperties":{"type":"string","pattern":"^[A-Za-z0-9._:/@+=,-]{0,128}$","x-allowed":"a text of at most 128 letters, digits and . _ : / @ + = , - (no spaces or shell characters)"},"x-allowed":"an object of label keys to text values, at most 64 labels, e.g. {\\"owner\\": \\"team-payments\\"}","examples":[{"owner":"team-payments","tier":"gold"}]}}}');
+;// CONCATENATED MODULE: ./src/registry/json-text.ts
+/**
+ * A strict JSON reader that remembers where every value sits in the text.
+ *
+ * JSON.parse is not enough for a file people edit by hand: its error messages and positions differ
+ * between Node versions, it silently keeps the last of two equal keys (a second `"enabled"` would
+ * win without a word), and it cannot tell us the line of `servers[3].port` when that value is wrong.
+ */
+class JsonSyntaxError extends Error {
+    reason;
+    position;
+    lineText;
+    constructor(reason, position, 
+    /** The line of text the problem is on, for showing it to people. */
+    lineText) {
+        super(`line ${position.line}, column ${position.column}: ${reason}`);
+        this.reason = reason;
+        this.position = position;
+        this.lineText = lineText;
+        this.name = 'JsonSyntaxError';
+    }
+}
+const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+function parseJsonText(text, options = {}) {
+    return new Reader(text, options.duplicateKeyDepth ?? Infinity).readDocument();
+}
+class Reader {
+    text;
+    duplicateKeyDepth;
+    at = 0;
+    /** Per object or list in the value: where its members are in the text (see positionOf). */
+    members = new Map();
+    open = [];
+    duplicates = [];
+    lineStarts;
+    constructor(text, duplicateKeyDepth) {
+        this.text = text;
+        this.duplicateKeyDepth = duplicateKeyDepth;
+    }
+    readDocument() {
+        this.skipSpace();
+        if (this.at >= this.text.length)
+            this.fail(this.at, 'the file has no JSON value');
+        const start = this.at;
+        const value = this.readValue();
+        this.skipSpace();
+        if (this.at < this.text.length) {
+            this.fail(this.at, `unexpected ${this.describe(this.at)} after the end of the top-level value (is a ',' or '{' missing, or is there text after the last '}'?)`);
+        }
+        return {
+            value,
+            positionOf: path => this.positionAt(this.offsetOf(value, start, path)),
+            duplicateKeys: this.duplicates.map(d => ({ path: d.path, first: this.positionAt(d.first), second: this.positionAt(d.second) }))
+        };
+    }
+    /** Where the value at `path` starts, or the nearest enclosing value that exists. */
+    offsetOf(root, rootAt, path) {
+        let node = root;
+        let offset = rootAt;
+        for (const segment of path) {
+            const members = node !== null && typeof node === 'object' ? this.members.get(node) : undefined;
+            if (members === undefined)
+                break;
+            if (Array.isArray(members)) {
+                const index = Number(segment);
+                if (!Number.isInteger(index) || index < 0 || index >= members.length)
+                    break;
+                offset = members[index];
+                node = node[index];
+            }
+            else {
+                const key = String(segment);
+                const keyAt = members.get(key);
+                if (keyAt === undefined)
+                    break;
+                offset = this.valueAfterKey(keyAt);
+                node = node[key];
+            }
+        }
+        return offset;
+    }
+    /** The start of the value that follows the key at `keyAt` (the text was read, so it is well formed). */
+    valueAfterKey(keyAt) {
+        let i = keyAt + 1;
+        while (this.text[i] !== '"')
+            i += this.text[i] === '\\' ? 2 : 1;
+        i++;
+        while (' \t\n\r:'.includes(this.text[i]))
+            i++;
+        return i;
+    }
+    /** Reads the value at `at`, with everything nested in it. */
+    readValue() {
+        for (;;) {
+            let value;
+            const c = this.text[this.at];
+            if (c === '{' || c === '[') {
+                this.at++;
+                this.skipSpace();
+                if (this.text[this.at] === (c === '{' ? '}' : ']')) {
+                    this.at++;
+                    value = c === '{' ? {} : [];
+                }
+                else if (c === '{') {
+                    const object = { kind: 'object', value: {}, keys: new Map(), key: '', commaAt: -1 };
+                    this.members.set(object.value, object.keys);
+                    this.open.push(object);
+                    this.readKey(object);
+                    continue;
+                }
+                else {
+                    const list = { kind: 'list', value: [], items: [this.at], commaAt: -1 };
+                    this.members.set(list.value, list.items);
+                    this.open.push(list);
+                    continue;
+                }
+            }
+            else {
+                value = this.readScalar();
+            }
+            // A value is complete: hand it to the container it is in, and close every container it completes.
+            for (;;) {
+                const container = this.open.at(-1);
+                if (container === undefined)
+                    return value;
+                if (this.addToContainer(container, value))
+                    break;
+                this.open.pop();
+                value = container.value;
+            }
+        }
+    }
+    /**
+     * Stores a finished member; then either moves to the next one (true: a value is expected at `at`)
+     * or consumes the closing bracket (false: the container is finished).
+     */
+    addToContainer(container, value) {
+        if (container.kind === 'object') {
+            const key = container.key;
+            // defineProperty, not assignment: a "__proto__" key must stay a plain (and then unknown) field.
+            Object.defineProperty(container.value, key, { value, enumerable: true, writable: true, configurable: true });
+            this.skipSpace();
+            const c = this.text[this.at];
+            if (c === ',') {
+                container.commaAt = this.at++;
+                this.readKey(container);
+                return true;
+            }
+            if (c === '}') {
+                this.at++;
+                return false;
+            }
+            if (c === '"')
+                this.fail(this.at, `expected ',' between properties: add a ',' after the value of ${JSON.stringify(key)}`);
+            if (c === undefined)
+                this.fail(this.at, "the file ends inside an object: a '}' is missing");
+            this.fail(this.at, `expected ',' or '}' after the value of ${JSON.stringify(key)}, found ${this.describe(this.at)}`);
+        }
+        container.value.push(value);
+        this.skipSpace();
+        const c = this.text[this.at];
+        if (c === ',') {
+            container.commaAt = this.at++;
+            this.skipSpace();
+            if (this.text[this.at] === ']')
+                this.fail(container.commaAt, "trailing comma before ']': remove this ',' after the last item");
+            container.items.push(this.at);
+            return true;
+        }
+        if (c === ']') {
+            this.at++;
+            return false;
+        }
+        const last = container.value.length - 1;
+        if (c === '{' || c === '"' || c === '[')
+            this.fail(this.at, `expected ',' between items: add a ',' after item ${last}`);
+        if (c === undefined)
+            this.fail(this.at, "the file ends inside a list: a ']' is missing");
+        this.fail(this.at, `expected ',' or ']' after item ${last}, found ${this.describe(this.at)}`);
+    }
+    /** Reads `"key":` up to the start of its value, noting a key the object already has. */
+    readKey(object) {
+        this.skipSpace();
+        const keyAt = this.at;
+        if (this.text[keyAt] !== '"') {
+            if (this.text[keyAt] === '}')
+                this.fail(object.commaAt, "trailing comma before '}': remove this ',' after the last property");
+            if (this.text[keyAt] === "'")
+                this.fail(keyAt, 'property names need double quotes ("), not single quotes (\')');
+            if (this.text[keyAt] === '/' && (this.text[keyAt + 1] === '/' || this.text[keyAt + 1] === '*'))
+                this.fail(keyAt, 'JSON has no comments; remove it');
+            this.fail(keyAt, `expected a property name in double quotes, found ${this.describe(keyAt)}`);
+        }
+        const key = this.readString();
+        this.skipSpace();
+        if (this.text[this.at] !== ':')
+            this.fail(this.at, `expected ':' after the property name ${JSON.stringify(key)}, found ${this.describe(this.at)}`);
+        this.at++;
+        this.skipSpace();
+        const earlier = object.keys.get(key);
+        if (earlier !== undefined && this.open.length - 1 <= this.duplicateKeyDepth) {
+            object.firstKeys ??= new Map();
+            if (!object.firstKeys.has(key))
+                object.firstKeys.set(key, earlier);
+            object.path ??= this.pathOfOpen(this.open.length - 1);
+            this.duplicates.push({ path: [...object.path, key], first: object.firstKeys.get(key), second: keyAt });
+        }
+        // The latest occurrence is the one JSON.parse keeps, so it is the one problems point at.
+        object.keys.set(key, keyAt);
+        object.key = key;
+    }
+    /** The path of the open container at `depth`: the member each container above it is reading. */
+    pathOfOpen(depth) {
+        const path = [];
+        for (let i = 0; i < depth; i++) {
+            const container = this.open[i];
+            path.push(container.kind === 'object' ? container.key : container.value.length);
+        }
+        return path;
+    }
+    readScalar() {
+        const c = this.text[this.at];
+        if (c === '"')
+            return this.readString();
+        if (c === '-' || (c >= '0' && c <= '9'))
+            return this.readNumber();
+        for (const [word, value] of [
+            ['true', true],
+            ['false', false],
+            ['null', null]
+        ]) {
+            if (this.text.startsWith(word, this.at)) {
+                this.at += word.length;
+                return value;
+            }
+        }
+        if (c === "'")
+            this.fail(this.at, 'strings need double quotes ("), not single quotes (\')');
+        if (c === '/' && (this.text[this.at + 1] === '/' || this.text[this.at + 1] === '*'))
+            this.fail(this.at, 'JSON has no comments; remove it');
+        if (c === undefined)
+            this.fail(this.at, 'the file ends where a value was expected (is it cut off?)');
+        this.fail(this.at, `expected a value (a "string", a number, true, false, null, {...} or [...]), found ${this.describe(this.at)}`);
+    }
+    readString() {
+        const start = this.at;
+        this.at++; // opening quote
+        for (;;) {
+            const c = this.text[this.at];
+            if (c === undefined)
+                this.fail(start, "this string is never closed: a '\"' is missing");
+            if (c === '"')
+                break;
+            if (c === '\\') {
+                this.at += 2;
+                continue;
+            }
+            if (c === '\n' || c === '\r')
+                this.fail(start, "this string is not closed before the end of its line: a '\"' is missing (a line break inside a string is written \\n)");
+            if (c < ' ')
+                this.fail(this.at, `a string contains the control character U+${c.charCodeAt(0).toString(16).padStart(4, '0').toUpperCase()}; write it as an escape such as \\t or \\u0000`);
+            this.at++;
+        }
+        this.at++; // closing quote
+        try {
+            // The span is a complete string token; JSON.parse decodes its escapes exactly as the spec says.
+            return JSON.parse(this.text.slice(start, this.at));
+        }
+        catch {
+            const bad = this.text.slice(start, this.at).search(/\\(?!["\\/bfnrt]|u[0-9a-fA-F]{4})/);
+            this.fail(bad >= 0 ? start + bad : start, 'invalid escape in a string: allowed are \\" \\\\ \\/ \\b \\f \\n \\r \\t and \\uXXXX');
+        }
+    }
+    readNumber() {
+        NUMBER.lastIndex = this.at;
+        const match = NUMBER.exec(this.text);
+        if (!match || match[0] === '-')
+            this.fail(this.at, `expected a number, found ${this.describe(this.at)}`);
+        const next = this.text[this.at + match[0].length];
+        if (next !== undefined && /[0-9A-Za-z.+-]/.test(next)) {
+            this.fail(this.at, `${JSON.stringify(match[0] + next)}... is not a JSON number (no leading zeros, hex, or '+'; text needs double quotes)`);
+        }
+        this.at += match[0].length;
+        return Number(match[0]);
+    }
+    skipSpace() {
+        while (this.at < this.text.length && ' \t\n\r'.includes(this.text[this.at]))
+            this.at++;
+    }
+    describe(offset) {
+        const c = this.text[offset];
+        if (c === undefined)
+            return 'the end of the file';
+        if (c === '\n' || c === '\r')
+            return 'a line break';
+        return JSON.stringify(c);
+    }
+    // Every problem needs a line and column: counting lines from the start for each one made a file
+    // with thousands of problems take minutes, so the line starts are found once and searched.
+    positionAt(offset) {
+        if (this.lineStarts === undefined) {
+            this.lineStarts = [0];
+            for (let i = this.text.indexOf('\n'); i !== -1; i = this.text.indexOf('\n', i + 1))
+                this.lineStarts.push(i + 1);
+        }
+        // The last line that starts at or before `offset`.
+        let low = 0;
+        let high = this.lineStarts.length - 1;
+        while (low < high) {
+            const middle = (low + high + 1) >> 1;
+            if (this.lineStarts[middle] <= offset)
+                low = middle;
+            else
+                high = middle - 1;
+        }
+        return { line: low + 1, column: offset - this.lineStarts[low] + 1 };
+    }
+    fail(offset, reason) {
+        const position = this.positionAt(offset);
+        const lineStart = this.text.lastIndexOf('\n', offset - 1) + 1;
+        const lineEnd = this.text.indexOf('\n', offset);
+        const lineText = this.text.slice(lineStart, lineEnd === -1 ? undefined : lineEnd).replace(/\r$/, '');
+        throw new JsonSyntaxError(reason, position, lineText);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/registry/suggest.ts
+/**
+ * "Did you mean …?" for misspelt field names and filter values: the closest known word, if it is
+ * close enough to be a plausible typo.
+ */
+function closestMatch(word, candidates) {
+    const wanted = normalize(word);
+    // Nobody misspells a 100-character field name; and the distance table grows with the length.
+    if (!wanted || wanted.length > 64)
+        return undefined;
+    let best;
+    for (const candidate of candidates) {
+        const known = normalize(candidate);
+        if (known === wanted)
+            return candidate;
+        const distance = editDistance(wanted, known);
+        if (!best || distance < best.distance)
+            best = { candidate, distance };
+    }
+    if (!best)
+        return undefined;
+    // A shortened value ("eu" for "eu-west") is no typo but just as clear, when only one word fits.
+    const extended = candidates.filter(candidate => wanted.length >= 2 && normalize(candidate).startsWith(wanted));
+    if (extended.length === 1)
+        return extended[0];
+    // About one typo per three letters; shorter words need a closer match to avoid silly guesses.
+    const allowed = Math.max(1, Math.floor(Math.min(wanted.length, normalize(best.candidate).length) / 3));
+    return best.distance <= allowed ? best.candidate : undefined;
+}
+/** The sentence part for a suggestion: ` Did you mean "x"?` or nothing. */
+function didYouMean(word, candidates) {
+    const match = closestMatch(word, candidates);
+    return match === undefined ? '' : ` Did you mean "${match}"?`;
+}
+/** Case, '-' and '_' do not count as differences: `health_url` and `HealthURL` both mean `healthUrl`. */
+function normalize(word) {
+    return word.toLowerCase().replace(/[-_\s]/g, '');
+}
+/** Optimal string alignment distance: insertions, deletions, substitutions and swaps of neighbours. */
+function editDistance(a, b) {
+    const rows = a.length + 1;
+    const cols = b.length + 1;
+    const d = Array.from({ length: rows }, (_, i) => Array.from({ length: cols }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+    for (let i = 1; i < rows; i++) {
+        for (let j = 1; j < cols; j++) {
+            const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+            d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+            if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+                d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+        }
+    }
+    return d[rows - 1][cols - 1];
+}
+
+;// CONCATENATED MODULE: ./src/registry/types.ts
+const SERVER_DEFAULTS = {
+    port: 22,
+    user: 'deploy',
+    path: '/home/deploy/openclaw-prd',
+    healthUrl: 'http://127.0.0.1:18789/health',
+    imageVariable: 'OPENCLAW_IMAGE'
+};
+
+;// CONCATENATED MODULE: ./src/registry/load.ts
+
+
+
+
+// Imported, not read at run time: ncc bundles it into dist/, so the action needs no file beside it.
+
+
+
+
+
+// Enough to see every kind of mistake; a generated file with thousands would drown the log.
+const MAX_LISTED_PROBLEMS = 100;
+/** The registry cannot be used; `details` (and `problems`) hold every problem found, in file order. */
+class RegistryError extends UserError {
+    file;
+    details;
+    constructor(file, details, heading = `The server registry ${file} is not valid`) {
+        const problems = details.map(formatRegistryProblem);
+        const listed = problems.slice(0, MAX_LISTED_PROBLEMS);
+        super(formatProblems(problems.length > listed.length ? `${heading}; the first ${listed.length} of ${problems.length} problems follow` : heading, listed), problems);
+        this.file = file;
+        this.details = details;
+        this.name = 'RegistryError';
+    }
+}
+function formatRegistryProblem(problem) {
+    const where = problem.line === undefined ? problem.file : `${problem.file}:${problem.line}:${problem.column}`;
+    return `${where}: ${problem.message}`;
+}
+// The registry's objects are the top level, defaults, the servers and their labels: at most 3 deep.
+// Any deeper object lies inside a value the schema rejects as a whole (a label that must be text, an
+// unknown field), so a key repeated in it needs no fix of its own, and following them cost a 24 KB
+// file nested 2,000 deep 3 seconds (and one nested 8,000 deep more memory than a runner has).
+const DUPLICATE_KEY_DEPTH = 3;
+/**
+ * Reads, checks and resolves the registry at `file` (relative to the working directory, which is
+ * the repository on a runner). Throws one RegistryError listing every problem.
+ */
+function loadRegistry(file) {
+    const text = readRegistryText(file);
+    let json;
+    try {
+        json = parseJsonText(text, { duplicateKeyDepth: DUPLICATE_KEY_DEPTH });
+    }
+    catch (error) {
+        if (!(error instanceof JsonSyntaxError))
+            throw error;
+        // Shown as is (it is one line); control characters would only garble the log. A long line is
+        // cut to the stretch around the mistake.
+        const from = Math.max(0, error.position.column - 80);
+        const near = [...error.lineText.slice(from, from + 120)]
+            .map(c => (c < ' ' || c === '\u007f' ? ' ' : c))
+            .join('')
+            .trim();
+        throw new RegistryError(file, [
+            {
+                file,
+                path: '',
+                ...error.position,
+                message: `invalid JSON: ${error.reason}.${near ? ` The line reads: ${from > 0 ? '…' : ''}${near}` : ''}`
+            }
+        ]);
+    }
+    const problems = [...schemaProblems(file, json), ...duplicateKeyProblems(file, json), ...crossCheckProblems(file, json)];
+    if (problems.length)
+        throw new RegistryError(file, orderProblems(problems));
+    return { file, servers: resolveServers(json.value) };
+}
+/**
+ * Checks one server field the way the registry does (schema pattern plus the checks the schema
+ * cannot express). Returns what is allowed when `value` is not, otherwise undefined.
+ */
+function checkServerField(field, value) {
+    const validate = fieldValidator(field);
+    if (!validate)
+        throw new Error(`servers.schema.json has no definition for "${field}"`);
+    const extra = EXTRA_CHECKS[field];
+    if (validate(value) && (!extra || typeof value !== 'string' || extra(value)))
+        return undefined;
+    return allowedText(field);
+}
+// ---------------------------------------------------------------------------------------------
+// Reading the file
+// A registry of thousands of servers is well under a megabyte; anything far bigger is a mistake.
+const MAX_FILE_BYTES = 5 * 1024 * 1024;
+function readRegistryText(file) {
+    const fail = (message) => {
+        throw new RegistryError(file, [{ file, path: '', message }], `The server registry ${file} cannot be read`);
+    };
+    const absolute = external_node_path_default().resolve(file);
+    let stat;
+    try {
+        stat = external_node_fs_default().statSync(absolute);
+    }
+    catch (error) {
+        const code = error.code;
+        if (code === 'ENOENT' || code === 'ENOTDIR')
+            return fail(describeMissingFile(file, absolute));
+        return fail(`the file cannot be read (${code ?? String(error)}); check that the runner's user can read ${absolute}.`);
+    }
+    if (stat.isDirectory()) {
+        const jsonFiles = listJsonFiles(absolute);
+        return fail(`this is a folder, not a file. Set the input "servers-file" to the registry file itself` +
+            (jsonFiles.length ? `; this folder holds ${jsonFiles.map(f => external_node_path_default().join(file, f)).join(', ')}.` : ', e.g. .github/servers/production.json.'));
+    }
+    if (!stat.isFile())
+        return fail('this is not a regular file; set the input "servers-file" to a JSON file such as .github/servers/production.json.');
+    if (stat.size > MAX_FILE_BYTES)
+        return fail(`the file is ${stat.size} bytes; a server registry is a small JSON file (at most ${MAX_FILE_BYTES} bytes). Is "servers-file" pointing at the right file?`);
+    let bytes = external_node_fs_default().readFileSync(absolute);
+    if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) {
+        return fail('the file is saved as UTF-16 (it starts with a UTF-16 byte order mark); save it as UTF-8.');
+    }
+    // A UTF-8 byte order mark is accepted: some Windows editors add one, and it carries no meaning.
+    if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf)
+        bytes = bytes.subarray(3);
+    let text;
+    try {
+        text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    }
+    catch {
+        const lenient = bytes.toString('utf8');
+        const line = lenient.slice(0, lenient.indexOf('\uFFFD')).split('\n').length;
+        return fail(`the file is not UTF-8 text (the first bad byte is on line ${line}); save it as UTF-8.`);
+    }
+    if (!text.trim()) {
+        return fail('the file is empty. It must hold a JSON object such as {"servers": [{"name": "acme-1", "host": "acme-1.example.com", "tenant": "acme"}]}; see docs/examples/production.json.');
+    }
+    return text;
+}
+function describeMissingFile(file, absolute) {
+    const folder = external_node_path_default().dirname(absolute);
+    const siblings = listJsonFiles(folder);
+    const similar = closestMatch(external_node_path_default().basename(absolute), siblings);
+    let where;
+    if (similar)
+        where = ` Did you mean ${external_node_path_default().join(external_node_path_default().dirname(file), similar)}?`;
+    else if (siblings.length)
+        where = ` That folder holds ${siblings.join(', ')}.`;
+    else if (!external_node_fs_default().existsSync(folder))
+        where = ` The folder ${folder} does not exist either: was the repository checked out (actions/checkout) before this step?`;
+    else
+        where = '';
+    return (`file not found (looked for ${absolute}).${where} Commit the registry at that path, set the input "servers-file" ` +
+        'to where it is (relative to the repository root), or set the input "host" to deploy to one server without a registry.');
+}
+function listJsonFiles(folder) {
+    try {
+        return external_node_fs_default().readdirSync(folder)
+            .filter(name => name.endsWith('.json'))
+            .sort()
+            .slice(0, 20);
+    }
+    catch {
+        return [];
+    }
+}
+// ---------------------------------------------------------------------------------------------
+// Schema validation
+// Compiled at build time (scripts/dev/gen-registry-validator.mjs): compiling the schema at start-up
+// cost each run about 0.15 s of CPU.
+const validateDocument = registry_validator_generated_document;
+const fieldValidator = (field) => registry_validator_generated_namespaceObject[field];
+const EXTRA_CHECKS = {
+    // The pattern admits the shape of an address; net.isIP knows which addresses exist.
+    host: host => (host.includes(':') ? external_node_net_default().isIPv6(host) : /^[0-9.]+$/.test(host) ? external_node_net_default().isIPv4(host) : true),
+    healthUrl: url => URL.canParse(url)
+};
+/** The schema node `#/$defs/...` a `$ref` points to, or the node itself. */
+function resolveRef(node) {
+    const ref = node?.$ref;
+    if (typeof ref !== 'string' || !ref.startsWith('#/$defs/'))
+        return node;
+    const target = servers_schema_namespaceObject.L2[ref.slice('#/$defs/'.length)];
+    return target ? { ...resolveRef(target), ...node, $ref: undefined } : node;
+}
+function allowedOf(node) {
+    const resolved = resolveRef(node);
+    return typeof resolved?.['x-allowed'] === 'string' ? resolved['x-allowed'] : undefined;
+}
+function allowedText(field) {
+    return allowedOf(servers_schema_namespaceObject.L2.server.properties[field]) ?? field;
+}
+const FIELD_ALIASES = {
+    hostname: 'host',
+    address: 'host',
+    ip: 'host',
+    server: 'host',
+    sshhost: 'host',
+    sshport: 'port',
+    username: 'user',
+    sshuser: 'user',
+    login: 'user',
+    directory: 'path',
+    dir: 'path',
+    folder: 'path',
+    deploymentpath: 'path',
+    health: 'healthUrl',
+    healthcheck: 'healthUrl',
+    healthcheckurl: 'healthUrl',
+    image: 'imageVariable',
+    fingerprint: 'hostKey',
+    hostfingerprint: 'hostKey',
+    tags: 'labels',
+    service: 'services',
+    customer: 'tenant',
+    bastion: 'jump',
+    proxyjump: 'jump',
+    jumphost: 'jump',
+    via: 'jump'
+};
+function schemaProblems(file, json) {
+    if (validateDocument(json.value))
+        return [];
+    const problems = [];
+    const reported = new Set();
+    const add = (at, message) => {
+        const where = formatJsonPath(at);
+        // One problem per value: a host that is both too long and badly formed needs one fix.
+        if (reported.has(where))
+            return;
+        reported.add(where);
+        problems.push({ file, path: where, ...json.positionOf(at), message: `${where || 'The file'} ${message}` });
+    };
+    for (const error of validateDocument.errors ?? []) {
+        // Reported by the propertyNames error itself, which knows the offending key.
+        if (error.schemaPath.includes('/propertyNames/'))
+            continue;
+        const at = parseJsonPointer(error.instancePath, json.value);
+        const parent = error.parentSchema;
+        switch (error.keyword) {
+            case 'additionalProperties': {
+                const field = String(error.params.additionalProperty);
+                add([...at, field], describeUnknownField(at, field, parent));
+                break;
+            }
+            case 'required': {
+                const field = String(error.params.missingProperty);
+                const allowed = allowedOf(parent?.properties?.[field]);
+                add([...at, field], `is missing; required${allowed ? `: ${allowed}` : ''}.`);
+                break;
+            }
+            case 'propertyNames': {
+                const key = String(error.params.propertyName);
+                add([...at, key], `is not a valid label key; allowed: ${allowedOf(parent?.propertyNames) ?? 'a safe label key'}.`);
+                break;
+            }
+            default:
+                add(at, describeWrongValue(error, parent));
+        }
+    }
+    return problems;
+}
+function describeUnknownField(at, field, parent) {
+    const known = Object.keys(parent?.properties ?? {});
+    const inDefaults = at.length === 1 && at[0] === 'defaults';
+    if (inDefaults && (field === 'name' || field === 'host')) {
+        return `cannot be set in defaults, since every server needs its own ${field}: move it into each server. Allowed in defaults: ${known.join(', ')}.`;
+    }
+    const where = at.length === 0 ? 'the top level of the registry' : at.at(-1) === 'jump' ? 'a jump host' : inDefaults ? 'defaults' : 'a server';
+    if (field.toLowerCase() === 'disabled')
+        return `is not a field of ${where}; to leave a server alone, set "enabled": false. Allowed: ${known.join(', ')}.`;
+    const alias = FIELD_ALIASES[field.toLowerCase().replace(/[-_\s]/g, '')];
+    const suggestion = alias && known.includes(alias) ? alias : closestMatch(field, known);
+    const hint = suggestion === 'imageVariable' && alias ? ' (the image itself comes from the action input "image")' : '';
+    return `is not a field of ${where}.${suggestion ? ` Did you mean "${suggestion}"${hint}?` : ''} Allowed: ${known.join(', ')}.`;
+}
+function describeWrongValue(error, parent) {
+    const allowed = allowedOf(parent) ?? error.message ?? 'see servers.schema.json';
+    const value = error.data;
+    let found;
+    if (error.keyword === 'type')
+        found = describeType(value);
+    else if (error.keyword === 'uniqueItems' && Array.isArray(value)) {
+        const { i, j } = error.params;
+        found = `lists ${describeValue(value[i])} twice (items ${Math.min(i, j)} and ${Math.max(i, j)})`;
+        return `${found}; allowed: ${allowed}.`;
+    }
+    else if (error.keyword === 'maxLength' && typeof value === 'string')
+        found = `is ${value.length} characters long (${describeValue(value)})`;
+    else
+        found = `is ${describeValue(value)}`;
+    return `${found}; allowed: ${allowed}.`;
+}
+function describeType(value) {
+    if (value === null)
+        return 'is null';
+    if (Array.isArray(value))
+        return `is a list (${describeValue(value)})`;
+    if (typeof value === 'string')
+        return `is the text ${describeValue(value)}`;
+    if (typeof value === 'object')
+        return 'is an object';
+    return `is ${typeof value === 'number' ? 'the number' : 'the boolean'} ${String(value)}`;
+}
+/** A value as it would appear in the file, cut short; JSON escapes keep newlines and control characters visible. */
+function describeValue(value, depth = 0) {
+    if (Array.isArray(value)) {
+        if (!value.length)
+            return 'an empty list []';
+        // Only the first 80 characters are shown and every level of nesting adds one, so a list nested
+        // thousands deep or thousands long is described from its start alone: same text, bounded work,
+        // and no recursion deep enough to overflow the stack.
+        if (depth > 80)
+            return '…';
+        let items = '';
+        for (const item of value) {
+            if (items.length > 80)
+                break;
+            items += (items ? ', ' : '') + describeValue(item, depth + 1);
+        }
+        return `[${clip(items, 80)}]`;
+    }
+    if (value !== null && typeof value === 'object')
+        return 'an object';
+    return typeof value === 'string' ? JSON.stringify(clip(value, 80)) : String(value);
+}
+function clip(text, max) {
+    return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+// ---------------------------------------------------------------------------------------------
+// Checks the schema cannot express
+function duplicateKeyProblems(file, json) {
+    return json.duplicateKeys.map(d => ({
+        file,
+        path: formatJsonPath(d.path),
+        ...d.second,
+        message: `${formatJsonPath(d.path)} appears twice in the same object (lines ${d.first.line} and ${d.second.line}); JSON would silently keep only the last. Keep one.`
+    }));
+}
+const isEntry = (value) => value !== null && typeof value === 'object' && !Array.isArray(value);
+function crossCheckProblems(file, json) {
+    const problems = [];
+    const add = (at, message) => {
+        problems.push({ file, path: formatJsonPath(at), ...json.positionOf(at), message: `${formatJsonPath(at)} ${message}` });
+    };
+    const document = json.value;
+    if (!isEntry(document) || !Array.isArray(document.servers))
+        return problems;
+    const defaults = isEntry(document.defaults) ? document.defaults : {};
+    const servers = document.servers;
+    const checkFields = (at, entry) => {
+        for (const [field, extra] of Object.entries(EXTRA_CHECKS)) {
+            const value = entry[field];
+            // Only values the schema accepted: anything else already has its problem.
+            if (typeof value === 'string' && fieldValidator(field)?.(value) && !extra(value)) {
+                add([...at, field], `is ${describeValue(value)}; allowed: ${allowedText(field)}.`);
+            }
+        }
+        // a jump host's host is held to the same checks as a server's
+        if (isEntry(entry.jump))
+            checkFields([...at, 'jump'], entry.jump);
+    };
+    checkFields(['defaults'], defaults);
+    const byName = new Map();
+    const byTarget = new Map();
+    servers.forEach((server, index) => {
+        if (!isEntry(server))
+            return;
+        const at = ['servers', index];
+        checkFields(at, server);
+        if (server.tenant === undefined && defaults.tenant === undefined) {
+            add([...at, 'tenant'], `is missing, and defaults sets no tenant; required: the server's tenant, on the server or in defaults: ${allowedOf(servers_schema_namespaceObject.L2.tenant)}.`);
+        }
+        if (typeof server.name === 'string') {
+            const first = byName.get(server.name);
+            if (first === undefined)
+                byName.set(server.name, index);
+            else
+                add([...at, 'name'], `is ${JSON.stringify(server.name)}, which servers[${first}] already uses; allowed: a name no other server has.`);
+        }
+        const host = server.host;
+        const port = server.port ?? defaults.port ?? SERVER_DEFAULTS.port;
+        const folder = server.path ?? defaults.path ?? SERVER_DEFAULTS.path;
+        // 10.0.0.5 behind one bastion and 10.0.0.5 behind another can be two machines
+        const jump = server.jump === undefined ? defaults.jump : server.jump;
+        const route = isEntry(jump) ? `${String(jump.host).toLowerCase()}\u0000${String(jump.port ?? SERVER_DEFAULTS.port)}` : '';
+        if (typeof host === 'string' && typeof port === 'number' && typeof folder === 'string') {
+            // Host names are case-insensitive; two spellings of one machine are still one machine.
+            const target = `${host.toLowerCase()}\u0000${port}\u0000${folder}\u0000${route}`;
+            const first = byTarget.get(target);
+            if (first === undefined)
+                byTarget.set(target, index);
+            else {
+                const firstName = servers[first].name;
+                add(at, `deploys to ${folder} on ${formatAddress(host, port)}${isEntry(jump) ? ` through ${formatAddress(String(jump.host), Number(jump.port ?? SERVER_DEFAULTS.port))}` : ''}, the same host, port and path as servers[${first}]` +
+                    `${typeof firstName === 'string' ? ` (${JSON.stringify(firstName)})` : ''}; allowed: each host+port+path once, ` +
+                    'since two entries would deploy over each other. Give one a different "path", or remove it.');
+            }
+        }
+    });
+    return problems;
+}
+/** In file order, so the list reads top to bottom like the file. */
+function orderProblems(problems) {
+    return problems
+        .map((problem, index) => ({ problem, index }))
+        .sort((a, b) => (a.problem.line ?? 0) - (b.problem.line ?? 0) || (a.problem.column ?? 0) - (b.problem.column ?? 0) || a.index - b.index)
+        .map(({ problem }) => problem);
+}
+const fingerprints = (hostKey) => (typeof hostKey === 'string' ? [hostKey] : [...(hostKey ?? [])]);
+function resolveServers(document) {
+    const defaults = document.defaults ?? {};
+    return document.servers.map(own => {
+        const entry = { ...defaults, ...own, labels: { ...defaults.labels, ...own.labels } };
+        const user = entry.user ?? SERVER_DEFAULTS.user;
+        // `"jump": null` in a server: reached directly, whatever defaults says
+        const jump = entry.jump ? { host: entry.jump.host, port: entry.jump.port ?? SERVER_DEFAULTS.port, user: entry.jump.user ?? user, hostKeys: fingerprints(entry.jump.hostKey) } : undefined;
+        return {
+            // Checked above: every server has a name and a host, and a tenant of its own or from defaults.
+            name: entry.name,
+            host: entry.host,
+            tenant: entry.tenant,
+            ...(entry.region === undefined ? {} : { region: entry.region }),
+            port: entry.port ?? SERVER_DEFAULTS.port,
+            user,
+            path: entry.path ?? SERVER_DEFAULTS.path,
+            healthUrl: entry.healthUrl ?? SERVER_DEFAULTS.healthUrl,
+            services: [...(entry.services ?? [])],
+            imageVariable: entry.imageVariable ?? SERVER_DEFAULTS.imageVariable,
+            hostKeys: fingerprints(entry.hostKey),
+            enabled: entry.enabled ?? true,
+            labels: entry.labels ?? {},
+            ...(jump ? { jump } : {})
+        };
+    });
+}
+// ---------------------------------------------------------------------------------------------
+// Paths and addresses, as people read them
+/** `servers[3].port`, `defaults.user`, `servers[0].labels["odd key"]`; '' for the top level. */
+function formatJsonPath(at) {
+    let out = '';
+    for (const segment of at) {
+        if (typeof segment === 'number')
+            out += `[${segment}]`;
+        else if (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(segment))
+            out += out ? `.${segment}` : segment;
+        else
+            out += `[${JSON.stringify(segment)}]`;
+    }
+    return out;
+}
+/** Ajv's `/servers/3/port` as path segments; numbers only where the value really is a list. */
+function parseJsonPointer(pointer, root) {
+    if (!pointer)
+        return [];
+    const at = [];
+    let node = root;
+    for (const raw of pointer.slice(1).split('/')) {
+        const key = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+        const segment = Array.isArray(node) ? Number(key) : key;
+        at.push(segment);
+        node = isEntry(node) || Array.isArray(node) ? node[segment] : undefined;
+    }
+    return at;
+}
+/** `user@host:port` style address part: IPv6 needs brackets to keep its colons apart from the port. */
+function formatAddress(host, port) {
+    return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+/** `ops@bastion.example:22`: how the plan, the summary, the log and errors name a jump host. */
+function describeJump(jump) {
+    return `${jump.user}@${formatAddress(jump.host, jump.port)}`;
+}
+/** The SSH route to a server: `deploy@10.0.0.5:22`, or `deploy@10.0.0.5:22 via ops@bastion.example:22`. */
+function describeRoute(server) {
+    return `${server.user}@${formatAddress(server.host, server.port)}${server.jump ? ` via ${describeJump(server.jump)}` : ''}`;
+}
+
+;// CONCATENATED MODULE: ./src/registry/select.ts
+
+
+const FILTERS = [
+    { input: 'tenants', what: 'tenant', valuesOf: server => server.tenant },
+    { input: 'regions', what: 'region', valuesOf: server => server.region },
+    { input: 'servers', what: 'server name', valuesOf: server => server.name }
+];
+/**
+ * Applies the `tenants`, `regions` and `servers` inputs (a server must match every filter that is
+ * set). A value that names nothing in the registry, or filters that leave no server to work on, are
+ * errors: a typo must not turn a deploy into a silent no-op.
+ */
+function selectServers(registry, filters) {
+    const problems = [];
+    for (const { input, what, valuesOf } of FILTERS) {
+        const known = unique(registry.servers.map(valuesOf));
+        for (const wanted of filters[input]) {
+            if (known.includes(wanted))
+                continue;
+            problems.push(`Input "${input}" names ${JSON.stringify(wanted)}, but no server in ${registry.file} has that ${what}.` +
+                didYouMean(wanted, known) +
+                (known.length ? ` Known: ${listSome(known)}.` : ` No server in ${registry.file} has a ${what} at all.`));
+        }
+    }
+    if (problems.length)
+        throw new UserError(formatProblems('The server filters do not match the registry', problems), problems);
+    const matched = registry.servers.filter(server => FILTERS.every(({ input, valuesOf }) => filters[input].length === 0 || filters[input].includes(valuesOf(server) ?? '')));
+    const selection = {
+        selected: matched.filter(server => server.enabled),
+        disabled: matched.filter(server => !server.enabled)
+    };
+    if (selection.selected.length)
+        return selection;
+    const filterText = describeFilters(filters);
+    const message = selection.disabled.length
+        ? `Every server ${filterText ? `matching ${filterText} ` : `in ${registry.file} `}is disabled ("enabled": false): ` +
+            `${listSome(selection.disabled.map(server => server.name))}. Enable one in ${registry.file} or change the filters.`
+        : `No server matches ${filterText} together; each value exists, but not on the same server. ` +
+            `Matching servers per filter: ${describeMatches(registry, filters)}. Change the filters so they overlap.`;
+    throw new UserError(message, [message]);
+}
+function describeFilters(filters) {
+    return FILTERS.filter(({ input }) => filters[input].length)
+        .map(({ input }) => `${input}=${filters[input].join(',')}`)
+        .join(' and ');
+}
+function describeMatches(registry, filters) {
+    return FILTERS.filter(({ input }) => filters[input].length)
+        .map(({ input, valuesOf }) => {
+        const names = registry.servers.filter(server => filters[input].includes(valuesOf(server) ?? '')).map(server => server.name);
+        return `${input} → ${listSome(names)}`;
+    })
+        .join('; ');
+}
+/** A long fleet would bury the message; the first names are enough to spot a pattern. */
+function listSome(values, max = 20) {
+    return values.length > max ? `${values.slice(0, max).join(', ')} and ${values.length - max} more` : values.join(', ');
+}
+function unique(values) {
+    return [...new Set(values.filter((value) => value !== undefined))];
+}
+
+;// CONCATENATED MODULE: ./src/registry/single-host.ts
+
+
+
+/** Where a single host comes from, for messages that would otherwise name a registry file. */
+const SINGLE_HOST_SOURCE = 'the inputs host, port, user and deployment-path';
+const SINGLE_HOST_TENANT = 'default';
+/**
+ * The Phase 1 setup without a registry file: one server from the `host`, `port`, `user` and
+ * `deployment-path` inputs, held to the same rules as a registry entry.
+ */
+function registryFromSingleHost(single) {
+    const problems = [];
+    const check = (input, field, value) => {
+        if (value === undefined)
+            return;
+        const allowed = checkServerField(field, value);
+        if (allowed)
+            problems.push(`Input "${input}" is ${JSON.stringify(value)}; allowed: ${allowed}.`);
+    };
+    check('host', 'host', single.host);
+    check('port', 'port', single.port);
+    check('user', 'user', single.user);
+    check('deployment-path', 'path', single.path);
+    if (problems.length)
+        throw new UserError(formatProblems('The single-server inputs are not valid', problems), problems);
+    return {
+        file: SINGLE_HOST_SOURCE,
+        servers: [
+            {
+                name: serverNameFor(single.host),
+                host: single.host,
+                tenant: SINGLE_HOST_TENANT,
+                port: single.port ?? SERVER_DEFAULTS.port,
+                user: single.user ?? SERVER_DEFAULTS.user,
+                path: single.path ?? SERVER_DEFAULTS.path,
+                healthUrl: SERVER_DEFAULTS.healthUrl,
+                services: [],
+                imageVariable: SERVER_DEFAULTS.imageVariable,
+                hostKeys: [],
+                enabled: true,
+                labels: {}
+            }
+        ]
+    };
+}
+/** A registry-style name for a host: `Web-1.Example.com` → `web-1.example.com`, `2001:db8::1` → `2001-db8--1`. */
+function serverNameFor(host) {
+    const name = host
+        .toLowerCase()
+        .replace(/[^a-z0-9._-]/g, '-')
+        .replace(/^[^a-z0-9]+/, '')
+        .slice(0, 63);
+    return checkServerField('name', name) ? 'server' : name;
+}
+
+;// CONCATENATED MODULE: ./src/image-reference.ts
+/**
+ * Image references as Docker reads them (the grammar of github.com/distribution/reference, which the
+ * Docker CLI uses): which registry a reference pulls from, and whether Docker would accept it at all.
+ * One place for it, so the `image` input, the registry login and the docs agree.
+ */
+/** Where a reference with no registry part pulls from; `docker login docker.io` logs in there too. */
+const DOCKER_HUB = 'docker.io';
+/** Docker's old name for Docker Hub, which it reads as DOCKER_HUB. */
+const LEGACY_DOCKER_HUB = 'index.docker.io';
+/** Docker's limit on the whole repository name, registry included (NameTotalLengthMax). */
+const MAX_NAME_LENGTH = 255;
+// The grammar's pieces, as distribution/reference's regexp.go writes them.
+const ALPHANUMERIC = '[a-z0-9]+';
+const SEPARATOR = '(?:[._]|__|[-]+)';
+const PATH_COMPONENT = `${ALPHANUMERIC}(?:${SEPARATOR}${ALPHANUMERIC})*`;
+const DOMAIN_COMPONENT = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
+const DOMAIN_NAME = `${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*`;
+const IPV6 = '\\[(?:[a-fA-F0-9:]+)\\]';
+const DOMAIN_AND_PORT = `(?:${DOMAIN_NAME}|${IPV6})(?::[0-9]+)?`;
+const TAG = '[\\w][\\w.-]{0,127}';
+const DIGEST = '[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}';
+const REMOTE_NAME = `${PATH_COMPONENT}(?:/${PATH_COMPONENT})*`;
+const REGISTRY_RULE = new RegExp(`^${DOMAIN_AND_PORT}$`);
+const REMAINDER_RULE = new RegExp(`^(${REMOTE_NAME})(?::(${TAG}))?(?:@(${DIGEST}))?$`);
+/** A bare image ID: Docker refuses it as a reference to pull. */
+const IMAGE_ID = /^[a-f0-9]{64}$/;
+/** Docker would not pull this reference; `message` says why, in the words Docker's rules use. */
+class InvalidImageReference extends Error {
+    reference;
+    reason;
+    constructor(reference, reason) {
+        super(`${JSON.stringify(reference)} is not an image reference Docker accepts: ${reason}`);
+        this.reference = reference;
+        this.reason = reason;
+        this.name = 'InvalidImageReference';
+    }
+}
+/**
+ * Splits a reference as `docker pull` does (ParseNormalizedNamed): the part before the first `/` is
+ * a registry if it has a `.` or `:`, is `localhost`, or has an upper-case letter; otherwise the
+ * reference is on Docker Hub (and a one-word name is under `library/`).
+ */
+function parseImageReference(text) {
+    const invalid = (reason) => {
+        throw new InvalidImageReference(text, reason);
+    };
+    if (!text)
+        invalid('it is empty');
+    if (IMAGE_ID.test(text))
+        invalid('a 64-digit image ID is not a name to pull');
+    const slash = text.indexOf('/');
+    const first = slash === -1 ? '' : text.slice(0, slash);
+    const hasRegistry = slash !== -1 && (/[.:]/.test(first) || first === 'localhost' || first.toLowerCase() !== first);
+    let registry = hasRegistry ? first : DOCKER_HUB;
+    let remainder = hasRegistry ? text.slice(slash + 1) : text;
+    if (registry === LEGACY_DOCKER_HUB)
+        registry = DOCKER_HUB;
+    if (registry === DOCKER_HUB && !remainder.includes('/'))
+        remainder = `library/${remainder}`;
+    if (!REGISTRY_RULE.test(registry))
+        invalid(`${JSON.stringify(registry)} is not a registry (a host name or address, optionally with :port)`);
+    const tagAt = remainder.indexOf(':');
+    const name = tagAt === -1 ? remainder.replace(/@.*$/, '') : remainder.slice(0, tagAt);
+    if (name.toLowerCase() !== name)
+        invalid(`the repository name ${JSON.stringify(name)} must be lower-case`);
+    const m = REMAINDER_RULE.exec(remainder);
+    if (!m) {
+        invalid('expected [registry/]repository[:tag][@digest], the repository in lower-case letters, digits and separators (. _ __ -) between them, ' +
+            'the tag at most 128 letters, digits, _ . -, the digest algorithm:hex (e.g. ghcr.io/acme/openclaw:1.4.2 or ghcr.io/acme/openclaw@sha256:…)');
+    }
+    const [, repository, tag, digest] = m;
+    if (`${registry}/${repository}`.length > MAX_NAME_LENGTH)
+        invalid(`the repository name is longer than Docker's ${MAX_NAME_LENGTH} characters`);
+    return { registry, repository: repository, ...(tag === undefined ? {} : { tag }), ...(digest === undefined ? {} : { digest }) };
+}
+/** The registry a reference pulls from; undefined when Docker would not accept the reference. */
+function registryOf(reference) {
+    try {
+        return parseImageReference(reference).registry;
+    }
+    catch (error) {
+        if (error instanceof InvalidImageReference)
+            return undefined;
+        throw error;
+    }
+}
+/** True for what `docker login` takes as a registry: a host name, IPv4 or [IPv6] address, optionally with :port. */
+function isRegistryHost(text) {
+    return REGISTRY_RULE.test(text);
+}
+
+;// CONCATENATED MODULE: ./src/input-defaults.generated.ts
+// Generated by scripts/dev/gen-input-defaults.mjs from action.yml: do not edit.
+/** The non-empty default of each input (action.yml), except those the runner evaluates (`${{ … }}`). */
+const INPUT_DEFAULTS = {
+    "servers-file": ".github/servers/production.json",
+    "mode": "deploy",
+    "strict-host-key-checking": "true",
+    "max-parallel": "10",
+    "canary": "0",
+    "health-timeout": "60",
+    "rollback": "true",
+    "prune": "true",
+    "connect-timeout": "20",
+    "command-timeout": "600",
+    "lock-timeout": "60",
+    "dry-run": "false"
+};
+
+;// CONCATENATED MODULE: ./src/settings.ts
+
+
+
+
+
+const MODES = ['deploy', 'rollback', 'status', 'rotate-token'];
+/** The key of tenant-env whose variables every tenant gets (its own value for a name wins). */
+const ALL_TENANTS = '*';
+/** The gateway's token in upstream's `.env`; `mode: rotate-token` renews it. */
+const GATEWAY_TOKEN = 'OPENCLAW_GATEWAY_TOKEN';
+/**
+ * Names tenant-env may set. Compose's .env reader takes more (letters and digits of any script, `.`,
+ * `-`, `[`, `]`), but a compose file can only use `${NAME}` with these, so nothing else is useful.
+ */
+const ENV_NAME_RULE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** Upstream's setup makes 32 random bytes (64 hex digits); a given token must not be much weaker. */
+const MIN_TOKEN_CHARS = 32;
+/** No .env value needs more; a bound keeps one mistake (a whole file pasted) from bloating `.env`. */
+const MAX_VALUE_BYTES = 64 * 1024;
+/** The variables one tenant gets from tenant-env: those for every tenant, then its own (which win). */
+function tenantValues(tenantEnv, tenant) {
+    return { ...tenantEnv[ALL_TENANTS], ...(tenant === ALL_TENANTS ? {} : tenantEnv[tenant]) };
+}
+/**
+ * The login before pulling `image`, or undefined when no credentials were given. Without the input
+ * `registry`, the registry is the image's own (for `image` empty, that of the reference the server's
+ * `.env` names).
+ */
+function registryLoginFor(settings, image) {
+    const credentials = settings.registryCredentials;
+    if (!credentials)
+        return undefined;
+    const registry = credentials.registry || registryOf(image);
+    if (!registry) {
+        throw new UserError(`cannot tell which registry ${JSON.stringify(image)} is on, to log in to it before the pull: it is not an image reference Docker accepts. Set the input "registry", or fix the image reference. Nothing was changed.`);
+    }
+    return { registry, username: credentials.username, password: credentials.password };
+}
+const readActionInput = name => getInput(name);
+/**
+ * Turns the action's raw inputs into typed settings. The only place that reads inputs; every
+ * problem names the input, what it got and what is allowed, and all problems are reported at once.
+ */
+function readSettings(read = readActionInput) {
+    const problems = [];
+    const p = new InputParser(read, problems);
+    const sshPrivateKey = p.raw('ssh-private-key');
+    const sshPassphrase = p.raw('ssh-passphrase');
+    const jumpPrivateKey = p.raw('jump-private-key');
+    const registryPassword = p.raw('registry-password');
+    // Mask before anything else can print them, including our own error messages.
+    for (const secret of [sshPrivateKey, sshPassphrase, jumpPrivateKey, registryPassword])
+        if (secret)
+            maskSecret(secret);
+    const mode = p.choice('mode', MODES);
+    const tenantEnv = p.tenantEnv('tenant-env');
+    const dryRun = p.boolean('dry-run');
+    if (!sshPrivateKey && !dryRun) {
+        problems.push('Input "ssh-private-key" is required: pass the private key of the deploy user, e.g. ' + 'ssh-private-key: ${{ secrets.SSH_PRIVATE_KEY }} (only dry-run works without it).');
+    }
+    const host = p.raw('host');
+    const singleHost = host
+        ? {
+            host,
+            port: p.optionalInteger('port', 1, 65535),
+            user: p.raw('user') || undefined,
+            path: p.raw('deployment-path') || undefined
+        }
+        : undefined;
+    if (!host) {
+        for (const name of ['port', 'user', 'deployment-path']) {
+            if (p.raw(name))
+                problems.push(`Input "${name}" only applies together with "host"; set "host" or remove "${name}".`);
+        }
+    }
+    const settings = {
+        serversFile: p.raw('servers-file'),
+        mode,
+        image: p.raw('image'),
+        sshPrivateKey,
+        sshPassphrase,
+        knownHosts: p.raw('known-hosts'),
+        strictHostKeyChecking: p.boolean('strict-host-key-checking'),
+        filters: { tenants: p.list('tenants'), regions: p.list('regions'), servers: p.list('servers') },
+        maxParallel: p.integer('max-parallel', 1, 1000),
+        canary: p.integer('canary', 0, 100000),
+        maxFailures: p.failureBudget('max-failures'),
+        healthTimeout: p.integer('health-timeout', 1, 3600),
+        rollback: p.boolean('rollback'),
+        prune: p.boolean('prune'),
+        connectTimeout: p.integer('connect-timeout', 1, 600),
+        commandTimeout: p.integer('command-timeout', 1, 86400),
+        lockTimeout: p.integer('lock-timeout', 0, 86400),
+        dryRun,
+        singleHost,
+        environment: p.raw('environment'),
+        githubToken: p.raw('github-token'),
+        tenantEnv,
+        registryCredentials: p.registryCredentials(registryPassword),
+        jumpPrivateKey
+    };
+    if (settings.githubToken)
+        maskSecret(settings.githubToken);
+    if (settings.image && /[\s'"`$;&|<>\\]/.test(settings.image)) {
+        problems.push(`Input "image" is "${settings.image}": an image reference has no spaces, quotes or shell characters ` + '(e.g. ghcr.io/acme/openclaw:1.4.2 or ghcr.io/acme/openclaw@sha256:…).');
+    }
+    else if (settings.image) {
+        try {
+            parseImageReference(settings.image);
+        }
+        catch (error) {
+            if (!(error instanceof InvalidImageReference))
+                throw error;
+            problems.push(`Input "image" is "${settings.image}", which Docker would refuse: ${error.reason}.`);
+        }
+    }
+    if (mode === 'rollback' && settings.image) {
+        problems.push('Input "image" does not apply to mode "rollback": rollback restores the image recorded before the last deploy. Remove "image".');
+    }
+    if (mode === 'rotate-token' && settings.image) {
+        problems.push('Input "image" does not apply to mode "rotate-token": the gateway restarts with the image it runs. Remove "image" (or deploy first).');
+    }
+    if ((mode === 'rollback' || mode === 'status') && Object.keys(tenantEnv).length) {
+        problems.push(`Input "tenant-env" does not apply to mode "${mode}": it sets variables in mode "deploy" or "rotate-token". Remove "tenant-env".`);
+    }
+    if (problems.length)
+        throw new UserError(formatProblems('The action inputs are not valid', problems), problems);
+    return settings;
+}
+function maskSecret(secret) {
+    core_setSecret(secret);
+    // A multi-line key is printed line by line in some logs; mask each line too.
+    for (const line of secret.split(/\r?\n/))
+        if (line.trim().length > 8)
+            core_setSecret(line.trim());
+}
+/** A tenant-env value: the whole, and each line of it (a log may show one line of a multi-line value). */
+function maskValue(value) {
+    if (value)
+        core_setSecret(value);
+    for (const line of value.split(/\r?\n|\r/))
+        if (line.trim() && line.trim() !== value)
+            core_setSecret(line.trim());
+}
+/** `5` → `5th`, for "the 2nd name of acme". */
+function ordinal(n) {
+    const tens = n % 100;
+    const suffix = tens >= 11 && tens <= 13 ? 'th' : (['th', 'st', 'nd', 'rd'][n % 10] ?? 'th');
+    return `${n}${suffix}`;
+}
+const TRUE_WORDS = ['true', 'True', 'TRUE', 'yes', 'on', '1'];
+const FALSE_WORDS = ['false', 'False', 'FALSE', 'no', 'off', '0'];
+class InputParser {
+    read;
+    problems;
+    constructor(read, problems) {
+        this.read = read;
+        this.problems = problems;
+    }
+    /** The input, or action.yml's default when it is empty. */
+    raw(name) {
+        return this.read(name).trim() || (INPUT_DEFAULTS[name] ?? '');
+    }
+    /** An input that has a default in action.yml (a value is needed even when none is given). */
+    defaulted(name) {
+        const value = this.raw(name);
+        if (!value)
+            throw new Error(`input "${name}" has no default in action.yml (run npm run package to regenerate src/input-defaults.generated.ts)`);
+        return value;
+    }
+    choice(name, allowed) {
+        const value = this.defaulted(name);
+        if (allowed.includes(value))
+            return value;
+        this.problems.push(`Input "${name}" is "${value}"; allowed: ${allowed.join(', ')}.`);
+        return allowed[0];
+    }
+    boolean(name) {
+        const value = this.defaulted(name);
+        if (TRUE_WORDS.includes(value))
+            return true;
+        if (FALSE_WORDS.includes(value))
+            return false;
+        this.problems.push(`Input "${name}" is "${value}"; allowed: true or false.`);
+        return false;
+    }
+    integer(name, min, max) {
+        this.defaulted(name);
+        return this.optionalInteger(name, min, max) ?? min;
+    }
+    optionalInteger(name, min, max) {
+        const value = this.raw(name);
+        if (!value)
+            return undefined;
+        if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+            this.problems.push(`Input "${name}" is "${value}"; allowed: a whole number from ${min} to ${max}.`);
+            return undefined;
+        }
+        return Number(value);
+    }
+    /** Comma- or newline-separated list; blanks dropped. */
+    list(name) {
+        return this.raw(name)
+            .split(/[,\n]/)
+            .map(s => s.trim())
+            .filter(Boolean);
+    }
+    /**
+     * A JSON object of tenants (or "*") to objects of variable names and string values. Everything in
+     * it is masked before anything can print; problems name tenants and variables, never a value, nor
+     * a name that is not one (it could be a value put in the wrong place).
+     */
+    tenantEnv(name) {
+        const text = this.raw(name);
+        if (!text)
+            return {};
+        // the whole text (JSON that cannot be parsed is never printed, but may be quoted by a tool); not
+        // line by line: its lines are mostly braces, which a mask would blank everywhere in the log
+        core_setSecret(text);
+        const where = `Input "${name}"`;
+        let parsed;
+        try {
+            parsed = parseJsonText(text, { duplicateKeyDepth: 1 });
+        }
+        catch (error) {
+            if (!(error instanceof JsonSyntaxError))
+                throw error;
+            // The reason could quote the text; only the place is shown.
+            this.problems.push(`${where} is not valid JSON (line ${error.position.line}, column ${error.position.column}; the text is not shown, as it holds secrets). Check it with e.g. jq.`);
+            return {};
+        }
+        const values = [];
+        collectValues(parsed.value, values);
+        for (const value of values)
+            maskValue(value);
+        for (const duplicate of parsed.duplicateKeys) {
+            const [tenant, variable] = duplicate.path;
+            if (variable === undefined || ENV_NAME_RULE.test(variable)) {
+                this.problems.push(`${where}: ${variable === undefined ? `tenant ${JSON.stringify(tenant)}` : `${tenant}.${variable}`} is given twice (lines ${duplicate.first.line} and ${duplicate.second.line}); JSON would keep only the last.`);
+            }
+        }
+        const shape = 'a JSON object of tenant names (or "*" for every tenant) to objects of variable names and string values, e.g. {"*": {"OPENCLAW_SKIP_BROWSER_CONTROL_SERVER": "1"}, "acme": {"CLAUDE_AI_SESSION_KEY": "…"}}';
+        if (!isObject(parsed.value)) {
+            this.problems.push(`${where} must be ${shape}.`);
+            return {};
+        }
+        const result = {};
+        for (const [tenant, variables] of Object.entries(parsed.value)) {
+            if (!isObject(variables)) {
+                this.problems.push(`${where}: ${JSON.stringify(tenant)} must be an object of variable names and string values; the whole input must be ${shape}.`);
+                continue;
+            }
+            const checked = {};
+            Object.entries(variables).forEach(([variable, value], index) => {
+                if (!ENV_NAME_RULE.test(variable)) {
+                    maskValue(variable);
+                    this.problems.push(`${where}: the ${ordinal(index + 1)} name of ${tenant} is not a variable name (letters, digits and _, not starting with a digit); it is not shown, in case a value was put there by mistake.`);
+                    return;
+                }
+                const at = `${where}: ${tenant}.${variable}`;
+                if (typeof value !== 'string') {
+                    this.problems.push(`${at} must be a string${typeof value === 'number' || typeof value === 'boolean' ? ' (write it in double quotes)' : ''}.`);
+                }
+                else if (value.includes('\0') || LONE_SURROGATE.test(value)) {
+                    this.problems.push(`${at} holds a NUL character or a lone UTF-16 surrogate, which .env cannot hold.`);
+                }
+                else if (Buffer.byteLength(value) > MAX_VALUE_BYTES) {
+                    this.problems.push(`${at} is ${Buffer.byteLength(value)} bytes long; a value may have at most ${MAX_VALUE_BYTES}.`);
+                }
+                else if (variable === GATEWAY_TOKEN && tenant === ALL_TENANTS) {
+                    this.problems.push(`${at}: every tenant needs a gateway token of its own; give ${GATEWAY_TOKEN} per tenant, or leave it out in mode "rotate-token" to make new ones on the servers.`);
+                }
+                else if (variable === GATEWAY_TOKEN && value.length < MIN_TOKEN_CHARS) {
+                    this.problems.push(`${at} is ${value.length} characters long; a gateway token needs at least ${MIN_TOKEN_CHARS} (upstream makes 64 hex digits: openssl rand -hex 32).`);
+                }
+                else {
+                    checked[variable] = value;
+                }
+            });
+            result[tenant] = checked;
+        }
+        return result;
+    }
+    /**
+     * `registry`, `registry-username` and `registry-password`: a username and a password together, or
+     * neither; `registry` only with them. The password was masked by the caller before anything could
+     * print; no message here shows it.
+     */
+    registryCredentials(password) {
+        const registry = this.raw('registry');
+        const username = this.raw('registry-username');
+        if (!username && !password) {
+            if (registry)
+                this.problems.push('Input "registry" only applies together with "registry-username" and "registry-password" (the login before each pull); set them, or remove "registry".');
+            return undefined;
+        }
+        if (!username)
+            this.problems.push('Input "registry-password" is set but "registry-username" is empty: docker login needs both (for GHCR e.g. registry-username: ${{ github.actor }}).');
+        if (!password)
+            this.problems.push('Input "registry-username" is set but "registry-password" is empty: docker login needs both (for GHCR e.g. registry-password: ${{ secrets.GITHUB_TOKEN }}).');
+        if (username && !/^[^\s\p{Cc}]{1,255}$/u.test(username)) {
+            this.problems.push(`Input "registry-username" is ${JSON.stringify(username.slice(0, 80))}; allowed: a user name without spaces or control characters, at most 255 characters.`);
+        }
+        if (password.includes('\0'))
+            this.problems.push('Input "registry-password" holds a NUL character, which no password for docker login can hold (the value is not shown).');
+        if (registry && !isRegistryHost(registry)) {
+            const bare = registry.replace(/^[a-z]+:\/\//i, '').replace(/\/.*$/, '');
+            this.problems.push(`Input "registry" is ${JSON.stringify(registry.slice(0, 120))}; allowed: a registry host as Docker names it, with an optional :port and no scheme or path (e.g. ghcr.io or registry.example.com:5000)` +
+                (bare && bare !== registry && isRegistryHost(bare) ? `: here ${bare}.` : '.'));
+        }
+        return { registry, username, password };
+    }
+    failureBudget(name) {
+        const value = this.raw(name);
+        if (!value)
+            return undefined;
+        const m = /^(\d+)(%?)$/.exec(value);
+        if (!m || (m[2] && Number(m[1]) > 100)) {
+            this.problems.push(`Input "${name}" is "${value}"; allowed: a number of servers (e.g. 2) or a percentage of the selected servers (e.g. 10%).`);
+            return undefined;
+        }
+        return m[2] ? { kind: 'percent', value: Number(m[1]) } : { kind: 'count', value: Number(m[1]) };
+    }
+}
+function isObject(value) {
+    return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+/** Every string value anywhere in a JSON value, also where the shape is wrong (not the keys: names are shown). */
+function collectValues(value, into) {
+    if (typeof value === 'string')
+        into.push(value);
+    else if (typeof value === 'number' || typeof value === 'boolean')
+        into.push(String(value));
+    else if (Array.isArray(value))
+        for (const item of value)
+            collectValues(item, into);
+    else if (isObject(value))
+        for (const item of Object.values(value))
+            collectValues(item, into);
+}
+/** Half of a UTF-16 surrogate pair on its own: it has no UTF-8 form, so it cannot be written to .env. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+;// CONCATENATED MODULE: ./src/plan.ts
+
+
+
+
+
+
+
+/**
+ * The plan the inputs ask for: the registry file (or the one server of input `host`), checked,
+ * filtered and ordered. The deploy step and its post step (src/cleanup.ts) both start here, so
+ * they work on the same servers.
+ */
+function planFromInputs(settings, log) {
+    let registry;
+    if (settings.singleHost) {
+        log(`Input "host" is set: deploying to that one server; the registry file ${settings.serversFile} is not read.`);
+        registry = registryFromSingleHost(settings.singleHost);
+    }
+    else {
+        registry = loadRegistry(settings.serversFile);
+    }
+    checkTenantEnv(registry, settings.tenantEnv);
+    return buildPlan(selectServers(registry, settings.filters), settings);
+}
+const REPULL_CURRENT_IMAGE = '(current image from .env, re-pulled)';
+const ROLLBACK_IMAGE = '(image recorded before the last deploy)';
+const UNCHANGED_IMAGE = '(unchanged)';
+const RUNNING_IMAGE = '(the image that runs, restarted)';
+const DISABLED_REASON = 'disabled in the registry ("enabled": false)';
+/**
+ * The ordered work of this run. Canaries are the first `canary` selected servers in registry order;
+ * they only exist in modes that change servers, since `status` changes nothing worth guarding.
+ */
+function buildPlan(selection, settings) {
+    const canaries = settings.mode === 'status' ? 0 : Math.min(settings.canary, selection.selected.length);
+    const image = imageFor(settings);
+    const entries = selection.selected.map((server, index) => ({
+        order: index + 1,
+        server,
+        action: settings.mode,
+        canary: index < canaries,
+        image,
+        variables: variablesFor(server, settings)
+    }));
+    for (const server of selection.disabled) {
+        entries.push({ order: entries.length + 1, server, action: 'skip', canary: false, image: UNCHANGED_IMAGE, skipReason: DISABLED_REASON, variables: [] });
+    }
+    return { mode: settings.mode, entries, canaries };
+}
+function imageFor(settings) {
+    if (settings.mode === 'deploy')
+        return settings.image || REPULL_CURRENT_IMAGE;
+    if (settings.mode === 'rollback')
+        return ROLLBACK_IMAGE;
+    if (settings.mode === 'rotate-token')
+        return RUNNING_IMAGE;
+    return UNCHANGED_IMAGE;
+}
+/**
+ * What a server's `.env` gets set besides the image: its tenant's tenant-env, and in mode
+ * rotate-token the gateway token (the one tenant-env gives, else a new one made on the server).
+ */
+function envValuesFor(server, settings) {
+    const values = tenantValues(settings.tenantEnv ?? {}, server.tenant);
+    if (settings.mode === 'rotate-token' && !(GATEWAY_TOKEN in values))
+        values[GATEWAY_TOKEN] = NEW_TOKEN;
+    return values;
+}
+function variablesFor(server, settings) {
+    return settings.mode === 'deploy' || settings.mode === 'rotate-token' ? Object.keys(envValuesFor(server, settings)) : [];
+}
+/**
+ * Checks tenant-env against the whole registry (not only the servers this run selects: one secret
+ * usually holds every tenant), before any connection: every tenant it names must exist, and no
+ * server's image variable may be set through it (the image is the `image` input's, and a rollback
+ * needs it to name the image that ran).
+ */
+function checkTenantEnv(registry, tenantEnv) {
+    const problems = [];
+    const known = [...new Set(registry.servers.map(server => server.tenant))];
+    for (const tenant of Object.keys(tenantEnv)) {
+        if (tenant === ALL_TENANTS || known.includes(tenant))
+            continue;
+        problems.push(`Input "tenant-env" names the tenant ${JSON.stringify(tenant)}, but no server in ${registry.file} has that tenant.${didYouMean(tenant, known)} Known tenants: ${known.join(', ') || 'none'}.`);
+    }
+    const reported = new Set();
+    for (const server of registry.servers) {
+        for (const tenant of [ALL_TENANTS, server.tenant]) {
+            const key = `${tenant}.${server.imageVariable}`;
+            if (!tenantEnv[tenant] || !(server.imageVariable in tenantEnv[tenant]) || reported.has(key))
+                continue;
+            reported.add(key);
+            problems.push(`Input "tenant-env": ${key} sets the image variable of server ${server.name}; the image is set with the input "image" (and restored by a rollback). Remove ${server.imageVariable} from tenant-env.`);
+        }
+    }
+    if (problems.length)
+        throw new UserError(formatProblems('Input "tenant-env" does not match the registry', problems), problems);
+}
+const HEADERS = ['#', 'server', 'tenant', 'region', 'ssh', 'path', 'action / image', 'phase'];
+/** The plan as a plain-text table, one line per server, for the log (dry-run prints it). */
+function formatPlan(plan, settings) {
+    const working = plan.entries.filter(entry => entry.action !== 'skip').length;
+    const skipped = plan.entries.length - working;
+    const phases = plan.canaries > 0 ? `${plan.canaries} canar${plan.canaries === 1 ? 'y' : 'ies'} first; the other ${working - plan.canaries} start only if every canary succeeds` : 'no canary phase';
+    const heading = `Plan: ${plan.mode} on ${working} server${working === 1 ? '' : 's'}` +
+        `${skipped ? `, ${skipped} skipped` : ''} (${phases}; at most ${settings.maxParallel} at a time)` +
+        (settings.dryRun ? '. Dry run: no server is contacted.' : '.');
+    const rows = plan.entries.map(entry => [
+        String(entry.order),
+        entry.server.name,
+        entry.server.tenant,
+        entry.server.region ?? '-',
+        describeRoute(entry.server),
+        entry.server.path,
+        entry.action === 'skip' ? `skip: ${entry.skipReason ?? ''}` : `${entry.action} ${entry.image}${entry.variables.length ? `; sets ${entry.variables.join(', ')} in .env` : ''}`,
+        entry.canary ? 'canary' : entry.action === 'skip' ? '' : plan.canaries > 0 ? 'after canaries' : ''
+    ]);
+    // Without canaries every server is in the same phase: the column would say nothing.
+    const headers = plan.canaries > 0 ? HEADERS : HEADERS.slice(0, -1);
+    const widths = headers.map((header, column) => Math.max(header.length, ...rows.map(row => row[column].length)));
+    const line = (cells) => cells
+        .slice(0, headers.length)
+        .map((cell, column) => cell.padEnd(widths[column]))
+        .join('  ')
+        .trimEnd();
+    return [heading, line(headers), ...rows.map(line)].join('\n');
+}
+
+;// CONCATENATED MODULE: ./src/untrusted.ts
 /**
  * Text a server returned (errors, command output, health, history lines, lock notes, image
  * references) may come from a compromised tenant (DESIGN.md "Trust"). Every place that shows such
@@ -59732,1629 +61448,92 @@ class SshConnection {
     }
 }
 
-;// CONCATENATED MODULE: ./src/errors.ts
-/** An error in what the user gave us (inputs or registry). Reported as is, without a stack trace. */
-class UserError extends Error {
-    problems;
-    constructor(message, problems = [message]) {
-        super(message);
-        this.problems = problems;
-        this.name = 'UserError';
-    }
-}
-/** An error as the log shows it: a UserError's message as is, anything else with its stack (a bug). */
-function describeError(error) {
-    if (error instanceof UserError)
-        return error.message;
-    if (error instanceof Error)
-        return error.stack ?? error.message;
-    return String(error);
-}
-
-;// CONCATENATED MODULE: external "node:fs"
-const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
-var external_node_fs_default = /*#__PURE__*/__nccwpck_require__.n(external_node_fs_namespaceObject);
-// EXTERNAL MODULE: external "node:path"
-var external_node_path_ = __nccwpck_require__(6760);
-var external_node_path_default = /*#__PURE__*/__nccwpck_require__.n(external_node_path_);
-;// CONCATENATED MODULE: ./src/registry/registry-validator.generated.js
-/* eslint-disable */
-// Generated by scripts/dev/gen-registry-validator.mjs from servers.schema.json: do not edit.
-const registry_validator_generated_document = validate20;const schema31 = {"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://raw.githubusercontent.com/openclaw/openclaw-deploy-action/v1/servers.schema.json","title":"OpenClaw server registry","description":"The servers the OpenClaw deploy action deploys the gateway to: one entry per tenant's Docker Compose project. Point \"$schema\" at this file so your editor completes and explains every field. Values are used in SSH commands, so names, hosts and paths are limited to characters that cannot break out of a shell word or a folder.","type":"object","x-allowed":"a JSON object with \"servers\" and optionally \"$schema\" and \"defaults\", e.g. {\"servers\": [{\"name\": \"acme-1\", \"host\": \"acme-1.example.com\", \"tenant\": \"acme\"}]}","additionalProperties":false,"required":["servers"],"properties":{"$schema":{"description":"The schema this file follows, for editors. Not used by the action.","type":"string","x-allowed":"the address of servers.schema.json, e.g. https://raw.githubusercontent.com/openclaw/openclaw-deploy-action/v1/servers.schema.json","examples":["https://raw.githubusercontent.com/openclaw/openclaw-deploy-action/v1/servers.schema.json"]},"defaults":{"description":"Values every server gets unless it sets the field itself. Any server field except `name` and `host`. `labels` are merged (the server's own label wins); every other field is replaced as a whole.","type":"object","x-allowed":"an object with server fields other than name and host","additionalProperties":false,"properties":{"tenant":{"$ref":"#/$defs/tenant"},"region":{"$ref":"#/$defs/region"},"port":{"$ref":"#/$defs/port"},"user":{"$ref":"#/$defs/user"},"path":{"$ref":"#/$defs/path"},"healthUrl":{"$ref":"#/$defs/healthUrl"},"services":{"$ref":"#/$defs/services"},"imageVariable":{"$ref":"#/$defs/imageVariable"},"hostKey":{"$ref":"#/$defs/hostKey"},"jump":{"$ref":"#/$defs/jump"},"enabled":{"$ref":"#/$defs/enabled"},"labels":{"$ref":"#/$defs/labels"}},"examples":[{"user":"deploy","path":"/home/deploy/openclaw-prd","region":"eu-west"}]},"servers":{"description":"The servers, in the order they are deployed (with `canary: N`, the first N selected servers go first).","type":"array","x-allowed":"a non-empty list of servers, each an object with at least name, host and tenant","minItems":1,"items":{"$ref":"#/$defs/server"}}},"$defs":{"server":{"description":"One OpenClaw gateway: a Docker Compose project on a Linux server, reached over SSH.","type":"object","x-allowed":"an object with at least name, host and tenant (tenant may come from defaults)","additionalProperties":false,"required":["name","host"],"properties":{"name":{"$ref":"#/$defs/name"},"host":{"$ref":"#/$defs/host"},"tenant":{"$ref":"#/$defs/tenant"},"region":{"$ref":"#/$defs/region"},"port":{"$ref":"#/$defs/port"},"user":{"$ref":"#/$defs/user"},"path":{"$ref":"#/$defs/path"},"healthUrl":{"$ref":"#/$defs/healthUrl"},"services":{"$ref":"#/$defs/services"},"imageVariable":{"$ref":"#/$defs/imageVariable"},"hostKey":{"$ref":"#/$defs/hostKey"},"jump":{"$ref":"#/$defs/jump"},"enabled":{"$ref":"#/$defs/enabled"},"labels":{"$ref":"#/$defs/labels"}},"examples":[{"name":"acme-eu-1","host":"acme-eu-1.example.com","tenant":"acme","region":"eu-west"}]},"word":{"type":"string","pattern":"^[a-z0-9][a-z0-9._-]{0,62}$","x-allowed":"1 to 63 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit (no spaces or shell characters)"},"name":{"$ref":"#/$defs/word","description":"Unique name of this server in the registry, used in logs, the summary and the `servers` filter. Lower-case letters, digits, '.', '_' and '-'.","examples":["acme-eu-1","globex-us-2"]},"tenant":{"$ref":"#/$defs/word","description":"The customer or team this gateway serves; the `tenants` filter selects by it. Required on each server unless `defaults` sets it.","examples":["acme","globex"]},"region":{"$ref":"#/$defs/word","description":"Where the server runs; the `regions` filter selects by it. Optional.","examples":["eu-west","us-east"]},"host":{"description":"Hostname, IPv4 or IPv6 address the action connects to over SSH (IPv6 without brackets). Not a URL and no user@ prefix: use `user` and `port` for those.","type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$","x-allowed":"a hostname (e.g. acme-eu-1.example.com), an IPv4 address (e.g. 203.0.113.10) or an IPv6 address without brackets (e.g. 2001:db8::10); no user@, port, scheme or spaces","examples":["acme-eu-1.example.com","203.0.113.10","2001:db8::10"]},"port":{"description":"SSH port of the server. Default 22.","type":"integer","minimum":1,"maximum":65535,"default":22,"x-allowed":"a whole number from 1 to 65535 (default 22)","examples":[22,2222]},"user":{"description":"User the action logs in as over SSH; it needs access to Docker and owns `path`. Default `deploy`.","type":"string","pattern":"^[a-z_][a-z0-9_-]{0,31}$","default":"deploy","x-allowed":"a Linux user name: 1 to 32 lower-case letters, digits, '_' or '-', starting with a letter or '_' (default deploy)","examples":["deploy"]},"path":{"description":"Absolute folder on the server holding `docker-compose.yml` and `.env`. Default `/home/deploy/openclaw-prd`.","type":"string","maxLength":255,"pattern":"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$","default":"/home/deploy/openclaw-prd","x-allowed":"an absolute folder such as /home/deploy/openclaw-prd: starts with '/', folders of letters, digits, '.', '_' or '-', no '.' or '..' folder, no trailing '/', no spaces or shell characters, at most 255 characters","examples":["/home/deploy/openclaw-prd","/srv/openclaw/acme"]},"healthUrl":{"description":"URL of the gateway's health check, fetched on the server itself after a restart; HTTP 2xx means healthy. Default `http://127.0.0.1:18789/health`.","type":"string","maxLength":2048,"pattern":"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$","default":"http://127.0.0.1:18789/health","x-allowed":"an http:// or https:// URL such as http://127.0.0.1:18789/health: host, optional port from 1 to 65535, path and query of letters, digits and . _ ~ % + , = : @ / - (no spaces, quotes, '&', ';', '$' or backticks)","examples":["http://127.0.0.1:18789/health","http://localhost:18789/health"]},"services":{"description":"Compose services to deploy (pull and restart). Empty or absent: every service of the project.","type":"array","uniqueItems":true,"maxItems":64,"items":{"description":"A service name from the project's docker-compose.yml.","type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$","x-allowed":"a Compose service name: 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit","examples":["openclaw-gateway"]},"x-allowed":"a list of distinct Compose service names, e.g. [\"openclaw-gateway\"]","examples":[["openclaw-gateway"]]},"imageVariable":{"description":"Variable in the server's `.env` that names the gateway image; the deploy changes only this line. Default `OPENCLAW_IMAGE`.","type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,127}$","default":"OPENCLAW_IMAGE","x-allowed":"an environment variable name: letters, digits and '_', not starting with a digit (default OPENCLAW_IMAGE)","examples":["OPENCLAW_IMAGE"]},"hostKeyFingerprint":{"type":"string","pattern":"^SHA256:[A-Za-z0-9+/]{43}$","x-allowed":"an OpenSSH SHA256 fingerprint: 'SHA256:' and 43 base64 characters without the trailing '=' (as printed by ssh-keygen -lf or ssh-keyscan | ssh-keygen -lf -)","examples":["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"]},"hostKey":{"description":"SSH host key fingerprint(s) the server may present, in addition to the `known-hosts` input; a list allows key rotation. Get it with `ssh-keyscan HOST | ssh-keygen -lf -`.","type":["string","array"],"pattern":"^SHA256:[A-Za-z0-9+/]{43}$","items":{"type":"string","$ref":"#/$defs/hostKeyFingerprint"},"minItems":1,"uniqueItems":true,"x-allowed":"an OpenSSH SHA256 fingerprint ('SHA256:' and 43 base64 characters without the trailing '=') or a non-empty list of distinct ones","examples":["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"]]},"jump":{"description":"A jump host (bastion) the server is reached through, as OpenSSH's ProxyJump: the action connects to it once per run and opens the server's SSH connection through it. Its host key is checked like a server's (the `known-hosts` input or its own `hostKey`). In `defaults` it applies to every server; `null` in a server reaches that one directly.","type":["object","null"],"additionalProperties":false,"required":["host"],"properties":{"host":{"$ref":"#/$defs/host"},"port":{"$ref":"#/$defs/port"},"user":{"$ref":"#/$defs/user","description":"User the action logs in as on the jump host (with `jump-private-key`, or `ssh-private-key` when that is empty). Default: the server's `user`."},"hostKey":{"$ref":"#/$defs/hostKey"}},"x-allowed":"an object with \"host\" and optionally \"port\", \"user\" and \"hostKey\", e.g. {\"host\": \"bastion.example.com\", \"user\": \"ops\"}; or null in a server, to reach it directly although defaults sets a jump host","examples":[{"host":"bastion.example.com","user":"ops","hostKey":"SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"},null]},"enabled":{"description":"false: leave this server alone; it is listed as skipped in the plan and the summary. Default true.","type":"boolean","default":true,"x-allowed":"true or false (without quotes)","examples":[false]},"labels":{"description":"Free-form key/value notes about the server (owner, ticket, tier), shown in results. Not used to select servers.","type":"object","maxProperties":64,"propertyNames":{"type":"string","pattern":"^[a-z0-9][a-z0-9._/-]{0,62}$","x-allowed":"a label key: 1 to 63 lower-case letters, digits, '.', '_', '/' or '-', starting with a letter or digit"},"additionalProperties":{"type":"string","pattern":"^[A-Za-z0-9._:/@+=,-]{0,128}$","x-allowed":"a text of at most 128 letters, digits and . _ : / @ + = , - (no spaces or shell characters)"},"x-allowed":"an object of label keys to text values, at most 64 labels, e.g. {\"owner\": \"team-payments\"}","examples":[{"owner":"team-payments","tier":"gold"}]}}};const schema32 = {"type":"string","pattern":"^[a-z0-9][a-z0-9._-]{0,62}$","x-allowed":"1 to 63 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit (no spaces or shell characters)"};const schema34 = {"description":"SSH port of the server. Default 22.","type":"integer","minimum":1,"maximum":65535,"default":22,"x-allowed":"a whole number from 1 to 65535 (default 22)","examples":[22,2222]};const schema35 = {"description":"User the action logs in as over SSH; it needs access to Docker and owns `path`. Default `deploy`.","type":"string","pattern":"^[a-z_][a-z0-9_-]{0,31}$","default":"deploy","x-allowed":"a Linux user name: 1 to 32 lower-case letters, digits, '_' or '-', starting with a letter or '_' (default deploy)","examples":["deploy"]};const schema36 = {"description":"Absolute folder on the server holding `docker-compose.yml` and `.env`. Default `/home/deploy/openclaw-prd`.","type":"string","maxLength":255,"pattern":"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$","default":"/home/deploy/openclaw-prd","x-allowed":"an absolute folder such as /home/deploy/openclaw-prd: starts with '/', folders of letters, digits, '.', '_' or '-', no '.' or '..' folder, no trailing '/', no spaces or shell characters, at most 255 characters","examples":["/home/deploy/openclaw-prd","/srv/openclaw/acme"]};const schema37 = {"description":"URL of the gateway's health check, fetched on the server itself after a restart; HTTP 2xx means healthy. Default `http://127.0.0.1:18789/health`.","type":"string","maxLength":2048,"pattern":"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$","default":"http://127.0.0.1:18789/health","x-allowed":"an http:// or https:// URL such as http://127.0.0.1:18789/health: host, optional port from 1 to 65535, path and query of letters, digits and . _ ~ % + , = : @ / - (no spaces, quotes, '&', ';', '$' or backticks)","examples":["http://127.0.0.1:18789/health","http://localhost:18789/health"]};const schema38 = {"description":"Compose services to deploy (pull and restart). Empty or absent: every service of the project.","type":"array","uniqueItems":true,"maxItems":64,"items":{"description":"A service name from the project's docker-compose.yml.","type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$","x-allowed":"a Compose service name: 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit","examples":["openclaw-gateway"]},"x-allowed":"a list of distinct Compose service names, e.g. [\"openclaw-gateway\"]","examples":[["openclaw-gateway"]]};const schema39 = {"description":"Variable in the server's `.env` that names the gateway image; the deploy changes only this line. Default `OPENCLAW_IMAGE`.","type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,127}$","default":"OPENCLAW_IMAGE","x-allowed":"an environment variable name: letters, digits and '_', not starting with a digit (default OPENCLAW_IMAGE)","examples":["OPENCLAW_IMAGE"]};const schema46 = {"description":"false: leave this server alone; it is listed as skipped in the plan and the summary. Default true.","type":"boolean","default":true,"x-allowed":"true or false (without quotes)","examples":[false]};const schema47 = {"description":"Free-form key/value notes about the server (owner, ticket, tier), shown in results. Not used to select servers.","type":"object","maxProperties":64,"propertyNames":{"type":"string","pattern":"^[a-z0-9][a-z0-9._/-]{0,62}$","x-allowed":"a label key: 1 to 63 lower-case letters, digits, '.', '_', '/' or '-', starting with a letter or digit"},"additionalProperties":{"type":"string","pattern":"^[A-Za-z0-9._:/@+=,-]{0,128}$","x-allowed":"a text of at most 128 letters, digits and . _ : / @ + = , - (no spaces or shell characters)"},"x-allowed":"an object of label keys to text values, at most 64 labels, e.g. {\"owner\": \"team-payments\"}","examples":[{"owner":"team-payments","tier":"gold"}]};const func1 = Object.prototype.hasOwnProperty;const func2 = (function ucs2length(str) {
-    const len = str.length;
-    let length = 0;
-    let pos = 0;
-    let value;
-    while (pos < len) {
-        length++;
-        value = str.charCodeAt(pos++);
-        if (value >= 0xd800 && value <= 0xdbff && pos < len) {
-            // high surrogate, and there is a next character
-            value = str.charCodeAt(pos);
-            if ((value & 0xfc00) === 0xdc00)
-                pos++; // low surrogate
-        }
-    }
-    return length;
-});const pattern4 = new RegExp("^[a-z0-9][a-z0-9._-]{0,62}$", "u");const pattern6 = new RegExp("^[a-z_][a-z0-9_-]{0,31}$", "u");const pattern7 = new RegExp("^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$", "u");const pattern8 = new RegExp("^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$", "u");const pattern9 = new RegExp("^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", "u");const pattern10 = new RegExp("^[A-Za-z_][A-Za-z0-9_]{0,127}$", "u");const pattern15 = new RegExp("^[a-z0-9][a-z0-9._/-]{0,62}$", "u");const pattern16 = new RegExp("^[A-Za-z0-9._:/@+=,-]{0,128}$", "u");const schema40 = {"description":"SSH host key fingerprint(s) the server may present, in addition to the `known-hosts` input; a list allows key rotation. Get it with `ssh-keyscan HOST | ssh-keygen -lf -`.","type":["string","array"],"pattern":"^SHA256:[A-Za-z0-9+/]{43}$","items":{"type":"string","$ref":"#/$defs/hostKeyFingerprint"},"minItems":1,"uniqueItems":true,"x-allowed":"an OpenSSH SHA256 fingerprint ('SHA256:' and 43 base64 characters without the trailing '=') or a non-empty list of distinct ones","examples":["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"]]};const schema41 = {"type":"string","pattern":"^SHA256:[A-Za-z0-9+/]{43}$","x-allowed":"an OpenSSH SHA256 fingerprint: 'SHA256:' and 43 base64 characters without the trailing '=' (as printed by ssh-keygen -lf or ssh-keyscan | ssh-keygen -lf -)","examples":["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"]};const pattern11 = new RegExp("^SHA256:[A-Za-z0-9+/]{43}$", "u");function validate21(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate21.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if((typeof data !== "string") && (!(Array.isArray(data)))){const err0 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: schema40.type},message:"must be string,array",schema:schema40.type,parentSchema:schema40,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(typeof data === "string"){if(!pattern11.test(data)){const err1 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^SHA256:[A-Za-z0-9+/]{43}$"},message:"must match pattern \""+"^SHA256:[A-Za-z0-9+/]{43}$"+"\"",schema:"^SHA256:[A-Za-z0-9+/]{43}$",parentSchema:schema40,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}if(Array.isArray(data)){if(data.length < 1){const err2 = {instancePath,schemaPath:"#/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema40,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}const len0 = data.length;for(let i0=0; i0<len0; i0++){let data0 = data[i0];if(typeof data0 !== "string"){const err3 = {instancePath:instancePath+"/" + i0,schemaPath:"#/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema40.items.type,parentSchema:schema40.items,data:data0};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}if(typeof data0 === "string"){if(!pattern11.test(data0)){const err4 = {instancePath:instancePath+"/" + i0,schemaPath:"#/$defs/hostKeyFingerprint/pattern",keyword:"pattern",params:{pattern: "^SHA256:[A-Za-z0-9+/]{43}$"},message:"must match pattern \""+"^SHA256:[A-Za-z0-9+/]{43}$"+"\"",schema:"^SHA256:[A-Za-z0-9+/]{43}$",parentSchema:schema41,data:data0};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}else {const err5 = {instancePath:instancePath+"/" + i0,schemaPath:"#/$defs/hostKeyFingerprint/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema41.type,parentSchema:schema41,data:data0};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}let i1 = data.length;let j0;if(i1 > 1){const indices0 = {};for(;i1--;){let item0 = data[i1];if(typeof item0 !== "string"){continue;}if(typeof indices0[item0] == "number"){j0 = indices0[item0];const err6 = {instancePath,schemaPath:"#/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema40,data};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;break;}indices0[item0] = i1;}}}validate21.errors = vErrors;return errors === 0;}validate21.evaluated = {"items":true,"dynamicProps":false,"dynamicItems":false};const schema42 = {"description":"A jump host (bastion) the server is reached through, as OpenSSH's ProxyJump: the action connects to it once per run and opens the server's SSH connection through it. Its host key is checked like a server's (the `known-hosts` input or its own `hostKey`). In `defaults` it applies to every server; `null` in a server reaches that one directly.","type":["object","null"],"additionalProperties":false,"required":["host"],"properties":{"host":{"$ref":"#/$defs/host"},"port":{"$ref":"#/$defs/port"},"user":{"$ref":"#/$defs/user","description":"User the action logs in as on the jump host (with `jump-private-key`, or `ssh-private-key` when that is empty). Default: the server's `user`."},"hostKey":{"$ref":"#/$defs/hostKey"}},"x-allowed":"an object with \"host\" and optionally \"port\", \"user\" and \"hostKey\", e.g. {\"host\": \"bastion.example.com\", \"user\": \"ops\"}; or null in a server, to reach it directly although defaults sets a jump host","examples":[{"host":"bastion.example.com","user":"ops","hostKey":"SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"},null]};const schema43 = {"description":"Hostname, IPv4 or IPv6 address the action connects to over SSH (IPv6 without brackets). Not a URL and no user@ prefix: use `user` and `port` for those.","type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$","x-allowed":"a hostname (e.g. acme-eu-1.example.com), an IPv4 address (e.g. 203.0.113.10) or an IPv6 address without brackets (e.g. 2001:db8::10); no user@, port, scheme or spaces","examples":["acme-eu-1.example.com","203.0.113.10","2001:db8::10"]};const pattern13 = new RegExp("^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$", "u");function validate23(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate23.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if((!(data && typeof data == "object" && !Array.isArray(data))) && (data !== null)){const err0 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: schema42.type},message:"must be object,null",schema:schema42.type,parentSchema:schema42,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(data && typeof data == "object" && !Array.isArray(data)){if(data.host === undefined){const err1 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'",schema:schema42.required,parentSchema:schema42,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}for(const key0 in data){if(!((((key0 === "host") || (key0 === "port")) || (key0 === "user")) || (key0 === "hostKey"))){const err2 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema42,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}if(data.host !== undefined){let data0 = data.host;if(typeof data0 === "string"){if(func2(data0) > 253){const err3 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema43,data:data0};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}if(func2(data0) < 1){const err4 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema43,data:data0};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}if(!pattern13.test(data0)){const err5 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"+"\"",schema:"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$",parentSchema:schema43,data:data0};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}else {const err6 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.type,parentSchema:schema43,data:data0};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}}if(data.port !== undefined){let data1 = data.port;if(!(((typeof data1 == "number") && (!(data1 % 1) && !isNaN(data1))) && (isFinite(data1)))){const err7 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema34.type,parentSchema:schema34,data:data1};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}if((typeof data1 == "number") && (isFinite(data1))){if(data1 > 65535 || isNaN(data1)){const err8 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema34,data:data1};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;}if(data1 < 1 || isNaN(data1)){const err9 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema34,data:data1};if(vErrors === null){vErrors = [err9];}else {vErrors.push(err9);}errors++;}}}if(data.user !== undefined){let data2 = data.user;if(typeof data2 === "string"){if(!pattern6.test(data2)){const err10 = {instancePath:instancePath+"/user",schemaPath:"#/$defs/user/pattern",keyword:"pattern",params:{pattern: "^[a-z_][a-z0-9_-]{0,31}$"},message:"must match pattern \""+"^[a-z_][a-z0-9_-]{0,31}$"+"\"",schema:"^[a-z_][a-z0-9_-]{0,31}$",parentSchema:schema35,data:data2};if(vErrors === null){vErrors = [err10];}else {vErrors.push(err10);}errors++;}}else {const err11 = {instancePath:instancePath+"/user",schemaPath:"#/$defs/user/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.type,parentSchema:schema35,data:data2};if(vErrors === null){vErrors = [err11];}else {vErrors.push(err11);}errors++;}}if(data.hostKey !== undefined){if(!(validate21(data.hostKey, {instancePath:instancePath+"/hostKey",parentData:data,parentDataProperty:"hostKey",rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate21.errors;}else {for(const e of validate21.errors){vErrors.push(e);}}errors = vErrors.length;}}}validate23.errors = vErrors;return errors === 0;}validate23.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};const schema48 = {"description":"One OpenClaw gateway: a Docker Compose project on a Linux server, reached over SSH.","type":"object","x-allowed":"an object with at least name, host and tenant (tenant may come from defaults)","additionalProperties":false,"required":["name","host"],"properties":{"name":{"$ref":"#/$defs/name"},"host":{"$ref":"#/$defs/host"},"tenant":{"$ref":"#/$defs/tenant"},"region":{"$ref":"#/$defs/region"},"port":{"$ref":"#/$defs/port"},"user":{"$ref":"#/$defs/user"},"path":{"$ref":"#/$defs/path"},"healthUrl":{"$ref":"#/$defs/healthUrl"},"services":{"$ref":"#/$defs/services"},"imageVariable":{"$ref":"#/$defs/imageVariable"},"hostKey":{"$ref":"#/$defs/hostKey"},"jump":{"$ref":"#/$defs/jump"},"enabled":{"$ref":"#/$defs/enabled"},"labels":{"$ref":"#/$defs/labels"}},"examples":[{"name":"acme-eu-1","host":"acme-eu-1.example.com","tenant":"acme","region":"eu-west"}]};function validate26(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate26.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(data && typeof data == "object" && !Array.isArray(data)){if(data.name === undefined){const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'",schema:schema48.required,parentSchema:schema48,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(data.host === undefined){const err1 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'",schema:schema48.required,parentSchema:schema48,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}for(const key0 in data){if(!(func1.call(schema48.properties, key0))){const err2 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema48,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}if(data.name !== undefined){let data0 = data.name;if(typeof data0 === "string"){if(!pattern4.test(data0)){const err3 = {instancePath:instancePath+"/name",schemaPath:"#/$defs/name/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data0};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}}else {const err4 = {instancePath:instancePath+"/name",schemaPath:"#/$defs/name/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data0};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}if(data.host !== undefined){let data1 = data.host;if(typeof data1 === "string"){if(func2(data1) > 253){const err5 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema43,data:data1};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}if(func2(data1) < 1){const err6 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema43,data:data1};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}if(!pattern13.test(data1)){const err7 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"+"\"",schema:"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$",parentSchema:schema43,data:data1};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}}else {const err8 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.type,parentSchema:schema43,data:data1};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;}}if(data.tenant !== undefined){let data2 = data.tenant;if(typeof data2 === "string"){if(!pattern4.test(data2)){const err9 = {instancePath:instancePath+"/tenant",schemaPath:"#/$defs/tenant/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data2};if(vErrors === null){vErrors = [err9];}else {vErrors.push(err9);}errors++;}}else {const err10 = {instancePath:instancePath+"/tenant",schemaPath:"#/$defs/tenant/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data2};if(vErrors === null){vErrors = [err10];}else {vErrors.push(err10);}errors++;}}if(data.region !== undefined){let data3 = data.region;if(typeof data3 === "string"){if(!pattern4.test(data3)){const err11 = {instancePath:instancePath+"/region",schemaPath:"#/$defs/region/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data3};if(vErrors === null){vErrors = [err11];}else {vErrors.push(err11);}errors++;}}else {const err12 = {instancePath:instancePath+"/region",schemaPath:"#/$defs/region/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data3};if(vErrors === null){vErrors = [err12];}else {vErrors.push(err12);}errors++;}}if(data.port !== undefined){let data4 = data.port;if(!(((typeof data4 == "number") && (!(data4 % 1) && !isNaN(data4))) && (isFinite(data4)))){const err13 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema34.type,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err13];}else {vErrors.push(err13);}errors++;}if((typeof data4 == "number") && (isFinite(data4))){if(data4 > 65535 || isNaN(data4)){const err14 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err14];}else {vErrors.push(err14);}errors++;}if(data4 < 1 || isNaN(data4)){const err15 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err15];}else {vErrors.push(err15);}errors++;}}}if(data.user !== undefined){let data5 = data.user;if(typeof data5 === "string"){if(!pattern6.test(data5)){const err16 = {instancePath:instancePath+"/user",schemaPath:"#/$defs/user/pattern",keyword:"pattern",params:{pattern: "^[a-z_][a-z0-9_-]{0,31}$"},message:"must match pattern \""+"^[a-z_][a-z0-9_-]{0,31}$"+"\"",schema:"^[a-z_][a-z0-9_-]{0,31}$",parentSchema:schema35,data:data5};if(vErrors === null){vErrors = [err16];}else {vErrors.push(err16);}errors++;}}else {const err17 = {instancePath:instancePath+"/user",schemaPath:"#/$defs/user/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.type,parentSchema:schema35,data:data5};if(vErrors === null){vErrors = [err17];}else {vErrors.push(err17);}errors++;}}if(data.path !== undefined){let data6 = data.path;if(typeof data6 === "string"){if(func2(data6) > 255){const err18 = {instancePath:instancePath+"/path",schemaPath:"#/$defs/path/maxLength",keyword:"maxLength",params:{limit: 255},message:"must NOT have more than 255 characters",schema:255,parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err18];}else {vErrors.push(err18);}errors++;}if(!pattern7.test(data6)){const err19 = {instancePath:instancePath+"/path",schemaPath:"#/$defs/path/pattern",keyword:"pattern",params:{pattern: "^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"},message:"must match pattern \""+"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"+"\"",schema:"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$",parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err19];}else {vErrors.push(err19);}errors++;}}else {const err20 = {instancePath:instancePath+"/path",schemaPath:"#/$defs/path/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.type,parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err20];}else {vErrors.push(err20);}errors++;}}if(data.healthUrl !== undefined){let data7 = data.healthUrl;if(typeof data7 === "string"){if(func2(data7) > 2048){const err21 = {instancePath:instancePath+"/healthUrl",schemaPath:"#/$defs/healthUrl/maxLength",keyword:"maxLength",params:{limit: 2048},message:"must NOT have more than 2048 characters",schema:2048,parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err21];}else {vErrors.push(err21);}errors++;}if(!pattern8.test(data7)){const err22 = {instancePath:instancePath+"/healthUrl",schemaPath:"#/$defs/healthUrl/pattern",keyword:"pattern",params:{pattern: "^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"},message:"must match pattern \""+"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"+"\"",schema:"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$",parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err22];}else {vErrors.push(err22);}errors++;}}else {const err23 = {instancePath:instancePath+"/healthUrl",schemaPath:"#/$defs/healthUrl/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema37.type,parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err23];}else {vErrors.push(err23);}errors++;}}if(data.services !== undefined){let data8 = data.services;if(Array.isArray(data8)){if(data8.length > 64){const err24 = {instancePath:instancePath+"/services",schemaPath:"#/$defs/services/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items",schema:64,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err24];}else {vErrors.push(err24);}errors++;}const len0 = data8.length;for(let i0=0; i0<len0; i0++){let data9 = data8[i0];if(typeof data9 === "string"){if(!pattern9.test(data9)){const err25 = {instancePath:instancePath+"/services/" + i0,schemaPath:"#/$defs/services/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"+"\"",schema:"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",parentSchema:schema38.items,data:data9};if(vErrors === null){vErrors = [err25];}else {vErrors.push(err25);}errors++;}}else {const err26 = {instancePath:instancePath+"/services/" + i0,schemaPath:"#/$defs/services/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.items.type,parentSchema:schema38.items,data:data9};if(vErrors === null){vErrors = [err26];}else {vErrors.push(err26);}errors++;}}let i1 = data8.length;let j0;if(i1 > 1){const indices0 = {};for(;i1--;){let item0 = data8[i1];if(typeof item0 !== "string"){continue;}if(typeof indices0[item0] == "number"){j0 = indices0[item0];const err27 = {instancePath:instancePath+"/services",schemaPath:"#/$defs/services/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err27];}else {vErrors.push(err27);}errors++;break;}indices0[item0] = i1;}}}else {const err28 = {instancePath:instancePath+"/services",schemaPath:"#/$defs/services/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema38.type,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err28];}else {vErrors.push(err28);}errors++;}}if(data.imageVariable !== undefined){let data10 = data.imageVariable;if(typeof data10 === "string"){if(!pattern10.test(data10)){const err29 = {instancePath:instancePath+"/imageVariable",schemaPath:"#/$defs/imageVariable/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]{0,127}$"+"\"",schema:"^[A-Za-z_][A-Za-z0-9_]{0,127}$",parentSchema:schema39,data:data10};if(vErrors === null){vErrors = [err29];}else {vErrors.push(err29);}errors++;}}else {const err30 = {instancePath:instancePath+"/imageVariable",schemaPath:"#/$defs/imageVariable/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema39.type,parentSchema:schema39,data:data10};if(vErrors === null){vErrors = [err30];}else {vErrors.push(err30);}errors++;}}if(data.hostKey !== undefined){if(!(validate21(data.hostKey, {instancePath:instancePath+"/hostKey",parentData:data,parentDataProperty:"hostKey",rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate21.errors;}else {for(const e of validate21.errors){vErrors.push(e);}}errors = vErrors.length;}}if(data.jump !== undefined){if(!(validate23(data.jump, {instancePath:instancePath+"/jump",parentData:data,parentDataProperty:"jump",rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate23.errors;}else {for(const e of validate23.errors){vErrors.push(e);}}errors = vErrors.length;}}if(data.enabled !== undefined){let data13 = data.enabled;if(typeof data13 !== "boolean"){const err31 = {instancePath:instancePath+"/enabled",schemaPath:"#/$defs/enabled/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema46.type,parentSchema:schema46,data:data13};if(vErrors === null){vErrors = [err31];}else {vErrors.push(err31);}errors++;}}if(data.labels !== undefined){let data14 = data.labels;if(data14 && typeof data14 == "object" && !Array.isArray(data14)){if(Object.keys(data14).length > 64){const err32 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/maxProperties",keyword:"maxProperties",params:{limit: 64},message:"must NOT have more than 64 properties",schema:64,parentSchema:schema47,data:data14};if(vErrors === null){vErrors = [err32];}else {vErrors.push(err32);}errors++;}for(const key1 in data14){const _errs56 = errors;if(typeof key1 === "string"){if(!pattern15.test(key1)){const err33 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/propertyNames/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._/-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._/-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._/-]{0,62}$",parentSchema:schema47.propertyNames,data:key1,propertyName:key1};if(vErrors === null){vErrors = [err33];}else {vErrors.push(err33);}errors++;}}else {const err34 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/propertyNames/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.propertyNames.type,parentSchema:schema47.propertyNames,data:key1,propertyName:key1};if(vErrors === null){vErrors = [err34];}else {vErrors.push(err34);}errors++;}var valid16 = _errs56 === errors;if(!valid16){const err35 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/propertyNames",keyword:"propertyNames",params:{propertyName: key1},message:"property name must be valid",schema:schema47.propertyNames,parentSchema:schema47,data:data14};if(vErrors === null){vErrors = [err35];}else {vErrors.push(err35);}errors++;}}for(const key2 in data14){let data15 = data14[key2];if(typeof data15 === "string"){if(!pattern16.test(data15)){const err36 = {instancePath:instancePath+"/labels/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/$defs/labels/additionalProperties/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._:/@+=,-]{0,128}$"},message:"must match pattern \""+"^[A-Za-z0-9._:/@+=,-]{0,128}$"+"\"",schema:"^[A-Za-z0-9._:/@+=,-]{0,128}$",parentSchema:schema47.additionalProperties,data:data15};if(vErrors === null){vErrors = [err36];}else {vErrors.push(err36);}errors++;}}else {const err37 = {instancePath:instancePath+"/labels/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/$defs/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.additionalProperties.type,parentSchema:schema47.additionalProperties,data:data15};if(vErrors === null){vErrors = [err37];}else {vErrors.push(err37);}errors++;}}}else {const err38 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema47.type,parentSchema:schema47,data:data14};if(vErrors === null){vErrors = [err38];}else {vErrors.push(err38);}errors++;}}}else {const err39 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema48.type,parentSchema:schema48,data};if(vErrors === null){vErrors = [err39];}else {vErrors.push(err39);}errors++;}validate26.errors = vErrors;return errors === 0;}validate26.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};function validate20(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){/*# sourceURL="https://raw.githubusercontent.com/openclaw/openclaw-deploy-action/v1/servers.schema.json" */;let vErrors = null;let errors = 0;const evaluated0 = validate20.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(data && typeof data == "object" && !Array.isArray(data)){if(data.servers === undefined){const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "servers"},message:"must have required property '"+"servers"+"'",schema:schema31.required,parentSchema:schema31,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}for(const key0 in data){if(!(((key0 === "$schema") || (key0 === "defaults")) || (key0 === "servers"))){const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema31,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}if(data.$schema !== undefined){let data0 = data.$schema;if(typeof data0 !== "string"){const err2 = {instancePath:instancePath+"/$schema",schemaPath:"#/properties/%24schema/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema31.properties.$schema.type,parentSchema:schema31.properties.$schema,data:data0};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}if(data.defaults !== undefined){let data1 = data.defaults;if(data1 && typeof data1 == "object" && !Array.isArray(data1)){for(const key1 in data1){if(!(func1.call(schema31.properties.defaults.properties, key1))){const err3 = {instancePath:instancePath+"/defaults",schemaPath:"#/properties/defaults/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties",schema:false,parentSchema:schema31.properties.defaults,data:data1};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}}if(data1.tenant !== undefined){let data2 = data1.tenant;if(typeof data2 === "string"){if(!pattern4.test(data2)){const err4 = {instancePath:instancePath+"/defaults/tenant",schemaPath:"#/$defs/tenant/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data2};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}else {const err5 = {instancePath:instancePath+"/defaults/tenant",schemaPath:"#/$defs/tenant/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data2};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}if(data1.region !== undefined){let data3 = data1.region;if(typeof data3 === "string"){if(!pattern4.test(data3)){const err6 = {instancePath:instancePath+"/defaults/region",schemaPath:"#/$defs/region/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data3};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}}else {const err7 = {instancePath:instancePath+"/defaults/region",schemaPath:"#/$defs/region/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data3};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}}if(data1.port !== undefined){let data4 = data1.port;if(!(((typeof data4 == "number") && (!(data4 % 1) && !isNaN(data4))) && (isFinite(data4)))){const err8 = {instancePath:instancePath+"/defaults/port",schemaPath:"#/$defs/port/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema34.type,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;}if((typeof data4 == "number") && (isFinite(data4))){if(data4 > 65535 || isNaN(data4)){const err9 = {instancePath:instancePath+"/defaults/port",schemaPath:"#/$defs/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err9];}else {vErrors.push(err9);}errors++;}if(data4 < 1 || isNaN(data4)){const err10 = {instancePath:instancePath+"/defaults/port",schemaPath:"#/$defs/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err10];}else {vErrors.push(err10);}errors++;}}}if(data1.user !== undefined){let data5 = data1.user;if(typeof data5 === "string"){if(!pattern6.test(data5)){const err11 = {instancePath:instancePath+"/defaults/user",schemaPath:"#/$defs/user/pattern",keyword:"pattern",params:{pattern: "^[a-z_][a-z0-9_-]{0,31}$"},message:"must match pattern \""+"^[a-z_][a-z0-9_-]{0,31}$"+"\"",schema:"^[a-z_][a-z0-9_-]{0,31}$",parentSchema:schema35,data:data5};if(vErrors === null){vErrors = [err11];}else {vErrors.push(err11);}errors++;}}else {const err12 = {instancePath:instancePath+"/defaults/user",schemaPath:"#/$defs/user/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.type,parentSchema:schema35,data:data5};if(vErrors === null){vErrors = [err12];}else {vErrors.push(err12);}errors++;}}if(data1.path !== undefined){let data6 = data1.path;if(typeof data6 === "string"){if(func2(data6) > 255){const err13 = {instancePath:instancePath+"/defaults/path",schemaPath:"#/$defs/path/maxLength",keyword:"maxLength",params:{limit: 255},message:"must NOT have more than 255 characters",schema:255,parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err13];}else {vErrors.push(err13);}errors++;}if(!pattern7.test(data6)){const err14 = {instancePath:instancePath+"/defaults/path",schemaPath:"#/$defs/path/pattern",keyword:"pattern",params:{pattern: "^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"},message:"must match pattern \""+"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"+"\"",schema:"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$",parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err14];}else {vErrors.push(err14);}errors++;}}else {const err15 = {instancePath:instancePath+"/defaults/path",schemaPath:"#/$defs/path/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.type,parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err15];}else {vErrors.push(err15);}errors++;}}if(data1.healthUrl !== undefined){let data7 = data1.healthUrl;if(typeof data7 === "string"){if(func2(data7) > 2048){const err16 = {instancePath:instancePath+"/defaults/healthUrl",schemaPath:"#/$defs/healthUrl/maxLength",keyword:"maxLength",params:{limit: 2048},message:"must NOT have more than 2048 characters",schema:2048,parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err16];}else {vErrors.push(err16);}errors++;}if(!pattern8.test(data7)){const err17 = {instancePath:instancePath+"/defaults/healthUrl",schemaPath:"#/$defs/healthUrl/pattern",keyword:"pattern",params:{pattern: "^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"},message:"must match pattern \""+"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"+"\"",schema:"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$",parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err17];}else {vErrors.push(err17);}errors++;}}else {const err18 = {instancePath:instancePath+"/defaults/healthUrl",schemaPath:"#/$defs/healthUrl/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema37.type,parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err18];}else {vErrors.push(err18);}errors++;}}if(data1.services !== undefined){let data8 = data1.services;if(Array.isArray(data8)){if(data8.length > 64){const err19 = {instancePath:instancePath+"/defaults/services",schemaPath:"#/$defs/services/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items",schema:64,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err19];}else {vErrors.push(err19);}errors++;}const len0 = data8.length;for(let i0=0; i0<len0; i0++){let data9 = data8[i0];if(typeof data9 === "string"){if(!pattern9.test(data9)){const err20 = {instancePath:instancePath+"/defaults/services/" + i0,schemaPath:"#/$defs/services/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"+"\"",schema:"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",parentSchema:schema38.items,data:data9};if(vErrors === null){vErrors = [err20];}else {vErrors.push(err20);}errors++;}}else {const err21 = {instancePath:instancePath+"/defaults/services/" + i0,schemaPath:"#/$defs/services/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.items.type,parentSchema:schema38.items,data:data9};if(vErrors === null){vErrors = [err21];}else {vErrors.push(err21);}errors++;}}let i1 = data8.length;let j0;if(i1 > 1){const indices0 = {};for(;i1--;){let item0 = data8[i1];if(typeof item0 !== "string"){continue;}if(typeof indices0[item0] == "number"){j0 = indices0[item0];const err22 = {instancePath:instancePath+"/defaults/services",schemaPath:"#/$defs/services/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err22];}else {vErrors.push(err22);}errors++;break;}indices0[item0] = i1;}}}else {const err23 = {instancePath:instancePath+"/defaults/services",schemaPath:"#/$defs/services/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema38.type,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err23];}else {vErrors.push(err23);}errors++;}}if(data1.imageVariable !== undefined){let data10 = data1.imageVariable;if(typeof data10 === "string"){if(!pattern10.test(data10)){const err24 = {instancePath:instancePath+"/defaults/imageVariable",schemaPath:"#/$defs/imageVariable/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]{0,127}$"+"\"",schema:"^[A-Za-z_][A-Za-z0-9_]{0,127}$",parentSchema:schema39,data:data10};if(vErrors === null){vErrors = [err24];}else {vErrors.push(err24);}errors++;}}else {const err25 = {instancePath:instancePath+"/defaults/imageVariable",schemaPath:"#/$defs/imageVariable/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema39.type,parentSchema:schema39,data:data10};if(vErrors === null){vErrors = [err25];}else {vErrors.push(err25);}errors++;}}if(data1.hostKey !== undefined){if(!(validate21(data1.hostKey, {instancePath:instancePath+"/defaults/hostKey",parentData:data1,parentDataProperty:"hostKey",rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate21.errors;}else {for(const e of validate21.errors){vErrors.push(e);}}errors = vErrors.length;}}if(data1.jump !== undefined){if(!(validate23(data1.jump, {instancePath:instancePath+"/defaults/jump",parentData:data1,parentDataProperty:"jump",rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate23.errors;}else {for(const e of validate23.errors){vErrors.push(e);}}errors = vErrors.length;}}if(data1.enabled !== undefined){let data13 = data1.enabled;if(typeof data13 !== "boolean"){const err26 = {instancePath:instancePath+"/defaults/enabled",schemaPath:"#/$defs/enabled/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema46.type,parentSchema:schema46,data:data13};if(vErrors === null){vErrors = [err26];}else {vErrors.push(err26);}errors++;}}if(data1.labels !== undefined){let data14 = data1.labels;if(data14 && typeof data14 == "object" && !Array.isArray(data14)){if(Object.keys(data14).length > 64){const err27 = {instancePath:instancePath+"/defaults/labels",schemaPath:"#/$defs/labels/maxProperties",keyword:"maxProperties",params:{limit: 64},message:"must NOT have more than 64 properties",schema:64,parentSchema:schema47,data:data14};if(vErrors === null){vErrors = [err27];}else {vErrors.push(err27);}errors++;}for(const key2 in data14){const _errs55 = errors;if(typeof key2 === "string"){if(!pattern15.test(key2)){const err28 = {instancePath:instancePath+"/defaults/labels",schemaPath:"#/$defs/labels/propertyNames/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._/-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._/-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._/-]{0,62}$",parentSchema:schema47.propertyNames,data:key2,propertyName:key2};if(vErrors === null){vErrors = [err28];}else {vErrors.push(err28);}errors++;}}else {const err29 = {instancePath:instancePath+"/defaults/labels",schemaPath:"#/$defs/labels/propertyNames/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.propertyNames.type,parentSchema:schema47.propertyNames,data:key2,propertyName:key2};if(vErrors === null){vErrors = [err29];}else {vErrors.push(err29);}errors++;}var valid15 = _errs55 === errors;if(!valid15){const err30 = {instancePath:instancePath+"/defaults/labels",schemaPath:"#/$defs/labels/propertyNames",keyword:"propertyNames",params:{propertyName: key2},message:"property name must be valid",schema:schema47.propertyNames,parentSchema:schema47,data:data14};if(vErrors === null){vErrors = [err30];}else {vErrors.push(err30);}errors++;}}for(const key3 in data14){let data15 = data14[key3];if(typeof data15 === "string"){if(!pattern16.test(data15)){const err31 = {instancePath:instancePath+"/defaults/labels/" + key3.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/$defs/labels/additionalProperties/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._:/@+=,-]{0,128}$"},message:"must match pattern \""+"^[A-Za-z0-9._:/@+=,-]{0,128}$"+"\"",schema:"^[A-Za-z0-9._:/@+=,-]{0,128}$",parentSchema:schema47.additionalProperties,data:data15};if(vErrors === null){vErrors = [err31];}else {vErrors.push(err31);}errors++;}}else {const err32 = {instancePath:instancePath+"/defaults/labels/" + key3.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/$defs/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.additionalProperties.type,parentSchema:schema47.additionalProperties,data:data15};if(vErrors === null){vErrors = [err32];}else {vErrors.push(err32);}errors++;}}}else {const err33 = {instancePath:instancePath+"/defaults/labels",schemaPath:"#/$defs/labels/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema47.type,parentSchema:schema47,data:data14};if(vErrors === null){vErrors = [err33];}else {vErrors.push(err33);}errors++;}}}else {const err34 = {instancePath:instancePath+"/defaults",schemaPath:"#/properties/defaults/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.properties.defaults.type,parentSchema:schema31.properties.defaults,data:data1};if(vErrors === null){vErrors = [err34];}else {vErrors.push(err34);}errors++;}}if(data.servers !== undefined){let data16 = data.servers;if(Array.isArray(data16)){if(data16.length < 1){const err35 = {instancePath:instancePath+"/servers",schemaPath:"#/properties/servers/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema31.properties.servers,data:data16};if(vErrors === null){vErrors = [err35];}else {vErrors.push(err35);}errors++;}const len1 = data16.length;for(let i2=0; i2<len1; i2++){if(!(validate26(data16[i2], {instancePath:instancePath+"/servers/" + i2,parentData:data16,parentDataProperty:i2,rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate26.errors;}else {for(const e of validate26.errors){vErrors.push(e);}}errors = vErrors.length;}}}else {const err36 = {instancePath:instancePath+"/servers",schemaPath:"#/properties/servers/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema31.properties.servers.type,parentSchema:schema31.properties.servers,data:data16};if(vErrors === null){vErrors = [err36];}else {vErrors.push(err36);}errors++;}}}else {const err37 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema31.type,parentSchema:schema31,data};if(vErrors === null){vErrors = [err37];}else {vErrors.push(err37);}errors++;}validate20.errors = vErrors;return errors === 0;}validate20.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};const server = validate30;function validate30(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate30.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(data && typeof data == "object" && !Array.isArray(data)){if(data.name === undefined){const err0 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'",schema:schema48.required,parentSchema:schema48,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(data.host === undefined){const err1 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'",schema:schema48.required,parentSchema:schema48,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}for(const key0 in data){if(!(func1.call(schema48.properties, key0))){const err2 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema48,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}if(data.name !== undefined){let data0 = data.name;if(typeof data0 === "string"){if(!pattern4.test(data0)){const err3 = {instancePath:instancePath+"/name",schemaPath:"#/$defs/name/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data0};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}}else {const err4 = {instancePath:instancePath+"/name",schemaPath:"#/$defs/name/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data0};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}if(data.host !== undefined){let data1 = data.host;if(typeof data1 === "string"){if(func2(data1) > 253){const err5 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema43,data:data1};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}if(func2(data1) < 1){const err6 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema43,data:data1};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}if(!pattern13.test(data1)){const err7 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"+"\"",schema:"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$",parentSchema:schema43,data:data1};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}}else {const err8 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.type,parentSchema:schema43,data:data1};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;}}if(data.tenant !== undefined){let data2 = data.tenant;if(typeof data2 === "string"){if(!pattern4.test(data2)){const err9 = {instancePath:instancePath+"/tenant",schemaPath:"#/$defs/tenant/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data2};if(vErrors === null){vErrors = [err9];}else {vErrors.push(err9);}errors++;}}else {const err10 = {instancePath:instancePath+"/tenant",schemaPath:"#/$defs/tenant/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data2};if(vErrors === null){vErrors = [err10];}else {vErrors.push(err10);}errors++;}}if(data.region !== undefined){let data3 = data.region;if(typeof data3 === "string"){if(!pattern4.test(data3)){const err11 = {instancePath:instancePath+"/region",schemaPath:"#/$defs/region/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data:data3};if(vErrors === null){vErrors = [err11];}else {vErrors.push(err11);}errors++;}}else {const err12 = {instancePath:instancePath+"/region",schemaPath:"#/$defs/region/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data:data3};if(vErrors === null){vErrors = [err12];}else {vErrors.push(err12);}errors++;}}if(data.port !== undefined){let data4 = data.port;if(!(((typeof data4 == "number") && (!(data4 % 1) && !isNaN(data4))) && (isFinite(data4)))){const err13 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema34.type,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err13];}else {vErrors.push(err13);}errors++;}if((typeof data4 == "number") && (isFinite(data4))){if(data4 > 65535 || isNaN(data4)){const err14 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err14];}else {vErrors.push(err14);}errors++;}if(data4 < 1 || isNaN(data4)){const err15 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema34,data:data4};if(vErrors === null){vErrors = [err15];}else {vErrors.push(err15);}errors++;}}}if(data.user !== undefined){let data5 = data.user;if(typeof data5 === "string"){if(!pattern6.test(data5)){const err16 = {instancePath:instancePath+"/user",schemaPath:"#/$defs/user/pattern",keyword:"pattern",params:{pattern: "^[a-z_][a-z0-9_-]{0,31}$"},message:"must match pattern \""+"^[a-z_][a-z0-9_-]{0,31}$"+"\"",schema:"^[a-z_][a-z0-9_-]{0,31}$",parentSchema:schema35,data:data5};if(vErrors === null){vErrors = [err16];}else {vErrors.push(err16);}errors++;}}else {const err17 = {instancePath:instancePath+"/user",schemaPath:"#/$defs/user/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.type,parentSchema:schema35,data:data5};if(vErrors === null){vErrors = [err17];}else {vErrors.push(err17);}errors++;}}if(data.path !== undefined){let data6 = data.path;if(typeof data6 === "string"){if(func2(data6) > 255){const err18 = {instancePath:instancePath+"/path",schemaPath:"#/$defs/path/maxLength",keyword:"maxLength",params:{limit: 255},message:"must NOT have more than 255 characters",schema:255,parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err18];}else {vErrors.push(err18);}errors++;}if(!pattern7.test(data6)){const err19 = {instancePath:instancePath+"/path",schemaPath:"#/$defs/path/pattern",keyword:"pattern",params:{pattern: "^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"},message:"must match pattern \""+"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"+"\"",schema:"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$",parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err19];}else {vErrors.push(err19);}errors++;}}else {const err20 = {instancePath:instancePath+"/path",schemaPath:"#/$defs/path/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.type,parentSchema:schema36,data:data6};if(vErrors === null){vErrors = [err20];}else {vErrors.push(err20);}errors++;}}if(data.healthUrl !== undefined){let data7 = data.healthUrl;if(typeof data7 === "string"){if(func2(data7) > 2048){const err21 = {instancePath:instancePath+"/healthUrl",schemaPath:"#/$defs/healthUrl/maxLength",keyword:"maxLength",params:{limit: 2048},message:"must NOT have more than 2048 characters",schema:2048,parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err21];}else {vErrors.push(err21);}errors++;}if(!pattern8.test(data7)){const err22 = {instancePath:instancePath+"/healthUrl",schemaPath:"#/$defs/healthUrl/pattern",keyword:"pattern",params:{pattern: "^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"},message:"must match pattern \""+"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"+"\"",schema:"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$",parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err22];}else {vErrors.push(err22);}errors++;}}else {const err23 = {instancePath:instancePath+"/healthUrl",schemaPath:"#/$defs/healthUrl/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema37.type,parentSchema:schema37,data:data7};if(vErrors === null){vErrors = [err23];}else {vErrors.push(err23);}errors++;}}if(data.services !== undefined){let data8 = data.services;if(Array.isArray(data8)){if(data8.length > 64){const err24 = {instancePath:instancePath+"/services",schemaPath:"#/$defs/services/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items",schema:64,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err24];}else {vErrors.push(err24);}errors++;}const len0 = data8.length;for(let i0=0; i0<len0; i0++){let data9 = data8[i0];if(typeof data9 === "string"){if(!pattern9.test(data9)){const err25 = {instancePath:instancePath+"/services/" + i0,schemaPath:"#/$defs/services/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"+"\"",schema:"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",parentSchema:schema38.items,data:data9};if(vErrors === null){vErrors = [err25];}else {vErrors.push(err25);}errors++;}}else {const err26 = {instancePath:instancePath+"/services/" + i0,schemaPath:"#/$defs/services/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.items.type,parentSchema:schema38.items,data:data9};if(vErrors === null){vErrors = [err26];}else {vErrors.push(err26);}errors++;}}let i1 = data8.length;let j0;if(i1 > 1){const indices0 = {};for(;i1--;){let item0 = data8[i1];if(typeof item0 !== "string"){continue;}if(typeof indices0[item0] == "number"){j0 = indices0[item0];const err27 = {instancePath:instancePath+"/services",schemaPath:"#/$defs/services/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err27];}else {vErrors.push(err27);}errors++;break;}indices0[item0] = i1;}}}else {const err28 = {instancePath:instancePath+"/services",schemaPath:"#/$defs/services/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema38.type,parentSchema:schema38,data:data8};if(vErrors === null){vErrors = [err28];}else {vErrors.push(err28);}errors++;}}if(data.imageVariable !== undefined){let data10 = data.imageVariable;if(typeof data10 === "string"){if(!pattern10.test(data10)){const err29 = {instancePath:instancePath+"/imageVariable",schemaPath:"#/$defs/imageVariable/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]{0,127}$"+"\"",schema:"^[A-Za-z_][A-Za-z0-9_]{0,127}$",parentSchema:schema39,data:data10};if(vErrors === null){vErrors = [err29];}else {vErrors.push(err29);}errors++;}}else {const err30 = {instancePath:instancePath+"/imageVariable",schemaPath:"#/$defs/imageVariable/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema39.type,parentSchema:schema39,data:data10};if(vErrors === null){vErrors = [err30];}else {vErrors.push(err30);}errors++;}}if(data.hostKey !== undefined){if(!(validate21(data.hostKey, {instancePath:instancePath+"/hostKey",parentData:data,parentDataProperty:"hostKey",rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate21.errors;}else {for(const e of validate21.errors){vErrors.push(e);}}errors = vErrors.length;}}if(data.jump !== undefined){if(!(validate23(data.jump, {instancePath:instancePath+"/jump",parentData:data,parentDataProperty:"jump",rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate23.errors;}else {for(const e of validate23.errors){vErrors.push(e);}}errors = vErrors.length;}}if(data.enabled !== undefined){let data13 = data.enabled;if(typeof data13 !== "boolean"){const err31 = {instancePath:instancePath+"/enabled",schemaPath:"#/$defs/enabled/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema46.type,parentSchema:schema46,data:data13};if(vErrors === null){vErrors = [err31];}else {vErrors.push(err31);}errors++;}}if(data.labels !== undefined){let data14 = data.labels;if(data14 && typeof data14 == "object" && !Array.isArray(data14)){if(Object.keys(data14).length > 64){const err32 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/maxProperties",keyword:"maxProperties",params:{limit: 64},message:"must NOT have more than 64 properties",schema:64,parentSchema:schema47,data:data14};if(vErrors === null){vErrors = [err32];}else {vErrors.push(err32);}errors++;}for(const key1 in data14){const _errs56 = errors;if(typeof key1 === "string"){if(!pattern15.test(key1)){const err33 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/propertyNames/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._/-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._/-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._/-]{0,62}$",parentSchema:schema47.propertyNames,data:key1,propertyName:key1};if(vErrors === null){vErrors = [err33];}else {vErrors.push(err33);}errors++;}}else {const err34 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/propertyNames/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.propertyNames.type,parentSchema:schema47.propertyNames,data:key1,propertyName:key1};if(vErrors === null){vErrors = [err34];}else {vErrors.push(err34);}errors++;}var valid16 = _errs56 === errors;if(!valid16){const err35 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/propertyNames",keyword:"propertyNames",params:{propertyName: key1},message:"property name must be valid",schema:schema47.propertyNames,parentSchema:schema47,data:data14};if(vErrors === null){vErrors = [err35];}else {vErrors.push(err35);}errors++;}}for(const key2 in data14){let data15 = data14[key2];if(typeof data15 === "string"){if(!pattern16.test(data15)){const err36 = {instancePath:instancePath+"/labels/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/$defs/labels/additionalProperties/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._:/@+=,-]{0,128}$"},message:"must match pattern \""+"^[A-Za-z0-9._:/@+=,-]{0,128}$"+"\"",schema:"^[A-Za-z0-9._:/@+=,-]{0,128}$",parentSchema:schema47.additionalProperties,data:data15};if(vErrors === null){vErrors = [err36];}else {vErrors.push(err36);}errors++;}}else {const err37 = {instancePath:instancePath+"/labels/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/$defs/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.additionalProperties.type,parentSchema:schema47.additionalProperties,data:data15};if(vErrors === null){vErrors = [err37];}else {vErrors.push(err37);}errors++;}}}else {const err38 = {instancePath:instancePath+"/labels",schemaPath:"#/$defs/labels/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema47.type,parentSchema:schema47,data:data14};if(vErrors === null){vErrors = [err38];}else {vErrors.push(err38);}errors++;}}}else {const err39 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema48.type,parentSchema:schema48,data};if(vErrors === null){vErrors = [err39];}else {vErrors.push(err39);}errors++;}validate30.errors = vErrors;return errors === 0;}validate30.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};const word = validate33;function validate33(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate33.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern4.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate33.errors = vErrors;return errors === 0;}validate33.evaluated = {"dynamicProps":false,"dynamicItems":false};const registry_validator_generated_name = validate34;function validate34(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate34.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern4.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate34.errors = vErrors;return errors === 0;}validate34.evaluated = {"dynamicProps":false,"dynamicItems":false};const tenant = validate35;function validate35(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate35.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern4.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate35.errors = vErrors;return errors === 0;}validate35.evaluated = {"dynamicProps":false,"dynamicItems":false};const region = validate36;function validate36(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate36.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern4.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._-]{0,62}$",parentSchema:schema32,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema32.type,parentSchema:schema32,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate36.errors = vErrors;return errors === 0;}validate36.evaluated = {"dynamicProps":false,"dynamicItems":false};const host = validate37;function validate37(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate37.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(func2(data) > 253){const err0 = {instancePath,schemaPath:"#/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema43,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(func2(data) < 1){const err1 = {instancePath,schemaPath:"#/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema43,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}if(!pattern13.test(data)){const err2 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"+"\"",schema:"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$",parentSchema:schema43,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}else {const err3 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.type,parentSchema:schema43,data};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}validate37.errors = vErrors;return errors === 0;}validate37.evaluated = {"dynamicProps":false,"dynamicItems":false};const port = validate38;function validate38(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate38.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(!(((typeof data == "number") && (!(data % 1) && !isNaN(data))) && (isFinite(data)))){const err0 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema34.type,parentSchema:schema34,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if((typeof data == "number") && (isFinite(data))){if(data > 65535 || isNaN(data)){const err1 = {instancePath,schemaPath:"#/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema34,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}if(data < 1 || isNaN(data)){const err2 = {instancePath,schemaPath:"#/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema34,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}validate38.errors = vErrors;return errors === 0;}validate38.evaluated = {"dynamicProps":false,"dynamicItems":false};const user = validate39;function validate39(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate39.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern6.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^[a-z_][a-z0-9_-]{0,31}$"},message:"must match pattern \""+"^[a-z_][a-z0-9_-]{0,31}$"+"\"",schema:"^[a-z_][a-z0-9_-]{0,31}$",parentSchema:schema35,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.type,parentSchema:schema35,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate39.errors = vErrors;return errors === 0;}validate39.evaluated = {"dynamicProps":false,"dynamicItems":false};const registry_validator_generated_path = validate40;function validate40(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate40.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(func2(data) > 255){const err0 = {instancePath,schemaPath:"#/maxLength",keyword:"maxLength",params:{limit: 255},message:"must NOT have more than 255 characters",schema:255,parentSchema:schema36,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(!pattern7.test(data)){const err1 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"},message:"must match pattern \""+"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$"+"\"",schema:"^(?:/(?!\\.\\.?(?:/|$))[A-Za-z0-9._-]+)+$",parentSchema:schema36,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}else {const err2 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema36.type,parentSchema:schema36,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}validate40.errors = vErrors;return errors === 0;}validate40.evaluated = {"dynamicProps":false,"dynamicItems":false};const healthUrl = validate41;function validate41(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate41.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(func2(data) > 2048){const err0 = {instancePath,schemaPath:"#/maxLength",keyword:"maxLength",params:{limit: 2048},message:"must NOT have more than 2048 characters",schema:2048,parentSchema:schema37,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(!pattern8.test(data)){const err1 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"},message:"must match pattern \""+"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$"+"\"",schema:"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:.]{2,45}\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\?[A-Za-z0-9._~%+,=:@/-]*)?$",parentSchema:schema37,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}else {const err2 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema37.type,parentSchema:schema37,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}validate41.errors = vErrors;return errors === 0;}validate41.evaluated = {"dynamicProps":false,"dynamicItems":false};const services = validate42;function validate42(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate42.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(Array.isArray(data)){if(data.length > 64){const err0 = {instancePath,schemaPath:"#/maxItems",keyword:"maxItems",params:{limit: 64},message:"must NOT have more than 64 items",schema:64,parentSchema:schema38,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}const len0 = data.length;for(let i0=0; i0<len0; i0++){let data0 = data[i0];if(typeof data0 === "string"){if(!pattern9.test(data0)){const err1 = {instancePath:instancePath+"/" + i0,schemaPath:"#/items/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"+"\"",schema:"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",parentSchema:schema38.items,data:data0};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}else {const err2 = {instancePath:instancePath+"/" + i0,schemaPath:"#/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema38.items.type,parentSchema:schema38.items,data:data0};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}let i1 = data.length;let j0;if(i1 > 1){const indices0 = {};for(;i1--;){let item0 = data[i1];if(typeof item0 !== "string"){continue;}if(typeof indices0[item0] == "number"){j0 = indices0[item0];const err3 = {instancePath,schemaPath:"#/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema38,data};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;break;}indices0[item0] = i1;}}}else {const err4 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "array"},message:"must be array",schema:schema38.type,parentSchema:schema38,data};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}validate42.errors = vErrors;return errors === 0;}validate42.evaluated = {"items":true,"dynamicProps":false,"dynamicItems":false};const imageVariable = validate43;function validate43(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate43.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern10.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]{0,127}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]{0,127}$"+"\"",schema:"^[A-Za-z_][A-Za-z0-9_]{0,127}$",parentSchema:schema39,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema39.type,parentSchema:schema39,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate43.errors = vErrors;return errors === 0;}validate43.evaluated = {"dynamicProps":false,"dynamicItems":false};const hostKeyFingerprint = validate44;function validate44(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate44.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data === "string"){if(!pattern11.test(data)){const err0 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^SHA256:[A-Za-z0-9+/]{43}$"},message:"must match pattern \""+"^SHA256:[A-Za-z0-9+/]{43}$"+"\"",schema:"^SHA256:[A-Za-z0-9+/]{43}$",parentSchema:schema41,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema41.type,parentSchema:schema41,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}validate44.errors = vErrors;return errors === 0;}validate44.evaluated = {"dynamicProps":false,"dynamicItems":false};const hostKey = validate45;function validate45(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate45.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if((typeof data !== "string") && (!(Array.isArray(data)))){const err0 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: schema40.type},message:"must be string,array",schema:schema40.type,parentSchema:schema40,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(typeof data === "string"){if(!pattern11.test(data)){const err1 = {instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^SHA256:[A-Za-z0-9+/]{43}$"},message:"must match pattern \""+"^SHA256:[A-Za-z0-9+/]{43}$"+"\"",schema:"^SHA256:[A-Za-z0-9+/]{43}$",parentSchema:schema40,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}if(Array.isArray(data)){if(data.length < 1){const err2 = {instancePath,schemaPath:"#/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items",schema:1,parentSchema:schema40,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}const len0 = data.length;for(let i0=0; i0<len0; i0++){let data0 = data[i0];if(typeof data0 !== "string"){const err3 = {instancePath:instancePath+"/" + i0,schemaPath:"#/items/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema40.items.type,parentSchema:schema40.items,data:data0};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}if(typeof data0 === "string"){if(!pattern11.test(data0)){const err4 = {instancePath:instancePath+"/" + i0,schemaPath:"#/$defs/hostKeyFingerprint/pattern",keyword:"pattern",params:{pattern: "^SHA256:[A-Za-z0-9+/]{43}$"},message:"must match pattern \""+"^SHA256:[A-Za-z0-9+/]{43}$"+"\"",schema:"^SHA256:[A-Za-z0-9+/]{43}$",parentSchema:schema41,data:data0};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}else {const err5 = {instancePath:instancePath+"/" + i0,schemaPath:"#/$defs/hostKeyFingerprint/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema41.type,parentSchema:schema41,data:data0};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}let i1 = data.length;let j0;if(i1 > 1){const indices0 = {};for(;i1--;){let item0 = data[i1];if(typeof item0 !== "string"){continue;}if(typeof indices0[item0] == "number"){j0 = indices0[item0];const err6 = {instancePath,schemaPath:"#/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)",schema:true,parentSchema:schema40,data};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;break;}indices0[item0] = i1;}}}validate45.errors = vErrors;return errors === 0;}validate45.evaluated = {"items":true,"dynamicProps":false,"dynamicItems":false};const jump = validate46;function validate46(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate46.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if((!(data && typeof data == "object" && !Array.isArray(data))) && (data !== null)){const err0 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: schema42.type},message:"must be object,null",schema:schema42.type,parentSchema:schema42,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}if(data && typeof data == "object" && !Array.isArray(data)){if(data.host === undefined){const err1 = {instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: "host"},message:"must have required property '"+"host"+"'",schema:schema42.required,parentSchema:schema42,data};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}for(const key0 in data){if(!((((key0 === "host") || (key0 === "port")) || (key0 === "user")) || (key0 === "hostKey"))){const err2 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties",schema:false,parentSchema:schema42,data};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}if(data.host !== undefined){let data0 = data.host;if(typeof data0 === "string"){if(func2(data0) > 253){const err3 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/maxLength",keyword:"maxLength",params:{limit: 253},message:"must NOT have more than 253 characters",schema:253,parentSchema:schema43,data:data0};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}if(func2(data0) < 1){const err4 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters",schema:1,parentSchema:schema43,data:data0};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}if(!pattern13.test(data0)){const err5 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/pattern",keyword:"pattern",params:{pattern: "^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"},message:"must match pattern \""+"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$"+"\"",schema:"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$",parentSchema:schema43,data:data0};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}else {const err6 = {instancePath:instancePath+"/host",schemaPath:"#/$defs/host/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema43.type,parentSchema:schema43,data:data0};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}}if(data.port !== undefined){let data1 = data.port;if(!(((typeof data1 == "number") && (!(data1 % 1) && !isNaN(data1))) && (isFinite(data1)))){const err7 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/type",keyword:"type",params:{type: "integer"},message:"must be integer",schema:schema34.type,parentSchema:schema34,data:data1};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}if((typeof data1 == "number") && (isFinite(data1))){if(data1 > 65535 || isNaN(data1)){const err8 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535",schema:65535,parentSchema:schema34,data:data1};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;}if(data1 < 1 || isNaN(data1)){const err9 = {instancePath:instancePath+"/port",schemaPath:"#/$defs/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1",schema:1,parentSchema:schema34,data:data1};if(vErrors === null){vErrors = [err9];}else {vErrors.push(err9);}errors++;}}}if(data.user !== undefined){let data2 = data.user;if(typeof data2 === "string"){if(!pattern6.test(data2)){const err10 = {instancePath:instancePath+"/user",schemaPath:"#/$defs/user/pattern",keyword:"pattern",params:{pattern: "^[a-z_][a-z0-9_-]{0,31}$"},message:"must match pattern \""+"^[a-z_][a-z0-9_-]{0,31}$"+"\"",schema:"^[a-z_][a-z0-9_-]{0,31}$",parentSchema:schema35,data:data2};if(vErrors === null){vErrors = [err10];}else {vErrors.push(err10);}errors++;}}else {const err11 = {instancePath:instancePath+"/user",schemaPath:"#/$defs/user/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema35.type,parentSchema:schema35,data:data2};if(vErrors === null){vErrors = [err11];}else {vErrors.push(err11);}errors++;}}if(data.hostKey !== undefined){if(!(validate21(data.hostKey, {instancePath:instancePath+"/hostKey",parentData:data,parentDataProperty:"hostKey",rootData,dynamicAnchors}))){if(vErrors === null){vErrors = validate21.errors;}else {for(const e of validate21.errors){vErrors.push(e);}}errors = vErrors.length;}}}validate46.errors = vErrors;return errors === 0;}validate46.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};const enabled = validate48;function validate48(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate48.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(typeof data !== "boolean"){const err0 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "boolean"},message:"must be boolean",schema:schema46.type,parentSchema:schema46,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}validate48.errors = vErrors;return errors === 0;}validate48.evaluated = {"dynamicProps":false,"dynamicItems":false};const labels = validate49;function validate49(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){let vErrors = null;let errors = 0;const evaluated0 = validate49.evaluated;if(evaluated0.dynamicProps){evaluated0.props = undefined;}if(evaluated0.dynamicItems){evaluated0.items = undefined;}if(data && typeof data == "object" && !Array.isArray(data)){if(Object.keys(data).length > 64){const err0 = {instancePath,schemaPath:"#/maxProperties",keyword:"maxProperties",params:{limit: 64},message:"must NOT have more than 64 properties",schema:64,parentSchema:schema47,data};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}for(const key0 in data){const _errs2 = errors;if(typeof key0 === "string"){if(!pattern15.test(key0)){const err1 = {instancePath,schemaPath:"#/propertyNames/pattern",keyword:"pattern",params:{pattern: "^[a-z0-9][a-z0-9._/-]{0,62}$"},message:"must match pattern \""+"^[a-z0-9][a-z0-9._/-]{0,62}$"+"\"",schema:"^[a-z0-9][a-z0-9._/-]{0,62}$",parentSchema:schema47.propertyNames,data:key0,propertyName:key0};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}else {const err2 = {instancePath,schemaPath:"#/propertyNames/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.propertyNames.type,parentSchema:schema47.propertyNames,data:key0,propertyName:key0};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}var valid0 = _errs2 === errors;if(!valid0){const err3 = {instancePath,schemaPath:"#/propertyNames",keyword:"propertyNames",params:{propertyName: key0},message:"property name must be valid",schema:schema47.propertyNames,parentSchema:schema47,data};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}}for(const key1 in data){let data0 = data[key1];if(typeof data0 === "string"){if(!pattern16.test(data0)){const err4 = {instancePath:instancePath+"/" + key1.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/additionalProperties/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9._:/@+=,-]{0,128}$"},message:"must match pattern \""+"^[A-Za-z0-9._:/@+=,-]{0,128}$"+"\"",schema:"^[A-Za-z0-9._:/@+=,-]{0,128}$",parentSchema:schema47.additionalProperties,data:data0};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}else {const err5 = {instancePath:instancePath+"/" + key1.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string",schema:schema47.additionalProperties.type,parentSchema:schema47.additionalProperties,data:data0};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}}else {const err6 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object",schema:schema47.type,parentSchema:schema47,data};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}validate49.errors = vErrors;return errors === 0;}validate49.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
-;// CONCATENATED MODULE: ./servers.schema.json
-const servers_schema_namespaceObject = /*#__PURE__*/JSON.parse('{"L2":{"server":{"description":"One OpenClaw gateway: a Docker Compose project on a Linux server, reached over SSH.","type":"object","x-allowed":"an object with at least name, host and tenant (tenant may come from defaults)","additionalProperties":false,"required":["name","host"],"properties":{"name":{"$ref":"#/$defs/name"},"host":{"$ref":"#/$defs/host"},"tenant":{"$ref":"#/$defs/tenant"},"region":{"$ref":"#/$defs/region"},"port":{"$ref":"#/$defs/port"},"user":{"$ref":"#/$defs/user"},"path":{"$ref":"#/$defs/path"},"healthUrl":{"$ref":"#/$defs/healthUrl"},"services":{"$ref":"#/$defs/services"},"imageVariable":{"$ref":"#/$defs/imageVariable"},"hostKey":{"$ref":"#/$defs/hostKey"},"jump":{"$ref":"#/$defs/jump"},"enabled":{"$ref":"#/$defs/enabled"},"labels":{"$ref":"#/$defs/labels"}},"examples":[{"name":"acme-eu-1","host":"acme-eu-1.example.com","tenant":"acme","region":"eu-west"}]},"word":{"type":"string","pattern":"^[a-z0-9][a-z0-9._-]{0,62}$","x-allowed":"1 to 63 lower-case letters, digits, \'.\', \'_\' or \'-\', starting with a letter or digit (no spaces or shell characters)"},"name":{"$ref":"#/$defs/word","description":"Unique name of this server in the registry, used in logs, the summary and the `servers` filter. Lower-case letters, digits, \'.\', \'_\' and \'-\'.","examples":["acme-eu-1","globex-us-2"]},"tenant":{"$ref":"#/$defs/word","description":"The customer or team this gateway serves; the `tenants` filter selects by it. Required on each server unless `defaults` sets it.","examples":["acme","globex"]},"region":{"$ref":"#/$defs/word","description":"Where the server runs; the `regions` filter selects by it. Optional.","examples":["eu-west","us-east"]},"host":{"description":"Hostname, IPv4 or IPv6 address the action connects to over SSH (IPv6 without brackets). Not a URL and no user@ prefix: use `user` and `port` for those.","type":"string","minLength":1,"maxLength":253,"pattern":"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15})$","x-allowed":"a hostname (e.g. acme-eu-1.example.com), an IPv4 address (e.g. 203.0.113.10) or an IPv6 address without brackets (e.g. 2001:db8::10); no user@, port, scheme or spaces","examples":["acme-eu-1.example.com","203.0.113.10","2001:db8::10"]},"port":{"description":"SSH port of the server. Default 22.","type":"integer","minimum":1,"maximum":65535,"default":22,"x-allowed":"a whole number from 1 to 65535 (default 22)","examples":[22,2222]},"user":{"description":"User the action logs in as over SSH; it needs access to Docker and owns `path`. Default `deploy`.","type":"string","pattern":"^[a-z_][a-z0-9_-]{0,31}$","default":"deploy","x-allowed":"a Linux user name: 1 to 32 lower-case letters, digits, \'_\' or \'-\', starting with a letter or \'_\' (default deploy)","examples":["deploy"]},"path":{"description":"Absolute folder on the server holding `docker-compose.yml` and `.env`. Default `/home/deploy/openclaw-prd`.","type":"string","maxLength":255,"pattern":"^(?:/(?!\\\\.\\\\.?(?:/|$))[A-Za-z0-9._-]+)+$","default":"/home/deploy/openclaw-prd","x-allowed":"an absolute folder such as /home/deploy/openclaw-prd: starts with \'/\', folders of letters, digits, \'.\', \'_\' or \'-\', no \'.\' or \'..\' folder, no trailing \'/\', no spaces or shell characters, at most 255 characters","examples":["/home/deploy/openclaw-prd","/srv/openclaw/acme"]},"healthUrl":{"description":"URL of the gateway\'s health check, fetched on the server itself after a restart; HTTP 2xx means healthy. Default `http://127.0.0.1:18789/health`.","type":"string","maxLength":2048,"pattern":"^https?://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\\\[[0-9A-Fa-f:.]{2,45}\\\\])(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%+,=:@/-]*)?(?:\\\\?[A-Za-z0-9._~%+,=:@/-]*)?$","default":"http://127.0.0.1:18789/health","x-allowed":"an http:// or https:// URL such as http://127.0.0.1:18789/health: host, optional port from 1 to 65535, path and query of letters, digits and . _ ~ % + , = : @ / - (no spaces, quotes, \'&\', \';\', \'$\' or backticks)","examples":["http://127.0.0.1:18789/health","http://localhost:18789/health"]},"services":{"description":"Compose services to deploy (pull and restart). Empty or absent: every service of the project.","type":"array","uniqueItems":true,"maxItems":64,"items":{"description":"A service name from the project\'s docker-compose.yml.","type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$","x-allowed":"a Compose service name: 1 to 63 letters, digits, \'_\', \'.\' or \'-\', starting with a letter or digit","examples":["openclaw-gateway"]},"x-allowed":"a list of distinct Compose service names, e.g. [\\"openclaw-gateway\\"]","examples":[["openclaw-gateway"]]},"imageVariable":{"description":"Variable in the server\'s `.env` that names the gateway image; the deploy changes only this line. Default `OPENCLAW_IMAGE`.","type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,127}$","default":"OPENCLAW_IMAGE","x-allowed":"an environment variable name: letters, digits and \'_\', not starting with a digit (default OPENCLAW_IMAGE)","examples":["OPENCLAW_IMAGE"]},"hostKeyFingerprint":{"type":"string","pattern":"^SHA256:[A-Za-z0-9+/]{43}$","x-allowed":"an OpenSSH SHA256 fingerprint: \'SHA256:\' and 43 base64 characters without the trailing \'=\' (as printed by ssh-keygen -lf or ssh-keyscan | ssh-keygen -lf -)","examples":["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"]},"hostKey":{"description":"SSH host key fingerprint(s) the server may present, in addition to the `known-hosts` input; a list allows key rotation. Get it with `ssh-keyscan HOST | ssh-keygen -lf -`.","type":["string","array"],"pattern":"^SHA256:[A-Za-z0-9+/]{43}$","items":{"type":"string","$ref":"#/$defs/hostKeyFingerprint"},"minItems":1,"uniqueItems":true,"x-allowed":"an OpenSSH SHA256 fingerprint (\'SHA256:\' and 43 base64 characters without the trailing \'=\') or a non-empty list of distinct ones","examples":["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"]]},"jump":{"description":"A jump host (bastion) the server is reached through, as OpenSSH\'s ProxyJump: the action connects to it once per run and opens the server\'s SSH connection through it. Its host key is checked like a server\'s (the `known-hosts` input or its own `hostKey`). In `defaults` it applies to every server; `null` in a server reaches that one directly.","type":["object","null"],"additionalProperties":false,"required":["host"],"properties":{"host":{"$ref":"#/$defs/host"},"port":{"$ref":"#/$defs/port"},"user":{"$ref":"#/$defs/user","description":"User the action logs in as on the jump host (with `jump-private-key`, or `ssh-private-key` when that is empty). Default: the server\'s `user`."},"hostKey":{"$ref":"#/$defs/hostKey"}},"x-allowed":"an object with \\"host\\" and optionally \\"port\\", \\"user\\" and \\"hostKey\\", e.g. {\\"host\\": \\"bastion.example.com\\", \\"user\\": \\"ops\\"}; or null in a server, to reach it directly although defaults sets a jump host","examples":[{"host":"bastion.example.com","user":"ops","hostKey":"SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"},null]},"enabled":{"description":"false: leave this server alone; it is listed as skipped in the plan and the summary. Default true.","type":"boolean","default":true,"x-allowed":"true or false (without quotes)","examples":[false]},"labels":{"description":"Free-form key/value notes about the server (owner, ticket, tier), shown in results. Not used to select servers.","type":"object","maxProperties":64,"propertyNames":{"type":"string","pattern":"^[a-z0-9][a-z0-9._/-]{0,62}$","x-allowed":"a label key: 1 to 63 lower-case letters, digits, \'.\', \'_\', \'/\' or \'-\', starting with a letter or digit"},"additionalProperties":{"type":"string","pattern":"^[A-Za-z0-9._:/@+=,-]{0,128}$","x-allowed":"a text of at most 128 letters, digits and . _ : / @ + = , - (no spaces or shell characters)"},"x-allowed":"an object of label keys to text values, at most 64 labels, e.g. {\\"owner\\": \\"team-payments\\"}","examples":[{"owner":"team-payments","tier":"gold"}]}}}');
-;// CONCATENATED MODULE: ./src/image-reference.ts
+;// CONCATENATED MODULE: ./src/deploy/describe.ts
+// Words for what a server reported, shared by the pipeline's messages and the report.
 /**
- * Image references as Docker reads them (the grammar of github.com/distribution/reference, which the
- * Docker CLI uses): which registry a reference pulls from, and whether Docker would accept it at all.
- * One place for it, so the `image` input, the registry login and the docs agree.
+ * The health rule's words (`service:state:exit code:restarts:policy:ok|bad`, see commands.HEALTH_RULE)
+ * for people: `openclaw-gateway running, openclaw-cli exited 0, worker restarting after 3 restarts (failing)`.
  */
-/** Where a reference with no registry part pulls from; `docker login docker.io` logs in there too. */
-const DOCKER_HUB = 'docker.io';
-/** Docker's old name for Docker Hub, which it reads as DOCKER_HUB. */
-const LEGACY_DOCKER_HUB = 'index.docker.io';
-/** Docker's limit on the whole repository name, registry included (NameTotalLengthMax). */
-const MAX_NAME_LENGTH = 255;
-// The grammar's pieces, as distribution/reference's regexp.go writes them.
-const ALPHANUMERIC = '[a-z0-9]+';
-const SEPARATOR = '(?:[._]|__|[-]+)';
-const PATH_COMPONENT = `${ALPHANUMERIC}(?:${SEPARATOR}${ALPHANUMERIC})*`;
-const DOMAIN_COMPONENT = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
-const DOMAIN_NAME = `${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*`;
-const IPV6 = '\\[(?:[a-fA-F0-9:]+)\\]';
-const DOMAIN_AND_PORT = `(?:${DOMAIN_NAME}|${IPV6})(?::[0-9]+)?`;
-const TAG = '[\\w][\\w.-]{0,127}';
-const DIGEST = '[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}';
-const REMOTE_NAME = `${PATH_COMPONENT}(?:/${PATH_COMPONENT})*`;
-const REGISTRY_RULE = new RegExp(`^${DOMAIN_AND_PORT}$`);
-const REMAINDER_RULE = new RegExp(`^(${REMOTE_NAME})(?::(${TAG}))?(?:@(${DIGEST}))?$`);
-/** A bare image ID: Docker refuses it as a reference to pull. */
-const IMAGE_ID = /^[a-f0-9]{64}$/;
-/** Docker would not pull this reference; `message` says why, in the words Docker's rules use. */
-class InvalidImageReference extends Error {
-    reference;
-    reason;
-    constructor(reference, reason) {
-        super(`${JSON.stringify(reference)} is not an image reference Docker accepts: ${reason}`);
-        this.reference = reference;
-        this.reason = reason;
-        this.name = 'InvalidImageReference';
-    }
-}
-/**
- * Splits a reference as `docker pull` does (ParseNormalizedNamed): the part before the first `/` is
- * a registry if it has a `.` or `:`, is `localhost`, or has an upper-case letter; otherwise the
- * reference is on Docker Hub (and a one-word name is under `library/`).
- */
-function parseImageReference(text) {
-    const invalid = (reason) => {
-        throw new InvalidImageReference(text, reason);
-    };
-    if (!text)
-        invalid('it is empty');
-    if (IMAGE_ID.test(text))
-        invalid('a 64-digit image ID is not a name to pull');
-    const slash = text.indexOf('/');
-    const first = slash === -1 ? '' : text.slice(0, slash);
-    const hasRegistry = slash !== -1 && (/[.:]/.test(first) || first === 'localhost' || first.toLowerCase() !== first);
-    let registry = hasRegistry ? first : DOCKER_HUB;
-    let remainder = hasRegistry ? text.slice(slash + 1) : text;
-    if (registry === LEGACY_DOCKER_HUB)
-        registry = DOCKER_HUB;
-    if (registry === DOCKER_HUB && !remainder.includes('/'))
-        remainder = `library/${remainder}`;
-    if (!REGISTRY_RULE.test(registry))
-        invalid(`${JSON.stringify(registry)} is not a registry (a host name or address, optionally with :port)`);
-    const tagAt = remainder.indexOf(':');
-    const name = tagAt === -1 ? remainder.replace(/@.*$/, '') : remainder.slice(0, tagAt);
-    if (name.toLowerCase() !== name)
-        invalid(`the repository name ${JSON.stringify(name)} must be lower-case`);
-    const m = REMAINDER_RULE.exec(remainder);
-    if (!m) {
-        invalid('expected [registry/]repository[:tag][@digest], the repository in lower-case letters, digits and separators (. _ __ -) between them, ' +
-            'the tag at most 128 letters, digits, _ . -, the digest algorithm:hex (e.g. ghcr.io/acme/openclaw:1.4.2 or ghcr.io/acme/openclaw@sha256:…)');
-    }
-    const [, repository, tag, digest] = m;
-    if (`${registry}/${repository}`.length > MAX_NAME_LENGTH)
-        invalid(`the repository name is longer than Docker's ${MAX_NAME_LENGTH} characters`);
-    return { registry, repository: repository, ...(tag === undefined ? {} : { tag }), ...(digest === undefined ? {} : { digest }) };
-}
-/** The registry a reference pulls from; undefined when Docker would not accept the reference. */
-function registryOf(reference) {
-    try {
-        return parseImageReference(reference).registry;
-    }
-    catch (error) {
-        if (error instanceof InvalidImageReference)
-            return undefined;
-        throw error;
-    }
-}
-/** True for what `docker login` takes as a registry: a host name, IPv4 or [IPv6] address, optionally with :port. */
-function isRegistryHost(text) {
-    return REGISTRY_RULE.test(text);
-}
-
-;// CONCATENATED MODULE: ./src/input-defaults.generated.ts
-// Generated by scripts/dev/gen-input-defaults.mjs from action.yml: do not edit.
-/** The non-empty default of each input (action.yml), except those the runner evaluates (`${{ … }}`). */
-const INPUT_DEFAULTS = {
-    "servers-file": ".github/servers/production.json",
-    "mode": "deploy",
-    "strict-host-key-checking": "true",
-    "max-parallel": "10",
-    "canary": "0",
-    "health-timeout": "60",
-    "rollback": "true",
-    "prune": "true",
-    "connect-timeout": "20",
-    "command-timeout": "600",
-    "lock-timeout": "60",
-    "dry-run": "false"
-};
-
-;// CONCATENATED MODULE: ./src/registry/json-text.ts
-/**
- * A strict JSON reader that remembers where every value sits in the text.
- *
- * JSON.parse is not enough for a file people edit by hand: its error messages and positions differ
- * between Node versions, it silently keeps the last of two equal keys (a second `"enabled"` would
- * win without a word), and it cannot tell us the line of `servers[3].port` when that value is wrong.
- */
-class JsonSyntaxError extends Error {
-    reason;
-    position;
-    lineText;
-    constructor(reason, position, 
-    /** The line of text the problem is on, for showing it to people. */
-    lineText) {
-        super(`line ${position.line}, column ${position.column}: ${reason}`);
-        this.reason = reason;
-        this.position = position;
-        this.lineText = lineText;
-        this.name = 'JsonSyntaxError';
-    }
-}
-const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
-function parseJsonText(text, options = {}) {
-    return new Reader(text, options.duplicateKeyDepth ?? Infinity).readDocument();
-}
-class Reader {
-    text;
-    duplicateKeyDepth;
-    at = 0;
-    /** Per object or list in the value: where its members are in the text (see positionOf). */
-    members = new Map();
-    open = [];
-    duplicates = [];
-    lineStarts;
-    constructor(text, duplicateKeyDepth) {
-        this.text = text;
-        this.duplicateKeyDepth = duplicateKeyDepth;
-    }
-    readDocument() {
-        this.skipSpace();
-        if (this.at >= this.text.length)
-            this.fail(this.at, 'the file has no JSON value');
-        const start = this.at;
-        const value = this.readValue();
-        this.skipSpace();
-        if (this.at < this.text.length) {
-            this.fail(this.at, `unexpected ${this.describe(this.at)} after the end of the top-level value (is a ',' or '{' missing, or is there text after the last '}'?)`);
-        }
-        return {
-            value,
-            positionOf: path => this.positionAt(this.offsetOf(value, start, path)),
-            duplicateKeys: this.duplicates.map(d => ({ path: d.path, first: this.positionAt(d.first), second: this.positionAt(d.second) }))
-        };
-    }
-    /** Where the value at `path` starts, or the nearest enclosing value that exists. */
-    offsetOf(root, rootAt, path) {
-        let node = root;
-        let offset = rootAt;
-        for (const segment of path) {
-            const members = node !== null && typeof node === 'object' ? this.members.get(node) : undefined;
-            if (members === undefined)
-                break;
-            if (Array.isArray(members)) {
-                const index = Number(segment);
-                if (!Number.isInteger(index) || index < 0 || index >= members.length)
-                    break;
-                offset = members[index];
-                node = node[index];
-            }
-            else {
-                const key = String(segment);
-                const keyAt = members.get(key);
-                if (keyAt === undefined)
-                    break;
-                offset = this.valueAfterKey(keyAt);
-                node = node[key];
-            }
-        }
-        return offset;
-    }
-    /** The start of the value that follows the key at `keyAt` (the text was read, so it is well formed). */
-    valueAfterKey(keyAt) {
-        let i = keyAt + 1;
-        while (this.text[i] !== '"')
-            i += this.text[i] === '\\' ? 2 : 1;
-        i++;
-        while (' \t\n\r:'.includes(this.text[i]))
-            i++;
-        return i;
-    }
-    /** Reads the value at `at`, with everything nested in it. */
-    readValue() {
-        for (;;) {
-            let value;
-            const c = this.text[this.at];
-            if (c === '{' || c === '[') {
-                this.at++;
-                this.skipSpace();
-                if (this.text[this.at] === (c === '{' ? '}' : ']')) {
-                    this.at++;
-                    value = c === '{' ? {} : [];
-                }
-                else if (c === '{') {
-                    const object = { kind: 'object', value: {}, keys: new Map(), key: '', commaAt: -1 };
-                    this.members.set(object.value, object.keys);
-                    this.open.push(object);
-                    this.readKey(object);
-                    continue;
-                }
-                else {
-                    const list = { kind: 'list', value: [], items: [this.at], commaAt: -1 };
-                    this.members.set(list.value, list.items);
-                    this.open.push(list);
-                    continue;
-                }
-            }
-            else {
-                value = this.readScalar();
-            }
-            // A value is complete: hand it to the container it is in, and close every container it completes.
-            for (;;) {
-                const container = this.open.at(-1);
-                if (container === undefined)
-                    return value;
-                if (this.addToContainer(container, value))
-                    break;
-                this.open.pop();
-                value = container.value;
-            }
-        }
-    }
-    /**
-     * Stores a finished member; then either moves to the next one (true: a value is expected at `at`)
-     * or consumes the closing bracket (false: the container is finished).
-     */
-    addToContainer(container, value) {
-        if (container.kind === 'object') {
-            const key = container.key;
-            // defineProperty, not assignment: a "__proto__" key must stay a plain (and then unknown) field.
-            Object.defineProperty(container.value, key, { value, enumerable: true, writable: true, configurable: true });
-            this.skipSpace();
-            const c = this.text[this.at];
-            if (c === ',') {
-                container.commaAt = this.at++;
-                this.readKey(container);
-                return true;
-            }
-            if (c === '}') {
-                this.at++;
-                return false;
-            }
-            if (c === '"')
-                this.fail(this.at, `expected ',' between properties: add a ',' after the value of ${JSON.stringify(key)}`);
-            if (c === undefined)
-                this.fail(this.at, "the file ends inside an object: a '}' is missing");
-            this.fail(this.at, `expected ',' or '}' after the value of ${JSON.stringify(key)}, found ${this.describe(this.at)}`);
-        }
-        container.value.push(value);
-        this.skipSpace();
-        const c = this.text[this.at];
-        if (c === ',') {
-            container.commaAt = this.at++;
-            this.skipSpace();
-            if (this.text[this.at] === ']')
-                this.fail(container.commaAt, "trailing comma before ']': remove this ',' after the last item");
-            container.items.push(this.at);
-            return true;
-        }
-        if (c === ']') {
-            this.at++;
-            return false;
-        }
-        const last = container.value.length - 1;
-        if (c === '{' || c === '"' || c === '[')
-            this.fail(this.at, `expected ',' between items: add a ',' after item ${last}`);
-        if (c === undefined)
-            this.fail(this.at, "the file ends inside a list: a ']' is missing");
-        this.fail(this.at, `expected ',' or ']' after item ${last}, found ${this.describe(this.at)}`);
-    }
-    /** Reads `"key":` up to the start of its value, noting a key the object already has. */
-    readKey(object) {
-        this.skipSpace();
-        const keyAt = this.at;
-        if (this.text[keyAt] !== '"') {
-            if (this.text[keyAt] === '}')
-                this.fail(object.commaAt, "trailing comma before '}': remove this ',' after the last property");
-            if (this.text[keyAt] === "'")
-                this.fail(keyAt, 'property names need double quotes ("), not single quotes (\')');
-            if (this.text[keyAt] === '/' && (this.text[keyAt + 1] === '/' || this.text[keyAt + 1] === '*'))
-                this.fail(keyAt, 'JSON has no comments; remove it');
-            this.fail(keyAt, `expected a property name in double quotes, found ${this.describe(keyAt)}`);
-        }
-        const key = this.readString();
-        this.skipSpace();
-        if (this.text[this.at] !== ':')
-            this.fail(this.at, `expected ':' after the property name ${JSON.stringify(key)}, found ${this.describe(this.at)}`);
-        this.at++;
-        this.skipSpace();
-        const earlier = object.keys.get(key);
-        if (earlier !== undefined && this.open.length - 1 <= this.duplicateKeyDepth) {
-            object.firstKeys ??= new Map();
-            if (!object.firstKeys.has(key))
-                object.firstKeys.set(key, earlier);
-            object.path ??= this.pathOfOpen(this.open.length - 1);
-            this.duplicates.push({ path: [...object.path, key], first: object.firstKeys.get(key), second: keyAt });
-        }
-        // The latest occurrence is the one JSON.parse keeps, so it is the one problems point at.
-        object.keys.set(key, keyAt);
-        object.key = key;
-    }
-    /** The path of the open container at `depth`: the member each container above it is reading. */
-    pathOfOpen(depth) {
-        const path = [];
-        for (let i = 0; i < depth; i++) {
-            const container = this.open[i];
-            path.push(container.kind === 'object' ? container.key : container.value.length);
-        }
-        return path;
-    }
-    readScalar() {
-        const c = this.text[this.at];
-        if (c === '"')
-            return this.readString();
-        if (c === '-' || (c >= '0' && c <= '9'))
-            return this.readNumber();
-        for (const [word, value] of [
-            ['true', true],
-            ['false', false],
-            ['null', null]
-        ]) {
-            if (this.text.startsWith(word, this.at)) {
-                this.at += word.length;
-                return value;
-            }
-        }
-        if (c === "'")
-            this.fail(this.at, 'strings need double quotes ("), not single quotes (\')');
-        if (c === '/' && (this.text[this.at + 1] === '/' || this.text[this.at + 1] === '*'))
-            this.fail(this.at, 'JSON has no comments; remove it');
-        if (c === undefined)
-            this.fail(this.at, 'the file ends where a value was expected (is it cut off?)');
-        this.fail(this.at, `expected a value (a "string", a number, true, false, null, {...} or [...]), found ${this.describe(this.at)}`);
-    }
-    readString() {
-        const start = this.at;
-        this.at++; // opening quote
-        for (;;) {
-            const c = this.text[this.at];
-            if (c === undefined)
-                this.fail(start, "this string is never closed: a '\"' is missing");
-            if (c === '"')
-                break;
-            if (c === '\\') {
-                this.at += 2;
-                continue;
-            }
-            if (c === '\n' || c === '\r')
-                this.fail(start, "this string is not closed before the end of its line: a '\"' is missing (a line break inside a string is written \\n)");
-            if (c < ' ')
-                this.fail(this.at, `a string contains the control character U+${c.charCodeAt(0).toString(16).padStart(4, '0').toUpperCase()}; write it as an escape such as \\t or \\u0000`);
-            this.at++;
-        }
-        this.at++; // closing quote
-        try {
-            // The span is a complete string token; JSON.parse decodes its escapes exactly as the spec says.
-            return JSON.parse(this.text.slice(start, this.at));
-        }
-        catch {
-            const bad = this.text.slice(start, this.at).search(/\\(?!["\\/bfnrt]|u[0-9a-fA-F]{4})/);
-            this.fail(bad >= 0 ? start + bad : start, 'invalid escape in a string: allowed are \\" \\\\ \\/ \\b \\f \\n \\r \\t and \\uXXXX');
-        }
-    }
-    readNumber() {
-        NUMBER.lastIndex = this.at;
-        const match = NUMBER.exec(this.text);
-        if (!match || match[0] === '-')
-            this.fail(this.at, `expected a number, found ${this.describe(this.at)}`);
-        const next = this.text[this.at + match[0].length];
-        if (next !== undefined && /[0-9A-Za-z.+-]/.test(next)) {
-            this.fail(this.at, `${JSON.stringify(match[0] + next)}... is not a JSON number (no leading zeros, hex, or '+'; text needs double quotes)`);
-        }
-        this.at += match[0].length;
-        return Number(match[0]);
-    }
-    skipSpace() {
-        while (this.at < this.text.length && ' \t\n\r'.includes(this.text[this.at]))
-            this.at++;
-    }
-    describe(offset) {
-        const c = this.text[offset];
-        if (c === undefined)
-            return 'the end of the file';
-        if (c === '\n' || c === '\r')
-            return 'a line break';
-        return JSON.stringify(c);
-    }
-    // Every problem needs a line and column: counting lines from the start for each one made a file
-    // with thousands of problems take minutes, so the line starts are found once and searched.
-    positionAt(offset) {
-        if (this.lineStarts === undefined) {
-            this.lineStarts = [0];
-            for (let i = this.text.indexOf('\n'); i !== -1; i = this.text.indexOf('\n', i + 1))
-                this.lineStarts.push(i + 1);
-        }
-        // The last line that starts at or before `offset`.
-        let low = 0;
-        let high = this.lineStarts.length - 1;
-        while (low < high) {
-            const middle = (low + high + 1) >> 1;
-            if (this.lineStarts[middle] <= offset)
-                low = middle;
-            else
-                high = middle - 1;
-        }
-        return { line: low + 1, column: offset - this.lineStarts[low] + 1 };
-    }
-    fail(offset, reason) {
-        const position = this.positionAt(offset);
-        const lineStart = this.text.lastIndexOf('\n', offset - 1) + 1;
-        const lineEnd = this.text.indexOf('\n', offset);
-        const lineText = this.text.slice(lineStart, lineEnd === -1 ? undefined : lineEnd).replace(/\r$/, '');
-        throw new JsonSyntaxError(reason, position, lineText);
-    }
-}
-
-;// CONCATENATED MODULE: ./src/settings.ts
-
-
-
-
-
-const MODES = ['deploy', 'rollback', 'status', 'rotate-token'];
-/** The key of tenant-env whose variables every tenant gets (its own value for a name wins). */
-const ALL_TENANTS = '*';
-/** The gateway's token in upstream's `.env`; `mode: rotate-token` renews it. */
-const GATEWAY_TOKEN = 'OPENCLAW_GATEWAY_TOKEN';
-/**
- * Names tenant-env may set. Compose's .env reader takes more (letters and digits of any script, `.`,
- * `-`, `[`, `]`), but a compose file can only use `${NAME}` with these, so nothing else is useful.
- */
-const ENV_NAME_RULE = /^[A-Za-z_][A-Za-z0-9_]*$/;
-/** Upstream's setup makes 32 random bytes (64 hex digits); a given token must not be much weaker. */
-const MIN_TOKEN_CHARS = 32;
-/** No .env value needs more; a bound keeps one mistake (a whole file pasted) from bloating `.env`. */
-const MAX_VALUE_BYTES = 64 * 1024;
-/** The variables one tenant gets from tenant-env: those for every tenant, then its own (which win). */
-function tenantValues(tenantEnv, tenant) {
-    return { ...tenantEnv[ALL_TENANTS], ...(tenant === ALL_TENANTS ? {} : tenantEnv[tenant]) };
-}
-/**
- * The login before pulling `image`, or undefined when no credentials were given. Without the input
- * `registry`, the registry is the image's own (for `image` empty, that of the reference the server's
- * `.env` names).
- */
-function registryLoginFor(settings, image) {
-    const credentials = settings.registryCredentials;
-    if (!credentials)
-        return undefined;
-    const registry = credentials.registry || registryOf(image);
-    if (!registry) {
-        throw new UserError(`cannot tell which registry ${JSON.stringify(image)} is on, to log in to it before the pull: it is not an image reference Docker accepts. Set the input "registry", or fix the image reference. Nothing was changed.`);
-    }
-    return { registry, username: credentials.username, password: credentials.password };
-}
-const readActionInput = name => getInput(name);
-/**
- * Turns the action's raw inputs into typed settings. The only place that reads inputs; every
- * problem names the input, what it got and what is allowed, and all problems are reported at once.
- */
-function readSettings(read = readActionInput) {
-    const problems = [];
-    const p = new InputParser(read, problems);
-    const sshPrivateKey = p.raw('ssh-private-key');
-    const sshPassphrase = p.raw('ssh-passphrase');
-    const jumpPrivateKey = p.raw('jump-private-key');
-    const registryPassword = p.raw('registry-password');
-    // Mask before anything else can print them, including our own error messages.
-    for (const secret of [sshPrivateKey, sshPassphrase, jumpPrivateKey, registryPassword])
-        if (secret)
-            maskSecret(secret);
-    const mode = p.choice('mode', MODES);
-    const tenantEnv = p.tenantEnv('tenant-env');
-    const dryRun = p.boolean('dry-run');
-    if (!sshPrivateKey && !dryRun) {
-        problems.push('Input "ssh-private-key" is required: pass the private key of the deploy user, e.g. ' + 'ssh-private-key: ${{ secrets.SSH_PRIVATE_KEY }} (only dry-run works without it).');
-    }
-    const host = p.raw('host');
-    const singleHost = host
-        ? {
-            host,
-            port: p.optionalInteger('port', 1, 65535),
-            user: p.raw('user') || undefined,
-            path: p.raw('deployment-path') || undefined
-        }
-        : undefined;
-    if (!host) {
-        for (const name of ['port', 'user', 'deployment-path']) {
-            if (p.raw(name))
-                problems.push(`Input "${name}" only applies together with "host"; set "host" or remove "${name}".`);
-        }
-    }
-    const settings = {
-        serversFile: p.raw('servers-file'),
-        mode,
-        image: p.raw('image'),
-        sshPrivateKey,
-        sshPassphrase,
-        knownHosts: p.raw('known-hosts'),
-        strictHostKeyChecking: p.boolean('strict-host-key-checking'),
-        filters: { tenants: p.list('tenants'), regions: p.list('regions'), servers: p.list('servers') },
-        maxParallel: p.integer('max-parallel', 1, 1000),
-        canary: p.integer('canary', 0, 100000),
-        maxFailures: p.failureBudget('max-failures'),
-        healthTimeout: p.integer('health-timeout', 1, 3600),
-        rollback: p.boolean('rollback'),
-        prune: p.boolean('prune'),
-        connectTimeout: p.integer('connect-timeout', 1, 600),
-        commandTimeout: p.integer('command-timeout', 1, 86400),
-        lockTimeout: p.integer('lock-timeout', 0, 86400),
-        dryRun,
-        singleHost,
-        environment: p.raw('environment'),
-        githubToken: p.raw('github-token'),
-        tenantEnv,
-        registryCredentials: p.registryCredentials(registryPassword),
-        jumpPrivateKey
-    };
-    if (settings.githubToken)
-        maskSecret(settings.githubToken);
-    if (settings.image && /[\s'"`$;&|<>\\]/.test(settings.image)) {
-        problems.push(`Input "image" is "${settings.image}": an image reference has no spaces, quotes or shell characters ` + '(e.g. ghcr.io/acme/openclaw:1.4.2 or ghcr.io/acme/openclaw@sha256:…).');
-    }
-    else if (settings.image) {
-        try {
-            parseImageReference(settings.image);
-        }
-        catch (error) {
-            if (!(error instanceof InvalidImageReference))
-                throw error;
-            problems.push(`Input "image" is "${settings.image}", which Docker would refuse: ${error.reason}.`);
-        }
-    }
-    if (mode === 'rollback' && settings.image) {
-        problems.push('Input "image" does not apply to mode "rollback": rollback restores the image recorded before the last deploy. Remove "image".');
-    }
-    if (mode === 'rotate-token' && settings.image) {
-        problems.push('Input "image" does not apply to mode "rotate-token": the gateway restarts with the image it runs. Remove "image" (or deploy first).');
-    }
-    if ((mode === 'rollback' || mode === 'status') && Object.keys(tenantEnv).length) {
-        problems.push(`Input "tenant-env" does not apply to mode "${mode}": it sets variables in mode "deploy" or "rotate-token". Remove "tenant-env".`);
-    }
-    if (problems.length)
-        throw new UserError(formatProblems('The action inputs are not valid', problems), problems);
-    return settings;
-}
-function maskSecret(secret) {
-    core_setSecret(secret);
-    // A multi-line key is printed line by line in some logs; mask each line too.
-    for (const line of secret.split(/\r?\n/))
-        if (line.trim().length > 8)
-            core_setSecret(line.trim());
-}
-/** A tenant-env value: the whole, and each line of it (a log may show one line of a multi-line value). */
-function maskValue(value) {
-    if (value)
-        core_setSecret(value);
-    for (const line of value.split(/\r?\n|\r/))
-        if (line.trim() && line.trim() !== value)
-            core_setSecret(line.trim());
-}
-/** `5` → `5th`, for "the 2nd name of acme". */
-function ordinal(n) {
-    const tens = n % 100;
-    const suffix = tens >= 11 && tens <= 13 ? 'th' : (['th', 'st', 'nd', 'rd'][n % 10] ?? 'th');
-    return `${n}${suffix}`;
-}
-function formatProblems(heading, problems) {
-    return `${heading} (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` + problems.map(p => `  - ${p}`).join('\n');
-}
-const TRUE_WORDS = ['true', 'True', 'TRUE', 'yes', 'on', '1'];
-const FALSE_WORDS = ['false', 'False', 'FALSE', 'no', 'off', '0'];
-class InputParser {
-    read;
-    problems;
-    constructor(read, problems) {
-        this.read = read;
-        this.problems = problems;
-    }
-    /** The input, or action.yml's default when it is empty. */
-    raw(name) {
-        return this.read(name).trim() || (INPUT_DEFAULTS[name] ?? '');
-    }
-    /** An input that has a default in action.yml (a value is needed even when none is given). */
-    defaulted(name) {
-        const value = this.raw(name);
-        if (!value)
-            throw new Error(`input "${name}" has no default in action.yml (run npm run package to regenerate src/input-defaults.generated.ts)`);
-        return value;
-    }
-    choice(name, allowed) {
-        const value = this.defaulted(name);
-        if (allowed.includes(value))
-            return value;
-        this.problems.push(`Input "${name}" is "${value}"; allowed: ${allowed.join(', ')}.`);
-        return allowed[0];
-    }
-    boolean(name) {
-        const value = this.defaulted(name);
-        if (TRUE_WORDS.includes(value))
-            return true;
-        if (FALSE_WORDS.includes(value))
-            return false;
-        this.problems.push(`Input "${name}" is "${value}"; allowed: true or false.`);
-        return false;
-    }
-    integer(name, min, max) {
-        this.defaulted(name);
-        return this.optionalInteger(name, min, max) ?? min;
-    }
-    optionalInteger(name, min, max) {
-        const value = this.raw(name);
-        if (!value)
-            return undefined;
-        if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
-            this.problems.push(`Input "${name}" is "${value}"; allowed: a whole number from ${min} to ${max}.`);
-            return undefined;
-        }
-        return Number(value);
-    }
-    /** Comma- or newline-separated list; blanks dropped. */
-    list(name) {
-        return this.raw(name)
-            .split(/[,\n]/)
-            .map(s => s.trim())
-            .filter(Boolean);
-    }
-    /**
-     * A JSON object of tenants (or "*") to objects of variable names and string values. Everything in
-     * it is masked before anything can print; problems name tenants and variables, never a value, nor
-     * a name that is not one (it could be a value put in the wrong place).
-     */
-    tenantEnv(name) {
-        const text = this.raw(name);
-        if (!text)
-            return {};
-        // the whole text (JSON that cannot be parsed is never printed, but may be quoted by a tool); not
-        // line by line: its lines are mostly braces, which a mask would blank everywhere in the log
-        core_setSecret(text);
-        const where = `Input "${name}"`;
-        let parsed;
-        try {
-            parsed = parseJsonText(text, { duplicateKeyDepth: 1 });
-        }
-        catch (error) {
-            if (!(error instanceof JsonSyntaxError))
-                throw error;
-            // The reason could quote the text; only the place is shown.
-            this.problems.push(`${where} is not valid JSON (line ${error.position.line}, column ${error.position.column}; the text is not shown, as it holds secrets). Check it with e.g. jq.`);
-            return {};
-        }
-        const values = [];
-        collectValues(parsed.value, values);
-        for (const value of values)
-            maskValue(value);
-        for (const duplicate of parsed.duplicateKeys) {
-            const [tenant, variable] = duplicate.path;
-            if (variable === undefined || ENV_NAME_RULE.test(variable)) {
-                this.problems.push(`${where}: ${variable === undefined ? `tenant ${JSON.stringify(tenant)}` : `${tenant}.${variable}`} is given twice (lines ${duplicate.first.line} and ${duplicate.second.line}); JSON would keep only the last.`);
-            }
-        }
-        const shape = 'a JSON object of tenant names (or "*" for every tenant) to objects of variable names and string values, e.g. {"*": {"OPENCLAW_SKIP_BROWSER_CONTROL_SERVER": "1"}, "acme": {"CLAUDE_AI_SESSION_KEY": "…"}}';
-        if (!isObject(parsed.value)) {
-            this.problems.push(`${where} must be ${shape}.`);
-            return {};
-        }
-        const result = {};
-        for (const [tenant, variables] of Object.entries(parsed.value)) {
-            if (!isObject(variables)) {
-                this.problems.push(`${where}: ${JSON.stringify(tenant)} must be an object of variable names and string values; the whole input must be ${shape}.`);
-                continue;
-            }
-            const checked = {};
-            Object.entries(variables).forEach(([variable, value], index) => {
-                if (!ENV_NAME_RULE.test(variable)) {
-                    maskValue(variable);
-                    this.problems.push(`${where}: the ${ordinal(index + 1)} name of ${tenant} is not a variable name (letters, digits and _, not starting with a digit); it is not shown, in case a value was put there by mistake.`);
-                    return;
-                }
-                const at = `${where}: ${tenant}.${variable}`;
-                if (typeof value !== 'string') {
-                    this.problems.push(`${at} must be a string${typeof value === 'number' || typeof value === 'boolean' ? ' (write it in double quotes)' : ''}.`);
-                }
-                else if (value.includes('\0') || LONE_SURROGATE.test(value)) {
-                    this.problems.push(`${at} holds a NUL character or a lone UTF-16 surrogate, which .env cannot hold.`);
-                }
-                else if (Buffer.byteLength(value) > MAX_VALUE_BYTES) {
-                    this.problems.push(`${at} is ${Buffer.byteLength(value)} bytes long; a value may have at most ${MAX_VALUE_BYTES}.`);
-                }
-                else if (variable === GATEWAY_TOKEN && tenant === ALL_TENANTS) {
-                    this.problems.push(`${at}: every tenant needs a gateway token of its own; give ${GATEWAY_TOKEN} per tenant, or leave it out in mode "rotate-token" to make new ones on the servers.`);
-                }
-                else if (variable === GATEWAY_TOKEN && value.length < MIN_TOKEN_CHARS) {
-                    this.problems.push(`${at} is ${value.length} characters long; a gateway token needs at least ${MIN_TOKEN_CHARS} (upstream makes 64 hex digits: openssl rand -hex 32).`);
-                }
-                else {
-                    checked[variable] = value;
-                }
-            });
-            result[tenant] = checked;
-        }
-        return result;
-    }
-    /**
-     * `registry`, `registry-username` and `registry-password`: a username and a password together, or
-     * neither; `registry` only with them. The password was masked by the caller before anything could
-     * print; no message here shows it.
-     */
-    registryCredentials(password) {
-        const registry = this.raw('registry');
-        const username = this.raw('registry-username');
-        if (!username && !password) {
-            if (registry)
-                this.problems.push('Input "registry" only applies together with "registry-username" and "registry-password" (the login before each pull); set them, or remove "registry".');
-            return undefined;
-        }
-        if (!username)
-            this.problems.push('Input "registry-password" is set but "registry-username" is empty: docker login needs both (for GHCR e.g. registry-username: ${{ github.actor }}).');
-        if (!password)
-            this.problems.push('Input "registry-username" is set but "registry-password" is empty: docker login needs both (for GHCR e.g. registry-password: ${{ secrets.GITHUB_TOKEN }}).');
-        if (username && !/^[^\s\p{Cc}]{1,255}$/u.test(username)) {
-            this.problems.push(`Input "registry-username" is ${JSON.stringify(username.slice(0, 80))}; allowed: a user name without spaces or control characters, at most 255 characters.`);
-        }
-        if (password.includes('\0'))
-            this.problems.push('Input "registry-password" holds a NUL character, which no password for docker login can hold (the value is not shown).');
-        if (registry && !isRegistryHost(registry)) {
-            const bare = registry.replace(/^[a-z]+:\/\//i, '').replace(/\/.*$/, '');
-            this.problems.push(`Input "registry" is ${JSON.stringify(registry.slice(0, 120))}; allowed: a registry host as Docker names it, with an optional :port and no scheme or path (e.g. ghcr.io or registry.example.com:5000)` +
-                (bare && bare !== registry && isRegistryHost(bare) ? `: here ${bare}.` : '.'));
-        }
-        return { registry, username, password };
-    }
-    failureBudget(name) {
-        const value = this.raw(name);
-        if (!value)
-            return undefined;
-        const m = /^(\d+)(%?)$/.exec(value);
-        if (!m || (m[2] && Number(m[1]) > 100)) {
-            this.problems.push(`Input "${name}" is "${value}"; allowed: a number of servers (e.g. 2) or a percentage of the selected servers (e.g. 10%).`);
-            return undefined;
-        }
-        return m[2] ? { kind: 'percent', value: Number(m[1]) } : { kind: 'count', value: Number(m[1]) };
-    }
-}
-function isObject(value) {
-    return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-/** Every string value anywhere in a JSON value, also where the shape is wrong (not the keys: names are shown). */
-function collectValues(value, into) {
-    if (typeof value === 'string')
-        into.push(value);
-    else if (typeof value === 'number' || typeof value === 'boolean')
-        into.push(String(value));
-    else if (Array.isArray(value))
-        for (const item of value)
-            collectValues(item, into);
-    else if (isObject(value))
-        for (const item of Object.values(value))
-            collectValues(item, into);
-}
-/** Half of a UTF-16 surrogate pair on its own: it has no UTF-8 form, so it cannot be written to .env. */
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
-;// CONCATENATED MODULE: ./src/registry/suggest.ts
-/**
- * "Did you mean …?" for misspelt field names and filter values: the closest known word, if it is
- * close enough to be a plausible typo.
- */
-function closestMatch(word, candidates) {
-    const wanted = normalize(word);
-    // Nobody misspells a 100-character field name; and the distance table grows with the length.
-    if (!wanted || wanted.length > 64)
-        return undefined;
-    let best;
-    for (const candidate of candidates) {
-        const known = normalize(candidate);
-        if (known === wanted)
-            return candidate;
-        const distance = editDistance(wanted, known);
-        if (!best || distance < best.distance)
-            best = { candidate, distance };
-    }
-    if (!best)
-        return undefined;
-    // A shortened value ("eu" for "eu-west") is no typo but just as clear, when only one word fits.
-    const extended = candidates.filter(candidate => wanted.length >= 2 && normalize(candidate).startsWith(wanted));
-    if (extended.length === 1)
-        return extended[0];
-    // About one typo per three letters; shorter words need a closer match to avoid silly guesses.
-    const allowed = Math.max(1, Math.floor(Math.min(wanted.length, normalize(best.candidate).length) / 3));
-    return best.distance <= allowed ? best.candidate : undefined;
-}
-/** The sentence part for a suggestion: ` Did you mean "x"?` or nothing. */
-function didYouMean(word, candidates) {
-    const match = closestMatch(word, candidates);
-    return match === undefined ? '' : ` Did you mean "${match}"?`;
-}
-/** Case, '-' and '_' do not count as differences: `health_url` and `HealthURL` both mean `healthUrl`. */
-function normalize(word) {
-    return word.toLowerCase().replace(/[-_\s]/g, '');
-}
-/** Optimal string alignment distance: insertions, deletions, substitutions and swaps of neighbours. */
-function editDistance(a, b) {
-    const rows = a.length + 1;
-    const cols = b.length + 1;
-    const d = Array.from({ length: rows }, (_, i) => Array.from({ length: cols }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
-    for (let i = 1; i < rows; i++) {
-        for (let j = 1; j < cols; j++) {
-            const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-            d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
-            if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
-                d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
-        }
-    }
-    return d[rows - 1][cols - 1];
-}
-
-;// CONCATENATED MODULE: ./src/registry/types.ts
-const SERVER_DEFAULTS = {
-    port: 22,
-    user: 'deploy',
-    path: '/home/deploy/openclaw-prd',
-    healthUrl: 'http://127.0.0.1:18789/health',
-    imageVariable: 'OPENCLAW_IMAGE'
-};
-
-;// CONCATENATED MODULE: ./src/registry/load.ts
-
-
-
-
-// Imported, not read at run time: ncc bundles it into dist/, so the action needs no file beside it.
-
-
-
-
-
-
-// Enough to see every kind of mistake; a generated file with thousands would drown the log.
-const MAX_LISTED_PROBLEMS = 100;
-/** The registry cannot be used; `details` (and `problems`) hold every problem found, in file order. */
-class RegistryError extends UserError {
-    file;
-    details;
-    constructor(file, details, heading = `The server registry ${file} is not valid`) {
-        const problems = details.map(formatRegistryProblem);
-        const listed = problems.slice(0, MAX_LISTED_PROBLEMS);
-        super(formatProblems(problems.length > listed.length ? `${heading}; the first ${listed.length} of ${problems.length} problems follow` : heading, listed), problems);
-        this.file = file;
-        this.details = details;
-        this.name = 'RegistryError';
-    }
-}
-function formatRegistryProblem(problem) {
-    const where = problem.line === undefined ? problem.file : `${problem.file}:${problem.line}:${problem.column}`;
-    return `${where}: ${problem.message}`;
-}
-// The registry's objects are the top level, defaults, the servers and their labels: at most 3 deep.
-// Any deeper object lies inside a value the schema rejects as a whole (a label that must be text, an
-// unknown field), so a key repeated in it needs no fix of its own, and following them cost a 24 KB
-// file nested 2,000 deep 3 seconds (and one nested 8,000 deep more memory than a runner has).
-const DUPLICATE_KEY_DEPTH = 3;
-/**
- * Reads, checks and resolves the registry at `file` (relative to the working directory, which is
- * the repository on a runner). Throws one RegistryError listing every problem.
- */
-function loadRegistry(file) {
-    const text = readRegistryText(file);
-    let json;
-    try {
-        json = parseJsonText(text, { duplicateKeyDepth: DUPLICATE_KEY_DEPTH });
-    }
-    catch (error) {
-        if (!(error instanceof JsonSyntaxError))
-            throw error;
-        // Shown as is (it is one line); control characters would only garble the log. A long line is
-        // cut to the stretch around the mistake.
-        const from = Math.max(0, error.position.column - 80);
-        const near = [...error.lineText.slice(from, from + 120)]
-            .map(c => (c < ' ' || c === '\u007f' ? ' ' : c))
-            .join('')
-            .trim();
-        throw new RegistryError(file, [
-            {
-                file,
-                path: '',
-                ...error.position,
-                message: `invalid JSON: ${error.reason}.${near ? ` The line reads: ${from > 0 ? '…' : ''}${near}` : ''}`
-            }
-        ]);
-    }
-    const problems = [...schemaProblems(file, json), ...duplicateKeyProblems(file, json), ...crossCheckProblems(file, json)];
-    if (problems.length)
-        throw new RegistryError(file, orderProblems(problems));
-    return { file, servers: resolveServers(json.value) };
-}
-/**
- * Checks one server field the way the registry does (schema pattern plus the checks the schema
- * cannot express). Returns what is allowed when `value` is not, otherwise undefined.
- */
-function checkServerField(field, value) {
-    const validate = fieldValidator(field);
-    if (!validate)
-        throw new Error(`servers.schema.json has no definition for "${field}"`);
-    const extra = EXTRA_CHECKS[field];
-    if (validate(value) && (!extra || typeof value !== 'string' || extra(value)))
-        return undefined;
-    return allowedText(field);
-}
-// ---------------------------------------------------------------------------------------------
-// Reading the file
-// A registry of thousands of servers is well under a megabyte; anything far bigger is a mistake.
-const MAX_FILE_BYTES = 5 * 1024 * 1024;
-function readRegistryText(file) {
-    const fail = (message) => {
-        throw new RegistryError(file, [{ file, path: '', message }], `The server registry ${file} cannot be read`);
-    };
-    const absolute = external_node_path_default().resolve(file);
-    let stat;
-    try {
-        stat = external_node_fs_default().statSync(absolute);
-    }
-    catch (error) {
-        const code = error.code;
-        if (code === 'ENOENT' || code === 'ENOTDIR')
-            return fail(describeMissingFile(file, absolute));
-        return fail(`the file cannot be read (${code ?? String(error)}); check that the runner's user can read ${absolute}.`);
-    }
-    if (stat.isDirectory()) {
-        const jsonFiles = listJsonFiles(absolute);
-        return fail(`this is a folder, not a file. Set the input "servers-file" to the registry file itself` +
-            (jsonFiles.length ? `; this folder holds ${jsonFiles.map(f => external_node_path_default().join(file, f)).join(', ')}.` : ', e.g. .github/servers/production.json.'));
-    }
-    if (!stat.isFile())
-        return fail('this is not a regular file; set the input "servers-file" to a JSON file such as .github/servers/production.json.');
-    if (stat.size > MAX_FILE_BYTES)
-        return fail(`the file is ${stat.size} bytes; a server registry is a small JSON file (at most ${MAX_FILE_BYTES} bytes). Is "servers-file" pointing at the right file?`);
-    let bytes = external_node_fs_default().readFileSync(absolute);
-    if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) {
-        return fail('the file is saved as UTF-16 (it starts with a UTF-16 byte order mark); save it as UTF-8.');
-    }
-    // A UTF-8 byte order mark is accepted: some Windows editors add one, and it carries no meaning.
-    if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf)
-        bytes = bytes.subarray(3);
-    let text;
-    try {
-        text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-    }
-    catch {
-        const lenient = bytes.toString('utf8');
-        const line = lenient.slice(0, lenient.indexOf('\uFFFD')).split('\n').length;
-        return fail(`the file is not UTF-8 text (the first bad byte is on line ${line}); save it as UTF-8.`);
-    }
-    if (!text.trim()) {
-        return fail('the file is empty. It must hold a JSON object such as {"servers": [{"name": "acme-1", "host": "acme-1.example.com", "tenant": "acme"}]}; see docs/examples/production.json.');
-    }
-    return text;
-}
-function describeMissingFile(file, absolute) {
-    const folder = external_node_path_default().dirname(absolute);
-    const siblings = listJsonFiles(folder);
-    const similar = closestMatch(external_node_path_default().basename(absolute), siblings);
-    let where;
-    if (similar)
-        where = ` Did you mean ${external_node_path_default().join(external_node_path_default().dirname(file), similar)}?`;
-    else if (siblings.length)
-        where = ` That folder holds ${siblings.join(', ')}.`;
-    else if (!external_node_fs_default().existsSync(folder))
-        where = ` The folder ${folder} does not exist either: was the repository checked out (actions/checkout) before this step?`;
-    else
-        where = '';
-    return (`file not found (looked for ${absolute}).${where} Commit the registry at that path, set the input "servers-file" ` +
-        'to where it is (relative to the repository root), or set the input "host" to deploy to one server without a registry.');
-}
-function listJsonFiles(folder) {
-    try {
-        return external_node_fs_default().readdirSync(folder)
-            .filter(name => name.endsWith('.json'))
-            .sort()
-            .slice(0, 20);
-    }
-    catch {
-        return [];
-    }
-}
-// ---------------------------------------------------------------------------------------------
-// Schema validation
-// Compiled at build time (scripts/dev/gen-registry-validator.mjs): compiling the schema at start-up
-// cost each run about 0.15 s of CPU.
-const validateDocument = registry_validator_generated_document;
-const fieldValidator = (field) => registry_validator_generated_namespaceObject[field];
-const EXTRA_CHECKS = {
-    // The pattern admits the shape of an address; net.isIP knows which addresses exist.
-    host: host => (host.includes(':') ? external_node_net_default().isIPv6(host) : /^[0-9.]+$/.test(host) ? external_node_net_default().isIPv4(host) : true),
-    healthUrl: url => URL.canParse(url)
-};
-/** The schema node `#/$defs/...` a `$ref` points to, or the node itself. */
-function resolveRef(node) {
-    const ref = node?.$ref;
-    if (typeof ref !== 'string' || !ref.startsWith('#/$defs/'))
-        return node;
-    const target = servers_schema_namespaceObject.L2[ref.slice('#/$defs/'.length)];
-    return target ? { ...resolveRef(target), ...node, $ref: undefined } : node;
-}
-function allowedOf(node) {
-    const resolved = resolveRef(node);
-    return typeof resolved?.['x-allowed'] === 'string' ? resolved['x-allowed'] : undefined;
-}
-function allowedText(field) {
-    return allowedOf(servers_schema_namespaceObject.L2.server.properties[field]) ?? field;
-}
-const FIELD_ALIASES = {
-    hostname: 'host',
-    address: 'host',
-    ip: 'host',
-    server: 'host',
-    sshhost: 'host',
-    sshport: 'port',
-    username: 'user',
-    sshuser: 'user',
-    login: 'user',
-    directory: 'path',
-    dir: 'path',
-    folder: 'path',
-    deploymentpath: 'path',
-    health: 'healthUrl',
-    healthcheck: 'healthUrl',
-    healthcheckurl: 'healthUrl',
-    image: 'imageVariable',
-    fingerprint: 'hostKey',
-    hostfingerprint: 'hostKey',
-    tags: 'labels',
-    service: 'services',
-    customer: 'tenant',
-    bastion: 'jump',
-    proxyjump: 'jump',
-    jumphost: 'jump',
-    via: 'jump'
-};
-function schemaProblems(file, json) {
-    if (validateDocument(json.value))
-        return [];
-    const problems = [];
-    const reported = new Set();
-    const add = (at, message) => {
-        const where = formatJsonPath(at);
-        // One problem per value: a host that is both too long and badly formed needs one fix.
-        if (reported.has(where))
-            return;
-        reported.add(where);
-        problems.push({ file, path: where, ...json.positionOf(at), message: `${where || 'The file'} ${message}` });
-    };
-    for (const error of validateDocument.errors ?? []) {
-        // Reported by the propertyNames error itself, which knows the offending key.
-        if (error.schemaPath.includes('/propertyNames/'))
-            continue;
-        const at = parseJsonPointer(error.instancePath, json.value);
-        const parent = error.parentSchema;
-        switch (error.keyword) {
-            case 'additionalProperties': {
-                const field = String(error.params.additionalProperty);
-                add([...at, field], describeUnknownField(at, field, parent));
-                break;
-            }
-            case 'required': {
-                const field = String(error.params.missingProperty);
-                const allowed = allowedOf(parent?.properties?.[field]);
-                add([...at, field], `is missing; required${allowed ? `: ${allowed}` : ''}.`);
-                break;
-            }
-            case 'propertyNames': {
-                const key = String(error.params.propertyName);
-                add([...at, key], `is not a valid label key; allowed: ${allowedOf(parent?.propertyNames) ?? 'a safe label key'}.`);
-                break;
-            }
-            default:
-                add(at, describeWrongValue(error, parent));
-        }
-    }
-    return problems;
-}
-function describeUnknownField(at, field, parent) {
-    const known = Object.keys(parent?.properties ?? {});
-    const inDefaults = at.length === 1 && at[0] === 'defaults';
-    if (inDefaults && (field === 'name' || field === 'host')) {
-        return `cannot be set in defaults, since every server needs its own ${field}: move it into each server. Allowed in defaults: ${known.join(', ')}.`;
-    }
-    const where = at.length === 0 ? 'the top level of the registry' : at.at(-1) === 'jump' ? 'a jump host' : inDefaults ? 'defaults' : 'a server';
-    if (field.toLowerCase() === 'disabled')
-        return `is not a field of ${where}; to leave a server alone, set "enabled": false. Allowed: ${known.join(', ')}.`;
-    const alias = FIELD_ALIASES[field.toLowerCase().replace(/[-_\s]/g, '')];
-    const suggestion = alias && known.includes(alias) ? alias : closestMatch(field, known);
-    const hint = suggestion === 'imageVariable' && alias ? ' (the image itself comes from the action input "image")' : '';
-    return `is not a field of ${where}.${suggestion ? ` Did you mean "${suggestion}"${hint}?` : ''} Allowed: ${known.join(', ')}.`;
-}
-function describeWrongValue(error, parent) {
-    const allowed = allowedOf(parent) ?? error.message ?? 'see servers.schema.json';
-    const value = error.data;
-    let found;
-    if (error.keyword === 'type')
-        found = describeType(value);
-    else if (error.keyword === 'uniqueItems' && Array.isArray(value)) {
-        const { i, j } = error.params;
-        found = `lists ${describeValue(value[i])} twice (items ${Math.min(i, j)} and ${Math.max(i, j)})`;
-        return `${found}; allowed: ${allowed}.`;
-    }
-    else if (error.keyword === 'maxLength' && typeof value === 'string')
-        found = `is ${value.length} characters long (${describeValue(value)})`;
-    else
-        found = `is ${describeValue(value)}`;
-    return `${found}; allowed: ${allowed}.`;
-}
-function describeType(value) {
-    if (value === null)
-        return 'is null';
-    if (Array.isArray(value))
-        return `is a list (${describeValue(value)})`;
-    if (typeof value === 'string')
-        return `is the text ${describeValue(value)}`;
-    if (typeof value === 'object')
-        return 'is an object';
-    return `is ${typeof value === 'number' ? 'the number' : 'the boolean'} ${String(value)}`;
-}
-/** A value as it would appear in the file, cut short; JSON escapes keep newlines and control characters visible. */
-function describeValue(value, depth = 0) {
-    if (Array.isArray(value)) {
-        if (!value.length)
-            return 'an empty list []';
-        // Only the first 80 characters are shown and every level of nesting adds one, so a list nested
-        // thousands deep or thousands long is described from its start alone: same text, bounded work,
-        // and no recursion deep enough to overflow the stack.
-        if (depth > 80)
-            return '…';
-        let items = '';
-        for (const item of value) {
-            if (items.length > 80)
-                break;
-            items += (items ? ', ' : '') + describeValue(item, depth + 1);
-        }
-        return `[${clip(items, 80)}]`;
-    }
-    if (value !== null && typeof value === 'object')
-        return 'an object';
-    return typeof value === 'string' ? JSON.stringify(clip(value, 80)) : String(value);
-}
-function clip(text, max) {
-    return text.length > max ? `${text.slice(0, max)}…` : text;
-}
-// ---------------------------------------------------------------------------------------------
-// Checks the schema cannot express
-function duplicateKeyProblems(file, json) {
-    return json.duplicateKeys.map(d => ({
-        file,
-        path: formatJsonPath(d.path),
-        ...d.second,
-        message: `${formatJsonPath(d.path)} appears twice in the same object (lines ${d.first.line} and ${d.second.line}); JSON would silently keep only the last. Keep one.`
-    }));
-}
-const isEntry = (value) => value !== null && typeof value === 'object' && !Array.isArray(value);
-function crossCheckProblems(file, json) {
-    const problems = [];
-    const add = (at, message) => {
-        problems.push({ file, path: formatJsonPath(at), ...json.positionOf(at), message: `${formatJsonPath(at)} ${message}` });
-    };
-    const document = json.value;
-    if (!isEntry(document) || !Array.isArray(document.servers))
-        return problems;
-    const defaults = isEntry(document.defaults) ? document.defaults : {};
-    const servers = document.servers;
-    const checkFields = (at, entry) => {
-        for (const [field, extra] of Object.entries(EXTRA_CHECKS)) {
-            const value = entry[field];
-            // Only values the schema accepted: anything else already has its problem.
-            if (typeof value === 'string' && fieldValidator(field)?.(value) && !extra(value)) {
-                add([...at, field], `is ${describeValue(value)}; allowed: ${allowedText(field)}.`);
-            }
-        }
-        // a jump host's host is held to the same checks as a server's
-        if (isEntry(entry.jump))
-            checkFields([...at, 'jump'], entry.jump);
-    };
-    checkFields(['defaults'], defaults);
-    const byName = new Map();
-    const byTarget = new Map();
-    servers.forEach((server, index) => {
-        if (!isEntry(server))
-            return;
-        const at = ['servers', index];
-        checkFields(at, server);
-        if (server.tenant === undefined && defaults.tenant === undefined) {
-            add([...at, 'tenant'], `is missing, and defaults sets no tenant; required: the server's tenant, on the server or in defaults: ${allowedOf(servers_schema_namespaceObject.L2.tenant)}.`);
-        }
-        if (typeof server.name === 'string') {
-            const first = byName.get(server.name);
-            if (first === undefined)
-                byName.set(server.name, index);
-            else
-                add([...at, 'name'], `is ${JSON.stringify(server.name)}, which servers[${first}] already uses; allowed: a name no other server has.`);
-        }
-        const host = server.host;
-        const port = server.port ?? defaults.port ?? SERVER_DEFAULTS.port;
-        const folder = server.path ?? defaults.path ?? SERVER_DEFAULTS.path;
-        // 10.0.0.5 behind one bastion and 10.0.0.5 behind another can be two machines
-        const jump = server.jump === undefined ? defaults.jump : server.jump;
-        const route = isEntry(jump) ? `${String(jump.host).toLowerCase()}\u0000${String(jump.port ?? SERVER_DEFAULTS.port)}` : '';
-        if (typeof host === 'string' && typeof port === 'number' && typeof folder === 'string') {
-            // Host names are case-insensitive; two spellings of one machine are still one machine.
-            const target = `${host.toLowerCase()}\u0000${port}\u0000${folder}\u0000${route}`;
-            const first = byTarget.get(target);
-            if (first === undefined)
-                byTarget.set(target, index);
-            else {
-                const firstName = servers[first].name;
-                add(at, `deploys to ${folder} on ${formatAddress(host, port)}${isEntry(jump) ? ` through ${formatAddress(String(jump.host), Number(jump.port ?? SERVER_DEFAULTS.port))}` : ''}, the same host, port and path as servers[${first}]` +
-                    `${typeof firstName === 'string' ? ` (${JSON.stringify(firstName)})` : ''}; allowed: each host+port+path once, ` +
-                    'since two entries would deploy over each other. Give one a different "path", or remove it.');
-            }
-        }
-    });
-    return problems;
-}
-/** In file order, so the list reads top to bottom like the file. */
-function orderProblems(problems) {
-    return problems
-        .map((problem, index) => ({ problem, index }))
-        .sort((a, b) => (a.problem.line ?? 0) - (b.problem.line ?? 0) || (a.problem.column ?? 0) - (b.problem.column ?? 0) || a.index - b.index)
-        .map(({ problem }) => problem);
-}
-const fingerprints = (hostKey) => (typeof hostKey === 'string' ? [hostKey] : [...(hostKey ?? [])]);
-function resolveServers(document) {
-    const defaults = document.defaults ?? {};
-    return document.servers.map(own => {
-        const entry = { ...defaults, ...own, labels: { ...defaults.labels, ...own.labels } };
-        const user = entry.user ?? SERVER_DEFAULTS.user;
-        // `"jump": null` in a server: reached directly, whatever defaults says
-        const jump = entry.jump ? { host: entry.jump.host, port: entry.jump.port ?? SERVER_DEFAULTS.port, user: entry.jump.user ?? user, hostKeys: fingerprints(entry.jump.hostKey) } : undefined;
-        return {
-            // Checked above: every server has a name and a host, and a tenant of its own or from defaults.
-            name: entry.name,
-            host: entry.host,
-            tenant: entry.tenant,
-            ...(entry.region === undefined ? {} : { region: entry.region }),
-            port: entry.port ?? SERVER_DEFAULTS.port,
-            user,
-            path: entry.path ?? SERVER_DEFAULTS.path,
-            healthUrl: entry.healthUrl ?? SERVER_DEFAULTS.healthUrl,
-            services: [...(entry.services ?? [])],
-            imageVariable: entry.imageVariable ?? SERVER_DEFAULTS.imageVariable,
-            hostKeys: fingerprints(entry.hostKey),
-            enabled: entry.enabled ?? true,
-            labels: entry.labels ?? {},
-            ...(jump ? { jump } : {})
-        };
-    });
-}
-// ---------------------------------------------------------------------------------------------
-// Paths and addresses, as people read them
-/** `servers[3].port`, `defaults.user`, `servers[0].labels["odd key"]`; '' for the top level. */
-function formatJsonPath(at) {
-    let out = '';
-    for (const segment of at) {
-        if (typeof segment === 'number')
-            out += `[${segment}]`;
-        else if (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(segment))
-            out += out ? `.${segment}` : segment;
-        else
-            out += `[${JSON.stringify(segment)}]`;
-    }
-    return out;
-}
-/** Ajv's `/servers/3/port` as path segments; numbers only where the value really is a list. */
-function parseJsonPointer(pointer, root) {
-    if (!pointer)
-        return [];
-    const at = [];
-    let node = root;
-    for (const raw of pointer.slice(1).split('/')) {
-        const key = raw.replace(/~1/g, '/').replace(/~0/g, '~');
-        const segment = Array.isArray(node) ? Number(key) : key;
-        at.push(segment);
-        node = isEntry(node) || Array.isArray(node) ? node[segment] : undefined;
-    }
-    return at;
-}
-/** `user@host:port` style address part: IPv6 needs brackets to keep its colons apart from the port. */
-function formatAddress(host, port) {
-    return `${host.includes(':') ? `[${host}]` : host}:${port}`;
-}
-/** `ops@bastion.example:22`: how the plan, the summary, the log and errors name a jump host. */
-function describeJump(jump) {
-    return `${jump.user}@${formatAddress(jump.host, jump.port)}`;
-}
-/** The SSH route to a server: `deploy@10.0.0.5:22`, or `deploy@10.0.0.5:22 via ops@bastion.example:22`. */
-function describeRoute(server) {
-    return `${server.user}@${formatAddress(server.host, server.port)}${server.jump ? ` via ${describeJump(server.jump)}` : ''}`;
-}
-
-;// CONCATENATED MODULE: ./src/registry/select.ts
-
-
-
-const FILTERS = [
-    { input: 'tenants', what: 'tenant', valuesOf: server => server.tenant },
-    { input: 'regions', what: 'region', valuesOf: server => server.region },
-    { input: 'servers', what: 'server name', valuesOf: server => server.name }
-];
-/**
- * Applies the `tenants`, `regions` and `servers` inputs (a server must match every filter that is
- * set). A value that names nothing in the registry, or filters that leave no server to work on, are
- * errors: a typo must not turn a deploy into a silent no-op.
- */
-function selectServers(registry, filters) {
-    const problems = [];
-    for (const { input, what, valuesOf } of FILTERS) {
-        const known = unique(registry.servers.map(valuesOf));
-        for (const wanted of filters[input]) {
-            if (known.includes(wanted))
-                continue;
-            problems.push(`Input "${input}" names ${JSON.stringify(wanted)}, but no server in ${registry.file} has that ${what}.` +
-                didYouMean(wanted, known) +
-                (known.length ? ` Known: ${listSome(known)}.` : ` No server in ${registry.file} has a ${what} at all.`));
-        }
-    }
-    if (problems.length)
-        throw new UserError(formatProblems('The server filters do not match the registry', problems), problems);
-    const matched = registry.servers.filter(server => FILTERS.every(({ input, valuesOf }) => filters[input].length === 0 || filters[input].includes(valuesOf(server) ?? '')));
-    const selection = {
-        selected: matched.filter(server => server.enabled),
-        disabled: matched.filter(server => !server.enabled)
-    };
-    if (selection.selected.length)
-        return selection;
-    const filterText = describeFilters(filters);
-    const message = selection.disabled.length
-        ? `Every server ${filterText ? `matching ${filterText} ` : `in ${registry.file} `}is disabled ("enabled": false): ` +
-            `${listSome(selection.disabled.map(server => server.name))}. Enable one in ${registry.file} or change the filters.`
-        : `No server matches ${filterText} together; each value exists, but not on the same server. ` +
-            `Matching servers per filter: ${describeMatches(registry, filters)}. Change the filters so they overlap.`;
-    throw new UserError(message, [message]);
-}
-function describeFilters(filters) {
-    return FILTERS.filter(({ input }) => filters[input].length)
-        .map(({ input }) => `${input}=${filters[input].join(',')}`)
-        .join(' and ');
-}
-function describeMatches(registry, filters) {
-    return FILTERS.filter(({ input }) => filters[input].length)
-        .map(({ input, valuesOf }) => {
-        const names = registry.servers.filter(server => filters[input].includes(valuesOf(server) ?? '')).map(server => server.name);
-        return `${input} → ${listSome(names)}`;
+function describeContainers(raw) {
+    const words = raw
+        .trim()
+        .split(/\s+/)
+        .filter(w => w && w !== 'none');
+    if (words.length === 0)
+        return 'no containers';
+    return words
+        .map(w => {
+        const [service, state, exitCode, restarts, , verdict] = w.split(':');
+        const exited = state === 'exited' ? ` ${exitCode}` : '';
+        const restarted = restarts && restarts !== '0' ? ` after ${restarts} restart${restarts === '1' ? '' : 's'}` : '';
+        return `${service} ${state}${exited}${restarted}${verdict === 'bad' ? ' (failing)' : ''}`;
     })
-        .join('; ');
+        .join(', ');
 }
-/** A long fleet would bury the message; the first names are enough to spot a pattern. */
-function listSome(values, max = 20) {
-    return values.length > max ? `${values.slice(0, max).join(', ')} and ${values.length - max} more` : values.join(', ');
-}
-function unique(values) {
-    return [...new Set(values.filter((value) => value !== undefined))];
+function shortId(imageId) {
+    return imageId.replace(/^sha256:/, '').slice(0, 12);
 }
 
-;// CONCATENATED MODULE: ./src/registry/single-host.ts
-
-
-
-
-/** Where a single host comes from, for messages that would otherwise name a registry file. */
-const SINGLE_HOST_SOURCE = 'the inputs host, port, user and deployment-path';
-const SINGLE_HOST_TENANT = 'default';
+;// CONCATENATED MODULE: ./src/deploy/result.ts
 /**
- * The Phase 1 setup without a registry file: one server from the `host`, `port`, `user` and
- * `deployment-path` inputs, held to the same rules as a registry entry.
+ * What each status means for the run, in one place: a success leaves the step green; a failure
+ * counts against max-failures and the canaries, fails the step, and is annotated and detailed in
+ * the summary; a skipped server is neither (it fails the step only when a cancel skipped it).
  */
-function registryFromSingleHost(single) {
-    const problems = [];
-    const check = (input, field, value) => {
-        if (value === undefined)
-            return;
-        const allowed = checkServerField(field, value);
-        if (allowed)
-            problems.push(`Input "${input}" is ${JSON.stringify(value)}; allowed: ${allowed}.`);
-    };
-    check('host', 'host', single.host);
-    check('port', 'port', single.port);
-    check('user', 'user', single.user);
-    check('deployment-path', 'path', single.path);
-    if (problems.length)
-        throw new UserError(formatProblems('The single-server inputs are not valid', problems), problems);
-    return {
-        file: SINGLE_HOST_SOURCE,
-        servers: [
-            {
-                name: serverNameFor(single.host),
-                host: single.host,
-                tenant: SINGLE_HOST_TENANT,
-                port: single.port ?? SERVER_DEFAULTS.port,
-                user: single.user ?? SERVER_DEFAULTS.user,
-                path: single.path ?? SERVER_DEFAULTS.path,
-                healthUrl: SERVER_DEFAULTS.healthUrl,
-                services: [],
-                imageVariable: SERVER_DEFAULTS.imageVariable,
-                hostKeys: [],
-                enabled: true,
-                labels: {}
-            }
-        ]
-    };
+const OUTCOME = {
+    deployed: 'success',
+    unchanged: 'success',
+    healthy: 'success',
+    planned: 'success',
+    'rolled-back': 'failure',
+    failed: 'failure',
+    unreachable: 'failure',
+    locked: 'failure',
+    unhealthy: 'failure',
+    skipped: 'skipped'
+};
+function isSuccess(result) {
+    return OUTCOME[result.status] === 'success';
 }
-/** A registry-style name for a host: `Web-1.Example.com` → `web-1.example.com`, `2001:db8::1` → `2001-db8--1`. */
-function serverNameFor(host) {
-    const name = host
-        .toLowerCase()
-        .replace(/[^a-z0-9._-]/g, '-')
-        .replace(/^[^a-z0-9]+/, '')
-        .slice(0, 63);
-    return checkServerField('name', name) ? 'server' : name;
+function isFailure(result) {
+    return OUTCOME[result.status] === 'failure';
 }
 
-;// CONCATENATED MODULE: ./src/plan.ts
+;// CONCATENATED MODULE: ./src/deploy/rollback-tag.ts
+// The local Docker tags that keep each deployment's rollback image.
 
-
-
-
-
-
-
+/** Longest readable part of a rollback tag: with `-` and the hash the tag stays within Docker's 128. */
+const ROLLBACK_TAG_READABLE = 100;
 /**
- * The plan the inputs ask for: the registry file (or the one server of input `host`), checked,
- * filtered and ordered. The deploy step and its post step (src/cleanup.ts) both start here, so
- * they work on the same servers.
+ * The local tag that keeps a project's rollback image: one per deployment folder. The folder's name
+ * makes it readable; a hash of the whole path keeps `/srv/a_b` and `/srv/a/b` apart. A Docker tag is
+ * `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
  */
-function planFromInputs(settings, log) {
-    let registry;
-    if (settings.singleHost) {
-        log(`Input "host" is set: deploying to that one server; the registry file ${settings.serversFile} is not read.`);
-        registry = registryFromSingleHost(settings.singleHost);
-    }
-    else {
-        registry = loadRegistry(settings.serversFile);
-    }
-    checkTenantEnv(registry, settings.tenantEnv);
-    return buildPlan(selectServers(registry, settings.filters), settings);
-}
-const REPULL_CURRENT_IMAGE = '(current image from .env, re-pulled)';
-const ROLLBACK_IMAGE = '(image recorded before the last deploy)';
-const UNCHANGED_IMAGE = '(unchanged)';
-const RUNNING_IMAGE = '(the image that runs, restarted)';
-const DISABLED_REASON = 'disabled in the registry ("enabled": false)';
-/**
- * The ordered work of this run. Canaries are the first `canary` selected servers in registry order;
- * they only exist in modes that change servers, since `status` changes nothing worth guarding.
- */
-function buildPlan(selection, settings) {
-    const canaries = settings.mode === 'status' ? 0 : Math.min(settings.canary, selection.selected.length);
-    const image = imageFor(settings);
-    const entries = selection.selected.map((server, index) => ({
-        order: index + 1,
-        server,
-        action: settings.mode,
-        canary: index < canaries,
-        image,
-        variables: variablesFor(server, settings)
-    }));
-    for (const server of selection.disabled) {
-        entries.push({ order: entries.length + 1, server, action: 'skip', canary: false, image: UNCHANGED_IMAGE, skipReason: DISABLED_REASON, variables: [] });
-    }
-    return { mode: settings.mode, entries, canaries };
-}
-function imageFor(settings) {
-    if (settings.mode === 'deploy')
-        return settings.image || REPULL_CURRENT_IMAGE;
-    if (settings.mode === 'rollback')
-        return ROLLBACK_IMAGE;
-    if (settings.mode === 'rotate-token')
-        return RUNNING_IMAGE;
-    return UNCHANGED_IMAGE;
+function rollbackTag(server) {
+    const path = server.path.replace(/\/+$/, '') || '/';
+    const hash = (0,external_node_crypto_.createHash)('sha256').update(path).digest('hex').slice(0, 12);
+    const readable = path
+        .replace(/[^A-Za-z0-9_.-]+/g, '_')
+        .slice(-ROLLBACK_TAG_READABLE)
+        .replace(/^[^A-Za-z0-9]+|_+$/g, '');
+    return `openclaw-rollback:${readable || 'root'}-${hash}`;
 }
 /**
- * What a server's `.env` gets set besides the image: its tenant's tenant-env, and in mode
- * rotate-token the gateway token (the one tenant-env gives, else a new one made on the server).
+ * The rollback tag earlier versions of this action used (`/srv/a_b` and `/srv/a/b` shared it). A
+ * rollback record they wrote names it; prune drops it once it only holds an image no longer needed.
  */
-function envValuesFor(server, settings) {
-    const values = tenantValues(settings.tenantEnv ?? {}, server.tenant);
-    if (settings.mode === 'rotate-token' && !(GATEWAY_TOKEN in values))
-        values[GATEWAY_TOKEN] = NEW_TOKEN;
-    return values;
+function legacyRollbackTag(server) {
+    const name = server.path.replace(/^\/+|\/+$/g, '').replace(/[^A-Za-z0-9_.-]+/g, '_') || 'root';
+    return `openclaw-rollback:${name.slice(-120)}`;
 }
-function variablesFor(server, settings) {
-    return settings.mode === 'deploy' || settings.mode === 'rotate-token' ? Object.keys(envValuesFor(server, settings)) : [];
-}
+
+;// CONCATENATED MODULE: ./src/deploy/steps.ts
 /**
- * Checks tenant-env against the whole registry (not only the servers this run selects: one secret
- * usually holds every tenant), before any connection: every tenant it names must exist, and no
- * server's image variable may be set through it (the image is the `image` input's, and a rollback
- * needs it to name the image that ran).
+ * Running a server's steps: the one way a command reaches the server. While the run holds the
+ * server's deploy lock every command renews its lease first (commands.withLease); a command that
+ * changes what runs takes the switch lock (commands.exclusive); several steps may share one channel
+ * (commands.sequence). A non-zero exit becomes StepFailed, carrying the server's own explanation.
  */
-function checkTenantEnv(registry, tenantEnv) {
-    const problems = [];
-    const known = [...new Set(registry.servers.map(server => server.tenant))];
-    for (const tenant of Object.keys(tenantEnv)) {
-        if (tenant === ALL_TENANTS || known.includes(tenant))
-            continue;
-        problems.push(`Input "tenant-env" names the tenant ${JSON.stringify(tenant)}, but no server in ${registry.file} has that tenant.${didYouMean(tenant, known)} Known tenants: ${known.join(', ') || 'none'}.`);
-    }
-    const reported = new Set();
-    for (const server of registry.servers) {
-        for (const tenant of [ALL_TENANTS, server.tenant]) {
-            const key = `${tenant}.${server.imageVariable}`;
-            if (!tenantEnv[tenant] || !(server.imageVariable in tenantEnv[tenant]) || reported.has(key))
-                continue;
-            reported.add(key);
-            problems.push(`Input "tenant-env": ${key} sets the image variable of server ${server.name}; the image is set with the input "image" (and restored by a rollback). Remove ${server.imageVariable} from tenant-env.`);
-        }
-    }
-    if (problems.length)
-        throw new UserError(formatProblems('Input "tenant-env" does not match the registry', problems), problems);
-}
-const HEADERS = ['#', 'server', 'tenant', 'region', 'ssh', 'path', 'action / image', 'phase'];
-/** The plan as a plain-text table, one line per server, for the log (dry-run prints it). */
-function formatPlan(plan, settings) {
-    const working = plan.entries.filter(entry => entry.action !== 'skip').length;
-    const skipped = plan.entries.length - working;
-    const phases = plan.canaries > 0 ? `${plan.canaries} canar${plan.canaries === 1 ? 'y' : 'ies'} first; the other ${working - plan.canaries} start only if every canary succeeds` : 'no canary phase';
-    const heading = `Plan: ${plan.mode} on ${working} server${working === 1 ? '' : 's'}` +
-        `${skipped ? `, ${skipped} skipped` : ''} (${phases}; at most ${settings.maxParallel} at a time)` +
-        (settings.dryRun ? '. Dry run: no server is contacted.' : '.');
-    const rows = plan.entries.map(entry => [
-        String(entry.order),
-        entry.server.name,
-        entry.server.tenant,
-        entry.server.region ?? '-',
-        describeRoute(entry.server),
-        entry.server.path,
-        entry.action === 'skip' ? `skip: ${entry.skipReason ?? ''}` : `${entry.action} ${entry.image}${entry.variables.length ? `; sets ${entry.variables.join(', ')} in .env` : ''}`,
-        entry.canary ? 'canary' : entry.action === 'skip' ? '' : plan.canaries > 0 ? 'after canaries' : ''
-    ]);
-    // Without canaries every server is in the same phase: the column would say nothing.
-    const headers = plan.canaries > 0 ? HEADERS : HEADERS.slice(0, -1);
-    const widths = headers.map((header, column) => Math.max(header.length, ...rows.map(row => row[column].length)));
-    const line = (cells) => cells
-        .slice(0, headers.length)
-        .map((cell, column) => cell.padEnd(widths[column]))
-        .join('  ')
-        .trimEnd();
-    return [heading, line(headers), ...rows.map(line)].join('\n');
-}
-
-;// CONCATENATED MODULE: ./src/deploy/pipeline.ts
-/**
- * One server's work: connect → lock → preflight → (deploy | rollback | status) → unlock.
- * Every outcome becomes a ServerResult value; nothing here throws past `runServer`.
- */
-
-
-
-
 
 
 
@@ -61372,16 +61551,125 @@ class StepFailed extends Error {
         this.facts = facts;
     }
 }
+/** The run was cancelled while a step that changes nothing ran. */
 class Cancelled extends Error {
 }
 /** The lease ran out and another run took the lock over: this run must not touch the server again. */
 class LockLost extends Error {
 }
-const OUTPUT_TAIL_LINES = 20;
-/** A lock or unlock is quick; a server that cannot do it in this time is in trouble anyway. */
-const QUICK_STEP_SECONDS = 30;
 /** Steps that change what runs: they hold the server's switch lock (see commands.exclusive). */
 const SWITCHING_STEPS = new Set(['record', 'retag', 'write-env', 'restore-env', 'up', 'unrecord']);
+const OUTPUT_TAIL_LINES = 20;
+class Steps {
+    shell;
+    path;
+    lockToken;
+    note;
+    lockLostState;
+    /** Set while this run holds the server's lock: every command renews its lease. */
+    holdsLock = false;
+    constructor(shell, path, lockToken, note, 
+    /** What a lost lock leaves behind, for its message (the job knows whether it was switching). */
+    lockLostState) {
+        this.shell = shell;
+        this.path = path;
+        this.lockToken = lockToken;
+        this.note = note;
+        this.lockLostState = lockLostState;
+    }
+    /** Runs one step; a non-zero exit becomes StepFailed. Only steps that change nothing take `signal`. */
+    async step(command, timeout, signal) {
+        const result = await this.exec(command, timeout, signal);
+        if (result.code !== 0)
+            throw failure(command.step, result.code, result.stdout, result.stderr);
+        this.note(`${command.step}: ok`);
+        return parseFacts(result.stdout);
+    }
+    /**
+     * Runs several steps in one channel (commands.sequence) and returns how each part that started
+     * ended, in order. `until: 'failure'` stops at the first failing part (the last one returned);
+     * `'end'` runs them all. Throws only when no part could start (the lease or the switch lock).
+     */
+    async sequence(parts, until, signal) {
+        const name = parts.map(p => p.command.step).join('+');
+        const command = sequence(name, parts, until);
+        const result = await this.exec(command, sequenceSeconds(parts), signal);
+        const split = splitSequence(command, result);
+        if (split.length === 0 && result.code !== 0)
+            throw failure(parts[0]?.command.step ?? name, result.code, result.stdout, result.stderr);
+        return split.map((part, i) => {
+            const facts = parseFacts(part.stdout);
+            // a part that never ended was stopped with the whole channel: the sequence's code is its own
+            const code = part.code ?? (i === split.length - 1 ? result.code || -1 : -1);
+            if (code === 0) {
+                this.note(`${part.step}: ok`);
+                return { step: part.step, facts };
+            }
+            const timedOut = code === EXIT_CODE.timedOut || code === EXIT_CODE.killed;
+            const stderr = timedOut ? `${part.stderr}\n${part.step} did not finish within ${parts[i].seconds}s`.trim() : part.stderr;
+            return { step: part.step, facts, failure: failure(part.step, code, part.stdout, stderr) };
+        });
+    }
+    /**
+     * The one way to run a command: under the lease while the lock is held, under the switch lock
+     * when it changes what runs, and a lost lock stops the job (LockLost).
+     */
+    async exec(command, timeout, signal) {
+        const steps = command.parts?.map(p => p.command.step) ?? [command.step];
+        if (steps.some(step => SWITCHING_STEPS.has(step))) {
+            command = exclusive(this.path, command, timeout);
+            timeout = exclusiveTimeout(timeout);
+        }
+        if (this.holdsLock)
+            command = withLease(this.path, this.lockToken, command);
+        const result = await this.shell.run(command, timeout, signal).catch((error) => {
+            // cancelling a step that changes nothing leaves the server as it was
+            throw signal?.aborted && error instanceof ConnectionLost ? new Cancelled() : error;
+        });
+        this.checkLease(command, result);
+        return result;
+    }
+    checkLease(command, result) {
+        if (!command.lease || result.code !== EXIT_CODE.lockLost)
+            return;
+        const holder = parseFacts(result.stdout).get('lock_lost')?.at(-1);
+        if (holder === undefined)
+            return;
+        this.holdsLock = false;
+        throw new LockLost(`${command.step}: this run lost the deploy lock of ${stateDir(this.path)}/lock to ${holder.trim() || 'another run'} (the lease ran out, e.g. while the connection was down), so it stopped touching the server: ${this.lockLostState()}`);
+    }
+}
+/** A step's failure, with the server's explanation: its `error=` line, else its last stderr line. */
+function failure(step, code, stdout, stderr) {
+    const facts = parseFacts(stdout);
+    const output = `${stdout}\n${stderr}`.trim().split('\n').slice(-OUTPUT_TAIL_LINES).join('\n');
+    const reason = facts.get('error')?.at(-1) ?? (stderr.trim().split('\n').at(-1) || `exit code ${code}`);
+    return new StepFailed(step, `${step} failed: ${reason}`, output, code, facts);
+}
+
+;// CONCATENATED MODULE: ./src/deploy/pipeline.ts
+/**
+ * One server's work, as a state machine: connect → lock + preflight → (deploy | rollback | status)
+ * → (prune, history) + unlock. Every outcome becomes a ServerResult value; nothing here throws past
+ * `runServer`. How a command reaches the server (channels, lease, switch lock) is steps.ts's job.
+ *
+ * Channels per server (each a round trip): a deploy takes lock+preflight, pull, record+write-env+up,
+ * health, prune+history+unlock (5); a rollback after it adds retag+restore-env+up and health, and the
+ * last one puts the rollback record back (7). Pull and health are channels of their own: a cancel
+ * ends them at once.
+ */
+
+
+
+
+
+
+
+
+
+
+/** A lock or unlock is quick; a server that cannot do it in this time is in trouble anyway. */
+const QUICK_STEP_SECONDS = 30;
 /** The lock is waited for in rounds this long, so a cancel is noticed between them. */
 const LOCK_ROUND_SECONDS = 2;
 /**
@@ -61397,14 +61685,15 @@ class ServerJob {
     ctx;
     started = Date.now();
     result;
-    shell;
+    steps;
     /** Compose services whose containers the health check looks at (empty: all). */
     healthServices = [];
     /** Compose services a deploy or rollback restarts (see Project.switched). */
     switched = [];
-    /** Set while this run holds the server's lock: every step renews its lease. */
-    holdsLock = false;
+    /** Set once this run has held the server's lock. */
     holdsLockOnce = false;
+    /** What runs with the unlock, in order (see close). */
+    closing = [];
     /** Set once the server starts switching: what a rollback restores. */
     switching;
     /** Set once this run may have changed what the server runs (even with nothing to restore). */
@@ -61420,7 +61709,9 @@ class ServerJob {
                 return this.finish('skipped', 'cancelled before this server started');
             this.progress('connecting');
             try {
-                this.shell = await this.ctx.connect(this.server, this.ctx.signal);
+                const shell = await this.ctx.connect(this.server, this.ctx.signal);
+                const where = () => (this.switching ? 'it may be left half-switched; the run that holds the lock now decides what runs there' : 'nothing had been changed on it');
+                this.steps = new Steps(shell, this.server.path, this.ctx.lockToken, line => this.note(line), where);
             }
             catch (error) {
                 if (this.ctx.signal.aborted)
@@ -61431,7 +61722,10 @@ class ServerJob {
             this.note(`connected to ${this.server.user}@${this.server.host}:${this.server.port}${this.server.jump ? ` through jump host ${describeJump(this.server.jump)}` : ''}`);
             if (this.ctx.settings.mode === 'status')
                 return await this.status();
-            return await this.locked(() => (this.ctx.settings.mode === 'rollback' ? this.rollbackToRecorded() : this.deploy()));
+            const preflight = commands_preflight(this.server.path, this.server.imageVariable);
+            if (this.ctx.settings.mode === 'rollback')
+                return await this.locked([preflight, readRollbackRecord(this.server.path)], ([pre, record]) => this.rollbackToRecorded(pre, record));
+            return await this.locked([preflight], ([pre]) => this.deploy(pre));
         }
         catch (error) {
             if (error instanceof Cancelled)
@@ -61444,19 +61738,19 @@ class ServerJob {
             return this.finish(status, errorText(error));
         }
         finally {
-            this.shell?.close();
+            this.steps?.shell.close();
         }
     }
-    async locked(work) {
-        const { settings, lockToken } = this.ctx;
+    /**
+     * Takes the lock and, in the same channel, runs `after` (preflight, …); `work` gets their facts.
+     * Whatever happens then, the steps left to the end and the unlock run in one last channel.
+     */
+    async locked(after, work) {
+        const { settings } = this.ctx;
         this.progress('locking');
+        let ran;
         try {
-            const taken = await this.waitForLock();
-            const previous = taken.get('took_over')?.[0];
-            if (previous !== undefined) {
-                const expired = this.fact(taken, 'expired_for', '');
-                this.warn(`took over the deploy lock of ${previous.trim() || 'an unnamed holder'}${expired ? `, whose lease had expired ${expired}s ago` : ''} (that run was killed or lost the server)`);
-            }
+            ran = await this.waitForLock(after);
         }
         catch (error) {
             if (error instanceof StepFailed && error.code === EXIT_CODE.lockHeld) {
@@ -61469,9 +61763,17 @@ class ServerJob {
             }
             throw error;
         }
-        this.holdsLock = this.holdsLockOnce = true;
+        this.steps.holdsLock = this.holdsLockOnce = true;
+        const previous = ran[0].facts.get('took_over')?.[0];
+        if (previous !== undefined) {
+            const expired = this.fact(ran[0].facts, 'expired_for', '');
+            this.warn(`took over the deploy lock of ${previous.trim() || 'an unnamed holder'}${expired ? `, whose lease had expired ${expired}s ago` : ''} (that run was killed or lost the server)`);
+        }
         try {
-            return await work();
+            const failed = ran.find(r => r.failure);
+            if (failed)
+                throw failed.failure;
+            return await work(ran.slice(1).map(r => r.facts));
         }
         catch (error) {
             if (error instanceof ConnectionLost && !this.ctx.signal.aborted)
@@ -61479,33 +61781,59 @@ class ServerJob {
             throw error;
         }
         finally {
-            this.holdsLock = false;
-            await this.step(releaseLock(this.server.path, lockToken), QUICK_STEP_SECONDS).catch(error => {
-                this.note(`could not release the lock: ${errorText(error)}; remove ${stateDir(this.server.path)}/lock by hand once no deploy runs`);
-            });
+            await this.close();
         }
     }
     /**
      * Takes the lock, waiting up to lock-timeout in short rounds: a cancel ends the wait between two
      * rounds, and a round always finishes, so a lock taken just as the cancel came is known and released.
+     * Each round is one channel: the lock, then (once taken) the steps `after` it.
      */
-    async waitForLock() {
+    async waitForLock(after) {
         const deadline = Date.now() + this.ctx.settings.lockTimeout * 1000;
         for (;;) {
             const wait = Math.min(LOCK_ROUND_SECONDS, Math.max(0, Math.ceil((deadline - Date.now()) / 1000)));
-            try {
-                return await this.step(takeLock(this.server.path, this.ctx.lockHolder, wait), wait + QUICK_STEP_SECONDS);
-            }
-            catch (error) {
-                if (!(error instanceof StepFailed && error.code === EXIT_CODE.lockHeld) || Date.now() >= deadline)
-                    throw error;
-                this.checkCancelled();
-            }
+            const rest = after.map(command => this.part(command));
+            // (the lease taken covers the steps after it in the channel; the next channel renews it)
+            const lock = takeLock(this.server.path, this.ctx.lockHolder, wait, leaseSeconds(sequenceSeconds(rest)));
+            if (after.length)
+                this.progress('preflight');
+            const ran = await this.steps.sequence([{ command: lock, seconds: wait + QUICK_STEP_SECONDS }, ...rest], 'failure', this.ctx.signal).catch(async (error) => {
+                // cancelled in this channel: whether the lock was taken is not known, so release it if it is ours
+                if (error instanceof Cancelled)
+                    await this.close();
+                throw error;
+            });
+            const taken = ran[0];
+            if (!taken)
+                throw new Error('the lock step did not start');
+            if (!taken.failure)
+                return ran;
+            if (taken.failure.code !== EXIT_CODE.lockHeld || Date.now() >= deadline)
+                throw taken.failure;
+            this.checkCancelled();
         }
     }
-    async preflight() {
-        this.progress('preflight');
-        return this.projectFrom(await this.step(preflight(this.server.path, this.server.imageVariable), undefined, this.ctx.signal));
+    /** The steps left to the end (rollback record, prune, history) and the unlock, in one channel. */
+    async close() {
+        const steps = this.steps;
+        // (a run that lost the lock touches nothing more; the unlock only removes a lock that is its own)
+        const closing = steps.holdsLock ? this.closing.splice(0) : [];
+        const lock = `${stateDir(this.server.path)}/lock`;
+        const unlock = releaseLock(this.server.path, this.ctx.lockToken);
+        const released = (facts) => (this.holdsLockOnce ||= facts.get('released')?.at(-1) === 'yes');
+        closing.push(this.closingStep(unlock, why => `could not release the lock: ${why}; remove ${lock} by hand once no deploy runs`, QUICK_STEP_SECONDS, released));
+        try {
+            const ran = await steps.sequence(closing.map(c => c.part), 'end');
+            closing.forEach((c, i) => c.done(ran[i]));
+        }
+        catch (error) {
+            for (const c of closing)
+                c.done(undefined, error);
+        }
+        finally {
+            steps.holdsLock = false;
+        }
     }
     /**
      * What the preflight facts say. The image that runs is read from the containers, not from `.env`:
@@ -61517,10 +61845,7 @@ class ServerJob {
             const [name = '', uses = '', policy = ''] = line.split('|');
             return { name, usesVariable: uses === 'yes', restarts: policy !== '' && policy !== 'no' };
         });
-        const containers = (facts.get('container') ?? []).map(line => {
-            const [service = '', configImage = '', imageId = '', state = '', restarting = ''] = line.split('|');
-            return { service, configImage, imageId, state: restarting === 'true' ? 'restarting' : state };
-        });
+        const containers = containersFrom(facts);
         const compose = `${this.server.path}/${this.fact(facts, 'compose', 'docker-compose.yml')}`;
         const fromVariable = services.filter(s => s.usesVariable).map(s => s.name);
         if (fromVariable.length === 0) {
@@ -61532,7 +61857,6 @@ class ServerJob {
         if (unknown.length) {
             throw new UserError(`${compose} has no service ${unknown.join(', ')} (its services: ${services.map(s => s.name).join(', ') || 'none'}): fix "services" in the registry. Nothing was changed.`);
         }
-        const live = (c) => c.state === 'running' || c.state === 'restarting';
         const running = [...new Set(containers.filter(c => live(c) && fromVariable.includes(c.service)).map(c => c.service))];
         // What a deploy restarts: the listed services; else what runs now; on a server where nothing of
         // the project runs yet, the services meant to stay up (a restart policy: the gateway, not the CLI).
@@ -61555,10 +61879,10 @@ class ServerJob {
      * a new gateway token: the image and the tenant's `.env` values change in one write, so a rollback
      * puts the whole change back.
      */
-    async deploy() {
+    async deploy(preflight) {
         const { settings } = this.ctx;
         const rotating = settings.mode === 'rotate-token';
-        const project = await this.preflight();
+        const project = this.projectFrom(preflight);
         const { currentImage, envImage } = project;
         const variable = this.server.imageVariable;
         const target = rotating ? (currentImage ?? envImage) : settings.image || envImage || currentImage;
@@ -61575,62 +61899,89 @@ class ServerJob {
             this.progress('pulling');
         const login = rotating ? undefined : registryLoginFor(settings, target);
         const pull = login ? pullImageWithLogin(target, login) : pullImage(target);
-        const targetId = rotating ? runningId : this.fact(await this.step(pull, undefined, this.ctx.signal), 'image_id');
+        const targetId = rotating ? runningId : this.fact(await this.step(pull, this.ctx.signal), 'image_id');
         const envNames = envImage ?? currentImage;
         const envValues = envValuesFor(this.server, settings);
         const sameImage = target === currentImage && envNames === target && this.runsOnly(project, targetId);
         if (sameImage && Object.keys(envValues).length === 0)
             return this.unchanged(target, targetId);
         this.checkCancelled();
+        // One channel, under one hold of the switch lock: the rollback record, .env, compose up.
         // Redeploying the image that runs keeps the earlier rollback target instead of recording itself.
         const record = runningId !== '' && runningId !== targetId;
-        if (record) {
-            await this.step(recordRollback(this.server.path, rollbackTag(this.server), { image: currentImage, imageId: runningId }, targetId));
-        }
-        else if (!runningId) {
+        const parts = [];
+        if (record)
+            parts.push(this.part(recordRollback(this.server.path, rollbackTag(this.server), { image: currentImage, imageId: runningId }, targetId, this.ctx.lockToken)));
+        else if (!runningId)
             this.note('no image of this project runs or is on the server yet: there is nothing to roll back to');
-        }
+        const values = envNames === target ? envValues : { [variable]: target, ...envValues };
+        // (with the image already in place, an unchanged .env ends the channel before compose up)
+        if (Object.keys(values).length)
+            parts.push(this.part(setEnvVariables(this.server.path, values, this.ctx.lockToken, { stopIfUnchanged: sameImage })));
+        parts.push(this.part(composeUp(this.server.path, this.switched, variable)));
         // From here on the server is being switched: a failure, a cancel or a lost connection rolls back.
         const restore = runningId && currentImage ? { image: currentImage, imageId: runningId, envFix: envImage !== undefined && envImage !== currentImage, record } : undefined;
         this.switching = restore;
         this.changing = true;
         this.progress('switching');
-        const values = envNames === target ? envValues : { [variable]: target, ...envValues };
-        if (Object.keys(values).length) {
-            const written = await this.step(setEnvVariables(this.server.path, values, this.ctx.lockToken)).catch(async (error) => {
-                // .env is replaced by a rename, so a failed write left it as it was: only the record moved.
-                if (record && !(error instanceof ConnectionLost)) {
-                    await this.step(restoreRollbackRecord(this.server.path)).catch(e => this.note(`rollback record not restored: ${errorText(e)}`));
-                }
-                throw error;
-            });
-            const changed = this.fact(written, 'written', 'none')
+        let ran;
+        try {
+            ran = await this.steps.sequence(parts, 'failure');
+        }
+        catch (error) {
+            // no part started (the switch lock was not had): nothing changed
+            if (error instanceof StepFailed)
+                this.switching = undefined;
+            throw error;
+        }
+        const recorded = ran.find(r => r.step === 'record');
+        if (recorded?.failure) {
+            this.switching = undefined;
+            throw recorded.failure;
+        }
+        const written = ran.find(r => r.step === 'write-env');
+        if (written?.failure?.code === EXIT_CODE.unchanged) {
+            this.switching = undefined;
+            if (rotating)
+                this.warn(`the ${GATEWAY_TOKEN} that tenant-env gives ${this.server.tenant} is the one its .env has already: nothing was rotated`);
+            return this.unchanged(target, targetId, ' and .env already has these values');
+        }
+        if (written?.failure) {
+            // .env is replaced by a rename, so a failed write left it as it was: only the record moved.
+            this.switching = undefined;
+            if (record)
+                this.atEnd(restoreRollbackRecord(this.server.path, this.ctx.lockToken), 'rollback record not restored');
+            throw written.failure;
+        }
+        if (written) {
+            const changed = this.fact(written.facts, 'written', 'none')
                 .split(' ')
                 .filter(name => name !== 'none' && name !== variable);
             if (changed.length)
                 this.result.changedVariables = changed;
-            else if (sameImage) {
-                if (rotating)
-                    this.warn(`the ${GATEWAY_TOKEN} that tenant-env gives ${this.server.tenant} is the one its .env has already: nothing was rotated`);
-                return this.unchanged(target, targetId, ' and .env already has these values');
-            }
             if (Object.keys(envValues).length)
                 this.note(`.env: ${changed.length ? `changed ${changed.join(', ')}` : 'no value of tenant-env changed'}`);
         }
+        const up = ran.find(r => r.step === 'up');
         let healthy = false;
-        try {
-            await this.step(composeUp(this.server.path, this.switched, variable));
-            this.progress('health check');
-            healthy = await this.checkHealth(this.ctx.signal);
+        if (up?.failure) {
+            this.note(`switch failed: ${errorText(up.failure)}`);
+            this.rememberFailure(up.failure);
         }
-        catch (error) {
-            if ((error instanceof ConnectionLost && !this.ctx.signal.aborted) || error instanceof LockLost)
-                throw error;
-            if (this.ctx.signal.aborted)
-                this.note(`cancelled while switching (${errorText(error)}): restoring the previous image`);
-            else {
-                this.note(`switch failed: ${errorText(error)}`);
-                this.rememberFailure(error);
+        else {
+            try {
+                this.progress('health check');
+                healthy = await this.checkHealth(this.ctx.signal);
+            }
+            catch (error) {
+                if ((error instanceof ConnectionLost && !this.ctx.signal.aborted) || error instanceof LockLost)
+                    throw error;
+                if (this.ctx.signal.aborted)
+                    this.note(`cancelled while switching (${errorText(error)}): restoring the previous image`);
+                else {
+                    this.note(`switch failed: ${errorText(error)}`);
+                    this.rememberFailure(error);
+                }
             }
         }
         if (healthy) {
@@ -61639,27 +61990,27 @@ class ServerJob {
             if (rotating)
                 this.note(`token rotated: ${GATEWAY_TOKEN} ${GATEWAY_TOKEN in envValues && envValues[GATEWAY_TOKEN] !== NEW_TOKEN ? 'from tenant-env' : 'made on the server, where it stays'}; the gateway is healthy with it`);
             if (settings.prune)
-                await this.prune([targetId, runningId]);
-            await this.history('deployed', currentImage ?? '(none)', target);
+                this.prune([targetId, runningId]);
+            this.history('deployed', currentImage ?? '(none)', target);
             return this.finish('deployed');
         }
         const why = this.result.error ?? (this.ctx.signal.aborted ? 'cancelled during the deploy' : `${target} is not healthy`);
         if (!settings.rollback || !restore) {
-            await this.history('failed', currentImage ?? '(none)', target);
+            this.history('failed', currentImage ?? '(none)', target);
             return this.finish('failed', `${why}; ${restore ? 'rollback is off' : 'no previous image to roll back to'}`);
         }
         this.progress('rolling back');
         const restored = await this.restore(restore);
         if (restored && record)
-            await this.step(restoreRollbackRecord(this.server.path)).catch(error => this.note(`rollback record not restored: ${errorText(error)}`));
-        await this.history(restored ? 'rolled-back' : 'failed', target, restore.image);
+            this.atEnd(restoreRollbackRecord(this.server.path, this.ctx.lockToken), 'rollback record not restored');
+        this.history(restored ? 'rolled-back' : 'failed', target, restore.image);
         return restored ? this.finish('rolled-back', `${why}; restored ${restore.image}, which is healthy`) : this.finish('failed', `${why}; rollback to ${restore.image} did not become healthy either`);
     }
     async unchanged(image, imageId, why = '') {
         this.result.deployedImage = image;
         this.result.deployedImageId = imageId;
         this.note(`already running ${image} (${shortId(imageId)})${why}; nothing restarted`);
-        await this.history('unchanged', image, image);
+        this.history('unchanged', image, image);
         return this.finish('unchanged');
     }
     /** Every switched service that takes the variable has a container, all running `imageId` (nothing to restart). */
@@ -61674,9 +62025,9 @@ class ServerJob {
     async recover(lost) {
         this.note(`connection lost: ${lost.message}; reconnecting`);
         this.progress('reconnecting');
-        this.shell?.close();
+        this.steps.shell.close();
         try {
-            this.shell = await this.ctx.connect(this.server, new AbortController().signal);
+            this.steps.shell = await this.ctx.connect(this.server, new AbortController().signal);
         }
         catch (error) {
             const state = this.changing ? `the server may be left half-switched to ${this.ctx.settings.image || 'the re-pulled image'}` : 'nothing had been changed yet';
@@ -61691,20 +62042,19 @@ class ServerJob {
         const restore = this.switching;
         const restored = await this.restore(restore);
         if (restored && restore.record)
-            await this.step(restoreRollbackRecord(this.server.path)).catch(error => this.note(`rollback record not restored: ${errorText(error)}`));
-        await this.history(restored ? 'rolled-back' : 'failed', this.ctx.settings.image || restore.image, restore.image);
+            this.atEnd(restoreRollbackRecord(this.server.path, this.ctx.lockToken), 'rollback record not restored');
+        this.history(restored ? 'rolled-back' : 'failed', this.ctx.settings.image || restore.image, restore.image);
         return this.finish(restored ? 'rolled-back' : 'failed', `${lost.message}; reconnected and ${restored ? `restored ${restore.image}, which is healthy` : `could not restore ${restore.image}`}`);
     }
     /**
      * `mode: rollback`: restore the image recorded before the last deploy. If that image is not
      * healthy, go back to the image that ran when the rollback started; the record stays as it is.
      */
-    async rollbackToRecorded() {
-        const project = await this.preflight();
+    async rollbackToRecorded(preflight, record) {
+        const project = this.projectFrom(preflight);
         const { currentImage, envImage } = project;
         this.result.previousImage = currentImage;
         this.result.previousImageId = project.currentImageId;
-        const record = await this.step(readRollbackRecord(this.server.path));
         const image = this.fact(record, 'image');
         const imageId = this.fact(record, 'image_id');
         if (image === currentImage && (envImage ?? currentImage) === image && this.runsOnly(project, imageId)) {
@@ -61719,17 +62069,17 @@ class ServerJob {
         this.changing = true;
         const setImage = (envImage ?? currentImage) === image ? undefined : image;
         if (await this.restore({ image, imageId, setImage })) {
-            await this.history('deployed', currentImage ?? '(none)', image);
+            this.history('deployed', currentImage ?? '(none)', image);
             return this.finish('deployed');
         }
         const why = `${this.result.error ?? `${image} is not healthy`}; the recorded image ${image} did not become healthy`;
         if (!this.ctx.settings.rollback || !runningId || !currentImage) {
-            await this.history('failed', currentImage ?? '(none)', image);
+            this.history('failed', currentImage ?? '(none)', image);
             return this.finish('failed', `${why}; ${runningId ? `rollback is off, so ${currentImage} was not restored` : `no image ran before, so there is nothing to go back to`}`);
         }
         this.progress('going back');
         const back = await this.restore({ image: currentImage, imageId: runningId, envFix: envImage !== undefined && envImage !== currentImage });
-        await this.history(back ? 'rolled-back' : 'failed', image, currentImage);
+        this.history(back ? 'rolled-back' : 'failed', image, currentImage);
         return back
             ? this.finish('rolled-back', `${why}; went back to ${currentImage}, which ran before and is healthy; the rollback record is kept`)
             : this.finish('failed', `${why}; going back to ${currentImage}, which ran before, did not become healthy either`);
@@ -61740,28 +62090,37 @@ class ServerJob {
             return project.currentImageId;
         if (!project.currentImage)
             return '';
-        return this.fact(await this.step(inspectImage(project.currentImage), undefined, signal), 'image_id', '');
+        return this.fact(await this.step(inspectImage(project.currentImage), signal), 'image_id', '');
     }
     /**
      * Puts `.env` back as this run found it (and, when it named an image that never ran, names the one
      * that did), points `image` at `imageId` (works with the registry down), restarts and checks health.
-     * `setImage` instead sets the image variable to that image (mode: rollback's forward step).
+     * `setImage` instead sets the image variable to that image (mode: rollback's forward step). The
+     * switch is one channel; the health check another.
      */
     async restore(to) {
         const variable = this.server.imageVariable;
+        const path = this.server.path;
+        const token = this.ctx.lockToken;
+        const parts = [this.part(retagImage(to.imageId, to.image))];
+        if (to.setImage)
+            parts.push(this.part(setEnvVariables(path, { [variable]: to.setImage }, token)));
+        else {
+            parts.push(this.part(restoreEnvFile(path, token)));
+            if (to.envFix)
+                parts.push(this.part(setEnvVariables(path, { [variable]: to.image }, token)));
+        }
+        parts.push(this.part(composeUp(path, this.switched, variable)));
         try {
-            await this.step(retagImage(to.imageId, to.image));
-            if (to.setImage) {
-                await this.step(setEnvVariables(this.server.path, { [variable]: to.setImage }, this.ctx.lockToken));
-            }
-            else {
-                const put = await this.step(restoreEnvFile(this.server.path, this.ctx.lockToken));
-                if (this.fact(put, 'restored', '') === 'yes')
-                    delete this.result.changedVariables;
-                if (to.envFix)
-                    await this.step(setEnvVariables(this.server.path, { [variable]: to.image }, this.ctx.lockToken));
-            }
-            await this.step(composeUp(this.server.path, this.switched, variable));
+            const ran = await this.steps.sequence(parts, 'failure');
+            if (ran
+                .find(r => r.step === 'restore-env')
+                ?.facts.get('restored')
+                ?.at(-1) === 'yes')
+                delete this.result.changedVariables;
+            const failed = ran.find(r => r.failure)?.failure;
+            if (failed)
+                throw failed;
             // A cancelled run still checks the restored image, leaving it unchecked is worse, but briefly:
             // its lock must be released before the runner is killed.
             const { healthTimeout } = this.ctx.settings;
@@ -61780,91 +62139,82 @@ class ServerJob {
             return false;
         }
     }
-    /** `mode: status`: preflight, state and one health probe in one remote command (one round trip). */
+    /**
+     * `mode: status`: the project's containers, its state files and one health probe in one command
+     * (commands.statusProbe). What runs is read from the containers: the image of a running service
+     * meant to stay up (a restart policy: the gateway, not the CLI), else of any that runs.
+     */
     async status() {
-        const timeout = Math.min(this.ctx.settings.healthTimeout, 10);
-        const command = statusProbe(this.server.path, this.server.imageVariable, this.server.healthUrl, timeout, this.server.services);
+        const command = statusProbe(this.server.path, this.server.imageVariable, this.server.healthUrl, this.server.services);
         this.progress('preflight');
-        const result = await this.shell.run(command, this.ctx.settings.commandTimeout + timeout + QUICK_STEP_SECONDS);
+        const result = await this.steps.exec(command, this.ctx.settings.commandTimeout + QUICK_STEP_SECONDS);
         const facts = parseFacts(result.stdout);
-        if (!facts.has('stage'))
-            throw this.failure({ ...command, step: 'preflight' }, result.code, result.stdout, result.stderr);
+        // (a health= line comes only once the project could be read)
+        if (!facts.has('health'))
+            throw failure('preflight', result.code, result.stdout, result.stderr);
         this.note('preflight: ok');
-        const project = this.projectFrom(facts);
-        this.result.previousImage = this.result.deployedImage = project.currentImage;
-        this.result.previousImageId = this.result.deployedImageId = project.currentImageId;
+        const containers = containersFrom(facts);
+        const now = containers.find(c => c.state === 'running' && c.policy !== 'no') ?? containers.find(live) ?? containers[0];
+        this.result.previousImage = this.result.deployedImage = now?.configImage ?? facts.get('image_var')?.at(-1);
+        this.result.previousImageId = this.result.deployedImageId = now?.imageId;
         this.result.lastDeploy = this.fact(facts, 'last', '') || undefined;
         this.result.lockHolder = this.fact(facts, 'holder', '').trim() || undefined;
-        this.note(`containers: ${project.containers.map(c => `${c.service} ${c.state}`).join(', ') || 'none'}`);
-        const healthy = this.healthFrom(command, result);
+        this.note(`containers: ${containers.map(c => `${c.service} ${c.state}`).join(', ') || 'none'}`);
+        const healthy = this.healthFrom(command.step, result);
         return this.finish(healthy ? 'healthy' : 'unhealthy', healthy ? undefined : this.result.health);
     }
     async checkHealth(signal, timeout = this.ctx.settings.healthTimeout, afterRestart = true) {
-        const command = this.leased(healthCheck(this.server.path, this.server.healthUrl, timeout, this.healthServices, afterRestart));
-        const result = await this.shell.run(command, timeout + QUICK_STEP_SECONDS, signal);
-        this.checkLease(command, result);
-        return this.healthFrom(command, result);
+        const command = healthCheck(this.server.path, this.server.healthUrl, timeout, this.healthServices, afterRestart);
+        return this.healthFrom(command.step, await this.steps.exec(command, timeout + QUICK_STEP_SECONDS, signal));
     }
-    healthFrom(command, result) {
+    healthFrom(step, result) {
         const facts = parseFacts(result.stdout);
         this.result.health = `HTTP ${this.fact(facts, 'http', '?')}; ${describeContainers(this.fact(facts, 'containers', ''))}`;
         this.note(`health: ${result.code === 0 ? 'ok' : 'failed'} (${this.result.health})`);
         if (result.code !== 0) {
-            const failure = this.failure(command, result.code, result.stdout, result.stderr);
+            const failed = failure(step, result.code, result.stdout, result.stderr);
             if (facts.has('containers'))
-                failure.message += `; containers: ${describeContainers(this.fact(facts, 'containers'))}`;
-            this.rememberFailure(failure);
+                failed.message += `; containers: ${describeContainers(this.fact(facts, 'containers'))}`;
+            this.rememberFailure(failed);
         }
         return result.code === 0;
     }
-    async prune(keep) {
-        this.progress('pruning');
-        // A failed prune costs disk space, not the deploy: note it and go on.
-        await this.step(pruneImages(this.server.path, legacyRollbackTag(this.server), keep.filter(Boolean)))
-            .then(facts => this.note(`pruned ${this.fact(facts, 'removed', '0')} image(s) this deployment no longer needs`))
-            .catch(error => this.note(errorText(error))); // (the message names the step: "prune failed: …")
+    /** Removes the images this deployment no longer needs, at the end; a failed prune costs disk space, not the deploy. */
+    prune(keep) {
+        this.atEnd(pruneImages(this.server.path, legacyRollbackTag(this.server), keep.filter(Boolean)), '', facts => this.note(`pruned ${this.fact(facts, 'removed', '0')} image(s) this deployment no longer needs`));
     }
-    async history(status, from, to) {
+    /** Appends the outcome to the server's history, at the end. */
+    history(status, from, to) {
         const line = [new Date().toISOString(), status, `${from} -> ${to}`, this.ctx.runLabel].join('\t');
-        await this.step(appendHistory(this.server.path, line)).catch(error => this.note(`history not written: ${errorText(error)}`));
+        this.atEnd(appendHistory(this.server.path, line), 'history not written');
     }
-    /** Runs one step; a non-zero exit becomes StepFailed carrying the server's explanation. */
-    async step(command, timeout = this.ctx.settings.commandTimeout, signal) {
-        if (SWITCHING_STEPS.has(command.step)) {
-            command = exclusive(this.server.path, command, timeout);
-            timeout = exclusiveTimeout(timeout);
-        }
-        command = this.leased(command);
-        const result = await this.shell.run(command, timeout, signal).catch((error) => {
-            // Only steps that change nothing take the run's signal: cancelling them leaves the server as it was.
-            throw signal?.aborted && error instanceof ConnectionLost ? new Cancelled() : error;
-        });
-        this.checkLease(command, result);
-        const facts = parseFacts(result.stdout);
-        if (result.code !== 0)
-            throw this.failure(command, result.code, result.stdout, result.stderr);
-        this.note(`${command.step}: ok`);
-        return facts;
+    /**
+     * Runs `command` in the last channel, with the unlock. A failure is noted as `label: reason`
+     * (or as the reason alone: it names its step, "prune failed: …"); `ok` reads the facts otherwise.
+     */
+    atEnd(command, label, ok) {
+        this.closing.push(this.closingStep(command, why => (label ? `${label}: ${why}` : why), this.ctx.settings.commandTimeout, ok));
     }
-    /** While this run holds the lock, every step renews the lease first (see commands.withLease). */
-    leased(command) {
-        return this.holdsLock ? withLease(this.server.path, this.ctx.lockToken, command) : command;
+    /** A step of the last channel: `failed` words its failure for the log, `ok` reads its facts. */
+    closingStep(command, failed, seconds, ok) {
+        return {
+            part: this.part(command, seconds),
+            done: (ran, lost) => {
+                const why = lost ?? ran?.failure ?? (ran ? undefined : 'the connection ended before it ran');
+                if (why)
+                    this.note(failed(errorText(why)));
+                else
+                    ok?.(ran.facts);
+            }
+        };
     }
-    checkLease(command, result) {
-        if (!command.lease || result.code !== EXIT_CODE.lockLost)
-            return;
-        const holder = parseFacts(result.stdout).get('lock_lost')?.at(-1);
-        if (holder === undefined)
-            return;
-        this.holdsLock = false;
-        const where = this.switching ? 'it may be left half-switched; the run that holds the lock now decides what runs there' : 'nothing had been changed on it';
-        throw new LockLost(`${command.step}: this run lost the deploy lock of ${stateDir(this.server.path)}/lock to ${holder.trim() || 'another run'} (the lease ran out, e.g. while the connection was down), so it stopped touching the server: ${where}`);
+    /** A step as a part of a sequence, bounded by command-timeout. */
+    part(command, seconds = this.ctx.settings.commandTimeout) {
+        return { command, seconds };
     }
-    failure(command, code, stdout, stderr) {
-        const facts = parseFacts(stdout);
-        const output = tail(`${stdout}\n${stderr}`);
-        const reason = facts.get('error')?.at(-1) ?? (stderr.trim().split('\n').at(-1) || `exit code ${code}`);
-        return new StepFailed(command.step, `${command.step} failed: ${reason}`, output, code, facts);
+    /** Runs one step in a channel of its own (bounded by command-timeout). */
+    step(command, signal) {
+        return this.steps.step(command, this.ctx.settings.commandTimeout, signal);
     }
     rememberFailure(error) {
         this.result.error ??= errorText(error);
@@ -61900,71 +62250,24 @@ class ServerJob {
         this.result.status = status;
         if (error)
             this.result.error = error;
-        else if (status === 'deployed' || status === 'unchanged' || status === 'healthy')
+        else if (isSuccess(this.result))
             delete this.result.error;
         this.result.durationMs = Date.now() - this.started;
         return this.result;
     }
 }
+/** The project's containers, from the `container=` lines (CONTAINER_FORMAT) of preflight or status. */
+function containersFrom(facts) {
+    return (facts.get('container') ?? []).map(line => {
+        const [service = '', configImage = '', imageId = '', state = '', restarting = '', , , policy = ''] = line.split('|');
+        return { service, configImage, imageId, state: restarting === 'true' ? 'restarting' : state, policy: policy || 'no' };
+    });
+}
+function live(container) {
+    return container.state === 'running' || container.state === 'restarting';
+}
 function errorText(error) {
     return error instanceof Error ? error.message : String(error);
-}
-function tail(text) {
-    return text.trim().split('\n').slice(-OUTPUT_TAIL_LINES).join('\n');
-}
-/**
- * The health rule's words (`service:state:exit code:restarts:policy:ok|bad`, see commands.HEALTH_RULE)
- * for people: `openclaw-gateway running, openclaw-cli exited 0, worker restarting after 3 restarts (failing)`.
- */
-function describeContainers(raw) {
-    const words = raw
-        .trim()
-        .split(/\s+/)
-        .filter(w => w && w !== 'none');
-    if (words.length === 0)
-        return 'no containers';
-    return words
-        .map(w => {
-        const [service, state, exitCode, restarts, , verdict] = w.split(':');
-        const exited = state === 'exited' ? ` ${exitCode}` : '';
-        const restarted = restarts && restarts !== '0' ? ` after ${restarts} restart${restarts === '1' ? '' : 's'}` : '';
-        return `${service} ${state}${exited}${restarted}${verdict === 'bad' ? ' (failing)' : ''}`;
-    })
-        .join(', ');
-}
-function shortId(imageId) {
-    return imageId.replace(/^sha256:/, '').slice(0, 12);
-}
-/** Longest readable part of a rollback tag: with `-` and the hash the tag stays within Docker's 128. */
-const ROLLBACK_TAG_READABLE = 100;
-/**
- * The local tag that keeps a project's rollback image: one per deployment folder. The folder's name
- * makes it readable; a hash of the whole path keeps `/srv/a_b` and `/srv/a/b` apart. A Docker tag is
- * `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
- */
-function rollbackTag(server) {
-    const path = server.path.replace(/\/+$/, '') || '/';
-    const hash = (0,external_node_crypto_.createHash)('sha256').update(path).digest('hex').slice(0, 12);
-    const readable = path
-        .replace(/[^A-Za-z0-9_.-]+/g, '_')
-        .slice(-ROLLBACK_TAG_READABLE)
-        .replace(/^[^A-Za-z0-9]+|_+$/g, '');
-    return `openclaw-rollback:${readable || 'root'}-${hash}`;
-}
-/**
- * The rollback tag earlier versions of this action used (`/srv/a_b` and `/srv/a/b` shared it). A
- * rollback record they wrote names it; prune drops it once it only holds an image no longer needed.
- */
-function legacyRollbackTag(server) {
-    const name = server.path.replace(/^\/+|\/+$/g, '').replace(/[^A-Za-z0-9_.-]+/g, '_') || 'root';
-    return `openclaw-rollback:${name.slice(-120)}`;
-}
-
-;// CONCATENATED MODULE: ./src/deploy/result.ts
-/** Statuses that leave the step green. */
-const SUCCESS_STATUSES = ['deployed', 'unchanged', 'healthy', 'planned'];
-function isSuccess(result) {
-    return SUCCESS_STATUSES.includes(result.status);
 }
 
 ;// CONCATENATED MODULE: ./src/deploy/fleet.ts
@@ -62005,7 +62308,7 @@ async function runFleet(servers, ctx, hooks = {}) {
         if (stopReason)
             return settle(skippedResult(server, stopReason));
         const result = await runServer(server, ctx);
-        if (!isSuccess(result) && result.status !== 'skipped') {
+        if (isFailure(result)) {
             failures++;
             if (failures > allowed && !stopReason) {
                 stopReason = `max-failures (${settings.maxFailures.value}${settings.maxFailures.kind === 'percent' ? '%' : ''}) exceeded: ${failures} server(s) failed`;
@@ -62303,6 +62606,7 @@ class TenantDeployments {
 
 
 
+
 /** Real Unicode symbols, never `:shortcode:`s, so they look the same wherever the text is shown. */
 const STATUS_SYMBOL = {
     deployed: '✅',
@@ -62329,7 +62633,6 @@ const SUMMARY_BUDGET_BYTES = 900 * 1024;
 const RESULTS_BUDGET_BYTES = 1_000_000;
 /** Lengths error texts are cut to, one after the other, until the `results` output fits. */
 const RESULTS_ERROR_CUTS = [500, 100, 0];
-const ANNOTATED = ['failed', 'rolled-back', 'unreachable', 'locked'];
 function serverTitle(result) {
     return `${result.server.name} (${result.server.tenant})`;
 }
@@ -62425,7 +62728,7 @@ function annotate(results) {
     if (moreWarnings.length) {
         warning(grouped(moreWarnings.map(({ r, text }) => `${serverTitle(r)}: ${singleLine(text, GROUPED_ENTRY_CHARS)}`)), { title: `${moreWarnings.length} more warnings` });
     }
-    const bad = results.filter(r => ANNOTATED.includes(r.status));
+    const bad = results.filter(isFailure);
     const single = bad.length > MAX_ANNOTATIONS ? bad.slice(0, MAX_ANNOTATIONS - 1) : bad;
     for (const r of single)
         core_error(singleLine(r.error ?? r.status, ANNOTATION_CHARS), { title: `${serverTitle(r)}: ${r.status}` });
@@ -62577,7 +62880,7 @@ function renderSummary(results, settings, env = process.env, runMs) {
         rows.push(row);
     }
     const details = [];
-    for (const r of results.filter(x => ANNOTATED.includes(x.status))) {
+    for (const r of results.filter(isFailure)) {
         const output = r.failedOutput ??
             r.log
                 .slice(-10)
@@ -62599,7 +62902,7 @@ function renderSummary(results, settings, env = process.env, runMs) {
     const notes = [];
     if (rows.length < results.length)
         notes.push(`_${results.length - rows.length} more rows left out to stay under GitHub's 1 MiB summary limit; the counts above and the \`results\` output include every server._`);
-    const detailed = results.filter(x => ANNOTATED.includes(x.status)).length;
+    const detailed = results.filter(isFailure).length;
     if (details.length < detailed)
         notes.push(`_Details of ${detailed - details.length} more failed servers are in the step log._`);
     // Blank lines between blocks: a line right after `</details>` would still belong to that HTML block.

@@ -5,7 +5,7 @@ import { describeError } from './errors.js'
 import { planFromInputs } from './plan.js'
 import { stateDir } from './remote/commands.js'
 import { serverTitle } from './report/report.js'
-import { logQuoted, singleLine } from './report/untrusted.js'
+import { logQuoted, singleLine } from './untrusted.js'
 import { readSettings } from './settings.js'
 
 /** The post step connects with this bound at most: it must not keep a cancelled job waiting long. */

@@ -15,3 +15,8 @@ export function describeError(error: unknown): string {
   if (error instanceof Error) return error.stack ?? error.message
   return String(error)
 }
+
+/** A heading and its list of problems, as every input and registry error prints them. */
+export function formatProblems(heading: string, problems: string[]): string {
+  return `${heading} (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` + problems.map(p => `  - ${p}`).join('\n')
+}

@@ -1,11 +1,11 @@
-import { UserError } from './errors.js'
+import { formatProblems, UserError } from './errors.js'
 import { NEW_TOKEN, type EnvValue } from './remote/commands.js'
 import { describeRoute, loadRegistry } from './registry/load.js'
 import { selectServers, type Selection } from './registry/select.js'
 import { registryFromSingleHost } from './registry/single-host.js'
 import { didYouMean } from './registry/suggest.js'
 import type { Registry, Server } from './registry/types.js'
-import { ALL_TENANTS, formatProblems, GATEWAY_TOKEN, tenantValues, type Mode, type Settings, type TenantEnv } from './settings.js'
+import { ALL_TENANTS, GATEWAY_TOKEN, tenantValues, type Mode, type Settings, type TenantEnv } from './settings.js'
 
 export type PlanAction = Mode | 'skip'
 

@@ -1,5 +1,5 @@
 import * as core from '@actions/core'
-import { UserError } from './errors.js'
+import { formatProblems, UserError } from './errors.js'
 import { InvalidImageReference, isRegistryHost, parseImageReference, registryOf } from './image-reference.js'
 import { INPUT_DEFAULTS } from './input-defaults.generated.js'
 import { JsonSyntaxError, parseJsonText } from './registry/json-text.js'
@@ -211,10 +211,6 @@ function ordinal(n: number): string {
   const tens = n % 100
   const suffix = tens >= 11 && tens <= 13 ? 'th' : (['th', 'st', 'nd', 'rd'][n % 10] ?? 'th')
   return `${n}${suffix}`
-}
-
-export function formatProblems(heading: string, problems: string[]): string {
-  return `${heading} (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` + problems.map(p => `  - ${p}`).join('\n')
 }
 
 const TRUE_WORDS = ['true', 'True', 'TRUE', 'yes', 'on', '1']

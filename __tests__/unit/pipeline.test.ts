@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { afterEach, describe, expect, it, jest } from '@jest/globals'
 import fc from 'fast-check'
-import type { RunContext } from '../../src/deploy/pipeline.js'
+import type { RunContext } from '../../src/deploy/run-context.js'
 import type { RemoteCommand } from '../../src/remote/commands.js'
 import type { CommandResult, RemoteShell } from '../../src/remote/ssh.js'
 import type { Server } from '../../src/registry/types.js'
@@ -13,8 +13,10 @@ import { makeServer } from './fixtures/servers.js'
 jest.unstable_mockModule('@actions/core', () => core)
 const { ConnectError, ConnectionLost } = await import('../../src/remote/ssh.js')
 const { failuresAllowed, runFleet } = await import('../../src/deploy/fleet.js')
-const { describeContainers, rollbackTag, runServer } = await import('../../src/deploy/pipeline.js')
-const { NEW_TOKEN } = await import('../../src/remote/commands.js')
+const { runServer } = await import('../../src/deploy/pipeline.js')
+const { describeContainers } = await import('../../src/deploy/describe.js')
+const { rollbackTag } = await import('../../src/deploy/rollback-tag.js')
+const { NEW_TOKEN, partOutput } = await import('../../src/remote/commands.js')
 const { annotate, logServer, renderSummary, setOutputs } = await import('../../src/report/report.js')
 const { readSettings } = await import('../../src/settings.js')
 
@@ -43,9 +45,16 @@ afterEach(() => {
   expect({ 'steps without a reply': unexpectedSteps.splice(0) }).toEqual({ 'steps without a reply': [] })
 })
 
-/** A server that answers each step by name (else DEFAULT_REPLIES; a step in neither fails the test); records what ran. */
+/**
+ * A server that answers each step by name (else DEFAULT_REPLIES; a step in neither fails the test);
+ * records what ran. A sequence (several steps in one channel) is answered part by part, as the real
+ * one runs: until the first failing part, or every part (`end`), each part's output between the
+ * markers commands.ts prints; a part carries the lease and switch lock of its channel.
+ */
 class FakeServer implements RemoteShell {
   readonly ran: RemoteCommand[] = []
+  /** One entry per channel: the steps it ran. */
+  readonly channels: string[][] = []
   running = 0
   /** Called when a step starts hanging (e.g. to cancel the run right then). */
   onHang?: () => void
@@ -54,7 +63,27 @@ class FakeServer implements RemoteShell {
     readonly delayMs = 0,
     readonly stats?: { now: number; max: number }
   ) {}
-  async run(command: RemoteCommand, _timeout: number, signal?: AbortSignal): Promise<CommandResult> {
+  async run(command: RemoteCommand, timeout: number, signal?: AbortSignal): Promise<CommandResult> {
+    if (command.parts) return this.sequence(command, timeout, signal)
+    this.channels.push([command.step])
+    return this.answer(command, signal)
+  }
+  private async sequence(command: RemoteCommand, _timeout: number, signal?: AbortSignal): Promise<CommandResult> {
+    const untilEnd = command.until === 'end'
+    const out = { code: 0, stdout: '', stderr: '' }
+    this.channels.push([])
+    for (const { command: part } of command.parts!) {
+      this.channels.at(-1)!.push(part.step)
+      const r = await this.answer({ ...part, lease: command.lease, exclusive: command.exclusive }, signal)
+      const printed = partOutput(command, part.step, r.stdout, r.stderr, r.code)
+      out.stdout += printed.stdout
+      out.stderr += printed.stderr
+      if (r.code !== 0 && out.code === 0) out.code = r.code
+      if (r.code !== 0 && !untilEnd) break
+    }
+    return out
+  }
+  private async answer(command: RemoteCommand, signal?: AbortSignal): Promise<CommandResult> {
     this.ran.push(command)
     if (signal?.aborted) throw new ConnectionLost(`${command.step}: cancelled`)
     if (this.stats) this.stats.max = Math.max(this.stats.max, ++this.stats.now)
@@ -94,8 +123,19 @@ function written(command: RemoteCommand): Record<string, string | typeof NEW_TOK
   return Object.fromEntries(lines.slice(0, -1).map(l => [l.split(' ')[0], l.split(' ')[1]!.startsWith('!') ? NEW_TOKEN : Buffer.from(l.split(' ')[1]!, 'base64').toString()]))
 }
 
+/** write-env's answer when every value is in .env already: exit 0, or EXIT_CODE.unchanged when asked to stop there (its 4th argument). */
+const UNCHANGED_ENV = (command: RemoteCommand) => ({ stdout: 'written=none', code: Number(command.args[3]) })
+
 const PREFLIGHT = `compose=docker-compose.yml\n${GATEWAY}image_var=${OLD}\ncontainer=gateway|${OLD}|sha256:old|running`
+/** What the status probe reads of the same project (its containers; no service list): the CLI exited 0, as upstream's does. */
+const STATUS = `compose=docker-compose.yml\nimage_var=${OLD}\ncontainer=openclaw-cli|${OLD}|sha256:old|exited|false|0|0|no\ncontainer=gateway|${OLD}|sha256:old|running|false|0|0|unless-stopped`
 const HEALTHY = 'health=ok\nhttp=200\ncontainers=gateway:running:0:0:unless-stopped:ok'
+
+/** A health step that fails its first check (with `answer`) and passes every later one. */
+function unhealthyOnce(answer = 'health=failed\nhttp=500\nerror=not healthy within 60s'): Reply {
+  let checks = 0
+  return () => (++checks === 1 ? { code: 5, stdout: answer } : { stdout: 'health=ok\nhttp=200' })
+}
 
 /**
  * What a server running OLD answers to every step of a deploy, a rollback and a status probe when
@@ -117,7 +157,7 @@ const DEFAULT_REPLIES: Record<string, Reply> = {
   'read-rollback': { stdout: `image=${OLD}\nimage_id=sha256:old\ntag=openclaw-rollback:srv_a` },
   prune: { stdout: 'removed=1' },
   history: { stdout: 'appended=yes' },
-  status: { stdout: `${PREFLIGHT}\nlast=\nholder=\nstage=health\n${HEALTHY}` },
+  status: { stdout: `${STATUS}\nlast=\nholder=\n${HEALTHY}` },
   unlock: { stdout: 'released=yes' }
 }
 
@@ -148,7 +188,8 @@ describe('one server', () => {
     expect(fake.ran.find(c => c.step === 'up')!.args).toEqual(['/srv/a', 'OPENCLAW_IMAGE', 'gateway'])
     expect(result).toMatchObject({ previousImage: OLD, deployedImage: NEW, previousImageId: 'sha256:old', deployedImageId: 'sha256:new', health: 'HTTP 200; gateway running' })
     // prune may only remove what this deployment noted, and keeps the new and the rollback image
-    expect(fake.ran.find(c => c.step === 'record')!.args.slice(-3)).toEqual([OLD, 'sha256:old', 'sha256:new'])
+    // (the record's last argument: this run's token, which owns the copy of the earlier record)
+    expect(fake.ran.find(c => c.step === 'record')!.args.slice(-4)).toEqual([OLD, 'sha256:old', 'sha256:new', 'abc'])
     expect(fake.ran.find(c => c.step === 'prune')!.args).toEqual(['/srv/a/.openclaw-deploy', 'openclaw-rollback:srv_a', 'sha256:new', 'sha256:old'])
   })
 
@@ -216,13 +257,22 @@ describe('one server', () => {
     expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'history', 'unlock'])
   })
 
+  it('takes 5 channels (round trips) for a deploy and 7 for one rolled back', async () => {
+    const deployed = new FakeServer()
+    expect((await runServer(server('a'), context(settings(), { a: deployed }))).status).toBe('deployed')
+    expect(deployed.channels).toEqual([['lock', 'preflight'], ['pull'], ['record', 'write-env', 'up'], ['health'], ['prune', 'history', 'unlock']])
+    const rolledBack = new FakeServer({ health: unhealthyOnce() })
+    expect((await runServer(server('a'), context(settings(), { a: rolledBack }))).status).toBe('rolled-back')
+    expect(rolledBack.channels).toEqual([['lock', 'preflight'], ['pull'], ['record', 'write-env', 'up'], ['health'], ['retag', 'restore-env', 'up'], ['health'], ['unrecord', 'history', 'unlock']])
+  })
+
   it('keeps the gateway image for rollback when the registry lists other services too', async () => {
     const fake = new FakeServer({
       preflight: { stdout: `service=caddy|no|always\n${GATEWAY}image_var=${OLD}\ncontainer=caddy|caddy:2|sha256:caddy|running\ncontainer=gateway|${OLD}|sha256:old|running` }
     })
     const result = await runServer({ ...server('a'), services: ['caddy', 'gateway'] }, context(settings(), { a: fake }))
     expect(result.status).toBe('deployed')
-    expect(fake.ran.find(c => c.step === 'record')!.args.slice(-3, -1)).toEqual([OLD, 'sha256:old'])
+    expect(fake.ran.find(c => c.step === 'record')!.args.slice(-4, -2)).toEqual([OLD, 'sha256:old'])
   })
 
   it('judges health on the gateway service, not on a one-shot container beside it', async () => {
@@ -246,7 +296,7 @@ describe('one server', () => {
     const fake = new FakeServer({ preflight: { stdout: `${GATEWAY}image_var=${OLD}` }, inspect: { stdout: 'image_id=sha256:old' } })
     await runServer(server('a'), context(settings({ image: '' }), { a: fake }))
     expect(fake.steps().slice(0, 4)).toEqual(['lock', 'preflight', 'inspect', 'pull'])
-    expect(fake.ran.find(c => c.step === 'record')!.args.at(-2)).toBe('sha256:old')
+    expect(fake.ran.find(c => c.step === 'record')!.args.at(-3)).toBe('sha256:old')
   })
 
   it('reports the lock holder and does nothing else when the lock is held', async () => {
@@ -257,20 +307,32 @@ describe('one server', () => {
     expect(fake.steps()).toEqual(['lock'])
   })
 
-  it('renews the lock with every step it holds the lock for, and not after releasing it', async () => {
+  it('renews the lock with every channel after the one that takes it, and not after releasing it', async () => {
     const fake = new FakeServer()
     await runServer(server('a'), context(settings(), { a: fake }))
-    expect(fake.ran.filter(c => c.lease).map(c => c.step)).toEqual(['preflight', 'pull', 'record', 'write-env', 'up', 'health', 'prune', 'history'])
+    // preflight shares the lock's channel (the lock is taken with a lease that covers it); the unlock
+    // shares the last channel with prune and history, whose renewal comes before them all
+    expect(fake.ran.filter(c => c.lease).map(c => c.step)).toEqual(['pull', 'record', 'write-env', 'up', 'health', 'prune', 'history', 'unlock'])
     expect(fake.ran.find(c => c.step === 'pull')!.lease).toEqual({ state: '/srv/a/.openclaw-deploy', token: 'abc' })
-    expect(fake.ran.filter(c => !c.lease).map(c => c.step)).toEqual(['lock', 'unlock'])
+    expect(fake.ran.filter(c => !c.lease).map(c => c.step)).toEqual(['lock', 'preflight'])
+  })
+
+  it('takes the lock with a lease that covers the preflight in its channel', async () => {
+    const fake = new FakeServer()
+    await runServer(server('a'), context(settings({ 'command-timeout': '100' }), { a: fake }))
+    // the lock step's last argument is its lease: at least preflight's bound (100 s), its KILL (5 s) and 30 s slack
+    expect(Number(fake.ran.find(c => c.step === 'lock')!.args.at(-1))).toBeGreaterThanOrEqual(135)
   })
 
   it("runs every step that changes what runs under the server's switch lock, in the deploy and its rollback", async () => {
     let healthChecks = 0
     const fake = new FakeServer({ health: () => (++healthChecks === 1 ? { code: 5, stdout: 'http=500' } : { stdout: 'health=ok\nhttp=200' }) })
     await runServer(server('a'), context(settings({ 'command-timeout': '50' }), { a: fake }))
-    expect(fake.ran.filter(c => c.exclusive).map(c => c.step)).toEqual(['record', 'write-env', 'up', 'retag', 'restore-env', 'up', 'unrecord'])
-    expect(fake.ran.find(c => c.step === 'up')!.exclusive).toEqual({ state: '/srv/a/.openclaw-deploy', seconds: 50 })
+    // (history and unlock share the last channel with unrecord, so they run under its switch lock too)
+    expect(fake.ran.filter(c => c.exclusive).map(c => c.step)).toEqual(['record', 'write-env', 'up', 'retag', 'restore-env', 'up', 'unrecord', 'history', 'unlock'])
+    expect(fake.ran.filter(c => !c.exclusive).map(c => c.step)).toEqual(['lock', 'preflight', 'pull', 'health', 'health'])
+    // the switch lock is held for the whole channel: each of its three parts' bound (50 s) and KILL (5 s)
+    expect(fake.ran.find(c => c.step === 'up')!.exclusive).toEqual({ state: '/srv/a/.openclaw-deploy', seconds: 3 * 55 })
   })
 
   it('takes over an expired lock with a warning naming the old holder, and deploys', async () => {
@@ -461,10 +523,7 @@ describe('mode: rollback and mode: status', () => {
   })
 
   describe('when the recorded image is not healthy', () => {
-    const unhealthyFirst = () => {
-      let checks = 0
-      return () => (++checks === 1 ? { code: 5, stdout: 'health=failed\nhttp=404\nerror=not healthy within 60s: http://127.0.0.1:18789/health answered HTTP 404' } : { stdout: 'health=ok\nhttp=200' })
-    }
+    const unhealthyFirst = () => unhealthyOnce('health=failed\nhttp=404\nerror=not healthy within 60s: http://127.0.0.1:18789/health answered HTTP 404')
 
     it('goes back to the image that ran when the rollback started, keeps the record, and says so', async () => {
       const fake = new FakeServer({ preflight: onNew, 'read-rollback': record, health: unhealthyFirst() })
@@ -523,11 +582,10 @@ describe('mode: rollback and mode: status', () => {
     expect(fake.steps()).toEqual(['lock', 'preflight', 'read-rollback', 'unlock'])
   })
 
-  const preflightOut = `compose=docker-compose.yml\n${GATEWAY}image_var=${OLD}\ncontainer=gateway|${OLD}|sha256:old|running`
   const stateOut = 'last=2026-11-26T10:00:00Z\tdeployed\ta -> b\nholder=run 5 by bob '
 
   it('status reads and changes nothing, and takes no lock: one command, one round trip', async () => {
-    const fake = new FakeServer({ status: { stdout: `${preflightOut}\n${stateOut}\nstage=health\nhealth=ok\nhttp=200\ncontainers=gateway:running:0:0:unless-stopped:ok` } })
+    const fake = new FakeServer({ status: { stdout: `${STATUS}\n${stateOut}\nhealth=ok\nhttp=200\ncontainers=gateway:running:0:0:unless-stopped:ok` } })
     const result = await runServer(server('a'), context(settings({ mode: 'status', image: '' }), { a: fake }))
     expect(result).toMatchObject({ status: 'healthy', deployedImage: OLD, lockHolder: 'run 5 by bob', lastDeploy: '2026-11-26T10:00:00Z\tdeployed\ta -> b' })
     expect(fake.steps()).toEqual(['status'])
@@ -541,7 +599,7 @@ describe('mode: rollback and mode: status', () => {
       error: 'preflight failed: no .env in /srv/a'
     })
     const sick = new FakeServer({
-      status: { code: 5, stdout: `${preflightOut}\n${stateOut}\nstage=health\nhealth=failed\nhttp=500\ncontainers=gateway:running:0:0:unless-stopped:ok\nerror=not healthy within 10s` }
+      status: { code: 5, stdout: `${STATUS}\n${stateOut}\nhealth=failed\nhttp=500\ncontainers=gateway:running:0:0:unless-stopped:ok\nerror=not healthy within 10s` }
     })
     expect(await runServer(server('a'), context(settings({ mode: 'status', image: '' }), { a: sick }))).toMatchObject({ status: 'unhealthy', deployedImage: OLD })
   })
@@ -662,10 +720,7 @@ describe('tenant-env and mode: rotate-token', () => {
   }
   const onNew = { stdout: `${GATEWAY}image_var=${NEW}\ncontainer=gateway|${NEW}|sha256:new|running` }
   const sameImage = { preflight: onNew, pull: { stdout: 'image_id=sha256:new' } }
-  const unhealthyFirst = () => {
-    let checks = 0
-    return () => (++checks === 1 ? { code: 5, stdout: 'health=failed\nhttp=500\nerror=not healthy within 60s' } : { stdout: 'health=ok\nhttp=200' })
-  }
+  const unhealthyFirst = () => unhealthyOnce()
 
   it("sets the image and the tenant's values in one write, and names the changed variables", async () => {
     const fake = new FakeServer({ 'write-env': { stdout: 'written=OPENCLAW_IMAGE CLAUDE_AI_SESSION_KEY' } })
@@ -677,7 +732,7 @@ describe('tenant-env and mode: rotate-token', () => {
   })
 
   it('restarts nothing when the image runs already and no value changed (unchanged)', async () => {
-    const fake = new FakeServer({ ...sameImage, 'write-env': { stdout: 'written=none' } })
+    const fake = new FakeServer({ ...sameImage, 'write-env': UNCHANGED_ENV })
     const result = await runServer(server('a'), context(withTenantEnv({ image: '' }), { a: fake }))
     expect(result.status).toBe('unchanged')
     expect(result.changedVariables).toBeUndefined()
@@ -722,7 +777,7 @@ describe('tenant-env and mode: rotate-token', () => {
 
   it('rotate-token: takes the token tenant-env gives; the same token again is unchanged, with a warning', async () => {
     const token = 'a'.repeat(64)
-    const fake = new FakeServer({ preflight: onNew, 'write-env': { stdout: 'written=none' } })
+    const fake = new FakeServer({ preflight: onNew, 'write-env': UNCHANGED_ENV })
     const result = await runServer(server('a'), context(withTenantEnv({ mode: 'rotate-token', image: '' }, { 't-a': { OPENCLAW_GATEWAY_TOKEN: token } }), { a: fake }))
     expect(written(fake.ran.find(c => c.step === 'write-env')!)).toEqual({ OPENCLAW_GATEWAY_TOKEN: token })
     expect(result.status).toBe('unchanged')
@@ -741,7 +796,11 @@ describe('tenant-env and mode: rotate-token', () => {
     const values = Object.values(SECRETS).flatMap(v => Object.values(v))
     const forms = values.flatMap(v => [v, ...v.split('\n'), Buffer.from(v).toString('base64'), Buffer.from(v).toString('hex'), createHash('sha256').update(v).digest('hex')])
     const s = withTenantEnv()
-    const replies = (written: string): Record<string, Reply> => ({ ...sameImage, 'write-env': { stdout: `written=${written}` }, 'restore-env': { stdout: 'restored=yes' } })
+    const replies = (written: string): Record<string, Reply> => ({
+      ...sameImage,
+      'write-env': command => (written === 'none' ? UNCHANGED_ENV(command) : { stdout: `written=${written}` }),
+      'restore-env': { stdout: 'restored=yes' }
+    })
     const fakes = {
       a: new FakeServer(replies('CLAUDE_AI_SESSION_KEY')),
       b: new FakeServer({ ...replies('OPENCLAW_SKIP_BROWSER_CONTROL_SERVER'), health: unhealthyFirst() }),

@@ -51,9 +51,9 @@ describe('remote commands', () => {
     ['preflight', (v, w) => commands.preflight(v, w)],
     ['pullImage', v => commands.pullImage(v)],
     ['inspectImage', v => commands.inspectImage(v)],
-    ['recordRollback', (v, w) => commands.recordRollback(v, w, { image: w, imageId: v }, w)],
+    ['recordRollback', (v, w) => commands.recordRollback(v, w, { image: w, imageId: v }, w, v)],
     ['readRollbackRecord', v => commands.readRollbackRecord(v)],
-    ['restoreRollbackRecord', v => commands.restoreRollbackRecord(v)],
+    ['restoreRollbackRecord', (v, w) => commands.restoreRollbackRecord(v, w)],
     ['retagImage', (v, w) => commands.retagImage(v, w)],
     ['setEnvVariables', (v, w) => commands.setEnvVariables(v, { OPENCLAW_IMAGE: w }, v)],
     ['restoreEnvFile', (v, w) => commands.restoreEnvFile(v, w)],
@@ -61,8 +61,20 @@ describe('remote commands', () => {
     ['healthCheck', (v, w) => commands.healthCheck(v, w, 60, [w])],
     ['pruneImages', (v, w) => commands.pruneImages(v, w, [w, v])],
     ['appendHistory', (v, w) => commands.appendHistory(v, w)],
-    ['readState', v => commands.readState(v)],
-    ['statusProbe', (v, w) => commands.statusProbe(v, 'OPENCLAW_IMAGE', w, 10, [w, v])]
+    ['statusProbe', (v, w) => commands.statusProbe(v, 'OPENCLAW_IMAGE', w, [w, v])],
+    [
+      'sequence',
+      (v, w) =>
+        commands.sequence(
+          'pull+write-env+up',
+          [
+            { command: commands.pullImage(v), seconds: 5 },
+            { command: commands.setEnvVariables(w, { OPENCLAW_IMAGE: v }, w), seconds: 6 },
+            { command: commands.composeUp(w, [v], 'OPENCLAW_IMAGE'), seconds: 7 }
+          ],
+          'failure'
+        )
+    ]
   ]
   const leasedScript = (v: string, w: string) => bashWords(commands.renderCommand(commands.withLease(v, w, commands.pullImage(v)), 1))[6]!
 
@@ -275,5 +287,106 @@ describe('what the scripts do', () => {
       const [error] = runLocally(commands.pullImage('reg.test/openclaw:v2'), dockerFailingWith('')).facts.get('error') ?? []
       expect(error).toBe('docker pull reg.test/openclaw:v2 failed: docker gave no reason')
     })
+  })
+})
+
+describe('a sequence: several steps in one channel', () => {
+  /** A step that prints its arguments (one per line), what it read from stdin, and exits with `code`. */
+  const echoStep = (step: string, args: string[], code = 0, stdin?: string): commands.RemoteCommand => ({
+    step,
+    args,
+    stdin,
+    script: `for a in "$@"; do printf 'arg=%s\\n' "$a"; done; printf 'stdin=%s\\n' "$(cat | base64 -w0)"; echo "said on stderr by ${step}" >&2; exit ${code}`
+  })
+  const part = (command: commands.RemoteCommand, seconds = 5) => ({ command, seconds })
+  /** Runs it as sshd would, through the rendered command line (remote timeout included). */
+  function runSequence(command: commands.RemoteCommand) {
+    const out = spawnSync('bash', ['-c', commands.renderCommand(command, commands.sequenceSeconds(command.parts!))], { encoding: 'utf8', input: command.stdin ?? '' })
+    return { code: out.status, split: commands.splitSequence(command, { ...out, code: out.status ?? -1 }) }
+  }
+  const argsOf = (stdout: string) => commands.parseFacts(stdout).get('arg') ?? []
+
+  it('gives each part its own arguments, untouched, and stdin to the one part that has it', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          hostile.filter(s => !s.includes('\n')),
+          { maxLength: 3 }
+        ),
+        fc.array(
+          hostile.filter(s => !s.includes('\n')),
+          { maxLength: 3 }
+        ),
+        hostile,
+        (a, b, input) => {
+          const command = commands.sequence('a+b+c', [part(echoStep('a', a)), part(echoStep('b', b, 0, input)), part(echoStep('c', []))], 'failure')
+          const { code, split } = runSequence(command)
+          expect(code).toBe(0)
+          expect(split.map(p => [p.step, p.code, argsOf(p.stdout)])).toEqual([
+            ['a', 0, a],
+            ['b', 0, b],
+            ['c', 0, []]
+          ])
+          expect(split.map(p => commands.parseFacts(p.stdout).get('stdin')?.[0])).toEqual(['', Buffer.from(input).toString('base64'), ''])
+          expect(split.map(p => p.stderr)).toEqual(['said on stderr by a', 'said on stderr by b', 'said on stderr by c'])
+        }
+      ),
+      { numRuns: 25 }
+    )
+  })
+
+  it("'failure' stops at the first failing part and exits with its code; 'end' runs every part and exits with the first failure's", () => {
+    const parts = [part(echoStep('a', ['1'])), part(echoStep('b', ['2'], 4)), part(echoStep('c', ['3'], 6))]
+    const stopped = runSequence(commands.sequence('a+b+c', parts, 'failure'))
+    expect(stopped.code).toBe(4)
+    expect(stopped.split.map(p => [p.step, p.code])).toEqual([
+      ['a', 0],
+      ['b', 4]
+    ])
+    const all = runSequence(commands.sequence('a+b+c', parts, 'end'))
+    expect(all.code).toBe(4)
+    expect(all.split.map(p => [p.step, p.code])).toEqual([
+      ['a', 0],
+      ['b', 4],
+      ['c', 6]
+    ])
+  })
+
+  it('bounds each part by its own remote timeout', () => {
+    const slow: commands.RemoteCommand = { step: 'slow', args: [], script: 'sleep 30' }
+    const started = Date.now()
+    const { code, split } = runSequence(commands.sequence('slow+after', [part(slow, 1), part(echoStep('after', []))], 'end'))
+    expect(Date.now() - started).toBeLessThan(10_000)
+    expect(split.map(p => [p.step, p.code])).toEqual([
+      ['slow', 124],
+      ['after', 0]
+    ])
+    expect(code).toBe(124)
+  })
+
+  it('text a step prints that looks like the markers does not end its part or start another', () => {
+    const liar: commands.RemoteCommand = {
+      step: 'a',
+      args: [],
+      script: "printf '%s\\n' '--- openclaw part end 0' '--- openclaw part start b' 'fake=yes' '--- openclaw part end 0'; exit 3"
+    }
+    const { code, split } = runSequence(commands.sequence('a+b', [part(liar), part(echoStep('b', ['x']))], 'failure'))
+    expect(code).toBe(3)
+    expect(split.map(p => [p.step, p.code])).toEqual([['a', 3]])
+    expect(commands.parseFacts(split[0]!.stdout).get('fake')).toEqual(['yes'])
+  })
+
+  it('takes the last part for the failed one when the channel failed but no part says so', () => {
+    const command = commands.sequence('a+b', [part(echoStep('a', [])), part(echoStep('b', []))], 'failure')
+    const printed = [commands.partOutput(command, 'a', '', '', 0), commands.partOutput(command, 'b', '', '', 0)]
+    const split = commands.splitSequence(command, { stdout: printed.map(p => p.stdout).join(''), stderr: '', code: 137 })
+    expect(split.map(p => [p.step, p.code])).toEqual([
+      ['a', 0],
+      ['b', 137]
+    ])
+  })
+
+  it('refuses two parts that both read stdin', () => {
+    expect(() => commands.sequence('a+b', [part(echoStep('a', [], 0, 'x')), part(echoStep('b', [], 0, 'y'))], 'failure')).toThrow(/stdin to one part only/)
   })
 })

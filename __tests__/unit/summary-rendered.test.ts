@@ -12,7 +12,7 @@ import * as core from '../__fixtures__/core.js'
 // (reading settings masks the key: a workflow command on stdout with the real module)
 jest.unstable_mockModule('@actions/core', () => core)
 const { renderSummary } = await import('../../src/report/report.js')
-const { multiLine, singleLine } = await import('../../src/report/untrusted.js')
+const { multiLine, singleLine } = await import('../../src/untrusted.js')
 const { readSettings } = await import('../../src/settings.js')
 
 const WJ = '\u2060'

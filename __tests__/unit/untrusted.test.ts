@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals'
-import { bounded, htmlText, logQuoted, markdownCode, markdownText, multiLine, preText, singleLine, stopCommandsToken } from '../../src/report/untrusted.js'
+import { bounded, htmlText, logQuoted, markdownCode, markdownText, multiLine, preText, singleLine, stopCommandsToken } from '../../src/untrusted.js'
 
 const WJ = '\u2060'
 

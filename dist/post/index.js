@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 1308:
+/***/ 4333:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -57213,7 +57213,7 @@ var external_node_crypto_ = __nccwpck_require__(7598);
  */
 const PLAIN_WORD = /^[A-Za-z0-9_@%+=:,./-]+$/;
 /** Quotes one word so that a POSIX shell reads it back byte for byte as one argument. */
-function quote(word) {
+function shell_quote(word) {
     if (word.includes('\0'))
         throw new Error('a shell argument cannot contain a NUL byte');
     if (PLAIN_WORD.test(word))
@@ -57222,7 +57222,7 @@ function quote(word) {
 }
 /** Joins words into one command line, each word quoted. */
 function shellJoin(words) {
-    return words.map(quote).join(' ');
+    return words.map(shell_quote).join(' ');
 }
 
 ;// CONCATENATED MODULE: ./src/remote/commands.ts
@@ -57250,6 +57250,8 @@ const EXIT_CODE = {
     unhealthy: 5,
     /** This run no longer holds the deploy lock (the lease renewal before a step). */
     lockLost: 6,
+    /** Nothing needed changing, so the steps after it in a sequence did not run (setEnvVariables). */
+    unchanged: 7,
     /** `timeout` (renderCommand) stopped the step at its bound, with TERM ... */
     timedOut: 124,
     /** ... or had to KILL it (128 + 9). */
@@ -57272,15 +57274,93 @@ function renderCommand(command, timeoutSeconds) {
 /** The step preceded by the lease renewal, in one round trip; the renewal leaves stdin to the step. */
 function leased(command, lease, timeoutSeconds) {
     return {
-        args: [lease.state, lease.token, String(timeoutSeconds + KILL_AFTER + LEASE_SLACK), ...command.args],
-        script: `bash -c ${quote(RENEW_LEASE)} openclaw-lease "$1" "$2" "$3" </dev/null || exit
+        args: [lease.state, lease.token, String(leaseSeconds(timeoutSeconds)), ...command.args],
+        script: `bash -c ${shell_quote(RENEW_LEASE)} openclaw-lease "$1" "$2" "$3" </dev/null || exit
 shift 3
 exec ${nested(command)} "$@"`
     };
 }
 /** `bash -c SCRIPT openclaw-STEP`: a step's script run inside another script; its arguments follow. */
 function nested(command) {
-    return `bash -c ${quote(command.script)} ${quote(`openclaw-${command.step}`)}`;
+    return `bash -c ${shell_quote(command.script)} ${shell_quote(`openclaw-${command.step}`)}`;
+}
+/**
+ * Several steps in one channel, so one round trip: each part runs its own constant script with its
+ * own arguments under its own remote `timeout`, between marker lines (a start line on stdout and
+ * stderr, an end line with its exit code on stdout) that `splitSequence` reads back. The markers
+ * carry a fresh random word ($1), so no text a step prints matches them by accident.
+ * `until: 'failure'` stops at the first part that exits non-zero and exits with its code; `'end'`
+ * runs every part and exits with the first non-zero code. At most one part reads the channel's
+ * stdin; the others read /dev/null. A lease or the switch lock given to the sequence covers all parts.
+ */
+function sequence(step, parts, until) {
+    const readers = parts.filter(p => p.command.stdin !== undefined);
+    if (readers.length > 1)
+        throw new Error(`a sequence gives stdin to one part only: ${readers.map(p => p.command.step).join(', ')}`);
+    let next = 2;
+    const lines = parts.map(({ command, seconds }) => {
+        const first = next;
+        next += command.args.length;
+        const args = command.args.length ? ` "\${@:${first}:${command.args.length}}"` : '';
+        const stdin = command.stdin === undefined ? ' </dev/null' : '';
+        const after = until === 'failure' ? '[ "$code" -eq 0 ] || exit "$code"' : '[ "$code" -eq 0 ] || [ "$rc" -ne 0 ] || rc=$code';
+        return `start "$1" ${quote(command.step)}
+timeout -k ${KILL_AFTER} ${seconds} ${nested(command)}${args}${stdin}
+code=$?; printf '\\n%s%s end %s\\n' '${PART_MARK}' "$1" "$code"; ${after}`;
+    });
+    return {
+        step,
+        args: [randomBytes(8).toString('hex'), ...parts.flatMap(p => p.command.args)],
+        stdin: readers[0]?.command.stdin,
+        parts,
+        until,
+        script: `rc=0
+start() { printf '%s%s start %s\\n' '${PART_MARK}' "$1" "$2"; printf '%s%s start %s\\n' '${PART_MARK}' "$1" "$2" >&2; }
+${lines.join('\n')}
+exit "$rc"`
+    };
+}
+/** The remote bound of a sequence: every part's own bound and the KILL after it. */
+function sequenceSeconds(parts) {
+    return parts.reduce((sum, p) => sum + p.seconds + KILL_AFTER, 0);
+}
+const PART_MARK = '--- openclaw part ';
+/** What a sequence prints for one part that ran to its end (the shape splitSequence reads; for fakes of a server). */
+function partOutput(sequence, step, stdout, stderr, code) {
+    const mark = `${PART_MARK}${sequence.args[0]}`;
+    return { stdout: `${mark} start ${step}\n${stdout}\n${mark} end ${code}\n`, stderr: `${mark} start ${step}\n${stderr}\n` };
+}
+/**
+ * A sequence's output, part by part, for the parts that started (in order). The server's text is
+ * untrusted: at worst it mislabels its own output. When the channel failed but every part seems to
+ * have succeeded, the last one is taken for the one that failed.
+ */
+function splitSequence(command, output) {
+    const parts = command.parts ?? [];
+    const mark = `${PART_MARK}${command.args[0]} `;
+    // (stderr has start lines only: a part's stderr runs to the next part's start)
+    const cut = (text, ends) => {
+        const found = [];
+        for (const line of text.split('\n')) {
+            const open = found.at(-1);
+            if (line === `${mark}start ${parts[found.length]?.command.step}` && (!open || !ends || open.code !== undefined))
+                found.push({ text: '' });
+            else if (ends && open && open.code === undefined && /^\d+$/.test(line.slice(`${mark}end `.length)) && line.startsWith(`${mark}end `)) {
+                open.code = Number(line.slice(`${mark}end `.length));
+                open.text = open.text.replace(/\n$/, '');
+            }
+            else if (open && (!ends || open.code === undefined))
+                open.text += `${line}\n`;
+        }
+        return found;
+    };
+    const out = cut(output.stdout, true);
+    const err = cut(output.stderr, false);
+    const results = out.map((o, i) => ({ step: parts[i].command.step, code: o.code, stdout: o.text, stderr: err[i]?.text.replace(/\n+$/, '') ?? '' }));
+    const last = results.at(-1);
+    if (last && output.code && results.every(r => r.code === 0))
+        last.code = output.code;
+    return results;
 }
 /** Parses `key=value` lines; a key seen twice keeps all values in order. */
 function parseFacts(stdout) {
@@ -57303,6 +57383,10 @@ fail() { printf 'error=%s\\n' "$*"; exit ${EXIT_CODE.failed}; }
 `;
 /** Seconds a lease outlives the remote bound of the step it covers (client and network slack). */
 const LEASE_SLACK = 30;
+/** The lease that covers a step bounded by `timeoutSeconds` (its KILL after it, and slack). */
+function leaseSeconds(timeoutSeconds) {
+    return timeoutSeconds + KILL_AFTER + LEASE_SLACK;
+}
 /** A lock folder with no holder note for this long was left by a run killed while taking it. */
 const NOTE_LESS_ABANDONED_AFTER = 60;
 /** Shell function: fails the step, saying so, when the server lacks flock (util-linux). */
@@ -57326,7 +57410,8 @@ write_note() {
   printf '%s\\nexpires=%s\\n' "$1" "$(($(date +%s) + lease))" > "$note.tmp" && mv -f -- "$note.tmp" "$note"
 }
 holder_text() { head -n 1 -- "$note" 2>/dev/null; }
-shown() { printf '%s' "$1" | head -c 400; }
+# a holder as others see it: without its token (only the holder's own steps need it) and bounded
+shown() { printf '%s' "$1" | sed 's/ token=[^ ]*//g' | head -c 400; }
 expiry() { sed -n 's/^expires=\\([0-9][0-9]*\\)$/\\1/p' -- "$note" 2>/dev/null | tail -n 1; }
 `;
 /**
@@ -57548,6 +57633,13 @@ const HEALTH_RULE = (/* unused pure expression or super */ null && (String.raw `
     END { if (sep == "") printf "none"; exit (running > 0 && nbad == 0) ? 0 : 1 }'
 }
 `));
+/** Shell function: one GET of $url, its HTTP status in $code (000 when nothing answered within 5 s). */
+const PROBE = (/* unused pure expression or super */ null && (`probe() {
+  if command -v curl >/dev/null; then
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -- "$url") || code=000
+  elif wget -q -O /dev/null -T 5 -- "$url"; then code=200; else code=000; fi
+}
+`));
 /**
  * Checks the folder, compose file, .env and Docker, and reads what the runner needs to know: the
  * image variable's value (`image_var=`, absent when .env does not set it), each service of the
@@ -57668,16 +57760,18 @@ function inspectImage(image) {
  * needed to restore it, and records the reference it ran under. Notes the images this deploy moves
  * between (and the earlier rollback image) in `images`: the only ones a later prune may remove.
  */
-function recordRollback(path, rollbackTag, previous, targetImageId) {
+function recordRollback(path, rollbackTag, previous, targetImageId, owner) {
     return {
         step: 'record',
-        args: [stateDir(path), rollbackTag, previous.image, previous.imageId, targetImageId],
+        args: [stateDir(path), rollbackTag, previous.image, previous.imageId, targetImageId, owner],
         script: PRELUDE +
             `state=$1 tag=$2 ref=$3 id=$4 target=$5
 docker tag -- "$id" "$tag" || fail "cannot tag the running image $id as $tag"
 earlier=
+rm -f -- "$state/rollback.before.owner"
 if [ -f "$state/rollback" ]; then
-  cp -p -- "$state/rollback" "$state/rollback.before" || fail "cannot keep $state/rollback"
+  # (named by its run: only that run's restoreRollbackRecord puts it back)
+  { cp -p -- "$state/rollback" "$state/rollback.before" && printf '%s\\n' "$6" > "$state/rollback.before.owner"; } || fail "cannot keep $state/rollback"
   earlier=$(sed -n 's/^image_id=//p' "$state/rollback")
 fi
 for i in $earlier "$id" "$target"; do
@@ -57691,14 +57785,15 @@ echo recorded=yes`
  * After a deploy that did not stick, the server runs the image it ran before, so the rollback target
  * is again the one recorded before that deploy: put the earlier record and its tag back.
  */
-function restoreRollbackRecord(path) {
+function restoreRollbackRecord(path, owner) {
     return {
         step: 'unrecord',
-        args: [stateDir(path)],
+        args: [stateDir(path), owner],
         script: PRELUDE +
             `state=$1
-[ -f "$state/rollback.before" ] || { echo restored=none; exit 0; }
+if [ ! -f "$state/rollback.before" ] || [ "$(cat -- "$state/rollback.before.owner" 2>/dev/null)" != "$2" ]; then echo restored=none; exit 0; fi
 mv -f -- "$state/rollback.before" "$state/rollback" || fail "cannot restore $state/rollback"
+rm -f -- "$state/rollback.before.owner"
 id=$(sed -n 's/^image_id=//p' "$state/rollback") tag=$(sed -n 's/^tag=//p' "$state/rollback")
 if [ -n "$id" ] && [ -n "$tag" ]; then docker tag -- "$id" "$tag" 2>/dev/null || echo "warning=the recorded image $id is gone"; fi
 echo restored=yes`
@@ -57768,7 +57863,7 @@ const NEW_TOKEN = Symbol('a new random token, made on the server');
  * file as it was is kept in the state folder (`env.before`, mode 600, with `env.before.owner` naming
  * the run that wrote it) for restoreEnvFile. Errors name variables, never values.
  */
-function setEnvVariables(path, values, owner) {
+function setEnvVariables(path, values, owner, options = {}) {
     const lines = Object.entries(values).map(([name, value]) => {
         if (!ENV_NAME.test(name))
             throw new Error(`not a variable name: ${name}`);
@@ -57781,7 +57876,7 @@ function setEnvVariables(path, values, owner) {
     });
     return {
         step: 'write-env',
-        args: [path, stateDir(path), owner],
+        args: [path, stateDir(path), owner, String(options.stopIfUnchanged ? EXIT_CODE.unchanged : 0)],
         stdin: `${lines.join('')}end\n`,
         script: PRELUDE +
             ENV_FUNCTIONS +
@@ -57839,7 +57934,7 @@ while read -r name b64 sum; do
   if [ "$cur" = "$env" ]; then cur=$out out=$other; else t=$cur cur=$out out=$t; fi
 done
 [ -n "$ended" ] || fail "the new values did not arrive whole (connection cut?); .env is unchanged"
-if [ -z "$changed" ]; then echo written=none; exit 0; fi
+if [ -z "$changed" ]; then echo written=none; exit "$4"; fi
 # the file as it was, for restoreEnvFile of this run (named by $3); readable only by its owner
 (umask 077 && cp -- "$env" "$state/env.before.tmp" && printf '%s\\n' "$3" > "$state/env.before.owner") &&
   mv -f -- "$state/env.before.tmp" "$state/env.before" || fail "cannot keep a copy of .env in $state"
@@ -57905,12 +58000,7 @@ function healthCheck(path, url, timeoutSeconds, services, confirm = true) {
             `cd -- "$1" || fail "cannot enter $1"
 url=$2 limit=$3 confirm=$4
 shift 4
-probe() {
-  if command -v curl >/dev/null; then
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -- "$url") || code=000
-  elif wget -q -O /dev/null -T 5 -- "$url"; then code=200; else code=000; fi
-}
-containers() {
+${PROBE}containers() {
   ids=$(docker compose ps -a -q -- "$@" 2>/dev/null)
   # shellcheck disable=SC2086
   [ -n "$ids" ] && docker inspect --format '${CONTAINER_FORMAT}' -- $ids 2>/dev/null
@@ -57980,39 +58070,53 @@ if [ "$(wc -l < "$f")" -gt 2000 ]; then tail -n 1000 -- "$f" > "$f.tmp" && mv -f
 echo appended=yes`
     };
 }
-/** Read-only view for `mode: status`: last history line and lock holder. */
-function readState(path) {
-    return {
-        step: 'read-state',
-        args: [stateDir(path)],
-        script: `set -u
-printf 'last=%s\\n' "$(tail -n 1 -- "$1/history.log" 2>/dev/null)"
-printf 'holder=%s\\n' "$(head -c 400 -- "$1/lock/holder" 2>/dev/null | tr '\\n' ' ')"`
-    };
-}
 /**
- * `mode: status` in one round trip: preflight, the state files and one health probe, run by one
- * remote shell instead of three channels. Preflight's own exit code when it fails; otherwise a
- * `stage=health` line, then the health check's output and exit code.
+ * `mode: status` in one round trip and the least work that answers it: the project's containers
+ * (one Compose query and one `docker inspect`, CONTAINER_FORMAT as `container=` lines), the image
+ * variable's value, the last history line and the lock holder, then one health probe judged with
+ * the containers already read (HEALTH_RULE; the given services', else the whole project's). Exits
+ * like healthCheck: 0 healthy, EXIT_CODE.unhealthy not; EXIT_CODE.failed when the project cannot be read.
  */
-function statusProbe(path, imageVariable, url, timeoutSeconds, services) {
-    const pre = preflight(path, imageVariable);
-    const state = readState(path);
-    const health = healthCheck(path, url, timeoutSeconds, services, false);
+function statusProbe(path, imageVariable, url, services) {
     return {
         step: 'status',
-        args: [path, stateDir(path), url, String(timeoutSeconds), imageVariable, ...services],
-        script: `${nested(pre)} "$1" "$5" || exit
-${nested(state)} "$2"
-echo stage=health
-exec ${nested(health)} "$1" "$3" "$4" once "\${@:6}"`
+        args: [path, stateDir(path), url, imageVariable, ...services],
+        script: PRELUDE +
+            ENV_FUNCTIONS +
+            `state=$2 url=$3 image_variable=$4
+${LOCK_FUNCTIONS}${PROBE}${HEALTH_RULE}cd -- "$1" 2>/dev/null || fail "deployment folder $1 does not exist or $(id -un) cannot enter it"
+shift 4
+compose=
+for f in compose.yaml compose.yml docker-compose.yaml docker-compose.yml; do
+  if [ -f "$f" ]; then compose=$f; break; fi
+done
+[ -n "$compose" ] || fail "no docker-compose.yml or compose.yaml in $1"
+printf 'compose=%s\\n' "$compose"
+if [ -r .env ] && at=$(env_find "$image_variable" .env) && [ -n "$at" ]; then
+  case $at in *multiline | unterminated) ;; *) printf 'image_var=%s\\n' "$(env_value "$image_variable" .env | tr -d '\\n\\r')" ;; esac
+fi
+ids=$(docker compose ps -a -q -- "$@" 2>&1) || fail "docker compose cannot list the containers in $1: $(said "$ids" 3)"
+lines=
+# shellcheck disable=SC2086
+if [ -n "$ids" ]; then lines=$(docker inspect --format '${CONTAINER_FORMAT}' -- $ids 2>/dev/null); fi
+[ -z "$lines" ] || printf '%s\\n' "$lines" | sed 's/^/container=/'
+printf 'last=%s\\n' "$(tail -n 1 -- "$state/history.log" 2>/dev/null)"
+printf 'holder=%s\\n' "$(shown "$(holder_text)")"
+probe
+ok=
+if containers=$(printf '%s\\n' "$lines" | judge); then case $code in 2??) ok=yes ;; esac; fi
+if [ -n "$ok" ]; then health=ok; else health=failed; fi
+printf 'health=%s\\nhttp=%s\\ncontainers=%s\\n' "$health" "$code" "$containers"
+[ -n "$ok" ] && exit 0
+echo "error=not healthy: $url answered HTTP $code"
+exit ${EXIT_CODE.unhealthy}`
     };
 }
 
 // EXTERNAL MODULE: external "node:net"
 var external_node_net_ = __nccwpck_require__(7030);
 var external_node_net_default = /*#__PURE__*/__nccwpck_require__.n(external_node_net_);
-;// CONCATENATED MODULE: ./src/report/untrusted.ts
+;// CONCATENATED MODULE: ./src/untrusted.ts
 /**
  * Text a server returned (errors, command output, health, history lines, lock notes, image
  * references) may come from a compromised tenant (DESIGN.md "Trust"). Every place that shows such
@@ -59293,7 +59397,7 @@ class OutputTail {
 
 
 /** Why a connection could not be made; `network` errors are network trouble worth another try. */
-class ssh_ConnectError extends Error {
+class ConnectError extends Error {
     kind;
     hop;
     constructor(message, kind, 
@@ -59306,7 +59410,7 @@ class ssh_ConnectError extends Error {
     }
 }
 /** The connection broke or a step outlived its timeout: the server's state is not known. */
-class ssh_ConnectionLost extends Error {
+class ConnectionLost extends Error {
     constructor(message) {
         super(message);
         this.name = 'ConnectionLost';
@@ -59331,7 +59435,7 @@ async function connect(options) {
             return await connectVerified(options, deadline);
         }
         catch (error) {
-            const failure = error instanceof ssh_ConnectError ? error : new ssh_ConnectError(describeNetworkError(error), 'network');
+            const failure = error instanceof ConnectError ? error : new ConnectError(describeNetworkError(error), 'network');
             // the jump host's connection had its own attempts: its verdict stands
             if (failure.hop === 'jump')
                 throw failure;
@@ -59353,14 +59457,14 @@ async function connect(options) {
     }
 }
 /** The server holds no host key of the types asked for. */
-class NoKeyOfListedType extends ssh_ConnectError {
+class NoKeyOfListedType extends ConnectError {
     constructor(host, port, keyTypes) {
         super(`refused before any command ran: ${host}:${port} has no host key of a type listed for it (${keyTypes.join(', ')}). ` +
             `If the server was rebuilt with other keys, verify them out of band and update known-hosts or hostKey.`, 'host-key');
     }
 }
 /** The server's key matched nothing the policy lists. */
-class HostKeyRefused extends ssh_ConnectError {
+class HostKeyRefused extends ConnectError {
     verdict;
     constructor(verdict) {
         super(`refused before any command ran: ${verdict.reason}`, 'host-key');
@@ -59440,14 +59544,14 @@ async function connectOnce(options, keyTypes, readyTimeoutMs) {
             throw new NoKeyOfListedType(options.host, options.port, keyTypes);
         if (/authentication methods failed/i.test(message)) {
             if (options.role === 'jump') {
-                throw new ssh_ConnectError(`${options.user}@${options.host}:${options.port} did not accept the SSH key (check the jump user's authorized_keys and jump-private-key, or ssh-private-key when jump-private-key is empty)`, 'auth');
+                throw new ConnectError(`${options.user}@${options.host}:${options.port} did not accept the SSH key (check the jump user's authorized_keys and jump-private-key, or ssh-private-key when jump-private-key is empty)`, 'auth');
             }
-            throw new ssh_ConnectError(`${options.user}@${options.host}:${options.port} did not accept the SSH key (check the deploy user's authorized_keys and ssh-private-key)`, 'auth');
+            throw new ConnectError(`${options.user}@${options.host}:${options.port} did not accept the SSH key (check the deploy user's authorized_keys and ssh-private-key)`, 'auth');
         }
         if (/passphrase|private key|Cannot parse privateKey|Unsupported key format/i.test(message)) {
             if (options.role === 'jump')
-                throw new ssh_ConnectError(`the jump-private-key input cannot be used: ${message} (is ssh-passphrase right?)`, 'key');
-            throw new ssh_ConnectError(`the ssh-private-key input cannot be used: ${message} (is ssh-passphrase right?)`, 'key');
+                throw new ConnectError(`the jump-private-key input cannot be used: ${message} (is ssh-passphrase right?)`, 'key');
+            throw new ConnectError(`the ssh-private-key input cannot be used: ${message} (is ssh-passphrase right?)`, 'key');
         }
         throw error;
     }
@@ -59495,7 +59599,7 @@ function execBounded(client, command, commandLine, onChannel) {
             outcome();
         };
         const fail = (error) => {
-            settle(() => reject(new ssh_ConnectionLost(`${command.step}: ${errorMessage(error)}; whether the step did its work is not known`)));
+            settle(() => reject(new ConnectionLost(`${command.step}: ${errorMessage(error)}; whether the step did its work is not known`)));
             try {
                 channel?.close();
             }
@@ -59547,7 +59651,7 @@ function execBounded(client, command, commandLine, onChannel) {
         }
         catch (error) {
             // ssh2 throws at once when the socket is no longer writable.
-            reject(new ssh_ConnectionLost(`${command.step}: ${errorMessage(error)}`));
+            reject(new ConnectionLost(`${command.step}: ${errorMessage(error)}`));
         }
     });
 }
@@ -59630,26 +59734,26 @@ class SshConnection {
     }
     async run(command, timeoutSeconds, signal) {
         if (this.lost)
-            throw new ssh_ConnectionLost(`${command.step}: ${this.lost}`);
+            throw new ConnectionLost(`${command.step}: ${this.lost}`);
         if (signal?.aborted)
-            throw new ssh_ConnectionLost(`${command.step}: cancelled`);
+            throw new ConnectionLost(`${command.step}: cancelled`);
         const client = this.ssh.connection;
         if (!client)
-            throw new ssh_ConnectionLost(`${command.step}: not connected`);
+            throw new ConnectionLost(`${command.step}: not connected`);
         let channel;
         let timer;
         let onLost;
         let onAbort;
         const stopped = new Promise((_, reject) => {
-            onLost = reason => reject(new ssh_ConnectionLost(`${command.step}: ${reason}`));
+            onLost = reason => reject(new ConnectionLost(`${command.step}: ${reason}`));
             this.pending.add(onLost);
             timer = setTimeout(() => {
                 channel?.close();
-                reject(new ssh_ConnectionLost(`${command.step}: no answer from the server within ${timeoutSeconds}s (command-timeout)`));
+                reject(new ConnectionLost(`${command.step}: no answer from the server within ${timeoutSeconds}s (command-timeout)`));
             }, (timeoutSeconds + CLIENT_TIMER_SLACK_SECONDS) * 1000);
             onAbort = () => {
                 channel?.close();
-                reject(new ssh_ConnectionLost(`${command.step}: cancelled`));
+                reject(new ConnectionLost(`${command.step}: cancelled`));
             };
             signal?.addEventListener('abort', onAbort, { once: true });
         });
@@ -59710,7 +59814,7 @@ async function releaseOne(server, ctx) {
         shell = await ctx.connect(server, new AbortController().signal);
     }
     catch (error) {
-        const refused = error instanceof ssh_ConnectError && error.kind !== 'network';
+        const refused = error instanceof ConnectError && error.kind !== 'network';
         return { server, outcome: refused ? 'failed' : 'unreachable', detail: errorText(error) };
     }
     try {
@@ -59785,116 +59889,10 @@ function describeError(error) {
         return error.stack ?? error.message;
     return String(error);
 }
-
-;// CONCATENATED MODULE: ./src/image-reference.ts
-/**
- * Image references as Docker reads them (the grammar of github.com/distribution/reference, which the
- * Docker CLI uses): which registry a reference pulls from, and whether Docker would accept it at all.
- * One place for it, so the `image` input, the registry login and the docs agree.
- */
-/** Where a reference with no registry part pulls from; `docker login docker.io` logs in there too. */
-const DOCKER_HUB = 'docker.io';
-/** Docker's old name for Docker Hub, which it reads as DOCKER_HUB. */
-const LEGACY_DOCKER_HUB = 'index.docker.io';
-/** Docker's limit on the whole repository name, registry included (NameTotalLengthMax). */
-const MAX_NAME_LENGTH = 255;
-// The grammar's pieces, as distribution/reference's regexp.go writes them.
-const ALPHANUMERIC = '[a-z0-9]+';
-const SEPARATOR = '(?:[._]|__|[-]+)';
-const PATH_COMPONENT = `${ALPHANUMERIC}(?:${SEPARATOR}${ALPHANUMERIC})*`;
-const DOMAIN_COMPONENT = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
-const DOMAIN_NAME = `${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*`;
-const IPV6 = '\\[(?:[a-fA-F0-9:]+)\\]';
-const DOMAIN_AND_PORT = `(?:${DOMAIN_NAME}|${IPV6})(?::[0-9]+)?`;
-const TAG = '[\\w][\\w.-]{0,127}';
-const DIGEST = '[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}';
-const REMOTE_NAME = `${PATH_COMPONENT}(?:/${PATH_COMPONENT})*`;
-const REGISTRY_RULE = new RegExp(`^${DOMAIN_AND_PORT}$`);
-const REMAINDER_RULE = new RegExp(`^(${REMOTE_NAME})(?::(${TAG}))?(?:@(${DIGEST}))?$`);
-/** A bare image ID: Docker refuses it as a reference to pull. */
-const IMAGE_ID = /^[a-f0-9]{64}$/;
-/** Docker would not pull this reference; `message` says why, in the words Docker's rules use. */
-class InvalidImageReference extends Error {
-    reference;
-    reason;
-    constructor(reference, reason) {
-        super(`${JSON.stringify(reference)} is not an image reference Docker accepts: ${reason}`);
-        this.reference = reference;
-        this.reason = reason;
-        this.name = 'InvalidImageReference';
-    }
+/** A heading and its list of problems, as every input and registry error prints them. */
+function formatProblems(heading, problems) {
+    return `${heading} (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` + problems.map(p => `  - ${p}`).join('\n');
 }
-/**
- * Splits a reference as `docker pull` does (ParseNormalizedNamed): the part before the first `/` is
- * a registry if it has a `.` or `:`, is `localhost`, or has an upper-case letter; otherwise the
- * reference is on Docker Hub (and a one-word name is under `library/`).
- */
-function parseImageReference(text) {
-    const invalid = (reason) => {
-        throw new InvalidImageReference(text, reason);
-    };
-    if (!text)
-        invalid('it is empty');
-    if (IMAGE_ID.test(text))
-        invalid('a 64-digit image ID is not a name to pull');
-    const slash = text.indexOf('/');
-    const first = slash === -1 ? '' : text.slice(0, slash);
-    const hasRegistry = slash !== -1 && (/[.:]/.test(first) || first === 'localhost' || first.toLowerCase() !== first);
-    let registry = hasRegistry ? first : DOCKER_HUB;
-    let remainder = hasRegistry ? text.slice(slash + 1) : text;
-    if (registry === LEGACY_DOCKER_HUB)
-        registry = DOCKER_HUB;
-    if (registry === DOCKER_HUB && !remainder.includes('/'))
-        remainder = `library/${remainder}`;
-    if (!REGISTRY_RULE.test(registry))
-        invalid(`${JSON.stringify(registry)} is not a registry (a host name or address, optionally with :port)`);
-    const tagAt = remainder.indexOf(':');
-    const name = tagAt === -1 ? remainder.replace(/@.*$/, '') : remainder.slice(0, tagAt);
-    if (name.toLowerCase() !== name)
-        invalid(`the repository name ${JSON.stringify(name)} must be lower-case`);
-    const m = REMAINDER_RULE.exec(remainder);
-    if (!m) {
-        invalid('expected [registry/]repository[:tag][@digest], the repository in lower-case letters, digits and separators (. _ __ -) between them, ' +
-            'the tag at most 128 letters, digits, _ . -, the digest algorithm:hex (e.g. ghcr.io/acme/openclaw:1.4.2 or ghcr.io/acme/openclaw@sha256:…)');
-    }
-    const [, repository, tag, digest] = m;
-    if (`${registry}/${repository}`.length > MAX_NAME_LENGTH)
-        invalid(`the repository name is longer than Docker's ${MAX_NAME_LENGTH} characters`);
-    return { registry, repository: repository, ...(tag === undefined ? {} : { tag }), ...(digest === undefined ? {} : { digest }) };
-}
-/** The registry a reference pulls from; undefined when Docker would not accept the reference. */
-function image_reference_registryOf(reference) {
-    try {
-        return parseImageReference(reference).registry;
-    }
-    catch (error) {
-        if (error instanceof InvalidImageReference)
-            return undefined;
-        throw error;
-    }
-}
-/** True for what `docker login` takes as a registry: a host name, IPv4 or [IPv6] address, optionally with :port. */
-function isRegistryHost(text) {
-    return REGISTRY_RULE.test(text);
-}
-
-;// CONCATENATED MODULE: ./src/input-defaults.generated.ts
-// Generated by scripts/dev/gen-input-defaults.mjs from action.yml: do not edit.
-/** The non-empty default of each input (action.yml), except those the runner evaluates (`${{ … }}`). */
-const INPUT_DEFAULTS = {
-    "servers-file": ".github/servers/production.json",
-    "mode": "deploy",
-    "strict-host-key-checking": "true",
-    "max-parallel": "10",
-    "canary": "0",
-    "health-timeout": "60",
-    "rollback": "true",
-    "prune": "true",
-    "connect-timeout": "20",
-    "command-timeout": "600",
-    "lock-timeout": "60",
-    "dry-run": "false"
-};
 
 ;// CONCATENATED MODULE: ./src/registry/json-text.ts
 /**
@@ -60222,353 +60220,6 @@ class Reader {
     }
 }
 
-;// CONCATENATED MODULE: ./src/settings.ts
-
-
-
-
-
-const MODES = ['deploy', 'rollback', 'status', 'rotate-token'];
-/** The key of tenant-env whose variables every tenant gets (its own value for a name wins). */
-const ALL_TENANTS = '*';
-/** The gateway's token in upstream's `.env`; `mode: rotate-token` renews it. */
-const settings_GATEWAY_TOKEN = 'OPENCLAW_GATEWAY_TOKEN';
-/**
- * Names tenant-env may set. Compose's .env reader takes more (letters and digits of any script, `.`,
- * `-`, `[`, `]`), but a compose file can only use `${NAME}` with these, so nothing else is useful.
- */
-const ENV_NAME_RULE = /^[A-Za-z_][A-Za-z0-9_]*$/;
-/** Upstream's setup makes 32 random bytes (64 hex digits); a given token must not be much weaker. */
-const MIN_TOKEN_CHARS = 32;
-/** No .env value needs more; a bound keeps one mistake (a whole file pasted) from bloating `.env`. */
-const MAX_VALUE_BYTES = 64 * 1024;
-/** The variables one tenant gets from tenant-env: those for every tenant, then its own (which win). */
-function tenantValues(tenantEnv, tenant) {
-    return { ...tenantEnv[ALL_TENANTS], ...(tenant === ALL_TENANTS ? {} : tenantEnv[tenant]) };
-}
-/**
- * The login before pulling `image`, or undefined when no credentials were given. Without the input
- * `registry`, the registry is the image's own (for `image` empty, that of the reference the server's
- * `.env` names).
- */
-function settings_registryLoginFor(settings, image) {
-    const credentials = settings.registryCredentials;
-    if (!credentials)
-        return undefined;
-    const registry = credentials.registry || registryOf(image);
-    if (!registry) {
-        throw new UserError(`cannot tell which registry ${JSON.stringify(image)} is on, to log in to it before the pull: it is not an image reference Docker accepts. Set the input "registry", or fix the image reference. Nothing was changed.`);
-    }
-    return { registry, username: credentials.username, password: credentials.password };
-}
-const readActionInput = name => getInput(name);
-/**
- * Turns the action's raw inputs into typed settings. The only place that reads inputs; every
- * problem names the input, what it got and what is allowed, and all problems are reported at once.
- */
-function readSettings(read = readActionInput) {
-    const problems = [];
-    const p = new InputParser(read, problems);
-    const sshPrivateKey = p.raw('ssh-private-key');
-    const sshPassphrase = p.raw('ssh-passphrase');
-    const jumpPrivateKey = p.raw('jump-private-key');
-    const registryPassword = p.raw('registry-password');
-    // Mask before anything else can print them, including our own error messages.
-    for (const secret of [sshPrivateKey, sshPassphrase, jumpPrivateKey, registryPassword])
-        if (secret)
-            maskSecret(secret);
-    const mode = p.choice('mode', MODES);
-    const tenantEnv = p.tenantEnv('tenant-env');
-    const dryRun = p.boolean('dry-run');
-    if (!sshPrivateKey && !dryRun) {
-        problems.push('Input "ssh-private-key" is required: pass the private key of the deploy user, e.g. ' + 'ssh-private-key: ${{ secrets.SSH_PRIVATE_KEY }} (only dry-run works without it).');
-    }
-    const host = p.raw('host');
-    const singleHost = host
-        ? {
-            host,
-            port: p.optionalInteger('port', 1, 65535),
-            user: p.raw('user') || undefined,
-            path: p.raw('deployment-path') || undefined
-        }
-        : undefined;
-    if (!host) {
-        for (const name of ['port', 'user', 'deployment-path']) {
-            if (p.raw(name))
-                problems.push(`Input "${name}" only applies together with "host"; set "host" or remove "${name}".`);
-        }
-    }
-    const settings = {
-        serversFile: p.raw('servers-file'),
-        mode,
-        image: p.raw('image'),
-        sshPrivateKey,
-        sshPassphrase,
-        knownHosts: p.raw('known-hosts'),
-        strictHostKeyChecking: p.boolean('strict-host-key-checking'),
-        filters: { tenants: p.list('tenants'), regions: p.list('regions'), servers: p.list('servers') },
-        maxParallel: p.integer('max-parallel', 1, 1000),
-        canary: p.integer('canary', 0, 100000),
-        maxFailures: p.failureBudget('max-failures'),
-        healthTimeout: p.integer('health-timeout', 1, 3600),
-        rollback: p.boolean('rollback'),
-        prune: p.boolean('prune'),
-        connectTimeout: p.integer('connect-timeout', 1, 600),
-        commandTimeout: p.integer('command-timeout', 1, 86400),
-        lockTimeout: p.integer('lock-timeout', 0, 86400),
-        dryRun,
-        singleHost,
-        environment: p.raw('environment'),
-        githubToken: p.raw('github-token'),
-        tenantEnv,
-        registryCredentials: p.registryCredentials(registryPassword),
-        jumpPrivateKey
-    };
-    if (settings.githubToken)
-        maskSecret(settings.githubToken);
-    if (settings.image && /[\s'"`$;&|<>\\]/.test(settings.image)) {
-        problems.push(`Input "image" is "${settings.image}": an image reference has no spaces, quotes or shell characters ` + '(e.g. ghcr.io/acme/openclaw:1.4.2 or ghcr.io/acme/openclaw@sha256:…).');
-    }
-    else if (settings.image) {
-        try {
-            parseImageReference(settings.image);
-        }
-        catch (error) {
-            if (!(error instanceof InvalidImageReference))
-                throw error;
-            problems.push(`Input "image" is "${settings.image}", which Docker would refuse: ${error.reason}.`);
-        }
-    }
-    if (mode === 'rollback' && settings.image) {
-        problems.push('Input "image" does not apply to mode "rollback": rollback restores the image recorded before the last deploy. Remove "image".');
-    }
-    if (mode === 'rotate-token' && settings.image) {
-        problems.push('Input "image" does not apply to mode "rotate-token": the gateway restarts with the image it runs. Remove "image" (or deploy first).');
-    }
-    if ((mode === 'rollback' || mode === 'status') && Object.keys(tenantEnv).length) {
-        problems.push(`Input "tenant-env" does not apply to mode "${mode}": it sets variables in mode "deploy" or "rotate-token". Remove "tenant-env".`);
-    }
-    if (problems.length)
-        throw new errors_UserError(formatProblems('The action inputs are not valid', problems), problems);
-    return settings;
-}
-function maskSecret(secret) {
-    core_setSecret(secret);
-    // A multi-line key is printed line by line in some logs; mask each line too.
-    for (const line of secret.split(/\r?\n/))
-        if (line.trim().length > 8)
-            core_setSecret(line.trim());
-}
-/** A tenant-env value: the whole, and each line of it (a log may show one line of a multi-line value). */
-function maskValue(value) {
-    if (value)
-        core_setSecret(value);
-    for (const line of value.split(/\r?\n|\r/))
-        if (line.trim() && line.trim() !== value)
-            core_setSecret(line.trim());
-}
-/** `5` → `5th`, for "the 2nd name of acme". */
-function ordinal(n) {
-    const tens = n % 100;
-    const suffix = tens >= 11 && tens <= 13 ? 'th' : (['th', 'st', 'nd', 'rd'][n % 10] ?? 'th');
-    return `${n}${suffix}`;
-}
-function formatProblems(heading, problems) {
-    return `${heading} (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` + problems.map(p => `  - ${p}`).join('\n');
-}
-const TRUE_WORDS = ['true', 'True', 'TRUE', 'yes', 'on', '1'];
-const FALSE_WORDS = ['false', 'False', 'FALSE', 'no', 'off', '0'];
-class InputParser {
-    read;
-    problems;
-    constructor(read, problems) {
-        this.read = read;
-        this.problems = problems;
-    }
-    /** The input, or action.yml's default when it is empty. */
-    raw(name) {
-        return this.read(name).trim() || (INPUT_DEFAULTS[name] ?? '');
-    }
-    /** An input that has a default in action.yml (a value is needed even when none is given). */
-    defaulted(name) {
-        const value = this.raw(name);
-        if (!value)
-            throw new Error(`input "${name}" has no default in action.yml (run npm run package to regenerate src/input-defaults.generated.ts)`);
-        return value;
-    }
-    choice(name, allowed) {
-        const value = this.defaulted(name);
-        if (allowed.includes(value))
-            return value;
-        this.problems.push(`Input "${name}" is "${value}"; allowed: ${allowed.join(', ')}.`);
-        return allowed[0];
-    }
-    boolean(name) {
-        const value = this.defaulted(name);
-        if (TRUE_WORDS.includes(value))
-            return true;
-        if (FALSE_WORDS.includes(value))
-            return false;
-        this.problems.push(`Input "${name}" is "${value}"; allowed: true or false.`);
-        return false;
-    }
-    integer(name, min, max) {
-        this.defaulted(name);
-        return this.optionalInteger(name, min, max) ?? min;
-    }
-    optionalInteger(name, min, max) {
-        const value = this.raw(name);
-        if (!value)
-            return undefined;
-        if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
-            this.problems.push(`Input "${name}" is "${value}"; allowed: a whole number from ${min} to ${max}.`);
-            return undefined;
-        }
-        return Number(value);
-    }
-    /** Comma- or newline-separated list; blanks dropped. */
-    list(name) {
-        return this.raw(name)
-            .split(/[,\n]/)
-            .map(s => s.trim())
-            .filter(Boolean);
-    }
-    /**
-     * A JSON object of tenants (or "*") to objects of variable names and string values. Everything in
-     * it is masked before anything can print; problems name tenants and variables, never a value, nor
-     * a name that is not one (it could be a value put in the wrong place).
-     */
-    tenantEnv(name) {
-        const text = this.raw(name);
-        if (!text)
-            return {};
-        // the whole text (JSON that cannot be parsed is never printed, but may be quoted by a tool); not
-        // line by line: its lines are mostly braces, which a mask would blank everywhere in the log
-        core_setSecret(text);
-        const where = `Input "${name}"`;
-        let parsed;
-        try {
-            parsed = parseJsonText(text, { duplicateKeyDepth: 1 });
-        }
-        catch (error) {
-            if (!(error instanceof JsonSyntaxError))
-                throw error;
-            // The reason could quote the text; only the place is shown.
-            this.problems.push(`${where} is not valid JSON (line ${error.position.line}, column ${error.position.column}; the text is not shown, as it holds secrets). Check it with e.g. jq.`);
-            return {};
-        }
-        const values = [];
-        collectValues(parsed.value, values);
-        for (const value of values)
-            maskValue(value);
-        for (const duplicate of parsed.duplicateKeys) {
-            const [tenant, variable] = duplicate.path;
-            if (variable === undefined || ENV_NAME_RULE.test(variable)) {
-                this.problems.push(`${where}: ${variable === undefined ? `tenant ${JSON.stringify(tenant)}` : `${tenant}.${variable}`} is given twice (lines ${duplicate.first.line} and ${duplicate.second.line}); JSON would keep only the last.`);
-            }
-        }
-        const shape = 'a JSON object of tenant names (or "*" for every tenant) to objects of variable names and string values, e.g. {"*": {"OPENCLAW_SKIP_BROWSER_CONTROL_SERVER": "1"}, "acme": {"CLAUDE_AI_SESSION_KEY": "…"}}';
-        if (!isObject(parsed.value)) {
-            this.problems.push(`${where} must be ${shape}.`);
-            return {};
-        }
-        const result = {};
-        for (const [tenant, variables] of Object.entries(parsed.value)) {
-            if (!isObject(variables)) {
-                this.problems.push(`${where}: ${JSON.stringify(tenant)} must be an object of variable names and string values; the whole input must be ${shape}.`);
-                continue;
-            }
-            const checked = {};
-            Object.entries(variables).forEach(([variable, value], index) => {
-                if (!ENV_NAME_RULE.test(variable)) {
-                    maskValue(variable);
-                    this.problems.push(`${where}: the ${ordinal(index + 1)} name of ${tenant} is not a variable name (letters, digits and _, not starting with a digit); it is not shown, in case a value was put there by mistake.`);
-                    return;
-                }
-                const at = `${where}: ${tenant}.${variable}`;
-                if (typeof value !== 'string') {
-                    this.problems.push(`${at} must be a string${typeof value === 'number' || typeof value === 'boolean' ? ' (write it in double quotes)' : ''}.`);
-                }
-                else if (value.includes('\0') || LONE_SURROGATE.test(value)) {
-                    this.problems.push(`${at} holds a NUL character or a lone UTF-16 surrogate, which .env cannot hold.`);
-                }
-                else if (Buffer.byteLength(value) > MAX_VALUE_BYTES) {
-                    this.problems.push(`${at} is ${Buffer.byteLength(value)} bytes long; a value may have at most ${MAX_VALUE_BYTES}.`);
-                }
-                else if (variable === settings_GATEWAY_TOKEN && tenant === ALL_TENANTS) {
-                    this.problems.push(`${at}: every tenant needs a gateway token of its own; give ${settings_GATEWAY_TOKEN} per tenant, or leave it out in mode "rotate-token" to make new ones on the servers.`);
-                }
-                else if (variable === settings_GATEWAY_TOKEN && value.length < MIN_TOKEN_CHARS) {
-                    this.problems.push(`${at} is ${value.length} characters long; a gateway token needs at least ${MIN_TOKEN_CHARS} (upstream makes 64 hex digits: openssl rand -hex 32).`);
-                }
-                else {
-                    checked[variable] = value;
-                }
-            });
-            result[tenant] = checked;
-        }
-        return result;
-    }
-    /**
-     * `registry`, `registry-username` and `registry-password`: a username and a password together, or
-     * neither; `registry` only with them. The password was masked by the caller before anything could
-     * print; no message here shows it.
-     */
-    registryCredentials(password) {
-        const registry = this.raw('registry');
-        const username = this.raw('registry-username');
-        if (!username && !password) {
-            if (registry)
-                this.problems.push('Input "registry" only applies together with "registry-username" and "registry-password" (the login before each pull); set them, or remove "registry".');
-            return undefined;
-        }
-        if (!username)
-            this.problems.push('Input "registry-password" is set but "registry-username" is empty: docker login needs both (for GHCR e.g. registry-username: ${{ github.actor }}).');
-        if (!password)
-            this.problems.push('Input "registry-username" is set but "registry-password" is empty: docker login needs both (for GHCR e.g. registry-password: ${{ secrets.GITHUB_TOKEN }}).');
-        if (username && !/^[^\s\p{Cc}]{1,255}$/u.test(username)) {
-            this.problems.push(`Input "registry-username" is ${JSON.stringify(username.slice(0, 80))}; allowed: a user name without spaces or control characters, at most 255 characters.`);
-        }
-        if (password.includes('\0'))
-            this.problems.push('Input "registry-password" holds a NUL character, which no password for docker login can hold (the value is not shown).');
-        if (registry && !isRegistryHost(registry)) {
-            const bare = registry.replace(/^[a-z]+:\/\//i, '').replace(/\/.*$/, '');
-            this.problems.push(`Input "registry" is ${JSON.stringify(registry.slice(0, 120))}; allowed: a registry host as Docker names it, with an optional :port and no scheme or path (e.g. ghcr.io or registry.example.com:5000)` +
-                (bare && bare !== registry && isRegistryHost(bare) ? `: here ${bare}.` : '.'));
-        }
-        return { registry, username, password };
-    }
-    failureBudget(name) {
-        const value = this.raw(name);
-        if (!value)
-            return undefined;
-        const m = /^(\d+)(%?)$/.exec(value);
-        if (!m || (m[2] && Number(m[1]) > 100)) {
-            this.problems.push(`Input "${name}" is "${value}"; allowed: a number of servers (e.g. 2) or a percentage of the selected servers (e.g. 10%).`);
-            return undefined;
-        }
-        return m[2] ? { kind: 'percent', value: Number(m[1]) } : { kind: 'count', value: Number(m[1]) };
-    }
-}
-function isObject(value) {
-    return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-/** Every string value anywhere in a JSON value, also where the shape is wrong (not the keys: names are shown). */
-function collectValues(value, into) {
-    if (typeof value === 'string')
-        into.push(value);
-    else if (typeof value === 'number' || typeof value === 'boolean')
-        into.push(String(value));
-    else if (Array.isArray(value))
-        for (const item of value)
-            collectValues(item, into);
-    else if (isObject(value))
-        for (const item of Object.values(value))
-            collectValues(item, into);
-}
-/** Half of a UTF-16 surrogate pair on its own: it has no UTF-8 form, so it cannot be written to .env. */
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
 ;// CONCATENATED MODULE: ./src/registry/suggest.ts
 /**
  * "Did you mean …?" for misspelt field names and filter values: the closest known word, if it is
@@ -60638,7 +60289,6 @@ const SERVER_DEFAULTS = {
 
 
 // Imported, not read at run time: ncc bundles it into dist/, so the action needs no file beside it.
-
 
 
 
@@ -61095,12 +60745,12 @@ function load_formatAddress(host, port) {
     return `${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 /** `ops@bastion.example:22`: how the plan, the summary, the log and errors name a jump host. */
-function load_describeJump(jump) {
+function describeJump(jump) {
     return `${jump.user}@${load_formatAddress(jump.host, jump.port)}`;
 }
 /** The SSH route to a server: `deploy@10.0.0.5:22`, or `deploy@10.0.0.5:22 via ops@bastion.example:22`. */
 function load_describeRoute(server) {
-    return `${server.user}@${load_formatAddress(server.host, server.port)}${server.jump ? ` via ${load_describeJump(server.jump)}` : ''}`;
+    return `${server.user}@${load_formatAddress(server.host, server.port)}${server.jump ? ` via ${describeJump(server.jump)}` : ''}`;
 }
 
 ;// CONCATENATED MODULE: ./src/remote/jump-hosts.ts
@@ -61125,7 +60775,7 @@ class JumpHosts {
     /** The route to `host:port` through `jump`, for ConnectOptions.via. */
     route(jump, host, port, signal) {
         return {
-            label: load_describeJump(jump),
+            label: describeJump(jump),
             open: async (timeoutMs) => {
                 const bastion = await this.connection(jump, signal);
                 return bastion.forwardOut(host, port, timeoutMs);
@@ -61140,9 +60790,9 @@ class JumpHosts {
      */
     async connection(jump, signal) {
         if (this.closed)
-            throw new ssh_ConnectError(`jump host ${load_describeJump(jump)}: the run is over`, 'network', 'jump');
+            throw new ConnectError(`jump host ${describeJump(jump)}: the run is over`, 'network', 'jump');
         // One connection per jump host and the host keys it may show (two entries may list different ones).
-        const key = `${load_describeJump(jump)} ${[...jump.hostKeys].sort().join(',')}`;
+        const key = `${describeJump(jump)} ${[...jump.hostKeys].sort().join(',')}`;
         let entry = this.entries.get(key);
         if (!entry || entry.opened?.isLost) {
             entry?.opened?.close();
@@ -61155,7 +60805,7 @@ class JumpHosts {
             return entry.connection;
         // a cancelled server stops waiting; the jump host's connection goes on for the others
         return await new Promise((resolve, reject) => {
-            const onAbort = () => reject(new ssh_ConnectError(`jump host ${load_describeJump(jump)}: cancelled`, 'network', 'jump'));
+            const onAbort = () => reject(new ConnectError(`jump host ${describeJump(jump)}: cancelled`, 'network', 'jump'));
             if (signal.aborted)
                 return onAbort();
             signal.addEventListener('abort', onAbort, { once: true });
@@ -61176,8 +60826,8 @@ class JumpHosts {
             });
         }
         catch (error) {
-            const failure = error instanceof ssh_ConnectError ? error : new ssh_ConnectError(error instanceof Error ? error.message : String(error), 'network');
-            throw new ssh_ConnectError(`jump host ${load_describeJump(jump)}: ${failure.message}`, failure.kind, 'jump');
+            const failure = error instanceof ConnectError ? error : new ConnectError(error instanceof Error ? error.message : String(error), 'network');
+            throw new ConnectError(`jump host ${describeJump(jump)}: ${failure.message}`, failure.kind, 'jump');
         }
     }
     /** Closes every jump host's connection (the servers' own connections through them are closed first). */
@@ -61259,7 +60909,6 @@ function createRunContext(settings, signal, onProgress) {
 ;// CONCATENATED MODULE: ./src/registry/select.ts
 
 
-
 const FILTERS = [
     { input: 'tenants', what: 'tenant', valuesOf: server => server.tenant },
     { input: 'regions', what: 'region', valuesOf: server => server.region },
@@ -61324,7 +60973,6 @@ function unique(values) {
 
 
 
-
 /** Where a single host comes from, for messages that would otherwise name a registry file. */
 const SINGLE_HOST_SOURCE = 'the inputs host, port, user and deployment-path';
 const SINGLE_HOST_TENANT = 'default';
@@ -61376,6 +61024,460 @@ function serverNameFor(host) {
         .slice(0, 63);
     return checkServerField('name', name) ? 'server' : name;
 }
+
+;// CONCATENATED MODULE: ./src/image-reference.ts
+/**
+ * Image references as Docker reads them (the grammar of github.com/distribution/reference, which the
+ * Docker CLI uses): which registry a reference pulls from, and whether Docker would accept it at all.
+ * One place for it, so the `image` input, the registry login and the docs agree.
+ */
+/** Where a reference with no registry part pulls from; `docker login docker.io` logs in there too. */
+const DOCKER_HUB = 'docker.io';
+/** Docker's old name for Docker Hub, which it reads as DOCKER_HUB. */
+const LEGACY_DOCKER_HUB = 'index.docker.io';
+/** Docker's limit on the whole repository name, registry included (NameTotalLengthMax). */
+const MAX_NAME_LENGTH = 255;
+// The grammar's pieces, as distribution/reference's regexp.go writes them.
+const ALPHANUMERIC = '[a-z0-9]+';
+const SEPARATOR = '(?:[._]|__|[-]+)';
+const PATH_COMPONENT = `${ALPHANUMERIC}(?:${SEPARATOR}${ALPHANUMERIC})*`;
+const DOMAIN_COMPONENT = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
+const DOMAIN_NAME = `${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*`;
+const IPV6 = '\\[(?:[a-fA-F0-9:]+)\\]';
+const DOMAIN_AND_PORT = `(?:${DOMAIN_NAME}|${IPV6})(?::[0-9]+)?`;
+const TAG = '[\\w][\\w.-]{0,127}';
+const DIGEST = '[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}';
+const REMOTE_NAME = `${PATH_COMPONENT}(?:/${PATH_COMPONENT})*`;
+const REGISTRY_RULE = new RegExp(`^${DOMAIN_AND_PORT}$`);
+const REMAINDER_RULE = new RegExp(`^(${REMOTE_NAME})(?::(${TAG}))?(?:@(${DIGEST}))?$`);
+/** A bare image ID: Docker refuses it as a reference to pull. */
+const IMAGE_ID = /^[a-f0-9]{64}$/;
+/** Docker would not pull this reference; `message` says why, in the words Docker's rules use. */
+class InvalidImageReference extends Error {
+    reference;
+    reason;
+    constructor(reference, reason) {
+        super(`${JSON.stringify(reference)} is not an image reference Docker accepts: ${reason}`);
+        this.reference = reference;
+        this.reason = reason;
+        this.name = 'InvalidImageReference';
+    }
+}
+/**
+ * Splits a reference as `docker pull` does (ParseNormalizedNamed): the part before the first `/` is
+ * a registry if it has a `.` or `:`, is `localhost`, or has an upper-case letter; otherwise the
+ * reference is on Docker Hub (and a one-word name is under `library/`).
+ */
+function parseImageReference(text) {
+    const invalid = (reason) => {
+        throw new InvalidImageReference(text, reason);
+    };
+    if (!text)
+        invalid('it is empty');
+    if (IMAGE_ID.test(text))
+        invalid('a 64-digit image ID is not a name to pull');
+    const slash = text.indexOf('/');
+    const first = slash === -1 ? '' : text.slice(0, slash);
+    const hasRegistry = slash !== -1 && (/[.:]/.test(first) || first === 'localhost' || first.toLowerCase() !== first);
+    let registry = hasRegistry ? first : DOCKER_HUB;
+    let remainder = hasRegistry ? text.slice(slash + 1) : text;
+    if (registry === LEGACY_DOCKER_HUB)
+        registry = DOCKER_HUB;
+    if (registry === DOCKER_HUB && !remainder.includes('/'))
+        remainder = `library/${remainder}`;
+    if (!REGISTRY_RULE.test(registry))
+        invalid(`${JSON.stringify(registry)} is not a registry (a host name or address, optionally with :port)`);
+    const tagAt = remainder.indexOf(':');
+    const name = tagAt === -1 ? remainder.replace(/@.*$/, '') : remainder.slice(0, tagAt);
+    if (name.toLowerCase() !== name)
+        invalid(`the repository name ${JSON.stringify(name)} must be lower-case`);
+    const m = REMAINDER_RULE.exec(remainder);
+    if (!m) {
+        invalid('expected [registry/]repository[:tag][@digest], the repository in lower-case letters, digits and separators (. _ __ -) between them, ' +
+            'the tag at most 128 letters, digits, _ . -, the digest algorithm:hex (e.g. ghcr.io/acme/openclaw:1.4.2 or ghcr.io/acme/openclaw@sha256:…)');
+    }
+    const [, repository, tag, digest] = m;
+    if (`${registry}/${repository}`.length > MAX_NAME_LENGTH)
+        invalid(`the repository name is longer than Docker's ${MAX_NAME_LENGTH} characters`);
+    return { registry, repository: repository, ...(tag === undefined ? {} : { tag }), ...(digest === undefined ? {} : { digest }) };
+}
+/** The registry a reference pulls from; undefined when Docker would not accept the reference. */
+function image_reference_registryOf(reference) {
+    try {
+        return parseImageReference(reference).registry;
+    }
+    catch (error) {
+        if (error instanceof InvalidImageReference)
+            return undefined;
+        throw error;
+    }
+}
+/** True for what `docker login` takes as a registry: a host name, IPv4 or [IPv6] address, optionally with :port. */
+function isRegistryHost(text) {
+    return REGISTRY_RULE.test(text);
+}
+
+;// CONCATENATED MODULE: ./src/input-defaults.generated.ts
+// Generated by scripts/dev/gen-input-defaults.mjs from action.yml: do not edit.
+/** The non-empty default of each input (action.yml), except those the runner evaluates (`${{ … }}`). */
+const INPUT_DEFAULTS = {
+    "servers-file": ".github/servers/production.json",
+    "mode": "deploy",
+    "strict-host-key-checking": "true",
+    "max-parallel": "10",
+    "canary": "0",
+    "health-timeout": "60",
+    "rollback": "true",
+    "prune": "true",
+    "connect-timeout": "20",
+    "command-timeout": "600",
+    "lock-timeout": "60",
+    "dry-run": "false"
+};
+
+;// CONCATENATED MODULE: ./src/settings.ts
+
+
+
+
+
+const MODES = ['deploy', 'rollback', 'status', 'rotate-token'];
+/** The key of tenant-env whose variables every tenant gets (its own value for a name wins). */
+const ALL_TENANTS = '*';
+/** The gateway's token in upstream's `.env`; `mode: rotate-token` renews it. */
+const GATEWAY_TOKEN = 'OPENCLAW_GATEWAY_TOKEN';
+/**
+ * Names tenant-env may set. Compose's .env reader takes more (letters and digits of any script, `.`,
+ * `-`, `[`, `]`), but a compose file can only use `${NAME}` with these, so nothing else is useful.
+ */
+const ENV_NAME_RULE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** Upstream's setup makes 32 random bytes (64 hex digits); a given token must not be much weaker. */
+const MIN_TOKEN_CHARS = 32;
+/** No .env value needs more; a bound keeps one mistake (a whole file pasted) from bloating `.env`. */
+const MAX_VALUE_BYTES = 64 * 1024;
+/** The variables one tenant gets from tenant-env: those for every tenant, then its own (which win). */
+function tenantValues(tenantEnv, tenant) {
+    return { ...tenantEnv[ALL_TENANTS], ...(tenant === ALL_TENANTS ? {} : tenantEnv[tenant]) };
+}
+/**
+ * The login before pulling `image`, or undefined when no credentials were given. Without the input
+ * `registry`, the registry is the image's own (for `image` empty, that of the reference the server's
+ * `.env` names).
+ */
+function registryLoginFor(settings, image) {
+    const credentials = settings.registryCredentials;
+    if (!credentials)
+        return undefined;
+    const registry = credentials.registry || registryOf(image);
+    if (!registry) {
+        throw new UserError(`cannot tell which registry ${JSON.stringify(image)} is on, to log in to it before the pull: it is not an image reference Docker accepts. Set the input "registry", or fix the image reference. Nothing was changed.`);
+    }
+    return { registry, username: credentials.username, password: credentials.password };
+}
+const readActionInput = name => getInput(name);
+/**
+ * Turns the action's raw inputs into typed settings. The only place that reads inputs; every
+ * problem names the input, what it got and what is allowed, and all problems are reported at once.
+ */
+function readSettings(read = readActionInput) {
+    const problems = [];
+    const p = new InputParser(read, problems);
+    const sshPrivateKey = p.raw('ssh-private-key');
+    const sshPassphrase = p.raw('ssh-passphrase');
+    const jumpPrivateKey = p.raw('jump-private-key');
+    const registryPassword = p.raw('registry-password');
+    // Mask before anything else can print them, including our own error messages.
+    for (const secret of [sshPrivateKey, sshPassphrase, jumpPrivateKey, registryPassword])
+        if (secret)
+            maskSecret(secret);
+    const mode = p.choice('mode', MODES);
+    const tenantEnv = p.tenantEnv('tenant-env');
+    const dryRun = p.boolean('dry-run');
+    if (!sshPrivateKey && !dryRun) {
+        problems.push('Input "ssh-private-key" is required: pass the private key of the deploy user, e.g. ' + 'ssh-private-key: ${{ secrets.SSH_PRIVATE_KEY }} (only dry-run works without it).');
+    }
+    const host = p.raw('host');
+    const singleHost = host
+        ? {
+            host,
+            port: p.optionalInteger('port', 1, 65535),
+            user: p.raw('user') || undefined,
+            path: p.raw('deployment-path') || undefined
+        }
+        : undefined;
+    if (!host) {
+        for (const name of ['port', 'user', 'deployment-path']) {
+            if (p.raw(name))
+                problems.push(`Input "${name}" only applies together with "host"; set "host" or remove "${name}".`);
+        }
+    }
+    const settings = {
+        serversFile: p.raw('servers-file'),
+        mode,
+        image: p.raw('image'),
+        sshPrivateKey,
+        sshPassphrase,
+        knownHosts: p.raw('known-hosts'),
+        strictHostKeyChecking: p.boolean('strict-host-key-checking'),
+        filters: { tenants: p.list('tenants'), regions: p.list('regions'), servers: p.list('servers') },
+        maxParallel: p.integer('max-parallel', 1, 1000),
+        canary: p.integer('canary', 0, 100000),
+        maxFailures: p.failureBudget('max-failures'),
+        healthTimeout: p.integer('health-timeout', 1, 3600),
+        rollback: p.boolean('rollback'),
+        prune: p.boolean('prune'),
+        connectTimeout: p.integer('connect-timeout', 1, 600),
+        commandTimeout: p.integer('command-timeout', 1, 86400),
+        lockTimeout: p.integer('lock-timeout', 0, 86400),
+        dryRun,
+        singleHost,
+        environment: p.raw('environment'),
+        githubToken: p.raw('github-token'),
+        tenantEnv,
+        registryCredentials: p.registryCredentials(registryPassword),
+        jumpPrivateKey
+    };
+    if (settings.githubToken)
+        maskSecret(settings.githubToken);
+    if (settings.image && /[\s'"`$;&|<>\\]/.test(settings.image)) {
+        problems.push(`Input "image" is "${settings.image}": an image reference has no spaces, quotes or shell characters ` + '(e.g. ghcr.io/acme/openclaw:1.4.2 or ghcr.io/acme/openclaw@sha256:…).');
+    }
+    else if (settings.image) {
+        try {
+            parseImageReference(settings.image);
+        }
+        catch (error) {
+            if (!(error instanceof InvalidImageReference))
+                throw error;
+            problems.push(`Input "image" is "${settings.image}", which Docker would refuse: ${error.reason}.`);
+        }
+    }
+    if (mode === 'rollback' && settings.image) {
+        problems.push('Input "image" does not apply to mode "rollback": rollback restores the image recorded before the last deploy. Remove "image".');
+    }
+    if (mode === 'rotate-token' && settings.image) {
+        problems.push('Input "image" does not apply to mode "rotate-token": the gateway restarts with the image it runs. Remove "image" (or deploy first).');
+    }
+    if ((mode === 'rollback' || mode === 'status') && Object.keys(tenantEnv).length) {
+        problems.push(`Input "tenant-env" does not apply to mode "${mode}": it sets variables in mode "deploy" or "rotate-token". Remove "tenant-env".`);
+    }
+    if (problems.length)
+        throw new errors_UserError(formatProblems('The action inputs are not valid', problems), problems);
+    return settings;
+}
+function maskSecret(secret) {
+    core_setSecret(secret);
+    // A multi-line key is printed line by line in some logs; mask each line too.
+    for (const line of secret.split(/\r?\n/))
+        if (line.trim().length > 8)
+            core_setSecret(line.trim());
+}
+/** A tenant-env value: the whole, and each line of it (a log may show one line of a multi-line value). */
+function maskValue(value) {
+    if (value)
+        core_setSecret(value);
+    for (const line of value.split(/\r?\n|\r/))
+        if (line.trim() && line.trim() !== value)
+            core_setSecret(line.trim());
+}
+/** `5` → `5th`, for "the 2nd name of acme". */
+function ordinal(n) {
+    const tens = n % 100;
+    const suffix = tens >= 11 && tens <= 13 ? 'th' : (['th', 'st', 'nd', 'rd'][n % 10] ?? 'th');
+    return `${n}${suffix}`;
+}
+const TRUE_WORDS = ['true', 'True', 'TRUE', 'yes', 'on', '1'];
+const FALSE_WORDS = ['false', 'False', 'FALSE', 'no', 'off', '0'];
+class InputParser {
+    read;
+    problems;
+    constructor(read, problems) {
+        this.read = read;
+        this.problems = problems;
+    }
+    /** The input, or action.yml's default when it is empty. */
+    raw(name) {
+        return this.read(name).trim() || (INPUT_DEFAULTS[name] ?? '');
+    }
+    /** An input that has a default in action.yml (a value is needed even when none is given). */
+    defaulted(name) {
+        const value = this.raw(name);
+        if (!value)
+            throw new Error(`input "${name}" has no default in action.yml (run npm run package to regenerate src/input-defaults.generated.ts)`);
+        return value;
+    }
+    choice(name, allowed) {
+        const value = this.defaulted(name);
+        if (allowed.includes(value))
+            return value;
+        this.problems.push(`Input "${name}" is "${value}"; allowed: ${allowed.join(', ')}.`);
+        return allowed[0];
+    }
+    boolean(name) {
+        const value = this.defaulted(name);
+        if (TRUE_WORDS.includes(value))
+            return true;
+        if (FALSE_WORDS.includes(value))
+            return false;
+        this.problems.push(`Input "${name}" is "${value}"; allowed: true or false.`);
+        return false;
+    }
+    integer(name, min, max) {
+        this.defaulted(name);
+        return this.optionalInteger(name, min, max) ?? min;
+    }
+    optionalInteger(name, min, max) {
+        const value = this.raw(name);
+        if (!value)
+            return undefined;
+        if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+            this.problems.push(`Input "${name}" is "${value}"; allowed: a whole number from ${min} to ${max}.`);
+            return undefined;
+        }
+        return Number(value);
+    }
+    /** Comma- or newline-separated list; blanks dropped. */
+    list(name) {
+        return this.raw(name)
+            .split(/[,\n]/)
+            .map(s => s.trim())
+            .filter(Boolean);
+    }
+    /**
+     * A JSON object of tenants (or "*") to objects of variable names and string values. Everything in
+     * it is masked before anything can print; problems name tenants and variables, never a value, nor
+     * a name that is not one (it could be a value put in the wrong place).
+     */
+    tenantEnv(name) {
+        const text = this.raw(name);
+        if (!text)
+            return {};
+        // the whole text (JSON that cannot be parsed is never printed, but may be quoted by a tool); not
+        // line by line: its lines are mostly braces, which a mask would blank everywhere in the log
+        core_setSecret(text);
+        const where = `Input "${name}"`;
+        let parsed;
+        try {
+            parsed = parseJsonText(text, { duplicateKeyDepth: 1 });
+        }
+        catch (error) {
+            if (!(error instanceof JsonSyntaxError))
+                throw error;
+            // The reason could quote the text; only the place is shown.
+            this.problems.push(`${where} is not valid JSON (line ${error.position.line}, column ${error.position.column}; the text is not shown, as it holds secrets). Check it with e.g. jq.`);
+            return {};
+        }
+        const values = [];
+        collectValues(parsed.value, values);
+        for (const value of values)
+            maskValue(value);
+        for (const duplicate of parsed.duplicateKeys) {
+            const [tenant, variable] = duplicate.path;
+            if (variable === undefined || ENV_NAME_RULE.test(variable)) {
+                this.problems.push(`${where}: ${variable === undefined ? `tenant ${JSON.stringify(tenant)}` : `${tenant}.${variable}`} is given twice (lines ${duplicate.first.line} and ${duplicate.second.line}); JSON would keep only the last.`);
+            }
+        }
+        const shape = 'a JSON object of tenant names (or "*" for every tenant) to objects of variable names and string values, e.g. {"*": {"OPENCLAW_SKIP_BROWSER_CONTROL_SERVER": "1"}, "acme": {"CLAUDE_AI_SESSION_KEY": "…"}}';
+        if (!isObject(parsed.value)) {
+            this.problems.push(`${where} must be ${shape}.`);
+            return {};
+        }
+        const result = {};
+        for (const [tenant, variables] of Object.entries(parsed.value)) {
+            if (!isObject(variables)) {
+                this.problems.push(`${where}: ${JSON.stringify(tenant)} must be an object of variable names and string values; the whole input must be ${shape}.`);
+                continue;
+            }
+            const checked = {};
+            Object.entries(variables).forEach(([variable, value], index) => {
+                if (!ENV_NAME_RULE.test(variable)) {
+                    maskValue(variable);
+                    this.problems.push(`${where}: the ${ordinal(index + 1)} name of ${tenant} is not a variable name (letters, digits and _, not starting with a digit); it is not shown, in case a value was put there by mistake.`);
+                    return;
+                }
+                const at = `${where}: ${tenant}.${variable}`;
+                if (typeof value !== 'string') {
+                    this.problems.push(`${at} must be a string${typeof value === 'number' || typeof value === 'boolean' ? ' (write it in double quotes)' : ''}.`);
+                }
+                else if (value.includes('\0') || LONE_SURROGATE.test(value)) {
+                    this.problems.push(`${at} holds a NUL character or a lone UTF-16 surrogate, which .env cannot hold.`);
+                }
+                else if (Buffer.byteLength(value) > MAX_VALUE_BYTES) {
+                    this.problems.push(`${at} is ${Buffer.byteLength(value)} bytes long; a value may have at most ${MAX_VALUE_BYTES}.`);
+                }
+                else if (variable === GATEWAY_TOKEN && tenant === ALL_TENANTS) {
+                    this.problems.push(`${at}: every tenant needs a gateway token of its own; give ${GATEWAY_TOKEN} per tenant, or leave it out in mode "rotate-token" to make new ones on the servers.`);
+                }
+                else if (variable === GATEWAY_TOKEN && value.length < MIN_TOKEN_CHARS) {
+                    this.problems.push(`${at} is ${value.length} characters long; a gateway token needs at least ${MIN_TOKEN_CHARS} (upstream makes 64 hex digits: openssl rand -hex 32).`);
+                }
+                else {
+                    checked[variable] = value;
+                }
+            });
+            result[tenant] = checked;
+        }
+        return result;
+    }
+    /**
+     * `registry`, `registry-username` and `registry-password`: a username and a password together, or
+     * neither; `registry` only with them. The password was masked by the caller before anything could
+     * print; no message here shows it.
+     */
+    registryCredentials(password) {
+        const registry = this.raw('registry');
+        const username = this.raw('registry-username');
+        if (!username && !password) {
+            if (registry)
+                this.problems.push('Input "registry" only applies together with "registry-username" and "registry-password" (the login before each pull); set them, or remove "registry".');
+            return undefined;
+        }
+        if (!username)
+            this.problems.push('Input "registry-password" is set but "registry-username" is empty: docker login needs both (for GHCR e.g. registry-username: ${{ github.actor }}).');
+        if (!password)
+            this.problems.push('Input "registry-username" is set but "registry-password" is empty: docker login needs both (for GHCR e.g. registry-password: ${{ secrets.GITHUB_TOKEN }}).');
+        if (username && !/^[^\s\p{Cc}]{1,255}$/u.test(username)) {
+            this.problems.push(`Input "registry-username" is ${JSON.stringify(username.slice(0, 80))}; allowed: a user name without spaces or control characters, at most 255 characters.`);
+        }
+        if (password.includes('\0'))
+            this.problems.push('Input "registry-password" holds a NUL character, which no password for docker login can hold (the value is not shown).');
+        if (registry && !isRegistryHost(registry)) {
+            const bare = registry.replace(/^[a-z]+:\/\//i, '').replace(/\/.*$/, '');
+            this.problems.push(`Input "registry" is ${JSON.stringify(registry.slice(0, 120))}; allowed: a registry host as Docker names it, with an optional :port and no scheme or path (e.g. ghcr.io or registry.example.com:5000)` +
+                (bare && bare !== registry && isRegistryHost(bare) ? `: here ${bare}.` : '.'));
+        }
+        return { registry, username, password };
+    }
+    failureBudget(name) {
+        const value = this.raw(name);
+        if (!value)
+            return undefined;
+        const m = /^(\d+)(%?)$/.exec(value);
+        if (!m || (m[2] && Number(m[1]) > 100)) {
+            this.problems.push(`Input "${name}" is "${value}"; allowed: a number of servers (e.g. 2) or a percentage of the selected servers (e.g. 10%).`);
+            return undefined;
+        }
+        return m[2] ? { kind: 'percent', value: Number(m[1]) } : { kind: 'count', value: Number(m[1]) };
+    }
+}
+function isObject(value) {
+    return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+/** Every string value anywhere in a JSON value, also where the shape is wrong (not the keys: names are shown). */
+function collectValues(value, into) {
+    if (typeof value === 'string')
+        into.push(value);
+    else if (typeof value === 'number' || typeof value === 'boolean')
+        into.push(String(value));
+    else if (Array.isArray(value))
+        for (const item of value)
+            collectValues(item, into);
+    else if (isObject(value))
+        for (const item of Object.values(value))
+            collectValues(item, into);
+}
+/** Half of a UTF-16 surrogate pair on its own: it has no UTF-8 form, so it cannot be written to .env. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 ;// CONCATENATED MODULE: ./src/plan.ts
 
@@ -61440,14 +61542,14 @@ function imageFor(settings) {
  * What a server's `.env` gets set besides the image: its tenant's tenant-env, and in mode
  * rotate-token the gateway token (the one tenant-env gives, else a new one made on the server).
  */
-function plan_envValuesFor(server, settings) {
+function envValuesFor(server, settings) {
     const values = tenantValues(settings.tenantEnv ?? {}, server.tenant);
-    if (settings.mode === 'rotate-token' && !(settings_GATEWAY_TOKEN in values))
-        values[settings_GATEWAY_TOKEN] = NEW_TOKEN;
+    if (settings.mode === 'rotate-token' && !(GATEWAY_TOKEN in values))
+        values[GATEWAY_TOKEN] = NEW_TOKEN;
     return values;
 }
 function variablesFor(server, settings) {
-    return settings.mode === 'deploy' || settings.mode === 'rotate-token' ? Object.keys(plan_envValuesFor(server, settings)) : [];
+    return settings.mode === 'deploy' || settings.mode === 'rotate-token' ? Object.keys(envValuesFor(server, settings)) : [];
 }
 /**
  * Checks tenant-env against the whole registry (not only the servers this run selects: one secret
@@ -61506,618 +61608,29 @@ function formatPlan(plan, settings) {
     return [heading, line(headers), ...rows.map(line)].join('\n');
 }
 
-;// CONCATENATED MODULE: ./src/deploy/pipeline.ts
+;// CONCATENATED MODULE: ./src/deploy/result.ts
 /**
- * One server's work: connect → lock → preflight → (deploy | rollback | status) → unlock.
- * Every outcome becomes a ServerResult value; nothing here throws past `runServer`.
+ * What each status means for the run, in one place: a success leaves the step green; a failure
+ * counts against max-failures and the canaries, fails the step, and is annotated and detailed in
+ * the summary; a skipped server is neither (it fails the step only when a cancel skipped it).
  */
-
-
-
-
-
-
-
-/** A step exited non-zero: the server says why on its `error=` line or its output. */
-class StepFailed extends Error {
-    step;
-    output;
-    code;
-    facts;
-    constructor(step, message, output, code, facts) {
-        super(message);
-        this.step = step;
-        this.output = output;
-        this.code = code;
-        this.facts = facts;
-    }
+const OUTCOME = {
+    deployed: 'success',
+    unchanged: 'success',
+    healthy: 'success',
+    planned: 'success',
+    'rolled-back': 'failure',
+    failed: 'failure',
+    unreachable: 'failure',
+    locked: 'failure',
+    unhealthy: 'failure',
+    skipped: 'skipped'
+};
+function isSuccess(result) {
+    return OUTCOME[result.status] === 'success';
 }
-class Cancelled extends (/* unused pure expression or super */ null && (Error)) {
-}
-/** The lease ran out and another run took the lock over: this run must not touch the server again. */
-class LockLost extends (/* unused pure expression or super */ null && (Error)) {
-}
-const OUTPUT_TAIL_LINES = 20;
-/** A lock or unlock is quick; a server that cannot do it in this time is in trouble anyway. */
-const QUICK_STEP_SECONDS = 30;
-/** Steps that change what runs: they hold the server's switch lock (see commands.exclusive). */
-const SWITCHING_STEPS = new Set(['record', 'retag', 'write-env', 'restore-env', 'up', 'unrecord']);
-/** The lock is waited for in rounds this long, so a cancel is noticed between them. */
-const LOCK_ROUND_SECONDS = 2;
-/**
- * After a cancel, the restored image gets this long to be healthy: GitHub sends SIGKILL about 10 s
- * after SIGINT, and the lock must be released before that.
- */
-const CANCELLED_HEALTH_SECONDS = 4;
-async function runServer(server, ctx) {
-    return new ServerJob(server, ctx).run();
-}
-class ServerJob {
-    server;
-    ctx;
-    started = Date.now();
-    result;
-    shell;
-    /** Compose services whose containers the health check looks at (empty: all). */
-    healthServices = [];
-    /** Compose services a deploy or rollback restarts (see Project.switched). */
-    switched = [];
-    /** Set while this run holds the server's lock: every step renews its lease. */
-    holdsLock = false;
-    holdsLockOnce = false;
-    /** Set once the server starts switching: what a rollback restores. */
-    switching;
-    /** Set once this run may have changed what the server runs (even with nothing to restore). */
-    changing = false;
-    constructor(server, ctx) {
-        this.server = server;
-        this.ctx = ctx;
-        this.result = { server, status: 'failed', durationMs: 0, log: [] };
-    }
-    async run() {
-        try {
-            if (this.ctx.signal.aborted)
-                return this.finish('skipped', 'cancelled before this server started');
-            this.progress('connecting');
-            try {
-                this.shell = await this.ctx.connect(this.server, this.ctx.signal);
-            }
-            catch (error) {
-                if (this.ctx.signal.aborted)
-                    return this.finish('skipped', 'cancelled while connecting; nothing changed on this server');
-                const kind = error instanceof ConnectError ? error.kind : 'network';
-                return this.finish(kind === 'network' ? 'unreachable' : 'failed', pipeline_errorText(error));
-            }
-            this.note(`connected to ${this.server.user}@${this.server.host}:${this.server.port}${this.server.jump ? ` through jump host ${describeJump(this.server.jump)}` : ''}`);
-            if (this.ctx.settings.mode === 'status')
-                return await this.status();
-            return await this.locked(() => (this.ctx.settings.mode === 'rollback' ? this.rollbackToRecorded() : this.deploy()));
-        }
-        catch (error) {
-            if (error instanceof Cancelled)
-                return this.finish('skipped', `cancelled ${this.holdsLockOnce ? 'before any change on this server; its lock was released' : 'while waiting for the lock; nothing changed on this server'}`);
-            if (error instanceof StepFailed) {
-                this.result.failedStep = error.step;
-                this.result.failedOutput = error.output;
-            }
-            const status = error instanceof ConnectionLost ? 'unreachable' : 'failed';
-            return this.finish(status, pipeline_errorText(error));
-        }
-        finally {
-            this.shell?.close();
-        }
-    }
-    async locked(work) {
-        const { settings, lockToken } = this.ctx;
-        this.progress('locking');
-        try {
-            const taken = await this.waitForLock();
-            const previous = taken.get('took_over')?.[0];
-            if (previous !== undefined) {
-                const expired = this.fact(taken, 'expired_for', '');
-                this.warn(`took over the deploy lock of ${previous.trim() || 'an unnamed holder'}${expired ? `, whose lease had expired ${expired}s ago` : ''} (that run was killed or lost the server)`);
-            }
-        }
-        catch (error) {
-            if (error instanceof StepFailed && error.code === commands.EXIT_CODE.lockHeld) {
-                this.result.lockHolder = error.facts.get('holder')?.[0]?.trim();
-                const expiresIn = this.fact(error.facts, 'expires_in', '');
-                const expiry = expiresIn
-                    ? `; its lease ends in ${expiresIn}s unless that run renews it`
-                    : `; that lock has no expiry (taken by an older version of this action or by backup-openclaw.sh): remove ${commands.stateDir(this.server.path)}/lock by hand if no deploy runs`;
-                return this.finish('locked', `another deploy holds the lock (${this.result.lockHolder || 'holder unknown'}); waited ${settings.lockTimeout}s (lock-timeout)${expiry}`);
-            }
-            throw error;
-        }
-        this.holdsLock = this.holdsLockOnce = true;
-        try {
-            return await work();
-        }
-        catch (error) {
-            if (error instanceof ConnectionLost && !this.ctx.signal.aborted)
-                return await this.recover(error);
-            throw error;
-        }
-        finally {
-            this.holdsLock = false;
-            await this.step(commands.releaseLock(this.server.path, lockToken), QUICK_STEP_SECONDS).catch(error => {
-                this.note(`could not release the lock: ${pipeline_errorText(error)}; remove ${commands.stateDir(this.server.path)}/lock by hand once no deploy runs`);
-            });
-        }
-    }
-    /**
-     * Takes the lock, waiting up to lock-timeout in short rounds: a cancel ends the wait between two
-     * rounds, and a round always finishes, so a lock taken just as the cancel came is known and released.
-     */
-    async waitForLock() {
-        const deadline = Date.now() + this.ctx.settings.lockTimeout * 1000;
-        for (;;) {
-            const wait = Math.min(LOCK_ROUND_SECONDS, Math.max(0, Math.ceil((deadline - Date.now()) / 1000)));
-            try {
-                return await this.step(commands.takeLock(this.server.path, this.ctx.lockHolder, wait), wait + QUICK_STEP_SECONDS);
-            }
-            catch (error) {
-                if (!(error instanceof StepFailed && error.code === commands.EXIT_CODE.lockHeld) || Date.now() >= deadline)
-                    throw error;
-                this.checkCancelled();
-            }
-        }
-    }
-    async preflight() {
-        this.progress('preflight');
-        return this.projectFrom(await this.step(commands.preflight(this.server.path, this.server.imageVariable), undefined, this.ctx.signal));
-    }
-    /**
-     * What the preflight facts say. The image that runs is read from the containers, not from `.env`:
-     * after a run killed between its `.env` write and `compose up`, `.env` names an image that never ran.
-     */
-    projectFrom(facts) {
-        const variable = this.server.imageVariable;
-        const services = (facts.get('service') ?? []).map(line => {
-            const [name = '', uses = '', policy = ''] = line.split('|');
-            return { name, usesVariable: uses === 'yes', restarts: policy !== '' && policy !== 'no' };
-        });
-        const containers = (facts.get('container') ?? []).map(line => {
-            const [service = '', configImage = '', imageId = '', state = '', restarting = ''] = line.split('|');
-            return { service, configImage, imageId, state: restarting === 'true' ? 'restarting' : state };
-        });
-        const compose = `${this.server.path}/${this.fact(facts, 'compose', 'docker-compose.yml')}`;
-        const fromVariable = services.filter(s => s.usesVariable).map(s => s.name);
-        if (fromVariable.length === 0) {
-            throw new UserError(`${compose} takes no service's image from \${${variable}}, so setting ${variable} in .env would change nothing: ` +
-                `write image: \${${variable}:-…} in the gateway's service (as upstream's docker-compose.yml does), or set imageVariable in the registry to the variable it uses. Nothing was changed.`);
-        }
-        const listed = this.server.services;
-        const unknown = listed.filter(name => !services.some(s => s.name === name));
-        if (unknown.length) {
-            throw new UserError(`${compose} has no service ${unknown.join(', ')} (its services: ${services.map(s => s.name).join(', ') || 'none'}): fix "services" in the registry. Nothing was changed.`);
-        }
-        const live = (c) => c.state === 'running' || c.state === 'restarting';
-        const running = [...new Set(containers.filter(c => live(c) && fromVariable.includes(c.service)).map(c => c.service))];
-        // What a deploy restarts: the listed services; else what runs now; on a server where nothing of
-        // the project runs yet, the services meant to stay up (a restart policy: the gateway, not the CLI).
-        const meantToRun = services.filter(s => s.usesVariable && s.restarts).map(s => s.name);
-        const switched = listed.length ? listed : running.length ? running : meantToRun.length ? meantToRun : fromVariable;
-        // the image that runs is the one of a switched service whose image comes from the variable
-        const ours = containers.filter(c => switched.includes(c.service) && fromVariable.includes(c.service));
-        const now = ours.find(live) ?? ours[0];
-        const envImage = facts.get('image_var')?.at(-1);
-        this.switched = switched;
-        this.healthServices = switched;
-        if (now && envImage !== undefined && envImage !== now.configImage) {
-            this.note(`.env names ${envImage}, but ${now.service} runs ${now.configImage} (an earlier deploy stopped between its .env write and the restart): ${now.configImage} is what a rollback returns to`);
-        }
-        const variableServices = switched.filter(name => fromVariable.includes(name)).length;
-        return { envImage, switched, currentImage: now?.configImage ?? envImage, currentImageId: now?.imageId, containers: ours, variableServices };
-    }
-    /**
-     * `mode: deploy`, and `mode: rotate-token`, which is a deploy of the image that runs (no pull) with
-     * a new gateway token: the image and the tenant's `.env` values change in one write, so a rollback
-     * puts the whole change back.
-     */
-    async deploy() {
-        const { settings } = this.ctx;
-        const rotating = settings.mode === 'rotate-token';
-        const project = await this.preflight();
-        const { currentImage, envImage } = project;
-        const variable = this.server.imageVariable;
-        const target = rotating ? (currentImage ?? envImage) : settings.image || envImage || currentImage;
-        if (!target)
-            throw new UserError(`no image to deploy: the input "image" is empty and ${this.server.path}/.env has no ${variable}= line`);
-        this.result.previousImage = currentImage;
-        this.checkCancelled();
-        // What runs now, read before the pull: with a moving tag the pull re-points the reference.
-        const runningId = await this.runningImageId(project, this.ctx.signal);
-        this.result.previousImageId = runningId || undefined;
-        if (rotating && !runningId)
-            throw new UserError(`no image of this project is on the server, so no gateway to give a new token: deploy one first. Nothing was changed.`);
-        if (!rotating)
-            this.progress('pulling');
-        const login = rotating ? undefined : registryLoginFor(settings, target);
-        const pull = login ? commands.pullImageWithLogin(target, login) : commands.pullImage(target);
-        const targetId = rotating ? runningId : this.fact(await this.step(pull, undefined, this.ctx.signal), 'image_id');
-        const envNames = envImage ?? currentImage;
-        const envValues = envValuesFor(this.server, settings);
-        const sameImage = target === currentImage && envNames === target && this.runsOnly(project, targetId);
-        if (sameImage && Object.keys(envValues).length === 0)
-            return this.unchanged(target, targetId);
-        this.checkCancelled();
-        // Redeploying the image that runs keeps the earlier rollback target instead of recording itself.
-        const record = runningId !== '' && runningId !== targetId;
-        if (record) {
-            await this.step(commands.recordRollback(this.server.path, rollbackTag(this.server), { image: currentImage, imageId: runningId }, targetId));
-        }
-        else if (!runningId) {
-            this.note('no image of this project runs or is on the server yet: there is nothing to roll back to');
-        }
-        // From here on the server is being switched: a failure, a cancel or a lost connection rolls back.
-        const restore = runningId && currentImage ? { image: currentImage, imageId: runningId, envFix: envImage !== undefined && envImage !== currentImage, record } : undefined;
-        this.switching = restore;
-        this.changing = true;
-        this.progress('switching');
-        const values = envNames === target ? envValues : { [variable]: target, ...envValues };
-        if (Object.keys(values).length) {
-            const written = await this.step(commands.setEnvVariables(this.server.path, values, this.ctx.lockToken)).catch(async (error) => {
-                // .env is replaced by a rename, so a failed write left it as it was: only the record moved.
-                if (record && !(error instanceof ConnectionLost)) {
-                    await this.step(commands.restoreRollbackRecord(this.server.path)).catch(e => this.note(`rollback record not restored: ${pipeline_errorText(e)}`));
-                }
-                throw error;
-            });
-            const changed = this.fact(written, 'written', 'none')
-                .split(' ')
-                .filter(name => name !== 'none' && name !== variable);
-            if (changed.length)
-                this.result.changedVariables = changed;
-            else if (sameImage) {
-                if (rotating)
-                    this.warn(`the ${GATEWAY_TOKEN} that tenant-env gives ${this.server.tenant} is the one its .env has already: nothing was rotated`);
-                return this.unchanged(target, targetId, ' and .env already has these values');
-            }
-            if (Object.keys(envValues).length)
-                this.note(`.env: ${changed.length ? `changed ${changed.join(', ')}` : 'no value of tenant-env changed'}`);
-        }
-        let healthy = false;
-        try {
-            await this.step(commands.composeUp(this.server.path, this.switched, variable));
-            this.progress('health check');
-            healthy = await this.checkHealth(this.ctx.signal);
-        }
-        catch (error) {
-            if ((error instanceof ConnectionLost && !this.ctx.signal.aborted) || error instanceof LockLost)
-                throw error;
-            if (this.ctx.signal.aborted)
-                this.note(`cancelled while switching (${pipeline_errorText(error)}): restoring the previous image`);
-            else {
-                this.note(`switch failed: ${pipeline_errorText(error)}`);
-                this.rememberFailure(error);
-            }
-        }
-        if (healthy) {
-            this.result.deployedImage = target;
-            this.result.deployedImageId = targetId;
-            if (rotating)
-                this.note(`token rotated: ${GATEWAY_TOKEN} ${GATEWAY_TOKEN in envValues && envValues[GATEWAY_TOKEN] !== commands.NEW_TOKEN ? 'from tenant-env' : 'made on the server, where it stays'}; the gateway is healthy with it`);
-            if (settings.prune)
-                await this.prune([targetId, runningId]);
-            await this.history('deployed', currentImage ?? '(none)', target);
-            return this.finish('deployed');
-        }
-        const why = this.result.error ?? (this.ctx.signal.aborted ? 'cancelled during the deploy' : `${target} is not healthy`);
-        if (!settings.rollback || !restore) {
-            await this.history('failed', currentImage ?? '(none)', target);
-            return this.finish('failed', `${why}; ${restore ? 'rollback is off' : 'no previous image to roll back to'}`);
-        }
-        this.progress('rolling back');
-        const restored = await this.restore(restore);
-        if (restored && record)
-            await this.step(commands.restoreRollbackRecord(this.server.path)).catch(error => this.note(`rollback record not restored: ${pipeline_errorText(error)}`));
-        await this.history(restored ? 'rolled-back' : 'failed', target, restore.image);
-        return restored ? this.finish('rolled-back', `${why}; restored ${restore.image}, which is healthy`) : this.finish('failed', `${why}; rollback to ${restore.image} did not become healthy either`);
-    }
-    async unchanged(image, imageId, why = '') {
-        this.result.deployedImage = image;
-        this.result.deployedImageId = imageId;
-        this.note(`already running ${image} (${pipeline_shortId(imageId)})${why}; nothing restarted`);
-        await this.history('unchanged', image, image);
-        return this.finish('unchanged');
-    }
-    /** Every switched service that takes the variable has a container, all running `imageId` (nothing to restart). */
-    runsOnly(project, imageId) {
-        const services = new Set(project.containers.map(c => c.service));
-        return services.size > 0 && [...services].length === project.variableServices && project.containers.every(c => c.imageId === imageId && c.state === 'running');
-    }
-    /**
-     * The connection broke while we held the lock: reconnect once (within connect-timeout), put a
-     * half-switched server back on its previous image, and let `locked` release the lock.
-     */
-    async recover(lost) {
-        this.note(`connection lost: ${lost.message}; reconnecting`);
-        this.progress('reconnecting');
-        this.shell?.close();
-        try {
-            this.shell = await this.ctx.connect(this.server, new AbortController().signal);
-        }
-        catch (error) {
-            const state = this.changing ? `the server may be left half-switched to ${this.ctx.settings.image || 'the re-pulled image'}` : 'nothing had been changed yet';
-            return this.finish('unreachable', `${lost.message}; could not reconnect (${pipeline_errorText(error)}): ${state}, and its lock ${commands.stateDir(this.server.path)}/lock may remain`);
-        }
-        if (!this.switching) {
-            // a first deploy (nothing ran before it) may have written .env or started containers already
-            const state = this.changing ? `no image ran here before this deploy, so there is nothing to roll back to: check what runs there` : 'nothing had been changed on this server';
-            return this.finish('unreachable', `${lost.message}; reconnected: ${state}`);
-        }
-        this.progress('rolling back');
-        const restore = this.switching;
-        const restored = await this.restore(restore);
-        if (restored && restore.record)
-            await this.step(commands.restoreRollbackRecord(this.server.path)).catch(error => this.note(`rollback record not restored: ${pipeline_errorText(error)}`));
-        await this.history(restored ? 'rolled-back' : 'failed', this.ctx.settings.image || restore.image, restore.image);
-        return this.finish(restored ? 'rolled-back' : 'failed', `${lost.message}; reconnected and ${restored ? `restored ${restore.image}, which is healthy` : `could not restore ${restore.image}`}`);
-    }
-    /**
-     * `mode: rollback`: restore the image recorded before the last deploy. If that image is not
-     * healthy, go back to the image that ran when the rollback started; the record stays as it is.
-     */
-    async rollbackToRecorded() {
-        const project = await this.preflight();
-        const { currentImage, envImage } = project;
-        this.result.previousImage = currentImage;
-        this.result.previousImageId = project.currentImageId;
-        const record = await this.step(commands.readRollbackRecord(this.server.path));
-        const image = this.fact(record, 'image');
-        const imageId = this.fact(record, 'image_id');
-        if (image === currentImage && (envImage ?? currentImage) === image && this.runsOnly(project, imageId)) {
-            this.result.deployedImage = image;
-            this.result.deployedImageId = imageId;
-            this.note(`already running the recorded image ${image} (${pipeline_shortId(imageId)}); nothing restarted`);
-            return this.finish('unchanged');
-        }
-        // What runs now, read before the restore re-points any tag: what we go back to if the recorded image fails.
-        const runningId = await this.runningImageId(project);
-        this.progress('rolling back');
-        this.changing = true;
-        const setImage = (envImage ?? currentImage) === image ? undefined : image;
-        if (await this.restore({ image, imageId, setImage })) {
-            await this.history('deployed', currentImage ?? '(none)', image);
-            return this.finish('deployed');
-        }
-        const why = `${this.result.error ?? `${image} is not healthy`}; the recorded image ${image} did not become healthy`;
-        if (!this.ctx.settings.rollback || !runningId || !currentImage) {
-            await this.history('failed', currentImage ?? '(none)', image);
-            return this.finish('failed', `${why}; ${runningId ? `rollback is off, so ${currentImage} was not restored` : `no image ran before, so there is nothing to go back to`}`);
-        }
-        this.progress('going back');
-        const back = await this.restore({ image: currentImage, imageId: runningId, envFix: envImage !== undefined && envImage !== currentImage });
-        await this.history(back ? 'rolled-back' : 'failed', image, currentImage);
-        return back
-            ? this.finish('rolled-back', `${why}; went back to ${currentImage}, which ran before and is healthy; the rollback record is kept`)
-            : this.finish('failed', `${why}; going back to ${currentImage}, which ran before, did not become healthy either`);
-    }
-    /** The ID of the image that runs now: the switched services' containers', else what the reference names ('' if nothing). */
-    async runningImageId(project, signal) {
-        if (project.currentImageId)
-            return project.currentImageId;
-        if (!project.currentImage)
-            return '';
-        return this.fact(await this.step(commands.inspectImage(project.currentImage), undefined, signal), 'image_id', '');
-    }
-    /**
-     * Puts `.env` back as this run found it (and, when it named an image that never ran, names the one
-     * that did), points `image` at `imageId` (works with the registry down), restarts and checks health.
-     * `setImage` instead sets the image variable to that image (mode: rollback's forward step).
-     */
-    async restore(to) {
-        const variable = this.server.imageVariable;
-        try {
-            await this.step(commands.retagImage(to.imageId, to.image));
-            if (to.setImage) {
-                await this.step(commands.setEnvVariables(this.server.path, { [variable]: to.setImage }, this.ctx.lockToken));
-            }
-            else {
-                const put = await this.step(commands.restoreEnvFile(this.server.path, this.ctx.lockToken));
-                if (this.fact(put, 'restored', '') === 'yes')
-                    delete this.result.changedVariables;
-                if (to.envFix)
-                    await this.step(commands.setEnvVariables(this.server.path, { [variable]: to.image }, this.ctx.lockToken));
-            }
-            await this.step(commands.composeUp(this.server.path, this.switched, variable));
-            // A cancelled run still checks the restored image, leaving it unchecked is worse, but briefly:
-            // its lock must be released before the runner is killed.
-            const { healthTimeout } = this.ctx.settings;
-            const healthy = await this.checkHealth(undefined, this.ctx.signal.aborted ? Math.min(healthTimeout, CANCELLED_HEALTH_SECONDS) : healthTimeout);
-            if (healthy) {
-                this.result.deployedImage = to.image;
-                this.result.deployedImageId = to.imageId;
-            }
-            return healthy;
-        }
-        catch (error) {
-            if (error instanceof ConnectionLost || error instanceof LockLost)
-                throw error;
-            this.note(`rollback failed: ${pipeline_errorText(error)}`);
-            this.rememberFailure(error);
-            return false;
-        }
-    }
-    /** `mode: status`: preflight, state and one health probe in one remote command (one round trip). */
-    async status() {
-        const timeout = Math.min(this.ctx.settings.healthTimeout, 10);
-        const command = commands.statusProbe(this.server.path, this.server.imageVariable, this.server.healthUrl, timeout, this.server.services);
-        this.progress('preflight');
-        const result = await this.shell.run(command, this.ctx.settings.commandTimeout + timeout + QUICK_STEP_SECONDS);
-        const facts = commands.parseFacts(result.stdout);
-        if (!facts.has('stage'))
-            throw this.failure({ ...command, step: 'preflight' }, result.code, result.stdout, result.stderr);
-        this.note('preflight: ok');
-        const project = this.projectFrom(facts);
-        this.result.previousImage = this.result.deployedImage = project.currentImage;
-        this.result.previousImageId = this.result.deployedImageId = project.currentImageId;
-        this.result.lastDeploy = this.fact(facts, 'last', '') || undefined;
-        this.result.lockHolder = this.fact(facts, 'holder', '').trim() || undefined;
-        this.note(`containers: ${project.containers.map(c => `${c.service} ${c.state}`).join(', ') || 'none'}`);
-        const healthy = this.healthFrom(command, result);
-        return this.finish(healthy ? 'healthy' : 'unhealthy', healthy ? undefined : this.result.health);
-    }
-    async checkHealth(signal, timeout = this.ctx.settings.healthTimeout, afterRestart = true) {
-        const command = this.leased(commands.healthCheck(this.server.path, this.server.healthUrl, timeout, this.healthServices, afterRestart));
-        const result = await this.shell.run(command, timeout + QUICK_STEP_SECONDS, signal);
-        this.checkLease(command, result);
-        return this.healthFrom(command, result);
-    }
-    healthFrom(command, result) {
-        const facts = commands.parseFacts(result.stdout);
-        this.result.health = `HTTP ${this.fact(facts, 'http', '?')}; ${describeContainers(this.fact(facts, 'containers', ''))}`;
-        this.note(`health: ${result.code === 0 ? 'ok' : 'failed'} (${this.result.health})`);
-        if (result.code !== 0) {
-            const failure = this.failure(command, result.code, result.stdout, result.stderr);
-            if (facts.has('containers'))
-                failure.message += `; containers: ${describeContainers(this.fact(facts, 'containers'))}`;
-            this.rememberFailure(failure);
-        }
-        return result.code === 0;
-    }
-    async prune(keep) {
-        this.progress('pruning');
-        // A failed prune costs disk space, not the deploy: note it and go on.
-        await this.step(commands.pruneImages(this.server.path, legacyRollbackTag(this.server), keep.filter(Boolean)))
-            .then(facts => this.note(`pruned ${this.fact(facts, 'removed', '0')} image(s) this deployment no longer needs`))
-            .catch(error => this.note(pipeline_errorText(error))); // (the message names the step: "prune failed: …")
-    }
-    async history(status, from, to) {
-        const line = [new Date().toISOString(), status, `${from} -> ${to}`, this.ctx.runLabel].join('\t');
-        await this.step(commands.appendHistory(this.server.path, line)).catch(error => this.note(`history not written: ${pipeline_errorText(error)}`));
-    }
-    /** Runs one step; a non-zero exit becomes StepFailed carrying the server's explanation. */
-    async step(command, timeout = this.ctx.settings.commandTimeout, signal) {
-        if (SWITCHING_STEPS.has(command.step)) {
-            command = commands.exclusive(this.server.path, command, timeout);
-            timeout = commands.exclusiveTimeout(timeout);
-        }
-        command = this.leased(command);
-        const result = await this.shell.run(command, timeout, signal).catch((error) => {
-            // Only steps that change nothing take the run's signal: cancelling them leaves the server as it was.
-            throw signal?.aborted && error instanceof ConnectionLost ? new Cancelled() : error;
-        });
-        this.checkLease(command, result);
-        const facts = commands.parseFacts(result.stdout);
-        if (result.code !== 0)
-            throw this.failure(command, result.code, result.stdout, result.stderr);
-        this.note(`${command.step}: ok`);
-        return facts;
-    }
-    /** While this run holds the lock, every step renews the lease first (see commands.withLease). */
-    leased(command) {
-        return this.holdsLock ? commands.withLease(this.server.path, this.ctx.lockToken, command) : command;
-    }
-    checkLease(command, result) {
-        if (!command.lease || result.code !== commands.EXIT_CODE.lockLost)
-            return;
-        const holder = commands.parseFacts(result.stdout).get('lock_lost')?.at(-1);
-        if (holder === undefined)
-            return;
-        this.holdsLock = false;
-        const where = this.switching ? 'it may be left half-switched; the run that holds the lock now decides what runs there' : 'nothing had been changed on it';
-        throw new LockLost(`${command.step}: this run lost the deploy lock of ${commands.stateDir(this.server.path)}/lock to ${holder.trim() || 'another run'} (the lease ran out, e.g. while the connection was down), so it stopped touching the server: ${where}`);
-    }
-    failure(command, code, stdout, stderr) {
-        const facts = commands.parseFacts(stdout);
-        const output = tail(`${stdout}\n${stderr}`);
-        const reason = facts.get('error')?.at(-1) ?? (stderr.trim().split('\n').at(-1) || `exit code ${code}`);
-        return new StepFailed(command.step, `${command.step} failed: ${reason}`, output, code, facts);
-    }
-    rememberFailure(error) {
-        this.result.error ??= pipeline_errorText(error);
-        if (error instanceof StepFailed) {
-            this.result.failedStep ??= error.step;
-            this.result.failedOutput ??= error.output;
-        }
-    }
-    fact(facts, key, fallback) {
-        const value = facts.get(key)?.at(-1);
-        if (value !== undefined)
-            return value;
-        if (fallback !== undefined)
-            return fallback;
-        throw new Error(`the server's answer lacks "${key}"`);
-    }
-    checkCancelled() {
-        if (this.ctx.signal.aborted)
-            throw new Cancelled();
-    }
-    note(line) {
-        this.result.log.push(line);
-    }
-    warn(line) {
-        this.note(`warning: ${line}`);
-        (this.result.warnings ??= []).push(line);
-    }
-    progress(state) {
-        this.note(`— ${state}`);
-        this.ctx.onProgress?.(this.server, state);
-    }
-    finish(status, error) {
-        this.result.status = status;
-        if (error)
-            this.result.error = error;
-        else if (status === 'deployed' || status === 'unchanged' || status === 'healthy')
-            delete this.result.error;
-        this.result.durationMs = Date.now() - this.started;
-        return this.result;
-    }
-}
-function pipeline_errorText(error) {
-    return error instanceof Error ? error.message : String(error);
-}
-function tail(text) {
-    return text.trim().split('\n').slice(-OUTPUT_TAIL_LINES).join('\n');
-}
-/**
- * The health rule's words (`service:state:exit code:restarts:policy:ok|bad`, see commands.HEALTH_RULE)
- * for people: `openclaw-gateway running, openclaw-cli exited 0, worker restarting after 3 restarts (failing)`.
- */
-function describeContainers(raw) {
-    const words = raw
-        .trim()
-        .split(/\s+/)
-        .filter(w => w && w !== 'none');
-    if (words.length === 0)
-        return 'no containers';
-    return words
-        .map(w => {
-        const [service, state, exitCode, restarts, , verdict] = w.split(':');
-        const exited = state === 'exited' ? ` ${exitCode}` : '';
-        const restarted = restarts && restarts !== '0' ? ` after ${restarts} restart${restarts === '1' ? '' : 's'}` : '';
-        return `${service} ${state}${exited}${restarted}${verdict === 'bad' ? ' (failing)' : ''}`;
-    })
-        .join(', ');
-}
-function pipeline_shortId(imageId) {
-    return imageId.replace(/^sha256:/, '').slice(0, 12);
-}
-/** Longest readable part of a rollback tag: with `-` and the hash the tag stays within Docker's 128. */
-const ROLLBACK_TAG_READABLE = 100;
-/**
- * The local tag that keeps a project's rollback image: one per deployment folder. The folder's name
- * makes it readable; a hash of the whole path keeps `/srv/a_b` and `/srv/a/b` apart. A Docker tag is
- * `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
- */
-function rollbackTag(server) {
-    const path = server.path.replace(/\/+$/, '') || '/';
-    const hash = createHash('sha256').update(path).digest('hex').slice(0, 12);
-    const readable = path
-        .replace(/[^A-Za-z0-9_.-]+/g, '_')
-        .slice(-ROLLBACK_TAG_READABLE)
-        .replace(/^[^A-Za-z0-9]+|_+$/g, '');
-    return `openclaw-rollback:${readable || 'root'}-${hash}`;
-}
-/**
- * The rollback tag earlier versions of this action used (`/srv/a_b` and `/srv/a/b` shared it). A
- * rollback record they wrote names it; prune drops it once it only holds an image no longer needed.
- */
-function legacyRollbackTag(server) {
-    const name = server.path.replace(/^\/+|\/+$/g, '').replace(/[^A-Za-z0-9_.-]+/g, '_') || 'root';
-    return `openclaw-rollback:${name.slice(-120)}`;
+function result_isFailure(result) {
+    return OUTCOME[result.status] === 'failure';
 }
 
 ;// CONCATENATED MODULE: ./src/report/report.ts
@@ -62126,6 +61639,7 @@ function legacyRollbackTag(server) {
  * error annotations. Everything a server returned is untrusted text and goes through
  * ./untrusted.ts on its way to any of them (DESIGN.md "Trust").
  */
+
 
 
 
@@ -62156,7 +61670,6 @@ const SUMMARY_BUDGET_BYTES = (/* unused pure expression or super */ null && (900
 const RESULTS_BUDGET_BYTES = 1_000_000;
 /** Lengths error texts are cut to, one after the other, until the `results` output fits. */
 const RESULTS_ERROR_CUTS = (/* unused pure expression or super */ null && ([500, 100, 0]));
-const ANNOTATED = (/* unused pure expression or super */ null && (['failed', 'rolled-back', 'unreachable', 'locked']));
 function serverTitle(result) {
     return `${result.server.name} (${result.server.tenant})`;
 }
@@ -62252,7 +61765,7 @@ function annotate(results) {
     if (moreWarnings.length) {
         core.warning(grouped(moreWarnings.map(({ r, text }) => `${serverTitle(r)}: ${singleLine(text, GROUPED_ENTRY_CHARS)}`)), { title: `${moreWarnings.length} more warnings` });
     }
-    const bad = results.filter(r => ANNOTATED.includes(r.status));
+    const bad = results.filter(isFailure);
     const single = bad.length > MAX_ANNOTATIONS ? bad.slice(0, MAX_ANNOTATIONS - 1) : bad;
     for (const r of single)
         core.error(singleLine(r.error ?? r.status, ANNOTATION_CHARS), { title: `${serverTitle(r)}: ${r.status}` });
@@ -62404,7 +61917,7 @@ function renderSummary(results, settings, env = process.env, runMs) {
         rows.push(row);
     }
     const details = [];
-    for (const r of results.filter(x => ANNOTATED.includes(x.status))) {
+    for (const r of results.filter(isFailure)) {
         const output = r.failedOutput ??
             r.log
                 .slice(-10)
@@ -62426,7 +61939,7 @@ function renderSummary(results, settings, env = process.env, runMs) {
     const notes = [];
     if (rows.length < results.length)
         notes.push(`_${results.length - rows.length} more rows left out to stay under GitHub's 1 MiB summary limit; the counts above and the \`results\` output include every server._`);
-    const detailed = results.filter(x => ANNOTATED.includes(x.status)).length;
+    const detailed = results.filter(isFailure).length;
     if (details.length < detailed)
         notes.push(`_Details of ${detailed - details.length} more failed servers are in the step log._`);
     // Blank lines between blocks: a line right after `</details>` would still belong to that HTML block.
@@ -62534,7 +62047,7 @@ async function endProcess() {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _runtime_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8462);
-/* harmony import */ var _cleanup_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1308);
+/* harmony import */ var _cleanup_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4333);
 /* harmony import */ var _end_process_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8514);
 // The action's post step (action.yml runs.post): releases the deploy locks of a cancelled run.
 // ssh2 (through node-ssh) reads __dirname while loading; in the ESM bundle it must exist first.

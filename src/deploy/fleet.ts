@@ -6,8 +6,9 @@
 import pLimit from 'p-limit'
 import type { Server } from '../registry/types.js'
 import type { FailureBudget } from '../settings.js'
-import { runServer, type RunContext } from './pipeline.js'
-import { isSuccess, type ServerResult } from './result.js'
+import { runServer } from './pipeline.js'
+import type { RunContext } from './run-context.js'
+import { isFailure, isSuccess, type ServerResult } from './result.js'
 
 export interface FleetHooks {
   /** Called once per server as soon as its result is known (for its log group). */
@@ -45,7 +46,7 @@ export async function runFleet(servers: Server[], ctx: RunContext, hooks: FleetH
       if (ctx.signal.aborted) return settle(skippedResult(server, CANCELLED_BEFORE_START))
       if (stopReason) return settle(skippedResult(server, stopReason))
       const result = await runServer(server, ctx)
-      if (!isSuccess(result) && result.status !== 'skipped') {
+      if (isFailure(result)) {
         failures++
         if (failures > allowed && !stopReason) {
           stopReason = `max-failures (${settings.maxFailures!.value}${settings.maxFailures!.kind === 'percent' ? '%' : ''}) exceeded: ${failures} server(s) failed`

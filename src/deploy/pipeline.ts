@@ -1,50 +1,26 @@
 /**
- * One server's work: connect → lock → preflight → (deploy | rollback | status) → unlock.
- * Every outcome becomes a ServerResult value; nothing here throws past `runServer`.
+ * One server's work, as a state machine: connect → lock + preflight → (deploy | rollback | status)
+ * → (prune, history) + unlock. Every outcome becomes a ServerResult value; nothing here throws past
+ * `runServer`. How a command reaches the server (channels, lease, switch lock) is steps.ts's job.
+ *
+ * Channels per server (each a round trip): a deploy takes lock+preflight, pull, record+write-env+up,
+ * health, prune+history+unlock (5); a rollback after it adds retag+restore-env+up and health, and the
+ * last one puts the rollback record back (7). Pull and health are channels of their own: a cancel
+ * ends them at once.
  */
-import { createHash } from 'node:crypto'
-import * as commands from '../remote/commands.js'
-import type { RemoteCommand } from '../remote/commands.js'
-import { ConnectError, ConnectionLost, type RemoteShell } from '../remote/ssh.js'
+import { UserError } from '../errors.js'
 import { envValuesFor } from '../plan.js'
 import { describeJump } from '../registry/load.js'
 import type { Server } from '../registry/types.js'
-import { GATEWAY_TOKEN, registryLoginFor, type Settings } from '../settings.js'
-import { UserError } from '../errors.js'
-import type { ServerResult, Status } from './result.js'
-
-/** What a server job needs from the run around it. */
-export interface RunContext {
-  settings: Settings
-  /** Opens the server's connection (real SSH, or a fake in unit tests). */
-  connect(server: Server, signal: AbortSignal): Promise<RemoteShell>
-  /** Written into the lock so others see who holds it; must contain `token=<lockToken>`. */
-  lockHolder: string
-  lockToken: string
-  /** Describes this run in the history line (run URL, actor). */
-  runLabel: string
-  /** Aborted on SIGINT/SIGTERM: start nothing new, roll back what is half-switched. */
-  signal: AbortSignal
-  onProgress?(server: Server, state: string): void
-}
-
-/** A step exited non-zero: the server says why on its `error=` line or its output. */
-class StepFailed extends Error {
-  constructor(
-    readonly step: string,
-    message: string,
-    readonly output: string,
-    readonly code: number,
-    readonly facts: Map<string, string[]>
-  ) {
-    super(message)
-  }
-}
-
-class Cancelled extends Error {}
-
-/** The lease ran out and another run took the lock over: this run must not touch the server again. */
-class LockLost extends Error {}
+import * as commands from '../remote/commands.js'
+import type { Part, RemoteCommand } from '../remote/commands.js'
+import { ConnectError, ConnectionLost, type CommandResult } from '../remote/ssh.js'
+import { GATEWAY_TOKEN, registryLoginFor } from '../settings.js'
+import { describeContainers, shortId } from './describe.js'
+import { isSuccess, type ServerResult, type Status } from './result.js'
+import { legacyRollbackTag, rollbackTag } from './rollback-tag.js'
+import type { RunContext } from './run-context.js'
+import { Cancelled, failure, LockLost, StepFailed, Steps, type Facts, type Ran } from './steps.js'
 
 /** One container of the project, as preflight reports it (see commands.preflight). */
 interface Container {
@@ -52,6 +28,14 @@ interface Container {
   configImage: string
   imageId: string
   state: string
+  /** Its restart policy (`no` when none). */
+  policy: string
+}
+
+/** A step left to the end, to run with the unlock in the last channel; `done` reads how it went. */
+interface Closing {
+  part: Part
+  done(ran: Ran | undefined, lost?: unknown): void
 }
 
 /** What a rollback puts back: an image by its kept ID, and `.env` as this run found it. */
@@ -82,11 +66,8 @@ interface Project {
   variableServices: number
 }
 
-const OUTPUT_TAIL_LINES = 20
 /** A lock or unlock is quick; a server that cannot do it in this time is in trouble anyway. */
 const QUICK_STEP_SECONDS = 30
-/** Steps that change what runs: they hold the server's switch lock (see commands.exclusive). */
-const SWITCHING_STEPS = new Set(['record', 'retag', 'write-env', 'restore-env', 'up', 'unrecord'])
 /** The lock is waited for in rounds this long, so a cancel is noticed between them. */
 const LOCK_ROUND_SECONDS = 2
 /**
@@ -102,14 +83,15 @@ export async function runServer(server: Server, ctx: RunContext): Promise<Server
 class ServerJob {
   private readonly started = Date.now()
   private readonly result: ServerResult
-  private shell?: RemoteShell
+  private steps?: Steps
   /** Compose services whose containers the health check looks at (empty: all). */
   private healthServices: string[] = []
   /** Compose services a deploy or rollback restarts (see Project.switched). */
   private switched: string[] = []
-  /** Set while this run holds the server's lock: every step renews its lease. */
-  private holdsLock = false
+  /** Set once this run has held the server's lock. */
   private holdsLockOnce = false
+  /** What runs with the unlock, in order (see close). */
+  private closing: Closing[] = []
   /** Set once the server starts switching: what a rollback restores. */
   private switching?: Restore
   /** Set once this run may have changed what the server runs (even with nothing to restore). */
@@ -127,7 +109,9 @@ class ServerJob {
       if (this.ctx.signal.aborted) return this.finish('skipped', 'cancelled before this server started')
       this.progress('connecting')
       try {
-        this.shell = await this.ctx.connect(this.server, this.ctx.signal)
+        const shell = await this.ctx.connect(this.server, this.ctx.signal)
+        const where = () => (this.switching ? 'it may be left half-switched; the run that holds the lock now decides what runs there' : 'nothing had been changed on it')
+        this.steps = new Steps(shell, this.server.path, this.ctx.lockToken, line => this.note(line), where)
       } catch (error) {
         if (this.ctx.signal.aborted) return this.finish('skipped', 'cancelled while connecting; nothing changed on this server')
         const kind = error instanceof ConnectError ? error.kind : 'network'
@@ -135,7 +119,9 @@ class ServerJob {
       }
       this.note(`connected to ${this.server.user}@${this.server.host}:${this.server.port}${this.server.jump ? ` through jump host ${describeJump(this.server.jump)}` : ''}`)
       if (this.ctx.settings.mode === 'status') return await this.status()
-      return await this.locked(() => (this.ctx.settings.mode === 'rollback' ? this.rollbackToRecorded() : this.deploy()))
+      const preflight = commands.preflight(this.server.path, this.server.imageVariable)
+      if (this.ctx.settings.mode === 'rollback') return await this.locked([preflight, commands.readRollbackRecord(this.server.path)], ([pre, record]) => this.rollbackToRecorded(pre!, record!))
+      return await this.locked([preflight], ([pre]) => this.deploy(pre!))
     } catch (error) {
       if (error instanceof Cancelled)
         return this.finish('skipped', `cancelled ${this.holdsLockOnce ? 'before any change on this server; its lock was released' : 'while waiting for the lock; nothing changed on this server'}`)
@@ -146,20 +132,20 @@ class ServerJob {
       const status: Status = error instanceof ConnectionLost ? 'unreachable' : 'failed'
       return this.finish(status, errorText(error))
     } finally {
-      this.shell?.close()
+      this.steps?.shell.close()
     }
   }
 
-  private async locked(work: () => Promise<ServerResult>): Promise<ServerResult> {
-    const { settings, lockToken } = this.ctx
+  /**
+   * Takes the lock and, in the same channel, runs `after` (preflight, …); `work` gets their facts.
+   * Whatever happens then, the steps left to the end and the unlock run in one last channel.
+   */
+  private async locked(after: RemoteCommand[], work: (facts: Facts[]) => Promise<ServerResult>): Promise<ServerResult> {
+    const { settings } = this.ctx
     this.progress('locking')
+    let ran: Ran[]
     try {
-      const taken = await this.waitForLock()
-      const previous = taken.get('took_over')?.[0]
-      if (previous !== undefined) {
-        const expired = this.fact(taken, 'expired_for', '')
-        this.warn(`took over the deploy lock of ${previous.trim() || 'an unnamed holder'}${expired ? `, whose lease had expired ${expired}s ago` : ''} (that run was killed or lost the server)`)
-      }
+      ran = await this.waitForLock(after)
     } catch (error) {
       if (error instanceof StepFailed && error.code === commands.EXIT_CODE.lockHeld) {
         this.result.lockHolder = error.facts.get('holder')?.[0]?.trim()
@@ -171,40 +157,70 @@ class ServerJob {
       }
       throw error
     }
-    this.holdsLock = this.holdsLockOnce = true
+    this.steps!.holdsLock = this.holdsLockOnce = true
+    const previous = ran[0]!.facts.get('took_over')?.[0]
+    if (previous !== undefined) {
+      const expired = this.fact(ran[0]!.facts, 'expired_for', '')
+      this.warn(`took over the deploy lock of ${previous.trim() || 'an unnamed holder'}${expired ? `, whose lease had expired ${expired}s ago` : ''} (that run was killed or lost the server)`)
+    }
     try {
-      return await work()
+      const failed = ran.find(r => r.failure)
+      if (failed) throw failed.failure
+      return await work(ran.slice(1).map(r => r.facts))
     } catch (error) {
       if (error instanceof ConnectionLost && !this.ctx.signal.aborted) return await this.recover(error)
       throw error
     } finally {
-      this.holdsLock = false
-      await this.step(commands.releaseLock(this.server.path, lockToken), QUICK_STEP_SECONDS).catch(error => {
-        this.note(`could not release the lock: ${errorText(error)}; remove ${commands.stateDir(this.server.path)}/lock by hand once no deploy runs`)
-      })
+      await this.close()
     }
   }
 
   /**
    * Takes the lock, waiting up to lock-timeout in short rounds: a cancel ends the wait between two
    * rounds, and a round always finishes, so a lock taken just as the cancel came is known and released.
+   * Each round is one channel: the lock, then (once taken) the steps `after` it.
    */
-  private async waitForLock(): Promise<Map<string, string[]>> {
+  private async waitForLock(after: RemoteCommand[]): Promise<Ran[]> {
     const deadline = Date.now() + this.ctx.settings.lockTimeout * 1000
     for (;;) {
       const wait = Math.min(LOCK_ROUND_SECONDS, Math.max(0, Math.ceil((deadline - Date.now()) / 1000)))
-      try {
-        return await this.step(commands.takeLock(this.server.path, this.ctx.lockHolder, wait), wait + QUICK_STEP_SECONDS)
-      } catch (error) {
-        if (!(error instanceof StepFailed && error.code === commands.EXIT_CODE.lockHeld) || Date.now() >= deadline) throw error
-        this.checkCancelled()
-      }
+      const rest = after.map(command => this.part(command))
+      // (the lease taken covers the steps after it in the channel; the next channel renews it)
+      const lock = commands.takeLock(this.server.path, this.ctx.lockHolder, wait, commands.leaseSeconds(commands.sequenceSeconds(rest)))
+      if (after.length) this.progress('preflight')
+      const ran = await this.steps!.sequence([{ command: lock, seconds: wait + QUICK_STEP_SECONDS }, ...rest], 'failure', this.ctx.signal).catch(async (error: unknown) => {
+        // cancelled in this channel: whether the lock was taken is not known, so release it if it is ours
+        if (error instanceof Cancelled) await this.close()
+        throw error
+      })
+      const taken = ran[0]
+      if (!taken) throw new Error('the lock step did not start')
+      if (!taken.failure) return ran
+      if (taken.failure.code !== commands.EXIT_CODE.lockHeld || Date.now() >= deadline) throw taken.failure
+      this.checkCancelled()
     }
   }
 
-  private async preflight(): Promise<Project> {
-    this.progress('preflight')
-    return this.projectFrom(await this.step(commands.preflight(this.server.path, this.server.imageVariable), undefined, this.ctx.signal))
+  /** The steps left to the end (rollback record, prune, history) and the unlock, in one channel. */
+  private async close(): Promise<void> {
+    const steps = this.steps!
+    // (a run that lost the lock touches nothing more; the unlock only removes a lock that is its own)
+    const closing = steps.holdsLock ? this.closing.splice(0) : []
+    const lock = `${commands.stateDir(this.server.path)}/lock`
+    const unlock = commands.releaseLock(this.server.path, this.ctx.lockToken)
+    const released = (facts: Facts) => (this.holdsLockOnce ||= facts.get('released')?.at(-1) === 'yes')
+    closing.push(this.closingStep(unlock, why => `could not release the lock: ${why}; remove ${lock} by hand once no deploy runs`, QUICK_STEP_SECONDS, released))
+    try {
+      const ran = await steps.sequence(
+        closing.map(c => c.part),
+        'end'
+      )
+      closing.forEach((c, i) => c.done(ran[i]))
+    } catch (error) {
+      for (const c of closing) c.done(undefined, error)
+    } finally {
+      steps.holdsLock = false
+    }
   }
 
   /**
@@ -217,10 +233,7 @@ class ServerJob {
       const [name = '', uses = '', policy = ''] = line.split('|')
       return { name, usesVariable: uses === 'yes', restarts: policy !== '' && policy !== 'no' }
     })
-    const containers = (facts.get('container') ?? []).map(line => {
-      const [service = '', configImage = '', imageId = '', state = '', restarting = ''] = line.split('|')
-      return { service, configImage, imageId, state: restarting === 'true' ? 'restarting' : state }
-    })
+    const containers = containersFrom(facts)
     const compose = `${this.server.path}/${this.fact(facts, 'compose', 'docker-compose.yml')}`
     const fromVariable = services.filter(s => s.usesVariable).map(s => s.name)
     if (fromVariable.length === 0) {
@@ -234,7 +247,6 @@ class ServerJob {
     if (unknown.length) {
       throw new UserError(`${compose} has no service ${unknown.join(', ')} (its services: ${services.map(s => s.name).join(', ') || 'none'}): fix "services" in the registry. Nothing was changed.`)
     }
-    const live = (c: Container) => c.state === 'running' || c.state === 'restarting'
     const running = [...new Set(containers.filter(c => live(c) && fromVariable.includes(c.service)).map(c => c.service))]
     // What a deploy restarts: the listed services; else what runs now; on a server where nothing of
     // the project runs yet, the services meant to stay up (a restart policy: the gateway, not the CLI).
@@ -260,10 +272,10 @@ class ServerJob {
    * a new gateway token: the image and the tenant's `.env` values change in one write, so a rollback
    * puts the whole change back.
    */
-  private async deploy(): Promise<ServerResult> {
+  private async deploy(preflight: Facts): Promise<ServerResult> {
     const { settings } = this.ctx
     const rotating = settings.mode === 'rotate-token'
-    const project = await this.preflight()
+    const project = this.projectFrom(preflight)
     const { currentImage, envImage } = project
     const variable = this.server.imageVariable
     const target = rotating ? (currentImage ?? envImage) : settings.image || envImage || currentImage
@@ -278,56 +290,77 @@ class ServerJob {
     if (!rotating) this.progress('pulling')
     const login = rotating ? undefined : registryLoginFor(settings, target)
     const pull = login ? commands.pullImageWithLogin(target, login) : commands.pullImage(target)
-    const targetId = rotating ? runningId : this.fact(await this.step(pull, undefined, this.ctx.signal), 'image_id')
+    const targetId = rotating ? runningId : this.fact(await this.step(pull, this.ctx.signal), 'image_id')
     const envNames = envImage ?? currentImage
     const envValues = envValuesFor(this.server, settings)
     const sameImage = target === currentImage && envNames === target && this.runsOnly(project, targetId)
     if (sameImage && Object.keys(envValues).length === 0) return this.unchanged(target, targetId)
     this.checkCancelled()
 
+    // One channel, under one hold of the switch lock: the rollback record, .env, compose up.
     // Redeploying the image that runs keeps the earlier rollback target instead of recording itself.
     const record = runningId !== '' && runningId !== targetId
-    if (record) {
-      await this.step(commands.recordRollback(this.server.path, rollbackTag(this.server), { image: currentImage!, imageId: runningId }, targetId))
-    } else if (!runningId) {
-      this.note('no image of this project runs or is on the server yet: there is nothing to roll back to')
-    }
+    const parts: Part[] = []
+    if (record) parts.push(this.part(commands.recordRollback(this.server.path, rollbackTag(this.server), { image: currentImage!, imageId: runningId }, targetId, this.ctx.lockToken)))
+    else if (!runningId) this.note('no image of this project runs or is on the server yet: there is nothing to roll back to')
+    const values = envNames === target ? envValues : { [variable]: target, ...envValues }
+    // (with the image already in place, an unchanged .env ends the channel before compose up)
+    if (Object.keys(values).length) parts.push(this.part(commands.setEnvVariables(this.server.path, values, this.ctx.lockToken, { stopIfUnchanged: sameImage })))
+    parts.push(this.part(commands.composeUp(this.server.path, this.switched, variable)))
 
     // From here on the server is being switched: a failure, a cancel or a lost connection rolls back.
     const restore: Restore | undefined = runningId && currentImage ? { image: currentImage, imageId: runningId, envFix: envImage !== undefined && envImage !== currentImage, record } : undefined
     this.switching = restore
     this.changing = true
     this.progress('switching')
-    const values = envNames === target ? envValues : { [variable]: target, ...envValues }
-    if (Object.keys(values).length) {
-      const written = await this.step(commands.setEnvVariables(this.server.path, values, this.ctx.lockToken)).catch(async (error: unknown) => {
-        // .env is replaced by a rename, so a failed write left it as it was: only the record moved.
-        if (record && !(error instanceof ConnectionLost)) {
-          await this.step(commands.restoreRollbackRecord(this.server.path)).catch(e => this.note(`rollback record not restored: ${errorText(e)}`))
-        }
-        throw error
-      })
-      const changed = this.fact(written, 'written', 'none')
+    let ran: Ran[]
+    try {
+      ran = await this.steps!.sequence(parts, 'failure')
+    } catch (error) {
+      // no part started (the switch lock was not had): nothing changed
+      if (error instanceof StepFailed) this.switching = undefined
+      throw error
+    }
+    const recorded = ran.find(r => r.step === 'record')
+    if (recorded?.failure) {
+      this.switching = undefined
+      throw recorded.failure
+    }
+    const written = ran.find(r => r.step === 'write-env')
+    if (written?.failure?.code === commands.EXIT_CODE.unchanged) {
+      this.switching = undefined
+      if (rotating) this.warn(`the ${GATEWAY_TOKEN} that tenant-env gives ${this.server.tenant} is the one its .env has already: nothing was rotated`)
+      return this.unchanged(target, targetId, ' and .env already has these values')
+    }
+    if (written?.failure) {
+      // .env is replaced by a rename, so a failed write left it as it was: only the record moved.
+      this.switching = undefined
+      if (record) this.atEnd(commands.restoreRollbackRecord(this.server.path, this.ctx.lockToken), 'rollback record not restored')
+      throw written.failure
+    }
+    if (written) {
+      const changed = this.fact(written.facts, 'written', 'none')
         .split(' ')
         .filter(name => name !== 'none' && name !== variable)
       if (changed.length) this.result.changedVariables = changed
-      else if (sameImage) {
-        if (rotating) this.warn(`the ${GATEWAY_TOKEN} that tenant-env gives ${this.server.tenant} is the one its .env has already: nothing was rotated`)
-        return this.unchanged(target, targetId, ' and .env already has these values')
-      }
       if (Object.keys(envValues).length) this.note(`.env: ${changed.length ? `changed ${changed.join(', ')}` : 'no value of tenant-env changed'}`)
     }
+    const up = ran.find(r => r.step === 'up')
     let healthy = false
-    try {
-      await this.step(commands.composeUp(this.server.path, this.switched, variable))
-      this.progress('health check')
-      healthy = await this.checkHealth(this.ctx.signal)
-    } catch (error) {
-      if ((error instanceof ConnectionLost && !this.ctx.signal.aborted) || error instanceof LockLost) throw error
-      if (this.ctx.signal.aborted) this.note(`cancelled while switching (${errorText(error)}): restoring the previous image`)
-      else {
-        this.note(`switch failed: ${errorText(error)}`)
-        this.rememberFailure(error)
+    if (up?.failure) {
+      this.note(`switch failed: ${errorText(up.failure)}`)
+      this.rememberFailure(up.failure)
+    } else {
+      try {
+        this.progress('health check')
+        healthy = await this.checkHealth(this.ctx.signal)
+      } catch (error) {
+        if ((error instanceof ConnectionLost && !this.ctx.signal.aborted) || error instanceof LockLost) throw error
+        if (this.ctx.signal.aborted) this.note(`cancelled while switching (${errorText(error)}): restoring the previous image`)
+        else {
+          this.note(`switch failed: ${errorText(error)}`)
+          this.rememberFailure(error)
+        }
       }
     }
     if (healthy) {
@@ -337,20 +370,20 @@ class ServerJob {
         this.note(
           `token rotated: ${GATEWAY_TOKEN} ${GATEWAY_TOKEN in envValues && envValues[GATEWAY_TOKEN] !== commands.NEW_TOKEN ? 'from tenant-env' : 'made on the server, where it stays'}; the gateway is healthy with it`
         )
-      if (settings.prune) await this.prune([targetId, runningId])
-      await this.history('deployed', currentImage ?? '(none)', target)
+      if (settings.prune) this.prune([targetId, runningId])
+      this.history('deployed', currentImage ?? '(none)', target)
       return this.finish('deployed')
     }
 
     const why = this.result.error ?? (this.ctx.signal.aborted ? 'cancelled during the deploy' : `${target} is not healthy`)
     if (!settings.rollback || !restore) {
-      await this.history('failed', currentImage ?? '(none)', target)
+      this.history('failed', currentImage ?? '(none)', target)
       return this.finish('failed', `${why}; ${restore ? 'rollback is off' : 'no previous image to roll back to'}`)
     }
     this.progress('rolling back')
     const restored = await this.restore(restore)
-    if (restored && record) await this.step(commands.restoreRollbackRecord(this.server.path)).catch(error => this.note(`rollback record not restored: ${errorText(error)}`))
-    await this.history(restored ? 'rolled-back' : 'failed', target, restore.image)
+    if (restored && record) this.atEnd(commands.restoreRollbackRecord(this.server.path, this.ctx.lockToken), 'rollback record not restored')
+    this.history(restored ? 'rolled-back' : 'failed', target, restore.image)
     return restored ? this.finish('rolled-back', `${why}; restored ${restore.image}, which is healthy`) : this.finish('failed', `${why}; rollback to ${restore.image} did not become healthy either`)
   }
 
@@ -358,7 +391,7 @@ class ServerJob {
     this.result.deployedImage = image
     this.result.deployedImageId = imageId
     this.note(`already running ${image} (${shortId(imageId)})${why}; nothing restarted`)
-    await this.history('unchanged', image, image)
+    this.history('unchanged', image, image)
     return this.finish('unchanged')
   }
 
@@ -375,9 +408,9 @@ class ServerJob {
   private async recover(lost: ConnectionLost): Promise<ServerResult> {
     this.note(`connection lost: ${lost.message}; reconnecting`)
     this.progress('reconnecting')
-    this.shell?.close()
+    this.steps!.shell.close()
     try {
-      this.shell = await this.ctx.connect(this.server, new AbortController().signal)
+      this.steps!.shell = await this.ctx.connect(this.server, new AbortController().signal)
     } catch (error) {
       const state = this.changing ? `the server may be left half-switched to ${this.ctx.settings.image || 'the re-pulled image'}` : 'nothing had been changed yet'
       return this.finish('unreachable', `${lost.message}; could not reconnect (${errorText(error)}): ${state}, and its lock ${commands.stateDir(this.server.path)}/lock may remain`)
@@ -390,8 +423,8 @@ class ServerJob {
     this.progress('rolling back')
     const restore = this.switching
     const restored = await this.restore(restore)
-    if (restored && restore.record) await this.step(commands.restoreRollbackRecord(this.server.path)).catch(error => this.note(`rollback record not restored: ${errorText(error)}`))
-    await this.history(restored ? 'rolled-back' : 'failed', this.ctx.settings.image || restore.image, restore.image)
+    if (restored && restore.record) this.atEnd(commands.restoreRollbackRecord(this.server.path, this.ctx.lockToken), 'rollback record not restored')
+    this.history(restored ? 'rolled-back' : 'failed', this.ctx.settings.image || restore.image, restore.image)
     return this.finish(restored ? 'rolled-back' : 'failed', `${lost.message}; reconnected and ${restored ? `restored ${restore.image}, which is healthy` : `could not restore ${restore.image}`}`)
   }
 
@@ -399,12 +432,11 @@ class ServerJob {
    * `mode: rollback`: restore the image recorded before the last deploy. If that image is not
    * healthy, go back to the image that ran when the rollback started; the record stays as it is.
    */
-  private async rollbackToRecorded(): Promise<ServerResult> {
-    const project = await this.preflight()
+  private async rollbackToRecorded(preflight: Facts, record: Facts): Promise<ServerResult> {
+    const project = this.projectFrom(preflight)
     const { currentImage, envImage } = project
     this.result.previousImage = currentImage
     this.result.previousImageId = project.currentImageId
-    const record = await this.step(commands.readRollbackRecord(this.server.path))
     const image = this.fact(record, 'image')
     const imageId = this.fact(record, 'image_id')
     if (image === currentImage && (envImage ?? currentImage) === image && this.runsOnly(project, imageId)) {
@@ -419,17 +451,17 @@ class ServerJob {
     this.changing = true
     const setImage = (envImage ?? currentImage) === image ? undefined : image
     if (await this.restore({ image, imageId, setImage })) {
-      await this.history('deployed', currentImage ?? '(none)', image)
+      this.history('deployed', currentImage ?? '(none)', image)
       return this.finish('deployed')
     }
     const why = `${this.result.error ?? `${image} is not healthy`}; the recorded image ${image} did not become healthy`
     if (!this.ctx.settings.rollback || !runningId || !currentImage) {
-      await this.history('failed', currentImage ?? '(none)', image)
+      this.history('failed', currentImage ?? '(none)', image)
       return this.finish('failed', `${why}; ${runningId ? `rollback is off, so ${currentImage} was not restored` : `no image ran before, so there is nothing to go back to`}`)
     }
     this.progress('going back')
     const back = await this.restore({ image: currentImage, imageId: runningId, envFix: envImage !== undefined && envImage !== currentImage })
-    await this.history(back ? 'rolled-back' : 'failed', image, currentImage)
+    this.history(back ? 'rolled-back' : 'failed', image, currentImage)
     return back
       ? this.finish('rolled-back', `${why}; went back to ${currentImage}, which ran before and is healthy; the rollback record is kept`)
       : this.finish('failed', `${why}; going back to ${currentImage}, which ran before, did not become healthy either`)
@@ -439,26 +471,37 @@ class ServerJob {
   private async runningImageId(project: Project, signal?: AbortSignal): Promise<string> {
     if (project.currentImageId) return project.currentImageId
     if (!project.currentImage) return ''
-    return this.fact(await this.step(commands.inspectImage(project.currentImage), undefined, signal), 'image_id', '')
+    return this.fact(await this.step(commands.inspectImage(project.currentImage), signal), 'image_id', '')
   }
 
   /**
    * Puts `.env` back as this run found it (and, when it named an image that never ran, names the one
    * that did), points `image` at `imageId` (works with the registry down), restarts and checks health.
-   * `setImage` instead sets the image variable to that image (mode: rollback's forward step).
+   * `setImage` instead sets the image variable to that image (mode: rollback's forward step). The
+   * switch is one channel; the health check another.
    */
   private async restore(to: Restore): Promise<boolean> {
     const variable = this.server.imageVariable
+    const path = this.server.path
+    const token = this.ctx.lockToken
+    const parts = [this.part(commands.retagImage(to.imageId, to.image))]
+    if (to.setImage) parts.push(this.part(commands.setEnvVariables(path, { [variable]: to.setImage }, token)))
+    else {
+      parts.push(this.part(commands.restoreEnvFile(path, token)))
+      if (to.envFix) parts.push(this.part(commands.setEnvVariables(path, { [variable]: to.image }, token)))
+    }
+    parts.push(this.part(commands.composeUp(path, this.switched, variable)))
     try {
-      await this.step(commands.retagImage(to.imageId, to.image))
-      if (to.setImage) {
-        await this.step(commands.setEnvVariables(this.server.path, { [variable]: to.setImage }, this.ctx.lockToken))
-      } else {
-        const put = await this.step(commands.restoreEnvFile(this.server.path, this.ctx.lockToken))
-        if (this.fact(put, 'restored', '') === 'yes') delete this.result.changedVariables
-        if (to.envFix) await this.step(commands.setEnvVariables(this.server.path, { [variable]: to.image }, this.ctx.lockToken))
-      }
-      await this.step(commands.composeUp(this.server.path, this.switched, variable))
+      const ran = await this.steps!.sequence(parts, 'failure')
+      if (
+        ran
+          .find(r => r.step === 'restore-env')
+          ?.facts.get('restored')
+          ?.at(-1) === 'yes'
+      )
+        delete this.result.changedVariables
+      const failed = ran.find(r => r.failure)?.failure
+      if (failed) throw failed
       // A cancelled run still checks the restored image, leaving it unchecked is worse, but briefly:
       // its lock must be released before the runner is killed.
       const { healthTimeout } = this.ctx.settings
@@ -476,96 +519,88 @@ class ServerJob {
     }
   }
 
-  /** `mode: status`: preflight, state and one health probe in one remote command (one round trip). */
+  /**
+   * `mode: status`: the project's containers, its state files and one health probe in one command
+   * (commands.statusProbe). What runs is read from the containers: the image of a running service
+   * meant to stay up (a restart policy: the gateway, not the CLI), else of any that runs.
+   */
   private async status(): Promise<ServerResult> {
-    const timeout = Math.min(this.ctx.settings.healthTimeout, 10)
-    const command = commands.statusProbe(this.server.path, this.server.imageVariable, this.server.healthUrl, timeout, this.server.services)
+    const command = commands.statusProbe(this.server.path, this.server.imageVariable, this.server.healthUrl, this.server.services)
     this.progress('preflight')
-    const result = await this.shell!.run(command, this.ctx.settings.commandTimeout + timeout + QUICK_STEP_SECONDS)
+    const result = await this.steps!.exec(command, this.ctx.settings.commandTimeout + QUICK_STEP_SECONDS)
     const facts = commands.parseFacts(result.stdout)
-    if (!facts.has('stage')) throw this.failure({ ...command, step: 'preflight' }, result.code, result.stdout, result.stderr)
+    // (a health= line comes only once the project could be read)
+    if (!facts.has('health')) throw failure('preflight', result.code, result.stdout, result.stderr)
     this.note('preflight: ok')
-    const project = this.projectFrom(facts)
-    this.result.previousImage = this.result.deployedImage = project.currentImage
-    this.result.previousImageId = this.result.deployedImageId = project.currentImageId
+    const containers = containersFrom(facts)
+    const now = containers.find(c => c.state === 'running' && c.policy !== 'no') ?? containers.find(live) ?? containers[0]
+    this.result.previousImage = this.result.deployedImage = now?.configImage ?? facts.get('image_var')?.at(-1)
+    this.result.previousImageId = this.result.deployedImageId = now?.imageId
     this.result.lastDeploy = this.fact(facts, 'last', '') || undefined
     this.result.lockHolder = this.fact(facts, 'holder', '').trim() || undefined
-    this.note(`containers: ${project.containers.map(c => `${c.service} ${c.state}`).join(', ') || 'none'}`)
-    const healthy = this.healthFrom(command, result)
+    this.note(`containers: ${containers.map(c => `${c.service} ${c.state}`).join(', ') || 'none'}`)
+    const healthy = this.healthFrom(command.step, result)
     return this.finish(healthy ? 'healthy' : 'unhealthy', healthy ? undefined : this.result.health)
   }
 
   private async checkHealth(signal?: AbortSignal, timeout = this.ctx.settings.healthTimeout, afterRestart = true): Promise<boolean> {
-    const command = this.leased(commands.healthCheck(this.server.path, this.server.healthUrl, timeout, this.healthServices, afterRestart))
-    const result = await this.shell!.run(command, timeout + QUICK_STEP_SECONDS, signal)
-    this.checkLease(command, result)
-    return this.healthFrom(command, result)
+    const command = commands.healthCheck(this.server.path, this.server.healthUrl, timeout, this.healthServices, afterRestart)
+    return this.healthFrom(command.step, await this.steps!.exec(command, timeout + QUICK_STEP_SECONDS, signal))
   }
 
-  private healthFrom(command: RemoteCommand, result: { code: number; stdout: string; stderr: string }): boolean {
+  private healthFrom(step: string, result: CommandResult): boolean {
     const facts = commands.parseFacts(result.stdout)
     this.result.health = `HTTP ${this.fact(facts, 'http', '?')}; ${describeContainers(this.fact(facts, 'containers', ''))}`
     this.note(`health: ${result.code === 0 ? 'ok' : 'failed'} (${this.result.health})`)
     if (result.code !== 0) {
-      const failure = this.failure(command, result.code, result.stdout, result.stderr)
-      if (facts.has('containers')) failure.message += `; containers: ${describeContainers(this.fact(facts, 'containers'))}`
-      this.rememberFailure(failure)
+      const failed = failure(step, result.code, result.stdout, result.stderr)
+      if (facts.has('containers')) failed.message += `; containers: ${describeContainers(this.fact(facts, 'containers'))}`
+      this.rememberFailure(failed)
     }
     return result.code === 0
   }
 
-  private async prune(keep: string[]): Promise<void> {
-    this.progress('pruning')
-    // A failed prune costs disk space, not the deploy: note it and go on.
-    await this.step(commands.pruneImages(this.server.path, legacyRollbackTag(this.server), keep.filter(Boolean)))
-      .then(facts => this.note(`pruned ${this.fact(facts, 'removed', '0')} image(s) this deployment no longer needs`))
-      .catch(error => this.note(errorText(error))) // (the message names the step: "prune failed: …")
-  }
-
-  private async history(status: Status, from: string, to: string): Promise<void> {
-    const line = [new Date().toISOString(), status, `${from} -> ${to}`, this.ctx.runLabel].join('\t')
-    await this.step(commands.appendHistory(this.server.path, line)).catch(error => this.note(`history not written: ${errorText(error)}`))
-  }
-
-  /** Runs one step; a non-zero exit becomes StepFailed carrying the server's explanation. */
-  private async step(command: RemoteCommand, timeout = this.ctx.settings.commandTimeout, signal?: AbortSignal): Promise<Map<string, string[]>> {
-    if (SWITCHING_STEPS.has(command.step)) {
-      command = commands.exclusive(this.server.path, command, timeout)
-      timeout = commands.exclusiveTimeout(timeout)
-    }
-    command = this.leased(command)
-    const result = await this.shell!.run(command, timeout, signal).catch((error: unknown) => {
-      // Only steps that change nothing take the run's signal: cancelling them leaves the server as it was.
-      throw signal?.aborted && error instanceof ConnectionLost ? new Cancelled() : error
-    })
-    this.checkLease(command, result)
-    const facts = commands.parseFacts(result.stdout)
-    if (result.code !== 0) throw this.failure(command, result.code, result.stdout, result.stderr)
-    this.note(`${command.step}: ok`)
-    return facts
-  }
-
-  /** While this run holds the lock, every step renews the lease first (see commands.withLease). */
-  private leased(command: RemoteCommand): RemoteCommand {
-    return this.holdsLock ? commands.withLease(this.server.path, this.ctx.lockToken, command) : command
-  }
-
-  private checkLease(command: RemoteCommand, result: { code: number; stdout: string }): void {
-    if (!command.lease || result.code !== commands.EXIT_CODE.lockLost) return
-    const holder = commands.parseFacts(result.stdout).get('lock_lost')?.at(-1)
-    if (holder === undefined) return
-    this.holdsLock = false
-    const where = this.switching ? 'it may be left half-switched; the run that holds the lock now decides what runs there' : 'nothing had been changed on it'
-    throw new LockLost(
-      `${command.step}: this run lost the deploy lock of ${commands.stateDir(this.server.path)}/lock to ${holder.trim() || 'another run'} (the lease ran out, e.g. while the connection was down), so it stopped touching the server: ${where}`
+  /** Removes the images this deployment no longer needs, at the end; a failed prune costs disk space, not the deploy. */
+  private prune(keep: string[]): void {
+    this.atEnd(commands.pruneImages(this.server.path, legacyRollbackTag(this.server), keep.filter(Boolean)), '', facts =>
+      this.note(`pruned ${this.fact(facts, 'removed', '0')} image(s) this deployment no longer needs`)
     )
   }
 
-  private failure(command: RemoteCommand, code: number, stdout: string, stderr: string): StepFailed {
-    const facts = commands.parseFacts(stdout)
-    const output = tail(`${stdout}\n${stderr}`)
-    const reason = facts.get('error')?.at(-1) ?? (stderr.trim().split('\n').at(-1) || `exit code ${code}`)
-    return new StepFailed(command.step, `${command.step} failed: ${reason}`, output, code, facts)
+  /** Appends the outcome to the server's history, at the end. */
+  private history(status: Status, from: string, to: string): void {
+    const line = [new Date().toISOString(), status, `${from} -> ${to}`, this.ctx.runLabel].join('\t')
+    this.atEnd(commands.appendHistory(this.server.path, line), 'history not written')
+  }
+
+  /**
+   * Runs `command` in the last channel, with the unlock. A failure is noted as `label: reason`
+   * (or as the reason alone: it names its step, "prune failed: …"); `ok` reads the facts otherwise.
+   */
+  private atEnd(command: RemoteCommand, label: string, ok?: (facts: Facts) => void): void {
+    this.closing.push(this.closingStep(command, why => (label ? `${label}: ${why}` : why), this.ctx.settings.commandTimeout, ok))
+  }
+
+  /** A step of the last channel: `failed` words its failure for the log, `ok` reads its facts. */
+  private closingStep(command: RemoteCommand, failed: (why: string) => string, seconds: number, ok?: (facts: Facts) => void): Closing {
+    return {
+      part: this.part(command, seconds),
+      done: (ran, lost) => {
+        const why = lost ?? ran?.failure ?? (ran ? undefined : 'the connection ended before it ran')
+        if (why) this.note(failed(errorText(why)))
+        else ok?.(ran!.facts)
+      }
+    }
+  }
+
+  /** A step as a part of a sequence, bounded by command-timeout. */
+  private part(command: RemoteCommand, seconds = this.ctx.settings.commandTimeout): Part {
+    return { command, seconds }
+  }
+
+  /** Runs one step in a channel of its own (bounded by command-timeout). */
+  private step(command: RemoteCommand, signal?: AbortSignal): Promise<Facts> {
+    return this.steps!.step(command, this.ctx.settings.commandTimeout, signal)
   }
 
   private rememberFailure(error: unknown): void {
@@ -576,7 +611,7 @@ class ServerJob {
     }
   }
 
-  private fact(facts: Map<string, string[]>, key: string, fallback?: string): string {
+  private fact(facts: Facts, key: string, fallback?: string): string {
     const value = facts.get(key)?.at(-1)
     if (value !== undefined) return value
     if (fallback !== undefined) return fallback
@@ -604,67 +639,24 @@ class ServerJob {
   private finish(status: Status, error?: string): ServerResult {
     this.result.status = status
     if (error) this.result.error = error
-    else if (status === 'deployed' || status === 'unchanged' || status === 'healthy') delete this.result.error
+    else if (isSuccess(this.result)) delete this.result.error
     this.result.durationMs = Date.now() - this.started
     return this.result
   }
 }
 
+/** The project's containers, from the `container=` lines (CONTAINER_FORMAT) of preflight or status. */
+function containersFrom(facts: Facts): Container[] {
+  return (facts.get('container') ?? []).map(line => {
+    const [service = '', configImage = '', imageId = '', state = '', restarting = '', , , policy = ''] = line.split('|')
+    return { service, configImage, imageId, state: restarting === 'true' ? 'restarting' : state, policy: policy || 'no' }
+  })
+}
+
+function live(container: Container): boolean {
+  return container.state === 'running' || container.state === 'restarting'
+}
+
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
-}
-
-function tail(text: string): string {
-  return text.trim().split('\n').slice(-OUTPUT_TAIL_LINES).join('\n')
-}
-
-/**
- * The health rule's words (`service:state:exit code:restarts:policy:ok|bad`, see commands.HEALTH_RULE)
- * for people: `openclaw-gateway running, openclaw-cli exited 0, worker restarting after 3 restarts (failing)`.
- */
-export function describeContainers(raw: string): string {
-  const words = raw
-    .trim()
-    .split(/\s+/)
-    .filter(w => w && w !== 'none')
-  if (words.length === 0) return 'no containers'
-  return words
-    .map(w => {
-      const [service, state, exitCode, restarts, , verdict] = w.split(':')
-      const exited = state === 'exited' ? ` ${exitCode}` : ''
-      const restarted = restarts && restarts !== '0' ? ` after ${restarts} restart${restarts === '1' ? '' : 's'}` : ''
-      return `${service} ${state}${exited}${restarted}${verdict === 'bad' ? ' (failing)' : ''}`
-    })
-    .join(', ')
-}
-
-export function shortId(imageId: string): string {
-  return imageId.replace(/^sha256:/, '').slice(0, 12)
-}
-
-/** Longest readable part of a rollback tag: with `-` and the hash the tag stays within Docker's 128. */
-const ROLLBACK_TAG_READABLE = 100
-
-/**
- * The local tag that keeps a project's rollback image: one per deployment folder. The folder's name
- * makes it readable; a hash of the whole path keeps `/srv/a_b` and `/srv/a/b` apart. A Docker tag is
- * `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
- */
-export function rollbackTag(server: Server): string {
-  const path = server.path.replace(/\/+$/, '') || '/'
-  const hash = createHash('sha256').update(path).digest('hex').slice(0, 12)
-  const readable = path
-    .replace(/[^A-Za-z0-9_.-]+/g, '_')
-    .slice(-ROLLBACK_TAG_READABLE)
-    .replace(/^[^A-Za-z0-9]+|_+$/g, '')
-  return `openclaw-rollback:${readable || 'root'}-${hash}`
-}
-
-/**
- * The rollback tag earlier versions of this action used (`/srv/a_b` and `/srv/a/b` shared it). A
- * rollback record they wrote names it; prune drops it once it only holds an image no longer needed.
- */
-export function legacyRollbackTag(server: Server): string {
-  const name = server.path.replace(/^\/+|\/+$/g, '').replace(/[^A-Za-z0-9_.-]+/g, '_') || 'root'
-  return `openclaw-rollback:${name.slice(-120)}`
 }

@@ -9,7 +9,7 @@ import pLimit from 'p-limit'
 import * as commands from '../remote/commands.js'
 import { ConnectError, type RemoteShell } from '../remote/ssh.js'
 import type { Server } from '../registry/types.js'
-import type { RunContext } from './pipeline.js'
+import type { RunContext } from './run-context.js'
 
 /** What the post step found: `not-held` is no lock, or another run's (both are left alone). */
 export type ReleaseOutcome = 'released' | 'not-held' | 'unreachable' | 'failed'

@@ -3,8 +3,23 @@ import type { Server } from '../registry/types.js'
 /** A server's outcome, in the operator's words (see DESIGN.md "Per-server status"). */
 export type Status = 'deployed' | 'unchanged' | 'rolled-back' | 'failed' | 'unreachable' | 'locked' | 'skipped' | 'planned' | 'healthy' | 'unhealthy'
 
-/** Statuses that leave the step green. */
-export const SUCCESS_STATUSES: readonly Status[] = ['deployed', 'unchanged', 'healthy', 'planned']
+/**
+ * What each status means for the run, in one place: a success leaves the step green; a failure
+ * counts against max-failures and the canaries, fails the step, and is annotated and detailed in
+ * the summary; a skipped server is neither (it fails the step only when a cancel skipped it).
+ */
+const OUTCOME: Record<Status, 'success' | 'failure' | 'skipped'> = {
+  deployed: 'success',
+  unchanged: 'success',
+  healthy: 'success',
+  planned: 'success',
+  'rolled-back': 'failure',
+  failed: 'failure',
+  unreachable: 'failure',
+  locked: 'failure',
+  unhealthy: 'failure',
+  skipped: 'skipped'
+}
 
 export interface ServerResult {
   server: Server
@@ -37,6 +52,10 @@ export interface ServerResult {
   log: string[]
 }
 
-export function isSuccess(result: ServerResult): boolean {
-  return SUCCESS_STATUSES.includes(result.status)
+export function isSuccess(result: Pick<ServerResult, 'status'>): boolean {
+  return OUTCOME[result.status] === 'success'
+}
+
+export function isFailure(result: Pick<ServerResult, 'status'>): boolean {
+  return OUTCOME[result.status] === 'failure'
 }

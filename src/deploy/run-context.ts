@@ -2,10 +2,24 @@ import { createHmac, randomBytes } from 'node:crypto'
 import os from 'node:os'
 import { parseKnownHosts } from '../remote/host-keys.js'
 import { JumpHosts } from '../remote/jump-hosts.js'
-import { connect } from '../remote/ssh.js'
+import { connect, type RemoteShell } from '../remote/ssh.js'
 import type { Server } from '../registry/types.js'
 import type { Settings } from '../settings.js'
-import type { RunContext } from './pipeline.js'
+
+/** What a server job needs from the run around it. */
+export interface RunContext {
+  settings: Settings
+  /** Opens the server's connection (real SSH, or a fake in unit tests). */
+  connect(server: Server, signal: AbortSignal): Promise<RemoteShell>
+  /** Written into the lock so others see who holds it; must contain `token=<lockToken>`. */
+  lockHolder: string
+  lockToken: string
+  /** Describes this run in the history line (run URL, actor). */
+  runLabel: string
+  /** Aborted on SIGINT/SIGTERM: start nothing new, roll back what is half-switched. */
+  signal: AbortSignal
+  onProgress?(server: Server, state: string): void
+}
 
 /**
  * The token this run's locks carry (in the lock note, on the server only). In GitHub Actions it is

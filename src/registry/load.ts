@@ -5,8 +5,7 @@ import type { AnySchemaObject, ErrorObject, ValidateFunction } from 'ajv'
 import * as validators from './registry-validator.generated.js'
 // Imported, not read at run time: ncc bundles it into dist/, so the action needs no file beside it.
 import schema from '../../servers.schema.json' with { type: 'json' }
-import { UserError } from '../errors.js'
-import { formatProblems } from '../settings.js'
+import { formatProblems, UserError } from '../errors.js'
 import { parseJsonText, JsonSyntaxError, type JsonPath, type JsonText } from './json-text.js'
 import { closestMatch } from './suggest.js'
 import { SERVER_DEFAULTS, type JumpHost, type Registry, type Server } from './types.js'

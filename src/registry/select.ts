@@ -1,5 +1,5 @@
-import { UserError } from '../errors.js'
-import { formatProblems, type Settings } from '../settings.js'
+import { formatProblems, UserError } from '../errors.js'
+import type { Settings } from '../settings.js'
 import { didYouMean } from './suggest.js'
 import type { Registry, Server } from './types.js'
 

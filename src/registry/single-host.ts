@@ -1,5 +1,5 @@
-import { UserError } from '../errors.js'
-import { formatProblems, type SingleHost } from '../settings.js'
+import { formatProblems, UserError } from '../errors.js'
+import type { SingleHost } from '../settings.js'
 import { checkServerField, type ServerField } from './load.js'
 import { SERVER_DEFAULTS, type Registry } from './types.js'
 

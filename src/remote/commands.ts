@@ -7,7 +7,7 @@
  * Scripts report facts on stdout as `key=value` lines (see parseFacts) and explain failures with an
  * `error=` line and a non-zero exit code.
  */
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { quote, shellJoin } from './shell.js'
 
 export interface RemoteCommand {
@@ -21,6 +21,15 @@ export interface RemoteCommand {
   lease?: { state: string; token: string }
   /** Run only while holding the server's switch lock, for at most `seconds` (see exclusive). */
   exclusive?: { state: string; seconds: number }
+  /** Set on a sequence (see `sequence`): the steps it runs in one channel, in order, and how far. */
+  parts?: Part[]
+  until?: 'failure' | 'end'
+}
+
+/** One step of a sequence, and how long its own remote `timeout` lets it run. */
+export interface Part {
+  command: RemoteCommand
+  seconds: number
 }
 
 /**
@@ -36,6 +45,8 @@ export const EXIT_CODE = {
   unhealthy: 5,
   /** This run no longer holds the deploy lock (the lease renewal before a step). */
   lockLost: 6,
+  /** Nothing needed changing, so the steps after it in a sequence did not run (setEnvVariables). */
+  unchanged: 7,
   /** `timeout` (renderCommand) stopped the step at its bound, with TERM ... */
   timedOut: 124,
   /** ... or had to KILL it (128 + 9). */
@@ -59,7 +70,7 @@ export function renderCommand(command: RemoteCommand, timeoutSeconds: number): s
 /** The step preceded by the lease renewal, in one round trip; the renewal leaves stdin to the step. */
 function leased(command: RemoteCommand, lease: { state: string; token: string }, timeoutSeconds: number): { script: string; args: string[] } {
   return {
-    args: [lease.state, lease.token, String(timeoutSeconds + KILL_AFTER + LEASE_SLACK), ...command.args],
+    args: [lease.state, lease.token, String(leaseSeconds(timeoutSeconds)), ...command.args],
     script: `bash -c ${quote(RENEW_LEASE)} openclaw-lease "$1" "$2" "$3" </dev/null || exit
 shift 3
 exec ${nested(command)} "$@"`
@@ -69,6 +80,92 @@ exec ${nested(command)} "$@"`
 /** `bash -c SCRIPT openclaw-STEP`: a step's script run inside another script; its arguments follow. */
 function nested(command: RemoteCommand): string {
   return `bash -c ${quote(command.script)} ${quote(`openclaw-${command.step}`)}`
+}
+
+/**
+ * Several steps in one channel, so one round trip: each part runs its own constant script with its
+ * own arguments under its own remote `timeout`, between marker lines (a start line on stdout and
+ * stderr, an end line with its exit code on stdout) that `splitSequence` reads back. The markers
+ * carry a fresh random word ($1), so no text a step prints matches them by accident.
+ * `until: 'failure'` stops at the first part that exits non-zero and exits with its code; `'end'`
+ * runs every part and exits with the first non-zero code. At most one part reads the channel's
+ * stdin; the others read /dev/null. A lease or the switch lock given to the sequence covers all parts.
+ */
+export function sequence(step: string, parts: Part[], until: 'failure' | 'end'): RemoteCommand {
+  const readers = parts.filter(p => p.command.stdin !== undefined)
+  if (readers.length > 1) throw new Error(`a sequence gives stdin to one part only: ${readers.map(p => p.command.step).join(', ')}`)
+  let next = 2
+  const lines = parts.map(({ command, seconds }) => {
+    const first = next
+    next += command.args.length
+    const args = command.args.length ? ` "\${@:${first}:${command.args.length}}"` : ''
+    const stdin = command.stdin === undefined ? ' </dev/null' : ''
+    const after = until === 'failure' ? '[ "$code" -eq 0 ] || exit "$code"' : '[ "$code" -eq 0 ] || [ "$rc" -ne 0 ] || rc=$code'
+    return `start "$1" ${quote(command.step)}
+timeout -k ${KILL_AFTER} ${seconds} ${nested(command)}${args}${stdin}
+code=$?; printf '\\n%s%s end %s\\n' '${PART_MARK}' "$1" "$code"; ${after}`
+  })
+  return {
+    step,
+    args: [randomBytes(8).toString('hex'), ...parts.flatMap(p => p.command.args)],
+    stdin: readers[0]?.command.stdin,
+    parts,
+    until,
+    script: `rc=0
+start() { printf '%s%s start %s\\n' '${PART_MARK}' "$1" "$2"; printf '%s%s start %s\\n' '${PART_MARK}' "$1" "$2" >&2; }
+${lines.join('\n')}
+exit "$rc"`
+  }
+}
+
+/** The remote bound of a sequence: every part's own bound and the KILL after it. */
+export function sequenceSeconds(parts: Part[]): number {
+  return parts.reduce((sum, p) => sum + p.seconds + KILL_AFTER, 0)
+}
+
+const PART_MARK = '--- openclaw part '
+
+/** What a sequence prints for one part that ran to its end (the shape splitSequence reads; for fakes of a server). */
+export function partOutput(sequence: RemoteCommand, step: string, stdout: string, stderr: string, code: number): { stdout: string; stderr: string } {
+  const mark = `${PART_MARK}${sequence.args[0]}`
+  return { stdout: `${mark} start ${step}\n${stdout}\n${mark} end ${code}\n`, stderr: `${mark} start ${step}\n${stderr}\n` }
+}
+
+/** What one part of a sequence printed and how it ended; `code` is undefined when it never ended. */
+export interface PartResult {
+  step: string
+  code: number | undefined
+  stdout: string
+  stderr: string
+}
+
+/**
+ * A sequence's output, part by part, for the parts that started (in order). The server's text is
+ * untrusted: at worst it mislabels its own output. When the channel failed but every part seems to
+ * have succeeded, the last one is taken for the one that failed.
+ */
+export function splitSequence(command: RemoteCommand, output: { stdout: string; stderr: string; code?: number }): PartResult[] {
+  const parts = command.parts ?? []
+  const mark = `${PART_MARK}${command.args[0]} `
+  // (stderr has start lines only: a part's stderr runs to the next part's start)
+  const cut = (text: string, ends: boolean) => {
+    const found: { text: string; code?: number }[] = []
+    for (const line of text.split('\n')) {
+      const open = found.at(-1)
+      if (line === `${mark}start ${parts[found.length]?.command.step}` && (!open || !ends || open.code !== undefined)) found.push({ text: '' })
+      else if (ends && open && open.code === undefined && /^\d+$/.test(line.slice(`${mark}end `.length)) && line.startsWith(`${mark}end `)) {
+        open.code = Number(line.slice(`${mark}end `.length))
+        open.text = open.text.replace(/\n$/, '')
+      } else if (open && (!ends || open.code === undefined)) open.text += `${line}\n`
+    }
+    return found
+  }
+  const out = cut(output.stdout, true)
+  const err = cut(output.stderr, false)
+  const results: PartResult[] = out.map((o, i) => ({ step: parts[i]!.command.step, code: o.code, stdout: o.text, stderr: err[i]?.text.replace(/\n+$/, '') ?? '' }))
+  const last = results.at(-1)
+  if (last && output.code && results.every(r => r.code === 0)) last.code = output.code
+  return results
 }
 
 /** Parses `key=value` lines; a key seen twice keeps all values in order. */
@@ -94,6 +191,11 @@ fail() { printf 'error=%s\\n' "$*"; exit ${EXIT_CODE.failed}; }
 
 /** Seconds a lease outlives the remote bound of the step it covers (client and network slack). */
 const LEASE_SLACK = 30
+/** The lease that covers a step bounded by `timeoutSeconds` (its KILL after it, and slack). */
+export function leaseSeconds(timeoutSeconds: number): number {
+  return timeoutSeconds + KILL_AFTER + LEASE_SLACK
+}
+
 /** A lock folder with no holder note for this long was left by a run killed while taking it. */
 const NOTE_LESS_ABANDONED_AFTER = 60
 
@@ -119,7 +221,8 @@ write_note() {
   printf '%s\\nexpires=%s\\n' "$1" "$(($(date +%s) + lease))" > "$note.tmp" && mv -f -- "$note.tmp" "$note"
 }
 holder_text() { head -n 1 -- "$note" 2>/dev/null; }
-shown() { printf '%s' "$1" | head -c 400; }
+# a holder as others see it: without its token (only the holder's own steps need it) and bounded
+shown() { printf '%s' "$1" | sed 's/ token=[^ ]*//g' | head -c 400; }
 expiry() { sed -n 's/^expires=\\([0-9][0-9]*\\)$/\\1/p' -- "$note" 2>/dev/null | tail -n 1; }
 `
 
@@ -358,6 +461,14 @@ const HEALTH_RULE = String.raw`judge() {
 }
 `
 
+/** Shell function: one GET of $url, its HTTP status in $code (000 when nothing answered within 5 s). */
+const PROBE = `probe() {
+  if command -v curl >/dev/null; then
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -- "$url") || code=000
+  elif wget -q -O /dev/null -T 5 -- "$url"; then code=200; else code=000; fi
+}
+`
+
 /**
  * Checks the folder, compose file, .env and Docker, and reads what the runner needs to know: the
  * image variable's value (`image_var=`, absent when .env does not set it), each service of the
@@ -492,17 +603,19 @@ export function inspectImage(image: string): RemoteCommand {
  * needed to restore it, and records the reference it ran under. Notes the images this deploy moves
  * between (and the earlier rollback image) in `images`: the only ones a later prune may remove.
  */
-export function recordRollback(path: string, rollbackTag: string, previous: { image: string; imageId: string }, targetImageId: string): RemoteCommand {
+export function recordRollback(path: string, rollbackTag: string, previous: { image: string; imageId: string }, targetImageId: string, owner: string): RemoteCommand {
   return {
     step: 'record',
-    args: [stateDir(path), rollbackTag, previous.image, previous.imageId, targetImageId],
+    args: [stateDir(path), rollbackTag, previous.image, previous.imageId, targetImageId, owner],
     script:
       PRELUDE +
       `state=$1 tag=$2 ref=$3 id=$4 target=$5
 docker tag -- "$id" "$tag" || fail "cannot tag the running image $id as $tag"
 earlier=
+rm -f -- "$state/rollback.before.owner"
 if [ -f "$state/rollback" ]; then
-  cp -p -- "$state/rollback" "$state/rollback.before" || fail "cannot keep $state/rollback"
+  # (named by its run: only that run's restoreRollbackRecord puts it back)
+  { cp -p -- "$state/rollback" "$state/rollback.before" && printf '%s\\n' "$6" > "$state/rollback.before.owner"; } || fail "cannot keep $state/rollback"
   earlier=$(sed -n 's/^image_id=//p' "$state/rollback")
 fi
 for i in $earlier "$id" "$target"; do
@@ -517,15 +630,16 @@ echo recorded=yes`
  * After a deploy that did not stick, the server runs the image it ran before, so the rollback target
  * is again the one recorded before that deploy: put the earlier record and its tag back.
  */
-export function restoreRollbackRecord(path: string): RemoteCommand {
+export function restoreRollbackRecord(path: string, owner: string): RemoteCommand {
   return {
     step: 'unrecord',
-    args: [stateDir(path)],
+    args: [stateDir(path), owner],
     script:
       PRELUDE +
       `state=$1
-[ -f "$state/rollback.before" ] || { echo restored=none; exit 0; }
+if [ ! -f "$state/rollback.before" ] || [ "$(cat -- "$state/rollback.before.owner" 2>/dev/null)" != "$2" ]; then echo restored=none; exit 0; fi
 mv -f -- "$state/rollback.before" "$state/rollback" || fail "cannot restore $state/rollback"
+rm -f -- "$state/rollback.before.owner"
 id=$(sed -n 's/^image_id=//p' "$state/rollback") tag=$(sed -n 's/^tag=//p' "$state/rollback")
 if [ -n "$id" ] && [ -n "$tag" ]; then docker tag -- "$id" "$tag" 2>/dev/null || echo "warning=the recorded image $id is gone"; fi
 echo restored=yes`
@@ -602,7 +716,7 @@ export type EnvValue = string | typeof NEW_TOKEN
  * file as it was is kept in the state folder (`env.before`, mode 600, with `env.before.owner` naming
  * the run that wrote it) for restoreEnvFile. Errors name variables, never values.
  */
-export function setEnvVariables(path: string, values: Record<string, EnvValue>, owner: string): RemoteCommand {
+export function setEnvVariables(path: string, values: Record<string, EnvValue>, owner: string, options: { stopIfUnchanged?: boolean } = {}): RemoteCommand {
   const lines = Object.entries(values).map(([name, value]) => {
     if (!ENV_NAME.test(name)) throw new Error(`not a variable name: ${name}`)
     if (value === NEW_TOKEN) return `${name} ${NEW_TOKEN_WORD} -\n`
@@ -612,7 +726,7 @@ export function setEnvVariables(path: string, values: Record<string, EnvValue>, 
   })
   return {
     step: 'write-env',
-    args: [path, stateDir(path), owner],
+    args: [path, stateDir(path), owner, String(options.stopIfUnchanged ? EXIT_CODE.unchanged : 0)],
     stdin: `${lines.join('')}end\n`,
     script:
       PRELUDE +
@@ -671,7 +785,7 @@ while read -r name b64 sum; do
   if [ "$cur" = "$env" ]; then cur=$out out=$other; else t=$cur cur=$out out=$t; fi
 done
 [ -n "$ended" ] || fail "the new values did not arrive whole (connection cut?); .env is unchanged"
-if [ -z "$changed" ]; then echo written=none; exit 0; fi
+if [ -z "$changed" ]; then echo written=none; exit "$4"; fi
 # the file as it was, for restoreEnvFile of this run (named by $3); readable only by its owner
 (umask 077 && cp -- "$env" "$state/env.before.tmp" && printf '%s\\n' "$3" > "$state/env.before.owner") &&
   mv -f -- "$state/env.before.tmp" "$state/env.before" || fail "cannot keep a copy of .env in $state"
@@ -744,12 +858,7 @@ export function healthCheck(path: string, url: string, timeoutSeconds: number, s
       `cd -- "$1" || fail "cannot enter $1"
 url=$2 limit=$3 confirm=$4
 shift 4
-probe() {
-  if command -v curl >/dev/null; then
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -- "$url") || code=000
-  elif wget -q -O /dev/null -T 5 -- "$url"; then code=200; else code=000; fi
-}
-containers() {
+${PROBE}containers() {
   ids=$(docker compose ps -a -q -- "$@" 2>/dev/null)
   # shellcheck disable=SC2086
   [ -n "$ids" ] && docker inspect --format '${CONTAINER_FORMAT}' -- $ids 2>/dev/null
@@ -822,32 +931,46 @@ echo appended=yes`
   }
 }
 
-/** Read-only view for `mode: status`: last history line and lock holder. */
-export function readState(path: string): RemoteCommand {
-  return {
-    step: 'read-state',
-    args: [stateDir(path)],
-    script: `set -u
-printf 'last=%s\\n' "$(tail -n 1 -- "$1/history.log" 2>/dev/null)"
-printf 'holder=%s\\n' "$(head -c 400 -- "$1/lock/holder" 2>/dev/null | tr '\\n' ' ')"`
-  }
-}
-
 /**
- * `mode: status` in one round trip: preflight, the state files and one health probe, run by one
- * remote shell instead of three channels. Preflight's own exit code when it fails; otherwise a
- * `stage=health` line, then the health check's output and exit code.
+ * `mode: status` in one round trip and the least work that answers it: the project's containers
+ * (one Compose query and one `docker inspect`, CONTAINER_FORMAT as `container=` lines), the image
+ * variable's value, the last history line and the lock holder, then one health probe judged with
+ * the containers already read (HEALTH_RULE; the given services', else the whole project's). Exits
+ * like healthCheck: 0 healthy, EXIT_CODE.unhealthy not; EXIT_CODE.failed when the project cannot be read.
  */
-export function statusProbe(path: string, imageVariable: string, url: string, timeoutSeconds: number, services: string[]): RemoteCommand {
-  const pre = preflight(path, imageVariable)
-  const state = readState(path)
-  const health = healthCheck(path, url, timeoutSeconds, services, false)
+export function statusProbe(path: string, imageVariable: string, url: string, services: string[]): RemoteCommand {
   return {
     step: 'status',
-    args: [path, stateDir(path), url, String(timeoutSeconds), imageVariable, ...services],
-    script: `${nested(pre)} "$1" "$5" || exit
-${nested(state)} "$2"
-echo stage=health
-exec ${nested(health)} "$1" "$3" "$4" once "\${@:6}"`
+    args: [path, stateDir(path), url, imageVariable, ...services],
+    script:
+      PRELUDE +
+      ENV_FUNCTIONS +
+      `state=$2 url=$3 image_variable=$4
+${LOCK_FUNCTIONS}${PROBE}${HEALTH_RULE}cd -- "$1" 2>/dev/null || fail "deployment folder $1 does not exist or $(id -un) cannot enter it"
+shift 4
+compose=
+for f in compose.yaml compose.yml docker-compose.yaml docker-compose.yml; do
+  if [ -f "$f" ]; then compose=$f; break; fi
+done
+[ -n "$compose" ] || fail "no docker-compose.yml or compose.yaml in $1"
+printf 'compose=%s\\n' "$compose"
+if [ -r .env ] && at=$(env_find "$image_variable" .env) && [ -n "$at" ]; then
+  case $at in *multiline | unterminated) ;; *) printf 'image_var=%s\\n' "$(env_value "$image_variable" .env | tr -d '\\n\\r')" ;; esac
+fi
+ids=$(docker compose ps -a -q -- "$@" 2>&1) || fail "docker compose cannot list the containers in $1: $(said "$ids" 3)"
+lines=
+# shellcheck disable=SC2086
+if [ -n "$ids" ]; then lines=$(docker inspect --format '${CONTAINER_FORMAT}' -- $ids 2>/dev/null); fi
+[ -z "$lines" ] || printf '%s\\n' "$lines" | sed 's/^/container=/'
+printf 'last=%s\\n' "$(tail -n 1 -- "$state/history.log" 2>/dev/null)"
+printf 'holder=%s\\n' "$(shown "$(holder_text)")"
+probe
+ok=
+if containers=$(printf '%s\\n' "$lines" | judge); then case $code in 2??) ok=yes ;; esac; fi
+if [ -n "$ok" ]; then health=ok; else health=failed; fi
+printf 'health=%s\\nhttp=%s\\ncontainers=%s\\n' "$health" "$code" "$containers"
+[ -n "$ok" ] && exit 0
+echo "error=not healthy: $url answered HTTP $code"
+exit ${EXIT_CODE.unhealthy}`
   }
 }

@@ -6,7 +6,7 @@
 import { connect as openSocket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import * as core from '@actions/core'
-import { singleLine } from '../report/untrusted.js'
+import { singleLine } from '../untrusted.js'
 import { NodeSSH } from 'node-ssh'
 import type { Client, ClientChannel, ServerHostKeyAlgorithm } from 'ssh2'
 import { EXIT_CODE, type RemoteCommand, renderCommand } from './commands.js'

@@ -4,11 +4,11 @@
  * ./untrusted.ts on its way to any of them (DESIGN.md "Trust").
  */
 import * as core from '@actions/core'
-import { shortId } from '../deploy/pipeline.js'
-import type { ServerResult, Status } from '../deploy/result.js'
+import { shortId } from '../deploy/describe.js'
+import { isFailure, type ServerResult, type Status } from '../deploy/result.js'
 import { formatAddress } from '../registry/load.js'
 import type { Settings } from '../settings.js'
-import { bounded, htmlText, logQuoted, MAX_FIELD_CHARS, markdownCode, markdownText, multiLine, preText, singleLine } from './untrusted.js'
+import { bounded, htmlText, logQuoted, MAX_FIELD_CHARS, markdownCode, markdownText, multiLine, preText, singleLine } from '../untrusted.js'
 
 /** Real Unicode symbols, never `:shortcode:`s, so they look the same wherever the text is shown. */
 export const STATUS_SYMBOL: Record<Status, string> = {
@@ -37,7 +37,6 @@ const SUMMARY_BUDGET_BYTES = 900 * 1024
 export const RESULTS_BUDGET_BYTES = 1_000_000
 /** Lengths error texts are cut to, one after the other, until the `results` output fits. */
 const RESULTS_ERROR_CUTS = [500, 100, 0]
-const ANNOTATED: readonly Status[] = ['failed', 'rolled-back', 'unreachable', 'locked']
 
 export function serverTitle(result: Pick<ServerResult, 'server'>): string {
   return `${result.server.name} (${result.server.tenant})`
@@ -149,7 +148,7 @@ export function annotate(results: ServerResult[]): void {
     core.warning(grouped(moreWarnings.map(({ r, text }) => `${serverTitle(r)}: ${singleLine(text, GROUPED_ENTRY_CHARS)}`)), { title: `${moreWarnings.length} more warnings` })
   }
 
-  const bad = results.filter(r => ANNOTATED.includes(r.status))
+  const bad = results.filter(isFailure)
   const single = bad.length > MAX_ANNOTATIONS ? bad.slice(0, MAX_ANNOTATIONS - 1) : bad
   for (const r of single) core.error(singleLine(r.error ?? r.status, ANNOTATION_CHARS), { title: `${serverTitle(r)}: ${r.status}` })
   const rest = bad.slice(single.length)
@@ -304,7 +303,7 @@ export function renderSummary(results: ServerResult[], settings: Settings, env: 
     rows.push(row)
   }
   const details: string[] = []
-  for (const r of results.filter(x => ANNOTATED.includes(x.status))) {
+  for (const r of results.filter(isFailure)) {
     const output =
       r.failedOutput ??
       r.log
@@ -326,7 +325,7 @@ export function renderSummary(results: ServerResult[], settings: Settings, env: 
   const notes: string[] = []
   if (rows.length < results.length)
     notes.push(`_${results.length - rows.length} more rows left out to stay under GitHub's 1 MiB summary limit; the counts above and the \`results\` output include every server._`)
-  const detailed = results.filter(x => ANNOTATED.includes(x.status)).length
+  const detailed = results.filter(isFailure).length
   if (details.length < detailed) notes.push(`_Details of ${detailed - details.length} more failed servers are in the step log._`)
   // Blank lines between blocks: a line right after `</details>` would still belong to that HTML block.
   return [...head, ...tableHead, ...rows, '', ...details.flatMap(d => [d, '']), ...notes.flatMap(n => [n, ''])].join('\n')
