@@ -73,6 +73,9 @@ export class Steps {
     const result = await this.exec(command, commands.sequenceSeconds(parts), signal)
     const split = commands.splitSequence(command, result)
     if (split.length === 0 && result.code !== 0) throw failure(parts[0]?.command.step ?? name, result.code, result.stdout, result.stderr)
+    // (a channel that ended well has run every part; an answer without some is not one to act on)
+    const missing = result.code === 0 ? parts[split.length] : undefined
+    if (missing) throw failure(missing.command.step, -1, result.stdout, `the server's answer lacks the ${missing.command.step} step, which should have run`)
     return split.map((part, i) => {
       const facts = commands.parseFacts(part.stdout)
       // a part that never ended was stopped with the whole channel: the sequence's code is its own
