@@ -11,13 +11,17 @@ import { describeJump } from '../registry/load.js'
 import type { Server } from '../registry/types.js'
 import { GATEWAY_TOKEN, registryLoginFor, type Settings } from '../settings.js'
 import { UserError } from '../errors.js'
+import { rotateKey } from './key-rotation.js'
 import type { ServerResult, Status } from './result.js'
 
 /** What a server job needs from the run around it. */
 export interface RunContext {
   settings: Settings
-  /** Opens the server's connection (real SSH, or a fake in unit tests). */
-  connect(server: Server, signal: AbortSignal): Promise<RemoteShell>
+  /**
+   * Opens the server's connection (real SSH, or a fake in unit tests), with `ssh-private-key`, or with
+   * `key` (mode rotate-key logs in with the new key too: the same host key checks and jump route).
+   */
+  connect(server: Server, signal: AbortSignal, key?: { privateKey: string; passphrase: string }): Promise<RemoteShell>
   /** Written into the lock so others see who holds it; must contain `token=<lockToken>`. */
   lockHolder: string
   lockToken: string
@@ -96,6 +100,8 @@ const LOCK_ROUND_SECONDS = 2
 const CANCELLED_HEALTH_SECONDS = 4
 
 export async function runServer(server: Server, ctx: RunContext): Promise<ServerResult> {
+  // (mode rotate-key: its own flow, in key-rotation.ts; it touches no project, so takes no deploy lock)
+  if (ctx.settings.mode === 'rotate-key') return rotateKey(server, ctx)
   return new ServerJob(server, ctx).run()
 }
 

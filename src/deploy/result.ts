@@ -1,10 +1,10 @@
 import type { Server } from '../registry/types.js'
 
 /** A server's outcome, in the operator's words (see DESIGN.md "Per-server status"). */
-export type Status = 'deployed' | 'unchanged' | 'rolled-back' | 'failed' | 'unreachable' | 'locked' | 'skipped' | 'planned' | 'healthy' | 'unhealthy'
+export type Status = 'deployed' | 'unchanged' | 'rolled-back' | 'failed' | 'unreachable' | 'locked' | 'skipped' | 'planned' | 'healthy' | 'unhealthy' | 'rotated'
 
 /** Statuses that leave the step green. */
-export const SUCCESS_STATUSES: readonly Status[] = ['deployed', 'unchanged', 'healthy', 'planned']
+export const SUCCESS_STATUSES: readonly Status[] = ['deployed', 'unchanged', 'healthy', 'planned', 'rotated']
 
 export interface ServerResult {
   server: Server

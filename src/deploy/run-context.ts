@@ -58,13 +58,13 @@ export function createRunContext(settings: Settings, signal: AbortSignal, onProg
     lockHolder: run.holder,
     lockToken: run.token,
     runLabel: run.label,
-    connect: (server: Server, abort: AbortSignal) =>
+    connect: (server: Server, abort: AbortSignal, key = { privateKey: settings.sshPrivateKey, passphrase: settings.sshPassphrase }) =>
       connect({
         host: server.host,
         port: server.port,
         user: server.user,
-        privateKey: settings.sshPrivateKey,
-        passphrase: settings.sshPassphrase,
+        privateKey: key.privateKey,
+        passphrase: key.passphrase,
         hostKeyPolicy: { knownHosts, hostKeys: server.hostKeys, strict: settings.strictHostKeyChecking },
         connectTimeout: settings.connectTimeout,
         signal: abort,
