@@ -171,7 +171,7 @@ export function addKey(current: PublicKey, next: PublicKey, comment: string): Re
     script:
       PRELUDE +
       KEYS_FUNCTIONS +
-      `export a_type=$1 a_blob=$2 b_type=$3 b_blob=$4 comment=$5 mark=
+      `export a_type=$1 a_blob=$2 b_type=$3 b_blob=$4 comment=$5 mark=''
 locate
 elsewhere() {
   grep -hiE '^[[:space:]]*(AuthorizedKeysFile|AuthorizedKeysCommand)[[:space:]]' /etc/ssh/sshd_config /etc/ssh/sshd_config.d/*.conf 2>/dev/null | head -n 5 | sed 's/^[[:space:]]*/sshd_keys=/'
@@ -208,7 +208,7 @@ export function removeKey(drop: PublicKey, keep: PublicKey, mark = ''): RemoteCo
     script:
       PRELUDE +
       KEYS_FUNCTIONS +
-      `export a_type=$1 a_blob=$2 b_type=$3 b_blob=$4 mark=$5 comment=
+      `export a_type=$1 a_blob=$2 b_type=$3 b_blob=$4 mark=$5 comment=''
 locate
 [ -f "$keys" ] || fail "$keys does not exist (any more) or is not a regular file; nothing was changed"
 lock
@@ -231,7 +231,7 @@ export function countKeys(current: PublicKey, next: PublicKey): RemoteCommand {
     script:
       PRELUDE +
       KEYS_FUNCTIONS +
-      `export a_type=$1 a_blob=$2 b_type=$3 b_blob=$4 mark= comment=
+      `export a_type=$1 a_blob=$2 b_type=$3 b_blob=$4 mark='' comment=''
 locate
 printf 'file=%s\\n' "$keys"
 if [ ! -e "$keys" ]; then printf 'old_lines=0\\nnew_lines=0\\n'; exit 0; fi
