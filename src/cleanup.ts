@@ -31,8 +31,8 @@ export async function runCleanup(contextFor: typeof createRunContext = createRun
   process.on('unhandledRejection', onUncaught)
   try {
     const settings = readSettings()
-    if (settings.dryRun || settings.mode === 'status') {
-      core.info(`No deploy lock to release: ${settings.dryRun ? 'a dry run' : 'mode status'} takes none.`)
+    if (settings.dryRun || settings.mode === 'status' || settings.mode === 'rotate-key') {
+      core.info(`No deploy lock to release: ${settings.dryRun ? 'a dry run' : `mode ${settings.mode}`} takes none.`)
       return
     }
     const plan = planFromInputs(settings, () => undefined)

@@ -1,5 +1,6 @@
 import { formatProblems, UserError } from './errors.js'
 import { NEW_TOKEN, type EnvValue } from './remote/commands.js'
+import { describeKey } from './remote/deploy-keys.js'
 import { describeRoute, loadRegistry } from './registry/load.js'
 import { selectServers, type Selection } from './registry/select.js'
 import { registryFromSingleHost } from './registry/single-host.js'
@@ -59,7 +60,7 @@ export const DISABLED_REASON = 'disabled in the registry ("enabled": false)'
  * The ordered work of this run. Canaries are the first `canary` selected servers in registry order;
  * they only exist in modes that change servers, since `status` changes nothing worth guarding.
  */
-export function buildPlan(selection: Selection, settings: Pick<Settings, 'mode' | 'image' | 'canary'> & Partial<Pick<Settings, 'tenantEnv'>>): Plan {
+export function buildPlan(selection: Selection, settings: Pick<Settings, 'mode' | 'image' | 'canary'> & Partial<Pick<Settings, 'tenantEnv' | 'keyRotation'>>): Plan {
   const canaries = settings.mode === 'status' ? 0 : Math.min(settings.canary, selection.selected.length)
   const image = imageFor(settings)
   const entries: PlanEntry[] = selection.selected.map((server, index) => ({
@@ -76,11 +77,18 @@ export function buildPlan(selection: Selection, settings: Pick<Settings, 'mode' 
   return { mode: settings.mode, entries, canaries }
 }
 
-function imageFor(settings: Pick<Settings, 'mode' | 'image'>): string {
+function imageFor(settings: Pick<Settings, 'mode' | 'image'> & Partial<Pick<Settings, 'keyRotation'>>): string {
   if (settings.mode === 'deploy') return settings.image || REPULL_CURRENT_IMAGE
+  if (settings.mode === 'rotate-key') return rotationText(settings.keyRotation)
   if (settings.mode === 'rollback') return ROLLBACK_IMAGE
   if (settings.mode === 'rotate-token') return RUNNING_IMAGE
   return UNCHANGED_IMAGE
+}
+
+/** What `mode: rotate-key` does, for the plan: `(deploy key SHA256:… (ED25519) → SHA256:… (ECDSA); image unchanged)`. */
+function rotationText(rotation: Settings['keyRotation']): string {
+  if (!rotation) return UNCHANGED_IMAGE
+  return `(deploy key ${rotation.current ? describeKey(rotation.current) : 'of ssh-private-key'} → ${describeKey(rotation.next)}; image unchanged)`
 }
 
 /**
@@ -136,7 +144,11 @@ export function formatPlan(plan: Plan, settings: Pick<Settings, 'dryRun' | 'maxP
   const heading =
     `Plan: ${plan.mode} on ${working} server${working === 1 ? '' : 's'}` +
     `${skipped ? `, ${skipped} skipped` : ''} (${phases}; at most ${settings.maxParallel} at a time)` +
-    (settings.dryRun ? '. Dry run: no server is contacted.' : '.')
+    (settings.dryRun ? '. Dry run: no server is contacted.' : '.') +
+    // the jump hosts' own authorized_keys are not the servers': a rotation leaves them as they are
+    (plan.mode === 'rotate-key' && plan.entries.some(entry => entry.action !== 'skip' && entry.server.jump)
+      ? ' Jump hosts are not changed: they keep accepting the key they accept now (jump-private-key, or ssh-private-key when that is empty).'
+      : '')
 
   const rows = plan.entries.map(entry => [
     String(entry.order),

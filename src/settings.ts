@@ -4,9 +4,10 @@ import { InvalidImageReference, isRegistryHost, parseImageReference, registryOf 
 import { INPUT_DEFAULTS } from './input-defaults.generated.js'
 import { JsonSyntaxError, parseJsonText } from './registry/json-text.js'
 import type { RegistryLogin } from './remote/commands.js'
+import { describeKey, publicKeyOf, UnusableKey, type PublicKey } from './remote/deploy-keys.js'
 
-export type Mode = 'deploy' | 'rollback' | 'status' | 'rotate-token'
-export const MODES: readonly Mode[] = ['deploy', 'rollback', 'status', 'rotate-token']
+export type Mode = 'deploy' | 'rollback' | 'status' | 'rotate-token' | 'rotate-key'
+export const MODES: readonly Mode[] = ['deploy', 'rollback', 'status', 'rotate-token', 'rotate-key']
 
 /**
  * Variables to set in `.env` (input `tenant-env`): a tenant's name, or ALL_TENANTS, to variable
@@ -58,6 +59,17 @@ export function registryLoginFor(settings: Pick<Settings, 'registryCredentials'>
   return { registry, username: credentials.username, password: credentials.password }
 }
 
+/** `mode: rotate-key` (inputs `new-ssh-private-key`, `new-ssh-passphrase`): the deploy key to move the servers to. */
+export interface KeyRotation {
+  /** Masked as soon as it is read; used only to log in with it (never written anywhere). */
+  newPrivateKey: string
+  newPassphrase: string
+  /** The new key's public half, which goes into the servers' authorized_keys. */
+  next: PublicKey
+  /** The public half of `ssh-private-key`, whose lines are replaced; undefined only in a dry run without that input. */
+  current?: PublicKey
+}
+
 /** Stop starting servers once this many have failed (count) or this share of the fleet (percent). */
 export type FailureBudget = { kind: 'count'; value: number } | { kind: 'percent'; value: number }
 
@@ -99,6 +111,8 @@ export interface Settings {
   registryCredentials?: RegistryCredentials
   /** Input `jump-private-key`: the key for jump hosts; empty: `sshPrivateKey` is used for them too. */
   jumpPrivateKey: string
+  /** Set in `mode: rotate-key` only. */
+  keyRotation?: KeyRotation
 }
 
 /**
@@ -120,8 +134,10 @@ export function readSettings(read: InputReader = readActionInput): Settings {
   const sshPassphrase = p.raw('ssh-passphrase')
   const jumpPrivateKey = p.raw('jump-private-key')
   const registryPassword = p.raw('registry-password')
+  const newPrivateKey = p.raw('new-ssh-private-key')
+  const newPassphrase = p.raw('new-ssh-passphrase')
   // Mask before anything else can print them, including our own error messages.
-  for (const secret of [sshPrivateKey, sshPassphrase, jumpPrivateKey, registryPassword]) if (secret) maskSecret(secret)
+  for (const secret of [sshPrivateKey, sshPassphrase, jumpPrivateKey, registryPassword, newPrivateKey, newPassphrase]) if (secret) maskSecret(secret)
   const mode = p.choice('mode', MODES)
   const tenantEnv = p.tenantEnv('tenant-env')
   const dryRun = p.boolean('dry-run')
@@ -168,7 +184,8 @@ export function readSettings(read: InputReader = readActionInput): Settings {
     githubToken: p.raw('github-token'),
     tenantEnv,
     registryCredentials: p.registryCredentials(registryPassword),
-    jumpPrivateKey
+    jumpPrivateKey,
+    keyRotation: keyRotation(mode, { sshPrivateKey, sshPassphrase, newPrivateKey, newPassphrase }, problems)
   }
   if (settings.githubToken) maskSecret(settings.githubToken)
   if (settings.image && /[\s'"`$;&|<>\\]/.test(settings.image)) {
@@ -187,11 +204,52 @@ export function readSettings(read: InputReader = readActionInput): Settings {
   if (mode === 'rotate-token' && settings.image) {
     problems.push('Input "image" does not apply to mode "rotate-token": the gateway restarts with the image it runs. Remove "image" (or deploy first).')
   }
-  if ((mode === 'rollback' || mode === 'status') && Object.keys(tenantEnv).length) {
+  if (mode === 'rotate-key' && settings.image) {
+    problems.push('Input "image" does not apply to mode "rotate-key": it changes only the deploy key in authorized_keys. Remove "image".')
+  }
+  if ((mode === 'rollback' || mode === 'status' || mode === 'rotate-key') && Object.keys(tenantEnv).length) {
     problems.push(`Input "tenant-env" does not apply to mode "${mode}": it sets variables in mode "deploy" or "rotate-token". Remove "tenant-env".`)
   }
   if (problems.length) throw new UserError(formatProblems('The action inputs are not valid', problems), problems)
   return settings
+}
+
+/**
+ * `mode: rotate-key`'s keys, checked before any connection: the new key is a private key that can be
+ * read (with its passphrase) and differs from the current one, whose public half must be known to
+ * find its lines. Messages name the inputs, never a key's text.
+ */
+function keyRotation(mode: Mode, keys: { sshPrivateKey: string; sshPassphrase: string; newPrivateKey: string; newPassphrase: string }, problems: string[]): KeyRotation | undefined {
+  if (mode !== 'rotate-key') {
+    for (const name of ['new-ssh-private-key', 'new-ssh-passphrase'] as const) {
+      if (name === 'new-ssh-private-key' ? keys.newPrivateKey : keys.newPassphrase) {
+        problems.push(`Input "${name}" only applies to mode "rotate-key" (set mode: rotate-key to move the servers to that key), or remove it.`)
+      }
+    }
+    return undefined
+  }
+  if (!keys.newPrivateKey) {
+    problems.push(
+      'Input "new-ssh-private-key" is required in mode "rotate-key": the private key to move the servers to, e.g. new-ssh-private-key: ${{ secrets.NEW_SSH_PRIVATE_KEY }} (make one with ssh-keygen -t ed25519 -N "" -f openclaw_deploy_new).'
+    )
+    return undefined
+  }
+  const read = (name: string, key: string, passphrase: string, passphraseInput: string): PublicKey | undefined => {
+    try {
+      return publicKeyOf(key, passphrase)
+    } catch (error) {
+      if (!(error instanceof UnusableKey)) throw error
+      problems.push(`Input "${name}" cannot be used as an SSH private key: ${error.message} (give the whole private key, from -----BEGIN to -----END; is "${passphraseInput}" right?).`)
+      return undefined
+    }
+  }
+  const next = read('new-ssh-private-key', keys.newPrivateKey, keys.newPassphrase, 'new-ssh-passphrase')
+  const current = keys.sshPrivateKey ? read('ssh-private-key', keys.sshPrivateKey, keys.sshPassphrase, 'ssh-passphrase') : undefined
+  if (!next) return undefined
+  if (current && current.blob === next.blob) {
+    problems.push(`Input "new-ssh-private-key" is the same key as "ssh-private-key" (${describeKey(next)}): generate a new one with ssh-keygen and store it as the secret NEW_SSH_PRIVATE_KEY.`)
+  }
+  return { newPrivateKey: keys.newPrivateKey, newPassphrase: keys.newPassphrase, next, current }
 }
 
 function maskSecret(secret: string): void {

@@ -2,12 +2,11 @@
 // secrets stay on its server, in every path that fails; a server that answers with forged workflow
 // commands, Markdown, HTML or a flood adds nothing to the log or the summary and harms no other server.
 import { readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
 import { micromark } from 'micromark'
 import { gfm, gfmHtml } from 'micromark-extension-gfm'
 import { runnerView } from '../fixtures/runner-view.js'
-import { actionKeyInputs, envOf, healthOf, readFleet, resultsOf, statusOf, rig, runAction, server, serverExec, writeRegistry, type ActionRun, type Fleet } from '../rig/fleet.js'
+import { actionKeyInputs, authorizedKeysFile, envOf, healthOf, readFleet, resultsOf, statusOf, rig, runAction, server, serverExec, writeRegistry, type ActionRun, type Fleet } from '../rig/fleet.js'
 
 const FLEET = ['s1', 's2', 's3', 's4', 's5', 's6']
 
@@ -124,7 +123,7 @@ describe('a hostile server', () => {
   beforeAll(async () => {
     await rig('reset', 'all')
     // s1 floods every step: 3 MiB on stdout and on stderr before the real command
-    const authorized = (name: string) => join(fleet.rigDir, name, 'authorized_keys')
+    const authorized = (name: string) => authorizedKeysFile(server(fleet, name))
     const key = readFileSync(fleet.publicKeyFile, 'utf8').trim()
     writeFileSync(authorized('s1'), `command="head -c 3145728 /dev/zero | tr '\\0' A; head -c 3145728 /dev/zero | tr '\\0' B >&2; echo; eval \\"$SSH_ORIGINAL_COMMAND\\"" ${key}\n`)
     // s2 answers every step with the real output, then a hostile error= line and a failure

@@ -29,7 +29,7 @@ export interface FleetServer {
   veth: string
   /** The deploy user's home as this server sees it (each server has its own). */
   home: string
-  /** Original docker-compose.yml, .env and authorized_keys of this server. */
+  /** Original docker-compose.yml, .env and authorized_keys of this server (reset restores them). */
   baselineDir: string
   /** `unix://…` socket of the server's own dockerd; null with `up --no-docker`. */
   dockerHost: string | null
@@ -142,6 +142,11 @@ export function serverExec(name: string, command: string, timeoutMs = 120_000): 
 export async function healthOf(name: string): Promise<string | undefined> {
   const r = await serverExec(name, 'curl -fsS --max-time 3 http://127.0.0.1:18789/health', 15_000)
   return r.code === 0 ? r.stdout.trim() : undefined
+}
+
+/** The deploy user's ~/.ssh/authorized_keys on the server, the file its sshd reads (AuthorizedKeysFile %h/.ssh/authorized_keys). */
+export function authorizedKeysFile(fleetServer: FleetServer): string {
+  return join(fleetServer.home, '.ssh', 'authorized_keys')
 }
 
 /** The server's .env as it is now. */

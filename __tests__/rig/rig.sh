@@ -22,6 +22,8 @@
 #   rig.sh shape NAME upstream|simple   give the server's baseline project that shape (new .env
 #                                  secrets), then reset it: upstream OpenClaw's (the default) or one
 #                                  service on the host network
+#   rig.sh pubkey-algorithms NAME LIST  restart the server's sshd accepting only these public key
+#                                  algorithms (PubkeyAcceptedAlgorithms, e.g. ssh-ed25519); reset lifts it
 #
 # Environment: RIG_DIR (state, default /tmp/openclaw-rig), RIG_KEEP_ON_FAIL=1 (a failed `up` leaves
 # the rig as it is for debugging instead of tearing it down), RIG_PARALLEL (servers provisioned at once).
@@ -328,7 +330,9 @@ write_sshd_config() { # (no command substitutions in per-server paths: `up 200` 
       printf 'HostKey %s/ssh_host_ecdsa_key\nHostKey %s/ssh_host_rsa_key\n' "$dir" "$dir"
     fi
     printf 'PidFile %s/sshd.pid\n' "$dir"
-    printf 'AuthorizedKeysFile %s/authorized_keys\n' "$dir"
+    # the login user's own file, as on a real server (the deploy user's home is $dir/home, see start_sshd)
+    printf 'AuthorizedKeysFile %%h/.ssh/authorized_keys\n'
+    if [[ -f $dir/pubkey-algorithms ]]; then printf 'PubkeyAcceptedAlgorithms %s\n' "$(<"$dir/pubkey-algorithms")"; fi
     printf 'AllowUsers %s\n' "$DEPLOY_USER"
     printf '%s\n' 'PubkeyAuthentication yes' 'PasswordAuthentication no' 'KbdInteractiveAuthentication no' \
       'PermitRootLogin no' 'UsePAM no' 'StrictModes no' 'UseDNS no' 'PrintMotd no' 'PrintLastLog no' \
@@ -754,7 +758,7 @@ cmd_up() {
   ssh-keygen -q -t ed25519 -N '' -C "openclaw-rig client" -f "$RIG_DIR/keys/id_ed25519"
   local pub d dirs=()
   pub=$(<"$RIG_DIR/keys/id_ed25519.pub")
-  for name in "${names[@]}"; do dirs+=("$RIG_DIR/$name/home" "$RIG_DIR/$name/baseline" "$RIG_DIR/$name/$PROJECT"); done
+  for name in "${names[@]}"; do dirs+=("$RIG_DIR/$name/home/.ssh" "$RIG_DIR/$name/baseline" "$RIG_DIR/$name/$PROJECT"); done
   mkdir -p "${dirs[@]}"
   # RSA keys take seconds to generate: in the background, until the sshds start
   local keygens=() pid
@@ -767,14 +771,21 @@ cmd_up() {
   for name in "${names[@]}"; do
     d=$RIG_DIR/$name
     ssh-keygen -q -t ed25519 -N '' -C "openclaw-rig $name" -f "$d/ssh_host_ed25519_key"
-    printf '%s\n' "$pub" >"$d/authorized_keys"
+    printf '%s\n' "$pub" >"$d/home/.ssh/authorized_keys"
     printf '%s\n' "$pub" >"$d/baseline/authorized_keys"
     write_sshd_config "$name"
     write_project "$name"
   done
   dirs=()
-  for name in "${names[@]}"; do dirs+=("$RIG_DIR/$name/home" "$RIG_DIR/$name/$PROJECT"); done
+  local sshdirs=() keyfiles=()
+  for name in "${names[@]}"; do
+    dirs+=("$RIG_DIR/$name/home" "$RIG_DIR/$name/$PROJECT")
+    sshdirs+=("$RIG_DIR/$name/home/.ssh")
+    keyfiles+=("$RIG_DIR/$name/home/.ssh/authorized_keys")
+  done
   chown -R "$DEPLOY_USER:" "${dirs[@]}"
+  chmod 700 "${sshdirs[@]}"
+  chmod 600 "${keyfiles[@]}"
 
   # 3. daemons: dockerds first (sshd's mount namespace must not copy container mounts), then sshds
   if [[ -n $docker ]]; then
@@ -1031,17 +1042,27 @@ cmd__reset() {
     start_dockerd "$name"
     spawn_record "$name.dockerd"
   fi
+  if [[ -f $dir/pubkey-algorithms ]]; then # (rig.sh pubkey-algorithms)
+    rm -f "$dir/pubkey-algorithms"
+    write_sshd_config "$name"
+    stop_pid "$PIDDIR/$name.sshd" 10
+  fi
   if ! pid_alive "$PIDDIR/$name.sshd"; then
     log "$name: sshd is not running: restarting it"
     start_sshd "$name"
     spawn_record "$name.sshd"
   fi
+  # the login user's ~/.ssh: only the baseline authorized_keys (a test may have rotated the key)
+  rm -rf "$dir/home/.ssh"
+  mkdir -m 700 "$dir/home/.ssh"
+  cp "$dir/baseline/authorized_keys" "$dir/home/.ssh/authorized_keys"
+  chmod 600 "$dir/home/.ssh/authorized_keys"
+  chown -R "$DEPLOY_USER:" "$dir/home/.ssh"
   # the project folder: only the baseline files, with their original bytes
   find "$proj" -mindepth 1 -maxdepth 1 ! -name docker-compose.yml ! -name .env -exec rm -rf {} +
   rm -f "$proj/.env" # a test may have made it a link
   cp "$dir/baseline/docker-compose.yml" "$dir/baseline/.env" "$proj/"
   chown -R "$DEPLOY_USER:" "$proj"
-  cp "$dir/baseline/authorized_keys" "$dir/authorized_keys"
   rm -rf "$dir/home/.openclaw-deploy"
   if has_docker; then
     wait_until 60 "$name's docker daemon" docker_ping "$(sock_of "$name")" || die "$name: dockerd not answering"
@@ -1063,11 +1084,32 @@ cmd__reset() {
       [[ $f == "$REGISTRY/$PROJECT:v1" ]] || sdocker "$name" rmi "$f" >/dev/null 2>&1 || true
     done
   fi
+  wait_sshd "$name"
+}
+
+wait_sshd() { # wait_sshd NAME: until the server's sshd answers (through the bastion when it is behind it)
+  local name=$1
   if grep -qx -- "$name" "$RIG_DIR/bastion/servers" 2>/dev/null; then # (this machine cannot reach it)
     wait_until 20 "$name's sshd" in_netns ocrig-bastion timeout 2 bash -c "exec 3<>/dev/tcp/$(server_ip "$name")/22" || die "$name: sshd not answering"
   else
     wait_until 20 "$name's sshd" tcp_open "$(server_ip "$name")" 22 || die "$name: sshd not answering"
   fi
+}
+
+# pubkey-algorithms NAME LIST: the server's sshd accepts only these public key algorithms (a server
+# whose operator allows only some key types); its sshd restarts with them. `reset` lifts it.
+cmd_pubkey_algorithms() {
+  need_root
+  local name=${1:-} list=${2:-}
+  [[ -n $name && $list =~ ^[a-z0-9@.,+-]+$ ]] || die "usage: rig.sh pubkey-algorithms NAME LIST (e.g. ssh-ed25519)"
+  [[ -f $RIG_DIR/fleet.json ]] || die "the rig is not up"
+  known_server "$name"
+  printf '%s\n' "$list" >"$(sdir "$name")/pubkey-algorithms"
+  write_sshd_config "$name"
+  stop_pid "$PIDDIR/$name.sshd" 10
+  start_sshd "$name"
+  spawn_record "$name.sshd"
+  wait_sshd "$name"
 }
 
 cmd_reset() {
@@ -1176,7 +1218,7 @@ cmd_shape() { # shape NAME upstream|simple: the server's baseline project become
 }
 
 usage() {
-  sed -n '2,27p' "$SELF" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,29p' "$SELF" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -1195,6 +1237,7 @@ main() {
     registry) cmd_registry "$@" ;;
     reset) cmd_reset "$@" ;;
     shape) cmd_shape "$@" ;;
+    pubkey-algorithms) cmd_pubkey_algorithms "$@" ;;
     bastion) cmd_bastion "$@" ;;
     _provision) cmd__provision "$@" ;;
     _reset) cmd__reset "$@" ;;

@@ -43,7 +43,7 @@ describe('inputs', () => {
   })
 
   it.each([
-    [{ mode: 'deploi' }, 'Input "mode" is "deploi"; allowed: deploy, rollback, status, rotate-token.'],
+    [{ mode: 'deploi' }, 'Input "mode" is "deploi"; allowed: deploy, rollback, status, rotate-token, rotate-key.'],
     [{ 'max-parallel': 'ten' }, 'Input "max-parallel" is "ten"; allowed: a whole number from 1 to 1000.'],
     [{ 'max-parallel': '0' }, 'Input "max-parallel" is "0"; allowed: a whole number from 1 to 1000.'],
     [{ rollback: 'maybe' }, 'Input "rollback" is "maybe"; allowed: true or false.'],

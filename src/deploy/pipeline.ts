@@ -19,6 +19,7 @@ import { GATEWAY_TOKEN, registryLoginFor } from '../settings.js'
 import { describeContainers, shortId } from './describe.js'
 import { isSuccess, type ServerResult, type Status } from './result.js'
 import { legacyRollbackTag, rollbackTag } from './rollback-tag.js'
+import { rotateKey } from './key-rotation.js'
 import type { RunContext } from './run-context.js'
 import { Cancelled, failure, LockLost, StepFailed, Steps, type Facts, type Ran } from './steps.js'
 
@@ -77,6 +78,8 @@ const LOCK_ROUND_SECONDS = 2
 const CANCELLED_HEALTH_SECONDS = 4
 
 export async function runServer(server: Server, ctx: RunContext): Promise<ServerResult> {
+  // (mode rotate-key: its own flow, in key-rotation.ts; it touches no project, so takes no deploy lock)
+  if (ctx.settings.mode === 'rotate-key') return rotateKey(server, ctx)
   return new ServerJob(server, ctx).run()
 }
 

@@ -1,7 +1,7 @@
 import type { Server } from '../registry/types.js'
 
 /** A server's outcome, in the operator's words (see DESIGN.md "Per-server status"). */
-export type Status = 'deployed' | 'unchanged' | 'rolled-back' | 'failed' | 'unreachable' | 'locked' | 'skipped' | 'planned' | 'healthy' | 'unhealthy'
+export type Status = 'deployed' | 'unchanged' | 'rolled-back' | 'failed' | 'unreachable' | 'locked' | 'skipped' | 'planned' | 'healthy' | 'unhealthy' | 'rotated'
 
 /**
  * What each status means for the run, in one place: a success leaves the step green; a failure
@@ -13,6 +13,7 @@ const OUTCOME: Record<Status, 'success' | 'failure' | 'skipped'> = {
   unchanged: 'success',
   healthy: 'success',
   planned: 'success',
+  rotated: 'success',
   'rolled-back': 'failure',
   failed: 'failure',
   unreachable: 'failure',

@@ -9,8 +9,11 @@ import type { Settings } from '../settings.js'
 /** What a server job needs from the run around it. */
 export interface RunContext {
   settings: Settings
-  /** Opens the server's connection (real SSH, or a fake in unit tests). */
-  connect(server: Server, signal: AbortSignal): Promise<RemoteShell>
+  /**
+   * Opens the server's connection (real SSH, or a fake in unit tests), with `ssh-private-key`, or with
+   * `key` (mode rotate-key logs in with the new key too: the same host key checks and jump route).
+   */
+  connect(server: Server, signal: AbortSignal, key?: { privateKey: string; passphrase: string }): Promise<RemoteShell>
   /** Written into the lock so others see who holds it; must contain `token=<lockToken>`. */
   lockHolder: string
   lockToken: string
@@ -72,13 +75,13 @@ export function createRunContext(settings: Settings, signal: AbortSignal, onProg
     lockHolder: run.holder,
     lockToken: run.token,
     runLabel: run.label,
-    connect: (server: Server, abort: AbortSignal) =>
+    connect: (server: Server, abort: AbortSignal, key = { privateKey: settings.sshPrivateKey, passphrase: settings.sshPassphrase }) =>
       connect({
         host: server.host,
         port: server.port,
         user: server.user,
-        privateKey: settings.sshPrivateKey,
-        passphrase: settings.sshPassphrase,
+        privateKey: key.privateKey,
+        passphrase: key.passphrase,
         hostKeyPolicy: { knownHosts, hostKeys: server.hostKeys, strict: settings.strictHostKeyChecking },
         connectTimeout: settings.connectTimeout,
         signal: abort,

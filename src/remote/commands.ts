@@ -185,7 +185,8 @@ export function stateDir(path: string): string {
   return `${path.replace(/\/+$/, '')}/.openclaw-deploy`
 }
 
-const PRELUDE = `set -u
+/** Every step's start: unset variables are errors, and `fail` explains a failure (also authorized-keys.ts's steps). */
+export const PRELUDE = `set -u
 fail() { printf 'error=%s\\n' "$*"; exit ${EXIT_CODE.failed}; }
 `
 

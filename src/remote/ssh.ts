@@ -60,7 +60,9 @@ export class ConnectError extends Error {
     message: string,
     readonly kind: 'host-key' | 'auth' | 'network' | 'key',
     /** `jump`: the jump host failed (its own connection retried already), not the server behind it. */
-    readonly hop: 'target' | 'jump' = 'target'
+    readonly hop: 'target' | 'jump' = 'target',
+    /** ssh2's own words, where the message says it for people (a refused key: "All configured authentication methods failed"). */
+    readonly reason?: string
   ) {
     super(message)
     this.name = 'ConnectError'
@@ -204,7 +206,7 @@ async function connectOnce(options: ConnectOptions, keyTypes: string[], readyTim
           'auth'
         )
       }
-      throw new ConnectError(`${options.user}@${options.host}:${options.port} did not accept the SSH key (check the deploy user's authorized_keys and ssh-private-key)`, 'auth')
+      throw new ConnectError(`${options.user}@${options.host}:${options.port} did not accept the SSH key (check the deploy user's authorized_keys and ssh-private-key)`, 'auth', 'target', message)
     }
     if (/passphrase|private key|Cannot parse privateKey|Unsupported key format/i.test(message)) {
       if (options.role === 'jump') throw new ConnectError(`the jump-private-key input cannot be used: ${message} (is ssh-passphrase right?)`, 'key')

@@ -35,7 +35,8 @@ export class TenantDeployments {
 
   /** Creates the deployments (in_progress); undefined when `environment` is not set. */
   static async start(settings: Settings, tenants: string[], env: NodeJS.ProcessEnv = process.env, timeoutMs = API_TIMEOUT_MS): Promise<TenantDeployments | undefined> {
-    if (!settings.environment || settings.dryRun || settings.mode === 'status') return undefined
+    // (a key rotation deploys nothing to a tenant)
+    if (!settings.environment || settings.dryRun || settings.mode === 'status' || settings.mode === 'rotate-key') return undefined
     const [owner, repo] = (env.GITHUB_REPOSITORY ?? '').split('/')
     if (!owner || !repo || !env.GITHUB_SHA || !settings.githubToken) {
       core.warning('Input "environment" is set but GITHUB_REPOSITORY, GITHUB_SHA or github-token is missing: no GitHub deployment is recorded.')

@@ -7,6 +7,7 @@ import * as core from '@actions/core'
 import { shortId } from '../deploy/describe.js'
 import { isFailure, type ServerResult, type Status } from '../deploy/result.js'
 import { formatAddress } from '../registry/load.js'
+import { describeKey } from '../remote/deploy-keys.js'
 import type { Settings } from '../settings.js'
 import { bounded, htmlText, logQuoted, MAX_FIELD_CHARS, markdownCode, markdownText, multiLine, preText, singleLine } from '../untrusted.js'
 
@@ -21,7 +22,8 @@ export const STATUS_SYMBOL: Record<Status, string> = {
   skipped: '⏭️',
   planned: '📝',
   healthy: '💚',
-  unhealthy: '💔'
+  unhealthy: '💔',
+  rotated: '🔑'
 }
 
 /** GitHub shows at most 10 error (and 10 warning) annotations per step; the rest are grouped into the last one. */
@@ -129,7 +131,7 @@ export function setOutputs(results: ServerResult[]): void {
   const counts = countByStatus(results)
   const n = (...statuses: Status[]) => statuses.reduce((sum, s) => sum + (counts.get(s) ?? 0), 0)
   core.setOutput('results', json)
-  core.setOutput('deployed', n('deployed', 'unchanged'))
+  core.setOutput('deployed', n('deployed', 'unchanged', 'rotated'))
   core.setOutput('failed', n('failed', 'unreachable', 'locked'))
   core.setOutput('rolled-back', n('rolled-back'))
   core.setOutput('skipped', n('skipped'))
@@ -262,7 +264,9 @@ function heading(settings: Settings, env: NodeJS.ProcessEnv, runMs?: number): st
     ? 'plan'
     : settings.mode === 'deploy'
       ? `deploy of ${settings.image ? markdownCode(settings.image, { table: false }) : 'the image each .env names'}`
-      : markdownText(settings.mode)
+      : settings.mode === 'rotate-key' && settings.keyRotation
+        ? `deploy key rotation to ${markdownCode(describeKey(settings.keyRotation.next), { table: false })}`
+        : markdownText(settings.mode)
   const commit = env.GITHUB_SHA ? ` at commit ${markdownCode(env.GITHUB_SHA.slice(0, 12), { table: false })}` : ''
   const facts = [env.GITHUB_EVENT_NAME ? `trigger: ${markdownText(env.GITHUB_EVENT_NAME)}` : '', runMs === undefined ? '' : `total ${seconds(runMs)}`].filter(Boolean)
   return `## OpenClaw ${what}${commit}${facts.map(f => ` · ${f}`).join('')}`
