@@ -54015,7 +54015,7 @@ async function endProcess() {
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _runtime_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8462);
 /* harmony import */ var _end_process_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8514);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1976);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7724);
 // ssh2 (through node-ssh) reads __dirname while loading; in the ESM bundle it must exist first.
 
 
@@ -54029,7 +54029,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 1976:
+/***/ 7724:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -57447,6 +57447,7 @@ function parseFacts(stdout) {
 function stateDir(path) {
     return `${path.replace(/\/+$/, '')}/.openclaw-deploy`;
 }
+/** Every step's start: unset variables are errors, and `fail` explains a failure (also authorized-keys.ts's steps). */
 const PRELUDE = `set -u
 fail() { printf 'error=%s\\n' "$*"; exit ${EXIT_CODE.failed}; }
 `;
@@ -58180,6 +58181,60 @@ printf 'health=%s\\nhttp=%s\\ncontainers=%s\\n' "$health" "$code" "$containers"
 echo "error=not healthy: $url answered HTTP $code"
 exit ${EXIT_CODE.unhealthy}`
     };
+}
+
+// EXTERNAL MODULE: ./node_modules/ssh2/lib/index.js
+var lib = __nccwpck_require__(5472);
+var lib_default = /*#__PURE__*/__nccwpck_require__.n(lib);
+;// CONCATENATED MODULE: ./src/remote/deploy-keys.ts
+/**
+ * The public half of a deploy key, derived in-process from the private key (ssh2's parser, the one
+ * that logs in with it), in the two forms an operator meets it in: the `authorized_keys` words and
+ * the fingerprint `ssh-keygen -l` prints. Nothing here keeps or shows private key material.
+ */
+
+
+/** A key type word and a base64 blob, as they may be passed to a server script (see authorized-keys.ts). */
+const KEY_TYPE_WORD = /^[a-z0-9][a-z0-9@.-]*$/;
+const KEY_BLOB = /^[A-Za-z0-9+/]+={0,2}$/;
+/** Why a private key cannot be used, in words that do not quote it. */
+class UnusableKey extends Error {
+}
+/**
+ * The public key of `privateKey`. Throws UnusableKey when it is not a private key ssh2 can read
+ * (a public key pasted by mistake, a wrong or missing passphrase, a format it does not know).
+ */
+function publicKeyOf(privateKey, passphrase = '') {
+    const parsed = lib_default().utils.parseKey(privateKey, passphrase || undefined);
+    // (ssh2's reasons name the format or the passphrase, never the key's bytes)
+    if (parsed instanceof Error)
+        throw new UnusableKey(parsed.message);
+    if (!parsed.isPrivateKey())
+        throw new UnusableKey('this is a public key; the private key is needed (the file without .pub, from -----BEGIN to -----END)');
+    const wire = parsed.getPublicSSH();
+    const type = parsed.type;
+    if (!KEY_TYPE_WORD.test(type))
+        throw new UnusableKey(`unexpected key type ${JSON.stringify(type)}`);
+    return { type, blob: wire.toString('base64'), fingerprint: fingerprintOf(wire), label: labelOf(type) };
+}
+/** OpenSSH's SHA256 fingerprint of a public key blob: unpadded base64 of its SHA-256. */
+function fingerprintOf(wire) {
+    return `SHA256:${(0,external_node_crypto_.createHash)('sha256').update(wire).digest('base64').replace(/=+$/, '')}`;
+}
+function labelOf(type) {
+    if (type === 'ssh-ed25519')
+        return 'ED25519';
+    if (type.startsWith('ecdsa-'))
+        return 'ECDSA';
+    if (type === 'ssh-rsa' || type.startsWith('rsa-'))
+        return 'RSA';
+    if (type === 'ssh-dss')
+        return 'DSA';
+    return type;
+}
+/** `SHA256:… (ED25519)`, for plans, logs and messages. */
+function describeKey(key) {
+    return `${key.fingerprint} (${key.label})`;
 }
 
 ;// CONCATENATED MODULE: external "node:fs"
@@ -59307,7 +59362,8 @@ const INPUT_DEFAULTS = {
 
 
 
-const MODES = ['deploy', 'rollback', 'status', 'rotate-token'];
+
+const MODES = ['deploy', 'rollback', 'status', 'rotate-token', 'rotate-key'];
 /** The key of tenant-env whose variables every tenant gets (its own value for a name wins). */
 const ALL_TENANTS = '*';
 /** The gateway's token in upstream's `.env`; `mode: rotate-token` renews it. */
@@ -59352,8 +59408,10 @@ function readSettings(read = readActionInput) {
     const sshPassphrase = p.raw('ssh-passphrase');
     const jumpPrivateKey = p.raw('jump-private-key');
     const registryPassword = p.raw('registry-password');
+    const newPrivateKey = p.raw('new-ssh-private-key');
+    const newPassphrase = p.raw('new-ssh-passphrase');
     // Mask before anything else can print them, including our own error messages.
-    for (const secret of [sshPrivateKey, sshPassphrase, jumpPrivateKey, registryPassword])
+    for (const secret of [sshPrivateKey, sshPassphrase, jumpPrivateKey, registryPassword, newPrivateKey, newPassphrase])
         if (secret)
             maskSecret(secret);
     const mode = p.choice('mode', MODES);
@@ -59401,7 +59459,8 @@ function readSettings(read = readActionInput) {
         githubToken: p.raw('github-token'),
         tenantEnv,
         registryCredentials: p.registryCredentials(registryPassword),
-        jumpPrivateKey
+        jumpPrivateKey,
+        keyRotation: keyRotation(mode, { sshPrivateKey, sshPassphrase, newPrivateKey, newPassphrase }, problems)
     };
     if (settings.githubToken)
         maskSecret(settings.githubToken);
@@ -59424,12 +59483,53 @@ function readSettings(read = readActionInput) {
     if (mode === 'rotate-token' && settings.image) {
         problems.push('Input "image" does not apply to mode "rotate-token": the gateway restarts with the image it runs. Remove "image" (or deploy first).');
     }
-    if ((mode === 'rollback' || mode === 'status') && Object.keys(tenantEnv).length) {
+    if (mode === 'rotate-key' && settings.image) {
+        problems.push('Input "image" does not apply to mode "rotate-key": it changes only the deploy key in authorized_keys. Remove "image".');
+    }
+    if ((mode === 'rollback' || mode === 'status' || mode === 'rotate-key') && Object.keys(tenantEnv).length) {
         problems.push(`Input "tenant-env" does not apply to mode "${mode}": it sets variables in mode "deploy" or "rotate-token". Remove "tenant-env".`);
     }
     if (problems.length)
         throw new UserError(formatProblems('The action inputs are not valid', problems), problems);
     return settings;
+}
+/**
+ * `mode: rotate-key`'s keys, checked before any connection: the new key is a private key that can be
+ * read (with its passphrase) and differs from the current one, whose public half must be known to
+ * find its lines. Messages name the inputs, never a key's text.
+ */
+function keyRotation(mode, keys, problems) {
+    if (mode !== 'rotate-key') {
+        for (const name of ['new-ssh-private-key', 'new-ssh-passphrase']) {
+            if (name === 'new-ssh-private-key' ? keys.newPrivateKey : keys.newPassphrase) {
+                problems.push(`Input "${name}" only applies to mode "rotate-key" (set mode: rotate-key to move the servers to that key), or remove it.`);
+            }
+        }
+        return undefined;
+    }
+    if (!keys.newPrivateKey) {
+        problems.push('Input "new-ssh-private-key" is required in mode "rotate-key": the private key to move the servers to, e.g. new-ssh-private-key: ${{ secrets.NEW_SSH_PRIVATE_KEY }} (make one with ssh-keygen -t ed25519 -N "" -f openclaw_deploy_new).');
+        return undefined;
+    }
+    const read = (name, key, passphrase, passphraseInput) => {
+        try {
+            return publicKeyOf(key, passphrase);
+        }
+        catch (error) {
+            if (!(error instanceof UnusableKey))
+                throw error;
+            problems.push(`Input "${name}" cannot be used as an SSH private key: ${error.message} (give the whole private key, from -----BEGIN to -----END; is "${passphraseInput}" right?).`);
+            return undefined;
+        }
+    };
+    const next = read('new-ssh-private-key', keys.newPrivateKey, keys.newPassphrase, 'new-ssh-passphrase');
+    const current = keys.sshPrivateKey ? read('ssh-private-key', keys.sshPrivateKey, keys.sshPassphrase, 'ssh-passphrase') : undefined;
+    if (!next)
+        return undefined;
+    if (current && current.blob === next.blob) {
+        problems.push(`Input "new-ssh-private-key" is the same key as "ssh-private-key" (${describeKey(next)}): generate a new one with ssh-keygen and store it as the secret NEW_SSH_PRIVATE_KEY.`);
+    }
+    return { newPrivateKey: keys.newPrivateKey, newPassphrase: keys.newPassphrase, next, current };
 }
 function maskSecret(secret) {
     core_setSecret(secret);
@@ -59653,6 +59753,7 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 
 
 
+
 /**
  * The plan the inputs ask for: the registry file (or the one server of input `host`), checked,
  * filtered and ordered. The deploy step and its post step (src/cleanup.ts) both start here, so
@@ -59698,11 +59799,19 @@ function buildPlan(selection, settings) {
 function imageFor(settings) {
     if (settings.mode === 'deploy')
         return settings.image || REPULL_CURRENT_IMAGE;
+    if (settings.mode === 'rotate-key')
+        return rotationText(settings.keyRotation);
     if (settings.mode === 'rollback')
         return ROLLBACK_IMAGE;
     if (settings.mode === 'rotate-token')
         return RUNNING_IMAGE;
     return UNCHANGED_IMAGE;
+}
+/** What `mode: rotate-key` does, for the plan: `(deploy key SHA256:… (ED25519) → SHA256:… (ECDSA); image unchanged)`. */
+function rotationText(rotation) {
+    if (!rotation)
+        return UNCHANGED_IMAGE;
+    return `(deploy key ${rotation.current ? describeKey(rotation.current) : 'of ssh-private-key'} → ${describeKey(rotation.next)}; image unchanged)`;
 }
 /**
  * What a server's `.env` gets set besides the image: its tenant's tenant-env, and in mode
@@ -59752,7 +59861,11 @@ function formatPlan(plan, settings) {
     const phases = plan.canaries > 0 ? `${plan.canaries} canar${plan.canaries === 1 ? 'y' : 'ies'} first; the other ${working - plan.canaries} start only if every canary succeeds` : 'no canary phase';
     const heading = `Plan: ${plan.mode} on ${working} server${working === 1 ? '' : 's'}` +
         `${skipped ? `, ${skipped} skipped` : ''} (${phases}; at most ${settings.maxParallel} at a time)` +
-        (settings.dryRun ? '. Dry run: no server is contacted.' : '.');
+        (settings.dryRun ? '. Dry run: no server is contacted.' : '.') +
+        // the jump hosts' own authorized_keys are not the servers': a rotation leaves them as they are
+        (plan.mode === 'rotate-key' && plan.entries.some(entry => entry.action !== 'skip' && entry.server.jump)
+            ? ' Jump hosts are not changed: they keep accepting the key they accept now (jump-private-key, or ssh-private-key when that is empty).'
+            : '');
     const rows = plan.entries.map(entry => [
         String(entry.order),
         entry.server.name,
@@ -60103,8 +60216,6 @@ async function scanDirectory(path, { recursive = true, validate = null, concurre
 
 // EXTERNAL MODULE: ./node_modules/shell-escape/shell-escape.js
 var shell_escape = __nccwpck_require__(4646);
-// EXTERNAL MODULE: ./node_modules/ssh2/lib/index.js
-var lib = __nccwpck_require__(5472);
 ;// CONCATENATED MODULE: ./node_modules/node-ssh/lib/esm/index.mjs
 
 
@@ -61058,12 +61169,16 @@ class OutputTail {
 class ConnectError extends Error {
     kind;
     hop;
+    reason;
     constructor(message, kind, 
     /** `jump`: the jump host failed (its own connection retried already), not the server behind it. */
-    hop = 'target') {
+    hop = 'target', 
+    /** ssh2's own words, where the message says it for people (a refused key: "All configured authentication methods failed"). */
+    reason) {
         super(message);
         this.kind = kind;
         this.hop = hop;
+        this.reason = reason;
         this.name = 'ConnectError';
     }
 }
@@ -61204,7 +61319,7 @@ async function connectOnce(options, keyTypes, readyTimeoutMs) {
             if (options.role === 'jump') {
                 throw new ConnectError(`${options.user}@${options.host}:${options.port} did not accept the SSH key (check the jump user's authorized_keys and jump-private-key, or ssh-private-key when jump-private-key is empty)`, 'auth');
             }
-            throw new ConnectError(`${options.user}@${options.host}:${options.port} did not accept the SSH key (check the deploy user's authorized_keys and ssh-private-key)`, 'auth');
+            throw new ConnectError(`${options.user}@${options.host}:${options.port} did not accept the SSH key (check the deploy user's authorized_keys and ssh-private-key)`, 'auth', 'target', message);
         }
         if (/passphrase|private key|Cannot parse privateKey|Unsupported key format/i.test(message)) {
             if (options.role === 'jump')
@@ -61485,6 +61600,7 @@ const OUTCOME = {
     unchanged: 'success',
     healthy: 'success',
     planned: 'success',
+    rotated: 'success',
     'rolled-back': 'failure',
     failed: 'failure',
     unreachable: 'failure',
@@ -61525,6 +61641,226 @@ function rollbackTag(server) {
 function legacyRollbackTag(server) {
     const name = server.path.replace(/^\/+|\/+$/g, '').replace(/[^A-Za-z0-9_.-]+/g, '_') || 'root';
     return `openclaw-rollback:${name.slice(-120)}`;
+}
+
+;// CONCATENATED MODULE: ./src/remote/authorized-keys.ts
+
+
+/** The comment of a line this action adds starts with this; on failure only such lines are taken back. */
+const ROTATED_MARK = 'openclaw-deploy rotated';
+/** The comment of the line added now: `openclaw-deploy rotated 2026-03-01T04:20:00Z`. */
+function rotatedComment(at = new Date()) {
+    return `${ROTATED_MARK} ${at.toISOString().replace(/\.\d{3}Z$/, 'Z')}`;
+}
+/**
+ * The awk program every step shares. Keys a (a_type, a_blob; with `mark` set, only lines whose
+ * comment starts with it) and b (b_type, b_blob) come from the environment (ENVIRON: no escape
+ * processing, unlike -v). Modes:
+ *   count   prints `A B`: how many lines hold key a, and key b;
+ *   add     writes the file to `out` with, after each line holding key a, a line for key b with the
+ *           same options and the comment `comment` (each distinct line once), and prints the number
+ *           of lines added and of bytes written;
+ *   remove  writes the file to `out` without the lines holding key a, and prints the number of
+ *           lines removed and of bytes written.
+ * Arguments: MODE FILE LASTNL OUT; LASTNL (`yes`/`no`) says whether FILE ends with a newline (awk
+ * cannot tell), so the output ends as it did.
+ */
+const SCAN = String.raw `scan() {
+  LC_ALL=C mode=$1 lastnl=$3 out=$4 awk '
+    BEGIN { mode = ENVIRON["mode"]; out = ENVIRON["out"]; lastnl = ENVIRON["lastnl"] }
+    # holds(s, t, b): 1 when line s holds key t b without options, 2 with options (then in opts), else 0
+    function holds(s, t, b,   i, n, c, q, rest) {
+      cmt = ""; opts = ""
+      sub(/^[ \t]+/, "", s)
+      if (s == "" || substr(s, 1, 1) == "#") return 0
+      if (typed(s, t, b)) return 1
+      n = length(s); q = 0
+      for (i = 1; i <= n; i++) {
+        c = substr(s, i, 1)
+        if (!q && (c == " " || c == "\t")) break
+        if (c == "\\" && substr(s, i + 1, 1) == "\"") { i++; continue }
+        if (c == "\"") q = !q
+      }
+      if (q || i > n) return 0
+      rest = substr(s, i); sub(/^[ \t]+/, "", rest)
+      if (!typed(rest, t, b)) return 0
+      opts = substr(s, 1, i - 1)
+      return 2
+    }
+    # typed(s, t, b): s starts with the words t and b (the rest, less blanks, goes to cmt)
+    function typed(s, t, b,   w) {
+      if (!match(s, /^[^ \t]+/) || substr(s, 1, RLENGTH) != t) return 0
+      s = substr(s, RLENGTH + 1)
+      if (!match(s, /^[ \t]+[^ \t]+/)) return 0
+      w = substr(s, 1, RLENGTH); sub(/^[ \t]+/, "", w)
+      if (w != b) return 0
+      cmt = substr(s, RLENGTH + 1); sub(/^[ \t]+/, "", cmt)
+      return 1
+    }
+    function isa(s,   m) {
+      m = holds(s, ENVIRON["a_type"], ENVIRON["a_blob"])
+      if (m && ENVIRON["mark"] != "" && index(cmt, ENVIRON["mark"]) != 1) return 0
+      return m
+    }
+    function emit(s) {
+      if (printed++) { printf "\n" > out; bytes++ }
+      printf "%s", s > out; bytes += length(s)
+    }
+    {
+      line = $0; cr = ""
+      if (sub(/\r$/, "", line)) cr = "\r"
+      m = isa(line); o = opts
+      if (m) na++
+      if (holds(line, ENVIRON["b_type"], ENVIRON["b_blob"])) nb++
+      if (mode == "count" || (mode == "remove" && m)) next
+      emit($0)
+      if (mode == "add" && m) {
+        new = (m == 2 ? o " " : "") ENVIRON["b_type"] " " ENVIRON["b_blob"] " " ENVIRON["comment"] cr
+        if (!(new in made)) { made[new] = 1; emit(new); added++ }
+      }
+    }
+    END {
+      if (printed && lastnl == "yes") { printf "\n" > out; bytes++ }
+      if (mode == "count") print na + 0, nb + 0
+      else print (mode == "add" ? added : na) + 0, bytes + 0
+    }' "$2"
+}
+`;
+/**
+ * Shell functions of every step: `locate` finds the file (sets keys, dir; fails on a link), `lock`
+ * takes the editors' flock, `ends` says whether a file ends with a newline, `replace FILE COUNTS`
+ * writes a new version through SCAN (see there) into a copy and renames it over the file.
+ */
+const KEYS_FUNCTIONS = SCAN +
+    `export LC_ALL=C
+me=$(id -un)
+locate() {
+  [ -n "\${HOME:-}" ] || fail "HOME is not set for $me, so its authorized_keys cannot be found; nothing was changed"
+  dir=$HOME/.ssh keys=$HOME/.ssh/authorized_keys
+  [ ! -L "$keys" ] || fail "$keys of $me is a symbolic link; the action does not follow it: change the file it leads to by hand. Nothing was changed"
+}
+lock() {
+  command -v flock >/dev/null || fail "flock (util-linux) is not installed on the server; changing authorized_keys needs it. Nothing was changed"
+  { exec 9>>"$dir/.openclaw-deploy-keys.lock"; } 2>/dev/null || fail "cannot open the lock file $dir/.openclaw-deploy-keys.lock as $me; nothing was changed"
+  flock -w 10 9 || fail "another process kept $dir/.openclaw-deploy-keys.lock busy for 10 s; nothing was changed"
+}
+ends() { if [ -s "$1" ] && [ -z "$(tail -c 1 -- "$1")" ]; then echo yes; else echo no; fi; }
+# replace MODE: the new version of $keys (SCAN MODE, keys a and b from the environment) into a copy
+# that keeps owner and mode, read back, then renamed over $keys; sets n (lines added or removed)
+replace() {
+  tmp=$dir/.authorized_keys.openclaw-deploy.tmp
+  rm -f -- "$tmp"
+  trap 'rm -f -- "$tmp"' EXIT
+  [ -w "$dir" ] || fail "cannot replace $keys: its folder $dir is not writable by $me; nothing was changed"
+  cp -p -- "$keys" "$tmp" 2>/dev/null || fail "cannot make a copy of $keys in $dir (disk full?); nothing was changed"
+  if [ "$(stat -c %u:%g -- "$tmp")" != "$(stat -c %u:%g -- "$keys")" ]; then
+    fail "cannot replace $keys and keep its owner $(stat -c %U:%G -- "$keys"): make $me its owner. Nothing was changed"
+  fi
+  before=$(scan count "$keys" no /dev/null)
+  read -r n size <<< "$(scan "$1" "$keys" "$(ends "$keys")" "$tmp")" || fail "cannot write the new $keys (disk full?); nothing was changed"
+  [ "$(wc -c < "$tmp")" -eq "$size" ] || fail "the new $keys did not read back at its size (disk full?); nothing was changed"
+  read -r a b <<< "$before"
+  read -r a2 b2 <<< "$(scan count "$tmp" no /dev/null)"
+  case $1 in
+    add) [ "$a2" -eq "$a" ] && [ "$b2" -eq "$n" ] ;;
+    remove) [ "$a2" -eq 0 ] && [ "$b2" -eq "$b" ] ;;
+  esac || fail "the new $keys did not read back as written; nothing was changed"
+  mv -f -- "$tmp" "$keys" || fail "cannot replace $keys in $dir; nothing was changed"
+  trap - EXIT
+}
+`;
+function keyArgs(a, b) {
+    for (const key of [a, b]) {
+        // (publicKeyOf made them; this keeps any other caller from passing a word the awk would misread)
+        if (!KEY_TYPE_WORD.test(key.type) || !KEY_BLOB.test(key.blob))
+            throw new Error(`not a public key: ${key.type}`);
+    }
+    return [a.type, a.blob, b.type, b.blob];
+}
+/**
+ * Through the current key's connection: adds the new key with the options of each line of the
+ * current key (one line per distinct options), after that line, commented ROTATED_MARK and the
+ * date, so sshd lets it in exactly where it lets the current key in. Nothing is added when the new
+ * key has a line already. Facts: `old_lines=`, `new_lines=` (before), `added=`. A file without the
+ * current key (missing, or sshd reads keys from elsewhere) fails with nothing changed, and lists
+ * what sshd_config says about where keys are read on `sshd_keys=` lines.
+ */
+function addKey(current, next, comment) {
+    if (/[\r\n]/.test(comment))
+        throw new Error('a comment is one line');
+    return {
+        step: 'keys-add',
+        args: [...keyArgs(current, next), comment],
+        script: PRELUDE +
+            KEYS_FUNCTIONS +
+            `export a_type=$1 a_blob=$2 b_type=$3 b_blob=$4 comment=$5 mark=''
+locate
+elsewhere() {
+  grep -hiE '^[[:space:]]*(AuthorizedKeysFile|AuthorizedKeysCommand)[[:space:]]' /etc/ssh/sshd_config /etc/ssh/sshd_config.d/*.conf 2>/dev/null | head -n 5 | sed 's/^[[:space:]]*/sshd_keys=/'
+}
+if [ ! -e "$keys" ]; then
+  elsewhere
+  fail "$keys does not exist, yet the current key logged in as $me: this server's sshd reads keys from elsewhere (AuthorizedKeysFile or AuthorizedKeysCommand in sshd_config); rotate the key there by hand. Nothing was changed"
+fi
+[ -f "$keys" ] || fail "$keys is not a regular file; nothing was changed"
+lock
+read -r a b <<< "$(scan count "$keys" no /dev/null)" || fail "cannot read $keys as $me; nothing was changed"
+printf 'old_lines=%s\\nnew_lines=%s\\n' "$a" "$b"
+if [ "$a" -eq 0 ]; then
+  elsewhere
+  fail "$keys holds no line for the current key, yet it logged in as $me: this server's sshd reads keys from elsewhere (AuthorizedKeysFile or AuthorizedKeysCommand in sshd_config); rotate the key there by hand. Nothing was changed"
+fi
+if [ "$b" -gt 0 ]; then echo added=0; exit 0; fi
+replace add
+echo "added=$n"`
+    };
+}
+/**
+ * Removes the lines of key `drop` (with `mark`, only those whose comment starts with it), but only
+ * while key `keep` keeps a line, and checks it still does afterwards. The last step of a rotation
+ * (drop the old key, keep the new, through the new key's connection), and its undo when the new key
+ * could not log in (drop the lines this action added, keep the old key). Facts: `removed=`.
+ */
+function removeKey(drop, keep, mark = '') {
+    if (/[\r\n]/.test(mark))
+        throw new Error('a mark is one line');
+    return {
+        step: mark ? 'keys-undo' : 'keys-remove',
+        args: [...keyArgs(drop, keep), mark],
+        script: PRELUDE +
+            KEYS_FUNCTIONS +
+            `export a_type=$1 a_blob=$2 b_type=$3 b_blob=$4 mark=$5 comment=''
+locate
+[ -f "$keys" ] || fail "$keys does not exist (any more) or is not a regular file; nothing was changed"
+lock
+read -r a b <<< "$(scan count "$keys" no /dev/null)" || fail "cannot read $keys as $me; nothing was changed"
+[ "$b" -gt 0 ] || fail "$keys holds no line for the key that must stay, so no line was removed (another process changed the file?)"
+if [ "$a" -eq 0 ]; then echo removed=0; exit 0; fi
+replace remove
+echo "removed=$n"`
+    };
+}
+/**
+ * Read-only: how many lines of `~/.ssh/authorized_keys` hold the current and the new key (0 0 when
+ * there is no such file). Facts: `file=`, `old_lines=`, `new_lines=`.
+ */
+function countKeys(current, next) {
+    return {
+        step: 'keys-check',
+        args: keyArgs(current, next),
+        script: PRELUDE +
+            KEYS_FUNCTIONS +
+            `export a_type=$1 a_blob=$2 b_type=$3 b_blob=$4 mark='' comment=''
+locate
+printf 'file=%s\\n' "$keys"
+if [ ! -e "$keys" ]; then printf 'old_lines=0\\nnew_lines=0\\n'; exit 0; fi
+read -r a b <<< "$(scan count "$keys" no /dev/null)" || fail "cannot read $keys as $me"
+printf 'old_lines=%s\\nnew_lines=%s\\n' "$a" "$b"`
+    };
+}
+/** The proof that a connection works: who it logged in as (`user=`). */
+function whoAmI() {
+    return { step: 'keys-login', args: [], script: `printf 'user=%s\\n' "$(id -un)"` };
 }
 
 ;// CONCATENATED MODULE: ./src/deploy/steps.ts
@@ -61651,6 +61987,259 @@ function failure(step, code, stdout, stderr) {
     return new StepFailed(step, `${step} failed: ${reason}`, output, code, facts);
 }
 
+;// CONCATENATED MODULE: ./src/deploy/key-rotation.ts
+/**
+ * `mode: rotate-key` on one server: moves the login user's `~/.ssh/authorized_keys` from the current
+ * deploy key (`ssh-private-key`) to the new one (`new-ssh-private-key`) so that at every moment one of
+ * them logs in, and a server the new key cannot reach keeps the current one:
+ *
+ *   1. log in with the current key. Refused, but the new key logs in and the current key has no line
+ *      any more: this server was rotated already (`unchanged`), so a run after a partial one is safe;
+ *   2. add the new key next to each line of the current one, with the same options (nothing when
+ *      the new key has a line already);
+ *   3. log in with the new key on a second connection (the same host key checks and jump route) and
+ *      check who that is. If it cannot: take back the line(s) added (through the first connection),
+ *      `failed`, the current key still works;
+ *   4. through the new key's connection, remove the current key's lines, and check that the current
+ *      key is now refused: `rotated`.
+ *
+ * It takes no deploy lock: nothing of the project changes. Every outcome is a ServerResult value.
+ */
+
+
+
+
+
+
+/** Each of these steps reads or rewrites one small file; its flock waits 10 s at most. */
+const KEYS_STEP_SECONDS = 60;
+/** How sshd_config lines quoted from the server are bounded in a message. */
+const QUOTED_CHARS = 200;
+async function rotateKey(server, ctx) {
+    return new KeyRotationJob(server, ctx).run();
+}
+class KeyRotationJob {
+    server;
+    ctx;
+    started = Date.now();
+    result;
+    shells = [];
+    /** What is true of the server now, for a failure's message; empty while nothing was changed. */
+    state = '';
+    constructor(server, ctx) {
+        this.server = server;
+        this.ctx = ctx;
+        this.result = { server, status: 'failed', durationMs: 0, log: [] };
+    }
+    async run() {
+        try {
+            const rotation = this.ctx.settings.keyRotation;
+            // (readSettings sets both in mode rotate-key outside a dry run, which connects nowhere)
+            if (!rotation?.current)
+                throw new Error('mode rotate-key without its keys');
+            return await this.rotate(rotation, rotation.current);
+        }
+        catch (error) {
+            if (error instanceof StepFailed) {
+                this.result.failedStep = error.step;
+                this.result.failedOutput = error.output;
+            }
+            const status = error instanceof ConnectionLost ? 'unreachable' : 'failed';
+            return this.finish(status, `${errorText(error)}${this.state ? `; ${this.state}` : ''}`);
+        }
+        finally {
+            for (const shell of this.shells)
+                shell.close();
+        }
+    }
+    async rotate(rotation, current) {
+        const { next } = rotation;
+        if (this.ctx.signal.aborted)
+            return this.finish('skipped', 'cancelled before this server started');
+        this.progress('connecting');
+        let first;
+        try {
+            first = await this.open();
+        }
+        catch (error) {
+            if (this.ctx.signal.aborted)
+                return this.finish('skipped', 'cancelled while connecting; nothing changed on this server');
+            if (error instanceof ConnectError && error.kind === 'auth' && error.hop === 'target')
+                return await this.afterRefusal(error, rotation, current);
+            return this.finish(connectStatus(error), errorText(error));
+        }
+        this.note(`connected to ${this.route()} with the current key ${describeKey(current)}`);
+        this.progress('adding the new key');
+        const adding = addKey(current, next, rotatedComment());
+        const added = Number(this.fact(await this.step(first, adding, 'the new key may or may not have been added next to the current one, which still works: run the rotation again'), 'added'));
+        this.note(added
+            ? `added the new key ${describeKey(next)} to authorized_keys with the options of the current key's line${added === 1 ? '' : 's'} (${added} line${added === 1 ? '' : 's'})`
+            : `the new key ${describeKey(next)} has a line in authorized_keys already: nothing added`);
+        this.state = 'both keys log in now (the new key has a line next to the current one): run the rotation again to finish';
+        if (this.ctx.signal.aborted)
+            return this.finish('failed', `cancelled after adding the new key; ${this.state}`);
+        this.progress('logging in with the new key');
+        let second;
+        try {
+            second = await this.open(rotation);
+            await this.proveLogin(second);
+        }
+        catch (error) {
+            return await this.takeBack(error, rotation, current, added);
+        }
+        this.note(`logged in with the new key ${describeKey(next)} as ${this.server.user}`);
+        this.progress('removing the old key');
+        const removing = removeKey(current, next);
+        const removed = Number(this.fact(await this.step(second, removing, 'the current key’s lines may or may not have been removed; the new key logs in: run the rotation again to finish'), 'removed'));
+        this.note(`removed the current key ${describeKey(current)} from authorized_keys (${removed} line${removed === 1 ? '' : 's'})`);
+        this.state = 'the new key logs in, and the current key has no line in authorized_keys any more';
+        // The rotation is done when the current key is refused, not when its line is gone.
+        this.progress('checking the old key is refused');
+        const still = await this.currentKeyLogsIn();
+        if (still === true) {
+            return this.finish('failed', `the current key ${describeKey(current)} still logs in after its lines were removed from ~/.ssh/authorized_keys: this server's sshd also reads keys from elsewhere ` +
+                `(AuthorizedKeysFile, e.g. .ssh/authorized_keys2, or AuthorizedKeysCommand in sshd_config). The new key works; remove the current key there by hand`);
+        }
+        if (still === false)
+            this.note('the current key is refused now');
+        else
+            this.warn(`could not check that the current key is refused now (${still}); the new key works and the current key has no line in authorized_keys any more`);
+        return this.finish('rotated');
+    }
+    /**
+     * The current key was refused. Rotated already when the new key logs in and the current key has
+     * no line; anything else is reported, and nothing is changed.
+     */
+    async afterRefusal(refused, rotation, current) {
+        const { next } = rotation;
+        let fresh;
+        try {
+            fresh = await this.open(rotation);
+        }
+        catch (error) {
+            if (this.ctx.signal.aborted)
+                return this.finish('skipped', 'cancelled while connecting; nothing changed on this server');
+            const why = error instanceof ConnectError && error.kind === 'auth'
+                ? `the new key ${describeKey(next)} is not accepted either${error.reason ? ` (${error.reason})` : ''}`
+                : `the new key: ${errorText(error)}`;
+            return this.finish(connectStatus(error), `${refused.message}; ${why}. Nothing was changed`);
+        }
+        this.note(`the current key ${describeKey(current)} was refused; logged in to ${this.route()} with the new key ${describeKey(next)}`);
+        const facts = await this.step(fresh, countKeys(current, next));
+        const oldLines = Number(this.fact(facts, 'old_lines'));
+        const newLines = Number(this.fact(facts, 'new_lines'));
+        if (oldLines > 0) {
+            return this.finish('failed', `the current key ${describeKey(current)} was refused although authorized_keys still holds ${oldLines} line${oldLines === 1 ? '' : 's'} for it ` +
+                `(sshd refuses it for another reason: its options, e.g. from=, or PubkeyAcceptedAlgorithms in sshd_config); the new key logs in. Nothing was changed: check the server`);
+        }
+        await this.proveLogin(fresh);
+        if (newLines === 0)
+            this.warn('the new key logs in although ~/.ssh/authorized_keys holds no line for it: this server’s sshd reads keys from elsewhere (AuthorizedKeysFile, AuthorizedKeysCommand)');
+        this.note('already rotated: the new key logs in and the current key is refused and has no line in authorized_keys; nothing changed');
+        return this.finish('unchanged');
+    }
+    /** The new key could not log in: take back what this run added, through the first connection. */
+    async takeBack(error, rotation, current, added) {
+        const { next } = rotation;
+        const why = error instanceof ConnectError && error.kind === 'auth' && error.hop === 'target'
+            ? `${this.server.user}@${this.server.host}:${this.server.port} refused it${error.reason ? ` (${error.reason})` : ''}: does its sshd accept ${next.label} keys (PubkeyAcceptedAlgorithms in sshd_config)?`
+            : errorText(error);
+        this.note(`the new key could not log in: ${why}`);
+        this.progress('taking the new key back');
+        const first = this.shells[0];
+        try {
+            const removed = Number(this.fact(await this.step(first, removeKey(next, current, ROTATED_MARK)), 'removed'));
+            const what = removed > 0
+                ? `the new key's line${removed === 1 ? '' : 's'} this action added ${removed === 1 ? 'was' : 'were'} removed again`
+                : added === 0
+                    ? 'its line in authorized_keys, which this action had not added, was kept'
+                    : 'nothing was left to remove';
+            return this.finish('failed', `the new key ${describeKey(next)} could not log in: ${why}; ${what}, and the current key (ssh-private-key) still works`);
+        }
+        catch (undo) {
+            return this.finish('failed', `the new key ${describeKey(next)} could not log in: ${why}; taking its line back failed (${errorText(undo)}): the current key still works; ` +
+                `remove the line commented "${ROTATED_MARK} …" from ~/.ssh/authorized_keys by hand, or run the rotation again`);
+        }
+    }
+    /** The login proof: a command runs, as the registry's user. */
+    async proveLogin(shell) {
+        const user = this.fact(await this.step(shell, whoAmI()), 'user');
+        if (user !== this.server.user)
+            throw new Error(`logged in as ${singleLine(user, QUOTED_CHARS)}, not as ${this.server.user}`);
+    }
+    /** true when the current key still logs in, false when it is refused; else why that is not known. */
+    async currentKeyLogsIn() {
+        try {
+            const shell = await this.open();
+            shell.close();
+            return true;
+        }
+        catch (error) {
+            if (error instanceof ConnectError && error.kind === 'auth' && error.hop === 'target')
+                return false;
+            return errorText(error);
+        }
+    }
+    /** A connection with the current key, or with the new one. */
+    async open(rotation) {
+        const key = rotation ? { privateKey: rotation.newPrivateKey, passphrase: rotation.newPassphrase } : undefined;
+        const shell = await this.ctx.connect(this.server, this.ctx.signal, key);
+        this.shells.push(shell);
+        return shell;
+    }
+    /** Runs one step; `ifLost` says what may have changed when the connection breaks during it (instead of this.state). */
+    async step(shell, command, ifLost) {
+        // (no lock: the steps run as every other step does, without a lease)
+        const steps = new Steps(shell, this.server.path, this.ctx.lockToken, line => this.note(line), () => '');
+        try {
+            return await steps.step(command, Math.min(this.ctx.settings.commandTimeout, KEYS_STEP_SECONDS));
+        }
+        catch (error) {
+            if (ifLost && error instanceof ConnectionLost) {
+                this.state = '';
+                throw new ConnectionLost(`${error.message}: ${ifLost}`);
+            }
+            const config = error instanceof StepFailed ? (error.facts.get('sshd_keys') ?? []).map(line => singleLine(line, QUOTED_CHARS)) : [];
+            if (config.length)
+                error.message += ` (sshd_config: ${config.join('; ')})`;
+            throw error;
+        }
+    }
+    fact(facts, key) {
+        const value = facts.get(key)?.at(-1);
+        if (value === undefined)
+            throw new Error(`the server's answer lacks "${key}"`);
+        return value;
+    }
+    route() {
+        return `${this.server.user}@${this.server.host}:${this.server.port}${this.server.jump ? ` through jump host ${describeJump(this.server.jump)}` : ''}`;
+    }
+    note(line) {
+        this.result.log.push(line);
+    }
+    warn(line) {
+        this.note(`warning: ${line}`);
+        (this.result.warnings ??= []).push(line);
+    }
+    progress(state) {
+        this.note(`— ${state}`);
+        this.ctx.onProgress?.(this.server, state);
+    }
+    finish(status, error) {
+        this.result.status = status;
+        if (error)
+            this.result.error = error;
+        this.result.durationMs = Date.now() - this.started;
+        return this.result;
+    }
+}
+function connectStatus(error) {
+    return error instanceof ConnectError && error.kind !== 'network' ? 'failed' : 'unreachable';
+}
+function errorText(error) {
+    return error instanceof Error ? error.message : String(error);
+}
+
 ;// CONCATENATED MODULE: ./src/deploy/pipeline.ts
 /**
  * One server's work, as a state machine: connect → lock + preflight → (deploy | rollback | status)
@@ -61672,6 +62261,7 @@ function failure(step, code, stdout, stderr) {
 
 
 
+
 /** A lock or unlock is quick; a server that cannot do it in this time is in trouble anyway. */
 const QUICK_STEP_SECONDS = 30;
 /** The lock is waited for in rounds this long, so a cancel is noticed between them. */
@@ -61682,6 +62272,9 @@ const LOCK_ROUND_SECONDS = 2;
  */
 const CANCELLED_HEALTH_SECONDS = 4;
 async function runServer(server, ctx) {
+    // (mode rotate-key: its own flow, in key-rotation.ts; it touches no project, so takes no deploy lock)
+    if (ctx.settings.mode === 'rotate-key')
+        return rotateKey(server, ctx);
     return new ServerJob(server, ctx).run();
 }
 class ServerJob {
@@ -61721,7 +62314,7 @@ class ServerJob {
                 if (this.ctx.signal.aborted)
                     return this.finish('skipped', 'cancelled while connecting; nothing changed on this server');
                 const kind = error instanceof ConnectError ? error.kind : 'network';
-                return this.finish(kind === 'network' ? 'unreachable' : 'failed', errorText(error));
+                return this.finish(kind === 'network' ? 'unreachable' : 'failed', pipeline_errorText(error));
             }
             this.note(`connected to ${this.server.user}@${this.server.host}:${this.server.port}${this.server.jump ? ` through jump host ${describeJump(this.server.jump)}` : ''}`);
             if (this.ctx.settings.mode === 'status')
@@ -61739,7 +62332,7 @@ class ServerJob {
                 this.result.failedOutput = error.output;
             }
             const status = error instanceof ConnectionLost ? 'unreachable' : 'failed';
-            return this.finish(status, errorText(error));
+            return this.finish(status, pipeline_errorText(error));
         }
         finally {
             this.steps?.shell.close();
@@ -61969,7 +62562,7 @@ class ServerJob {
         const up = ran.find(r => r.step === 'up');
         let healthy = false;
         if (up?.failure) {
-            this.note(`switch failed: ${errorText(up.failure)}`);
+            this.note(`switch failed: ${pipeline_errorText(up.failure)}`);
             this.rememberFailure(up.failure);
         }
         else {
@@ -61981,9 +62574,9 @@ class ServerJob {
                 if ((error instanceof ConnectionLost && !this.ctx.signal.aborted) || error instanceof LockLost)
                     throw error;
                 if (this.ctx.signal.aborted)
-                    this.note(`cancelled while switching (${errorText(error)}): restoring the previous image`);
+                    this.note(`cancelled while switching (${pipeline_errorText(error)}): restoring the previous image`);
                 else {
-                    this.note(`switch failed: ${errorText(error)}`);
+                    this.note(`switch failed: ${pipeline_errorText(error)}`);
                     this.rememberFailure(error);
                 }
             }
@@ -62035,7 +62628,7 @@ class ServerJob {
         }
         catch (error) {
             const state = this.changing ? `the server may be left half-switched to ${this.ctx.settings.image || 'the re-pulled image'}` : 'nothing had been changed yet';
-            return this.finish('unreachable', `${lost.message}; could not reconnect (${errorText(error)}): ${state}, and its lock ${stateDir(this.server.path)}/lock may remain`);
+            return this.finish('unreachable', `${lost.message}; could not reconnect (${pipeline_errorText(error)}): ${state}, and its lock ${stateDir(this.server.path)}/lock may remain`);
         }
         if (!this.switching) {
             // a first deploy (nothing ran before it) may have written .env or started containers already
@@ -62138,7 +62731,7 @@ class ServerJob {
         catch (error) {
             if (error instanceof ConnectionLost || error instanceof LockLost)
                 throw error;
-            this.note(`rollback failed: ${errorText(error)}`);
+            this.note(`rollback failed: ${pipeline_errorText(error)}`);
             this.rememberFailure(error);
             return false;
         }
@@ -62206,7 +62799,7 @@ class ServerJob {
             done: (ran, lost) => {
                 const why = lost ?? ran?.failure ?? (ran ? undefined : 'the connection ended before it ran');
                 if (why)
-                    this.note(failed(errorText(why)));
+                    this.note(failed(pipeline_errorText(why)));
                 else
                     ok?.(ran.facts);
             }
@@ -62221,7 +62814,7 @@ class ServerJob {
         return this.steps.step(command, this.ctx.settings.commandTimeout, signal);
     }
     rememberFailure(error) {
-        this.result.error ??= errorText(error);
+        this.result.error ??= pipeline_errorText(error);
         if (error instanceof StepFailed) {
             this.result.failedStep ??= error.step;
             this.result.failedOutput ??= error.output;
@@ -62270,7 +62863,7 @@ function containersFrom(facts) {
 function live(container) {
     return container.state === 'running' || container.state === 'restarting';
 }
-function errorText(error) {
+function pipeline_errorText(error) {
     return error instanceof Error ? error.message : String(error);
 }
 
@@ -62473,12 +63066,12 @@ function createRunContext(settings, signal, onProgress) {
         lockHolder: run.holder,
         lockToken: run.token,
         runLabel: run.label,
-        connect: (server, abort) => connect({
+        connect: (server, abort, key = { privateKey: settings.sshPrivateKey, passphrase: settings.sshPassphrase }) => connect({
             host: server.host,
             port: server.port,
             user: server.user,
-            privateKey: settings.sshPrivateKey,
-            passphrase: settings.sshPassphrase,
+            privateKey: key.privateKey,
+            passphrase: key.passphrase,
             hostKeyPolicy: { knownHosts, hostKeys: server.hostKeys, strict: settings.strictHostKeyChecking },
             connectTimeout: settings.connectTimeout,
             signal: abort,
@@ -62518,7 +63111,8 @@ class TenantDeployments {
     }
     /** Creates the deployments (in_progress); undefined when `environment` is not set. */
     static async start(settings, tenants, env = process.env, timeoutMs = API_TIMEOUT_MS) {
-        if (!settings.environment || settings.dryRun || settings.mode === 'status')
+        // (a key rotation deploys nothing to a tenant)
+        if (!settings.environment || settings.dryRun || settings.mode === 'status' || settings.mode === 'rotate-key')
             return undefined;
         const [owner, repo] = (env.GITHUB_REPOSITORY ?? '').split('/');
         if (!owner || !repo || !env.GITHUB_SHA || !settings.githubToken) {
@@ -62611,6 +63205,7 @@ class TenantDeployments {
 
 
 
+
 /** Real Unicode symbols, never `:shortcode:`s, so they look the same wherever the text is shown. */
 const STATUS_SYMBOL = {
     deployed: '✅',
@@ -62622,7 +63217,8 @@ const STATUS_SYMBOL = {
     skipped: '⏭️',
     planned: '📝',
     healthy: '💚',
-    unhealthy: '💔'
+    unhealthy: '💔',
+    rotated: '🔑'
 };
 /** GitHub shows at most 10 error (and 10 warning) annotations per step; the rest are grouped into the last one. */
 const MAX_ANNOTATIONS = 10;
@@ -62714,7 +63310,7 @@ function setOutputs(results) {
     const counts = countByStatus(results);
     const n = (...statuses) => statuses.reduce((sum, s) => sum + (counts.get(s) ?? 0), 0);
     setOutput('results', json);
-    setOutput('deployed', n('deployed', 'unchanged'));
+    setOutput('deployed', n('deployed', 'unchanged', 'rotated'));
     setOutput('failed', n('failed', 'unreachable', 'locked'));
     setOutput('rolled-back', n('rolled-back'));
     setOutput('skipped', n('skipped'));
@@ -62843,7 +63439,9 @@ function heading(settings, env, runMs) {
         ? 'plan'
         : settings.mode === 'deploy'
             ? `deploy of ${settings.image ? markdownCode(settings.image, { table: false }) : 'the image each .env names'}`
-            : markdownText(settings.mode);
+            : settings.mode === 'rotate-key' && settings.keyRotation
+                ? `deploy key rotation to ${markdownCode(describeKey(settings.keyRotation.next), { table: false })}`
+                : markdownText(settings.mode);
     const commit = env.GITHUB_SHA ? ` at commit ${markdownCode(env.GITHUB_SHA.slice(0, 12), { table: false })}` : '';
     const facts = [env.GITHUB_EVENT_NAME ? `trigger: ${markdownText(env.GITHUB_EVENT_NAME)}` : '', runMs === undefined ? '' : `total ${seconds(runMs)}`].filter(Boolean);
     return `## OpenClaw ${what}${commit}${facts.map(f => ` · ${f}`).join('')}`;

@@ -53983,7 +53983,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 4333:
+/***/ 6151:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -57378,6 +57378,7 @@ function parseFacts(stdout) {
 function stateDir(path) {
     return `${path.replace(/\/+$/, '')}/.openclaw-deploy`;
 }
+/** Every step's start: unset variables are errors, and `fail` explains a failure (also authorized-keys.ts's steps). */
 const PRELUDE = `set -u
 fail() { printf 'error=%s\\n' "$*"; exit ${EXIT_CODE.failed}; }
 `;
@@ -58447,6 +58448,7 @@ async function scanDirectory(path, { recursive = true, validate = null, concurre
 var shell_escape = __nccwpck_require__(4646);
 // EXTERNAL MODULE: ./node_modules/ssh2/lib/index.js
 var lib = __nccwpck_require__(5472);
+var lib_default = /*#__PURE__*/__nccwpck_require__.n(lib);
 ;// CONCATENATED MODULE: ./node_modules/node-ssh/lib/esm/index.mjs
 
 
@@ -59400,12 +59402,16 @@ class OutputTail {
 class ConnectError extends Error {
     kind;
     hop;
+    reason;
     constructor(message, kind, 
     /** `jump`: the jump host failed (its own connection retried already), not the server behind it. */
-    hop = 'target') {
+    hop = 'target', 
+    /** ssh2's own words, where the message says it for people (a refused key: "All configured authentication methods failed"). */
+    reason) {
         super(message);
         this.kind = kind;
         this.hop = hop;
+        this.reason = reason;
         this.name = 'ConnectError';
     }
 }
@@ -59546,7 +59552,7 @@ async function connectOnce(options, keyTypes, readyTimeoutMs) {
             if (options.role === 'jump') {
                 throw new ConnectError(`${options.user}@${options.host}:${options.port} did not accept the SSH key (check the jump user's authorized_keys and jump-private-key, or ssh-private-key when jump-private-key is empty)`, 'auth');
             }
-            throw new ConnectError(`${options.user}@${options.host}:${options.port} did not accept the SSH key (check the deploy user's authorized_keys and ssh-private-key)`, 'auth');
+            throw new ConnectError(`${options.user}@${options.host}:${options.port} did not accept the SSH key (check the deploy user's authorized_keys and ssh-private-key)`, 'auth', 'target', message);
         }
         if (/passphrase|private key|Cannot parse privateKey|Unsupported key format/i.test(message)) {
             if (options.role === 'jump')
@@ -60891,12 +60897,12 @@ function createRunContext(settings, signal, onProgress) {
         lockHolder: run.holder,
         lockToken: run.token,
         runLabel: run.label,
-        connect: (server, abort) => connect({
+        connect: (server, abort, key = { privateKey: settings.sshPrivateKey, passphrase: settings.sshPassphrase }) => connect({
             host: server.host,
             port: server.port,
             user: server.user,
-            privateKey: settings.sshPrivateKey,
-            passphrase: settings.sshPassphrase,
+            privateKey: key.privateKey,
+            passphrase: key.passphrase,
             hostKeyPolicy: { knownHosts, hostKeys: server.hostKeys, strict: settings.strictHostKeyChecking },
             connectTimeout: settings.connectTimeout,
             signal: abort,
@@ -60904,6 +60910,57 @@ function createRunContext(settings, signal, onProgress) {
         }),
         close: () => jumpHosts.close()
     };
+}
+
+;// CONCATENATED MODULE: ./src/remote/deploy-keys.ts
+/**
+ * The public half of a deploy key, derived in-process from the private key (ssh2's parser, the one
+ * that logs in with it), in the two forms an operator meets it in: the `authorized_keys` words and
+ * the fingerprint `ssh-keygen -l` prints. Nothing here keeps or shows private key material.
+ */
+
+
+/** A key type word and a base64 blob, as they may be passed to a server script (see authorized-keys.ts). */
+const KEY_TYPE_WORD = /^[a-z0-9][a-z0-9@.-]*$/;
+const KEY_BLOB = /^[A-Za-z0-9+/]+={0,2}$/;
+/** Why a private key cannot be used, in words that do not quote it. */
+class UnusableKey extends Error {
+}
+/**
+ * The public key of `privateKey`. Throws UnusableKey when it is not a private key ssh2 can read
+ * (a public key pasted by mistake, a wrong or missing passphrase, a format it does not know).
+ */
+function publicKeyOf(privateKey, passphrase = '') {
+    const parsed = lib_default().utils.parseKey(privateKey, passphrase || undefined);
+    // (ssh2's reasons name the format or the passphrase, never the key's bytes)
+    if (parsed instanceof Error)
+        throw new UnusableKey(parsed.message);
+    if (!parsed.isPrivateKey())
+        throw new UnusableKey('this is a public key; the private key is needed (the file without .pub, from -----BEGIN to -----END)');
+    const wire = parsed.getPublicSSH();
+    const type = parsed.type;
+    if (!KEY_TYPE_WORD.test(type))
+        throw new UnusableKey(`unexpected key type ${JSON.stringify(type)}`);
+    return { type, blob: wire.toString('base64'), fingerprint: fingerprintOf(wire), label: labelOf(type) };
+}
+/** OpenSSH's SHA256 fingerprint of a public key blob: unpadded base64 of its SHA-256. */
+function fingerprintOf(wire) {
+    return `SHA256:${(0,external_node_crypto_.createHash)('sha256').update(wire).digest('base64').replace(/=+$/, '')}`;
+}
+function labelOf(type) {
+    if (type === 'ssh-ed25519')
+        return 'ED25519';
+    if (type.startsWith('ecdsa-'))
+        return 'ECDSA';
+    if (type === 'ssh-rsa' || type.startsWith('rsa-'))
+        return 'RSA';
+    if (type === 'ssh-dss')
+        return 'DSA';
+    return type;
+}
+/** `SHA256:… (ED25519)`, for plans, logs and messages. */
+function deploy_keys_describeKey(key) {
+    return `${key.fingerprint} (${key.label})`;
 }
 
 ;// CONCATENATED MODULE: ./src/registry/select.ts
@@ -61141,7 +61198,8 @@ const INPUT_DEFAULTS = {
 
 
 
-const MODES = ['deploy', 'rollback', 'status', 'rotate-token'];
+
+const MODES = ['deploy', 'rollback', 'status', 'rotate-token', 'rotate-key'];
 /** The key of tenant-env whose variables every tenant gets (its own value for a name wins). */
 const ALL_TENANTS = '*';
 /** The gateway's token in upstream's `.env`; `mode: rotate-token` renews it. */
@@ -61186,8 +61244,10 @@ function readSettings(read = readActionInput) {
     const sshPassphrase = p.raw('ssh-passphrase');
     const jumpPrivateKey = p.raw('jump-private-key');
     const registryPassword = p.raw('registry-password');
+    const newPrivateKey = p.raw('new-ssh-private-key');
+    const newPassphrase = p.raw('new-ssh-passphrase');
     // Mask before anything else can print them, including our own error messages.
-    for (const secret of [sshPrivateKey, sshPassphrase, jumpPrivateKey, registryPassword])
+    for (const secret of [sshPrivateKey, sshPassphrase, jumpPrivateKey, registryPassword, newPrivateKey, newPassphrase])
         if (secret)
             maskSecret(secret);
     const mode = p.choice('mode', MODES);
@@ -61235,7 +61295,8 @@ function readSettings(read = readActionInput) {
         githubToken: p.raw('github-token'),
         tenantEnv,
         registryCredentials: p.registryCredentials(registryPassword),
-        jumpPrivateKey
+        jumpPrivateKey,
+        keyRotation: keyRotation(mode, { sshPrivateKey, sshPassphrase, newPrivateKey, newPassphrase }, problems)
     };
     if (settings.githubToken)
         maskSecret(settings.githubToken);
@@ -61258,12 +61319,53 @@ function readSettings(read = readActionInput) {
     if (mode === 'rotate-token' && settings.image) {
         problems.push('Input "image" does not apply to mode "rotate-token": the gateway restarts with the image it runs. Remove "image" (or deploy first).');
     }
-    if ((mode === 'rollback' || mode === 'status') && Object.keys(tenantEnv).length) {
+    if (mode === 'rotate-key' && settings.image) {
+        problems.push('Input "image" does not apply to mode "rotate-key": it changes only the deploy key in authorized_keys. Remove "image".');
+    }
+    if ((mode === 'rollback' || mode === 'status' || mode === 'rotate-key') && Object.keys(tenantEnv).length) {
         problems.push(`Input "tenant-env" does not apply to mode "${mode}": it sets variables in mode "deploy" or "rotate-token". Remove "tenant-env".`);
     }
     if (problems.length)
         throw new errors_UserError(formatProblems('The action inputs are not valid', problems), problems);
     return settings;
+}
+/**
+ * `mode: rotate-key`'s keys, checked before any connection: the new key is a private key that can be
+ * read (with its passphrase) and differs from the current one, whose public half must be known to
+ * find its lines. Messages name the inputs, never a key's text.
+ */
+function keyRotation(mode, keys, problems) {
+    if (mode !== 'rotate-key') {
+        for (const name of ['new-ssh-private-key', 'new-ssh-passphrase']) {
+            if (name === 'new-ssh-private-key' ? keys.newPrivateKey : keys.newPassphrase) {
+                problems.push(`Input "${name}" only applies to mode "rotate-key" (set mode: rotate-key to move the servers to that key), or remove it.`);
+            }
+        }
+        return undefined;
+    }
+    if (!keys.newPrivateKey) {
+        problems.push('Input "new-ssh-private-key" is required in mode "rotate-key": the private key to move the servers to, e.g. new-ssh-private-key: ${{ secrets.NEW_SSH_PRIVATE_KEY }} (make one with ssh-keygen -t ed25519 -N "" -f openclaw_deploy_new).');
+        return undefined;
+    }
+    const read = (name, key, passphrase, passphraseInput) => {
+        try {
+            return publicKeyOf(key, passphrase);
+        }
+        catch (error) {
+            if (!(error instanceof UnusableKey))
+                throw error;
+            problems.push(`Input "${name}" cannot be used as an SSH private key: ${error.message} (give the whole private key, from -----BEGIN to -----END; is "${passphraseInput}" right?).`);
+            return undefined;
+        }
+    };
+    const next = read('new-ssh-private-key', keys.newPrivateKey, keys.newPassphrase, 'new-ssh-passphrase');
+    const current = keys.sshPrivateKey ? read('ssh-private-key', keys.sshPrivateKey, keys.sshPassphrase, 'ssh-passphrase') : undefined;
+    if (!next)
+        return undefined;
+    if (current && current.blob === next.blob) {
+        problems.push(`Input "new-ssh-private-key" is the same key as "ssh-private-key" (${deploy_keys_describeKey(next)}): generate a new one with ssh-keygen and store it as the secret NEW_SSH_PRIVATE_KEY.`);
+    }
+    return { newPrivateKey: keys.newPrivateKey, newPassphrase: keys.newPassphrase, next, current };
 }
 function maskSecret(secret) {
     core_setSecret(secret);
@@ -61487,6 +61589,7 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
 
 
 
+
 /**
  * The plan the inputs ask for: the registry file (or the one server of input `host`), checked,
  * filtered and ordered. The deploy step and its post step (src/cleanup.ts) both start here, so
@@ -61532,11 +61635,19 @@ function buildPlan(selection, settings) {
 function imageFor(settings) {
     if (settings.mode === 'deploy')
         return settings.image || REPULL_CURRENT_IMAGE;
+    if (settings.mode === 'rotate-key')
+        return rotationText(settings.keyRotation);
     if (settings.mode === 'rollback')
         return ROLLBACK_IMAGE;
     if (settings.mode === 'rotate-token')
         return RUNNING_IMAGE;
     return UNCHANGED_IMAGE;
+}
+/** What `mode: rotate-key` does, for the plan: `(deploy key SHA256:… (ED25519) → SHA256:… (ECDSA); image unchanged)`. */
+function rotationText(rotation) {
+    if (!rotation)
+        return UNCHANGED_IMAGE;
+    return `(deploy key ${rotation.current ? deploy_keys_describeKey(rotation.current) : 'of ssh-private-key'} → ${deploy_keys_describeKey(rotation.next)}; image unchanged)`;
 }
 /**
  * What a server's `.env` gets set besides the image: its tenant's tenant-env, and in mode
@@ -61586,7 +61697,11 @@ function formatPlan(plan, settings) {
     const phases = plan.canaries > 0 ? `${plan.canaries} canar${plan.canaries === 1 ? 'y' : 'ies'} first; the other ${working - plan.canaries} start only if every canary succeeds` : 'no canary phase';
     const heading = `Plan: ${plan.mode} on ${working} server${working === 1 ? '' : 's'}` +
         `${skipped ? `, ${skipped} skipped` : ''} (${phases}; at most ${settings.maxParallel} at a time)` +
-        (settings.dryRun ? '. Dry run: no server is contacted.' : '.');
+        (settings.dryRun ? '. Dry run: no server is contacted.' : '.') +
+        // the jump hosts' own authorized_keys are not the servers': a rotation leaves them as they are
+        (plan.mode === 'rotate-key' && plan.entries.some(entry => entry.action !== 'skip' && entry.server.jump)
+            ? ' Jump hosts are not changed: they keep accepting the key they accept now (jump-private-key, or ssh-private-key when that is empty).'
+            : '');
     const rows = plan.entries.map(entry => [
         String(entry.order),
         entry.server.name,
@@ -61619,6 +61734,7 @@ const OUTCOME = {
     unchanged: 'success',
     healthy: 'success',
     planned: 'success',
+    rotated: 'success',
     'rolled-back': 'failure',
     failed: 'failure',
     unreachable: 'failure',
@@ -61644,6 +61760,7 @@ function result_isFailure(result) {
 
 
 
+
 /** Real Unicode symbols, never `:shortcode:`s, so they look the same wherever the text is shown. */
 const STATUS_SYMBOL = {
     deployed: '✅',
@@ -61655,7 +61772,8 @@ const STATUS_SYMBOL = {
     skipped: '⏭️',
     planned: '📝',
     healthy: '💚',
-    unhealthy: '💔'
+    unhealthy: '💔',
+    rotated: '🔑'
 };
 /** GitHub shows at most 10 error (and 10 warning) annotations per step; the rest are grouped into the last one. */
 const MAX_ANNOTATIONS = 10;
@@ -61747,7 +61865,7 @@ function setOutputs(results) {
     const counts = countByStatus(results);
     const n = (...statuses) => statuses.reduce((sum, s) => sum + (counts.get(s) ?? 0), 0);
     core.setOutput('results', json);
-    core.setOutput('deployed', n('deployed', 'unchanged'));
+    core.setOutput('deployed', n('deployed', 'unchanged', 'rotated'));
     core.setOutput('failed', n('failed', 'unreachable', 'locked'));
     core.setOutput('rolled-back', n('rolled-back'));
     core.setOutput('skipped', n('skipped'));
@@ -61876,7 +61994,9 @@ function heading(settings, env, runMs) {
         ? 'plan'
         : settings.mode === 'deploy'
             ? `deploy of ${settings.image ? markdownCode(settings.image, { table: false }) : 'the image each .env names'}`
-            : markdownText(settings.mode);
+            : settings.mode === 'rotate-key' && settings.keyRotation
+                ? `deploy key rotation to ${markdownCode(describeKey(settings.keyRotation.next), { table: false })}`
+                : markdownText(settings.mode);
     const commit = env.GITHUB_SHA ? ` at commit ${markdownCode(env.GITHUB_SHA.slice(0, 12), { table: false })}` : '';
     const facts = [env.GITHUB_EVENT_NAME ? `trigger: ${markdownText(env.GITHUB_EVENT_NAME)}` : '', runMs === undefined ? '' : `total ${seconds(runMs)}`].filter(Boolean);
     return `## OpenClaw ${what}${commit}${facts.map(f => ` · ${f}`).join('')}`;
@@ -61982,8 +62102,8 @@ async function runCleanup(contextFor = createRunContext) {
     process.on('unhandledRejection', onUncaught);
     try {
         const settings = readSettings();
-        if (settings.dryRun || settings.mode === 'status') {
-            info(`No deploy lock to release: ${settings.dryRun ? 'a dry run' : 'mode status'} takes none.`);
+        if (settings.dryRun || settings.mode === 'status' || settings.mode === 'rotate-key') {
+            info(`No deploy lock to release: ${settings.dryRun ? 'a dry run' : `mode ${settings.mode}`} takes none.`);
             return;
         }
         const plan = planFromInputs(settings, () => undefined);
@@ -62047,7 +62167,7 @@ async function endProcess() {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _runtime_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8462);
-/* harmony import */ var _cleanup_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4333);
+/* harmony import */ var _cleanup_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6151);
 /* harmony import */ var _end_process_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8514);
 // The action's post step (action.yml runs.post): releases the deploy locks of a cancelled run.
 // ssh2 (through node-ssh) reads __dirname while loading; in the ESM bundle it must exist first.
