@@ -14,6 +14,7 @@ import type { Server } from '../../src/registry/types.js'
 import type { Settings } from '../../src/settings.js'
 import * as core from '../__fixtures__/core.js'
 import { makeServer } from './fixtures/servers.js'
+import { inputReaders } from './fixtures/inputs.js'
 import { tempDirs } from './fixtures/temp.js'
 
 jest.unstable_mockModule('@actions/core', () => core)
@@ -22,7 +23,6 @@ const { renderCommand } = await import('../../src/remote/commands.js')
 const { publicKeyOf } = await import('../../src/remote/deploy-keys.js')
 const { runFleet } = await import('../../src/deploy/fleet.js')
 const { runServer } = await import('../../src/deploy/pipeline.js')
-const { UserError } = await import('../../src/errors.js')
 const { buildPlan, formatPlan } = await import('../../src/plan.js')
 const { renderSummary, setOutputs } = await import('../../src/report/report.js')
 const { readSettings } = await import('../../src/settings.js')
@@ -59,17 +59,8 @@ beforeEach(() => {
   jest.clearAllMocks()
 })
 
-const read = (inputs: Record<string, string>) => readSettings(name => inputs[name] ?? '')
+const { read, problems } = inputReaders(readSettings)
 const rotation = (inputs: Record<string, string> = {}) => read({ mode: 'rotate-key', 'ssh-private-key': OLD.private, 'new-ssh-private-key': NEW.private, ...inputs })
-function problems(inputs: Record<string, string>): string[] {
-  try {
-    read(inputs)
-  } catch (error) {
-    if (error instanceof UserError) return error.problems
-    throw error
-  }
-  throw new Error('expected the inputs to be rejected')
-}
 
 describe('the inputs', () => {
   it('derives both public keys and their fingerprints as ssh-keygen -l shows them, and masks the new key', () => {

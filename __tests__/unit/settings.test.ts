@@ -2,9 +2,9 @@ import { readFileSync } from 'node:fs'
 import { beforeEach, describe, expect, it, jest } from '@jest/globals'
 import { parse } from 'yaml'
 import * as core from '../__fixtures__/core.js'
+import { inputReaders } from './fixtures/inputs.js'
 
 jest.unstable_mockModule('@actions/core', () => core)
-const { UserError } = await import('../../src/errors.js')
 const { readSettings, registryLoginFor, tenantValues } = await import('../../src/settings.js')
 const { INPUT_DEFAULTS } = await import('../../src/input-defaults.generated.js')
 
@@ -12,16 +12,7 @@ beforeEach(() => {
   jest.clearAllMocks()
 })
 
-const read = (inputs: Record<string, string>) => readSettings(name => inputs[name] ?? '')
-const problems = (inputs: Record<string, string>): string[] => {
-  try {
-    read(inputs)
-  } catch (error) {
-    if (error instanceof UserError) return error.problems
-    throw error
-  }
-  throw new Error('expected the inputs to be rejected')
-}
+const { read, problems } = inputReaders(readSettings)
 
 /** action.yml's inputs with their defaults: the one place defaults are written. */
 const actionInputs = (parse(readFileSync(new URL('../../action.yml', import.meta.url), 'utf8')) as { inputs: Record<string, { default?: string }> }).inputs

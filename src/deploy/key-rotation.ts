@@ -24,6 +24,7 @@ import type { Server } from '../registry/types.js'
 import { singleLine } from '../untrusted.js'
 import type { KeyRotation } from '../settings.js'
 import type { RunContext } from './run-context.js'
+import { ServerJob } from './server-job.js'
 import type { ServerResult, Status } from './result.js'
 import { StepFailed, Steps } from './steps.js'
 
@@ -36,19 +37,10 @@ export async function rotateKey(server: Server, ctx: RunContext): Promise<Server
   return new KeyRotationJob(server, ctx).run()
 }
 
-class KeyRotationJob {
-  private readonly started = Date.now()
-  private readonly result: ServerResult
+class KeyRotationJob extends ServerJob {
   private readonly shells: RemoteShell[] = []
   /** What is true of the server now, for a failure's message; empty while nothing was changed. */
   private state = ''
-
-  constructor(
-    private readonly server: Server,
-    private readonly ctx: RunContext
-  ) {
-    this.result = { server, status: 'failed', durationMs: 0, log: [] }
-  }
 
   async run(): Promise<ServerResult> {
     try {
@@ -235,35 +227,8 @@ class KeyRotationJob {
     }
   }
 
-  private fact(facts: Map<string, string[]>, key: string): string {
-    const value = facts.get(key)?.at(-1)
-    if (value === undefined) throw new Error(`the server's answer lacks "${key}"`)
-    return value
-  }
-
   private route(): string {
     return `${this.server.user}@${this.server.host}:${this.server.port}${this.server.jump ? ` through jump host ${describeJump(this.server.jump)}` : ''}`
-  }
-
-  private note(line: string): void {
-    this.result.log.push(line)
-  }
-
-  private warn(line: string): void {
-    this.note(`warning: ${line}`)
-    ;(this.result.warnings ??= []).push(line)
-  }
-
-  private progress(state: string): void {
-    this.note(`— ${state}`)
-    this.ctx.onProgress?.(this.server, state)
-  }
-
-  private finish(status: Status, error?: string): ServerResult {
-    this.result.status = status
-    if (error) this.result.error = error
-    this.result.durationMs = Date.now() - this.started
-    return this.result
   }
 }
 

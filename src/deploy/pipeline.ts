@@ -17,10 +17,11 @@ import type { Part, RemoteCommand } from '../remote/commands.js'
 import { ConnectError, ConnectionLost, type CommandResult } from '../remote/ssh.js'
 import { GATEWAY_TOKEN, registryLoginFor } from '../settings.js'
 import { describeContainers, shortId } from './describe.js'
-import { isSuccess, type ServerResult, type Status } from './result.js'
+import type { ServerResult, Status } from './result.js'
 import { legacyRollbackTag, rollbackTag } from './rollback-tag.js'
 import { rotateKey } from './key-rotation.js'
 import type { RunContext } from './run-context.js'
+import { ServerJob } from './server-job.js'
 import { Cancelled, failure, LockLost, StepFailed, Steps, type Facts, type Ran } from './steps.js'
 
 /** One container of the project, as preflight reports it (see commands.preflight). */
@@ -80,12 +81,10 @@ const CANCELLED_HEALTH_SECONDS = 4
 export async function runServer(server: Server, ctx: RunContext): Promise<ServerResult> {
   // (mode rotate-key: its own flow, in key-rotation.ts; it touches no project, so takes no deploy lock)
   if (ctx.settings.mode === 'rotate-key') return rotateKey(server, ctx)
-  return new ServerJob(server, ctx).run()
+  return new DeployJob(server, ctx).run()
 }
 
-class ServerJob {
-  private readonly started = Date.now()
-  private readonly result: ServerResult
+class DeployJob extends ServerJob {
   private steps?: Steps
   /** Compose services whose containers the health check looks at (empty: all). */
   private healthServices: string[] = []
@@ -99,13 +98,6 @@ class ServerJob {
   private switching?: Restore
   /** Set once this run may have changed what the server runs (even with nothing to restore). */
   private changing = false
-
-  constructor(
-    private readonly server: Server,
-    private readonly ctx: RunContext
-  ) {
-    this.result = { server, status: 'failed', durationMs: 0, log: [] }
-  }
 
   async run(): Promise<ServerResult> {
     try {
@@ -614,37 +606,8 @@ class ServerJob {
     }
   }
 
-  private fact(facts: Facts, key: string, fallback?: string): string {
-    const value = facts.get(key)?.at(-1)
-    if (value !== undefined) return value
-    if (fallback !== undefined) return fallback
-    throw new Error(`the server's answer lacks "${key}"`)
-  }
-
   private checkCancelled(): void {
     if (this.ctx.signal.aborted) throw new Cancelled()
-  }
-
-  private note(line: string): void {
-    this.result.log.push(line)
-  }
-
-  private warn(line: string): void {
-    this.note(`warning: ${line}`)
-    ;(this.result.warnings ??= []).push(line)
-  }
-
-  private progress(state: string): void {
-    this.note(`— ${state}`)
-    this.ctx.onProgress?.(this.server, state)
-  }
-
-  private finish(status: Status, error?: string): ServerResult {
-    this.result.status = status
-    if (error) this.result.error = error
-    else if (isSuccess(this.result)) delete this.result.error
-    this.result.durationMs = Date.now() - this.started
-    return this.result
   }
 }
 
