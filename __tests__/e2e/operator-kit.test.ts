@@ -248,6 +248,38 @@ describe('backup-openclaw.sh', () => {
     expect((await bareExec(NAME, `test -e ${PROJECT}/.openclaw-deploy/lock && echo locked || echo free`)).stdout.trim()).toBe('free')
   })
 
+  test('holds the deploy lock: a deploy meanwhile is locked out, naming the backup; a backup killed outright leaves a lock the next deploy takes over', async () => {
+    // a tar that stalls when it writes an archive, so the backup is caught halfway; in a session of its own, to be killed whole
+    const started = await asDeploy(
+      `set -e; rm -rf /tmp/slow-tar; mkdir /tmp/slow-tar
+       printf '#!/bin/sh\\ncase " $* " in *" -czf "*) touch /tmp/slow-tar/started; sleep 300 ;; esac\\nexec %s "$@"\\n' "$(command -v tar)" > /tmp/slow-tar/tar
+       chmod +x /tmp/slow-tar/tar
+       PATH=/tmp/slow-tar:$PATH OPENCLAW_BACKUP_LOCK_LEASE=10 OPENCLAW_BACKUP_LOCK_RENEW=2 setsid backup-openclaw.sh </dev/null >/tmp/slow-tar/log 2>&1 &
+       echo $!
+       for i in $(seq 100); do [ -e /tmp/slow-tar/started ] && exit 0; sleep 0.1; done; exit 1`
+    )
+    expect(started.code).toBe(0)
+    const pid = started.stdout.trim()
+    try {
+      const during = await deployAction({ image: fleet.images.v1, 'lock-timeout': '0' })
+      expect(statuses(during)).toEqual(['locked'])
+      const [result] = JSON.parse(during.outputs.results ?? '[]') as Array<{ error?: string }>
+      expect(result?.error).toMatch(/^another deploy holds the lock \(backup-openclaw\.sh backup by deploy on \S+ pid \d+ since \S+ token=[0-9a-f]{32}\)/)
+      expect(result?.error).toContain('its lease ends in')
+
+      expect((await asDeploy(`kill -KILL -- -${pid}`)).code).toBe(0)
+      const [holder, expires] = (await asDeploy(`cat ${PROJECT}/.openclaw-deploy/lock/holder`)).stdout.split('\n')
+      expect(holder).toMatch(/^backup-openclaw\.sh backup by deploy /)
+      expect(expires).toMatch(/^expires=\d+$/)
+      const next = await deployAction({ image: fleet.images.v1, 'lock-timeout': '60' })
+      expect(['deployed', 'unchanged']).toContain(statuses(next)[0])
+      expect(next.stdout).toContain(`took over the deploy lock of ${holder}, whose lease had expired`)
+      expect((await bareExec(NAME, `test -e ${PROJECT}/.openclaw-deploy/lock && echo locked || echo free`)).stdout.trim()).toBe('free')
+    } finally {
+      await asDeploy(`kill -KILL -- -${pid} 2>/dev/null; rm -rf /tmp/slow-tar ${BACKUPS}/.openclaw-prd-*.partial`)
+    }
+  })
+
   test('keeps the last 7 days of archives and nothing else of its own', async () => {
     const ago = (hours: number) => `$(date -u -d '${hours} hours ago' +%Y%m%dT%H%M%SZ)`
     const setup = await asDeploy(
@@ -291,9 +323,10 @@ describe('backup-openclaw.sh', () => {
     const latest = (await asDeploy('backup-openclaw.sh list | head -n 1 | cut -f1')).stdout.trim()
     const locked = await asDeploy(
       `mkdir -p ${PROJECT}/.openclaw-deploy/lock && echo 'run 42 by octo' > ${PROJECT}/.openclaw-deploy/lock/holder
-       backup-openclaw.sh restore ${latest}; rc=$?; rm -rf ${PROJECT}/.openclaw-deploy/lock; exit $rc`
+       backup-openclaw.sh restore --lock-wait 2 ${latest}; rc=$?; rm -rf ${PROJECT}/.openclaw-deploy/lock; exit $rc`
     )
     expect(locked.code).toBe(1)
+    expect(locked.stderr).toContain(`a deploy holds the lock of ${PROJECT} (held by: run 42 by octo); waiting up to 2s for it`)
     expect(locked.stderr).toContain(`a deploy holds the lock of ${PROJECT} (held by: run 42 by octo); try again once it has finished`)
 
     const noProject = await asDeploy('backup-openclaw.sh /home/deploy/nothing-here')

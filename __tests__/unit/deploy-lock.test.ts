@@ -6,32 +6,12 @@ import { tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals'
 import * as commands from '../../src/remote/commands.js'
+import { run, runAsync } from './fixtures/remote.js'
 
 let project: string
 let state: string
 const note = () => readFileSync(join(state, 'lock', 'holder'), 'utf8')
 const now = () => Math.floor(Date.now() / 1000)
-
-interface Ran {
-  code: number
-  facts: Map<string, string[]>
-  stdout: string
-}
-
-/** Runs a command as sshd would, optionally through a prefix (another user, a resource limit). */
-function run(command: commands.RemoteCommand, timeout = 30, prefix = ''): Ran {
-  const out = spawnSync('bash', ['-c', `${prefix}${commands.renderCommand(command, timeout)}`], { input: command.stdin ?? '', encoding: 'utf8' })
-  return { code: out.status ?? -1, facts: commands.parseFacts(out.stdout), stdout: out.stdout + out.stderr }
-}
-
-function runAsync(command: commands.RemoteCommand, timeout = 30): Promise<Ran> {
-  return new Promise(resolve => {
-    const child = spawn('bash', ['-c', commands.renderCommand(command, timeout)], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.on('close', code => resolve({ code: code ?? -1, facts: commands.parseFacts(stdout), stdout }))
-  })
-}
 
 /** A step that leaves a mark, to see whether it ran. */
 const mark = (file: string): commands.RemoteCommand => ({ step: 'mark', args: [file], script: 'echo ran > "$1"; echo marked=yes' })
@@ -83,7 +63,7 @@ describe('taking the lock', () => {
     expect(note()).toMatch(/^run 2 token=new\nexpires=\d+\n$/)
   })
 
-  it('keeps the old meaning of a lock without an expiry (older versions, backup restore): held until removed', () => {
+  it('keeps the old meaning of a lock without an expiry (older versions of the action or of backup-openclaw.sh): held until removed', () => {
     mkdirSync(join(state, 'lock'), { recursive: true })
     writeFileSync(join(state, 'lock', 'holder'), 'run 99 by alice\n')
     utimesSync(join(state, 'lock'), new Date(0), new Date(0))

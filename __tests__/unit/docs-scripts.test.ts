@@ -116,6 +116,7 @@ describe('backup-openclaw.sh', () => {
     [['--keep-days', '0'], "--keep-days must be a whole number of days from 1 to 3650, not '0'"],
     [['--keep-days', 'week'], "--keep-days must be a whole number of days from 1 to 3650, not 'week'"],
     [['--dir'], '--dir needs a folder'],
+    [['--lock-wait', 'soon'], "--lock-wait must be a whole number of seconds from 0 to 86400, not 'soon'"],
     [['--verbose'], 'unknown option: --verbose'],
     [['restore'], "restore needs the archive to restore (see 'backup-openclaw.sh list')"],
     [['/srv/a', '/srv/b'], 'too many arguments: /srv/a /srv/b']

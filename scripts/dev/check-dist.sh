@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Fails when dist/ is not exactly what `npm run package` builds from src/ and the locked
+# Fails when dist/ (or a file generated from src/, such as the lock functions in
+# backup-openclaw.sh) is not exactly what `npm run package` builds from src/ and the locked
 # dependencies. CI runs it after a clean `npm ci --ignore-scripts` (install scripts would let
 # native .node files from this machine slip into the bundle).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 npm run --silent package >/dev/null
-changes=$(git status --porcelain -- dist src/registry/registry-validator.generated.js src/registry/registry-validator.generated.d.ts src/input-defaults.generated.ts)
+changes=$(git status --porcelain -- dist src/registry/registry-validator.generated.js src/registry/registry-validator.generated.d.ts src/input-defaults.generated.ts scripts/deployment/backup-openclaw.sh)
 if [ -n "$changes" ]; then
-  echo "dist/ is stale: it differs from a fresh build of src/:" >&2
+  echo "dist/ or a generated file is stale: it differs from a fresh build of src/:" >&2
   echo "$changes" >&2
   echo "Run 'npm ci --ignore-scripts && npm run package' and commit dist/." >&2
   exit 1
