@@ -36322,7 +36322,7 @@ const { matchValue, buildMockOptions } = __nccwpck_require__(3397)
 const { InvalidArgumentError, UndiciError } = __nccwpck_require__(8707)
 const Dispatcher = __nccwpck_require__(883)
 const Pluralizer = __nccwpck_require__(1529)
-const PendingInterceptorsFormatter = __nccwpck_require__(6142)
+const PendingInterceptorsFormatter = __nccwpck_require__(3761)
 
 class MockAgent extends Dispatcher {
   constructor (opts) {
@@ -37250,7 +37250,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 6142:
+/***/ 3761:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -54015,7 +54015,7 @@ async function endProcess() {
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _runtime_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8462);
 /* harmony import */ var _end_process_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8514);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7724);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(6142);
 // ssh2 (through node-ssh) reads __dirname while loading; in the ESM bundle it must exist first.
 
 
@@ -54029,7 +54029,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 7724:
+/***/ 6142:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -57467,7 +57467,8 @@ const NEED_FLOCK = `need_flock() { command -v flock >/dev/null || fail "flock (u
  * `expires=<epoch seconds>` of the server's clock. Every change to it (take, take over, renew,
  * release) happens under `flock` on `lock.guard`, so two runs can never both think they hold it;
  * the kernel drops that guard when a killed shell's file closes. A lock whose note has no
- * `expires=` line (older versions of this action, backup-openclaw.sh restore) is never taken over.
+ * `expires=` line (older versions of this action or of backup-openclaw.sh) is never taken over.
+ * backup-openclaw.sh runs these same scripts (a generated copy: src/remote/script-lock.ts).
  */
 const LOCK_FUNCTIONS = `note=$state/lock/holder
 ${NEED_FLOCK}guard() {
@@ -57573,6 +57574,13 @@ if [ -z "$token" ] || ! grep -qF -- "token=$token" "$note" 2>/dev/null; then
   exit ${EXIT_CODE.lockLost}
 fi
 write_note "$(holder_text)" || fail "cannot renew the lock note $note as $(id -un)"`;
+/**
+ * The lease renewal on its own: $1 state folder, $2 token, $3 seconds. backup-openclaw.sh runs it
+ * between its phases (see src/remote/script-lock.ts); the action's steps get it from withLease.
+ */
+function renewLease(path, token, seconds) {
+    return { step: 'lease', args: [stateDir(path), token, String(seconds)], script: RENEW_LEASE };
+}
 /**
  * Marks a step to run under this run's lock: before the step, the server renews the lease for the
  * step's whole remote bound (its timeout, the KILL after it, and slack), so a long pull or health
@@ -61589,32 +61597,6 @@ function shortId(imageId) {
     return imageId.replace(/^sha256:/, '').slice(0, 12);
 }
 
-;// CONCATENATED MODULE: ./src/deploy/result.ts
-/**
- * What each status means for the run, in one place: a success leaves the step green; a failure
- * counts against max-failures and the canaries, fails the step, and is annotated and detailed in
- * the summary; a skipped server is neither (it fails the step only when a cancel skipped it).
- */
-const OUTCOME = {
-    deployed: 'success',
-    unchanged: 'success',
-    healthy: 'success',
-    planned: 'success',
-    rotated: 'success',
-    'rolled-back': 'failure',
-    failed: 'failure',
-    unreachable: 'failure',
-    locked: 'failure',
-    unhealthy: 'failure',
-    skipped: 'skipped'
-};
-function isSuccess(result) {
-    return OUTCOME[result.status] === 'success';
-}
-function isFailure(result) {
-    return OUTCOME[result.status] === 'failure';
-}
-
 ;// CONCATENATED MODULE: ./src/deploy/rollback-tag.ts
 // The local Docker tags that keep each deployment's rollback image.
 
@@ -61863,6 +61845,75 @@ function whoAmI() {
     return { step: 'keys-login', args: [], script: `printf 'user=%s\\n' "$(id -un)"` };
 }
 
+;// CONCATENATED MODULE: ./src/deploy/result.ts
+/**
+ * What each status means for the run, in one place: a success leaves the step green; a failure
+ * counts against max-failures and the canaries, fails the step, and is annotated and detailed in
+ * the summary; a skipped server is neither (it fails the step only when a cancel skipped it).
+ */
+const OUTCOME = {
+    deployed: 'success',
+    unchanged: 'success',
+    healthy: 'success',
+    planned: 'success',
+    rotated: 'success',
+    'rolled-back': 'failure',
+    failed: 'failure',
+    unreachable: 'failure',
+    locked: 'failure',
+    unhealthy: 'failure',
+    skipped: 'skipped'
+};
+function isSuccess(result) {
+    return OUTCOME[result.status] === 'success';
+}
+function isFailure(result) {
+    return OUTCOME[result.status] === 'failure';
+}
+
+;// CONCATENATED MODULE: ./src/deploy/server-job.ts
+
+class ServerJob {
+    server;
+    ctx;
+    started = Date.now();
+    result;
+    constructor(server, ctx) {
+        this.server = server;
+        this.ctx = ctx;
+        this.result = { server, status: 'failed', durationMs: 0, log: [] };
+    }
+    /** A fact the server reported (its last value), else `fallback`; without either, the answer is not one to act on. */
+    fact(facts, key, fallback) {
+        const value = facts.get(key)?.at(-1);
+        if (value !== undefined)
+            return value;
+        if (fallback !== undefined)
+            return fallback;
+        throw new Error(`the server's answer lacks "${key}"`);
+    }
+    note(line) {
+        this.result.log.push(line);
+    }
+    warn(line) {
+        this.note(`warning: ${line}`);
+        (this.result.warnings ??= []).push(line);
+    }
+    progress(state) {
+        this.note(`— ${state}`);
+        this.ctx.onProgress?.(this.server, state);
+    }
+    finish(status, error) {
+        this.result.status = status;
+        if (error)
+            this.result.error = error;
+        else if (isSuccess(this.result))
+            delete this.result.error;
+        this.result.durationMs = Date.now() - this.started;
+        return this.result;
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/deploy/steps.ts
 /**
  * Running a server's steps: the one way a command reaches the server. While the run holds the
@@ -62011,6 +62062,7 @@ function failure(step, code, stdout, stderr) {
 
 
 
+
 /** Each of these steps reads or rewrites one small file; its flock waits 10 s at most. */
 const KEYS_STEP_SECONDS = 60;
 /** How sshd_config lines quoted from the server are bounded in a message. */
@@ -62018,19 +62070,10 @@ const QUOTED_CHARS = 200;
 async function rotateKey(server, ctx) {
     return new KeyRotationJob(server, ctx).run();
 }
-class KeyRotationJob {
-    server;
-    ctx;
-    started = Date.now();
-    result;
+class KeyRotationJob extends ServerJob {
     shells = [];
     /** What is true of the server now, for a failure's message; empty while nothing was changed. */
     state = '';
-    constructor(server, ctx) {
-        this.server = server;
-        this.ctx = ctx;
-        this.result = { server, status: 'failed', durationMs: 0, log: [] };
-    }
     async run() {
         try {
             const rotation = this.ctx.settings.keyRotation;
@@ -62205,32 +62248,8 @@ class KeyRotationJob {
             throw error;
         }
     }
-    fact(facts, key) {
-        const value = facts.get(key)?.at(-1);
-        if (value === undefined)
-            throw new Error(`the server's answer lacks "${key}"`);
-        return value;
-    }
     route() {
         return `${this.server.user}@${this.server.host}:${this.server.port}${this.server.jump ? ` through jump host ${describeJump(this.server.jump)}` : ''}`;
-    }
-    note(line) {
-        this.result.log.push(line);
-    }
-    warn(line) {
-        this.note(`warning: ${line}`);
-        (this.result.warnings ??= []).push(line);
-    }
-    progress(state) {
-        this.note(`— ${state}`);
-        this.ctx.onProgress?.(this.server, state);
-    }
-    finish(status, error) {
-        this.result.status = status;
-        if (error)
-            this.result.error = error;
-        this.result.durationMs = Date.now() - this.started;
-        return this.result;
     }
 }
 function connectStatus(error) {
@@ -62275,13 +62294,9 @@ async function runServer(server, ctx) {
     // (mode rotate-key: its own flow, in key-rotation.ts; it touches no project, so takes no deploy lock)
     if (ctx.settings.mode === 'rotate-key')
         return rotateKey(server, ctx);
-    return new ServerJob(server, ctx).run();
+    return new DeployJob(server, ctx).run();
 }
-class ServerJob {
-    server;
-    ctx;
-    started = Date.now();
-    result;
+class DeployJob extends ServerJob {
     steps;
     /** Compose services whose containers the health check looks at (empty: all). */
     healthServices = [];
@@ -62295,11 +62310,6 @@ class ServerJob {
     switching;
     /** Set once this run may have changed what the server runs (even with nothing to restore). */
     changing = false;
-    constructor(server, ctx) {
-        this.server = server;
-        this.ctx = ctx;
-        this.result = { server, status: 'failed', durationMs: 0, log: [] };
-    }
     async run() {
         try {
             if (this.ctx.signal.aborted)
@@ -62355,7 +62365,7 @@ class ServerJob {
                 const expiresIn = this.fact(error.facts, 'expires_in', '');
                 const expiry = expiresIn
                     ? `; its lease ends in ${expiresIn}s unless that run renews it`
-                    : `; that lock has no expiry (taken by an older version of this action or by backup-openclaw.sh): remove ${stateDir(this.server.path)}/lock by hand if no deploy runs`;
+                    : `; that lock has no expiry (taken by an older version of this action or of backup-openclaw.sh): remove ${stateDir(this.server.path)}/lock by hand if no deploy runs`;
                 return this.finish('locked', `another deploy holds the lock (${this.result.lockHolder || 'holder unknown'}); waited ${settings.lockTimeout}s (lock-timeout)${expiry}`);
             }
             throw error;
@@ -62820,37 +62830,9 @@ class ServerJob {
             this.result.failedOutput ??= error.output;
         }
     }
-    fact(facts, key, fallback) {
-        const value = facts.get(key)?.at(-1);
-        if (value !== undefined)
-            return value;
-        if (fallback !== undefined)
-            return fallback;
-        throw new Error(`the server's answer lacks "${key}"`);
-    }
     checkCancelled() {
         if (this.ctx.signal.aborted)
             throw new Cancelled();
-    }
-    note(line) {
-        this.result.log.push(line);
-    }
-    warn(line) {
-        this.note(`warning: ${line}`);
-        (this.result.warnings ??= []).push(line);
-    }
-    progress(state) {
-        this.note(`— ${state}`);
-        this.ctx.onProgress?.(this.server, state);
-    }
-    finish(status, error) {
-        this.result.status = status;
-        if (error)
-            this.result.error = error;
-        else if (isSuccess(this.result))
-            delete this.result.error;
-        this.result.durationMs = Date.now() - this.started;
-        return this.result;
     }
 }
 /** The project's containers, from the `container=` lines (CONTAINER_FORMAT) of preflight or status. */

@@ -57398,7 +57398,8 @@ const NEED_FLOCK = `need_flock() { command -v flock >/dev/null || fail "flock (u
  * `expires=<epoch seconds>` of the server's clock. Every change to it (take, take over, renew,
  * release) happens under `flock` on `lock.guard`, so two runs can never both think they hold it;
  * the kernel drops that guard when a killed shell's file closes. A lock whose note has no
- * `expires=` line (older versions of this action, backup-openclaw.sh restore) is never taken over.
+ * `expires=` line (older versions of this action or of backup-openclaw.sh) is never taken over.
+ * backup-openclaw.sh runs these same scripts (a generated copy: src/remote/script-lock.ts).
  */
 const LOCK_FUNCTIONS = `note=$state/lock/holder
 ${NEED_FLOCK}guard() {
@@ -57504,6 +57505,13 @@ if [ -z "$token" ] || ! grep -qF -- "token=$token" "$note" 2>/dev/null; then
   exit ${EXIT_CODE.lockLost}
 fi
 write_note "$(holder_text)" || fail "cannot renew the lock note $note as $(id -un)"`;
+/**
+ * The lease renewal on its own: $1 state folder, $2 token, $3 seconds. backup-openclaw.sh runs it
+ * between its phases (see src/remote/script-lock.ts); the action's steps get it from withLease.
+ */
+function renewLease(path, token, seconds) {
+    return { step: 'lease', args: [stateDir(path), token, String(seconds)], script: RENEW_LEASE };
+}
 /**
  * Marks a step to run under this run's lock: before the step, the server renews the lease for the
  * step's whole remote bound (its timeout, the KILL after it, and slack), so a long pull or health

@@ -142,7 +142,8 @@ write_note() {
   printf '\''%s\nexpires=%s\n'\'' "$1" "$(($(date +%s) + lease))" > "$note.tmp" && mv -f -- "$note.tmp" "$note"
 }
 holder_text() { head -n 1 -- "$note" 2>/dev/null; }
-shown() { printf '\''%s'\'' "$1" | head -c 400; }
+# a holder as others see it: without its token (only the holder'\''s own steps need it) and bounded
+shown() { printf '\''%s'\'' "$1" | sed '\''s/ token=[^ ]*//g'\'' | head -c 400; }
 expiry() { sed -n '\''s/^expires=\([0-9][0-9]*\)$/\1/p'\'' -- "$note" 2>/dev/null | tail -n 1; }
 deadline=$((SECONDS + wait))
 while :; do
@@ -190,7 +191,8 @@ write_note() {
   printf '\''%s\nexpires=%s\n'\'' "$1" "$(($(date +%s) + lease))" > "$note.tmp" && mv -f -- "$note.tmp" "$note"
 }
 holder_text() { head -n 1 -- "$note" 2>/dev/null; }
-shown() { printf '\''%s'\'' "$1" | head -c 400; }
+# a holder as others see it: without its token (only the holder'\''s own steps need it) and bounded
+shown() { printf '\''%s'\'' "$1" | sed '\''s/ token=[^ ]*//g'\'' | head -c 400; }
 expiry() { sed -n '\''s/^expires=\([0-9][0-9]*\)$/\1/p'\'' -- "$note" 2>/dev/null | tail -n 1; }
 guard
 if [ -z "$token" ] || ! grep -qF -- "token=$token" "$note" 2>/dev/null; then
@@ -217,7 +219,8 @@ write_note() {
   printf '\''%s\nexpires=%s\n'\'' "$1" "$(($(date +%s) + lease))" > "$note.tmp" && mv -f -- "$note.tmp" "$note"
 }
 holder_text() { head -n 1 -- "$note" 2>/dev/null; }
-shown() { printf '\''%s'\'' "$1" | head -c 400; }
+# a holder as others see it: without its token (only the holder'\''s own steps need it) and bounded
+shown() { printf '\''%s'\'' "$1" | sed '\''s/ token=[^ ]*//g'\'' | head -c 400; }
 expiry() { sed -n '\''s/^expires=\([0-9][0-9]*\)$/\1/p'\'' -- "$note" 2>/dev/null | tail -n 1; }
 guard
 if [ -n "$token" ] && grep -qF -- "token=$token" "$note" 2>/dev/null; then rm -rf -- "$state/lock"; echo released=yes; else echo released=not-ours; fi' openclaw-unlock "$1"/.openclaw-deploy "$2"; }

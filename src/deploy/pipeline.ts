@@ -147,7 +147,7 @@ class DeployJob extends ServerJob {
         const expiresIn = this.fact(error.facts, 'expires_in', '')
         const expiry = expiresIn
           ? `; its lease ends in ${expiresIn}s unless that run renews it`
-          : `; that lock has no expiry (taken by an older version of this action or by backup-openclaw.sh): remove ${commands.stateDir(this.server.path)}/lock by hand if no deploy runs`
+          : `; that lock has no expiry (taken by an older version of this action or of backup-openclaw.sh): remove ${commands.stateDir(this.server.path)}/lock by hand if no deploy runs`
         return this.finish('locked', `another deploy holds the lock (${this.result.lockHolder || 'holder unknown'}); waited ${settings.lockTimeout}s (lock-timeout)${expiry}`)
       }
       throw error
