@@ -62354,7 +62354,7 @@ class DeployJob extends ServerJob {
      */
     async locked(after, work) {
         const { settings } = this.ctx;
-        this.progress('locking');
+        this.progress(after.length ? 'locking, preflight' : 'locking');
         let ran;
         try {
             ran = await this.waitForLock(after);
@@ -62402,9 +62402,7 @@ class DeployJob extends ServerJob {
             const wait = Math.min(LOCK_ROUND_SECONDS, Math.max(0, Math.ceil((deadline - Date.now()) / 1000)));
             const rest = after.map(command => this.part(command));
             // (the lease taken covers the steps after it in the channel; the next channel renews it)
-            const lock = takeLock(this.server.path, this.ctx.lockHolder, wait, leaseSeconds(sequenceSeconds(rest)));
-            if (after.length)
-                this.progress('preflight');
+            const lock = takeLock(this.server.path, this.ctx.lockHolder, wait, leaseSeconds(rest.reduce((sum, part) => sum + part.seconds, 0)));
             const ran = await this.steps.sequence([{ command: lock, seconds: wait + QUICK_STEP_SECONDS }, ...rest], 'failure', this.ctx.signal).catch(async (error) => {
                 // cancelled in this channel: whether the lock was taken is not known, so release it if it is ours
                 if (error instanceof Cancelled)

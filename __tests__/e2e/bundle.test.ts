@@ -35,7 +35,7 @@ describe('the bundle', () => {
   it.each(runtimes)('loads ssh2 and reads inputs exactly as the runner passes them (%s)', async (_label, node) => {
     const run = await runAction({ 'ssh-private-key': 'not a key', mode: 'rollout', 'max-parallel': 'ten' }, { node })
     expect(run.code).toBe(1)
-    expect(run.stdout).toContain('Input "mode" is "rollout"; allowed: deploy, rollback, status, rotate-token.')
+    expect(run.stdout).toContain('Input "mode" is "rollout"; allowed: deploy, rollback, status, rotate-token, rotate-key.')
     expect(run.stdout).toContain('Input "max-parallel" is "ten"; allowed: a whole number from 1 to 1000.')
     expect(run.stderr).toBe('')
   })

@@ -1,6 +1,7 @@
 // Round trips, counted where they happen: every exec channel the action opens, its server's sshd
-// logs at LogLevel VERBOSE ("Starting session: command for deploy from … id N"). A count is exact,
-// not a timing. A deploy takes 5 channels on one connection (lock+preflight, pull,
+// logs at LogLevel VERBOSE ("Starting session: command for deploy from … id N"), and every login
+// ("Accepted publickey for deploy"; not "Connection from", which the rig's own port probes log too).
+// A count is exact, not a timing. A deploy takes 5 channels on one connection (lock+preflight, pull,
 // record+write-env+up, health, prune+history+unlock), one rolled back 7, and a status 1.
 import { readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
@@ -19,7 +20,7 @@ async function counted(work: () => Promise<unknown>): Promise<Record<string, { c
   return Object.fromEntries(
     SERVERS.map(name => {
       const added = readFileSync(logOf(name)).subarray(before[name]).toString('utf8')
-      return [name, { connections: (added.match(/Connection from /g) ?? []).length, channels: (added.match(/Starting session: command for /g) ?? []).length }]
+      return [name, { connections: (added.match(/Accepted publickey for /g) ?? []).length, channels: (added.match(/Starting session: command for /g) ?? []).length }]
     })
   )
 }

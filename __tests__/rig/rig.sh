@@ -846,6 +846,26 @@ up_failed() {
 # ---------------------------------------------------------------------------------------------
 # down
 
+# end_netns_processes NS...: ends what still runs inside these network namespaces (ssh sessions
+# whose client vanished, shims, containers): exactly the PIDs the kernel lists for them, TERM then KILL.
+end_netns_processes() {
+  local ns pid i left=()
+  for ns in "$@"; do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do left+=("$pid"); done
+  done
+  ((${#left[@]})) || return 0
+  log "ending ${#left[@]} leftover process(es) in the rig namespaces:" \
+    "$(for pid in "${left[@]}"; do cat "/proc/$pid/comm" 2>/dev/null; done | sort | uniq -c | awk '{ printf "%s%s x%s", sep, $2, $1; sep = ", " }')"
+  kill -TERM "${left[@]}" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    local alive=0
+    for pid in "${left[@]}"; do if proc_alive "$pid"; then alive=1; fi; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  kill -KILL "${left[@]}" 2>/dev/null || true
+}
+
 cmd_down() {
   need_root
   check_rig_dir
@@ -861,24 +881,9 @@ cmd_down() {
     shopt -u nullglob
   fi
 
-  # 2. whatever is still running inside the rig's namespaces (ssh sessions, shims, containers):
-  #    exactly the PIDs the kernel lists for those namespaces
-  local left=()
-  for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^ocrig-/ { print $1 }'); do
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do left+=("$pid"); done
-  done
-  if ((${#left[@]})); then
-    log "ending ${#left[@]} leftover process(es) in the rig namespaces:" \
-      "$(for pid in "${left[@]}"; do cat "/proc/$pid/comm" 2>/dev/null; done | sort | uniq -c | awk '{ printf "%s%s x%s", sep, $2, $1; sep = ", " }')"
-    kill -TERM "${left[@]}" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      local alive=0
-      for pid in "${left[@]}"; do if proc_alive "$pid"; then alive=1; fi; done
-      ((alive)) || break
-      sleep 0.1
-    done
-    kill -KILL "${left[@]}" 2>/dev/null || true
-  fi
+  # 2. whatever is still running inside the rig's namespaces (ssh sessions, shims, containers)
+  # shellcheck disable=SC2046 # (namespace names are single words)
+  end_netns_processes $(ip netns list 2>/dev/null | awk '$1 ~ /^ocrig-/ { print $1 }')
 
   # 3. mounts left under the rig's folders (dockerd leaves an nsfs mount under its exec-root)
   local m
@@ -1186,6 +1191,8 @@ cmd_bastion() {
       ;;
     down)
       stop_pids 10 "$PIDDIR"/bastion.*
+      # (a session of the bastion's sshd whose client vanished, e.g. after `bastion cut`, outlives it)
+      end_netns_processes ocrig-bastion ocrig-behind
       if [[ -f $dir/servers ]]; then
         while read -r name; do
           ip link set "$(veth_of "$name")" nomaster 2>/dev/null || true

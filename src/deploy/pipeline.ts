@@ -137,7 +137,7 @@ class DeployJob extends ServerJob {
    */
   private async locked(after: RemoteCommand[], work: (facts: Facts[]) => Promise<ServerResult>): Promise<ServerResult> {
     const { settings } = this.ctx
-    this.progress('locking')
+    this.progress(after.length ? 'locking, preflight' : 'locking')
     let ran: Ran[]
     try {
       ran = await this.waitForLock(after)
@@ -181,8 +181,7 @@ class DeployJob extends ServerJob {
       const wait = Math.min(LOCK_ROUND_SECONDS, Math.max(0, Math.ceil((deadline - Date.now()) / 1000)))
       const rest = after.map(command => this.part(command))
       // (the lease taken covers the steps after it in the channel; the next channel renews it)
-      const lock = commands.takeLock(this.server.path, this.ctx.lockHolder, wait, commands.leaseSeconds(commands.sequenceSeconds(rest)))
-      if (after.length) this.progress('preflight')
+      const lock = commands.takeLock(this.server.path, this.ctx.lockHolder, wait, commands.leaseSeconds(rest.reduce((sum, part) => sum + part.seconds, 0)))
       const ran = await this.steps!.sequence([{ command: lock, seconds: wait + QUICK_STEP_SECONDS }, ...rest], 'failure', this.ctx.signal).catch(async (error: unknown) => {
         // cancelled in this channel: whether the lock was taken is not known, so release it if it is ours
         if (error instanceof Cancelled) await this.close()
