@@ -8,6 +8,7 @@ import { connect as tcpConnect, createServer as createTcpServer, type AddressInf
 import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from '@jest/globals'
 import ssh2 from 'ssh2'
 import * as core from '../__fixtures__/core.js'
+import { ed25519KeyPair } from './fixtures/keys.js'
 
 jest.unstable_mockModule('@actions/core', () => core)
 const { fingerprint } = await import('../../src/remote/host-keys.js')
@@ -15,14 +16,14 @@ const { JumpHosts, describeJump } = await import('../../src/remote/jump-hosts.js
 const { connect, ConnectError, ConnectionLost } = await import('../../src/remote/ssh.js')
 type SshConnection = Awaited<ReturnType<typeof connect>>
 
-const { Server, utils } = ssh2
+const { Server } = ssh2
 const publicBlob = (key: { public: string }) => Buffer.from(key.public.split(' ')[1]!, 'base64')
 
-const bastionHostKey = utils.generateKeyPairSync('ed25519')
-const targetHostKey = utils.generateKeyPairSync('ed25519')
-const otherHostKey = utils.generateKeyPairSync('ed25519')
-const deployKey = utils.generateKeyPairSync('ed25519')
-const jumpKey = utils.generateKeyPairSync('ed25519')
+const bastionHostKey = ed25519KeyPair()
+const targetHostKey = ed25519KeyPair()
+const otherHostKey = ed25519KeyPair()
+const deployKey = ed25519KeyPair()
+const jumpKey = ed25519KeyPair()
 
 /** An ssh2 server accepting one public key; counts its connections and what they asked for. */
 function sshServer(hostKey: { private: string }, userKey: { public: string }) {

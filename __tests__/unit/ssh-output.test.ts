@@ -12,8 +12,9 @@ import type { RemoteCommand } from '../../src/remote/commands.js'
 import { fingerprint } from '../../src/remote/host-keys.js'
 import { OUTPUT_TAIL_BYTES, OutputTail } from '../../src/remote/output-tail.js'
 import { connect, ConnectionLost, type SshConnection } from '../../src/remote/ssh.js'
+import { ed25519KeyPair } from './fixtures/keys.js'
 
-const { Server, utils } = ssh2
+const { Server } = ssh2
 const MiB = 1024 * 1024
 const FLOOD_BYTES = 600 * MiB
 
@@ -92,8 +93,8 @@ const behaviours: Record<string, (channel: Channel) => Promise<void> | void> = {
   }
 }
 
-const hostKey = utils.generateKeyPairSync('ed25519')
-const userKey = utils.generateKeyPairSync('ed25519')
+const hostKey = ed25519KeyPair()
+const userKey = ed25519KeyPair()
 let sshServer: InstanceType<typeof Server>
 /** A TCP relay in front of the SSH server, so a test can cut the connection as a network would. */
 let relay: TcpServer
