@@ -439,7 +439,11 @@ async function ansibleCleanup(cp) {
 
 async function ansibleRaw(n, command, expect) {
   const { inv, cp, env } = ansibleSetup(n)
-  const r = await run('ansible', ['all', '-i', inv, '-f', String(n), '-m', 'raw', '-a', `{% raw %}${command}{% endraw %}`], { env })
+  // through a variable: ansible's parsing of -a's free form fails on the nested quoting of our
+  // status script ("failed at splitting arguments"); {% raw %} keeps its {{ }} from Jinja
+  const vars = join(work, 'raw-command.json')
+  writeFileSync(vars, JSON.stringify({ command: `{% raw %}${command}{% endraw %}` }))
+  const r = await run('ansible', ['all', '-i', inv, '-f', String(n), '-m', 'raw', '-a', '{{ command }}', '-e', `@${vars}`], { env })
   await ansibleCleanup(cp)
   const good = count(r.stdout, expect)
   return { seconds: r.ms / 1000, error: r.code !== 0 || good !== n ? `exit ${r.code}; ${good}/${n} said ${expect}; ${(r.stdout + r.stderr).trim().split('\n').slice(-3).join(' ')}` : undefined }
