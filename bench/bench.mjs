@@ -5,7 +5,9 @@
 // Fairness: the other tools run the very scripts our action runs on a server. They are taken from
 // src/remote/commands.ts (compiled to a scratch folder at start), so the remote work is the same
 // byte for byte; only the orchestration differs (one `ssh` per server running the steps in a row,
-// against our one SSH connection per server with one channel per step).
+// against our one SSH connection per server with one channel per step). Table 1b adds what an
+// operator runs without us, with its own commands: the fleet-status one-liner of issue 14 and a bare
+// `docker ps` as the floor of any SSH + Docker round trip.
 import { spawn } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -45,11 +47,13 @@ const list = (v, d) => (v ? v.split(/[ ,]+/).filter(Boolean).map(Number) : d)
 const REPS = Number(process.env.BENCH_REPS ?? (quick ? 1 : 3))
 const STATUS_SIZES = list(process.env.BENCH_STATUS_SIZES, quick ? [10, 20] : [10, 20, 50])
 const DEPLOY_SIZES = list(process.env.BENCH_DEPLOY_SIZES, quick ? [10] : [10, 20])
-const SCALE = Number(process.env.BENCH_SCALE ?? 200)
-const SCALE_PARALLEL = 50
+/** Table 1b: status on sshd + dockerd servers, ours against the operator's own status script. */
+const DOCKER_STATUS_SIZES = list(process.env.BENCH_DOCKER_STATUS_SIZES, quick ? [10, 20] : [10, 20, 50])
+const SCALE = Number(process.env.BENCH_SCALE ?? 1000)
+const SCALE_PARALLEL = Number(process.env.BENCH_SCALE_PARALLEL ?? 100)
 /** BENCH_SKIP="pssh,ansible,docker-status": leave out those contenders (for quicker comparisons). */
 const SKIP = new Set((process.env.BENCH_SKIP ?? '').split(',').filter(Boolean))
-const skipped = { median: NaN }
+const skipped = { median: undefined }
 const OUT = process.env.BENCH_OUT ?? join(ROOT, 'bench', 'results', 'latest.md')
 
 const work = mkdtempSync(join(os.tmpdir(), 'openclaw-bench-'))
@@ -329,7 +333,52 @@ async function xargsSsh(n, command, expect, { parallel = n, timeWrap = false, ex
     : await run('bash', args, { input: hostsOf(n).join('\n') + '\n' })
   const good = count(r.stdout, expect)
   const time = timeWrap ? readFileSync(timeFile, 'utf8').trim().split('\n').at(-1).split(' ').map(Number) : undefined
-  return { seconds: r.ms / 1000, error: r.code !== 0 || good !== n ? `exit ${r.code}; ${good}/${n} said ${expect}; ${r.stderr.trim().split('\n').slice(-3).join(' ')}` : undefined, time }
+  const error = r.code !== 0 || good !== n ? `exit ${r.code}; ${good}/${n} said ${expect}; ${(r.stderr.trim() || r.stdout.trim()).split('\n').slice(-3).join(' ')}` : undefined
+  return { seconds: r.ms / 1000, error, time }
+}
+
+/**
+ * `xargs -P N ssh HOST COMMAND` with each server's output in a file of its own, checked by
+ * `check(text)` (true when that server answered as it should): for commands whose answer spans
+ * several writes (curl's status code, then `tail`), which the other servers' output could split
+ * in a shared pipe. The redirection costs one bash start per server on top of its ssh.
+ */
+async function xargsEach(n, command, check, { parallel = n, extra = [] } = {}) {
+  const dir = mkdtempSync(join(work, 'each-'))
+  // $1 the output folder, $2 the parallelism, $3 the command, then ssh's options
+  const script = `dir=$1 parallel=$2 command=$3
+shift 3
+exec xargs -P "$parallel" -I{} bash -c 'out=$1; shift; exec "$@" >"$out"' one "$dir/{}" ssh "$@" {} "$command"`
+  const r = await run('bash', ['-c', script, 'xargs-each', dir, String(parallel), command, ...sshOpts, ...extra], { input: hostsOf(n).join('\n') + '\n' })
+  const wrong = hostsOf(n).filter(h => !existsSync(join(dir, h)) || !check(readFileSync(join(dir, h), 'utf8')))
+  rmSync(dir, { recursive: true, force: true })
+  return {
+    seconds: r.ms / 1000,
+    error:
+      r.code !== 0 || wrong.length
+        ? `exit ${r.code}; ${n - wrong.length}/${n} answered as expected (not: ${wrong.slice(0, 5).join(' ')}); ${r.stderr.trim().split('\n').slice(-3).join(' ')}`
+        : undefined
+  }
+}
+
+/**
+ * Issue 14: the operator's own fleet status, as they run it today without us (compose's view of
+ * the project, the gateway's HTTP status, the last deploy), with the project path of the rig's
+ * servers. Right when the gateway is listed, /health said 200 and a history line follows it.
+ */
+const operatorStatus = `cd ${PROJECT} && docker compose ps -a && curl -s -o /dev/null -w "%{http_code}" ${HEALTH_URL} && tail -n1 .openclaw-deploy/history.log`
+const operatorAnswered = text => /openclaw-gateway/.test(text) && /^200\d{4}-\d\d-\d\dT\S+\tdeployed\t/m.test(text)
+
+/**
+ * The servers' deploy history as a deploy of ours leaves it (one line, by our own history step),
+ * so that the operator's `tail` and our status both have a last deploy to show.
+ */
+async function seedHistory(n) {
+  const line = `${new Date().toISOString()}\tdeployed\t${fleet.images.v1} -> ${fleet.images.v1}\tbench`
+  const h = commands.appendHistory(PROJECT, line)
+  const cmd = `mkdir -p ${quote(h.args[0])} && bash -c ${quote(h.script)} openclaw-history ${h.args.map(quote).join(' ')}`
+  const r = await xargsSsh(n, cmd, 'appended=yes', { parallel: 10, extra: SAME_KEX })
+  if (r.error) throw new Error(`writing the servers' history: ${r.error}`)
 }
 
 async function parallelSsh(n, command, expect) {
@@ -390,7 +439,11 @@ async function ansibleCleanup(cp) {
 
 async function ansibleRaw(n, command, expect) {
   const { inv, cp, env } = ansibleSetup(n)
-  const r = await run('ansible', ['all', '-i', inv, '-f', String(n), '-m', 'raw', '-a', `{% raw %}${command}{% endraw %}`], { env })
+  // through a variable: ansible's parsing of -a's free form fails on the nested quoting of our
+  // status script ("failed at splitting arguments"); {% raw %} keeps its {{ }} from Jinja
+  const vars = join(work, 'raw-command.json')
+  writeFileSync(vars, JSON.stringify({ command: `{% raw %}${command}{% endraw %}` }))
+  const r = await run('ansible', ['all', '-i', inv, '-f', String(n), '-m', 'raw', '-a', '{{ command }}', '-e', `@${vars}`], { env })
   await ansibleCleanup(cp)
   const good = count(r.stdout, expect)
   return { seconds: r.ms / 1000, error: r.code !== 0 || good !== n ? `exit ${r.code}; ${good}/${n} said ${expect}; ${(r.stdout + r.stderr).trim().split('\n').slice(-3).join(' ')}` : undefined }
@@ -484,8 +537,13 @@ async function prepareStandins() {
     const child = spawn('nsenter', [`--net=/run/netns/${s.netns}`, 'busybox', 'httpd', '-f', '-p', '127.0.0.1:18789', '-h', www], { stdio: 'ignore' })
     httpds.push(child)
   }
-  await sleep(500)
-  const probe = await xargsSsh(fleet.servers.length, statusCommand(), 'health=ok', { parallel: 20 })
+  await sleep(500 + 2 * fleet.servers.length)
+  // (our key exchange: 1000 servers' worth of post-quantum handshakes would take a minute of CPU)
+  let probe = await xargsSsh(fleet.servers.length, statusCommand(), 'health=ok', { parallel: 50, extra: SAME_KEX })
+  if (probe.error) {
+    await sleep(3000)
+    probe = await xargsSsh(fleet.servers.length, statusCommand(), 'health=ok', { parallel: 50, extra: SAME_KEX })
+  }
   if (probe.error) throw new Error(`the stand-in servers do not answer status: ${probe.error}`)
 }
 
@@ -564,7 +622,7 @@ async function benchAll(tag, contenders, prepare) {
 }
 
 const pct = x => (Number.isFinite(x) ? `${Math.round(x * 100)}%` : '–')
-const fmt = x => (Number.isFinite(x) ? x.toFixed(2) : 'FAIL')
+const fmt = x => (x === undefined ? 'skipped' : Number.isFinite(x) ? x.toFixed(2) : 'FAIL')
 const ratio = (ourSeconds, other) => (Number.isFinite(ourSeconds) && Number.isFinite(other) ? `${(other / ourSeconds).toFixed(2)}` : '–')
 
 const out = []
@@ -576,13 +634,21 @@ const emit = (...lines) => out.push(...lines)
 async function orchestration(docker) {
   const cmd = statusCommand()
   const rows = []
-  const sizes = docker ? DEPLOY_SIZES : STATUS_SIZES
+  const sizes = docker ? DOCKER_STATUS_SIZES : STATUS_SIZES
+  if (docker) await seedHistory(Math.max(...sizes))
   for (const n of sizes) {
     const tag = `status ${n}${docker ? ' (docker)' : ''}`
     log(tag)
     const contenders = [
       { key: 'ours', once: () => ours(n, { mode: 'status' }, ['healthy']) },
       { key: 'xargs', once: () => xargsSsh(n, cmd, 'health=ok') },
+      ...(docker
+        ? [
+            { key: 'operator', once: () => xargsEach(n, operatorStatus, operatorAnswered) },
+            { key: 'operator-curve25519', once: () => xargsEach(n, operatorStatus, operatorAnswered, { extra: SAME_KEX }) },
+            { key: 'docker-ps', once: () => xargsEach(n, 'docker ps', text => /^CONTAINER ID/.test(text) && /openclaw-gateway/.test(text)) }
+          ]
+        : []),
       ...(docker ? [] : VARIANTS.map(v => ({ key: v.label, once: () => ours(n, { mode: 'status' }, ['healthy'], { action: v.file }) }))),
       ...(docker ? [] : [{ key: 'xargs-curve25519', once: () => xargsSsh(n, cmd, 'health=ok', { extra: SAME_KEX }) }]),
       ...(docker || SKIP.has('pssh') ? [] : [{ key: 'pssh', once: () => parallelSsh(n, cmd, 'health=ok') }]),
@@ -595,7 +661,11 @@ async function orchestration(docker) {
       variantRows.push(`| ${n} | ${v.label} | ${fmt(r[v.label].median)} | ${fmt(o.median)} | ${fmt(x.median)} | ${ratio(r[v.label].median, x.median)} |`)
     }
     if (docker) {
-      rows.push(`| ${n} | ${fmt(o.median)} | ${fmt(x.median)} | ${ratio(o.median, x.median)} |`)
+      const [op, k, d] = [r.operator, r['operator-curve25519'], r['docker-ps']]
+      rows.push(
+        `| ${n} | ${fmt(o.median)} | ${fmt(op.median)} | ${ratio(o.median, op.median)} | ${fmt(k.median)} | ${ratio(o.median, k.median)} | ` +
+          `${fmt(d.median)} | ${ratio(o.median, d.median)} | ${fmt(x.median)} | ${ratio(o.median, x.median)} |`
+      )
       continue
     }
     const k = r['xargs-curve25519']
@@ -768,6 +838,12 @@ async function main() {
       'ratio = other / ours (above 1: ours is faster).',
     ''
   )
+  if (only.has('scale')) {
+    // before the rig comes up (rig.sh up checks memory and process limits for the servers): ours
+    // holds one socket per connection, xargs one ssh and its pipes
+    const files = Number((await run('bash', ['-c', 'ulimit -n'])).stdout.trim())
+    if (files < 4 * SCALE_PARALLEL + 256) throw new Error(`scale: max-parallel ${SCALE_PARALLEL} needs about ${4 * SCALE_PARALLEL + 256} open files; ulimit -n is ${files}`)
+  }
   const sshdOnly = Math.max(only.has('scale') ? SCALE : 0, only.has('status') ? Math.max(...STATUS_SIZES) : 0)
   if (sshdOnly > 0) {
     await up(sshdOnly, false)
@@ -800,20 +876,28 @@ async function main() {
     }
     await down()
   }
-  const dockerStatus = only.has('status') && !SKIP.has('docker-status')
-  if (only.has('deploy') || only.has('downtime') || dockerStatus) {
-    await up(only.has('deploy') || dockerStatus ? Math.max(...DEPLOY_SIZES) : 1, true)
-    if (dockerStatus) {
-      const rows = await orchestration(true)
-      emit(
-        '### 1b. The same on sshd + dockerd servers (real Docker CLI and Compose on every server, all on the same 2 cores)',
-        '',
-        '| servers | ours (`mode: status`) | xargs -P N ssh | ratio |',
-        '| --- | --- | --- | --- |',
-        ...rows,
-        ''
-      )
-    }
+  if (only.has('status') && !SKIP.has('docker-status')) {
+    // a fleet of its own: the deploys below run on no more dockerds than they use
+    await up(Math.max(...DOCKER_STATUS_SIZES), true)
+    const rows = await orchestration(true)
+    emit(
+      "### 1b. Status on sshd + dockerd servers against the operator's own status script",
+      '',
+      'Real Docker and Compose on every server (the upstream-shaped project, one history line from an earlier deploy), all on the same 2 cores. ' +
+        "The operator's script is issue 14's fleet status as operators run it today: `xargs -P N ssh HOST '" +
+        operatorStatus +
+        "'` (checked: every server lists its gateway, answers 200 and shows its last deploy). The floor is `xargs -P N ssh HOST docker ps`, " +
+        'one SSH connection and one Docker call per server. The last column runs our own status commands (src/remote/commands.ts) over xargs.',
+      '',
+      "| servers | ours (`mode: status`) | operator's script, xargs -P N ssh | ratio | the same, ssh with our key exchange (curve25519) | ratio | floor: xargs -P N ssh docker ps | ratio | our commands, xargs -P N ssh | ratio |",
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+      ...rows,
+      ''
+    )
+    await down()
+  }
+  if (only.has('deploy') || only.has('downtime')) {
+    await up(only.has('deploy') ? Math.max(...DEPLOY_SIZES) : 1, true)
     if (only.has('deploy')) {
       const { rows, alone } = await deploys()
       emit(

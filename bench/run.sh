@@ -6,15 +6,17 @@
 #   bash bench/run.sh [--quick] [--only=status,scale,deploy,downtime]
 #
 #   1. orchestration: `mode: status` vs the same commands via xargs -P N ssh, parallel-ssh -p N,
-#      ansible -f N -m raw, on 10/20/50 sshd-only servers (read-only docker stand-in), and on
-#      10/20 sshd + dockerd servers
+#      ansible -f N -m raw, on 10/20/50 sshd-only servers (read-only docker stand-in)
+#   1b. `mode: status` on 10/20/50 sshd + dockerd servers vs the operator's own status one-liner
+#      (issue 14) and a bare `docker ps` over xargs -P N ssh, and our commands over xargs
 #   2. full deploy v1 -> v2 on 10 and 20 sshd + dockerd servers vs a bash script over xargs + ssh
 #      and an Ansible playbook doing the same steps; 10 at max-parallel 10 vs the slowest alone
-#   3. scale: `mode: status` on 200 sshd-only servers at max-parallel 50 (wall, CPU, peak RSS)
+#   3. scale: `mode: status` on 1000 sshd-only servers at max-parallel 100 (wall, CPU, peak RSS)
 #   4. downtime of one gateway during a deploy and a rollback vs the container restart itself
 #
-# --quick: one run of each, status on 10 and 20, deploy on 10 (about 6 minutes instead of 15).
-# Environment: BENCH_REPS, BENCH_STATUS_SIZES, BENCH_DEPLOY_SIZES, BENCH_SCALE, BENCH_OUT (default
+# --quick: one run of each, status on 10 and 20, deploy on 10.
+# Environment: BENCH_REPS, BENCH_STATUS_SIZES, BENCH_DOCKER_STATUS_SIZES, BENCH_DEPLOY_SIZES,
+# BENCH_SCALE, BENCH_SCALE_PARALLEL, BENCH_OUT (default
 # bench/results/latest.md), BENCH_ACTION (the bundle to measure instead of dist/index.js),
 # BENCH_VARIANTS="label=path/index.js,…" (more bundles measured beside ours in 1 and 3, e.g. patched
 # copies), BENCH_SKIP="pssh,ansible,docker-status", BENCH_ACTION_NODE_ARGS (e.g. "--cpu-prof

@@ -3,7 +3,8 @@
 # its own OpenSSH sshd (as user `deploy`) and its own dockerd, plus a local image registry.
 #
 #   rig.sh install                 install the packages the rig needs (idempotent)
-#   rig.sh up N [--no-docker]      bring up servers s1..sN (--no-docker: sshd only, for benchmarks)
+#   rig.sh up N [--no-docker]      bring up servers s1..sN (--no-docker: sshd only, for benchmarks;
+#                                  N up to 240 with docker, 1000 without)
 #   rig.sh down                    stop and remove everything the rig made (idempotent)
 #   rig.sh status                  print whether the rig is up (exit 0 when up, 1 otherwise)
 #   rig.sh exec NAME -- CMD...     run CMD as root inside server NAME (its netns and mount namespace,
@@ -43,7 +44,8 @@ BRIDGE=ocrig0
 # bastion (its own namespace and sshd, on both bridges); this machine has no address there.
 BEHIND=ocrig1
 BASTION_IP=10.200.0.9
-SUBNET_PREFIX=10.200.0
+NET_PREFIX=10.200
+SUBNET_PREFIX=$NET_PREFIX.0 # the first /24: this machine, the registries, the bastion, s1..s240
 GUARD_NET=10.200.0.0/16
 HOST_IP=$SUBNET_PREFIX.1
 REGISTRY=$HOST_IP:5000
@@ -56,7 +58,12 @@ DEPLOY_USER=deploy
 USER_MARK=openclaw-rig        # GECOS of a deploy user the rig created
 PROJECT=openclaw
 HEALTH_PORT=18789
-MAX_SERVERS=240
+# Server sN is at 10.200.K.(11 + I) for N - 1 = 240 K + I: s1..s240 in 10.200.0.0/24 (.11-.250),
+# s241..s480 in 10.200.1.0/24, and so on, all on the one bridge, where this machine also takes .1 of
+# every further /24 a fleet needs. Past s240, sshd-only: those servers reach this machine's
+# registries only through the first /24. MAX_SERVERS: a Linux bridge takes at most 1024 ports.
+SERVERS_PER_NET=240
+MAX_SERVERS=1000
 # servers that also hold an ECDSA and an RSA host key (the others only ed25519): enough to test
 # clients that must ask for a type other than the first, without RSA key generation slowing `up`
 MULTI_KEY_SERVERS="s1 s2"
@@ -85,7 +92,13 @@ server_index() { # s12 -> 12
   [[ $1 =~ ^s([0-9]+)$ ]] || die "not a server name: $1"
   printf '%s\n' "${BASH_REMATCH[1]}"
 }
-server_ip() { printf '%s.%s\n' "$SUBNET_PREFIX" "$((10 + $(server_index "$1")))"; }
+# ip_of N VAR: sets VAR to server sN's address (no fork: `up 1000` calls it per server several times)
+ip_of() { printf -v "$2" '%s.%d.%d' "$NET_PREFIX" $((($1 - 1) / SERVERS_PER_NET)) $((11 + ($1 - 1) % SERVERS_PER_NET)); }
+server_ip() {
+  local ip
+  ip_of "$(server_index "$1")" ip
+  printf '%s\n' "$ip"
+}
 netns_of() { printf 'ocrig-%s\n' "$1"; }
 veth_of() { printf 'ocv-%s\n' "$1"; }
 sdir() { printf '%s/%s\n' "$RIG_DIR" "$1"; }
@@ -322,7 +335,8 @@ EOF
 # up
 
 write_sshd_config() { # (no command substitutions in per-server paths: `up 200` runs them 200 times)
-  local name=$1 dir=$RIG_DIR/$1 ip=$SUBNET_PREFIX.$((10 + ${1#s}))
+  local name=$1 dir=$RIG_DIR/$1 ip
+  ip_of "${1#s}" ip
   {
     printf 'ListenAddress %s\nPort 22\n' "$ip"
     printf 'HostKey %s/ssh_host_ed25519_key\n' "$dir"
@@ -633,7 +647,8 @@ write_fleet() {
     for f in "$RIG_DIR/$name"/ssh_host_{ed25519,ecdsa,rsa}_key.pub; do
       [[ -f $f ]] || continue
       read -r kt key _rest <"$f"
-      printf '%s.%s %s %s\n' "$SUBNET_PREFIX" "$((10 + ${name#s}))" "$kt" "$key"
+      ip_of "${name#s}" ip
+      printf '%s %s %s\n' "$ip" "$kt" "$key"
       types+=("$kt")
       lines+=("$name")
     done
@@ -660,7 +675,7 @@ write_fleet() {
     printf '  "knownHostsFile": "%s",\n' "$kh"
     printf '  "servers": [\n'
     for name in "${names[@]}"; do
-      ip=$SUBNET_PREFIX.$((10 + ${name#s}))
+      ip_of "${name#s}" ip
       ((first)) || printf ',\n'
       first=0
       # this server's lines follow each other in known_hosts, its ed25519 key first
@@ -686,6 +701,50 @@ write_fleet() {
   mv "$RIG_DIR/fleet.json.new" "$RIG_DIR/fleet.json"
 }
 
+# The kernel's ARP table is one for all namespaces: every server holds an entry for this machine
+# and this machine one per server, 2 N in all. Past gc_thresh3 (1024 by default) new connections
+# fail ("neighbor table overflow"), so a big fleet raises the limits; `down` puts them back.
+NEIGH_SYSCTL=/proc/sys/net/ipv4/neigh/default
+raise_neigh_limits() {
+  local need=$((2 * $1 + 512)) t3
+  t3=$(<"$NEIGH_SYSCTL/gc_thresh3")
+  ((t3 < need)) || return 0
+  printf '%s %s\n' "$(<"$NEIGH_SYSCTL/gc_thresh2")" "$t3" >"$STATE/neigh-limits.before"
+  echo "$need" >"$NEIGH_SYSCTL/gc_thresh3"
+  echo "$need" >"$NEIGH_SYSCTL/gc_thresh2"
+  log "ARP table limit raised from $t3 to $need entries for $1 servers (restored by down)"
+}
+restore_neigh_limits() {
+  local t2 t3
+  [[ -f $STATE/neigh-limits.before ]] || return 0
+  read -r t2 t3 <"$STATE/neigh-limits.before"
+  echo "$t2" >"$NEIGH_SYSCTL/gc_thresh2"
+  echo "$t3" >"$NEIGH_SYSCTL/gc_thresh3"
+}
+
+# check_capacity N DOCKER: fail now, saying which limit, rather than half-way through `up` (or in
+# a benchmark's timeout) when this machine cannot hold N servers. Measured here: `up 1000
+# --no-docker` takes 2.1 GB (one sshd and its namespaces per server, 1 task each); `up 50`, 2.8 GB
+# and 2,300 tasks (dockerd, containerd, a shim, docker-proxy and the gateway: 45 each). The
+# allowances below leave room for what runs on them (pulls, ssh sessions, a benchmark's httpds).
+check_capacity() {
+  local n=$1 docker=$2 mem_kb tasks pid_max threads_max limit need_mem need_tasks
+  mem_kb=$(awk '$1 == "MemAvailable:" { print $2 }' /proc/meminfo)
+  tasks=$(awk '{ split($4, a, "/"); print a[2] }' /proc/loadavg)
+  pid_max=$(</proc/sys/kernel/pid_max)
+  threads_max=$(</proc/sys/kernel/threads-max)
+  limit=$((pid_max < threads_max ? pid_max : threads_max))
+  if [[ -n $docker ]]; then
+    need_mem=$((n * 150 * 1024 + 1024 * 1024)) need_tasks=$((n * 60 + 2000))
+  else
+    need_mem=$((n * 4 * 1024 + 512 * 1024)) need_tasks=$((n * 4 + 2000))
+  fi
+  ((mem_kb >= need_mem)) ||
+    die "$n servers need about $((need_mem / 1024)) MB of memory; $((mem_kb / 1024)) MB available"
+  ((limit - tasks >= need_tasks)) ||
+    die "$n servers need about $need_tasks more processes/threads; $tasks running, limit $limit (kernel.pid_max $pid_max, kernel.threads-max $threads_max)"
+}
+
 cmd_up() {
   need_root
   check_rig_dir
@@ -700,9 +759,13 @@ cmd_up() {
   if ! [[ $n =~ ^[0-9]+$ ]] || ((n < 1 || n > MAX_SERVERS)); then
     die "usage: rig.sh up N [--no-docker] (1 <= N <= $MAX_SERVERS)"
   fi
+  if [[ -n $docker ]] && ((n > SERVERS_PER_NET)); then
+    die "more than $SERVERS_PER_NET servers only without docker (rig.sh up $n --no-docker)"
+  fi
   if [[ -e $RIG_DIR/fleet.json || -d $STATE ]] || ip link show "$BRIDGE" >/dev/null 2>&1; then
     die "a rig is already up (or left over): run 'rig.sh down' first"
   fi
+  check_capacity "$n" "$docker"
   local t0=$SECONDS
   # 0. the guard route before anything else
   ip route replace unreachable "$GUARD_NET" metric 4000
@@ -725,6 +788,7 @@ cmd_up() {
   chmod 755 "$RIG_DIR"
   [[ -n $docker ]] && touch "$STATE/docker"
   iptables_snapshot >"$STATE/iptables.before"
+  raise_neigh_limits "$n"
   if [[ ! -d /run/sshd ]]; then
     mkdir -m 755 /run/sshd
     touch "$STATE/run-sshd-created"
@@ -742,15 +806,17 @@ cmd_up() {
   # 1. network: bridge in the host namespace, one namespace + veth per server, no default route
   ip link add "$BRIDGE" type bridge forward_delay 0 stp_state 0
   ip addr add "$HOST_IP/24" dev "$BRIDGE"
+  for ((i = 1; i <= (n - 1) / SERVERS_PER_NET; i++)); do ip addr add "$NET_PREFIX.$i.1/24" dev "$BRIDGE"; done
   ip link set "$BRIDGE" up
   for name in "${names[@]}"; do
     printf 'netns add ocrig-%s\n' "$name"
     printf 'link add ocv-%s type veth peer name eth0 netns ocrig-%s\n' "$name" "$name"
     printf 'link set ocv-%s master %s up\n' "$name" "$BRIDGE"
   done | ip -batch -
+  local ip
   for name in "${names[@]}"; do
-    printf 'link set lo up\naddr add %s.%s/24 dev eth0\nlink set eth0 up\n' "$SUBNET_PREFIX" "$((10 + ${name#s}))" |
-      ip -n "ocrig-$name" -batch -
+    ip_of "${name#s}" ip
+    printf 'link set lo up\naddr add %s/24 dev eth0\nlink set eth0 up\n' "$ip" | ip -n "ocrig-$name" -batch -
   done
 
   # 2. user, keys, per-server files (few forks per server: `up 200` runs this 200 times)
@@ -817,7 +883,8 @@ cmd_up() {
   # 5. every sshd answers
   local end=$((SECONDS + 60))
   for name in "${names[@]}"; do
-    until tcp_open "$SUBNET_PREFIX.$((10 + ${name#s}))" 22; do
+    ip_of "${name#s}" ip
+    until tcp_open "$ip" 22; do
       if ((SECONDS >= end)) || ! pid_alive "$PIDDIR/$name.sshd"; then
         tail -n 20 "$RIG_DIR/$name/sshd.log" >&2 || true
         die "$name: sshd not answering"
@@ -906,6 +973,8 @@ cmd_down() {
   # The guard route stays on purpose: a test process that outlives the fleet (or a hand-typed ssh to
   # a server that is gone) must hit "unreachable" here, not the default route off the machine.
   ip route replace unreachable "$GUARD_NET" metric 4000
+
+  restore_neigh_limits
 
   # 5. iptables: the daemons run with --iptables=false; restore the snapshot if anything changed
   if [[ -f $STATE/iptables.before ]]; then
@@ -1147,7 +1216,11 @@ cmd_bastion() {
     up)
       (($#)) || die "usage: rig.sh bastion up NAME..."
       [[ ! -e $dir/bastion.json ]] || die "the bastion is up already: rig.sh bastion down first"
-      for name in "$@"; do known_server "$name"; done
+      for name in "$@"; do
+        known_server "$name"
+        # (the bastion and the servers' registries behind it are in the first /24 only)
+        (($(server_index "$name") <= SERVERS_PER_NET)) || die "$name: only s1..s$SERVERS_PER_NET can go behind the bastion"
+      done
       mkdir -p "$dir"
       ip link add "$BEHIND" type bridge forward_delay 0 stp_state 0
       ip link set "$BEHIND" up
@@ -1225,7 +1298,7 @@ cmd_shape() { # shape NAME upstream|simple: the server's baseline project become
 }
 
 usage() {
-  sed -n '2,29p' "$SELF" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,30p' "$SELF" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
