@@ -59230,12 +59230,21 @@ function parseKnownHosts(text) {
 function hostPortName(host, port) {
     return port === 22 ? host : `[${host}]:${port}`;
 }
+/** Each wildcard pattern's expression, made once (a fleet's known-hosts is read once per server). */
+const GLOBS = new Map();
 function globMatches(pattern, name) {
-    const re = pattern
-        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-        .replace(/\*/g, '.*')
-        .replace(/\?/g, '.');
-    return new RegExp(`^${re}$`, 'i').test(name);
+    if (!/[*?]/.test(pattern))
+        return pattern.toLowerCase() === name.toLowerCase();
+    let re = GLOBS.get(pattern);
+    if (!re) {
+        const source = pattern
+            .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+            .replace(/\*/g, '.*')
+            .replace(/\?/g, '.');
+        re = new RegExp(`^${source}$`, 'i');
+        GLOBS.set(pattern, re);
+    }
+    return re.test(name);
 }
 function patternMatches(pattern, name) {
     if (pattern.startsWith('|1|')) {
@@ -59262,9 +59271,26 @@ function entryMatchesHost(entry, host, port) {
     }
     return matched;
 }
+/** Per known-hosts list, the entries matching each host name looked up so far. */
+const MATCHES = new WeakMap();
+/**
+ * The entries for the host (revoked ones included), found once per host name: every connection
+ * looks its host up several times, and scanning a 1,000-line known-hosts for each of 1,000 servers
+ * each time cost seconds of CPU and a hundred MB of garbage.
+ */
+function entriesFor(knownHosts, host, port) {
+    let byName = MATCHES.get(knownHosts);
+    if (!byName)
+        MATCHES.set(knownHosts, (byName = new Map()));
+    const name = hostPortName(host, port);
+    let found = byName.get(name);
+    if (!found)
+        byName.set(name, (found = knownHosts.filter(e => entryMatchesHost(e, host, port))));
+    return found;
+}
 /** The usable (not revoked) known_hosts entries for the host. */
 function listedFor(policy, host, port) {
-    return policy.knownHosts.filter(e => !e.revoked && entryMatchesHost(e, host, port));
+    return entriesFor(policy.knownHosts, host, port).filter(e => !e.revoked);
 }
 /** Key types of the entries, as the key itself says (the line's type field can be mistyped). */
 function typesOf(entries) {
@@ -59286,7 +59312,7 @@ function verifyHostKey(policy, host, port, key) {
     const presented = fingerprint(key);
     const keyType = keyTypeOf(key);
     const name = hostPortName(host, port);
-    const forHost = policy.knownHosts.filter(e => entryMatchesHost(e, host, port));
+    const forHost = entriesFor(policy.knownHosts, host, port);
     if (forHost.some(e => e.revoked && e.key.equals(key))) {
         return { trusted: false, fingerprint: presented, keyType, otherTypesMayMatch: false, reason: `the host key ${presented} of ${name} is marked @revoked in known-hosts` };
     }
@@ -59322,11 +59348,17 @@ function verifyHostKey(policy, host, port, key) {
 /** Bytes kept per stream (stdout and stderr each) of one step; stated in the README. */
 const OUTPUT_TAIL_BYTES = 1024 * 1024;
 /**
- * Output is copied into blocks of this size. Copying costs one memcpy per byte, and in return memory
- * stays about `limit` + two blocks whatever the chunks look like: keeping the chunks themselves would
- * let a server that sends a million 1-byte packets cost a million Buffer objects.
+ * Output is copied into blocks of at most this size. Copying costs one memcpy per byte, and in return
+ * memory stays about `limit` + two blocks whatever the chunks look like: keeping the chunks themselves
+ * would let a server that sends a million 1-byte packets cost a million Buffer objects.
  */
 const BLOCK_BYTES = 64 * 1024;
+/**
+ * The first block of a stream is this small, and each next one twice the last, up to BLOCK_BYTES:
+ * most steps print a few lines, and a 64 KiB block per stream per step, outside V8's heap, is
+ * collected late (a 1,000-server status run held about 100 MB of them).
+ */
+const FIRST_BLOCK_BYTES = 4 * 1024;
 class OutputTail {
     limit;
     blockBytes;
@@ -59350,7 +59382,7 @@ class OutputTail {
         while (offset < chunk.length) {
             let last = this.blocks.at(-1);
             if (!last || this.fill === last.length) {
-                last = this.spare ?? Buffer.allocUnsafe(this.blockBytes);
+                last = this.spare ?? Buffer.allocUnsafe(Math.min(this.blockBytes, last ? last.length * 2 : FIRST_BLOCK_BYTES));
                 this.spare = undefined;
                 this.blocks.push(last);
                 this.fill = 0;

@@ -75,12 +75,21 @@ function hostPortName(host: string, port: number): string {
   return port === 22 ? host : `[${host}]:${port}`
 }
 
+/** Each wildcard pattern's expression, made once (a fleet's known-hosts is read once per server). */
+const GLOBS = new Map<string, RegExp>()
+
 function globMatches(pattern: string, name: string): boolean {
-  const re = pattern
-    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-    .replace(/\*/g, '.*')
-    .replace(/\?/g, '.')
-  return new RegExp(`^${re}$`, 'i').test(name)
+  if (!/[*?]/.test(pattern)) return pattern.toLowerCase() === name.toLowerCase()
+  let re = GLOBS.get(pattern)
+  if (!re) {
+    const source = pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')
+    re = new RegExp(`^${source}$`, 'i')
+    GLOBS.set(pattern, re)
+  }
+  return re.test(name)
 }
 
 function patternMatches(pattern: string, name: string): boolean {
@@ -128,9 +137,26 @@ export interface HostKeyPolicy {
   strict: boolean
 }
 
+/** Per known-hosts list, the entries matching each host name looked up so far. */
+const MATCHES = new WeakMap<KnownHostEntry[], Map<string, KnownHostEntry[]>>()
+
+/**
+ * The entries for the host (revoked ones included), found once per host name: every connection
+ * looks its host up several times, and scanning a 1,000-line known-hosts for each of 1,000 servers
+ * each time cost seconds of CPU and a hundred MB of garbage.
+ */
+function entriesFor(knownHosts: KnownHostEntry[], host: string, port: number): KnownHostEntry[] {
+  let byName = MATCHES.get(knownHosts)
+  if (!byName) MATCHES.set(knownHosts, (byName = new Map()))
+  const name = hostPortName(host, port)
+  let found = byName.get(name)
+  if (!found) byName.set(name, (found = knownHosts.filter(e => entryMatchesHost(e, host, port))))
+  return found
+}
+
 /** The usable (not revoked) known_hosts entries for the host. */
 function listedFor(policy: HostKeyPolicy, host: string, port: number): KnownHostEntry[] {
-  return policy.knownHosts.filter(e => !e.revoked && entryMatchesHost(e, host, port))
+  return entriesFor(policy.knownHosts, host, port).filter(e => !e.revoked)
 }
 
 /** Key types of the entries, as the key itself says (the line's type field can be mistyped). */
@@ -154,7 +180,7 @@ export function verifyHostKey(policy: HostKeyPolicy, host: string, port: number,
   const presented = fingerprint(key)
   const keyType = keyTypeOf(key)
   const name = hostPortName(host, port)
-  const forHost = policy.knownHosts.filter(e => entryMatchesHost(e, host, port))
+  const forHost = entriesFor(policy.knownHosts, host, port)
   if (forHost.some(e => e.revoked && e.key.equals(key))) {
     return { trusted: false, fingerprint: presented, keyType, otherTypesMayMatch: false, reason: `the host key ${presented} of ${name} is marked @revoked in known-hosts` }
   }

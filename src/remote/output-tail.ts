@@ -9,11 +9,17 @@
 export const OUTPUT_TAIL_BYTES = 1024 * 1024
 
 /**
- * Output is copied into blocks of this size. Copying costs one memcpy per byte, and in return memory
- * stays about `limit` + two blocks whatever the chunks look like: keeping the chunks themselves would
- * let a server that sends a million 1-byte packets cost a million Buffer objects.
+ * Output is copied into blocks of at most this size. Copying costs one memcpy per byte, and in return
+ * memory stays about `limit` + two blocks whatever the chunks look like: keeping the chunks themselves
+ * would let a server that sends a million 1-byte packets cost a million Buffer objects.
  */
 const BLOCK_BYTES = 64 * 1024
+/**
+ * The first block of a stream is this small, and each next one twice the last, up to BLOCK_BYTES:
+ * most steps print a few lines, and a 64 KiB block per stream per step, outside V8's heap, is
+ * collected late (a 1,000-server status run held about 100 MB of them).
+ */
+const FIRST_BLOCK_BYTES = 4 * 1024
 
 export interface StreamTail {
   text: string
@@ -44,7 +50,7 @@ export class OutputTail {
     while (offset < chunk.length) {
       let last = this.blocks.at(-1)
       if (!last || this.fill === last.length) {
-        last = this.spare ?? Buffer.allocUnsafe(this.blockBytes)
+        last = this.spare ?? Buffer.allocUnsafe(Math.min(this.blockBytes, last ? last.length * 2 : FIRST_BLOCK_BYTES))
         this.spare = undefined
         this.blocks.push(last)
         this.fill = 0
