@@ -7,7 +7,6 @@
 import * as commands from '../remote/commands.js'
 import type { Part, RemoteCommand } from '../remote/commands.js'
 import { ConnectionLost, type CommandResult, type RemoteShell } from '../remote/ssh.js'
-import { stateDir } from '../remote/commands.js'
 
 /** A step exited non-zero: the server says why on its `error=` line or its output. */
 export class StepFailed extends Error {
@@ -115,7 +114,7 @@ export class Steps {
     if (holder === undefined) return
     this.holdsLock = false
     throw new LockLost(
-      `${command.step}: this run lost the deploy lock of ${stateDir(this.path)}/lock to ${holder.trim() || 'another run'} (the lease ran out, e.g. while the connection was down), so it stopped touching the server: ${this.lockLostState()}`
+      `${command.step}: this run lost the deploy lock of ${commands.stateDir(this.path)}/lock to ${holder.trim() || 'another run'} (the lease ran out, e.g. while the connection was down), so it stopped touching the server: ${this.lockLostState()}`
     )
   }
 }

@@ -471,6 +471,14 @@ const HEALTH_RULE = String.raw`judge() {
 }
 `
 
+/** Shell lines: the project's compose file, as Compose looks for it, in $compose (run in the project folder, $1). */
+const FIND_COMPOSE = `compose=
+for f in compose.yaml compose.yml docker-compose.yaml docker-compose.yml; do
+  if [ -f "$f" ]; then compose=$f; break; fi
+done
+[ -n "$compose" ] || fail "no docker-compose.yml or compose.yaml in $1"
+`
+
 /** Shell function: one GET of $url, its HTTP status in $code (000 when nothing answered within 5 s). */
 const PROBE = `probe() {
   if command -v curl >/dev/null; then
@@ -495,12 +503,7 @@ export function preflight(path: string, imageVariable: string): RemoteCommand {
       ENV_FUNCTIONS +
       `image_variable=$2
 cd -- "$1" 2>/dev/null || fail "deployment folder $1 does not exist or $(id -un) cannot enter it"
-compose=
-for f in compose.yaml compose.yml docker-compose.yaml docker-compose.yml; do
-  if [ -f "$f" ]; then compose=$f; break; fi
-done
-[ -n "$compose" ] || fail "no docker-compose.yml or compose.yaml in $1"
-[ -f .env ] || fail "no .env in $1"
+${FIND_COMPOSE}[ -f .env ] || fail "no .env in $1"
 { [ -r .env ] && [ -w .env ]; } || fail ".env in $1 is not readable and writable by $(id -un)"
 command -v docker >/dev/null || fail "docker is not installed or not on the PATH of $(id -un)"
 out=$(docker info --format '{{.ServerVersion}}' 2>&1) || fail "cannot reach the Docker daemon as $(id -un): $(said "$out" 2)"
@@ -958,12 +961,7 @@ export function statusProbe(path: string, imageVariable: string, url: string, se
       `state=$2 url=$3 image_variable=$4
 ${LOCK_FUNCTIONS}${PROBE}${HEALTH_RULE}cd -- "$1" 2>/dev/null || fail "deployment folder $1 does not exist or $(id -un) cannot enter it"
 shift 4
-compose=
-for f in compose.yaml compose.yml docker-compose.yaml docker-compose.yml; do
-  if [ -f "$f" ]; then compose=$f; break; fi
-done
-[ -n "$compose" ] || fail "no docker-compose.yml or compose.yaml in $1"
-printf 'compose=%s\\n' "$compose"
+${FIND_COMPOSE}printf 'compose=%s\\n' "$compose"
 if [ -r .env ] && at=$(env_find "$image_variable" .env) && [ -n "$at" ]; then
   case $at in *multiline | unterminated) ;; *) printf 'image_var=%s\\n' "$(env_value "$image_variable" .env | tr -d '\\n\\r')" ;; esac
 fi
