@@ -379,7 +379,7 @@ start_dockerd() { # starts it only: spawn_record NAME.dockerd records it
   spawn_start "$name.dockerd" "$dir/dockerd.log" nsenter --net="/run/netns/$(netns_of "$name")" \
     dockerd --config-file "$dir/daemon.json" --data-root "$dir/docker" --exec-root "$RUN_DIR/$name" \
     -H "unix://$(sock_of "$name")" --pidfile "$dir/dockerd.pid" --group docker \
-    --bridge=none --iptables=false --ip-forward=false --ip-masq=false \
+    --bridge=none --iptables=false --ip-forward=false --ip-masq=false --userland-proxy=true \
     --insecure-registry "$REGISTRY" --shutdown-timeout 5 --log-level warn \
     --containerd-namespace "ocrig-$name" --containerd-plugins-namespace "ocrig-$name-plugins"
 }

@@ -2,6 +2,10 @@
 // (micromark with its GFM extension, which follows the CommonMark and GFM specs that GitHub's
 // cmark-gfm implements), with raw HTML let through as GitHub lets through <details>/<summary>/<pre>.
 // Server text here is hostile; the test reads the visible text and the links a reader would get.
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, expect, it, jest } from '@jest/globals'
 import { micromark } from 'micromark'
 import { gfm, gfmHtml } from 'micromark-extension-gfm'
@@ -180,5 +184,63 @@ describe('the rendered job summary', () => {
     ])
     expect(rows[3]!.slice(5, 8)).toEqual([seen(HOSTILE), seen(HOSTILE), ''])
     expect(rows).toHaveLength(4)
+  })
+})
+
+// `npm run demo` shows each summary in the terminal through scripts/dev/demo-view.mjs, a small
+// Markdown-to-text view of its own (the demo runs before `npm ci`, so no renderer from npm): each
+// table row it prints must read as the rendered row reads, with no Markdown escapes, entities or
+// colour codes left when its output is a file.
+describe("the demo's terminal view of a summary", () => {
+  const view = (md: string, env: Record<string, string> = {}) => {
+    const dir = mkdtempSync(join(tmpdir(), 'demo-view-'))
+    try {
+      writeFileSync(join(dir, 'summary.md'), md)
+      return execFileSync(process.execPath, ['scripts/dev/demo-view.mjs', 'summary', join(dir, 'summary.md')], {
+        encoding: 'utf8',
+        env: { PATH: process.env.PATH, ...env }
+      })
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+  const words = (text: string) => text.replace(/\s+/g, ' ').trim()
+
+  it.each([
+    ['deploy', { image: 'ghcr.io/acme/openclaw:1.2.3' }, 'rolled-back' as Status],
+    ['status', { mode: 'status' }, 'unhealthy' as Status]
+  ])('of a %s reads as the rendered page does', (_, inputs, status) => {
+    const md = renderSummary(
+      [
+        result(1, status === 'unhealthy' ? 'healthy' : 'deployed', { lastDeploy: HOSTILE }),
+        result(2, status, { health: HOSTILE, error: HOSTILE, failedStep: 'health', lockHolder: `${HOSTILE} since 2025-05-01T10:05:00.000Z token=ab` }),
+        result(3, 'failed', { error: 'cost $5 of _x_ at 50% \\ done', deployedImage: undefined })
+      ],
+      settingsFor(inputs),
+      env,
+      61_000
+    )
+    const text = view(md)
+    const lines = text.split('\n').map(words)
+    for (const row of rowsOf(render(md))) expect(lines).toContain(words(row.join(' ')))
+    expect(lines).toContain(headingOf(render(md)))
+    // eslint-disable-next-line no-control-regex
+    expect(text).not.toMatch(/\u001b|&(lt|gt|amp|quot|#\d+);|\\[\\`*_[\]~|$!#:.]/)
+  })
+
+  it('aligns columns by what a terminal shows (an emoji takes two columns) and colours only when told', () => {
+    const md = renderSummary([result(1, 'deployed'), result(2, 'rolled-back', { failedStep: 'health' })], settingsFor({ image: 'x/y:2' }), env, 1_000)
+    const rows = view(md)
+      .split('\n')
+      .filter(l => /^tenant-/.test(l))
+    // where the Image column starts, in terminal columns
+    const imageColumn = (row: string) => {
+      const before = /^.*?(deployed|rolled-back) +/u.exec(row)![0]
+      return [...before.replace(/\p{Extended_Pictographic}\uFE0F?/gu, '##')].length
+    }
+    expect(imageColumn(rows[0]!)).toBe(imageColumn(rows[1]!))
+    expect(view(md)).not.toMatch(/\u001b\[/) // eslint-disable-line no-control-regex
+    expect(view(md, { DEMO_COLOR: '1' })).toMatch(/\u001b\[1m/) // eslint-disable-line no-control-regex
+    expect(view(md, { DEMO_COLOR: '1', NO_COLOR: '1' })).not.toMatch(/\u001b\[/) // eslint-disable-line no-control-regex
   })
 })

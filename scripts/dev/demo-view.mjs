@@ -8,7 +8,8 @@
 // Colour only when stdout is a terminal (and NO_COLOR is not set).
 import { readFileSync } from 'node:fs'
 
-const colour = process.stdout.isTTY && !process.env.NO_COLOR
+// demo.sh pipes this through sed, so it says whether its own stdout is a terminal (DEMO_COLOR=1)
+const colour = (process.stdout.isTTY || process.env.DEMO_COLOR === '1') && !process.env.NO_COLOR
 const paint = (code, text) => (colour ? `\x1b[${code}m${text}\x1b[0m` : text)
 const bold = text => paint('1', text)
 const red = text => paint('31', text)
@@ -50,26 +51,35 @@ function showLog(text) {
 
 /** Markdown of the summary → plain text: headings, paragraphs, tables with aligned columns, details. */
 function showSummary(text) {
-  const plain = cell =>
-    cell
-      .replace(/<[^>]+>/g, '')
-      .replace(/\\([\\`*_{}[\]()#+\-.!|<>~:])/g, '$1')
-      .replace(/`/g, '')
-      .replace(/\u2060/g, '')
-      .replace(/&lt;/g, '<')
-      .replace(/&gt;/g, '>')
-      .replace(/&quot;/g, '"')
-      .replace(/&#39;/g, "'")
-      .replace(/&amp;/g, '&')
-      .replace(/\*\*([^*]+)\*\*/g, '$1')
-      .replace(/\[([^\]]+)\]\((https?:[^)\s]+)\)/g, '$1 <$2>')
-      .trim()
+  // One pass, left to right, as a Markdown renderer reads a line: an escaped character is itself,
+  // a code span is its text, and only then do tags, links and emphasis (all ours: a server's `<`,
+  // `[` or `_` arrives escaped) turn into plain words.
+  const plain = cell => {
+    let out = ''
+    for (let i = 0; i < cell.length;) {
+      const rest = cell.slice(i)
+      let m
+      if ((m = /^\\([!-/:-@[-`{-~])/.exec(rest))) out += m[1]
+      else if ((m = /^(`+)([^]*?[^`])\1(?!`)/.exec(rest))) out += m[2].replace(/^ (.*) $/, '$1').replace(/\\\|/g, '|')
+      else if ((m = /^<\/?[a-z][^>]*>/i.exec(rest))) out += ''
+      else if ((m = /^\[((?:[^\]\\]|\\.)+)\]\((https?:[^)\s]+)\)/.exec(rest))) out += `${plain(m[1])} <${m[2]}>`
+      else if ((m = /^\*\*((?:[^*\\]|\\.)+)\*\*/.exec(rest))) out += plain(m[1])
+      else if ((m = /^_((?:[^_\\]|\\.)+)_(?![\w])/.exec(rest)) && !/\w$/.test(out)) out += plain(m[1])
+      else if ((m = /^&(lt|gt|amp|quot|#39);/.exec(rest))) out += { lt: '<', gt: '>', amp: '&', quot: '"', '#39': "'" }[m[1]]
+      else if ((m = /^\u2060/.exec(rest))) out += ''
+      else out += (m = [cell[i]])[0]
+      i += m[0].length
+    }
+    return out.trim()
+  }
   const cells = line =>
     line
       .replace(/^\||\|$/g, '')
       .split(/(?<!\\)\|/)
       .map(plain)
-  const width = s => [...s].length
+  // columns a terminal gives a cell: emoji (and a character made one by VS16) take two, joiners none
+  const zeroWidth = new Set(['\u200B', '\u200C', '\u200D', '\u2060', '\uFE0E', '\uFE0F'])
+  const width = s => [...s.replace(/\p{Extended_Pictographic}\uFE0F?/gu, '##')].filter(c => !zeroWidth.has(c)).length
   let table = []
   const flush = () => {
     if (!table.length) return

@@ -17,8 +17,10 @@ export RIG_DIR=${RIG_DIR:-/tmp/openclaw-rig}
 
 if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
   B=$'\033[1m' G=$'\033[32m' R=$'\033[31m' D=$'\033[2m' N=$'\033[0m'
+  export DEMO_COLOR=1 # demo-view.mjs writes into a pipe, so it is told
 else
   B='' G='' R='' D='' N=''
+  export DEMO_COLOR=0
 fi
 say() { printf '%s\n' "$@"; } # one line per argument
 
@@ -50,6 +52,8 @@ node -e '
 ' "$RIG_DIR" >"$work/servers.json"
 
 steps=0 recap=()
+# What a push to main would give the runner: this checkout's commit and an actor.
+commit=$(git rev-parse HEAD 2>/dev/null || echo 0000000000000000000000000000000000000000)
 # step TITLE WHAT-IT-SHOWS EXPECTED-EXIT INPUT=VALUE...: runs dist/index.js with the inputs passed as
 # the runner passes them (INPUT_<NAME>), shows its log and its summary, and says what the exit code
 # means for a workflow.
@@ -63,7 +67,8 @@ step() {
   env "INPUT_SERVERS-FILE=$work/servers.json" "INPUT_SSH-PRIVATE-KEY=$(cat "$(fleet privateKeyFile)")" \
     "INPUT_KNOWN-HOSTS=$(cat "$(fleet knownHostsFile)")" "INPUT_MAX-PARALLEL=10" "INPUT_HEALTH-TIMEOUT=10" \
     GITHUB_OUTPUT="$work/output" GITHUB_STEP_SUMMARY="$work/summary.md" GITHUB_REPOSITORY=acme/demo \
-    GITHUB_RUN_ID=1 GITHUB_SERVER_URL=https://github.com GITHUB_EVENT_NAME=workflow_dispatch RUNNER_TEMP="$work" \
+    GITHUB_RUN_ID=$((1000 + steps)) GITHUB_SERVER_URL=https://github.com GITHUB_EVENT_NAME=workflow_dispatch \
+    GITHUB_SHA="$commit" GITHUB_ACTOR=demo-operator GITHUB_WORKFLOW=deploy RUNNER_TEMP="$work" \
     "$@" node dist/index.js >"$work/log" 2>&1 || rc=$?
   say "${D}The step's log (each server's log group folded to its title, progress lines left out):${N}"
   node scripts/dev/demo-view.mjs log "$work/log" | sed 's/^/  /'
@@ -73,14 +78,14 @@ step() {
     # (DEMO_SUMMARIES=DIR keeps each step's Markdown, e.g. for scripts/dev/summary-screenshot.mjs)
     if [ -n "${DEMO_SUMMARIES:-}" ]; then mkdir -p "$DEMO_SUMMARIES" && cp "$work/summary.md" "$DEMO_SUMMARIES/step-$steps.md"; fi
   fi
-  local verdict
-  if [ "$rc" -eq 0 ]; then
-    verdict="${G}exit code 0${N}: the workflow goes on to its next step"
+  if [ "$rc" -ne "$expected" ]; then
+    say "" "${R}exit code $rc, where the demo expected $expected: something is wrong (the log above says what).${N}"
+    exit 1
+  elif [ "$rc" -eq 0 ]; then
+    say "" "→ ${G}exit code 0${N}: the workflow goes on to its next step."
   else
-    verdict="${R}exit code $rc${N}: this step fails the workflow, as it should"
+    say "" "→ ${R}exit code $rc${N}: this step fails the workflow, as it should."
   fi
-  say "" "→ $verdict."
-  [ "$rc" -eq "$expected" ] || { say "${R}The demo expected exit code $expected here: something is wrong.${N}"; exit 1; }
   recap+=("$steps. $title: exit code $rc")
 }
 
