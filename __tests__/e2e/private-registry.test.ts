@@ -4,7 +4,8 @@
 // afterwards; the password travels only on the SSH channel's stdin and shows nowhere.
 import { readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
-import { actionKeyInputs, envOf, healthOf, readFleet, resultsOf, statusOf, rig, runAction, server, serverExec, writeRegistry, type ActionRun, type Fleet } from '../rig/fleet.js'
+import { actionKeyInputs, envOf, healthOf, readFleet, resultsOf, statusOf, rig, runAction, server, writeRegistry, type ActionRun, type Fleet } from '../rig/fleet.js'
+import { credentialsLeft as credentialsLeftOn, expectNoPassword as expectNoPasswordIn } from './registry-credentials.js'
 
 type PrivateRegistry = Fleet['privateRegistry']
 let fleet: Fleet
@@ -16,24 +17,8 @@ function act(inputs: Record<string, string>): Promise<ActionRun> {
   return runAction({ 'servers-file': registryFile, ...actionKeyInputs(fleet), 'health-timeout': '8', ...inputs })
 }
 
-/** Every place the run shows anything, for the password in any form. */
-function expectNoPassword(run: ActionRun): void {
-  const shown = [run.stdout.replace(/^::add-mask::.*$/gm, ''), run.stderr, run.summary, JSON.stringify(run.outputs)].join('\n')
-  for (const form of [password, Buffer.from(password).toString('base64'), Buffer.from(`${registry.username}:${password}`).toString('base64')]) {
-    expect(shown.includes(form) ? form : 'absent').toBe('absent')
-  }
-}
-
-/** Files that hold the password or a Docker login, on the server's side: its home, /tmp, the deploy folder. */
-async function credentialsLeft(name: string): Promise<string> {
-  const s = server(fleet, name)
-  const auth = Buffer.from(`${registry.username}:${password}`).toString('base64')
-  const r = await serverExec(
-    name,
-    `{ ls -d /tmp/openclaw-docker-config.* "${s.home}/.docker/config.json" 2>/dev/null; grep -rlF -e '${password}' -e '${auth}' "${s.home}" "${s.path}" /tmp 2>/dev/null; } | grep -v '^/tmp/openclaw-rig/' || true`
-  )
-  return r.stdout.trim()
-}
+const expectNoPassword = (run: ActionRun) => expectNoPasswordIn(run, registry.username, password)
+const credentialsLeft = (name: string) => credentialsLeftOn(fleet, name, registry.username, password)
 
 beforeAll(async () => {
   fleet = readFleet()

@@ -126,8 +126,9 @@ describe('a hostile server', () => {
     const authorized = (name: string) => authorizedKeysFile(server(fleet, name))
     const key = readFileSync(fleet.publicKeyFile, 'utf8').trim()
     writeFileSync(authorized('s1'), `command="head -c 3145728 /dev/zero | tr '\\0' A; head -c 3145728 /dev/zero | tr '\\0' B >&2; echo; eval \\"$SSH_ORIGINAL_COMMAND\\"" ${key}\n`)
-    // s2 answers every step with the real output, then a hostile error= line and a failure
-    writeFileSync(authorized('s2'), `command="eval \\"$SSH_ORIGINAL_COMMAND\\"; printf 'error=${asPrintf(HOSTILE)}\\n'; exit 3" ${key}\n`)
+    // s2 answers every step with the real output, then a hostile error= line on stdout, the same
+    // text on stderr, and a failure
+    writeFileSync(authorized('s2'), `command="eval \\"$SSH_ORIGINAL_COMMAND\\"; printf 'error=${asPrintf(HOSTILE)}\\n'; printf '${asPrintf(HOSTILE)} on stderr\\n' >&2; exit 3" ${key}\n`)
     // s3's compose file holds a service whose name carries the same text (Compose quotes it back)
     await sh('s3', `printf '  %s:\\n    image: busybox\\n' ${quotedForShell(JSON.stringify(HOSTILE))} >> docker-compose.yml`)
     // s4 holds a lock and a history line written by "another run" with that text
@@ -155,7 +156,8 @@ describe('a hostile server', () => {
     for (const r of [run, status]) {
       const { commands } = runnerView(r.stdout)
       // every command is one of ours (a server's text may sit inside our annotation's message, inert)
-      const ours = /^::(group::|endgroup::|add-mask::|warning|error::\d+ of \d+ servers did not succeed|error title=s\d \(tenant-s\d\)%3A (failed|locked|rolled-back|unreachable|unhealthy)::)/
+      const ours =
+        /^::(group::|endgroup::|add-mask::|warning title=s\d \(tenant-s\d\)::|error::\d+ of \d+ servers did not succeed|error title=s\d \(tenant-s\d\)%3A (failed|locked|rolled-back|unreachable|unhealthy)::)/
       expect(commands.filter(c => !ours.test(c))).toEqual([])
       expect(commands.filter(c => c.startsWith('::error title=tenant-s6'))).toEqual([])
     }
