@@ -58,6 +58,7 @@ describe('remote commands', () => {
     ['setEnvVariables', (v, w) => commands.setEnvVariables(v, { OPENCLAW_IMAGE: w }, v)],
     ['restoreEnvFile', (v, w) => commands.restoreEnvFile(v, w)],
     ['composeUp', (v, w) => commands.composeUp(v, [w, v], 'OPENCLAW_IMAGE')],
+    ['composeStop', (v, w) => commands.composeStop(v, [w, v], 'OPENCLAW_IMAGE')],
     ['healthCheck', (v, w) => commands.healthCheck(v, w, 60, [w])],
     ['pruneImages', (v, w) => commands.pruneImages(v, w, [w, v])],
     ['appendHistory', (v, w) => commands.appendHistory(v, w)],
