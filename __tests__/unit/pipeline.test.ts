@@ -478,11 +478,77 @@ function upstream(...containers: string[]): Reply {
   const services = 'service=openclaw-cli|yes|\nservice=openclaw-gateway|yes|unless-stopped\n'
   return { stdout: `compose=docker-compose.yml\n${services}${containers.map(c => `container=${c}\n`).join('')}` }
 }
+const GATEWAY_RUNS = `openclaw-gateway|${OLD}|sha256:old|running|false|0|0|unless-stopped`
+const CLI_EXITED = `openclaw-cli|${OLD}|sha256:old|exited|false|0|0|no`
 /** A gateway that crash-loops: health fails on the container, whatever the URL says. */
 const CRASH_LOOP = {
   code: 5,
   stdout: 'health=failed\nhttp=000\ncontainers=openclaw-gateway:restarting:1:4:unless-stopped:bad\nerror=not healthy within 60s: http://127.0.0.1:18789/health answered HTTP 000'
 }
+const upArgs = (fake: FakeServer) => fake.ran.filter(c => c.step === 'up').map(c => c.args.slice(2))
+
+describe('which services a deploy brings up (no "services" in the registry)', () => {
+  it('recreates only the gateway when an exited openclaw-cli stands beside it, and judges only the gateway', async () => {
+    const fake = new FakeServer({ preflight: upstream(CLI_EXITED, GATEWAY_RUNS) })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result.status).toBe('deployed')
+    expect(upArgs(fake)).toEqual([['openclaw-gateway']])
+    expect(fake.ran.find(c => c.step === 'health')!.args.slice(4)).toEqual(['openclaw-gateway'])
+    // the rollback target is what the gateway runs
+    expect(fake.ran.find(c => c.step === 'record')!.args.slice(-4, -2)).toEqual([OLD, 'sha256:old'])
+  })
+
+  it('rolls back the gateway alone too, and ends rolled-back although openclaw-cli has exited', async () => {
+    const fake = new FakeServer({ preflight: upstream(CLI_EXITED, GATEWAY_RUNS), health: unhealthyOnce() })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result.status).toBe('rolled-back')
+    expect(upArgs(fake)).toEqual([['openclaw-gateway'], ['openclaw-gateway']])
+  })
+
+  it('moves every service that runs: an openclaw-cli that runs too is recreated with the gateway', async () => {
+    const cliRuns = `openclaw-cli|${OLD}|sha256:old|running|false|0|0|no`
+    const fake = new FakeServer({ preflight: upstream(cliRuns, GATEWAY_RUNS) })
+    expect((await runServer(server('a'), context(settings(), { a: fake }))).status).toBe('deployed')
+    expect(upArgs(fake)).toEqual([['openclaw-cli', 'openclaw-gateway']])
+  })
+
+  it('on a fresh server (nothing ran) starts only the services with a restart policy that take the variable: the gateway, never openclaw-cli', async () => {
+    const fresh: Reply = { stdout: 'compose=docker-compose.yml\nservice=caddy|no|always\nservice=openclaw-cli|yes|\nservice=openclaw-gateway|yes|unless-stopped\n' }
+    const fake = new FakeServer({ preflight: fresh })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result.status).toBe('deployed')
+    expect(upArgs(fake)).toEqual([['openclaw-gateway']])
+    expect(fake.steps()).not.toContain('record')
+  })
+
+  it('starts the gateway on a server where it and openclaw-cli have both exited, not the CLI', async () => {
+    const gatewayExited = `openclaw-gateway|${OLD}|sha256:old|exited|false|0|0|unless-stopped`
+    const fake = new FakeServer({ preflight: upstream(CLI_EXITED, gatewayExited) })
+    expect((await runServer(server('a'), context(settings(), { a: fake }))).status).toBe('deployed')
+    expect(upArgs(fake)).toEqual([['openclaw-gateway']])
+  })
+
+  it('refuses, changing nothing, when nothing runs and only services without a restart policy take the variable', async () => {
+    const onlyCli: Reply = { stdout: 'compose=docker-compose.yml\nservice=openclaw-cli|yes|\nservice=openclaw-gateway|no|unless-stopped\n' }
+    const fake = new FakeServer({ preflight: onlyCli })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result.status).toBe('failed')
+    expect(result.error).toBe(
+      'nothing of the project in /srv/a runs yet, and the only services that take their image from ${OPENCLAW_IMAGE} (openclaw-cli) have no restart policy, ' +
+        'so none is meant to stay up (an interactive tool such as openclaw-cli is run with docker compose run): give the gateway restart: unless-stopped, ' +
+        'or list the services to start in the registry\'s "services". Nothing was changed.'
+    )
+    expect(fake.steps()).toEqual(['lock', 'preflight', 'unlock'])
+  })
+
+  it('starts what the registry lists, even a service without a restart policy', async () => {
+    const onlyCli: Reply = { stdout: 'compose=docker-compose.yml\nservice=openclaw-cli|yes|\n' }
+    const fake = new FakeServer({ preflight: onlyCli, health: { stdout: 'health=ok\nhttp=200\ncontainers=openclaw-cli:exited:0:0:no:ok' } })
+    const result = await runServer({ ...server('a'), services: ['openclaw-cli'] }, context(settings(), { a: fake }))
+    expect(result.status).toBe('deployed')
+    expect(upArgs(fake)).toEqual([['openclaw-cli']])
+  })
+})
 
 describe('a first deploy (nothing ran before, so no image to roll back to) that is not healthy', () => {
   it('stops what it started, so nothing is left restarting, and says so', async () => {

@@ -244,8 +244,16 @@ class DeployJob extends ServerJob {
     const running = [...new Set(containers.filter(c => live(c) && fromVariable.includes(c.service)).map(c => c.service))]
     // What a deploy restarts: the listed services; else what runs now; on a server where nothing of
     // the project runs yet, the services meant to stay up (a restart policy: the gateway, not the CLI).
+    // With none such, nothing is started: an interactive tool (openclaw-cli) is not for `up -d`.
     const meantToRun = services.filter(s => s.usesVariable && s.restarts).map(s => s.name)
-    const switched = listed.length ? listed : running.length ? running : meantToRun.length ? meantToRun : fromVariable
+    if (!listed.length && !running.length && !meantToRun.length) {
+      throw new UserError(
+        `nothing of the project in ${this.server.path} runs yet, and the only services that take their image from \${${variable}} (${fromVariable.join(', ')}) have no restart policy, ` +
+          `so none is meant to stay up (an interactive tool such as openclaw-cli is run with docker compose run): give the gateway restart: unless-stopped, ` +
+          `or list the services to start in the registry's "services". Nothing was changed.`
+      )
+    }
+    const switched = listed.length ? listed : running.length ? running : meantToRun
     // the image that runs is the one of a switched service whose image comes from the variable
     const ours = containers.filter(c => switched.includes(c.service) && fromVariable.includes(c.service))
     const now = ours.find(live) ?? ours[0]
