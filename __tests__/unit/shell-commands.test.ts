@@ -289,6 +289,32 @@ describe('what the scripts do', () => {
       expect(error).toBe('docker pull reg.test/openclaw:v2 failed: docker gave no reason')
     })
   })
+
+  describe('stopping what a first deploy started (composeStop)', () => {
+    /** A project folder, and a `docker` that records its arguments and exits with `code`, printing `said`. */
+    function stopIn(code: number, said = '') {
+      const dir = tempDir('openclaw-stop-')
+      writeFileSync(join(dir, '.env'), 'OPENCLAW_IMAGE=reg.test/openclaw:v1\nOPENAI_API_KEY=sk-very-secret\n')
+      const bin = tempDir('openclaw-docker-')
+      writeFileSync(join(bin, 'docker'), `#!/bin/sh\nprintf '%s\\n' "$@" > '${join(bin, 'args')}'\nprintf '%s\\n' '${said}' >&2\nexit ${code}\n`)
+      chmodSync(join(bin, 'docker'), 0o755)
+      const ran = runLocally(commands.composeStop(dir, ['openclaw-gateway', '-t0'], 'OPENCLAW_IMAGE'), { ...process.env, PATH: `${bin}:${process.env.PATH}` })
+      return { ...ran, args: readFileSync(join(bin, 'args'), 'utf8').trim().split('\n') }
+    }
+
+    it('stops the services given, as names after --, in the project folder', () => {
+      const stopped = stopIn(0)
+      expect(stopped).toMatchObject({ code: 0, stdout: 'stopped=yes\n' })
+      expect(stopped.args).toEqual(['compose', 'stop', '--', 'openclaw-gateway', '-t0'])
+    })
+
+    it("says why it failed in Compose's last line, with no word of .env", () => {
+      const failed = stopIn(1, 'error while stopping: sk-very-secret is wrong')
+      expect(failed.code).toBe(commands.EXIT_CODE.failed)
+      expect(failed.facts.get('error')).toEqual(['docker compose stop failed: error while stopping: [redacted] is wrong '])
+      expect(failed.stdout).not.toContain('sk-very-secret')
+    })
+  })
 })
 
 describe('a sequence: several steps in one channel', () => {
