@@ -150,6 +150,7 @@ const DEFAULT_REPLIES: Record<string, Reply> = {
   // the names of the variables whose values changed (here: all that were sent)
   'write-env': command => ({ stdout: `written=${Object.keys(written(command)).join(' ')}` }),
   up: {},
+  stop: { stdout: 'stopped=yes' },
   health: { stdout: HEALTHY },
   retag: {},
   'restore-env': { stdout: 'restored=yes' },
@@ -444,8 +445,11 @@ describe('one server', () => {
     })
     const result = await runServer(server('a'), context(settings(), { a: fake }))
     expect(result.status).toBe('unreachable')
-    expect(result.error).toMatch(/connection closed; reconnected: no image ran here before this deploy, so there is nothing to roll back to/)
+    expect(result.error).toMatch(/connection closed; reconnected: no image ran here before this deploy, so there is nothing to roll back to: stopped gateway, so nothing is left restarting/)
     expect(result.error).not.toMatch(/nothing had been changed/)
+    // what the first deploy started is stopped once reconnected, under the switch lock (it waits for an up left running)
+    expect(fake.steps().slice(-3)).toEqual(['up', 'stop', 'unlock'])
+    expect(fake.ran.find(c => c.step === 'stop')).toMatchObject({ args: ['/srv/a', 'OPENCLAW_IMAGE', 'gateway'], exclusive: expect.anything() })
   })
 
   it('is unreachable, not hung, when the server stays cut off', async () => {
@@ -463,6 +467,134 @@ describe('one server', () => {
     const result = await runServer(server('a'), ctx)
     expect(result.status).toBe('unreachable')
     expect(result.error).toMatch(/could not reconnect \(cannot connect\): the server may be left half-switched.*lock may remain/)
+  })
+})
+
+/**
+ * Upstream OpenClaw's project as preflight reports it: both services take the image from the
+ * variable, only the gateway has a restart policy; `containers` are CONTAINER_FORMAT lines.
+ */
+function upstream(...containers: string[]): Reply {
+  const services = 'service=openclaw-cli|yes|\nservice=openclaw-gateway|yes|unless-stopped\n'
+  return { stdout: `compose=docker-compose.yml\n${services}${containers.map(c => `container=${c}\n`).join('')}` }
+}
+const GATEWAY_RUNS = `openclaw-gateway|${OLD}|sha256:old|running|false|0|0|unless-stopped`
+const CLI_EXITED = `openclaw-cli|${OLD}|sha256:old|exited|false|0|0|no`
+/** A gateway that crash-loops: health fails on the container, whatever the URL says. */
+const CRASH_LOOP = {
+  code: 5,
+  stdout: 'health=failed\nhttp=000\ncontainers=openclaw-gateway:restarting:1:4:unless-stopped:bad\nerror=not healthy within 60s: http://127.0.0.1:18789/health answered HTTP 000'
+}
+const upArgs = (fake: FakeServer) => fake.ran.filter(c => c.step === 'up').map(c => c.args.slice(2))
+
+describe('which services a deploy brings up (no "services" in the registry)', () => {
+  it('recreates only the gateway when an exited openclaw-cli stands beside it, and judges only the gateway', async () => {
+    const fake = new FakeServer({ preflight: upstream(CLI_EXITED, GATEWAY_RUNS) })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result.status).toBe('deployed')
+    expect(upArgs(fake)).toEqual([['openclaw-gateway']])
+    expect(fake.ran.find(c => c.step === 'health')!.args.slice(4)).toEqual(['openclaw-gateway'])
+    // the rollback target is what the gateway runs
+    expect(fake.ran.find(c => c.step === 'record')!.args.slice(-4, -2)).toEqual([OLD, 'sha256:old'])
+  })
+
+  it('rolls back the gateway alone too, and ends rolled-back although openclaw-cli has exited', async () => {
+    const fake = new FakeServer({ preflight: upstream(CLI_EXITED, GATEWAY_RUNS), health: unhealthyOnce() })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result.status).toBe('rolled-back')
+    expect(upArgs(fake)).toEqual([['openclaw-gateway'], ['openclaw-gateway']])
+  })
+
+  it('moves every service that runs: an openclaw-cli that runs too is recreated with the gateway', async () => {
+    const cliRuns = `openclaw-cli|${OLD}|sha256:old|running|false|0|0|no`
+    const fake = new FakeServer({ preflight: upstream(cliRuns, GATEWAY_RUNS) })
+    expect((await runServer(server('a'), context(settings(), { a: fake }))).status).toBe('deployed')
+    expect(upArgs(fake)).toEqual([['openclaw-cli', 'openclaw-gateway']])
+  })
+
+  it('on a fresh server (nothing ran) starts only the services with a restart policy that take the variable: the gateway, never openclaw-cli', async () => {
+    const fresh: Reply = { stdout: 'compose=docker-compose.yml\nservice=caddy|no|always\nservice=openclaw-cli|yes|\nservice=openclaw-gateway|yes|unless-stopped\n' }
+    const fake = new FakeServer({ preflight: fresh })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result.status).toBe('deployed')
+    expect(upArgs(fake)).toEqual([['openclaw-gateway']])
+    expect(fake.steps()).not.toContain('record')
+  })
+
+  it('starts the gateway on a server where it and openclaw-cli have both exited, not the CLI', async () => {
+    const gatewayExited = `openclaw-gateway|${OLD}|sha256:old|exited|false|0|0|unless-stopped`
+    const fake = new FakeServer({ preflight: upstream(CLI_EXITED, gatewayExited) })
+    expect((await runServer(server('a'), context(settings(), { a: fake }))).status).toBe('deployed')
+    expect(upArgs(fake)).toEqual([['openclaw-gateway']])
+  })
+
+  it('refuses, changing nothing, when nothing runs and only services without a restart policy take the variable', async () => {
+    const onlyCli: Reply = { stdout: 'compose=docker-compose.yml\nservice=openclaw-cli|yes|\nservice=openclaw-gateway|no|unless-stopped\n' }
+    const fake = new FakeServer({ preflight: onlyCli })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result.status).toBe('failed')
+    expect(result.error).toBe(
+      'nothing of the project in /srv/a runs yet, and the only services that take their image from ${OPENCLAW_IMAGE} (openclaw-cli) have no restart policy, ' +
+        'so none is meant to stay up (an interactive tool such as openclaw-cli is run with docker compose run): give the gateway restart: unless-stopped, ' +
+        'or list the services to start in the registry\'s "services". Nothing was changed.'
+    )
+    expect(fake.steps()).toEqual(['lock', 'preflight', 'unlock'])
+  })
+
+  it('starts what the registry lists, even a service without a restart policy', async () => {
+    const onlyCli: Reply = { stdout: 'compose=docker-compose.yml\nservice=openclaw-cli|yes|\n' }
+    const fake = new FakeServer({ preflight: onlyCli, health: { stdout: 'health=ok\nhttp=200\ncontainers=openclaw-cli:exited:0:0:no:ok' } })
+    const result = await runServer({ ...server('a'), services: ['openclaw-cli'] }, context(settings(), { a: fake }))
+    expect(result.status).toBe('deployed')
+    expect(upArgs(fake)).toEqual([['openclaw-cli']])
+  })
+})
+
+describe('a first deploy (nothing ran before, so no image to roll back to) that is not healthy', () => {
+  it('stops what it started, so nothing is left restarting, and says so', async () => {
+    const fake = new FakeServer({ preflight: upstream(), health: CRASH_LOOP })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result.status).toBe('failed')
+    expect(result.error).toBe(
+      'health failed: not healthy within 60s: http://127.0.0.1:18789/health answered HTTP 000; containers: openclaw-gateway restarting after 4 restarts (failing); ' +
+        'no previous image to roll back to: stopped openclaw-gateway, so nothing is left restarting (the containers and their logs stay)'
+    )
+    expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'write-env', 'up', 'health', 'stop', 'history', 'unlock'])
+    // its own channel, bounded by command-timeout, under the switch lock and the lease, as every switching step
+    expect(fake.channels.at(-2)).toEqual(['stop'])
+    const stop = fake.ran.find(c => c.step === 'stop')!
+    expect(stop).toMatchObject({ args: ['/srv/a', 'OPENCLAW_IMAGE', 'openclaw-gateway'], exclusive: expect.anything(), lease: expect.anything() })
+    expect(stop.script).toContain('docker compose stop -- "$@"')
+    expect(result.log.join('\n')).toMatch(/stopped openclaw-gateway: nothing ran here before this deploy/)
+    expect(fake.ran.find(c => c.step === 'history')!.args[1]).toMatch(/\tfailed\t\(none\) -> reg.test\/openclaw:v2\t/)
+  })
+
+  it('stops it with rollback off too, and when compose up itself failed', async () => {
+    const off = new FakeServer({ preflight: upstream(), health: CRASH_LOOP })
+    const result = await runServer(server('a'), context(settings({ rollback: 'false' }), { a: off }))
+    expect(result.error).toMatch(/no previous image to roll back to: stopped openclaw-gateway, so nothing is left restarting/)
+    const upFailed = new FakeServer({ preflight: upstream(), up: { code: 3, stdout: 'error=docker compose up failed: port is already allocated' } })
+    const failed = await runServer(server('a'), context(settings(), { a: upFailed }))
+    expect(failed.error).toMatch(/^up failed: docker compose up failed: port is already allocated; no previous image to roll back to: stopped openclaw-gateway/)
+    expect(upFailed.steps()).toEqual(['lock', 'preflight', 'pull', 'write-env', 'up', 'stop', 'history', 'unlock'])
+  })
+
+  it('says so when the stop fails too', async () => {
+    const fake = new FakeServer({ preflight: upstream(), health: CRASH_LOOP, stop: { code: 3, stdout: 'error=docker compose stop failed: Cannot connect to the Docker daemon' } })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result.status).toBe('failed')
+    expect(result.error).toMatch(
+      /; no previous image to roll back to: stopping openclaw-gateway failed too \(stop failed: docker compose stop failed: Cannot connect to the Docker daemon\), so it may be left restarting: check what runs there$/
+    )
+  })
+
+  it('mode: rollback to a recorded image that is not healthy, where nothing runs, stops it as well', async () => {
+    const record = { stdout: `image=${OLD}\nimage_id=sha256:old\ntag=openclaw-rollback:srv_a` }
+    const fake = new FakeServer({ preflight: { stdout: `${GATEWAY}image_var=${NEW}` }, inspect: { stdout: 'image_id=' }, 'read-rollback': record, health: CRASH_LOOP })
+    const result = await runServer(server('a'), context(settings({ mode: 'rollback', image: '' }), { a: fake }))
+    expect(result.status).toBe('failed')
+    expect(result.error).toMatch(/; no image ran before, so there is nothing to go back to: stopped gateway, so nothing is left restarting/)
+    expect(fake.steps().slice(-4)).toEqual(['health', 'stop', 'history', 'unlock'])
   })
 })
 

@@ -58,6 +58,7 @@ describe('remote commands', () => {
     ['setEnvVariables', (v, w) => commands.setEnvVariables(v, { OPENCLAW_IMAGE: w }, v)],
     ['restoreEnvFile', (v, w) => commands.restoreEnvFile(v, w)],
     ['composeUp', (v, w) => commands.composeUp(v, [w, v], 'OPENCLAW_IMAGE')],
+    ['composeStop', (v, w) => commands.composeStop(v, [w, v], 'OPENCLAW_IMAGE')],
     ['healthCheck', (v, w) => commands.healthCheck(v, w, 60, [w])],
     ['pruneImages', (v, w) => commands.pruneImages(v, w, [w, v])],
     ['appendHistory', (v, w) => commands.appendHistory(v, w)],
@@ -286,6 +287,32 @@ describe('what the scripts do', () => {
     it('says so when Docker gives no reason', () => {
       const [error] = runLocally(commands.pullImage('reg.test/openclaw:v2'), dockerFailingWith('')).facts.get('error') ?? []
       expect(error).toBe('docker pull reg.test/openclaw:v2 failed: docker gave no reason')
+    })
+  })
+
+  describe('stopping what a first deploy started (composeStop)', () => {
+    /** A project folder, and a `docker` that records its arguments and exits with `code`, printing `said`. */
+    function stopIn(code: number, said = '') {
+      const dir = tempDir('openclaw-stop-')
+      writeFileSync(join(dir, '.env'), 'OPENCLAW_IMAGE=reg.test/openclaw:v1\nOPENAI_API_KEY=sk-very-secret\n')
+      const bin = tempDir('openclaw-docker-')
+      writeFileSync(join(bin, 'docker'), `#!/bin/sh\nprintf '%s\\n' "$@" > '${join(bin, 'args')}'\nprintf '%s\\n' '${said}' >&2\nexit ${code}\n`)
+      chmodSync(join(bin, 'docker'), 0o755)
+      const ran = runLocally(commands.composeStop(dir, ['openclaw-gateway', '-t0'], 'OPENCLAW_IMAGE'), { ...process.env, PATH: `${bin}:${process.env.PATH}` })
+      return { ...ran, args: readFileSync(join(bin, 'args'), 'utf8').trim().split('\n') }
+    }
+
+    it('stops the services given, as names after --, in the project folder', () => {
+      const stopped = stopIn(0)
+      expect(stopped).toMatchObject({ code: 0, stdout: 'stopped=yes\n' })
+      expect(stopped.args).toEqual(['compose', 'stop', '--', 'openclaw-gateway', '-t0'])
+    })
+
+    it("says why it failed in Compose's last line, with no word of .env", () => {
+      const failed = stopIn(1, 'error while stopping: sk-very-secret is wrong')
+      expect(failed.code).toBe(commands.EXIT_CODE.failed)
+      expect(failed.facts.get('error')).toEqual(['docker compose stop failed: error while stopping: [redacted] is wrong '])
+      expect(failed.stdout).not.toContain('sk-very-secret')
     })
   })
 })

@@ -244,8 +244,16 @@ class DeployJob extends ServerJob {
     const running = [...new Set(containers.filter(c => live(c) && fromVariable.includes(c.service)).map(c => c.service))]
     // What a deploy restarts: the listed services; else what runs now; on a server where nothing of
     // the project runs yet, the services meant to stay up (a restart policy: the gateway, not the CLI).
+    // With none such, nothing is started: an interactive tool (openclaw-cli) is not for `up -d`.
     const meantToRun = services.filter(s => s.usesVariable && s.restarts).map(s => s.name)
-    const switched = listed.length ? listed : running.length ? running : meantToRun.length ? meantToRun : fromVariable
+    if (!listed.length && !running.length && !meantToRun.length) {
+      throw new UserError(
+        `nothing of the project in ${this.server.path} runs yet, and the only services that take their image from \${${variable}} (${fromVariable.join(', ')}) have no restart policy, ` +
+          `so none is meant to stay up (an interactive tool such as openclaw-cli is run with docker compose run): give the gateway restart: unless-stopped, ` +
+          `or list the services to start in the registry's "services". Nothing was changed.`
+      )
+    }
+    const switched = listed.length ? listed : running.length ? running : meantToRun
     // the image that runs is the one of a switched service whose image comes from the variable
     const ours = containers.filter(c => switched.includes(c.service) && fromVariable.includes(c.service))
     const now = ours.find(live) ?? ours[0]
@@ -370,9 +378,15 @@ class DeployJob extends ServerJob {
     }
 
     const why = this.result.error ?? (this.ctx.signal.aborted ? 'cancelled during the deploy' : `${target} is not healthy`)
-    if (!settings.rollback || !restore) {
+    if (!restore) {
+      // a first deploy: nothing to go back to, so what it started is stopped rather than left restarting
+      const stopped = await this.stopStarted()
       this.history('failed', currentImage ?? '(none)', target)
-      return this.finish('failed', `${why}; ${restore ? 'rollback is off' : 'no previous image to roll back to'}`)
+      return this.finish('failed', `${why}; no previous image to roll back to: ${stopped}`)
+    }
+    if (!settings.rollback) {
+      this.history('failed', currentImage ?? '(none)', target)
+      return this.finish('failed', `${why}; rollback is off`)
     }
     this.progress('rolling back')
     const restored = await this.restore(restore)
@@ -410,8 +424,9 @@ class DeployJob extends ServerJob {
       return this.finish('unreachable', `${lost.message}; could not reconnect (${errorText(error)}): ${state}, and its lock ${commands.stateDir(this.server.path)}/lock may remain`)
     }
     if (!this.switching) {
-      // a first deploy (nothing ran before it) may have written .env or started containers already
-      const state = this.changing ? `no image ran here before this deploy, so there is nothing to roll back to: check what runs there` : 'nothing had been changed on this server'
+      // a first deploy (nothing ran before it) may have written .env or started containers already:
+      // what it started is stopped, as after a first deploy that is not healthy
+      const state = this.changing ? `no image ran here before this deploy, so there is nothing to roll back to: ${await this.stopStarted()}` : 'nothing had been changed on this server'
       return this.finish('unreachable', `${lost.message}; reconnected: ${state}`)
     }
     this.progress('rolling back')
@@ -449,9 +464,14 @@ class DeployJob extends ServerJob {
       return this.finish('deployed')
     }
     const why = `${this.result.error ?? `${image} is not healthy`}; the recorded image ${image} did not become healthy`
-    if (!this.ctx.settings.rollback || !runningId || !currentImage) {
+    if (!runningId || !currentImage) {
+      const stopped = await this.stopStarted()
       this.history('failed', currentImage ?? '(none)', image)
-      return this.finish('failed', `${why}; ${runningId ? `rollback is off, so ${currentImage} was not restored` : `no image ran before, so there is nothing to go back to`}`)
+      return this.finish('failed', `${why}; no image ran before, so there is nothing to go back to: ${stopped}`)
+    }
+    if (!this.ctx.settings.rollback) {
+      this.history('failed', currentImage, image)
+      return this.finish('failed', `${why}; rollback is off, so ${currentImage} was not restored`)
     }
     this.progress('going back')
     const back = await this.restore({ image: currentImage, imageId: runningId, envFix: envImage !== undefined && envImage !== currentImage })
@@ -459,6 +479,26 @@ class DeployJob extends ServerJob {
     return back
       ? this.finish('rolled-back', `${why}; went back to ${currentImage}, which ran before and is healthy; the rollback record is kept`)
       : this.finish('failed', `${why}; going back to ${currentImage}, which ran before, did not become healthy either`)
+  }
+
+  /**
+   * After a deploy (or rollback) with no earlier image to go back to did not become healthy: stops
+   * the services it started (`docker compose stop`), so none is left restarting. Returns how that
+   * went, for the result's error. A lost connection or lock is the caller's, as in every switch.
+   */
+  private async stopStarted(): Promise<string> {
+    const services = this.switched.join(', ')
+    this.progress('stopping')
+    try {
+      await this.steps!.step(commands.composeStop(this.server.path, this.switched, this.server.imageVariable), this.ctx.settings.commandTimeout)
+    } catch (error) {
+      if (error instanceof ConnectionLost || error instanceof LockLost) throw error
+      this.note(`could not stop ${services}: ${errorText(error)}`)
+      this.rememberFailure(error)
+      return `stopping ${services} failed too (${errorText(error)}), so it may be left restarting: check what runs there`
+    }
+    this.note(`stopped ${services}: nothing ran here before this deploy, so there is no image to go back to`)
+    return `stopped ${services}, so nothing is left restarting (the containers and their logs stay)`
   }
 
   /** The ID of the image that runs now: the switched services' containers', else what the reference names ('' if nothing). */

@@ -37,7 +37,7 @@ export interface Ran {
 }
 
 /** Steps that change what runs: they hold the server's switch lock (see commands.exclusive). */
-const SWITCHING_STEPS = new Set(['record', 'retag', 'write-env', 'restore-env', 'up', 'unrecord'])
+const SWITCHING_STEPS = new Set(['record', 'retag', 'write-env', 'restore-env', 'up', 'stop', 'unrecord'])
 const OUTPUT_TAIL_LINES = 20
 
 export class Steps {

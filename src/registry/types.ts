@@ -8,7 +8,11 @@ export interface Server {
   user: string
   path: string
   healthUrl: string
-  /** Compose services to deploy; empty means every service of the project. */
+  /**
+   * Compose services a deploy restarts and health-checks. Empty: those that run now and take their image
+   * from the image variable; where none runs yet, those of them with a restart policy (README: What a
+   * deploy restarts).
+   */
   services: string[]
   imageVariable: string
   /** Accepted host key fingerprints (`SHA256:…`), from the registry. */

@@ -855,6 +855,29 @@ fail "docker compose up failed: $why"`
 }
 
 /**
+ * `docker compose stop` for the given services: after a deploy with no earlier image to go back to
+ * (nothing ran before it) did not become healthy, what it started is stopped, so no container is left
+ * restarting. The containers and their logs stay; a restart policy (`unless-stopped`) does not start a
+ * stopped container again. Compose's output goes through redact, as composeUp's.
+ */
+export function composeStop(path: string, services: string[], imageVariable: string): RemoteCommand {
+  return {
+    step: 'stop',
+    args: [path, imageVariable, ...services],
+    script:
+      PRELUDE +
+      ENV_FUNCTIONS +
+      `cd -- "$1" || fail "cannot enter $1"
+image_variable=$2
+shift 2
+out=$(docker compose stop -- "$@" 2>&1) && { echo stopped=yes; exit 0; }
+printf '%s\\n' "$out" | redact .env | tail -n 40
+why=$(said "$out" 1)
+fail "docker compose stop failed: $why"`
+  }
+}
+
+/**
  * Waits until the gateway answers its health URL with HTTP 2xx and the containers of the given
  * services (all when none is given) are healthy by HEALTH_RULE, for up to `timeoutSeconds`. Pauses
  * grow from 1 s to 5 s.

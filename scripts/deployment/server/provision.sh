@@ -209,7 +209,7 @@ EOF
       changed "$env: owner $user, mode 600"
     fi
     grep -qE '^[[:space:]]*(export[[:space:]]+)?OPENCLAW_IMAGE=' "$env" ||
-      warn "$env has no OPENCLAW_IMAGE= line: the action needs it (or set imageVariable in the registry)"
+      kept "$env has no OPENCLAW_IMAGE= line: the compose file's default image runs until the first deploy, which adds the line (where the compose file takes its image from \${OPENCLAW_IMAGE:-...}, as the template does)"
   fi
 
   local f existing=''
