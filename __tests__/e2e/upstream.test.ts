@@ -115,6 +115,26 @@ describe('upstream OpenClaw project', () => {
     }
   })
 
+  it('on a server where nothing ran yet: starts the gateway only, never openclaw-cli', async () => {
+    // a server set up but never started (docker-setup.sh stopped before its `up`)
+    await sh('s2', 'docker compose down >/dev/null 2>&1')
+    expect(await sh('s2', 'docker compose ps -a -q')).toBe('')
+    const run = await deploy({ image: fleet.images.v2, servers: 's2' })
+    expect(statusOf(run)).toEqual({ s2: 'deployed' })
+    expect(await containers('s2')).toBe(`openclaw-gateway running 0 ${fleet.images.v2}`)
+    expect(await healthOf('s2')).toBe('v2')
+  })
+
+  it('a first deploy of an image in a restart loop fails with nothing to restore, and leaves nothing restarting', async () => {
+    // nothing to go back to: no container, no image line in .env, no image of the compose default
+    await sh('s2', "docker compose down >/dev/null 2>&1 && sed -i '/^OPENCLAW_IMAGE=/d' .env && { docker rmi openclaw:local >/dev/null 2>&1 || true; }")
+    const run = await deploy({ image: fleet.images.crash, servers: 's2', 'health-timeout': '6' })
+    expect(statusOf(run)).toEqual({ s2: 'failed' })
+    expect(resultsOf(run)[0]!.error).toMatch(/openclaw-gateway (restarting|exited 1)/)
+    expect(resultsOf(run)[0]!.error).toMatch(/no previous image to roll back to: stopped openclaw-gateway, so nothing is left restarting/)
+    expect(await anyRestarting('s2')).toBe(false)
+  })
+
   it('mode: status says healthy for a healthy gateway beside an exited CLI, unhealthy for a stopped or broken one', async () => {
     // s2's gateway stopped by hand: it has a restart policy and does not run
     await sh('s2', 'docker compose stop openclaw-gateway >/dev/null 2>&1')
