@@ -7,6 +7,7 @@
 import { spawnSync } from 'node:child_process'
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, expect, it } from '@jest/globals'
 import fc from 'fast-check'
 import * as commands from '../../src/remote/commands.js'
@@ -20,10 +21,14 @@ const IMAGE = 'reg.test:5000/acme/openclaw:v2'
 
 /**
  * A `docker` on PATH: `login` succeeds when its stdin is the expected password (or prints
- * `login_says`), `pull` fails when `pull_fails` exists (or sleeps while `pull_sleeps` does), and
- * `image inspect` prints an ID. Each call leaves a numbered record in the folder `calls`.
+ * `login_says`), after `loginSleeps` seconds; `pull` fails when `pull_fails` exists, after
+ * `pullSleeps` seconds; `image inspect` prints an ID. Each call leaves a numbered record in the
+ * folder `calls`. A login keeps the credentials where Docker would: with no auth in the config it
+ * was given (docker/cli's `ContainsAuth()`: `credsStore`, `credHelpers` or an `auths` entry), Docker
+ * detects a credential store, `pass` when the `pass` program and `docker-credential-pass` are on the
+ * PATH, as both are here: stand-ins that record their calls in `helper_calls` and must never be called.
  */
-function fakeDocker(options: { loginSays?: string; pullFails?: string; pullSleeps?: boolean } = {}) {
+function fakeDocker(options: { loginSays?: string; loginSleeps?: number; pullFails?: string; pullSleeps?: number } = {}) {
   const root = tempDir('openclaw-login-')
   const bin = join(root, 'bin')
   const calls = join(root, 'calls')
@@ -34,6 +39,26 @@ function fakeDocker(options: { loginSays?: string; pullFails?: string; pullSleep
   writeFileSync(join(root, 'expected'), PASSWORD)
   if (options.loginSays) writeFileSync(join(root, 'login_says'), options.loginSays)
   if (options.pullFails) writeFileSync(join(root, 'pull_fails'), options.pullFails)
+  for (const helper of ['pass', 'docker-credential-pass']) {
+    writeFileSync(join(bin, helper), `#!/bin/bash\n{ echo "${helper} $*"; cat; echo; } >> '${root}/helper_calls'\n`)
+    chmodSync(join(bin, helper), 0o755)
+  }
+  // docker/cli: if !configFile.ContainsAuth() { CredentialsStore = DetectDefaultStore(...) }; the store then keeps the login
+  writeFileSync(
+    join(root, 'keep-login.cjs'),
+    `const fs = require('fs'), [file, user, secret] = process.argv.slice(2), password = fs.readFileSync(secret, 'utf8')
+let c = {}
+try { c = JSON.parse(fs.readFileSync(file, 'utf8')) } catch {}
+const contains = Boolean(c.credsStore) || Object.keys(c.credHelpers ?? {}).length > 0 || Object.keys(c.auths ?? {}).length > 0
+c.auths ??= {}
+if (!contains) {
+  require('child_process').execFileSync('docker-credential-pass', ['store'], { input: JSON.stringify({ ServerURL: 'reg.test:5000', Username: user, Secret: password }) })
+  c.credsStore = 'pass'
+  c.auths['reg.test:5000'] = {}
+} else if (!c.credsStore) c.auths['reg.test:5000'] = { auth: Buffer.from(user + ':' + password).toString('base64') }
+fs.writeFileSync(file, JSON.stringify(c))
+`
+  )
   writeFileSync(
     join(bin, 'docker'),
     `#!/bin/bash
@@ -48,14 +73,18 @@ for p in /proc/[0-9]*; do
 done > "$rec/procs"
 config=\${DOCKER_CONFIG:-}
 if [ "$1" = --config ]; then config=$2; shift 2; fi
+if [ -n "$config" ]; then
+  stat -c %a -- "$config" > "$rec/config_mode"; ls -A -- "$config" > "$rec/config_files"
+  cp -- "$config/config.json" "$rec/config_json" 2>/dev/null
+fi
 printf '%s' "$config" > "$rec/config"
-if [ -n "$config" ]; then stat -c %a -- "$config" > "$rec/config_mode"; ls -A -- "$config" > "$rec/config_files"; fi
 case $1 in
   login)
     cat > "$rec/stdin"
+    sleep ${options.loginSleeps ?? 0}
     if [ -f "$root/login_says" ]; then cat "$root/login_says" >&2; exit 1; fi
     if cmp -s "$rec/stdin" "$root/expected"; then
-      printf '{"auths": {"reg": {"auth": "x"}}}' > "$config/config.json"
+      node "$root/keep-login.cjs" "$config/config.json" "$3" "$rec/stdin" || exit 1
       echo 'WARNING! Your credentials are stored unencrypted' >&2
       echo 'Login Succeeded'
     else
@@ -63,7 +92,7 @@ case $1 in
       exit 1
     fi ;;
   pull)
-    ${options.pullSleeps ? 'sleep 30' : ''}
+    sleep ${options.pullSleeps ?? 0}
     if [ -f "$root/pull_fails" ]; then cat "$root/pull_fails" >&2; exit 1; fi ;;
   image) echo sha256:0123456789abcdef ;;
 esac
@@ -83,10 +112,17 @@ esac
           procs: at('procs')!,
           config: at('config')!,
           mode: at('config_mode')?.trim(),
-          files: at('config_files')?.trim()
+          files: at('config_files')?.trim(),
+          json: at('config_json')
         }
       })
-  return { env, home, tmp, records }
+  /** What the stand-ins of a credential store were asked (nothing, if Docker kept the login in the file). */
+  const helperCalls = () => (existsSync(join(root, 'helper_calls')) ? readFileSync(join(root, 'helper_calls'), 'utf8') : '')
+  /** Resolves once the `n`th call (0: the login, 1: the pull) has started. */
+  const started = async (n: number) => {
+    while (!existsSync(join(calls, String(n), 'config'))) await sleep(20)
+  }
+  return { root, bin, env, home, tmp, records, helperCalls, started }
 }
 
 function run(command: commands.RemoteCommand, env: NodeJS.ProcessEnv, viaTimeout?: number) {
@@ -112,11 +148,15 @@ describe('pull with a registry login', () => {
     expect(login!.args).toEqual(['--config', config, 'login', '--username', 'ci-bot', '--password-stdin', '--', 'reg.test:5000'])
     expect(login!.stdin).toBe(PASSWORD)
     expect(login!.mode).toBe('700')
-    expect(login!.files).toBe('')
+    // an auth entry for no real registry, so that Docker keeps the login in this file, not in a credential store
+    expect(login!.files).toBe('config.json')
+    expect(JSON.parse(login!.json!)).toEqual({ auths: { 'openclaw-deploy.invalid': {} } })
+    expect(docker.helperCalls()).toBe('')
     // the pull uses the login, and only this pull's folder
     expect(pull!.args).toEqual(['pull', '-q', '--', IMAGE])
     expect(pull!.config).toBe(config)
     expect(pull!.files).toBe('config.json')
+    expect(JSON.parse(pull!.json!)).toEqual({ auths: { 'openclaw-deploy.invalid': {}, 'reg.test:5000': { auth: expect.any(String) } } })
     expect(inspect!.args.slice(0, 2)).toEqual(['image', 'inspect'])
     // gone after the step; the user's own Docker config untouched, and no other folder left behind
     expect(existsSync(config)).toBe(false)
@@ -162,11 +202,21 @@ describe('pull with a registry login', () => {
   })
 
   it('removes the folder when the remote timeout ends the pull', () => {
-    const docker = fakeDocker({ pullSleeps: true })
+    const docker = fakeDocker({ pullSleeps: 30 })
     const pulled = run(commands.pullImageWithLogin(IMAGE, LOGIN), docker.env, 1)
     expect(pulled.code).toBe(124)
     expect(docker.records().map(call => call.args.find(word => word === 'login' || word === 'pull'))).toEqual(['login', 'pull'])
     expect(readdirSync(docker.tmp)).toEqual([])
+  })
+
+  it('is checked against a Docker that picks a credential store for an empty config, as docker/cli does', () => {
+    // (the stand-in would hand the password to docker-credential-pass, were the folder empty)
+    const docker = fakeDocker()
+    const empty = tempDir('openclaw-login-empty-')
+    const login = spawnSync('docker', ['--config', empty, 'login', '--username', 'ci-bot', '--password-stdin', '--', 'reg.test:5000'], { encoding: 'utf8', env: docker.env, input: PASSWORD })
+    expect(login.status).toBe(0)
+    expect(docker.helperCalls()).toContain(`docker-credential-pass store\n{"ServerURL":"reg.test:5000","Username":"ci-bot","Secret":`)
+    expect(JSON.parse(readFileSync(join(empty, 'config.json'), 'utf8'))).toMatchObject({ credsStore: 'pass' })
   })
 
   it('says so when no password arrives', () => {
