@@ -4,9 +4,11 @@
  * Docker config folder it was given, and every command line and environment of the user's processes
  * while it ran. The password must reach `docker login`'s stdin and nothing else.
  */
-import { spawnSync } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { once } from 'node:events'
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { userInfo } from 'node:os'
+import { basename, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, expect, it } from '@jest/globals'
 import fc from 'fast-check'
@@ -133,6 +135,16 @@ function run(command: commands.RemoteCommand, env: NodeJS.ProcessEnv, viaTimeout
   return { code: out.status, stdout: out.stdout, stderr: out.stderr, facts: commands.parseFacts(out.stdout) }
 }
 
+/** The step started in the background, in a process group of its own, with its stdin written and closed. */
+function start(command: commands.RemoteCommand, env: NodeJS.ProcessEnv) {
+  const child = spawn('bash', ['-c', command.script, `openclaw-${command.step}`, ...command.args], { env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] })
+  child.stdin.end(command.stdin)
+  let stderr = ''
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
+  const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>(resolve => child.on('close', (code, signal) => resolve({ code, signal, stderr })))
+  return { child, ended }
+}
+
 describe('pull with a registry login', () => {
   it('logs in with the password on stdin only, into a config folder of its own that is gone afterwards', () => {
     const docker = fakeDocker()
@@ -218,6 +230,125 @@ describe('pull with a registry login', () => {
     expect(docker.helperCalls()).toContain(`docker-credential-pass store\n{"ServerURL":"reg.test:5000","Username":"ci-bot","Secret":`)
     expect(JSON.parse(readFileSync(join(empty, 'config.json'), 'utf8'))).toMatchObject({ credsStore: 'pass' })
   })
+
+  it.each([
+    ['the pull', { pullSleeps: 2 }, 1],
+    ['a login that then fails', { loginSleeps: 1, loginSays: 'Error response from daemon: unauthorized\n' }, 0]
+  ])(
+    "removes the folder when the channel's stdout closes during %s (SIGPIPE)",
+    async (_during, options, call) => {
+      const docker = fakeDocker(options)
+      const { child, ended } = start(commands.pullImageWithLogin(IMAGE, LOGIN), docker.env)
+      await docker.started(call)
+      const config = docker.records()[0]!.config
+      expect(existsSync(config)).toBe(true)
+      child.stdout.destroy()
+      const end = await ended
+      // it ended by its own exit, which ran the EXIT trap, not killed by SIGPIPE
+      expect(end.signal).toBeNull()
+      expect(existsSync(config)).toBe(false)
+      expect(readdirSync(docker.tmp)).toEqual([])
+    },
+    20_000
+  )
+
+  it.each(['SIGHUP', 'SIGTERM'] as const)(
+    'removes the folder on %s mid-pull',
+    async signal => {
+      const docker = fakeDocker({ pullSleeps: 30 })
+      const { child, ended } = start(commands.pullImageWithLogin(IMAGE, LOGIN), docker.env)
+      await docker.started(1)
+      // to the step's process group, as the remote timeout and a hangup send it
+      process.kill(-child.pid!, signal)
+      const end = await ended
+      expect(end).toMatchObject({ code: 143, signal: null })
+      expect(readdirSync(docker.tmp)).toEqual([])
+    },
+    20_000
+  )
+
+  it('ends quietly on a TERM before its folder exists', async () => {
+    const docker = fakeDocker()
+    const command = commands.pullImageWithLogin(IMAGE, LOGIN)
+    const child = spawn('bash', ['-c', command.script, 'openclaw-pull', ...command.args], { env: docker.env, stdio: ['pipe', 'pipe', 'pipe'] })
+    let output = ''
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk))
+    // still waiting for the password: no folder yet, the EXIT trap has nothing to remove
+    await sleep(300)
+    child.kill('SIGTERM')
+    const [code] = (await once(child, 'close')) as [number | null]
+    expect({ code, output }).toEqual({ code: 143, output: '' })
+    expect(docker.records()).toEqual([])
+    expect(readdirSync(docker.tmp)).toEqual([])
+  }, 20_000)
+
+  it('says so when it cannot make its folder, with nothing to remove', () => {
+    const docker = fakeDocker()
+    const pulled = run(commands.pullImageWithLogin(IMAGE, LOGIN), { ...docker.env, TMPDIR: join(docker.tmp, 'missing') })
+    expect(pulled).toMatchObject({ code: 3, stderr: '' })
+    expect(pulled.facts.get('error')).toEqual([`cannot make a temporary Docker config folder in ${docker.tmp}/missing as ${userInfo().username}`])
+    expect(docker.records()).toEqual([])
+  })
+
+  it("sweeps this user's folders left by pulls killed with SIGKILL: of ours by name, their flock free, over a minute old", async () => {
+    const docker = fakeDocker()
+    const folder = (name: string, age: string) => {
+      mkdirSync(join(docker.tmp, name), { recursive: true })
+      execFileSync('touch', ['-d', age, join(docker.tmp, name)])
+    }
+    folder('openclaw-docker-config.killed0001', '1501 minutes ago')
+    folder('openclaw-docker-config.killed0002', '2 minutes ago')
+    // a live pull holds its folder's flock, however long it has run
+    folder('openclaw-docker-config.running001', '2000 minutes ago')
+    // one just made: its pull takes the flock right after mktemp
+    folder('openclaw-docker-config.justmade01', 'now')
+    folder('other-tool.docker-config', '2000 minutes ago')
+    folder('nested/openclaw-docker-config.deeper0001', '2000 minutes ago')
+    writeFileSync(join(docker.tmp, 'openclaw-docker-config.a-file-0001'), '')
+    execFileSync('touch', ['-d', '2000 minutes ago', join(docker.tmp, 'openclaw-docker-config.a-file-0001')])
+    const others = process.getuid?.() === 0
+    if (others) {
+      folder('openclaw-docker-config.otheruser1', '2000 minutes ago')
+      chownSync(join(docker.tmp, 'openclaw-docker-config.otheruser1'), 65534, 65534)
+    }
+    const holder = spawn('flock', [join(docker.tmp, 'openclaw-docker-config.running001'), 'sleep', '60'], { stdio: 'ignore', detached: true })
+    try {
+      while (spawnSync('flock', ['-n', join(docker.tmp, 'openclaw-docker-config.running001'), 'true']).status === 0) await sleep(20)
+      const pulled = run(commands.pullImageWithLogin(IMAGE, LOGIN), docker.env)
+      expect(pulled).toMatchObject({ code: 0, stderr: '' })
+    } finally {
+      // (flock and its sleep: a group of their own)
+      process.kill(-holder.pid!, 'SIGTERM')
+    }
+    expect(readdirSync(docker.tmp).sort()).toEqual(
+      [
+        'nested',
+        'openclaw-docker-config.a-file-0001',
+        'openclaw-docker-config.justmade01',
+        ...(others ? ['openclaw-docker-config.otheruser1'] : []),
+        'openclaw-docker-config.running001',
+        'other-tool.docker-config'
+      ].sort()
+    )
+    expect(readdirSync(join(docker.tmp, 'nested'))).toEqual(['openclaw-docker-config.deeper0001'])
+  }, 20_000)
+
+  it("leaves a running pull's folder alone, however old: the pull holds its flock", async () => {
+    const docker = fakeDocker({ pullSleeps: 30 })
+    const first = start(commands.pullImageWithLogin(IMAGE, LOGIN), docker.env)
+    await docker.started(1)
+    const config = docker.records()[0]!.config
+    execFileSync('touch', ['-d', '2000 minutes ago', config])
+    expect(spawnSync('flock', ['-n', config, 'true']).status).toBe(1)
+    // another login pull by the same user in the same TMPDIR meanwhile
+    const other = run(commands.pullImageWithLogin(IMAGE, LOGIN), { ...fakeDocker().env, TMPDIR: docker.tmp })
+    expect(other).toMatchObject({ code: 0, stderr: '' })
+    expect(readdirSync(docker.tmp)).toEqual([basename(config)])
+    process.kill(-first.child.pid!, 'SIGTERM')
+    expect(await first.ended).toMatchObject({ code: 143, signal: null })
+    expect(readdirSync(docker.tmp)).toEqual([])
+  }, 20_000)
 
   it('says so when no password arrives', () => {
     const docker = fakeDocker()

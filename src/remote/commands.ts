@@ -587,8 +587,11 @@ const LOGIN_CONFIG = '{"auths":{"openclaw-deploy.invalid":{}}}'
 /**
  * pullImage after `docker login` into a Docker config folder of its own, made for this pull (mode
  * 700, under the deploy user's TMPDIR, holding LOGIN_CONFIG so that the login stays in the folder)
- * and removed when the step ends, whatever its outcome: the user's own `~/.docker/config.json` and
- * its logins are never read or changed. The password arrives
+ * and removed when the step ends, whatever its outcome: on success, failure, the remote timeout's
+ * TERM, a hangup, or a channel whose stdout closed (SIGPIPE). The user's own `~/.docker/config.json`
+ * and its logins are never read or changed. Only a SIGKILL skips the removal; such folders are swept
+ * by the next login pull of the same user: each pull holds a `flock` on its folder while it runs, so
+ * a folder of ours over a minute old whose lock is free belongs to no live pull. The password arrives
  * on the step's stdin and goes to `docker login --password-stdin` through a pipe from a shell
  * builtin: never in a command line, an environment, a file of ours or any output (a reason Docker
  * gives has it cut out, should Docker ever quote it). The username is no secret: an argument.
@@ -603,15 +606,20 @@ export function pullImageWithLogin(image: string, login: RegistryLogin): RemoteC
     stdin: login.password,
     script:
       PRELUDE +
-      `registry=$2 user=$3 password=
-IFS= read -r -d '' password || [ -n "$password" ] || fail "no registry password arrived (connection cut?); nothing was pulled"
-base=\${TMPDIR:-/tmp}
-# config folders of pulls killed with SIGKILL (the only end that skips the trap below): older than any step may run
-find "$base" -maxdepth 1 -type d -name 'openclaw-docker-config.*' -user "$(id -u)" -mmin +1500 -exec rm -rf -- {} + 2>/dev/null
-config=$(umask 077 && mktemp -d "$base/openclaw-docker-config.XXXXXXXXXX") || fail "cannot make a temporary Docker config folder in $base as $(id -un)"
-trap 'rm -rf -- "$config"' EXIT
+      NEED_FLOCK +
+      `registry=$2 user=$3 password= config=
+# set before the folder exists, so no moment is left uncovered ($config is empty until mktemp made it)
+trap '[ -z "$config" ] || rm -rf -- "$config"' EXIT
 trap 'exit 143' TERM INT HUP
-(umask 077 && printf '%s\\n' '${LOGIN_CONFIG}' > "$config/config.json") || fail "cannot make a temporary Docker config folder in $base as $(id -un)"
+trap 'exit 141' PIPE
+IFS= read -r -d '' password || [ -n "$password" ] || fail "no registry password arrived (connection cut?); nothing was pulled"
+need_flock
+umask 077
+base=\${TMPDIR:-/tmp}
+# folders of pulls killed with SIGKILL: this user's, their flock free (a pull takes it at once: over a minute old)
+find "$base" -maxdepth 1 -type d -name 'openclaw-docker-config.*' -user "$(id -u)" -mmin +1 -exec flock -n {} rm -rf -- {} \\; 2>/dev/null
+{ config=$(mktemp -d "$base/openclaw-docker-config.XXXXXXXXXX") && exec 7<"$config" && flock -n 7 && printf '%s\\n' '${LOGIN_CONFIG}' > "$config/config.json"; } 2>/dev/null ||
+  fail "cannot make a temporary Docker config folder in $base as $(id -un)"
 if ! out=$(printf '%s' "$password" | docker --config "$config" login --username "$user" --password-stdin -- "$registry" 2>&1); then
   out=\${out//"$password"/[redacted]}
   why=$(printf '%s\\n' "$out" | grep -Ev '^[[:space:]]*$|^WARNING' | tail -n 3 | tr -s '\\n\\r\\t' '   ' | cut -c 1-${PULL_REASON_CHARS}) why=\${why% }
