@@ -164,9 +164,25 @@ describe('a server behind a jump host', () => {
     for (const client of bastion.stats.clients) client.end()
     await expect(first.closed).resolves.toBeUndefined()
     await expect(first.run(step, 10)).rejects.toBeInstanceOf(ConnectionLost)
+    // the hop that dropped: the jump host's own connection
+    await expect(first.run(step, 10)).rejects.toThrow(new RegExp(`^small: jump host ops@127\\.0\\.0\\.1:${bastionPort}: connection closed by the server or the network$`))
     const second = await throughJump(pool)
     await expect(second.run(step, 10)).resolves.toMatchObject({ code: 0 })
     expect(bastion.stats.connections).toBe(2)
+  })
+
+  it("says the server behind the jump host dropped its connection when the jump host's stays up", async () => {
+    const pool = jumpHosts()
+    const first = await throughJump(pool)
+    for (const client of target.stats.clients) client.end()
+    await expect(first.closed).resolves.toBeUndefined()
+    await expect(first.run(step, 10)).rejects.toThrow(
+      new RegExp(`^small: connection closed by the server or the network \\(behind jump host ops@127\\.0\\.0\\.1:${bastionPort}, whose own connection was still up\\)$`)
+    )
+    // the next server goes through the same jump host connection
+    const second = await throughJump(pool)
+    await expect(second.run(step, 10)).resolves.toMatchObject({ code: 0 })
+    expect(bastion.stats.connections).toBe(1)
   })
 
   it('names a jump host as user@host:port', () => {
