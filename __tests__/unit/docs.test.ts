@@ -209,6 +209,16 @@ describe('the commands in the docs are the tested ones', () => {
     }
   })
 
+  test('each README block marked <!-- copy of: FILE --> reads exactly as FILE', () => {
+    const lines = read(readme).split('\n')
+    const copies = codeBlocks(readme).flatMap(b => {
+      const marker = /^<!--\s*copy of:\s*(\S+)\s*-->\s*$/.exec(lines[b.line - 2] ?? '')
+      return marker ? [{ file: marker[1], line: b.line, text: b.text }] : []
+    })
+    expect(copies.map(c => c.file)).toContain('docs/examples/workflows/deploy-tailscale.yml')
+    for (const copy of copies) expect([`README.md:${copy.line}`, copy.text]).toEqual([`README.md:${copy.line}`, read(join(root, copy.file))])
+  })
+
   test('every shell block that runs a script of the kit or checks host keys is a tested one', () => {
     const untested = markdown.flatMap(file =>
       codeBlocks(file)

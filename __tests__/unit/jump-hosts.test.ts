@@ -1,14 +1,14 @@
 /**
- * Connections through a jump host, with two in-process ssh2 servers on 127.0.0.1: a bastion that
- * opens `direct-tcpip` channels (what forwardOut asks for) and a target behind it. The real
+ * Connections through a jump host, with two in-process ssh2 servers on 127.0.0.1 (fixtures/ssh-server.ts):
+ * a bastion that opens `direct-tcpip` channels (what forwardOut asks for) and a target behind it. The real
  * connect() of src/remote/ssh.ts and JumpHosts of src/remote/jump-hosts.ts run against them.
  */
 import { once } from 'node:events'
-import { connect as tcpConnect, createServer as createTcpServer, type AddressInfo } from 'node:net'
+import { createServer as createTcpServer, type AddressInfo } from 'node:net'
 import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from '@jest/globals'
-import ssh2 from 'ssh2'
 import * as core from '../__fixtures__/core.js'
 import { ed25519KeyPair } from './fixtures/keys.js'
+import { publicBlob, sshServer } from './fixtures/ssh-server.js'
 
 jest.unstable_mockModule('@actions/core', () => core)
 const { fingerprint } = await import('../../src/remote/host-keys.js')
@@ -16,57 +16,11 @@ const { JumpHosts, describeJump } = await import('../../src/remote/jump-hosts.js
 const { connect, ConnectError, ConnectionLost } = await import('../../src/remote/ssh.js')
 type SshConnection = Awaited<ReturnType<typeof connect>>
 
-const { Server } = ssh2
-const publicBlob = (key: { public: string }) => Buffer.from(key.public.split(' ')[1]!, 'base64')
-
 const bastionHostKey = ed25519KeyPair()
 const targetHostKey = ed25519KeyPair()
 const otherHostKey = ed25519KeyPair()
 const deployKey = ed25519KeyPair()
 const jumpKey = ed25519KeyPair()
-
-/** An ssh2 server accepting one public key; counts its connections and what they asked for. */
-function sshServer(hostKey: { private: string }, userKey: { public: string }) {
-  const stats = { connections: 0, users: [] as string[], forwards: [] as string[], clients: new Set<ssh2.Connection>() }
-  const server = new Server({ hostKeys: [hostKey.private] }, client => {
-    stats.connections++
-    stats.clients.add(client)
-    client.on('close', () => stats.clients.delete(client))
-    client.on('error', () => undefined)
-    client.on('authentication', ctx => {
-      if (ctx.method === 'publickey' && ctx.key.data.equals(publicBlob(userKey))) {
-        stats.users.push(ctx.username)
-        return ctx.accept()
-      }
-      ctx.reject(['publickey'])
-    })
-    client.on('ready', () => {
-      // a bastion: forward to the address asked for, as sshd's AllowTcpForwarding does
-      client.on('tcpip', (accept, reject, info) => {
-        stats.forwards.push(`${info.destIP}:${info.destPort}`)
-        const upstream = tcpConnect(info.destPort, info.destIP)
-        upstream.once('connect', () => {
-          const channel = accept()
-          channel.on('error', () => undefined)
-          upstream.pipe(channel).pipe(upstream)
-          channel.on('close', () => upstream.destroy())
-          upstream.on('close', () => channel.close())
-        })
-        upstream.once('error', () => reject())
-      })
-      // a target: answers every step with result=ok
-      client.on('session', accept => {
-        accept().on('exec', acceptExec => {
-          const channel = acceptExec()
-          channel.write('result=ok\n')
-          channel.exit(0)
-          channel.end()
-        })
-      })
-    })
-  })
-  return { server, stats }
-}
 
 const bastion = sshServer(bastionHostKey, jumpKey)
 const target = sshServer(targetHostKey, deployKey)
@@ -76,12 +30,8 @@ let targetPort = 0
 let closedPort = 0
 
 beforeAll(async () => {
-  for (const s of [bastion, target]) {
-    s.server.listen(0, '127.0.0.1')
-    await once(s.server, 'listening')
-  }
-  bastionPort = (bastion.server.address() as AddressInfo).port
-  targetPort = (target.server.address() as AddressInfo).port
+  bastionPort = await bastion.listen()
+  targetPort = await target.listen()
   const probe = createTcpServer().listen(0, '127.0.0.1')
   await once(probe, 'listening')
   closedPort = (probe.address() as AddressInfo).port
@@ -89,17 +39,14 @@ beforeAll(async () => {
 })
 
 afterAll(async () => {
-  await Promise.all([bastion, target].map(s => new Promise(resolve => s.server.close(resolve))))
+  await Promise.all([bastion.close(), target.close()])
 })
 
 const opened: Array<{ close(): void }> = []
 afterEach(() => {
   for (const c of opened.splice(0)) c.close()
-  for (const s of [bastion, target]) {
-    s.stats.connections = 0
-    s.stats.users = []
-    s.stats.forwards = []
-  }
+  bastion.reset()
+  target.reset()
 })
 
 const jumpHost = (overrides: Partial<{ port: number; user: string; hostKeys: string[] }> = {}) => ({
@@ -217,9 +164,25 @@ describe('a server behind a jump host', () => {
     for (const client of bastion.stats.clients) client.end()
     await expect(first.closed).resolves.toBeUndefined()
     await expect(first.run(step, 10)).rejects.toBeInstanceOf(ConnectionLost)
+    // the hop that dropped: the jump host's own connection
+    await expect(first.run(step, 10)).rejects.toThrow(new RegExp(`^small: jump host ops@127\\.0\\.0\\.1:${bastionPort}: connection closed by the server or the network$`))
     const second = await throughJump(pool)
     await expect(second.run(step, 10)).resolves.toMatchObject({ code: 0 })
     expect(bastion.stats.connections).toBe(2)
+  })
+
+  it("says the server behind the jump host dropped its connection when the jump host's stays up", async () => {
+    const pool = jumpHosts()
+    const first = await throughJump(pool)
+    for (const client of target.stats.clients) client.end()
+    await expect(first.closed).resolves.toBeUndefined()
+    await expect(first.run(step, 10)).rejects.toThrow(
+      new RegExp(`^small: connection closed by the server or the network \\(behind jump host ops@127\\.0\\.0\\.1:${bastionPort}, whose own connection was still up\\)$`)
+    )
+    // the next server goes through the same jump host connection
+    const second = await throughJump(pool)
+    await expect(second.run(step, 10)).resolves.toMatchObject({ code: 0 })
+    expect(bastion.stats.connections).toBe(1)
   })
 
   it('names a jump host as user@host:port', () => {

@@ -567,9 +567,31 @@ export interface RegistryLogin {
 }
 
 /**
+ * What the pull's Docker config holds before `docker login` writes to it: one auth entry, for a
+ * registry that cannot exist (`.invalid` is reserved, RFC 2606). It is there so that Docker keeps the
+ * login in this file. With no auth in its config the docker CLI picks a credential store of its own:
+ * `LoadDefaultConfigFile` in docker/cli cli/config/config.go runs `if !configFile.ContainsAuth() {
+ * configFile.CredentialsStore = credentials.DetectDefaultStore(configFile.CredentialsStore) }`, where
+ * `ContainsAuth()` (cli/config/configfile/file.go) is `credsStore != "" || len(credHelpers) > 0 ||
+ * len(auths) > 0`, and on Linux `DetectDefaultStore` (cli/config/credentials/default_store*.go) names
+ * `pass` when the `pass` program is installed, else `secretservice`, whenever
+ * `docker-credential-<that>` is on the PATH. `docker login` would then hand the password to that
+ * helper, into the user's password store or keyring, where it outlives the folder (with docker
+ * 28.2.2 and a stand-in `docker-credential-pass` on the PATH: called with `store`, and the folder's
+ * config left with `"credsStore": "pass"`). One entry in `auths` makes `ContainsAuth()` true, so no
+ * store is detected and `GetCredentialsStore` returns the file store: the login lands in this
+ * folder's config.json, next to the placeholder, and goes with the folder.
+ */
+const LOGIN_CONFIG = '{"auths":{"openclaw-deploy.invalid":{}}}'
+
+/**
  * pullImage after `docker login` into a Docker config folder of its own, made for this pull (mode
- * 700, under the deploy user's TMPDIR) and removed when the step ends, whatever its outcome: the
- * user's own `~/.docker/config.json` and its logins are never read or changed. The password arrives
+ * 700, under the deploy user's TMPDIR, holding LOGIN_CONFIG so that the login stays in the folder)
+ * and removed when the step ends, whatever its outcome: on success, failure, the remote timeout's
+ * TERM, a hangup, or a channel whose stdout closed (SIGPIPE). The user's own `~/.docker/config.json`
+ * and its logins are never read or changed. Only a SIGKILL skips the removal; such folders are swept
+ * by the next login pull of the same user: each pull holds a `flock` on its folder while it runs, so
+ * a folder of ours over a minute old whose lock is free belongs to no live pull. The password arrives
  * on the step's stdin and goes to `docker login --password-stdin` through a pipe from a shell
  * builtin: never in a command line, an environment, a file of ours or any output (a reason Docker
  * gives has it cut out, should Docker ever quote it). The username is no secret: an argument.
@@ -584,14 +606,20 @@ export function pullImageWithLogin(image: string, login: RegistryLogin): RemoteC
     stdin: login.password,
     script:
       PRELUDE +
-      `registry=$2 user=$3 password=
-IFS= read -r -d '' password || [ -n "$password" ] || fail "no registry password arrived (connection cut?); nothing was pulled"
-base=\${TMPDIR:-/tmp}
-# config folders of pulls killed with SIGKILL (the only end that skips the trap below): older than any step may run
-find "$base" -maxdepth 1 -type d -name 'openclaw-docker-config.*' -user "$(id -u)" -mmin +1500 -exec rm -rf -- {} + 2>/dev/null
-config=$(umask 077 && mktemp -d "$base/openclaw-docker-config.XXXXXXXXXX") || fail "cannot make a temporary Docker config folder in $base as $(id -un)"
-trap 'rm -rf -- "$config"' EXIT
+      NEED_FLOCK +
+      `registry=$2 user=$3 password= config=
+# set before the folder exists, so no moment is left uncovered ($config is empty until mktemp made it)
+trap '[ -z "$config" ] || rm -rf -- "$config"' EXIT
 trap 'exit 143' TERM INT HUP
+trap 'exit 141' PIPE
+IFS= read -r -d '' password || [ -n "$password" ] || fail "no registry password arrived (connection cut?); nothing was pulled"
+need_flock
+umask 077
+base=\${TMPDIR:-/tmp}
+# folders of pulls killed with SIGKILL: this user's, their flock free (a pull takes it at once: over a minute old)
+find "$base" -maxdepth 1 -type d -name 'openclaw-docker-config.*' -user "$(id -u)" -mmin +1 -exec flock -n {} rm -rf -- {} \\; 2>/dev/null
+{ config=$(mktemp -d "$base/openclaw-docker-config.XXXXXXXXXX") && exec 7<"$config" && flock -n 7 && printf '%s\\n' '${LOGIN_CONFIG}' > "$config/config.json"; } 2>/dev/null ||
+  fail "cannot make a temporary Docker config folder in $base as $(id -un)"
 if ! out=$(printf '%s' "$password" | docker --config "$config" login --username "$user" --password-stdin -- "$registry" 2>&1); then
   out=\${out//"$password"/[redacted]}
   why=$(printf '%s\\n' "$out" | grep -Ev '^[[:space:]]*$|^WARNING' | tail -n 3 | tr -s '\\n\\r\\t' '   ' | cut -c 1-${PULL_REASON_CHARS}) why=\${why% }

@@ -37,12 +37,17 @@ export class JumpHosts {
 
   /** The route to `host:port` through `jump`, for ConnectOptions.via. */
   route(jump: JumpHost, host: string, port: number, signal?: AbortSignal): Route {
+    // the jump host's connection the last stream runs on (a later one may replace it for others)
+    let used: SshConnection | undefined
     return {
       label: describeJump(jump),
       open: async timeoutMs => {
         const bastion = await this.connection(jump, signal)
-        return bastion.forwardOut(host, port, timeoutMs)
-      }
+        const stream = await bastion.forwardOut(host, port, timeoutMs)
+        used = bastion
+        return stream
+      },
+      lost: () => used?.lostReason
     }
   }
 

@@ -52,6 +52,11 @@ export interface Route {
   label: string
   /** A stream to the server through the jump host, within `timeoutMs`. */
   open(timeoutMs: number): Promise<Duplex>
+  /**
+   * Why the jump host's connection that the last stream opened runs on is gone, or undefined while it
+   * is up: a server connection lost through it says which hop dropped.
+   */
+  lost?(): string | undefined
 }
 
 /** Why a connection could not be made; `network` errors are network trouble worth another try. */
@@ -220,7 +225,7 @@ async function connectOnce(options: ConnectOptions, keyTypes: string[], readyTim
         `Nothing lists a key for this host: verify the fingerprint out of band and add "hostKey": "${verdict.fingerprint}" to its registry entry (or its line to known-hosts).`
     )
   }
-  return new SshConnection(ssh, socket, verdict)
+  return new SshConnection(ssh, socket, verdict, options.via)
 }
 
 /** `host:port`, IPv6 in brackets. */
@@ -338,7 +343,9 @@ export class SshConnection implements RemoteShell {
   constructor(
     private readonly ssh: NodeSSH,
     private readonly socket: Duplex,
-    readonly hostKey: HostKeyVerdict | undefined
+    readonly hostKey: HostKeyVerdict | undefined,
+    /** The jump host the connection runs through, if any. */
+    private readonly route?: Route
   ) {
     const client = ssh.connection
     // node-ssh stops listening for errors once connected; an unhandled 'error' would end the process.
@@ -350,6 +357,11 @@ export class SshConnection implements RemoteShell {
   /** The connection broke or was closed: it serves no further step. */
   get isLost(): boolean {
     return this.lost !== undefined
+  }
+
+  /** Why the connection is gone (`closed` when we closed it), or undefined while it is up. */
+  get lostReason(): string | undefined {
+    return this.lost
   }
 
   /**
@@ -394,9 +406,19 @@ export class SshConnection implements RemoteShell {
   }
 
   private markLost(reason: string): void {
-    this.lost ??= reason
+    this.lost ??= this.hop(reason)
     for (const reject of this.pending) reject(this.lost)
     this.pending.clear()
+  }
+
+  /**
+   * Through a jump host, which hop dropped: the jump host's own connection, when it is gone too (ssh2
+   * reports it lost before it closes the channels that ran on it), else the server's behind it.
+   */
+  private hop(reason: string): string {
+    if (!this.route) return reason
+    const jump = this.route.lost?.()
+    return jump === undefined ? `${reason} (behind jump host ${this.route.label}, whose own connection was still up)` : `jump host ${this.route.label}: ${jump}`
   }
 
   async run(command: RemoteCommand, timeoutSeconds: number, signal?: AbortSignal): Promise<CommandResult> {
