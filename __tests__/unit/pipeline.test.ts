@@ -731,6 +731,14 @@ describe('tenant-env and mode: rotate-token', () => {
     expect(result.log).toContain('.env: changed CLAUDE_AI_SESSION_KEY')
   })
 
+  it('names only variables this run sent, each once, whatever the server says it wrote', async () => {
+    const hostile = `written=${['CLAUDE_AI_SESSION_KEY', 'CLAUDE_AI_SESSION_KEY', 'OPENCLAW_IMAGE', 'EVIL_[x](https://evil.test)', ...Array.from({ length: 50_000 }, (_, i) => `NAME_${i}`)].join(' ')}`
+    const fake = new FakeServer({ 'write-env': { stdout: hostile } })
+    const result = await runServer(server('a'), context(withTenantEnv(), { a: fake }))
+    expect(result).toMatchObject({ status: 'deployed', changedVariables: ['CLAUDE_AI_SESSION_KEY'] })
+    expect(result.log).toContain('.env: changed CLAUDE_AI_SESSION_KEY')
+  })
+
   it('restarts nothing when the image runs already and no value changed (unchanged)', async () => {
     const fake = new FakeServer({ ...sameImage, 'write-env': UNCHANGED_ENV })
     const result = await runServer(server('a'), context(withTenantEnv({ image: '' }), { a: fake }))
