@@ -252,7 +252,8 @@ describe('job summary', () => {
     const holder = 'https://github.com/acme/infra/actions/runs/124 by hubot commit 0123456789ab since 2025-05-01T10:05:00.000Z token=00ff'
     const md = renderSummary([result(1, 'healthy', { lastDeploy: last, lockHolder: holder }), result(2, 'unhealthy', { lastDeploy: `${HOSTILE}\t${HOSTILE}` })], statusSettings, {
       ...env,
-      GITHUB_SERVER_URL: 'https://github.com'
+      GITHUB_SERVER_URL: 'https://github.com',
+      GITHUB_REPOSITORY: 'acme/infra'
     })
     expect(md).toContain('## OpenClaw status at commit `0123456789ab`')
     expect(md).toContain('| Tenant | Server | Region | Status | Image | Health | Last deploy | Lock | Duration |')
@@ -301,12 +302,21 @@ describe('job summary', () => {
 })
 
 describe('history lines and lock notes', () => {
-  const ghes = { GITHUB_SERVER_URL: 'https://ghe.example.com' }
+  const ghes = { GITHUB_SERVER_URL: 'https://ghe.example.com', GITHUB_REPOSITORY: 'o/r' }
 
-  it('link a run only when it is exactly a run URL under this run’s server', () => {
-    expect(runLink('https://github.com/o/r/actions/runs/42', {})).toBe('[run 42](https://github.com/o/r/actions/runs/42)')
-    expect(runLink('https://ghe.example.com/o/r.js/actions/runs/42', ghes)).toBe('[run 42](https://ghe.example.com/o/r.js/actions/runs/42)')
+  it('link a run only when it is exactly a run URL of this run’s repository under this run’s server', () => {
+    expect(runLink('https://github.com/o/r/actions/runs/42', { GITHUB_REPOSITORY: 'o/r' })).toBe('[run 42](https://github.com/o/r/actions/runs/42)')
+    expect(runLink('https://ghe.example.com/o/r.js/actions/runs/42', { ...ghes, GITHUB_REPOSITORY: 'o/r.js' })).toBe('[run 42](https://ghe.example.com/o/r.js/actions/runs/42)')
+    expect(runLink('https://ghe.example.com/o/r/actions/runs/42', ghes)).toBe('[run 42](https://ghe.example.com/o/r/actions/runs/42)')
+    // outside Actions there is no repository of this run, so nothing is a link
+    expect(runLink('https://github.com/o/r/actions/runs/42', {})).toBeUndefined()
+    expect(runLink('https://ghe.example.com/o/../actions/runs/42', { ...ghes, GITHUB_REPOSITORY: 'o/..' })).toBeUndefined()
     for (const url of [
+      'https://ghe.example.com/evil-org/phish/actions/runs/123',
+      'https://ghe.example.com/o/r2/actions/runs/42',
+      'https://ghe.example.com/o/r.js/actions/runs/42',
+      'https://ghe.example.com/O/r/actions/runs/42',
+      'https://ghe.example.com/o/r/actions/runs/42/attempts/1',
       'https://github.com/o/r/actions/runs/42',
       'https://ghe.example.com.evil.example/o/r/actions/runs/42',
       'https://ghe.example.com/o/r/actions/runs/42/../../../x',

@@ -266,16 +266,21 @@ function timeText(iso: string, max = MAX_FIELD_CHARS): string {
 }
 
 /**
- * A link to a workflow run, only if `url` is exactly `<this run's server>/<owner>/<repo>/actions/runs/<digits>`:
- * a history line or lock note is server text, and must not turn into a link anywhere else.
+ * A link to a workflow run, only if `url` is exactly `<this run's server>/<this run's repository>/actions/runs/<digits>`
+ * (GITHUB_SERVER_URL, GITHUB_REPOSITORY): a history line or lock note is server text, and must not
+ * turn into a link to anywhere else, not even to a run of another repository. Outside Actions
+ * (no GITHUB_REPOSITORY) nothing is a link.
  */
 export function runLink(url: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
   const server = (env.GITHUB_SERVER_URL || 'https://github.com').replace(/\/+$/, '')
-  if (!/^https:\/\/[A-Za-z0-9.-]+(?::\d+)?$/.test(server) || !url.startsWith(`${server}/`)) return undefined
-  const m = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})\/([A-Za-z0-9._-]{1,100})\/actions\/runs\/(\d{1,20})$/.exec(url.slice(server.length + 1))
+  const repository = env.GITHUB_REPOSITORY ?? ''
+  if (!/^https:\/\/[A-Za-z0-9.-]+(?::\d+)?$/.test(server)) return undefined
   // `o/../actions/runs/1` would resolve to another path: a repository is never all dots.
+  const m = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})\/([A-Za-z0-9._-]{1,100})$/.exec(repository)
   if (!m || /^\.+$/.test(m[1]!)) return undefined
-  return `[run ${m[2]}](${url})`
+  const prefix = `${server}/${repository}/actions/runs/`
+  if (!url.startsWith(prefix) || !/^\d{1,20}$/.test(url.slice(prefix.length))) return undefined
+  return `[run ${url.slice(prefix.length)}](${url})`
 }
 
 /**
