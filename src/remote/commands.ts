@@ -376,8 +376,9 @@ if [ -n "$token" ] && grep -qF -- "token=$token" "$note" 2>/dev/null; then rm -r
  * fourth word `multiline` when the value spans lines; `unterminated` when its quotes never close; or
  * nothing when NAME is not assigned.
  * env_value NAME FILE prints the value's bytes as written, inside its quotes. redact FILE copies
- * stdin to stdout with every word of the file's values replaced, so a Docker or Compose message that
- * quotes `.env` shows no secret.
+ * stdin to stdout with every word of 4 or more bytes of the file's values replaced by `[redacted]`, as
+ * it is and as JSON and Go's %q and %+q write it (`\\`, `\"`, `\u003c` for `<`, `>`, `&`, non-ASCII
+ * as `\u` escapes), so a Docker or Compose message that quotes `.env` shows no secret.
  */
 const ENV_FUNCTIONS = String.raw`env_find() {
   LC_ALL=C awk -v name="$1" '
@@ -425,18 +426,62 @@ env_value() {
 }
 redact() { # (the calling script sets image_variable: its value is an image reference, not a secret)
   LC_ALL=C awk -v envf="$1" -v keep="$image_variable" '
+    function hex(n, digits,   h) {
+      for (h = ""; digits > 0; digits--) { h = substr("0123456789abcdef", n % 16 + 1, 1) h; n = int(n / 16) }
+      return h
+    }
+    # w as a JSON encoder or Go (%q, %+q) writes it inside quotes: \ and " escaped; with html, < > &
+    # as \u escapes (Go encoding/json); with ascii, each UTF-8 character past ASCII as \u (a surrogate
+    # pair past U+FFFF; \U with astral "U", as Go %+q)
+    function quoted(w, html, ascii, astral,   out, i, j, c, b, cp, len, ok) {
+      out = ""
+      for (i = 1; i <= length(w); i++) {
+        c = substr(w, i, 1); b = ord[c]
+        if (c == "\\" || c == "\"") { out = out "\\" c; continue }
+        if (html && c == "<") { out = out "\\u003c"; continue }
+        if (html && c == ">") { out = out "\\u003e"; continue }
+        if (html && c == "&") { out = out "\\u0026"; continue }
+        if (ascii && b >= 192 && b < 248) {
+          len = (b < 224) ? 2 : ((b < 240) ? 3 : 4); cp = b % ((len == 2) ? 32 : ((len == 3) ? 16 : 8)); ok = 1
+          for (j = 1; j < len; j++) { b = ord[substr(w, i + j, 1)]; if (b < 128 || b >= 192) { ok = 0; break }; cp = cp * 64 + b - 128 }
+          if (ok) {
+            i += len - 1
+            if (cp < 65536) out = out "\\u" hex(cp, 4)
+            else if (astral == "U") out = out "\\U" hex(cp, 8)
+            else { cp -= 65536; out = out "\\u" hex(55296 + int(cp / 1024), 4) "\\u" hex(56320 + cp % 1024, 4) }
+            continue
+          }
+        }
+        out = out c
+      }
+      return out
+    }
+    function add(w) { if (length(w) >= 4 && !(w in seen)) { seen[w] = 1; word[++k] = w } }
     BEGIN {
+      for (i = 1; i < 256; i++) ord[sprintf("%c", i)] = i
       while ((getline l < envf) > 0) {
         if (l ~ /^[ \t]*#/) continue
         if (keep != "" && l ~ ("^[ \t]*(export[ \t]+)?" keep "[ \t]*=")) continue
         if (match(l, /^[ \t]*(export[ \t]+)?[A-Za-z0-9_.-]+[ \t]*=/)) l = substr(l, RLENGTH + 1)
-        n = split(l, w, /[ \t"'"'"'=\r]+/)
-        for (i = 1; i <= n; i++) if (length(w[i]) >= 6) word[++k] = w[i]
+        n = split(l, ws, /[ \t"'"'"'=\r\001]+/)
+        for (i = 1; i <= n; i++) {
+          if (length(ws[i]) < 4) continue
+          add(ws[i]); add(quoted(ws[i], 0, 0)); add(quoted(ws[i], 1, 0)); add(quoted(ws[i], 0, 1)); add(quoted(ws[i], 1, 1)); add(quoted(ws[i], 0, 1, "U")); add(quoted(ws[i], 1, 1, "U"))
+        }
       }
+      # longest first, so no part of a longer word is left after a shorter one inside it is replaced
+      for (i = 2; i <= k; i++) for (j = i; j > 1 && length(word[j]) > length(word[j - 1]); j--) { t = word[j]; word[j] = word[j - 1]; word[j - 1] = t }
     }
     {
-      for (i = 1; i <= k; i++) while ((p = index($0, word[i])) > 0) $0 = substr($0, 1, p - 1) "[redacted]" substr($0, p + length(word[i]))
-      print
+      # each match becomes \001 (never in a word) first, so a word inside "[redacted]" is never replaced again
+      s = $0
+      for (i = 1; i <= k; i++) {
+        out = ""
+        while ((p = index(s, word[i])) > 0) { out = out substr(s, 1, p - 1) "\001"; s = substr(s, p + length(word[i])) }
+        s = out s
+      }
+      gsub(/\001/, "[redacted]", s)
+      print s
     }'
 }
 # said TEXT N: the last N non-blank lines of a command's output, on one line, redacted
