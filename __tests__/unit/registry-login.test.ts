@@ -109,7 +109,7 @@ describe('pull with a registry login', () => {
     expect(more).toEqual([])
     const config = login!.config
     expect(config.startsWith(`${docker.tmp}/openclaw-docker-config.`)).toBe(true)
-    expect(login!.args).toEqual(['--config', config, 'login', '--username', 'ci-bot', '--password-stdin', '--', 'reg.test:5000'])
+    expect(login!.args).toEqual(['--config', config, 'login', '--username=ci-bot', '--password-stdin', '--', 'reg.test:5000'])
     expect(login!.stdin).toBe(PASSWORD)
     expect(login!.mode).toBe('700')
     expect(login!.files).toBe('')

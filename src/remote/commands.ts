@@ -637,7 +637,7 @@ find "$base" -maxdepth 1 -type d -name 'openclaw-docker-config.*' -user "$(id -u
 config=$(umask 077 && mktemp -d "$base/openclaw-docker-config.XXXXXXXXXX") || fail "cannot make a temporary Docker config folder in $base as $(id -un)"
 trap 'rm -rf -- "$config"' EXIT
 trap 'exit 143' TERM INT HUP
-if ! out=$(printf '%s' "$password" | docker --config "$config" login --username "$user" --password-stdin -- "$registry" 2>&1); then
+if ! out=$(printf '%s' "$password" | docker --config "$config" login --username="$user" --password-stdin -- "$registry" 2>&1); then
   out=\${out//"$password"/[redacted]}
   why=$(printf '%s\\n' "$out" | grep -Ev '^[[:space:]]*$|^WARNING' | tail -n 3 | tr -s '\\n\\r\\t' '   ' | cut -c 1-${PULL_REASON_CHARS}) why=\${why% }
   fail "docker login to $registry as $user failed: \${why:-docker gave no reason}"
@@ -674,7 +674,7 @@ rm -f -- "$state/rollback.before.owner"
 if [ -f "$state/rollback" ]; then
   # (named by its run: only that run's restoreRollbackRecord puts it back)
   { cp -p -- "$state/rollback" "$state/rollback.before" && printf '%s\\n' "$6" > "$state/rollback.before.owner"; } || fail "cannot keep $state/rollback"
-  earlier=$(sed -n 's/^image_id=//p' "$state/rollback")
+  earlier=$(sed -n 's/^image_id=//p' -- "$state/rollback")
 fi
 for i in $earlier "$id" "$target"; do
   [ -n "$i" ] && ! grep -qxF -- "$i" "$state/images" 2>/dev/null && { printf '%s\\n' "$i" >> "$state/images" || fail "cannot write $state/images"; }
@@ -698,7 +698,7 @@ export function restoreRollbackRecord(path: string, owner: string): RemoteComman
 if [ ! -f "$state/rollback.before" ] || [ "$(cat -- "$state/rollback.before.owner" 2>/dev/null)" != "$2" ]; then echo restored=none; exit 0; fi
 mv -f -- "$state/rollback.before" "$state/rollback" || fail "cannot restore $state/rollback"
 rm -f -- "$state/rollback.before.owner"
-id=$(sed -n 's/^image_id=//p' "$state/rollback") tag=$(sed -n 's/^tag=//p' "$state/rollback")
+id=$(sed -n 's/^image_id=//p' -- "$state/rollback") tag=$(sed -n 's/^tag=//p' -- "$state/rollback")
 if [ -n "$id" ] && [ -n "$tag" ]; then docker tag -- "$id" "$tag" 2>/dev/null || echo "warning=the recorded image $id is gone"; fi
 echo restored=yes`
   }
@@ -957,7 +957,7 @@ export function pruneImages(path: string, legacyTag: string, keepImageIds: strin
 state=$1 legacy=$2
 shift 2
 [ -f "$state/images" ] || { echo removed=0; exit 0; }
-keep=" $* $(sed -n 's/^image_id=//p' "$state/rollback" 2>/dev/null) "
+keep=" $* $(sed -n 's/^image_id=//p' -- "$state/rollback" 2>/dev/null) "
 # the images of every container on this server, running or stopped, whatever its project
 containers=$(docker ps -aq --no-trunc) || { echo "error=cannot list the server's containers; no image removed"; exit ${EXIT_CODE.failed}; }
 used=" $(printf '%s\\n' "$containers" | xargs -r docker inspect --format '{{.Image}}' -- 2>/dev/null | tr '\\n' ' ') "
