@@ -1,7 +1,7 @@
 import * as core from '@actions/core'
 import { releaseRunLocks, type LockRelease, type ReleaseOutcome } from './deploy/release.js'
 import { createRunContext } from './deploy/run-context.js'
-import { describeError } from './errors.js'
+import { reportError } from './errors.js'
 import { planFromInputs } from './plan.js'
 import { stateDir } from './remote/commands.js'
 import { serverTitle } from './report/report.js'
@@ -26,7 +26,7 @@ const SAID: Record<ReleaseOutcome, string> = {
  */
 export async function runCleanup(contextFor: typeof createRunContext = createRunContext): Promise<void> {
   // A throw from a library callback must not turn the cleanup of a cancelled job into a failure.
-  const onUncaught = (error: unknown) => core.warning(`Internal error while releasing this run's deploy locks: ${describeError(error)}`)
+  const onUncaught = (error: unknown) => reportError("Internal error while releasing this run's deploy locks", error, core.warning)
   process.on('uncaughtException', onUncaught)
   process.on('unhandledRejection', onUncaught)
   try {
@@ -40,7 +40,7 @@ export async function runCleanup(contextFor: typeof createRunContext = createRun
     const ctx = contextFor({ ...settings, connectTimeout: Math.min(settings.connectTimeout, CLEANUP_CONNECT_SECONDS) }, new AbortController().signal)
     report(await releaseRunLocks(servers, ctx))
   } catch (error) {
-    core.warning(`Could not release this run's deploy locks (a lock left behind ends with its lease): ${describeError(error)}`)
+    reportError("Could not release this run's deploy locks (a lock left behind ends with its lease)", error, core.warning)
   } finally {
     process.off('uncaughtException', onUncaught)
     process.off('unhandledRejection', onUncaught)

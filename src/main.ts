@@ -2,7 +2,7 @@ import * as core from '@actions/core'
 import { skippedResult, runFleet } from './deploy/fleet.js'
 import { isSuccess, type ServerResult } from './deploy/result.js'
 import { createRunContext } from './deploy/run-context.js'
-import { describeError } from './errors.js'
+import { reportError } from './errors.js'
 import { formatPlan, planFromInputs, type Plan } from './plan.js'
 import { RegistryError } from './registry/load.js'
 import { TenantDeployments } from './report/deployments.js'
@@ -31,7 +31,7 @@ export async function run(): Promise<void> {
     if (error instanceof RegistryError) {
       for (const p of error.details.slice(0, 9)) core.error(p.message, { title: 'Server registry', file: p.file, startLine: p.line, startColumn: p.column })
     }
-    core.setFailed(describeError(error))
+    reportError(undefined, error, core.setFailed)
   }
 }
 
@@ -65,7 +65,7 @@ async function execute(plan: Plan, settings: Settings): Promise<ServerResult[]> 
   // ends at the latest when its step times out, while the others go on.
   const onUncaught = (error: unknown) => {
     process.exitCode = core.ExitCode.Failure
-    core.error(`Internal error, a bug in the action or a library (the other servers go on; the step will fail): ${describeError(error)}`)
+    reportError('Internal error, a bug in the action or a library (the other servers go on; the step will fail)', error, core.error)
   }
   process.on('uncaughtException', onUncaught)
   process.on('unhandledRejection', onUncaught)

@@ -185,6 +185,32 @@ describe('the post step', () => {
     expect(core.warning.mock.calls.map(args => String(args[0])).join('\n')).not.toContain('forged')
   })
 
+  it('reports a throw nobody caught, or an unexpected error, on one line and its stack only inside a stop-commands block', async () => {
+    const forged = 'peer said\r\n::error title=globex-1 (globex)::forged\n::stop-commands::x'
+    const a = new FakeServer()
+    a.run = async command => {
+      ;(process.emit as (event: string, ...args: unknown[]) => boolean)('uncaughtException', new Error(forged), 'uncaughtException')
+      return FakeServer.prototype.run.call(a, command)
+    }
+    await cleanup({ a, b: new FakeServer(), c: new FakeServer() })
+    await runCleanup(() => {
+      throw new TypeError(forged)
+    })
+    const warnings = core.warning.mock.calls.map(args => String(args[0]))
+    expect(warnings).toEqual([
+      expect.stringMatching(/^Internal error while releasing this run's deploy locks: Error: peer said␍␊::error title=globex-1/),
+      expect.stringMatching(/^Could not release this run's deploy locks \(a lock left behind ends with its lease\): TypeError: peer said␍␊::error title=globex-1/)
+    ])
+    for (const w of warnings) expect(w).not.toMatch(/[\r\n]/)
+    const lines = core.info.mock.calls.flatMap(args => String(args[0]).split('\n'))
+    const quoted = lines.filter(l => l.includes('::error title=globex-1'))
+    expect(quoted).toHaveLength(2)
+    for (const line of quoted) {
+      const open = lines.slice(0, lines.indexOf(line)).findLast(l => l.startsWith('::stop-commands::'))!
+      expect(lines.slice(lines.indexOf(open), lines.indexOf(line)).some(l => l === `::${open.slice('::stop-commands::'.length)}::`)).toBe(false)
+    }
+  })
+
   it('does nothing in a dry run or in mode status', async () => {
     for (const mode of [{ 'dry-run': 'true' }, { mode: 'status', image: '' }]) {
       jest.clearAllMocks()

@@ -1,7 +1,7 @@
 // The server-side .env editor (commands.setEnvVariables / preflight's reading), run in a local bash
 // as sshd would run it, and checked against Docker Compose's own reading of the same files.
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from '@jest/globals'
@@ -233,4 +233,71 @@ describe('Docker Compose reads the written file as intended', () => {
     const functions = script.slice(0, script.indexOf('image_variable=$2'))
     return `${functions}cd -- "$1" && at=$(env_find "$2" .env) && [ -n "$at" ] && printf 'image_var=%s\\n' "$(env_value "$2" .env)"`
   }
+})
+
+describe("what Docker and Compose say is redacted of .env's values, in every form they print a value in", () => {
+  /** Runs composeUp in a project with `env`, with a `docker` that fails saying `said`, and the given awk. */
+  function upFailing(env: string, said: string, awk: 'mawk' | 'busybox') {
+    const dir = projectWith(env)
+    const bin = join(dir, 'bin')
+    mkdirSync(bin)
+    writeFileSync(join(bin, 'said'), said)
+    writeFileSync(join(bin, 'docker'), `#!/bin/sh\ncat '${join(bin, 'said')}' >&2\nexit 1\n`)
+    writeFileSync(join(bin, 'awk'), awk === 'busybox' ? '#!/bin/sh\nexec busybox awk "$@"\n' : '#!/bin/sh\nexec mawk "$@"\n')
+    for (const f of ['docker', 'awk']) chmodSync(join(bin, f), 0o755)
+    const command = commands.composeUp(dir, ['openclaw-gateway'], 'OPENCLAW_IMAGE')
+    // (a timeout: a redaction that never ends must fail the test, not hang it)
+    const out = spawnSync('bash', ['-c', command.script, 'openclaw-up', ...command.args], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}` }, timeout: 20_000 })
+    return { code: out.status, printed: out.stdout + out.stderr }
+  }
+
+  const hex = (n: number, digits: number) => n.toString(16).padStart(digits, '0')
+  /** `value` as is, as JSON writes it, as Go's encoding/json (<, >, & escaped), and ASCII-only as Python's json and Go's %+q. */
+  function forms(value: string): string[] {
+    const json = JSON.stringify(value).slice(1, -1)
+    const html = json.replace(/</g, '\\u003c').replace(/>/g, '\\u003e').replace(/&/g, '\\u0026')
+    const ascii = (text: string, goAstral: boolean) =>
+      [...text]
+        .map(c => {
+          const cp = c.codePointAt(0)!
+          if (cp < 128) return c
+          if (cp > 0xffff && goAstral) return `\\U${hex(cp, 8)}`
+          return [...Array(c.length).keys()].map(i => `\\u${hex(c.charCodeAt(i), 4)}`).join('')
+        })
+        .join('')
+    return [...new Set([value, json, html, ascii(json, false), ascii(html, false), ascii(json, true), ascii(html, true)])]
+  }
+  /** A message quoting every form of every value, between words of its own. */
+  const message = (values: string[]) => values.flatMap(v => forms(v).map(f => `error: invalid value "${f}" for x; ${f}\n`)).join('')
+
+  const VALUES = ['abcd', 'p<a>&ss', 'pässwörd', 'key🦀key', 'back\\slash', 'ünï', 'tok€n']
+  it.each(['mawk', 'busybox'] as const)('redacts values of 4 or more bytes as they are and escaped, in lines that keep their own words (%s)', awk => {
+    const env = `OPENCLAW_IMAGE=reg.test/openclaw:v2\n${VALUES.map((v, i) => `SECRET_${i}='${v}'\n`).join('')}WORDS="two words here"\n`
+    const { code, printed } = upFailing(env, message([...VALUES, 'words', 'here']), awk)
+    expect(code).toBe(3)
+    for (const v of [...VALUES, 'words', 'here']) for (const form of forms(v)) expect({ form, printed: printed.includes(form) }).toEqual({ form, printed: false })
+    expect(printed).toContain('error: invalid value "[redacted]" for x; [redacted]')
+    expect(printed).toMatch(/^error=docker compose up failed: /m)
+    // the image is not a secret, and words of 3 bytes or fewer are left
+    expect(upFailing(env, 'pulling reg.test/openclaw:v2 for two\n', awk).printed).toContain('pulling reg.test/openclaw:v2 for two')
+  })
+
+  it('ends, and redacts, when a value is a part of the word [redacted] itself', () => {
+    const { code, printed } = upFailing("A='redacted'\nB='dact'\nC='[red'\n", 'it said redacted and dact and [red\n', 'mawk')
+    expect(code).toBe(3)
+    expect(printed).toContain('it said [redacted] and [redacted] and [redacted]')
+  })
+
+  it('redacts any value of 4 or more characters in all its forms (property)', () => {
+    const unit = fc.constantFrom(...'aZ09_-.:/@+<>&\\é€ßü🦀😀中')
+    fc.assert(
+      fc.property(fc.array(fc.string({ unit, minLength: 4, maxLength: 12 }), { minLength: 1, maxLength: 3 }), fc.constantFrom('mawk', 'busybox' as const), (values, awk) => {
+        const env = values.map((v, i) => `S${i}='${v}'\n`).join('')
+        const { code, printed } = upFailing(env, message(values), awk as 'mawk' | 'busybox')
+        expect(code).toBe(3)
+        for (const v of values) for (const form of forms(v)) expect({ form, printed: printed.includes(form) }).toEqual({ form, printed: false })
+      }),
+      { numRuns: 60 }
+    )
+  })
 })

@@ -863,6 +863,31 @@ describe('tenant-env and mode: rotate-token', () => {
     expect(result.log).toContain('.env: changed CLAUDE_AI_SESSION_KEY')
   })
 
+  it('names only variables this run sent, each once, whatever the server says it wrote', async () => {
+    const hostile = `written=${['CLAUDE_AI_SESSION_KEY', 'CLAUDE_AI_SESSION_KEY', 'OPENCLAW_IMAGE', 'EVIL_[x](https://evil.test)', ...Array.from({ length: 50_000 }, (_, i) => `NAME_${i}`)].join(' ')}`
+    const fake = new FakeServer({ 'write-env': { stdout: hostile } })
+    const result = await runServer(server('a'), context(withTenantEnv(), { a: fake }))
+    expect(result).toMatchObject({ status: 'deployed', changedVariables: ['CLAUDE_AI_SESSION_KEY'] })
+    expect(result.log).toContain('.env: changed CLAUDE_AI_SESSION_KEY')
+  })
+
+  it('a ~1 MB written= line from one server costs no other server its place in the results or the summary', async () => {
+    const names = Array.from({ length: 20 }, (_, i) => `s${i}`)
+    const flood = `written=CLAUDE_AI_SESSION_KEY ${Array.from({ length: 100_000 }, (_, i) => `X${i}`).join(' ')}`
+    const fakes = Object.fromEntries(names.map((n, i) => [n, new FakeServer({ 'write-env': { stdout: i === 0 ? flood : 'written=OPENCLAW_SKIP_BROWSER_CONTROL_SERVER' } })]))
+    const s = withTenantEnv({}, { '*': SECRETS['*'] })
+    const results = await runFleet(names.map(server), context(s, fakes))
+    jest.clearAllMocks()
+    setOutputs(results)
+    const json = core.setOutput.mock.calls.find(([name]) => name === 'results')![1] as string
+    expect(Buffer.byteLength(json)).toBeLessThan(1024 * 1024)
+    expect((JSON.parse(json) as Array<{ name: string }>).map(e => e.name)).toEqual(names)
+    const rows = renderSummary(results, s, {})
+      .split('\n')
+      .filter(l => l.startsWith('| t-'))
+    expect(rows).toHaveLength(20)
+  })
+
   it('restarts nothing when the image runs already and no value changed (unchanged)', async () => {
     const fake = new FakeServer({ ...sameImage, 'write-env': UNCHANGED_ENV })
     const result = await runServer(server('a'), context(withTenantEnv({ image: '' }), { a: fake }))

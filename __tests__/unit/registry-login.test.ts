@@ -157,7 +157,7 @@ describe('pull with a registry login', () => {
     expect(more).toEqual([])
     const config = login!.config
     expect(config.startsWith(`${docker.tmp}/openclaw-docker-config.`)).toBe(true)
-    expect(login!.args).toEqual(['--config', config, 'login', '--username', 'ci-bot', '--password-stdin', '--', 'reg.test:5000'])
+    expect(login!.args).toEqual(['--config', config, 'login', '--username=ci-bot', '--password-stdin', '--', 'reg.test:5000'])
     expect(login!.stdin).toBe(PASSWORD)
     expect(login!.mode).toBe('700')
     // an auth entry for no real registry, so that Docker keeps the login in this file, not in a credential store

@@ -165,10 +165,34 @@ describe('the results output', () => {
     const parsed = JSON.parse(json) as Array<{ error: string }>
     expect(parsed).toHaveLength(2000)
     expect(parsed[0]!.error).toMatch(/^pull failed: z+… \[cut: the results output must stay under 1 MiB; the step log has the whole error\]$/)
-    expect(note).toMatch(/error texts cut to (500|100) characters/)
+    expect(note).toMatch(/the entries of 2000 servers are cut \(at most: error texts to (500|100) characters/)
 
     setOutputs(results)
     expect(stdout()).toContain('::warning::The results output stays under GitHub')
+  })
+
+  it('keeps every server when many servers send oversized text in every field, cutting only the entries too big', () => {
+    const huge = `${HOSTILE} ${'&"<\\\u0001'.repeat(20_000)}`
+    const hostile = Array.from({ length: 300 }, (_, i) =>
+      result(i, 'failed', {
+        error: huge,
+        previousImage: huge,
+        deployedImage: huge,
+        health: huge,
+        lastDeploy: huge,
+        lockHolder: huge,
+        changedVariables: Array.from({ length: 500 }, (_, j) => `VARIABLE_NUMBER_${j}`)
+      })
+    )
+    const { json, note } = resultsJson([result(1000, 'deployed'), ...hostile, result(1001, 'deployed')])
+    expect(Buffer.byteLength(json)).toBeLessThanOrEqual(RESULTS_BUDGET_BYTES)
+    const parsed = JSON.parse(json) as Array<{ name: string; previousImage: string }>
+    expect(parsed.map(e => e.name)).toEqual(['gw-1000', ...hostile.map(r => r.server.name), 'gw-1001'])
+    // the servers that sent nothing big keep their entry whole
+    expect(parsed[0]).toEqual(JSON.parse(resultsJson([result(1000, 'deployed')]).json)[0])
+    expect(parsed.at(-1)!.previousImage).toBe('ghcr.io/acme/openclaw:1.2.2')
+    expect(note).toMatch(/^The results output stays under GitHub's 1 MiB limit: the entries of 300 servers are cut/)
+    expect(note).not.toMatch(/lists only/)
   })
 
   it('lists only the servers that fit when even short entries are too many, and says so', () => {
@@ -228,7 +252,8 @@ describe('job summary', () => {
     const holder = 'https://github.com/acme/infra/actions/runs/124 by hubot commit 0123456789ab since 2025-05-01T10:05:00.000Z token=00ff'
     const md = renderSummary([result(1, 'healthy', { lastDeploy: last, lockHolder: holder }), result(2, 'unhealthy', { lastDeploy: `${HOSTILE}\t${HOSTILE}` })], statusSettings, {
       ...env,
-      GITHUB_SERVER_URL: 'https://github.com'
+      GITHUB_SERVER_URL: 'https://github.com',
+      GITHUB_REPOSITORY: 'acme/infra'
     })
     expect(md).toContain('## OpenClaw status at commit `0123456789ab`')
     expect(md).toContain('| Tenant | Server | Region | Status | Image | Health | Last deploy | Lock | Duration |')
@@ -237,6 +262,32 @@ describe('job summary', () => {
     )
     expect(md).not.toContain('token=')
     expect(md.match(/(?<!\\)\]\(/g)).toHaveLength(2)
+  })
+
+  it('shortens a row bigger than its share instead of leaving out the rows after it', () => {
+    // (far past every bound; one string shared by every server keeps the test's memory small)
+    const huge = `${HOSTILE} ${'&"<\\\u0001|'.repeat(20_000)}`
+    const [lastDeploy, lockHolder] = [`${huge}\t${huge}\t${huge}\t${huge}`, `${huge} since ${huge} token=00ff`]
+    const hostile = (i: number) => result(i, 'unhealthy', { error: huge, previousImage: huge, deployedImage: huge, health: huge, lastDeploy, lockHolder })
+    for (const results of [
+      [hostile(0), ...Array.from({ length: 999 }, (_, i) => result(i + 1, 'healthy', { lastDeploy: '2025-05-01T10:03:12Z\tdeployed\ta -> b\tlocal run by me' }))],
+      Array.from({ length: 400 }, (_, i) => hostile(i))
+    ]) {
+      const md = renderSummary(results, statusSettings, env)
+      expect(Buffer.byteLength(md)).toBeLessThan(1024 * 1024)
+      const rows = md.split('\n').filter(l => l.startsWith('| tenant-'))
+      const leftOut = Number(/_(\d+) more rows left out/.exec(md)?.[1] ?? 0)
+      expect(rows.length + leftOut).toBe(results.length)
+      expect(rows).toHaveLength(results.length)
+      // every row keeps its cells: 9 cells, 10 pipes that are not escaped
+      expect(rows.map(row => row.match(/(?<!\\)\|/g)?.length).filter(pipes => pipes !== 10)).toEqual([])
+      if (results.length === 400) expect(/_400 rows shortened \(… marks what is cut\) to stay under GitHub's 1 MiB summary limit/.test(md)).toBe(true)
+    }
+    // one hostile server costs the others nothing: their rows are whole
+    const rows = renderSummary([hostile(0), result(1, 'healthy')], statusSettings, env).split('\n')
+    expect(rows.filter(row => row.startsWith('| tenant-1 '))).toEqual([
+      '| tenant-1 | gw-1 | eu-west | 💚 healthy | ghcr.io/acme/openclaw:1.2.2 `aaaaaaaaaaaa` → ghcr.io/acme/openclaw:1.2.3 `bbbbbbbbbbbb` | HTTP 200; openclaw-gateway running, openclaw-cli exited 0 | — |  | 12.3s |'
+    ])
   })
 
   it('stays under the 1 MiB limit for 500 failed servers with long output, keeping the counts', () => {
@@ -251,12 +302,21 @@ describe('job summary', () => {
 })
 
 describe('history lines and lock notes', () => {
-  const ghes = { GITHUB_SERVER_URL: 'https://ghe.example.com' }
+  const ghes = { GITHUB_SERVER_URL: 'https://ghe.example.com', GITHUB_REPOSITORY: 'o/r' }
 
-  it('link a run only when it is exactly a run URL under this run’s server', () => {
-    expect(runLink('https://github.com/o/r/actions/runs/42', {})).toBe('[run 42](https://github.com/o/r/actions/runs/42)')
-    expect(runLink('https://ghe.example.com/o/r.js/actions/runs/42', ghes)).toBe('[run 42](https://ghe.example.com/o/r.js/actions/runs/42)')
+  it('link a run only when it is exactly a run URL of this run’s repository under this run’s server', () => {
+    expect(runLink('https://github.com/o/r/actions/runs/42', { GITHUB_REPOSITORY: 'o/r' })).toBe('[run 42](https://github.com/o/r/actions/runs/42)')
+    expect(runLink('https://ghe.example.com/o/r.js/actions/runs/42', { ...ghes, GITHUB_REPOSITORY: 'o/r.js' })).toBe('[run 42](https://ghe.example.com/o/r.js/actions/runs/42)')
+    expect(runLink('https://ghe.example.com/o/r/actions/runs/42', ghes)).toBe('[run 42](https://ghe.example.com/o/r/actions/runs/42)')
+    // outside Actions there is no repository of this run, so nothing is a link
+    expect(runLink('https://github.com/o/r/actions/runs/42', {})).toBeUndefined()
+    expect(runLink('https://ghe.example.com/o/../actions/runs/42', { ...ghes, GITHUB_REPOSITORY: 'o/..' })).toBeUndefined()
     for (const url of [
+      'https://ghe.example.com/evil-org/phish/actions/runs/123',
+      'https://ghe.example.com/o/r2/actions/runs/42',
+      'https://ghe.example.com/o/r.js/actions/runs/42',
+      'https://ghe.example.com/O/r/actions/runs/42',
+      'https://ghe.example.com/o/r/actions/runs/42/attempts/1',
       'https://github.com/o/r/actions/runs/42',
       'https://ghe.example.com.evil.example/o/r/actions/runs/42',
       'https://ghe.example.com/o/r/actions/runs/42/../../../x',

@@ -82,6 +82,8 @@ const behaviours: Record<string, (channel: Channel) => Promise<void> | void> = {
     await pour(channel, 4 * MiB)
     for (const socket of proxied) socket.resetAndDestroy()
   },
+  // Takes the step and never answers (a hung server).
+  hang: () => undefined,
   echo: channel => {
     const input: Buffer[] = []
     channel.on('data', (chunk: Buffer) => input.push(chunk))
@@ -256,5 +258,62 @@ describe('remote output is bounded and cannot crash the run', () => {
     })
     await expect(connection.run(step('small'), 10)).rejects.toBeInstanceOf(ConnectionLost)
     await expect(connection.run(step('small'), 10)).resolves.toMatchObject({ code: 0, stdout: 'result=ok' })
+  })
+
+  /** Makes the channel of each step `connection` opens throw from its first close(), as ssh2 can on a broken connection. */
+  function closeThrows(connection: SshConnection): { thrown: number } {
+    const seen = { thrown: 0 }
+    const client = (connection as unknown as { ssh: { connection: ssh2.Client } }).ssh.connection
+    const exec = client.exec.bind(client) as (command: string, callback: ssh2.ClientCallback) => ssh2.Client
+    jest.spyOn(client, 'exec').mockImplementation(((command: string, callback: ssh2.ClientCallback) =>
+      exec(command, (error, channel) => {
+        if (channel) {
+          // (once: ssh2's own destroy() calls close() again when the connection ends)
+          const close = channel.close.bind(channel)
+          channel.close = () => {
+            channel.close = close
+            seen.thrown++
+            throw new Error('No response from server')
+          }
+        }
+        callback(error, channel)
+      })) as typeof client.exec)
+    return seen
+  }
+
+  it("turns a throw from the channel's close() on a cancel into that step rejecting, never an uncaught exception", async () => {
+    const connection = await connected()
+    const close = closeThrows(connection)
+    const abort = new AbortController()
+    const run = connection.run(step('hang'), 10, abort.signal)
+    await new Promise(resolve => setTimeout(resolve, 200))
+    const uncaught = jest.fn()
+    process.on('uncaughtException', uncaught)
+    try {
+      abort.abort()
+      await expect(run).rejects.toThrow(new ConnectionLost('hang: cancelled'))
+      await new Promise(resolve => setTimeout(resolve, 50))
+    } finally {
+      process.off('uncaughtException', uncaught)
+    }
+    expect(uncaught).not.toHaveBeenCalled()
+    expect(close.thrown).toBe(1)
+  })
+
+  it("turns a throw from the channel's close() when the client's timer ends a step into that step rejecting", async () => {
+    const connection = await connected()
+    const close = closeThrows(connection)
+    // (the backstop timer waits command-timeout + 10 s; here half a second, when the channel is open)
+    const realSetTimeout = setTimeout
+    jest.spyOn(global, 'setTimeout').mockImplementation(((fn: () => void, ms?: number) => realSetTimeout(fn, ms === 11_000 ? 500 : ms)) as typeof setTimeout)
+    const uncaught = jest.fn()
+    process.on('uncaughtException', uncaught)
+    try {
+      await expect(connection.run(step('hang'), 1)).rejects.toThrow(new ConnectionLost('hang: no answer from the server within 1s (command-timeout)'))
+    } finally {
+      process.off('uncaughtException', uncaught)
+    }
+    expect(uncaught).not.toHaveBeenCalled()
+    expect(close.thrown).toBe(1)
   })
 })

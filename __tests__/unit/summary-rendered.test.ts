@@ -20,7 +20,7 @@ const { multiLine, singleLine } = await import('../../src/untrusted.js')
 const { readSettings } = await import('../../src/settings.js')
 
 const WJ = '\u2060'
-const env = { GITHUB_SHA: '0123456789abcdef0123456789', GITHUB_EVENT_NAME: 'push', GITHUB_SERVER_URL: 'https://github.com' }
+const env = { GITHUB_SHA: '0123456789abcdef0123456789', GITHUB_EVENT_NAME: 'push', GITHUB_SERVER_URL: 'https://github.com', GITHUB_REPOSITORY: 'acme/infra' }
 const settingsFor = (inputs: Record<string, string>) => readSettings(n => ({ 'ssh-private-key': 'k', ...inputs })[n] ?? '')
 
 /** Everything a compromised tenant might put in a field, in one string. */
@@ -159,11 +159,15 @@ describe('the rendered job summary', () => {
     const good = '2025-05-01T10:03:12.345Z\tdeployed\tghcr.io/acme/openclaw:1.2.2 -> ghcr.io/acme/openclaw:1.2.3\thttps://github.com/acme/infra/actions/runs/123 by octocat commit abc123def456'
     const forged = `2025-05-01T10:03:12Z\tdeployed\t${HOSTILE} -> x\thttps://evil.example/acme/infra/actions/runs/9 by ${'[a](https://evil.example/e)'} commit abc123def456`
     const holder = 'https://github.com/acme/infra/actions/runs/124 by hubot commit 0123456789ab since 2025-05-01T10:05:00.000Z token=00ff'
+    // a run URL of the right shape on the right server, but of another repository
+    const elsewhere = '2025-05-01T10:03:12Z\tdeployed\ta -> b\thttps://github.com/evil-org/phish/actions/runs/123 by octocat commit abc123def456'
+    const elsewhereHolder = 'https://github.com/evil-org/phish/actions/runs/124 by hubot since 2025-05-01T10:05:00.000Z token=00ff'
     const md = renderSummary(
       [
         result(1, 'healthy', { lastDeploy: good, lockHolder: holder }),
         result(2, 'healthy', { lastDeploy: forged, lockHolder: `${HOSTILE} since 2025-05-01T10:05:00.000Z token=ab` }),
-        result(3, 'unhealthy', { lastDeploy: HOSTILE, health: HOSTILE, error: HOSTILE })
+        result(3, 'unhealthy', { lastDeploy: HOSTILE, health: HOSTILE, error: HOSTILE }),
+        result(4, 'healthy', { lastDeploy: elsewhere, lockHolder: elsewhereHolder })
       ],
       settingsFor({ mode: 'status' }),
       env,
@@ -183,7 +187,13 @@ describe('the rendered job summary', () => {
       `held by ${seen(HOSTILE)} since 2025-05-01 10:05 UTC`
     ])
     expect(rows[3]!.slice(5, 8)).toEqual([seen(HOSTILE), seen(HOSTILE), ''])
-    expect(rows).toHaveLength(4)
+    // shown as the text it is, never as a link (expectNothingInjected saw only this repository's two)
+    expect(rows[4]!.slice(6, 8)).toEqual([
+      '2025-05-01 10:03 UTC: deployed a → b by octocat (commit abc123def456, https://github.com/evil-org/phish/actions/runs/123)',
+      'held by hubot since 2025-05-01 10:05 UTC (https://github.com/evil-org/phish/actions/runs/124)'
+    ])
+    expect(html).not.toMatch(/href="[^"]*evil-org/)
+    expect(rows).toHaveLength(5)
   })
 })
 

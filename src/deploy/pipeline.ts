@@ -341,9 +341,10 @@ class DeployJob extends ServerJob {
       throw written.failure
     }
     if (written) {
-      const changed = this.fact(written.facts, 'written', 'none')
-        .split(' ')
-        .filter(name => name !== 'none' && name !== variable)
+      // The server says which names it changed; only names this run sent count, each once, so a
+      // server cannot grow its row (or the `results` output) with names of its own.
+      const said = new Set(this.fact(written.facts, 'written', 'none').split(' '))
+      const changed = Object.keys(envValues).filter(name => said.has(name))
       if (changed.length) this.result.changedVariables = changed
       if (Object.keys(envValues).length) this.note(`.env: ${changed.length ? `changed ${changed.join(', ')}` : 'no value of tenant-env changed'}`)
     }

@@ -376,8 +376,9 @@ if [ -n "$token" ] && grep -qF -- "token=$token" "$note" 2>/dev/null; then rm -r
  * fourth word `multiline` when the value spans lines; `unterminated` when its quotes never close; or
  * nothing when NAME is not assigned.
  * env_value NAME FILE prints the value's bytes as written, inside its quotes. redact FILE copies
- * stdin to stdout with every word of the file's values replaced, so a Docker or Compose message that
- * quotes `.env` shows no secret.
+ * stdin to stdout with every word of 4 or more bytes of the file's values replaced by `[redacted]`, as
+ * it is and as JSON and Go's %q and %+q write it (`\\`, `\"`, `\u003c` for `<`, `>`, `&`, non-ASCII
+ * as `\u` escapes), so a Docker or Compose message that quotes `.env` shows no secret.
  */
 const ENV_FUNCTIONS = String.raw`env_find() {
   LC_ALL=C awk -v name="$1" '
@@ -425,18 +426,62 @@ env_value() {
 }
 redact() { # (the calling script sets image_variable: its value is an image reference, not a secret)
   LC_ALL=C awk -v envf="$1" -v keep="$image_variable" '
+    function hex(n, digits,   h) {
+      for (h = ""; digits > 0; digits--) { h = substr("0123456789abcdef", n % 16 + 1, 1) h; n = int(n / 16) }
+      return h
+    }
+    # w as a JSON encoder or Go (%q, %+q) writes it inside quotes: \ and " escaped; with html, < > &
+    # as \u escapes (Go encoding/json); with ascii, each UTF-8 character past ASCII as \u (a surrogate
+    # pair past U+FFFF; \U with astral "U", as Go %+q)
+    function quoted(w, html, ascii, astral,   out, i, j, c, b, cp, len, ok) {
+      out = ""
+      for (i = 1; i <= length(w); i++) {
+        c = substr(w, i, 1); b = ord[c]
+        if (c == "\\" || c == "\"") { out = out "\\" c; continue }
+        if (html && c == "<") { out = out "\\u003c"; continue }
+        if (html && c == ">") { out = out "\\u003e"; continue }
+        if (html && c == "&") { out = out "\\u0026"; continue }
+        if (ascii && b >= 192 && b < 248) {
+          len = (b < 224) ? 2 : ((b < 240) ? 3 : 4); cp = b % ((len == 2) ? 32 : ((len == 3) ? 16 : 8)); ok = 1
+          for (j = 1; j < len; j++) { b = ord[substr(w, i + j, 1)]; if (b < 128 || b >= 192) { ok = 0; break }; cp = cp * 64 + b - 128 }
+          if (ok) {
+            i += len - 1
+            if (cp < 65536) out = out "\\u" hex(cp, 4)
+            else if (astral == "U") out = out "\\U" hex(cp, 8)
+            else { cp -= 65536; out = out "\\u" hex(55296 + int(cp / 1024), 4) "\\u" hex(56320 + cp % 1024, 4) }
+            continue
+          }
+        }
+        out = out c
+      }
+      return out
+    }
+    function add(w) { if (length(w) >= 4 && !(w in seen)) { seen[w] = 1; word[++k] = w } }
     BEGIN {
+      for (i = 1; i < 256; i++) ord[sprintf("%c", i)] = i
       while ((getline l < envf) > 0) {
         if (l ~ /^[ \t]*#/) continue
         if (keep != "" && l ~ ("^[ \t]*(export[ \t]+)?" keep "[ \t]*=")) continue
         if (match(l, /^[ \t]*(export[ \t]+)?[A-Za-z0-9_.-]+[ \t]*=/)) l = substr(l, RLENGTH + 1)
-        n = split(l, w, /[ \t"'"'"'=\r]+/)
-        for (i = 1; i <= n; i++) if (length(w[i]) >= 6) word[++k] = w[i]
+        n = split(l, ws, /[ \t"'"'"'=\r\001]+/)
+        for (i = 1; i <= n; i++) {
+          if (length(ws[i]) < 4) continue
+          add(ws[i]); add(quoted(ws[i], 0, 0)); add(quoted(ws[i], 1, 0)); add(quoted(ws[i], 0, 1)); add(quoted(ws[i], 1, 1)); add(quoted(ws[i], 0, 1, "U")); add(quoted(ws[i], 1, 1, "U"))
+        }
       }
+      # longest first, so no part of a longer word is left after a shorter one inside it is replaced
+      for (i = 2; i <= k; i++) for (j = i; j > 1 && length(word[j]) > length(word[j - 1]); j--) { t = word[j]; word[j] = word[j - 1]; word[j - 1] = t }
     }
     {
-      for (i = 1; i <= k; i++) while ((p = index($0, word[i])) > 0) $0 = substr($0, 1, p - 1) "[redacted]" substr($0, p + length(word[i]))
-      print
+      # each match becomes \001 (never in a word) first, so a word inside "[redacted]" is never replaced again
+      s = $0
+      for (i = 1; i <= k; i++) {
+        out = ""
+        while ((p = index(s, word[i])) > 0) { out = out substr(s, 1, p - 1) "\001"; s = substr(s, p + length(word[i])) }
+        s = out s
+      }
+      gsub(/\001/, "[redacted]", s)
+      print s
     }'
 }
 # said TEXT N: the last N non-blank lines of a command's output, on one line, redacted
@@ -620,7 +665,7 @@ base=\${TMPDIR:-/tmp}
 find "$base" -maxdepth 1 -type d -name 'openclaw-docker-config.*' -user "$(id -u)" -mmin +1 -exec flock -n {} rm -rf -- {} \\; 2>/dev/null
 { config=$(mktemp -d "$base/openclaw-docker-config.XXXXXXXXXX") && exec 7<"$config" && flock -n 7 && printf '%s\\n' '${LOGIN_CONFIG}' > "$config/config.json"; } 2>/dev/null ||
   fail "cannot make a temporary Docker config folder in $base as $(id -un)"
-if ! out=$(printf '%s' "$password" | docker --config "$config" login --username "$user" --password-stdin -- "$registry" 2>&1); then
+if ! out=$(printf '%s' "$password" | docker --config "$config" login --username="$user" --password-stdin -- "$registry" 2>&1); then
   out=\${out//"$password"/[redacted]}
   why=$(printf '%s\\n' "$out" | grep -Ev '^[[:space:]]*$|^WARNING' | tail -n 3 | tr -s '\\n\\r\\t' '   ' | cut -c 1-${PULL_REASON_CHARS}) why=\${why% }
   fail "docker login to $registry as $user failed: \${why:-docker gave no reason}"
@@ -657,7 +702,7 @@ rm -f -- "$state/rollback.before.owner"
 if [ -f "$state/rollback" ]; then
   # (named by its run: only that run's restoreRollbackRecord puts it back)
   { cp -p -- "$state/rollback" "$state/rollback.before" && printf '%s\\n' "$6" > "$state/rollback.before.owner"; } || fail "cannot keep $state/rollback"
-  earlier=$(sed -n 's/^image_id=//p' "$state/rollback")
+  earlier=$(sed -n 's/^image_id=//p' -- "$state/rollback")
 fi
 for i in $earlier "$id" "$target"; do
   [ -n "$i" ] && ! grep -qxF -- "$i" "$state/images" 2>/dev/null && { printf '%s\\n' "$i" >> "$state/images" || fail "cannot write $state/images"; }
@@ -681,7 +726,7 @@ export function restoreRollbackRecord(path: string, owner: string): RemoteComman
 if [ ! -f "$state/rollback.before" ] || [ "$(cat -- "$state/rollback.before.owner" 2>/dev/null)" != "$2" ]; then echo restored=none; exit 0; fi
 mv -f -- "$state/rollback.before" "$state/rollback" || fail "cannot restore $state/rollback"
 rm -f -- "$state/rollback.before.owner"
-id=$(sed -n 's/^image_id=//p' "$state/rollback") tag=$(sed -n 's/^tag=//p' "$state/rollback")
+id=$(sed -n 's/^image_id=//p' -- "$state/rollback") tag=$(sed -n 's/^tag=//p' -- "$state/rollback")
 if [ -n "$id" ] && [ -n "$tag" ]; then docker tag -- "$id" "$tag" 2>/dev/null || echo "warning=the recorded image $id is gone"; fi
 echo restored=yes`
   }
@@ -963,7 +1008,7 @@ export function pruneImages(path: string, legacyTag: string, keepImageIds: strin
 state=$1 legacy=$2
 shift 2
 [ -f "$state/images" ] || { echo removed=0; exit 0; }
-keep=" $* $(sed -n 's/^image_id=//p' "$state/rollback" 2>/dev/null) "
+keep=" $* $(sed -n 's/^image_id=//p' -- "$state/rollback" 2>/dev/null) "
 # the images of every container on this server, running or stopped, whatever its project
 containers=$(docker ps -aq --no-trunc) || { echo "error=cannot list the server's containers; no image removed"; exit ${EXIT_CODE.failed}; }
 used=" $(printf '%s\\n' "$containers" | xargs -r docker inspect --format '{{.Image}}' -- 2>/dev/null | tr '\\n' ' ') "

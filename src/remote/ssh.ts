@@ -329,6 +329,20 @@ function execBounded(client: Client, command: RemoteCommand, commandLine: string
   })
 }
 
+/**
+ * Closes a step's channel from a timer or an abort listener, where a throw would be uncaught and end
+ * the process: ssh2 can throw from close() when the connection under it is torn down. The step has
+ * its result already (rejected first); a channel that cannot be closed goes with its connection,
+ * which the server's job closes.
+ */
+function stopChannel(channel: ClientChannel | undefined): void {
+  try {
+    channel?.close()
+  } catch {
+    // (see above)
+  }
+}
+
 function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
 }
@@ -435,14 +449,14 @@ export class SshConnection implements RemoteShell {
       this.pending.add(onLost)
       timer = setTimeout(
         () => {
-          channel?.close()
           reject(new ConnectionLost(`${command.step}: no answer from the server within ${timeoutSeconds}s (command-timeout)`))
+          stopChannel(channel)
         },
         (timeoutSeconds + CLIENT_TIMER_SLACK_SECONDS) * 1000
       )
       onAbort = () => {
-        channel?.close()
         reject(new ConnectionLost(`${command.step}: cancelled`))
+        stopChannel(channel)
       }
       signal?.addEventListener('abort', onAbort, { once: true })
     })

@@ -35,10 +35,10 @@ const GROUPED_ENTRY_CHARS = 300
 const GROUPED_ANNOTATION_CHARS = 4_000
 /** The job summary must stay under 1 MiB; keep a margin for the heading and notes. */
 const SUMMARY_BUDGET_BYTES = 900 * 1024
+/** How many characters of each server text a summary row shows, level by level, when the rows are too big. */
+const ROW_FIELD_CHARS = [MAX_FIELD_CHARS, 300, 80]
 /** GitHub keeps at most 1 MiB per step output; stay under it with room to spare. */
 export const RESULTS_BUDGET_BYTES = 1_000_000
-/** Lengths error texts are cut to, one after the other, until the `results` output fits. */
-const RESULTS_ERROR_CUTS = [500, 100, 0]
 
 export function serverTitle(result: Pick<ServerResult, 'server'>): string {
   return `${result.server.name} (${result.server.tenant})`
@@ -86,43 +86,98 @@ function cutError(error: string, chars: number): string {
 }
 
 /**
+ * The largest size each item may take so that all fit in `budget`, items under it being left whole
+ * (a max-min fair share): Infinity when everything fits as it is. One item, however big, can take no
+ * more than the others leave it, and never their room.
+ */
+function fairShare(sizes: number[], budget: number): number {
+  const sorted = [...sizes].sort((a, b) => a - b)
+  let left = budget
+  for (let i = 0; i < sorted.length; i++) {
+    const share = left / (sorted.length - i)
+    if (sorted[i]! > share) return Math.floor(share)
+    left -= sorted[i]!
+  }
+  return Infinity
+}
+
+/**
+ * `count` items, each rendered by `render(i, level)` (level 0 whole, each next level shorter), fitted
+ * into `budget` bytes (`sep` bytes between items, counted for each): an item bigger than its fair
+ * share is rendered at the first level that fits it. Only when even the shortest forms of the items
+ * do not fit (far too many of them) are the last ones left out.
+ */
+function fitItems(count: number, levels: number, render: (i: number, level: number) => string, budget: number, sep = 1): { items: string[]; shortened: number; deepest: number } {
+  const whole = Array.from({ length: count }, (_, i) => render(i, 0))
+  const share = fairShare(
+    whole.map(item => Buffer.byteLength(item) + sep),
+    budget
+  )
+  const items: string[] = []
+  let shortened = 0
+  let deepest = 0
+  let size = 0
+  for (let i = 0; i < count; i++) {
+    let item = whole[i]!
+    let level = 0
+    while (Buffer.byteLength(item) + sep > share && level < levels - 1) item = render(i, ++level)
+    size += Buffer.byteLength(item) + sep
+    if (size > budget) break
+    if (level) shortened++
+    deepest = Math.max(deepest, level)
+    items.push(item)
+  }
+  return { items, shortened, deepest }
+}
+
+/** How much server text a `results` entry keeps, level by level, when the whole is too big. */
+const RESULTS_CUTS: { error?: number; image: number; variables?: number }[] = [
+  { image: MAX_FIELD_CHARS },
+  { error: 500, image: 200 },
+  { error: 100, image: 100 },
+  { error: 0, image: 60, variables: 10 }
+]
+
+/**
  * The `results` output as JSON of at most `budget` bytes. Server text in it is one line and
- * bounded; if the whole is still too big, error texts are cut shorter and shorter, and as a last
- * resort servers at the end are left out. `note` says what was cut, for a warning.
+ * bounded; if the whole is still too big, the entries bigger than their fair share have their error
+ * text, image references (and at last their list of variables) cut shorter, so every server keeps
+ * its entry; only if even that is too big (tens of thousands of servers) are the last servers left
+ * out. `note` says what was cut, for a warning.
  */
 export function resultsJson(results: ServerResult[], budget = RESULTS_BUDGET_BYTES): { json: string; note?: string } {
-  const errors = results.map(r => (r.error === undefined ? null : singleLine(r.error)))
-  const entries: ResultEntry[] = results.map((r, i) => ({
-    name: r.server.name,
-    tenant: r.server.tenant,
-    region: r.server.region ?? null,
-    host: r.server.host,
-    jump: r.server.jump ? formatAddress(r.server.jump.host, r.server.jump.port) : null,
-    status: r.status,
-    previousImage: r.previousImage === undefined ? null : singleLine(r.previousImage),
-    deployedImage: r.deployedImage === undefined ? null : singleLine(r.deployedImage),
-    changedVariables: r.changedVariables ?? [],
-    durationMs: r.durationMs,
-    error: errors[i]!
-  }))
-  let json = JSON.stringify(entries)
-  if (Buffer.byteLength(json) <= budget) return { json }
-  for (const chars of RESULTS_ERROR_CUTS) {
-    entries.forEach((e, i) => (e.error = errors[i] === null ? null : cutError(errors[i]!, chars)))
-    json = JSON.stringify(entries)
-    const note = chars ? `error texts cut to ${chars} characters` : 'error texts left out'
-    if (Buffer.byteLength(json) <= budget) return { json, note: `The results output stays under GitHub's 1 MiB limit: ${note}; the step log and the summary have them.` }
+  const entry = (r: ServerResult, level: number): ResultEntry => {
+    const cut = RESULTS_CUTS[level]!
+    const error = r.error === undefined ? null : singleLine(r.error)
+    return {
+      name: r.server.name,
+      tenant: r.server.tenant,
+      region: r.server.region ?? null,
+      host: r.server.host,
+      jump: r.server.jump ? formatAddress(r.server.jump.host, r.server.jump.port) : null,
+      status: r.status,
+      previousImage: r.previousImage === undefined ? null : singleLine(r.previousImage, cut.image),
+      deployedImage: r.deployedImage === undefined ? null : singleLine(r.deployedImage, cut.image),
+      changedVariables: (r.changedVariables ?? []).slice(0, cut.variables),
+      durationMs: r.durationMs,
+      error: error === null || cut.error === undefined ? error : cutError(error, cut.error)
+    }
   }
-  // Still too big (thousands of servers): keep the first servers that fit, in plan order.
-  let size = 2
-  let kept = 0
-  for (const e of entries) {
-    size += Buffer.byteLength(JSON.stringify(e)) + 1
-    if (size > budget) break
-    kept++
-  }
-  json = JSON.stringify(entries.slice(0, kept))
-  return { json, note: `The results output stays under GitHub's 1 MiB limit: error texts left out, and it lists only the first ${kept} of ${entries.length} servers; the counts include every server.` }
+  // `[` and `]`, and a comma after every entry but the last
+  const { items, shortened, deepest } = fitItems(results.length, RESULTS_CUTS.length, (i, level) => JSON.stringify(entry(results[i]!, level)), budget - 1)
+  const json = `[${items.join(',')}]`
+  if (!shortened && items.length === results.length) return { json }
+  const cut = RESULTS_CUTS[deepest]!
+  const how = [
+    cut.error === undefined ? '' : cut.error ? `error texts to ${cut.error} characters` : 'error texts left out',
+    `image references to ${cut.image} characters`,
+    cut.variables === undefined ? '' : `lists of changed variables to ${cut.variables} names`
+  ].filter(Boolean)
+  const notes = [
+    shortened ? `the entries of ${shortened} servers are cut (at most: ${how.join(', ')}); the step log and the summary have more` : '',
+    items.length < results.length ? `it lists only the first ${items.length} of ${results.length} servers; the counts include every server` : ''
+  ].filter(Boolean)
+  return { json, note: `The results output stays under GitHub's 1 MiB limit: ${notes.join('; ')}.` }
 }
 
 export function setOutputs(results: ServerResult[]): void {
@@ -181,14 +236,14 @@ function seconds(ms: number): string {
 }
 
 /** An image reference with its short image ID, e.g. `ghcr.io/acme/openclaw:1.2.3 \`0a1b2c3d4e5f\``. */
-function imageText(image?: string, imageId?: string): string {
+function imageText(image?: string, imageId?: string, max = MAX_FIELD_CHARS): string {
   if (!image) return '—'
-  return `${markdownText(image)}${imageId ? ` ${markdownCode(shortId(imageId))}` : ''}`
+  return `${markdownText(image, max)}${imageId ? ` ${markdownCode(shortId(imageId))}` : ''}`
 }
 
 /** Before → after; a rolled-back row says which image failed where, and what runs now. */
-function imageCell(r: ServerResult, settings: Settings): string {
-  const now = imageText(r.deployedImage, r.deployedImageId)
+function imageCell(r: ServerResult, settings: Settings, max = MAX_FIELD_CHARS): string {
+  const now = imageText(r.deployedImage, r.deployedImageId, max)
   if (r.status === 'rolled-back') {
     // In `mode: rollback` the image that failed is the recorded one; its name is in the details.
     const withEnv = Object.keys(settings.tenantEnv).length ? ' with the new .env values' : ''
@@ -200,62 +255,67 @@ function imageCell(r: ServerResult, settings: Settings): string {
           : 'the recorded rollback image'
     return `${tried} failed${r.failedStep ? ` at ${markdownText(r.failedStep)}` : ''}; now runs ${now}`
   }
-  const before = imageText(r.previousImage, r.previousImageId)
+  const before = imageText(r.previousImage, r.previousImageId, max)
   return before === now ? now : `${before} → ${now}`
 }
 
 /** `2025-05-01T10:03:12.345Z` → `2025-05-01 10:03 UTC`; anything else is shown as the (escaped) text it is. */
-function timeText(iso: string): string {
+function timeText(iso: string, max = MAX_FIELD_CHARS): string {
   const m = /^(\d{4}-\d\d-\d\d)T(\d\d:\d\d)(?::\d\d(?:\.\d+)?)?Z$/.exec(iso)
-  return m ? `${m[1]} ${m[2]} UTC` : markdownText(iso)
+  return m ? `${m[1]} ${m[2]} UTC` : markdownText(iso, max)
 }
 
 /**
- * A link to a workflow run, only if `url` is exactly `<this run's server>/<owner>/<repo>/actions/runs/<digits>`:
- * a history line or lock note is server text, and must not turn into a link anywhere else.
+ * A link to a workflow run, only if `url` is exactly `<this run's server>/<this run's repository>/actions/runs/<digits>`
+ * (GITHUB_SERVER_URL, GITHUB_REPOSITORY): a history line or lock note is server text, and must not
+ * turn into a link to anywhere else, not even to a run of another repository. Outside Actions
+ * (no GITHUB_REPOSITORY) nothing is a link.
  */
 export function runLink(url: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
   const server = (env.GITHUB_SERVER_URL || 'https://github.com').replace(/\/+$/, '')
-  if (!/^https:\/\/[A-Za-z0-9.-]+(?::\d+)?$/.test(server) || !url.startsWith(`${server}/`)) return undefined
-  const m = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})\/([A-Za-z0-9._-]{1,100})\/actions\/runs\/(\d{1,20})$/.exec(url.slice(server.length + 1))
+  const repository = env.GITHUB_REPOSITORY ?? ''
+  if (!/^https:\/\/[A-Za-z0-9.-]+(?::\d+)?$/.test(server)) return undefined
   // `o/../actions/runs/1` would resolve to another path: a repository is never all dots.
+  const m = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})\/([A-Za-z0-9._-]{1,100})$/.exec(repository)
   if (!m || /^\.+$/.test(m[1]!)) return undefined
-  return `[run ${m[2]}](${url})`
+  const prefix = `${server}/${repository}/actions/runs/`
+  if (!url.startsWith(prefix) || !/^\d{1,20}$/.test(url.slice(prefix.length))) return undefined
+  return `[run ${url.slice(prefix.length)}](${url})`
 }
 
 /**
  * A run label (see describeRun: `<run URL> by <actor> commit <sha>`, or `local run by user@host`) as
  * `by actor (commit \`abc\`, [run 123](…))`. A label that does not look like one is shown as escaped text.
  */
-function runLabelText(label: string, env: NodeJS.ProcessEnv): { who: string; refs: string } {
+function runLabelText(label: string, env: NodeJS.ProcessEnv, max: number): { who: string; refs: string } {
   const m = /^(local run|\S+) by (\S+)(?: commit ([0-9a-f]{7,40}))?$/.exec(label)
-  if (!m) return { who: `by ${markdownText(label)}`, refs: '' }
+  if (!m) return { who: `by ${markdownText(label, max)}`, refs: '' }
   const [, where, actor, commit] = m
-  const refs = [commit ? `commit ${markdownCode(commit)}` : '', where === 'local run' ? 'local run' : (runLink(where!, env) ?? markdownText(where!))].filter(Boolean)
-  return { who: `by ${markdownText(actor!)}`, refs: `(${refs.join(', ')})` }
+  const refs = [commit ? `commit ${markdownCode(commit)}` : '', where === 'local run' ? 'local run' : (runLink(where!, env) ?? markdownText(where!, max))].filter(Boolean)
+  return { who: `by ${markdownText(actor!, max)}`, refs: `(${refs.join(', ')})` }
 }
 
 /**
  * The server's last history line (`time<TAB>status<TAB>from -> to<TAB>run label`) as
  * `2025-05-01 10:03 UTC: deployed a:1 → a:2 by actor (commit …, [run 123](…))`.
  */
-export function lastDeployCell(line: string, env: NodeJS.ProcessEnv = process.env): string {
-  // Each part is escaped on its own (markdownText), so only the whole is bounded here.
-  const fields = bounded(line, 4 * MAX_FIELD_CHARS).split('\t')
-  if (fields.length !== 4) return markdownText(line)
+export function lastDeployCell(line: string, env: NodeJS.ProcessEnv = process.env, max = MAX_FIELD_CHARS): string {
+  // Each part is escaped (and bounded) on its own (markdownText), so only the whole is bounded here.
+  const fields = bounded(line, 4 * max).split('\t')
+  if (fields.length !== 4) return markdownText(line, max)
   const [time, status, change, label] = fields as [string, string, string, string]
   const [from, to, ...more] = change.split(' -> ')
-  const what = to === undefined || more.length ? markdownText(change) : from === to ? markdownText(to) : `${markdownText(from!)} → ${markdownText(to)}`
-  const run = runLabelText(label, env)
-  return `${timeText(time)}: ${markdownText(status)} ${what} ${run.who} ${run.refs}`.trim()
+  const what = to === undefined || more.length ? markdownText(change, max) : from === to ? markdownText(to, max) : `${markdownText(from!, max)} → ${markdownText(to, max)}`
+  const run = runLabelText(label, env, max)
+  return `${timeText(time, max)}: ${markdownText(status, max)} ${what} ${run.who} ${run.refs}`.trim()
 }
 
 /** A lock note (`<run label> since <time> token=<hex>`) as `held by actor since … (commit …, [run …](…))`. */
-export function lockCell(holder: string, env: NodeJS.ProcessEnv = process.env): string {
-  const m = /^(.*) since (\S+) token=[0-9a-f]+$/.exec(singleLine(holder))
-  if (!m) return markdownText(holder)
-  const run = runLabelText(m[1]!, env)
-  return `held ${run.who} since ${timeText(m[2]!)} ${run.refs}`.trim()
+export function lockCell(holder: string, env: NodeJS.ProcessEnv = process.env, max = MAX_FIELD_CHARS): string {
+  const m = /^(.*) since (\S+) token=[0-9a-f]+$/.exec(singleLine(holder, 2 * max))
+  if (!m) return markdownText(holder, max)
+  const run = runLabelText(m[1]!, env, max)
+  return `held ${run.who} since ${timeText(m[2]!, max)} ${run.refs}`.trim()
 }
 
 /** The heading names what ran, the commit, the trigger and how long the whole run took. */
@@ -273,7 +333,9 @@ function heading(settings: Settings, env: NodeJS.ProcessEnv, runMs?: number): st
 }
 
 /**
- * The summary as Markdown; rows and details are dropped (with a note) before it outgrows the budget.
+ * The summary as Markdown, under its budget: a row bigger than its fair share is shortened (never
+ * the rows after it dropped, unless even the shortest rows are too many); details are dropped (with
+ * a note) once they would outgrow what is left.
  * `runMs` is the run's wall time so far, for the heading.
  */
 export function renderSummary(results: ServerResult[], settings: Settings, env: NodeJS.ProcessEnv = process.env, runMs?: number): string {
@@ -286,26 +348,29 @@ export function renderSummary(results: ServerResult[], settings: Settings, env: 
   const withEnv = !settings.dryRun && (settings.mode === 'rotate-token' || (settings.mode === 'deploy' && Object.keys(settings.tenantEnv).length > 0))
   const columns = ['Tenant', 'Server', 'Region', 'Status', 'Image', ...(withEnv ? ['Changed in .env'] : []), 'Health', ...(status ? ['Last deploy'] : []), ...(withLock ? ['Lock'] : []), 'Duration']
   const tableHead = [`| ${columns.join(' | ')} |`, `|${' --- |'.repeat(columns.length)}`]
-  let size = Buffer.byteLength([...head, ...tableHead].join('\n')) + 1024
-  const rows: string[] = []
-  for (const r of results) {
+  // A row's server text (images, health, history, lock) is cut to each of these in turn until the
+  // row fits its fair share of the summary; past the last, the row keeps only the registry's words.
+  const row = (r: ServerResult, level: number): string => {
+    const max = ROW_FIELD_CHARS[level]
+    const cut = '…'
     const cells = [
       markdownText(r.server.tenant),
       markdownText(r.server.name) + (r.server.jump ? ` via ${markdownText(formatAddress(r.server.jump.host, r.server.jump.port))}` : ''),
       markdownText(r.server.region ?? ''),
       `${STATUS_SYMBOL[r.status]} ${r.status}`,
-      imageCell(r, settings),
-      ...(withEnv ? [r.changedVariables?.length ? r.changedVariables.map(name => markdownCode(name)).join(', ') : '—'] : []),
-      markdownText(r.health ?? ''),
-      ...(status ? [r.lastDeploy ? lastDeployCell(r.lastDeploy, env) : '—'] : []),
-      ...(withLock ? [r.lockHolder ? lockCell(r.lockHolder, env) : ''] : []),
+      max === undefined ? cut : imageCell(r, settings, max),
+      ...(withEnv ? [!r.changedVariables?.length ? '—' : max === undefined ? `${r.changedVariables.length} variables` : r.changedVariables.map(name => markdownCode(name)).join(', ')] : []),
+      max === undefined ? cut : markdownText(r.health ?? '', max),
+      ...(status ? [!r.lastDeploy ? '—' : max === undefined ? cut : lastDeployCell(r.lastDeploy, env, max)] : []),
+      ...(withLock ? [!r.lockHolder ? '' : max === undefined ? cut : lockCell(r.lockHolder, env, max)] : []),
       seconds(r.durationMs)
     ]
-    const row = `| ${cells.join(' | ')} |`
-    size += Buffer.byteLength(row) + 1
-    if (size > SUMMARY_BUDGET_BYTES) break
-    rows.push(row)
+    return `| ${cells.join(' | ')} |`
   }
+  let size = Buffer.byteLength([...head, ...tableHead].join('\n')) + 1024
+  const fitted = fitItems(results.length, ROW_FIELD_CHARS.length + 1, (i, level) => row(results[i]!, level), SUMMARY_BUDGET_BYTES - size)
+  const rows = fitted.items
+  size += rows.reduce((sum, r) => sum + Buffer.byteLength(r) + 1, 0)
   const details: string[] = []
   for (const r of results.filter(isFailure)) {
     const output =
@@ -327,6 +392,7 @@ export function renderSummary(results: ServerResult[], settings: Settings, env: 
     details.push(block)
   }
   const notes: string[] = []
+  if (fitted.shortened) notes.push(`_${fitted.shortened} rows shortened (… marks what is cut) to stay under GitHub's 1 MiB summary limit; the step log has their whole text._`)
   if (rows.length < results.length)
     notes.push(`_${results.length - rows.length} more rows left out to stay under GitHub's 1 MiB summary limit; the counts above and the \`results\` output include every server._`)
   const detailed = results.filter(isFailure).length
