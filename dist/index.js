@@ -57249,7 +57249,165 @@ function validateConcurrency(concurrency) {
 	}
 }
 
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
+;// CONCATENATED MODULE: ./src/untrusted.ts
+/**
+ * Text a server returned (errors, command output, health, history lines, lock notes, image
+ * references) may come from a compromised tenant (DESIGN.md "Trust"). Every place that shows such
+ * text to a person goes through one of these helpers:
+ * - the runner's log: `logQuoted` prints it between `::stop-commands::<token>` and `::<token>::`,
+ *   so no line of it is read as a workflow command (a forged `::error::`, `::stop-commands::`,
+ *   `::add-mask::`), with control characters already replaced;
+ * - annotations and other one-line places: `singleLine`, so a CR, LF or ANSI escape cannot start a
+ *   line of its own or repaint the log;
+ * - the job summary: `markdownText`, `markdownCode`, `htmlText`, `preText`, so nothing becomes a
+ *   link, image, HTML tag, emoji, mention, table row or paragraph.
+ * Everything is also cut to a bound, so one server cannot flood the log, the summary or an output.
+ */
+
+
+/** Longest one-line field shown anywhere (an error, a holder note, a history line, a warning). */
+const MAX_FIELD_CHARS = 2_000;
+/** Longest block of command output shown for one server. */
+const MAX_BLOCK_CHARS = 16_000;
+/**
+ * Characters that must not reach a one-line place as themselves: C0 controls (CR and LF end a log
+ * line; ESC starts ANSI sequences the log viewer renders), DEL, C1 controls (0x9B is a one-byte CSI
+ * for some terminals), the Unicode line and paragraph separators, and bidi overrides/isolates,
+ * which can make a log line or table cell read differently from what it holds.
+ */
+// eslint-disable-next-line no-control-regex
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+/** C0 controls and DEL become their visible Unicode "control pictures" (␍, ␊, ␛ …); others become �. */
+function placeholder(char) {
+    const code = char.charCodeAt(0);
+    if (code === 0x09)
+        return ' ';
+    if (code < 0x20)
+        return String.fromCharCode(0x2400 + code);
+    if (code === 0x7f)
+        return '\u2421';
+    return '\ufffd';
+}
+/**
+ * Cuts `text` to at most `max` characters (plus a note saying how much was cut). A surrogate pair
+ * is never split, so the result is still valid UTF-16.
+ */
+function bounded(text, max = MAX_FIELD_CHARS) {
+    if (text.length <= max)
+        return text;
+    let end = Math.max(0, max);
+    if (end > 0 && /[\ud800-\udbff]/.test(text[end - 1]))
+        end--;
+    return `${text.slice(0, end)}… [${text.length - end} more characters cut]`;
+}
+/** Server text for one line: every control character replaced by a visible placeholder, then bounded. */
+function singleLine(text, max = MAX_FIELD_CHARS) {
+    return bounded(text, max).replace(UNSAFE, placeholder);
+}
+/**
+ * Server output of several lines (a step's last output): CRLF and bare CR become line breaks (compose
+ * redraws progress lines with a bare CR), every other control character a placeholder; each line is
+ * bounded, and the whole keeps its end, where the reason for a failure usually is.
+ */
+function multiLine(text, max = MAX_BLOCK_CHARS) {
+    const lines = text
+        .replace(/\r\n?/g, '\n')
+        .split('\n')
+        .map(line => singleLine(line));
+    let kept = lines.join('\n');
+    if (kept.length > max) {
+        let start = kept.length - max;
+        if (/[\udc00-\udfff]/.test(kept[start]))
+            start++;
+        kept = `[${start} earlier characters cut] …${kept.slice(start)}`;
+    }
+    return kept;
+}
+/**
+ * The runner's older command form, `##[error]…`, is also how its log marks errors and groups, and
+ * the log viewer may draw such a line as one even inside a stop-commands block: a WORD JOINER
+ * between the two `#` keeps the line's text and takes the marker away.
+ */
+const V1_MARKER = /^(\s*)##\[/gm;
+/** A fresh token for `::stop-commands::`: random, so text printed inside cannot end the block. */
+function stopCommandsToken(text = '') {
+    for (;;) {
+        const token = (0,external_node_crypto_.randomBytes)(16).toString('hex');
+        if (!text.includes(token))
+            return token;
+    }
+}
+/**
+ * Prints lines that may carry server text so that the runner reads none of them as a command: a
+ * `::stop-commands::` block with a fresh token. Each entry is made safe with `multiLine` (an entry
+ * meant as one line should have gone through `singleLine` already).
+ */
+function logQuoted(lines, write = info) {
+    if (lines.length === 0)
+        return;
+    const body = lines
+        .map(line => multiLine(line))
+        .join('\n')
+        .replace(V1_MARKER, '$1#\u2060#[');
+    const token = stopCommandsToken(body);
+    write(`::stop-commands::${token}`);
+    write(body);
+    write(`::${token}::`);
+}
+/**
+ * Breaks what GitHub's renderer turns into something else *after* Markdown, on the text itself:
+ * emoji shortcodes (`:rocket:`; GitHub knows `:running:` and `:100:` too) and @mentions or e-mail
+ * addresses. A WORD JOINER (U+2060, invisible) after the `:` or `@` is enough; `name@sha256:…`
+ * digests are left as they are, as no mention or address looks like that.
+ */
+function breakShortcodes(text) {
+    return text.replace(/:(?=[\w+-]+:)/g, ':\u2060').replace(/@(?=[A-Za-z0-9])(?!sha(?:256|384|512):)/g, '@\u2060');
+}
+function escapeEntities(text) {
+    return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+/**
+ * Text for a Markdown table cell or paragraph: one line, bounded, and escaped so it renders as the
+ * same characters and nothing else. Backslash escapes stop emphasis, code, links and images
+ * (`[`, `]`, `!`), strikethrough, math (`$`) and cell breaks (`|`); `&`, `<`, `>` become entities,
+ * so there is no HTML; `\:` before `//` and `www\.` stop GFM's bare-URL autolinks. Also meant for
+ * our own words, so nothing we write can render as markup by accident.
+ */
+function markdownText(text, max = MAX_FIELD_CHARS) {
+    return escapeEntities(breakShortcodes(singleLine(text, max)).replace(/[\\`*_[\]~|$!#]/g, '\\$&'))
+        .replace(/:(?=\/\/)/g, '\\:')
+        .replace(/\b(www)\./gi, '$1\\.');
+}
+/**
+ * Text as an inline code span (monospace, and GitHub renders nothing inside one: no emoji, no link):
+ * one line, bounded, fenced by more backticks than any run inside. For a table cell (`table`) a `|`
+ * is escaped as `\|`, which GFM turns back into `|` inside the cell's code span.
+ */
+function markdownCode(text, { table = true, max = MAX_FIELD_CHARS } = {}) {
+    let body = singleLine(text, max);
+    if (body === '')
+        return '';
+    if (table)
+        body = body.replace(/\|/g, '\\|');
+    const longestRun = Math.max(0, ...(body.match(/`+/g) ?? []).map(run => run.length));
+    const fence = '`'.repeat(longestRun + 1);
+    // A code span drops one space on each side; pad when the text starts or ends with a backtick or space.
+    const pad = /^[` ]|[` ]$/.test(body) ? ' ' : '';
+    return `${fence}${pad}${body}${pad}${fence}`;
+}
+/** Text inside raw HTML such as `<summary>` (Markdown is not parsed there): one line, entities, no shortcodes. */
+function htmlText(text, max = MAX_FIELD_CHARS) {
+    return escapeEntities(breakShortcodes(singleLine(text, max)));
+}
+/** Command output inside `<pre>`: several lines, bounded, entities (GitHub renders no emoji inside `<pre>`). */
+function preText(text, max = MAX_BLOCK_CHARS) {
+    return escapeEntities(multiLine(text, max));
+}
+
 ;// CONCATENATED MODULE: ./src/errors.ts
+
 /** An error in what the user gave us (inputs or registry). Reported as is, without a stack trace. */
 class UserError extends Error {
     problems;
@@ -57259,21 +57417,36 @@ class UserError extends Error {
         this.name = 'UserError';
     }
 }
-/** An error as the log shows it: a UserError's message as is, anything else with its stack (a bug). */
-function describeError(error) {
+/**
+ * Reports an error through `annotate` (core.error, core.warning, core.setFailed), after `what` when
+ * given. A UserError is our own words and is shown as it is. Anything else is a bug or a library's
+ * throw whose message may quote a server (ssh2 and Node put what a peer sent into their errors), so it
+ * is server text (DESIGN.md "Trust"): its name and message go on one line, bounded, and its stack
+ * to the log inside a stop-commands block. Never throws: the last-resort handlers call it.
+ */
+function reportError(what, error, annotate) {
+    const prefix = what ? `${what}: ` : '';
     if (error instanceof UserError)
-        return error.message;
-    if (error instanceof Error)
-        return error.stack ?? error.message;
-    return String(error);
+        return annotate(`${prefix}${error.message}`);
+    let message = 'an error that cannot be shown as text';
+    let stack;
+    try {
+        message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+        stack = error instanceof Error && typeof error.stack === 'string' ? error.stack : undefined;
+    }
+    catch {
+        // (an object whose toString, name, message or stack throws)
+    }
+    annotate(`${prefix}${singleLine(message)}`);
+    // (only the end of a huge stack is kept: its frames, after a message the annotation already has)
+    if (stack)
+        logQuoted([`${prefix}where it was thrown:`, stack.length > 2 * MAX_BLOCK_CHARS ? stack.slice(-2 * MAX_BLOCK_CHARS) : stack]);
 }
 /** A heading and its list of problems, as every input and registry error prints them. */
 function formatProblems(heading, problems) {
     return `${heading} (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` + problems.map(p => `  - ${p}`).join('\n');
 }
 
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: ./src/remote/shell.ts
 /**
  * Quoting for the remote shell, in one place. Every value that comes from the registry or the
@@ -57620,8 +57793,9 @@ if [ -n "$token" ] && grep -qF -- "token=$token" "$note" 2>/dev/null; then rm -r
  * fourth word `multiline` when the value spans lines; `unterminated` when its quotes never close; or
  * nothing when NAME is not assigned.
  * env_value NAME FILE prints the value's bytes as written, inside its quotes. redact FILE copies
- * stdin to stdout with every word of the file's values replaced, so a Docker or Compose message that
- * quotes `.env` shows no secret.
+ * stdin to stdout with every word of 4 or more bytes of the file's values replaced by `[redacted]`, as
+ * it is and as JSON and Go's %q and %+q write it (`\\`, `\"`, `\u003c` for `<`, `>`, `&`, non-ASCII
+ * as `\u` escapes), so a Docker or Compose message that quotes `.env` shows no secret.
  */
 const ENV_FUNCTIONS = String.raw `env_find() {
   LC_ALL=C awk -v name="$1" '
@@ -57669,18 +57843,62 @@ env_value() {
 }
 redact() { # (the calling script sets image_variable: its value is an image reference, not a secret)
   LC_ALL=C awk -v envf="$1" -v keep="$image_variable" '
+    function hex(n, digits,   h) {
+      for (h = ""; digits > 0; digits--) { h = substr("0123456789abcdef", n % 16 + 1, 1) h; n = int(n / 16) }
+      return h
+    }
+    # w as a JSON encoder or Go (%q, %+q) writes it inside quotes: \ and " escaped; with html, < > &
+    # as \u escapes (Go encoding/json); with ascii, each UTF-8 character past ASCII as \u (a surrogate
+    # pair past U+FFFF; \U with astral "U", as Go %+q)
+    function quoted(w, html, ascii, astral,   out, i, j, c, b, cp, len, ok) {
+      out = ""
+      for (i = 1; i <= length(w); i++) {
+        c = substr(w, i, 1); b = ord[c]
+        if (c == "\\" || c == "\"") { out = out "\\" c; continue }
+        if (html && c == "<") { out = out "\\u003c"; continue }
+        if (html && c == ">") { out = out "\\u003e"; continue }
+        if (html && c == "&") { out = out "\\u0026"; continue }
+        if (ascii && b >= 192 && b < 248) {
+          len = (b < 224) ? 2 : ((b < 240) ? 3 : 4); cp = b % ((len == 2) ? 32 : ((len == 3) ? 16 : 8)); ok = 1
+          for (j = 1; j < len; j++) { b = ord[substr(w, i + j, 1)]; if (b < 128 || b >= 192) { ok = 0; break }; cp = cp * 64 + b - 128 }
+          if (ok) {
+            i += len - 1
+            if (cp < 65536) out = out "\\u" hex(cp, 4)
+            else if (astral == "U") out = out "\\U" hex(cp, 8)
+            else { cp -= 65536; out = out "\\u" hex(55296 + int(cp / 1024), 4) "\\u" hex(56320 + cp % 1024, 4) }
+            continue
+          }
+        }
+        out = out c
+      }
+      return out
+    }
+    function add(w) { if (length(w) >= 4 && !(w in seen)) { seen[w] = 1; word[++k] = w } }
     BEGIN {
+      for (i = 1; i < 256; i++) ord[sprintf("%c", i)] = i
       while ((getline l < envf) > 0) {
         if (l ~ /^[ \t]*#/) continue
         if (keep != "" && l ~ ("^[ \t]*(export[ \t]+)?" keep "[ \t]*=")) continue
         if (match(l, /^[ \t]*(export[ \t]+)?[A-Za-z0-9_.-]+[ \t]*=/)) l = substr(l, RLENGTH + 1)
-        n = split(l, w, /[ \t"'"'"'=\r]+/)
-        for (i = 1; i <= n; i++) if (length(w[i]) >= 6) word[++k] = w[i]
+        n = split(l, ws, /[ \t"'"'"'=\r\001]+/)
+        for (i = 1; i <= n; i++) {
+          if (length(ws[i]) < 4) continue
+          add(ws[i]); add(quoted(ws[i], 0, 0)); add(quoted(ws[i], 1, 0)); add(quoted(ws[i], 0, 1)); add(quoted(ws[i], 1, 1)); add(quoted(ws[i], 0, 1, "U")); add(quoted(ws[i], 1, 1, "U"))
+        }
       }
+      # longest first, so no part of a longer word is left after a shorter one inside it is replaced
+      for (i = 2; i <= k; i++) for (j = i; j > 1 && length(word[j]) > length(word[j - 1]); j--) { t = word[j]; word[j] = word[j - 1]; word[j - 1] = t }
     }
     {
-      for (i = 1; i <= k; i++) while ((p = index($0, word[i])) > 0) $0 = substr($0, 1, p - 1) "[redacted]" substr($0, p + length(word[i]))
-      print
+      # each match becomes \001 (never in a word) first, so a word inside "[redacted]" is never replaced again
+      s = $0
+      for (i = 1; i <= k; i++) {
+        out = ""
+        while ((p = index(s, word[i])) > 0) { out = out substr(s, 1, p - 1) "\001"; s = substr(s, p + length(word[i])) }
+        s = out s
+      }
+      gsub(/\001/, "[redacted]", s)
+      print s
     }'
 }
 # said TEXT N: the last N non-blank lines of a command's output, on one line, redacted
@@ -57793,9 +58011,30 @@ printf 'image_id=%s\\n' "$(docker image inspect --format '{{.Id}}' -- "$1")"`
     };
 }
 /**
+ * What the pull's Docker config holds before `docker login` writes to it: one auth entry, for a
+ * registry that cannot exist (`.invalid` is reserved, RFC 2606). It is there so that Docker keeps the
+ * login in this file. With no auth in its config the docker CLI picks a credential store of its own:
+ * `LoadDefaultConfigFile` in docker/cli cli/config/config.go runs `if !configFile.ContainsAuth() {
+ * configFile.CredentialsStore = credentials.DetectDefaultStore(configFile.CredentialsStore) }`, where
+ * `ContainsAuth()` (cli/config/configfile/file.go) is `credsStore != "" || len(credHelpers) > 0 ||
+ * len(auths) > 0`, and on Linux `DetectDefaultStore` (cli/config/credentials/default_store*.go) names
+ * `pass` when the `pass` program is installed, else `secretservice`, whenever
+ * `docker-credential-<that>` is on the PATH. `docker login` would then hand the password to that
+ * helper, into the user's password store or keyring, where it outlives the folder (with docker
+ * 28.2.2 and a stand-in `docker-credential-pass` on the PATH: called with `store`, and the folder's
+ * config left with `"credsStore": "pass"`). One entry in `auths` makes `ContainsAuth()` true, so no
+ * store is detected and `GetCredentialsStore` returns the file store: the login lands in this
+ * folder's config.json, next to the placeholder, and goes with the folder.
+ */
+const LOGIN_CONFIG = '{"auths":{"openclaw-deploy.invalid":{}}}';
+/**
  * pullImage after `docker login` into a Docker config folder of its own, made for this pull (mode
- * 700, under the deploy user's TMPDIR) and removed when the step ends, whatever its outcome: the
- * user's own `~/.docker/config.json` and its logins are never read or changed. The password arrives
+ * 700, under the deploy user's TMPDIR, holding LOGIN_CONFIG so that the login stays in the folder)
+ * and removed when the step ends, whatever its outcome: on success, failure, the remote timeout's
+ * TERM, a hangup, or a channel whose stdout closed (SIGPIPE). The user's own `~/.docker/config.json`
+ * and its logins are never read or changed. Only a SIGKILL skips the removal; such folders are swept
+ * by the next login pull of the same user: each pull holds a `flock` on its folder while it runs, so
+ * a folder of ours over a minute old whose lock is free belongs to no live pull. The password arrives
  * on the step's stdin and goes to `docker login --password-stdin` through a pipe from a shell
  * builtin: never in a command line, an environment, a file of ours or any output (a reason Docker
  * gives has it cut out, should Docker ever quote it). The username is no secret: an argument.
@@ -57810,15 +58049,21 @@ function pullImageWithLogin(image, login) {
         args: [image, login.registry, login.username],
         stdin: login.password,
         script: PRELUDE +
-            `registry=$2 user=$3 password=
-IFS= read -r -d '' password || [ -n "$password" ] || fail "no registry password arrived (connection cut?); nothing was pulled"
-base=\${TMPDIR:-/tmp}
-# config folders of pulls killed with SIGKILL (the only end that skips the trap below): older than any step may run
-find "$base" -maxdepth 1 -type d -name 'openclaw-docker-config.*' -user "$(id -u)" -mmin +1500 -exec rm -rf -- {} + 2>/dev/null
-config=$(umask 077 && mktemp -d "$base/openclaw-docker-config.XXXXXXXXXX") || fail "cannot make a temporary Docker config folder in $base as $(id -un)"
-trap 'rm -rf -- "$config"' EXIT
+            NEED_FLOCK +
+            `registry=$2 user=$3 password= config=
+# set before the folder exists, so no moment is left uncovered ($config is empty until mktemp made it)
+trap '[ -z "$config" ] || rm -rf -- "$config"' EXIT
 trap 'exit 143' TERM INT HUP
-if ! out=$(printf '%s' "$password" | docker --config "$config" login --username "$user" --password-stdin -- "$registry" 2>&1); then
+trap 'exit 141' PIPE
+IFS= read -r -d '' password || [ -n "$password" ] || fail "no registry password arrived (connection cut?); nothing was pulled"
+need_flock
+umask 077
+base=\${TMPDIR:-/tmp}
+# folders of pulls killed with SIGKILL: this user's, their flock free (a pull takes it at once: over a minute old)
+find "$base" -maxdepth 1 -type d -name 'openclaw-docker-config.*' -user "$(id -u)" -mmin +1 -exec flock -n {} rm -rf -- {} \\; 2>/dev/null
+{ config=$(mktemp -d "$base/openclaw-docker-config.XXXXXXXXXX") && exec 7<"$config" && flock -n 7 && printf '%s\\n' '${LOGIN_CONFIG}' > "$config/config.json"; } 2>/dev/null ||
+  fail "cannot make a temporary Docker config folder in $base as $(id -un)"
+if ! out=$(printf '%s' "$password" | docker --config "$config" login --username="$user" --password-stdin -- "$registry" 2>&1); then
   out=\${out//"$password"/[redacted]}
   why=$(printf '%s\\n' "$out" | grep -Ev '^[[:space:]]*$|^WARNING' | tail -n 3 | tr -s '\\n\\r\\t' '   ' | cut -c 1-${PULL_REASON_CHARS}) why=\${why% }
   fail "docker login to $registry as $user failed: \${why:-docker gave no reason}"
@@ -57852,7 +58097,7 @@ rm -f -- "$state/rollback.before.owner"
 if [ -f "$state/rollback" ]; then
   # (named by its run: only that run's restoreRollbackRecord puts it back)
   { cp -p -- "$state/rollback" "$state/rollback.before" && printf '%s\\n' "$6" > "$state/rollback.before.owner"; } || fail "cannot keep $state/rollback"
-  earlier=$(sed -n 's/^image_id=//p' "$state/rollback")
+  earlier=$(sed -n 's/^image_id=//p' -- "$state/rollback")
 fi
 for i in $earlier "$id" "$target"; do
   [ -n "$i" ] && ! grep -qxF -- "$i" "$state/images" 2>/dev/null && { printf '%s\\n' "$i" >> "$state/images" || fail "cannot write $state/images"; }
@@ -57874,7 +58119,7 @@ function restoreRollbackRecord(path, owner) {
 if [ ! -f "$state/rollback.before" ] || [ "$(cat -- "$state/rollback.before.owner" 2>/dev/null)" != "$2" ]; then echo restored=none; exit 0; fi
 mv -f -- "$state/rollback.before" "$state/rollback" || fail "cannot restore $state/rollback"
 rm -f -- "$state/rollback.before.owner"
-id=$(sed -n 's/^image_id=//p' "$state/rollback") tag=$(sed -n 's/^tag=//p' "$state/rollback")
+id=$(sed -n 's/^image_id=//p' -- "$state/rollback") tag=$(sed -n 's/^tag=//p' -- "$state/rollback")
 if [ -n "$id" ] && [ -n "$tag" ]; then docker tag -- "$id" "$tag" 2>/dev/null || echo "warning=the recorded image $id is gone"; fi
 echo restored=yes`
     };
@@ -58141,7 +58386,7 @@ function pruneImages(path, legacyTag, keepImageIds) {
 state=$1 legacy=$2
 shift 2
 [ -f "$state/images" ] || { echo removed=0; exit 0; }
-keep=" $* $(sed -n 's/^image_id=//p' "$state/rollback" 2>/dev/null) "
+keep=" $* $(sed -n 's/^image_id=//p' -- "$state/rollback" 2>/dev/null) "
 # the images of every container on this server, running or stopped, whatever its project
 containers=$(docker ps -aq --no-trunc) || { echo "error=cannot list the server's containers; no image removed"; exit ${EXIT_CODE.failed}; }
 used=" $(printf '%s\\n' "$containers" | xargs -r docker inspect --format '{{.Image}}' -- 2>/dev/null | tr '\\n' ' ') "
@@ -59913,161 +60158,6 @@ function formatPlan(plan, settings) {
     return [heading, line(headers), ...rows.map(line)].join('\n');
 }
 
-;// CONCATENATED MODULE: ./src/untrusted.ts
-/**
- * Text a server returned (errors, command output, health, history lines, lock notes, image
- * references) may come from a compromised tenant (DESIGN.md "Trust"). Every place that shows such
- * text to a person goes through one of these helpers:
- * - the runner's log: `logQuoted` prints it between `::stop-commands::<token>` and `::<token>::`,
- *   so no line of it is read as a workflow command (a forged `::error::`, `::stop-commands::`,
- *   `::add-mask::`), with control characters already replaced;
- * - annotations and other one-line places: `singleLine`, so a CR, LF or ANSI escape cannot start a
- *   line of its own or repaint the log;
- * - the job summary: `markdownText`, `markdownCode`, `htmlText`, `preText`, so nothing becomes a
- *   link, image, HTML tag, emoji, mention, table row or paragraph.
- * Everything is also cut to a bound, so one server cannot flood the log, the summary or an output.
- */
-
-
-/** Longest one-line field shown anywhere (an error, a holder note, a history line, a warning). */
-const MAX_FIELD_CHARS = 2_000;
-/** Longest block of command output shown for one server. */
-const MAX_BLOCK_CHARS = 16_000;
-/**
- * Characters that must not reach a one-line place as themselves: C0 controls (CR and LF end a log
- * line; ESC starts ANSI sequences the log viewer renders), DEL, C1 controls (0x9B is a one-byte CSI
- * for some terminals), the Unicode line and paragraph separators, and bidi overrides/isolates,
- * which can make a log line or table cell read differently from what it holds.
- */
-// eslint-disable-next-line no-control-regex
-const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
-/** C0 controls and DEL become their visible Unicode "control pictures" (␍, ␊, ␛ …); others become �. */
-function placeholder(char) {
-    const code = char.charCodeAt(0);
-    if (code === 0x09)
-        return ' ';
-    if (code < 0x20)
-        return String.fromCharCode(0x2400 + code);
-    if (code === 0x7f)
-        return '\u2421';
-    return '\ufffd';
-}
-/**
- * Cuts `text` to at most `max` characters (plus a note saying how much was cut). A surrogate pair
- * is never split, so the result is still valid UTF-16.
- */
-function bounded(text, max = MAX_FIELD_CHARS) {
-    if (text.length <= max)
-        return text;
-    let end = Math.max(0, max);
-    if (end > 0 && /[\ud800-\udbff]/.test(text[end - 1]))
-        end--;
-    return `${text.slice(0, end)}… [${text.length - end} more characters cut]`;
-}
-/** Server text for one line: every control character replaced by a visible placeholder, then bounded. */
-function singleLine(text, max = MAX_FIELD_CHARS) {
-    return bounded(text, max).replace(UNSAFE, placeholder);
-}
-/**
- * Server output of several lines (a step's last output): CRLF and bare CR become line breaks (compose
- * redraws progress lines with a bare CR), every other control character a placeholder; each line is
- * bounded, and the whole keeps its end, where the reason for a failure usually is.
- */
-function multiLine(text, max = MAX_BLOCK_CHARS) {
-    const lines = text
-        .replace(/\r\n?/g, '\n')
-        .split('\n')
-        .map(line => singleLine(line));
-    let kept = lines.join('\n');
-    if (kept.length > max) {
-        let start = kept.length - max;
-        if (/[\udc00-\udfff]/.test(kept[start]))
-            start++;
-        kept = `[${start} earlier characters cut] …${kept.slice(start)}`;
-    }
-    return kept;
-}
-/**
- * The runner's older command form, `##[error]…`, is also how its log marks errors and groups, and
- * the log viewer may draw such a line as one even inside a stop-commands block: a WORD JOINER
- * between the two `#` keeps the line's text and takes the marker away.
- */
-const V1_MARKER = /^(\s*)##\[/gm;
-/** A fresh token for `::stop-commands::`: random, so text printed inside cannot end the block. */
-function stopCommandsToken(text = '') {
-    for (;;) {
-        const token = (0,external_node_crypto_.randomBytes)(16).toString('hex');
-        if (!text.includes(token))
-            return token;
-    }
-}
-/**
- * Prints lines that may carry server text so that the runner reads none of them as a command: a
- * `::stop-commands::` block with a fresh token. Each entry is made safe with `multiLine` (an entry
- * meant as one line should have gone through `singleLine` already).
- */
-function logQuoted(lines, write = info) {
-    if (lines.length === 0)
-        return;
-    const body = lines
-        .map(line => multiLine(line))
-        .join('\n')
-        .replace(V1_MARKER, '$1#\u2060#[');
-    const token = stopCommandsToken(body);
-    write(`::stop-commands::${token}`);
-    write(body);
-    write(`::${token}::`);
-}
-/**
- * Breaks what GitHub's renderer turns into something else *after* Markdown, on the text itself:
- * emoji shortcodes (`:rocket:`; GitHub knows `:running:` and `:100:` too) and @mentions or e-mail
- * addresses. A WORD JOINER (U+2060, invisible) after the `:` or `@` is enough; `name@sha256:…`
- * digests are left as they are, as no mention or address looks like that.
- */
-function breakShortcodes(text) {
-    return text.replace(/:(?=[\w+-]+:)/g, ':\u2060').replace(/@(?=[A-Za-z0-9])(?!sha(?:256|384|512):)/g, '@\u2060');
-}
-function escapeEntities(text) {
-    return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-}
-/**
- * Text for a Markdown table cell or paragraph: one line, bounded, and escaped so it renders as the
- * same characters and nothing else. Backslash escapes stop emphasis, code, links and images
- * (`[`, `]`, `!`), strikethrough, math (`$`) and cell breaks (`|`); `&`, `<`, `>` become entities,
- * so there is no HTML; `\:` before `//` and `www\.` stop GFM's bare-URL autolinks. Also meant for
- * our own words, so nothing we write can render as markup by accident.
- */
-function markdownText(text, max = MAX_FIELD_CHARS) {
-    return escapeEntities(breakShortcodes(singleLine(text, max)).replace(/[\\`*_[\]~|$!#]/g, '\\$&'))
-        .replace(/:(?=\/\/)/g, '\\:')
-        .replace(/\b(www)\./gi, '$1\\.');
-}
-/**
- * Text as an inline code span (monospace, and GitHub renders nothing inside one: no emoji, no link):
- * one line, bounded, fenced by more backticks than any run inside. For a table cell (`table`) a `|`
- * is escaped as `\|`, which GFM turns back into `|` inside the cell's code span.
- */
-function markdownCode(text, { table = true, max = MAX_FIELD_CHARS } = {}) {
-    let body = singleLine(text, max);
-    if (body === '')
-        return '';
-    if (table)
-        body = body.replace(/\|/g, '\\|');
-    const longestRun = Math.max(0, ...(body.match(/`+/g) ?? []).map(run => run.length));
-    const fence = '`'.repeat(longestRun + 1);
-    // A code span drops one space on each side; pad when the text starts or ends with a backtick or space.
-    const pad = /^[` ]|[` ]$/.test(body) ? ' ' : '';
-    return `${fence}${pad}${body}${pad}${fence}`;
-}
-/** Text inside raw HTML such as `<summary>` (Markdown is not parsed there): one line, entities, no shortcodes. */
-function htmlText(text, max = MAX_FIELD_CHARS) {
-    return escapeEntities(breakShortcodes(singleLine(text, max)));
-}
-/** Command output inside `<pre>`: several lines, bounded, entities (GitHub renders no emoji inside `<pre>`). */
-function preText(text, max = MAX_BLOCK_CHARS) {
-    return escapeEntities(multiLine(text, max));
-}
-
 // EXTERNAL MODULE: ./node_modules/is-stream/index.js
 var is_stream = __nccwpck_require__(6543);
 // EXTERNAL MODULE: ./node_modules/make-dir/index.js
@@ -61390,7 +61480,7 @@ async function connectOnce(options, keyTypes, readyTimeoutMs) {
         warning(`strict-host-key-checking is off: accepted ${options.host}:${options.port} unchecked, which presented the ${singleLine(verdict.keyType, 100)} key ${verdict.fingerprint}. ` +
             `Nothing lists a key for this host: verify the fingerprint out of band and add "hostKey": "${verdict.fingerprint}" to its registry entry (or its line to known-hosts).`);
     }
-    return new SshConnection(ssh, socket, verdict);
+    return new SshConnection(ssh, socket, verdict, options.via);
 }
 /** `host:port`, IPv6 in brackets. */
 function formatHostPort(host, port) {
@@ -61486,6 +61576,20 @@ function execBounded(client, command, commandLine, onChannel) {
         }
     });
 }
+/**
+ * Closes a step's channel from a timer or an abort listener, where a throw would be uncaught and end
+ * the process: ssh2 can throw from close() when the connection under it is torn down. The step has
+ * its result already (rejected first); a channel that cannot be closed goes with its connection,
+ * which the server's job closes.
+ */
+function stopChannel(channel) {
+    try {
+        channel?.close();
+    }
+    catch {
+        // (see above)
+    }
+}
 function errorMessage(error) {
     return error instanceof Error ? error.message : String(error);
 }
@@ -61493,15 +61597,19 @@ class SshConnection {
     ssh;
     socket;
     hostKey;
+    route;
     lost;
     closing = false;
     pending = new Set();
     /** Settles once the connection's socket is closed. */
     closed;
-    constructor(ssh, socket, hostKey) {
+    constructor(ssh, socket, hostKey, 
+    /** The jump host the connection runs through, if any. */
+    route) {
         this.ssh = ssh;
         this.socket = socket;
         this.hostKey = hostKey;
+        this.route = route;
         const client = ssh.connection;
         // node-ssh stops listening for errors once connected; an unhandled 'error' would end the process.
         client?.on('error', error => this.markLost(`connection error: ${error.message}`));
@@ -61511,6 +61619,10 @@ class SshConnection {
     /** The connection broke or was closed: it serves no further step. */
     get isLost() {
         return this.lost !== undefined;
+    }
+    /** Why the connection is gone (`closed` when we closed it), or undefined while it is up. */
+    get lostReason() {
+        return this.lost;
     }
     /**
      * A stream to `host:port` opened by this server (a jump host), for another SSH connection to run
@@ -61558,10 +61670,20 @@ class SshConnection {
         });
     }
     markLost(reason) {
-        this.lost ??= reason;
+        this.lost ??= this.hop(reason);
         for (const reject of this.pending)
             reject(this.lost);
         this.pending.clear();
+    }
+    /**
+     * Through a jump host, which hop dropped: the jump host's own connection, when it is gone too (ssh2
+     * reports it lost before it closes the channels that ran on it), else the server's behind it.
+     */
+    hop(reason) {
+        if (!this.route)
+            return reason;
+        const jump = this.route.lost?.();
+        return jump === undefined ? `${reason} (behind jump host ${this.route.label}, whose own connection was still up)` : `jump host ${this.route.label}: ${jump}`;
     }
     async run(command, timeoutSeconds, signal) {
         if (this.lost)
@@ -61579,12 +61701,12 @@ class SshConnection {
             onLost = reason => reject(new ConnectionLost(`${command.step}: ${reason}`));
             this.pending.add(onLost);
             timer = setTimeout(() => {
-                channel?.close();
                 reject(new ConnectionLost(`${command.step}: no answer from the server within ${timeoutSeconds}s (command-timeout)`));
+                stopChannel(channel);
             }, (timeoutSeconds + CLIENT_TIMER_SLACK_SECONDS) * 1000);
             onAbort = () => {
-                channel?.close();
                 reject(new ConnectionLost(`${command.step}: cancelled`));
+                stopChannel(channel);
             };
             signal?.addEventListener('abort', onAbort, { once: true });
         });
@@ -62614,9 +62736,10 @@ class DeployJob extends ServerJob {
             throw written.failure;
         }
         if (written) {
-            const changed = this.fact(written.facts, 'written', 'none')
-                .split(' ')
-                .filter(name => name !== 'none' && name !== variable);
+            // The server says which names it changed; only names this run sent count, each once, so a
+            // server cannot grow its row (or the `results` output) with names of its own.
+            const said = new Set(this.fact(written.facts, 'written', 'none').split(' '));
+            const changed = Object.keys(envValues).filter(name => said.has(name));
             if (changed.length)
                 this.result.changedVariables = changed;
             if (Object.keys(envValues).length)
@@ -63017,12 +63140,17 @@ class JumpHosts {
     }
     /** The route to `host:port` through `jump`, for ConnectOptions.via. */
     route(jump, host, port, signal) {
+        // the jump host's connection the last stream runs on (a later one may replace it for others)
+        let used;
         return {
             label: describeJump(jump),
             open: async (timeoutMs) => {
                 const bastion = await this.connection(jump, signal);
-                return bastion.forwardOut(host, port, timeoutMs);
-            }
+                const stream = await bastion.forwardOut(host, port, timeoutMs);
+                used = bastion;
+                return stream;
+            },
+            lost: () => used?.lostReason
         };
     }
     /**
@@ -63297,10 +63425,10 @@ const GROUPED_ENTRY_CHARS = 300;
 const GROUPED_ANNOTATION_CHARS = 4_000;
 /** The job summary must stay under 1 MiB; keep a margin for the heading and notes. */
 const SUMMARY_BUDGET_BYTES = 900 * 1024;
+/** How many characters of each server text a summary row shows, level by level, when the rows are too big. */
+const ROW_FIELD_CHARS = [MAX_FIELD_CHARS, 300, 80];
 /** GitHub keeps at most 1 MiB per step output; stay under it with room to spare. */
 const RESULTS_BUDGET_BYTES = 1_000_000;
-/** Lengths error texts are cut to, one after the other, until the `results` output fits. */
-const RESULTS_ERROR_CUTS = [500, 100, 0];
 function serverTitle(result) {
     return `${result.server.name} (${result.server.tenant})`;
 }
@@ -63330,46 +63458,97 @@ function cutError(error, chars) {
     return error.length <= chars ? error : chars === 0 ? why : `${error.slice(0, chars)}… ${why}`;
 }
 /**
- * The `results` output as JSON of at most `budget` bytes. Server text in it is one line and
- * bounded; if the whole is still too big, error texts are cut shorter and shorter, and as a last
- * resort servers at the end are left out. `note` says what was cut, for a warning.
+ * The largest size each item may take so that all fit in `budget`, items under it being left whole
+ * (a max-min fair share): Infinity when everything fits as it is. One item, however big, can take no
+ * more than the others leave it, and never their room.
  */
-function resultsJson(results, budget = RESULTS_BUDGET_BYTES) {
-    const errors = results.map(r => (r.error === undefined ? null : singleLine(r.error)));
-    const entries = results.map((r, i) => ({
-        name: r.server.name,
-        tenant: r.server.tenant,
-        region: r.server.region ?? null,
-        host: r.server.host,
-        jump: r.server.jump ? formatAddress(r.server.jump.host, r.server.jump.port) : null,
-        status: r.status,
-        previousImage: r.previousImage === undefined ? null : singleLine(r.previousImage),
-        deployedImage: r.deployedImage === undefined ? null : singleLine(r.deployedImage),
-        changedVariables: r.changedVariables ?? [],
-        durationMs: r.durationMs,
-        error: errors[i]
-    }));
-    let json = JSON.stringify(entries);
-    if (Buffer.byteLength(json) <= budget)
-        return { json };
-    for (const chars of RESULTS_ERROR_CUTS) {
-        entries.forEach((e, i) => (e.error = errors[i] === null ? null : cutError(errors[i], chars)));
-        json = JSON.stringify(entries);
-        const note = chars ? `error texts cut to ${chars} characters` : 'error texts left out';
-        if (Buffer.byteLength(json) <= budget)
-            return { json, note: `The results output stays under GitHub's 1 MiB limit: ${note}; the step log and the summary have them.` };
+function fairShare(sizes, budget) {
+    const sorted = [...sizes].sort((a, b) => a - b);
+    let left = budget;
+    for (let i = 0; i < sorted.length; i++) {
+        const share = left / (sorted.length - i);
+        if (sorted[i] > share)
+            return Math.floor(share);
+        left -= sorted[i];
     }
-    // Still too big (thousands of servers): keep the first servers that fit, in plan order.
-    let size = 2;
-    let kept = 0;
-    for (const e of entries) {
-        size += Buffer.byteLength(JSON.stringify(e)) + 1;
+    return Infinity;
+}
+/**
+ * `count` items, each rendered by `render(i, level)` (level 0 whole, each next level shorter), fitted
+ * into `budget` bytes (`sep` bytes between items, counted for each): an item bigger than its fair
+ * share is rendered at the first level that fits it. Only when even the shortest forms of the items
+ * do not fit (far too many of them) are the last ones left out.
+ */
+function fitItems(count, levels, render, budget, sep = 1) {
+    const whole = Array.from({ length: count }, (_, i) => render(i, 0));
+    const share = fairShare(whole.map(item => Buffer.byteLength(item) + sep), budget);
+    const items = [];
+    let shortened = 0;
+    let deepest = 0;
+    let size = 0;
+    for (let i = 0; i < count; i++) {
+        let item = whole[i];
+        let level = 0;
+        while (Buffer.byteLength(item) + sep > share && level < levels - 1)
+            item = render(i, ++level);
+        size += Buffer.byteLength(item) + sep;
         if (size > budget)
             break;
-        kept++;
+        if (level)
+            shortened++;
+        deepest = Math.max(deepest, level);
+        items.push(item);
     }
-    json = JSON.stringify(entries.slice(0, kept));
-    return { json, note: `The results output stays under GitHub's 1 MiB limit: error texts left out, and it lists only the first ${kept} of ${entries.length} servers; the counts include every server.` };
+    return { items, shortened, deepest };
+}
+/** How much server text a `results` entry keeps, level by level, when the whole is too big. */
+const RESULTS_CUTS = [
+    { image: MAX_FIELD_CHARS },
+    { error: 500, image: 200 },
+    { error: 100, image: 100 },
+    { error: 0, image: 60, variables: 10 }
+];
+/**
+ * The `results` output as JSON of at most `budget` bytes. Server text in it is one line and
+ * bounded; if the whole is still too big, the entries bigger than their fair share have their error
+ * text, image references (and at last their list of variables) cut shorter, so every server keeps
+ * its entry; only if even that is too big (tens of thousands of servers) are the last servers left
+ * out. `note` says what was cut, for a warning.
+ */
+function resultsJson(results, budget = RESULTS_BUDGET_BYTES) {
+    const entry = (r, level) => {
+        const cut = RESULTS_CUTS[level];
+        const error = r.error === undefined ? null : singleLine(r.error);
+        return {
+            name: r.server.name,
+            tenant: r.server.tenant,
+            region: r.server.region ?? null,
+            host: r.server.host,
+            jump: r.server.jump ? formatAddress(r.server.jump.host, r.server.jump.port) : null,
+            status: r.status,
+            previousImage: r.previousImage === undefined ? null : singleLine(r.previousImage, cut.image),
+            deployedImage: r.deployedImage === undefined ? null : singleLine(r.deployedImage, cut.image),
+            changedVariables: (r.changedVariables ?? []).slice(0, cut.variables),
+            durationMs: r.durationMs,
+            error: error === null || cut.error === undefined ? error : cutError(error, cut.error)
+        };
+    };
+    // `[` and `]`, and a comma after every entry but the last
+    const { items, shortened, deepest } = fitItems(results.length, RESULTS_CUTS.length, (i, level) => JSON.stringify(entry(results[i], level)), budget - 1);
+    const json = `[${items.join(',')}]`;
+    if (!shortened && items.length === results.length)
+        return { json };
+    const cut = RESULTS_CUTS[deepest];
+    const how = [
+        cut.error === undefined ? '' : cut.error ? `error texts to ${cut.error} characters` : 'error texts left out',
+        `image references to ${cut.image} characters`,
+        cut.variables === undefined ? '' : `lists of changed variables to ${cut.variables} names`
+    ].filter(Boolean);
+    const notes = [
+        shortened ? `the entries of ${shortened} servers are cut (at most: ${how.join(', ')}); the step log and the summary have more` : '',
+        items.length < results.length ? `it lists only the first ${items.length} of ${results.length} servers; the counts include every server` : ''
+    ].filter(Boolean);
+    return { json, note: `The results output stays under GitHub's 1 MiB limit: ${notes.join('; ')}.` };
 }
 function setOutputs(results) {
     const { json, note } = resultsJson(results);
@@ -63426,14 +63605,14 @@ function seconds(ms) {
     return `${Math.floor(total / 60)}m${total % 60}s`;
 }
 /** An image reference with its short image ID, e.g. `ghcr.io/acme/openclaw:1.2.3 \`0a1b2c3d4e5f\``. */
-function imageText(image, imageId) {
+function imageText(image, imageId, max = MAX_FIELD_CHARS) {
     if (!image)
         return '—';
-    return `${markdownText(image)}${imageId ? ` ${markdownCode(shortId(imageId))}` : ''}`;
+    return `${markdownText(image, max)}${imageId ? ` ${markdownCode(shortId(imageId))}` : ''}`;
 }
 /** Before → after; a rolled-back row says which image failed where, and what runs now. */
-function imageCell(r, settings) {
-    const now = imageText(r.deployedImage, r.deployedImageId);
+function imageCell(r, settings, max = MAX_FIELD_CHARS) {
+    const now = imageText(r.deployedImage, r.deployedImageId, max);
     if (r.status === 'rolled-back') {
         // In `mode: rollback` the image that failed is the recorded one; its name is in the details.
         const withEnv = Object.keys(settings.tenantEnv).length ? ' with the new .env values' : '';
@@ -63444,62 +63623,68 @@ function imageCell(r, settings) {
                 : 'the recorded rollback image';
         return `${tried} failed${r.failedStep ? ` at ${markdownText(r.failedStep)}` : ''}; now runs ${now}`;
     }
-    const before = imageText(r.previousImage, r.previousImageId);
+    const before = imageText(r.previousImage, r.previousImageId, max);
     return before === now ? now : `${before} → ${now}`;
 }
 /** `2025-05-01T10:03:12.345Z` → `2025-05-01 10:03 UTC`; anything else is shown as the (escaped) text it is. */
-function timeText(iso) {
+function timeText(iso, max = MAX_FIELD_CHARS) {
     const m = /^(\d{4}-\d\d-\d\d)T(\d\d:\d\d)(?::\d\d(?:\.\d+)?)?Z$/.exec(iso);
-    return m ? `${m[1]} ${m[2]} UTC` : markdownText(iso);
+    return m ? `${m[1]} ${m[2]} UTC` : markdownText(iso, max);
 }
 /**
- * A link to a workflow run, only if `url` is exactly `<this run's server>/<owner>/<repo>/actions/runs/<digits>`:
- * a history line or lock note is server text, and must not turn into a link anywhere else.
+ * A link to a workflow run, only if `url` is exactly `<this run's server>/<this run's repository>/actions/runs/<digits>`
+ * (GITHUB_SERVER_URL, GITHUB_REPOSITORY): a history line or lock note is server text, and must not
+ * turn into a link to anywhere else, not even to a run of another repository. Outside Actions
+ * (no GITHUB_REPOSITORY) nothing is a link.
  */
 function runLink(url, env = process.env) {
     const server = (env.GITHUB_SERVER_URL || 'https://github.com').replace(/\/+$/, '');
-    if (!/^https:\/\/[A-Za-z0-9.-]+(?::\d+)?$/.test(server) || !url.startsWith(`${server}/`))
+    const repository = env.GITHUB_REPOSITORY ?? '';
+    if (!/^https:\/\/[A-Za-z0-9.-]+(?::\d+)?$/.test(server))
         return undefined;
-    const m = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})\/([A-Za-z0-9._-]{1,100})\/actions\/runs\/(\d{1,20})$/.exec(url.slice(server.length + 1));
     // `o/../actions/runs/1` would resolve to another path: a repository is never all dots.
+    const m = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})\/([A-Za-z0-9._-]{1,100})$/.exec(repository);
     if (!m || /^\.+$/.test(m[1]))
         return undefined;
-    return `[run ${m[2]}](${url})`;
+    const prefix = `${server}/${repository}/actions/runs/`;
+    if (!url.startsWith(prefix) || !/^\d{1,20}$/.test(url.slice(prefix.length)))
+        return undefined;
+    return `[run ${url.slice(prefix.length)}](${url})`;
 }
 /**
  * A run label (see describeRun: `<run URL> by <actor> commit <sha>`, or `local run by user@host`) as
  * `by actor (commit \`abc\`, [run 123](…))`. A label that does not look like one is shown as escaped text.
  */
-function runLabelText(label, env) {
+function runLabelText(label, env, max) {
     const m = /^(local run|\S+) by (\S+)(?: commit ([0-9a-f]{7,40}))?$/.exec(label);
     if (!m)
-        return { who: `by ${markdownText(label)}`, refs: '' };
+        return { who: `by ${markdownText(label, max)}`, refs: '' };
     const [, where, actor, commit] = m;
-    const refs = [commit ? `commit ${markdownCode(commit)}` : '', where === 'local run' ? 'local run' : (runLink(where, env) ?? markdownText(where))].filter(Boolean);
-    return { who: `by ${markdownText(actor)}`, refs: `(${refs.join(', ')})` };
+    const refs = [commit ? `commit ${markdownCode(commit)}` : '', where === 'local run' ? 'local run' : (runLink(where, env) ?? markdownText(where, max))].filter(Boolean);
+    return { who: `by ${markdownText(actor, max)}`, refs: `(${refs.join(', ')})` };
 }
 /**
  * The server's last history line (`time<TAB>status<TAB>from -> to<TAB>run label`) as
  * `2025-05-01 10:03 UTC: deployed a:1 → a:2 by actor (commit …, [run 123](…))`.
  */
-function lastDeployCell(line, env = process.env) {
-    // Each part is escaped on its own (markdownText), so only the whole is bounded here.
-    const fields = bounded(line, 4 * MAX_FIELD_CHARS).split('\t');
+function lastDeployCell(line, env = process.env, max = MAX_FIELD_CHARS) {
+    // Each part is escaped (and bounded) on its own (markdownText), so only the whole is bounded here.
+    const fields = bounded(line, 4 * max).split('\t');
     if (fields.length !== 4)
-        return markdownText(line);
+        return markdownText(line, max);
     const [time, status, change, label] = fields;
     const [from, to, ...more] = change.split(' -> ');
-    const what = to === undefined || more.length ? markdownText(change) : from === to ? markdownText(to) : `${markdownText(from)} → ${markdownText(to)}`;
-    const run = runLabelText(label, env);
-    return `${timeText(time)}: ${markdownText(status)} ${what} ${run.who} ${run.refs}`.trim();
+    const what = to === undefined || more.length ? markdownText(change, max) : from === to ? markdownText(to, max) : `${markdownText(from, max)} → ${markdownText(to, max)}`;
+    const run = runLabelText(label, env, max);
+    return `${timeText(time, max)}: ${markdownText(status, max)} ${what} ${run.who} ${run.refs}`.trim();
 }
 /** A lock note (`<run label> since <time> token=<hex>`) as `held by actor since … (commit …, [run …](…))`. */
-function lockCell(holder, env = process.env) {
-    const m = /^(.*) since (\S+) token=[0-9a-f]+$/.exec(singleLine(holder));
+function lockCell(holder, env = process.env, max = MAX_FIELD_CHARS) {
+    const m = /^(.*) since (\S+) token=[0-9a-f]+$/.exec(singleLine(holder, 2 * max));
     if (!m)
-        return markdownText(holder);
-    const run = runLabelText(m[1], env);
-    return `held ${run.who} since ${timeText(m[2])} ${run.refs}`.trim();
+        return markdownText(holder, max);
+    const run = runLabelText(m[1], env, max);
+    return `held ${run.who} since ${timeText(m[2], max)} ${run.refs}`.trim();
 }
 /** The heading names what ran, the commit, the trigger and how long the whole run took. */
 function heading(settings, env, runMs) {
@@ -63515,7 +63700,9 @@ function heading(settings, env, runMs) {
     return `## OpenClaw ${what}${commit}${facts.map(f => ` · ${f}`).join('')}`;
 }
 /**
- * The summary as Markdown; rows and details are dropped (with a note) before it outgrows the budget.
+ * The summary as Markdown, under its budget: a row bigger than its fair share is shortened (never
+ * the rows after it dropped, unless even the shortest rows are too many); details are dropped (with
+ * a note) once they would outgrow what is left.
  * `runMs` is the run's wall time so far, for the heading.
  */
 function renderSummary(results, settings, env = process.env, runMs) {
@@ -63528,27 +63715,29 @@ function renderSummary(results, settings, env = process.env, runMs) {
     const withEnv = !settings.dryRun && (settings.mode === 'rotate-token' || (settings.mode === 'deploy' && Object.keys(settings.tenantEnv).length > 0));
     const columns = ['Tenant', 'Server', 'Region', 'Status', 'Image', ...(withEnv ? ['Changed in .env'] : []), 'Health', ...(status ? ['Last deploy'] : []), ...(withLock ? ['Lock'] : []), 'Duration'];
     const tableHead = [`| ${columns.join(' | ')} |`, `|${' --- |'.repeat(columns.length)}`];
-    let size = Buffer.byteLength([...head, ...tableHead].join('\n')) + 1024;
-    const rows = [];
-    for (const r of results) {
+    // A row's server text (images, health, history, lock) is cut to each of these in turn until the
+    // row fits its fair share of the summary; past the last, the row keeps only the registry's words.
+    const row = (r, level) => {
+        const max = ROW_FIELD_CHARS[level];
+        const cut = '…';
         const cells = [
             markdownText(r.server.tenant),
             markdownText(r.server.name) + (r.server.jump ? ` via ${markdownText(formatAddress(r.server.jump.host, r.server.jump.port))}` : ''),
             markdownText(r.server.region ?? ''),
             `${STATUS_SYMBOL[r.status]} ${r.status}`,
-            imageCell(r, settings),
-            ...(withEnv ? [r.changedVariables?.length ? r.changedVariables.map(name => markdownCode(name)).join(', ') : '—'] : []),
-            markdownText(r.health ?? ''),
-            ...(status ? [r.lastDeploy ? lastDeployCell(r.lastDeploy, env) : '—'] : []),
-            ...(withLock ? [r.lockHolder ? lockCell(r.lockHolder, env) : ''] : []),
+            max === undefined ? cut : imageCell(r, settings, max),
+            ...(withEnv ? [!r.changedVariables?.length ? '—' : max === undefined ? `${r.changedVariables.length} variables` : r.changedVariables.map(name => markdownCode(name)).join(', ')] : []),
+            max === undefined ? cut : markdownText(r.health ?? '', max),
+            ...(status ? [!r.lastDeploy ? '—' : max === undefined ? cut : lastDeployCell(r.lastDeploy, env, max)] : []),
+            ...(withLock ? [!r.lockHolder ? '' : max === undefined ? cut : lockCell(r.lockHolder, env, max)] : []),
             seconds(r.durationMs)
         ];
-        const row = `| ${cells.join(' | ')} |`;
-        size += Buffer.byteLength(row) + 1;
-        if (size > SUMMARY_BUDGET_BYTES)
-            break;
-        rows.push(row);
-    }
+        return `| ${cells.join(' | ')} |`;
+    };
+    let size = Buffer.byteLength([...head, ...tableHead].join('\n')) + 1024;
+    const fitted = fitItems(results.length, ROW_FIELD_CHARS.length + 1, (i, level) => row(results[i], level), SUMMARY_BUDGET_BYTES - size);
+    const rows = fitted.items;
+    size += rows.reduce((sum, r) => sum + Buffer.byteLength(r) + 1, 0);
     const details = [];
     for (const r of results.filter(isFailure)) {
         const output = r.failedOutput ??
@@ -63570,6 +63759,8 @@ function renderSummary(results, settings, env = process.env, runMs) {
         details.push(block);
     }
     const notes = [];
+    if (fitted.shortened)
+        notes.push(`_${fitted.shortened} rows shortened (… marks what is cut) to stay under GitHub's 1 MiB summary limit; the step log has their whole text._`);
     if (rows.length < results.length)
         notes.push(`_${results.length - rows.length} more rows left out to stay under GitHub's 1 MiB summary limit; the counts above and the \`results\` output include every server._`);
     const detailed = results.filter(isFailure).length;
@@ -63619,7 +63810,7 @@ async function run() {
             for (const p of error.details.slice(0, 9))
                 core_error(p.message, { title: 'Server registry', file: p.file, startLine: p.line, startColumn: p.column });
         }
-        setFailed(describeError(error));
+        reportError(undefined, error, setFailed);
     }
 }
 /** Servers the plan itself skips (disabled in the registry) do not fail the step. */
@@ -63649,7 +63840,7 @@ async function execute(plan, settings) {
     // ends at the latest when its step times out, while the others go on.
     const onUncaught = (error) => {
         process.exitCode = ExitCode.Failure;
-        core_error(`Internal error, a bug in the action or a library (the other servers go on; the step will fail): ${describeError(error)}`);
+        reportError('Internal error, a bug in the action or a library (the other servers go on; the step will fail)', error, core_error);
     };
     process.on('uncaughtException', onUncaught);
     process.on('unhandledRejection', onUncaught);
