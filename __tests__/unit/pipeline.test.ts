@@ -588,6 +588,25 @@ describe('a first deploy (nothing ran before, so no image to roll back to) that 
     )
   })
 
+  it('a later deploy that fails, where the gateway stands stopped on such an image, stops it again after its rollback fails too', async () => {
+    // what the first deploy left: the gateway's container exited on the image that crash-looped
+    const stoppedGateway = `openclaw-gateway|${OLD}|sha256:old|exited|false|1|4|unless-stopped`
+    const fake = new FakeServer({ preflight: upstream(stoppedGateway), health: CRASH_LOOP })
+    const result = await runServer(server('a'), context(settings(), { a: fake }))
+    expect(result.status).toBe('failed')
+    expect(result.error).toMatch(
+      new RegExp(
+        `; rollback to ${OLD.replace(/[.]/g, '\\.')} did not become healthy either; ${OLD.replace(/[.]/g, '\\.')} did not run before this deploy either: stopped openclaw-gateway, so nothing is left restarting`
+      )
+    )
+    expect(fake.steps().slice(-5)).toEqual(['up', 'health', 'stop', 'history', 'unlock'])
+    // while a gateway that ran before is left to its restart policy once its own rollback fails
+    const ran = new FakeServer({ preflight: upstream(GATEWAY_RUNS), health: CRASH_LOOP })
+    const kept = await runServer(server('a'), context(settings(), { a: ran }))
+    expect(kept.error).toMatch(/did not become healthy either$/)
+    expect(ran.steps()).not.toContain('stop')
+  })
+
   it('mode: rollback to a recorded image that is not healthy, where nothing runs, stops it as well', async () => {
     const record = { stdout: `image=${OLD}\nimage_id=sha256:old\ntag=openclaw-rollback:srv_a` }
     const fake = new FakeServer({ preflight: { stdout: `${GATEWAY}image_var=${NEW}` }, inspect: { stdout: 'image_id=' }, 'read-rollback': record, health: CRASH_LOOP })

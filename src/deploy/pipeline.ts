@@ -66,6 +66,8 @@ interface Project {
   containers: Container[]
   /** How many of the switched services take their image from the variable. */
   variableServices: number
+  /** Whether one of those containers runs now (else currentImage is what an exited one was made from). */
+  running: boolean
 }
 
 /** A lock or unlock is quick; a server that cannot do it in this time is in trouble anyway. */
@@ -266,7 +268,7 @@ class DeployJob extends ServerJob {
       )
     }
     const variableServices = switched.filter(name => fromVariable.includes(name)).length
-    return { envImage, switched, currentImage: now?.configImage ?? envImage, currentImageId: now?.imageId, containers: ours, variableServices }
+    return { envImage, switched, currentImage: now?.configImage ?? envImage, currentImageId: now?.imageId, containers: ours, variableServices, running: ours.some(live) }
   }
 
   /**
@@ -393,7 +395,11 @@ class DeployJob extends ServerJob {
     const restored = await this.restore(restore)
     if (restored && record) this.atEnd(commands.restoreRollbackRecord(this.server.path, this.ctx.lockToken), 'rollback record not restored')
     this.history(restored ? 'rolled-back' : 'failed', target, restore.image)
-    return restored ? this.finish('rolled-back', `${why}; restored ${restore.image}, which is healthy`) : this.finish('failed', `${why}; rollback to ${restore.image} did not become healthy either`)
+    if (restored) return this.finish('rolled-back', `${why}; restored ${restore.image}, which is healthy`)
+    // An image that did not run before this deploy (its container had exited, e.g. stopped after a
+    // failed first deploy) is not left restarting either: the server is left as it was found.
+    const stopped = project.running ? '' : `; ${restore.image} did not run before this deploy either: ${await this.stopStarted()}`
+    return this.finish('failed', `${why}; rollback to ${restore.image} did not become healthy either${stopped}`)
   }
 
   private async unchanged(image: string, imageId: string, why = ''): Promise<ServerResult> {
