@@ -457,17 +457,23 @@ redact() { # (the calling script sets image_variable: its value is an image refe
       return out
     }
     function add(w) { if (length(w) >= 4 && !(w in seen)) { seen[w] = 1; word[++k] = w } }
+    # a value as written, and as JSON and Go (%q, %+q) quote it: Compose errors quote values so
+    function addForms(w) {
+      if (length(w) < 4 || index(w, "\001")) return
+      add(w); add(quoted(w, 0, 0)); add(quoted(w, 1, 0)); add(quoted(w, 0, 1)); add(quoted(w, 1, 1)); add(quoted(w, 0, 1, "U")); add(quoted(w, 1, 1, "U"))
+    }
     BEGIN {
       for (i = 1; i < 256; i++) ord[sprintf("%c", i)] = i
       while ((getline l < envf) > 0) {
         if (l ~ /^[ \t]*#/) continue
         if (keep != "" && l ~ ("^[ \t]*(export[ \t]+)?" keep "[ \t]*=")) continue
         if (match(l, /^[ \t]*(export[ \t]+)?[A-Za-z0-9_.-]+[ \t]*=/)) l = substr(l, RLENGTH + 1)
+        # the whole value (its quotes and outer blanks off), and each of its words: a word alone may be quoted
+        v = l; sub(/^[ \t]+/, "", v); sub(/[ \t\r]+$/, "", v)
+        if (v ~ /^".*"$/ || v ~ /^'"'"'.*'"'"'$/) v = substr(v, 2, length(v) - 2)
+        addForms(v)
         n = split(l, ws, /[ \t"'"'"'=\r\001]+/)
-        for (i = 1; i <= n; i++) {
-          if (length(ws[i]) < 4) continue
-          add(ws[i]); add(quoted(ws[i], 0, 0)); add(quoted(ws[i], 1, 0)); add(quoted(ws[i], 0, 1)); add(quoted(ws[i], 1, 1)); add(quoted(ws[i], 0, 1, "U")); add(quoted(ws[i], 1, 1, "U"))
-        }
+        for (i = 1; i <= n; i++) addForms(ws[i])
       }
       # longest first, so no part of a longer word is left after a shorter one inside it is replaced
       for (i = 2; i <= k; i++) for (j = i; j > 1 && length(word[j]) > length(word[j - 1]); j--) { t = word[j]; word[j] = word[j - 1]; word[j - 1] = t }
@@ -485,7 +491,7 @@ redact() { # (the calling script sets image_variable: its value is an image refe
     }'
 }
 # said TEXT N: the last N non-blank lines of a command's output, on one line, redacted
-said() { printf '%s\n' "$1" | redact .env | grep -v '^[[:space:]]*$' | tail -n "$2" | tr '\n' ' '; }
+said() { printf '%s\n' "$1" | grep -v '^[[:space:]]*$' | tail -n "$2" | redact .env | tr '\n' ' '; }
 `
 
 /**
@@ -908,34 +914,29 @@ echo restored=yes`
 
 /**
  * `docker compose up -d` for the given services (all when none is given): recreates only those whose
- * configuration changed. Compose's output goes through redact: an error can quote `.env`.
+ * configuration changed.
  */
 export function composeUp(path: string, services: string[], imageVariable: string): RemoteCommand {
-  return {
-    step: 'up',
-    args: [path, imageVariable, ...services],
-    script:
-      PRELUDE +
-      ENV_FUNCTIONS +
-      `cd -- "$1" || fail "cannot enter $1"
-image_variable=$2
-shift 2
-out=$(docker compose up -d --no-build -- "$@" 2>&1) && exit 0
-printf '%s\\n' "$out" | redact .env | tail -n 40
-why=$(said "$out" 1)
-fail "docker compose up failed: $why"`
-  }
+  return composeVerb('up', 'up -d --no-build', 'exit 0', path, services, imageVariable)
 }
 
 /**
  * `docker compose stop` for the given services: after a deploy with no earlier image to go back to
  * (nothing ran before it) did not become healthy, what it started is stopped, so no container is left
  * restarting. The containers and their logs stay; a restart policy (`unless-stopped`) does not start a
- * stopped container again. Compose's output goes through redact, as composeUp's.
+ * stopped container again.
  */
 export function composeStop(path: string, services: string[], imageVariable: string): RemoteCommand {
+  return composeVerb('stop', 'stop', '{ echo stopped=yes; exit 0; }', path, services, imageVariable)
+}
+
+/**
+ * `docker compose <verb> -- SERVICE...` in the project folder, `done` run when it succeeds. Compose's
+ * output goes through redact (an error can quote `.env`), its last 40 lines only.
+ */
+function composeVerb(step: string, verb: string, done: string, path: string, services: string[], imageVariable: string): RemoteCommand {
   return {
-    step: 'stop',
+    step,
     args: [path, imageVariable, ...services],
     script:
       PRELUDE +
@@ -943,10 +944,10 @@ export function composeStop(path: string, services: string[], imageVariable: str
       `cd -- "$1" || fail "cannot enter $1"
 image_variable=$2
 shift 2
-out=$(docker compose stop -- "$@" 2>&1) && { echo stopped=yes; exit 0; }
-printf '%s\\n' "$out" | redact .env | tail -n 40
+out=$(docker compose ${verb} -- "$@" 2>&1) && ${done}
+printf '%s\\n' "$out" | tail -n 40 | redact .env
 why=$(said "$out" 1)
-fail "docker compose stop failed: $why"`
+fail "docker compose ${verb.split(' ')[0]} failed: $why"`
   }
 }
 
