@@ -195,6 +195,14 @@ describe('the results output', () => {
     expect(note).not.toMatch(/lists only/)
   })
 
+  it('keeps 3,690 servers with short errors, their entries cut to the shortest form: no entry grows by being cut (3,008 were kept when it did)', () => {
+    const results = Array.from({ length: 3690 }, (_, i) => result(i, 'failed', { error: `e${'x'.repeat(18)}` }))
+    const { json } = resultsJson(results)
+    const parsed = JSON.parse(json) as Array<{ error: string }>
+    expect(parsed).toHaveLength(3690)
+    expect(Buffer.byteLength(json)).toBeLessThanOrEqual(RESULTS_BUDGET_BYTES)
+  })
+
   it('lists only the servers that fit when even short entries are too many, and says so', () => {
     const results = Array.from({ length: 50 }, (_, i) => result(i, 'failed', { error: 'e' }))
     const { json, note } = resultsJson(results, 5_000)

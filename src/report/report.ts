@@ -81,9 +81,12 @@ interface ResultEntry {
 }
 
 function cutError(error: string, chars: number): string {
-  const why = '[cut: the results output must stay under 1 MiB; the step log has the whole error]'
-  return error.length <= chars ? error : chars === 0 ? why : `${error.slice(0, chars)}… ${why}`
+  if (error.length <= chars) return error
+  // at the last level a short word in place of the text, so no entry grows by being cut
+  if (chars === 0) return error.length <= CUT_MARK.length ? error : CUT_MARK
+  return `${error.slice(0, chars)}… [cut: the results output must stay under 1 MiB; the step log has the whole error]`
 }
+const CUT_MARK = '[cut: see the step log]'
 
 /**
  * The largest size each item may take so that all fit in `budget`, items under it being left whole
@@ -142,7 +145,7 @@ const RESULTS_CUTS: { error?: number; image: number; variables?: number }[] = [
  * The `results` output as JSON of at most `budget` bytes. Server text in it is one line and
  * bounded; if the whole is still too big, the entries bigger than their fair share have their error
  * text, image references (and at last their list of variables) cut shorter, so every server keeps
- * its entry; only if even that is too big (tens of thousands of servers) are the last servers left
+ * its entry; only if even that is too big (about 3,700 servers) are the last servers left
  * out. `note` says what was cut, for a warning.
  */
 export function resultsJson(results: ServerResult[], budget = RESULTS_BUDGET_BYTES): { json: string; note?: string } {
