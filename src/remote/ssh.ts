@@ -432,7 +432,7 @@ export class SshConnection implements RemoteShell {
   private hop(reason: string): string {
     if (!this.route) return reason
     const jump = this.route.lost?.()
-    return jump === undefined ? `${reason} (behind jump host ${this.route.label}, whose own connection was still up)` : `jump host ${this.route.label}: ${jump}`
+    return jump === undefined ? `${reason} (behind jump host ${this.route.label}; its own connection had not failed then)` : `jump host ${this.route.label}: ${jump}`
   }
 
   async run(command: RemoteCommand, timeoutSeconds: number, signal?: AbortSignal): Promise<CommandResult> {
