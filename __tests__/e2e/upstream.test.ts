@@ -133,6 +133,11 @@ describe('upstream OpenClaw project', () => {
     expect(resultsOf(run)[0]!.error).toMatch(/openclaw-gateway (restarting|exited 1)/)
     expect(resultsOf(run)[0]!.error).toMatch(/no previous image to roll back to: stopped openclaw-gateway, so nothing is left restarting/)
     expect(await anyRestarting('s2')).toBe(false)
+    // the next deploy fails too: its rollback starts the stopped crash-looping image, which is stopped again
+    const next = await deploy({ image: fleet.images.broken, servers: 's2', 'health-timeout': '6' })
+    expect(statusOf(next)).toEqual({ s2: 'failed' })
+    expect(resultsOf(next)[0]!.error).toMatch(/did not become healthy either; .* did not run before this deploy either: stopped openclaw-gateway, so nothing is left restarting/)
+    expect(await anyRestarting('s2')).toBe(false)
   })
 
   it('mode: status says healthy for a healthy gateway beside an exited CLI, unhealthy for a stopped or broken one', async () => {

@@ -57632,17 +57632,23 @@ redact() { # (the calling script sets image_variable: its value is an image refe
       return out
     }
     function add(w) { if (length(w) >= 4 && !(w in seen)) { seen[w] = 1; word[++k] = w } }
+    # a value as written, and as JSON and Go (%q, %+q) quote it: Compose errors quote values so
+    function addForms(w) {
+      if (length(w) < 4 || index(w, "\001")) return
+      add(w); add(quoted(w, 0, 0)); add(quoted(w, 1, 0)); add(quoted(w, 0, 1)); add(quoted(w, 1, 1)); add(quoted(w, 0, 1, "U")); add(quoted(w, 1, 1, "U"))
+    }
     BEGIN {
       for (i = 1; i < 256; i++) ord[sprintf("%c", i)] = i
       while ((getline l < envf) > 0) {
         if (l ~ /^[ \t]*#/) continue
         if (keep != "" && l ~ ("^[ \t]*(export[ \t]+)?" keep "[ \t]*=")) continue
         if (match(l, /^[ \t]*(export[ \t]+)?[A-Za-z0-9_.-]+[ \t]*=/)) l = substr(l, RLENGTH + 1)
+        # the whole value (its quotes and outer blanks off), and each of its words: a word alone may be quoted
+        v = l; sub(/^[ \t]+/, "", v); sub(/[ \t\r]+$/, "", v)
+        if (v ~ /^".*"$/ || v ~ /^'"'"'.*'"'"'$/) v = substr(v, 2, length(v) - 2)
+        addForms(v)
         n = split(l, ws, /[ \t"'"'"'=\r\001]+/)
-        for (i = 1; i <= n; i++) {
-          if (length(ws[i]) < 4) continue
-          add(ws[i]); add(quoted(ws[i], 0, 0)); add(quoted(ws[i], 1, 0)); add(quoted(ws[i], 0, 1)); add(quoted(ws[i], 1, 1)); add(quoted(ws[i], 0, 1, "U")); add(quoted(ws[i], 1, 1, "U"))
-        }
+        for (i = 1; i <= n; i++) addForms(ws[i])
       }
       # longest first, so no part of a longer word is left after a shorter one inside it is replaced
       for (i = 2; i <= k; i++) for (j = i; j > 1 && length(word[j]) > length(word[j - 1]); j--) { t = word[j]; word[j] = word[j - 1]; word[j - 1] = t }
@@ -57660,7 +57666,7 @@ redact() { # (the calling script sets image_variable: its value is an image refe
     }'
 }
 # said TEXT N: the last N non-blank lines of a command's output, on one line, redacted
-said() { printf '%s\n' "$1" | redact .env | grep -v '^[[:space:]]*$' | tail -n "$2" | tr '\n' ' '; }
+said() { printf '%s\n' "$1" | grep -v '^[[:space:]]*$' | tail -n "$2" | redact .env | tr '\n' ' '; }
 `));
 /**
  * The state of every container, one line each: `service|image|image ID|state|restarting|restarts|exit
@@ -58050,42 +58056,37 @@ echo restored=yes`
 }
 /**
  * `docker compose up -d` for the given services (all when none is given): recreates only those whose
- * configuration changed. Compose's output goes through redact: an error can quote `.env`.
+ * configuration changed.
  */
 function composeUp(path, services, imageVariable) {
-    return {
-        step: 'up',
-        args: [path, imageVariable, ...services],
-        script: PRELUDE +
-            ENV_FUNCTIONS +
-            `cd -- "$1" || fail "cannot enter $1"
-image_variable=$2
-shift 2
-out=$(docker compose up -d --no-build -- "$@" 2>&1) && exit 0
-printf '%s\\n' "$out" | redact .env | tail -n 40
-why=$(said "$out" 1)
-fail "docker compose up failed: $why"`
-    };
+    return composeVerb('up', 'up -d --no-build', 'exit 0', path, services, imageVariable);
 }
 /**
  * `docker compose stop` for the given services: after a deploy with no earlier image to go back to
  * (nothing ran before it) did not become healthy, what it started is stopped, so no container is left
  * restarting. The containers and their logs stay; a restart policy (`unless-stopped`) does not start a
- * stopped container again. Compose's output goes through redact, as composeUp's.
+ * stopped container again.
  */
 function composeStop(path, services, imageVariable) {
+    return composeVerb('stop', 'stop', '{ echo stopped=yes; exit 0; }', path, services, imageVariable);
+}
+/**
+ * `docker compose <verb> -- SERVICE...` in the project folder, `done` run when it succeeds. Compose's
+ * output goes through redact (an error can quote `.env`), its last 40 lines only.
+ */
+function composeVerb(step, verb, done, path, services, imageVariable) {
     return {
-        step: 'stop',
+        step,
         args: [path, imageVariable, ...services],
         script: PRELUDE +
             ENV_FUNCTIONS +
             `cd -- "$1" || fail "cannot enter $1"
 image_variable=$2
 shift 2
-out=$(docker compose stop -- "$@" 2>&1) && { echo stopped=yes; exit 0; }
-printf '%s\\n' "$out" | redact .env | tail -n 40
+out=$(docker compose ${verb} -- "$@" 2>&1) && ${done}
+printf '%s\\n' "$out" | tail -n 40 | redact .env
 why=$(said "$out" 1)
-fail "docker compose stop failed: $why"`
+fail "docker compose ${verb.split(' ')[0]} failed: $why"`
     };
 }
 /**
@@ -59898,7 +59899,7 @@ class SshConnection {
         if (!this.route)
             return reason;
         const jump = this.route.lost?.();
-        return jump === undefined ? `${reason} (behind jump host ${this.route.label}, whose own connection was still up)` : `jump host ${this.route.label}: ${jump}`;
+        return jump === undefined ? `${reason} (behind jump host ${this.route.label}; its own connection had not failed then)` : `jump host ${this.route.label}: ${jump}`;
     }
     async run(command, timeoutSeconds, signal) {
         if (this.lost)
@@ -61998,9 +61999,14 @@ function countByStatus(results) {
     return counts;
 }
 function cutError(error, chars) {
-    const why = '[cut: the results output must stay under 1 MiB; the step log has the whole error]';
-    return error.length <= chars ? error : chars === 0 ? why : `${error.slice(0, chars)}… ${why}`;
+    if (error.length <= chars)
+        return error;
+    // at the last level a short word in place of the text, so no entry grows by being cut
+    if (chars === 0)
+        return error.length <= CUT_MARK.length ? error : CUT_MARK;
+    return `${error.slice(0, chars)}… [cut: the results output must stay under 1 MiB; the step log has the whole error]`;
 }
+const CUT_MARK = '[cut: see the step log]';
 /**
  * The largest size each item may take so that all fit in `budget`, items under it being left whole
  * (a max-min fair share): Infinity when everything fits as it is. One item, however big, can take no
@@ -62056,7 +62062,7 @@ const RESULTS_CUTS = [
  * The `results` output as JSON of at most `budget` bytes. Server text in it is one line and
  * bounded; if the whole is still too big, the entries bigger than their fair share have their error
  * text, image references (and at last their list of variables) cut shorter, so every server keeps
- * its entry; only if even that is too big (tens of thousands of servers) are the last servers left
+ * its entry; only if even that is too big (about 3,700 servers) are the last servers left
  * out. `note` says what was cut, for a warning.
  */
 function resultsJson(results, budget = RESULTS_BUDGET_BYTES) {
