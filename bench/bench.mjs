@@ -145,7 +145,7 @@ function deploySteps(image, holder, token) {
     lock: [90, c.takeLock(PROJECT, holder, 60, 600)],
     preflight: [600, c.preflight(PROJECT, 'OPENCLAW_IMAGE')],
     pull: [600, c.pullImage(image)],
-    record: [600, c.recordRollback(PROJECT, 'openclaw-rollback:bench', { image: '@current@', imageId: '@running@' }, '@target@')],
+    record: [600, c.recordRollback(PROJECT, 'openclaw-rollback:bench', { image: '@current@', imageId: '@running@' }, '@target@', token)],
     'write-env': [600, c.setEnvVariables(PROJECT, { OPENCLAW_IMAGE: image }, token)],
     // what our deploy restarts on these servers: the gateway that runs (see README, What a deploy restarts)
     up: [600, c.composeUp(PROJECT, ['openclaw-gateway'], 'OPENCLAW_IMAGE')],
@@ -158,6 +158,7 @@ function deploySteps(image, holder, token) {
 
 /** Fills in `@name@` placeholders with `fill(name)`; the parts between go through `literal`. */
 function fillIn(value, fill, literal) {
+  if (typeof value !== 'string') throw new Error(`a step argument is ${value}: a builder in src/remote/commands.ts takes an argument deploySteps does not pass`)
   return value
     .split(/(@[a-z]+@)/)
     .map(part => (/^@[a-z]+@$/.test(part) ? fill(part.slice(1, -1)) : part ? literal(part) : ''))
