@@ -58059,7 +58059,7 @@ echo restored=yes`
  * configuration changed.
  */
 function composeUp(path, services, imageVariable) {
-    return composeVerb('up', 'up -d --no-build', 'exit 0', path, services, imageVariable);
+    return composeVerb('up', 'up -d --no-build', 'exit 0', 'fail "docker compose up failed: $why"', path, services, imageVariable);
 }
 /**
  * `docker compose stop` for the given services: after a deploy with no earlier image to go back to
@@ -58068,13 +58068,15 @@ function composeUp(path, services, imageVariable) {
  * stopped container again.
  */
 function composeStop(path, services, imageVariable) {
-    return composeVerb('stop', 'stop', '{ echo stopped=yes; exit 0; }', path, services, imageVariable);
+    return composeVerb('stop', 'stop', '{ echo stopped=yes; exit 0; }', 'fail "docker compose stop failed: $why"', path, services, imageVariable);
 }
 /**
- * `docker compose <verb> -- SERVICE...` in the project folder, `done` run when it succeeds. Compose's
- * output goes through redact (an error can quote `.env`), its last 40 lines only.
+ * `docker compose <verb> -- SERVICE...` in the project folder, `done` run when it succeeds, else
+ * `failed` with `$why` (each message written out whole, so the troubleshooting guide's headings are
+ * found in the source). Compose's output goes through redact (an error can quote `.env`), its last
+ * 40 lines only.
  */
-function composeVerb(step, verb, done, path, services, imageVariable) {
+function composeVerb(step, verb, done, failed, path, services, imageVariable) {
     return {
         step,
         args: [path, imageVariable, ...services],
@@ -58086,7 +58088,7 @@ shift 2
 out=$(docker compose ${verb} -- "$@" 2>&1) && ${done}
 printf '%s\\n' "$out" | tail -n 40 | redact .env
 why=$(said "$out" 1)
-fail "docker compose ${verb.split(' ')[0]} failed: $why"`
+${failed}`
     };
 }
 /**

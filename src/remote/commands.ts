@@ -917,7 +917,7 @@ echo restored=yes`
  * configuration changed.
  */
 export function composeUp(path: string, services: string[], imageVariable: string): RemoteCommand {
-  return composeVerb('up', 'up -d --no-build', 'exit 0', path, services, imageVariable)
+  return composeVerb('up', 'up -d --no-build', 'exit 0', 'fail "docker compose up failed: $why"', path, services, imageVariable)
 }
 
 /**
@@ -927,14 +927,16 @@ export function composeUp(path: string, services: string[], imageVariable: strin
  * stopped container again.
  */
 export function composeStop(path: string, services: string[], imageVariable: string): RemoteCommand {
-  return composeVerb('stop', 'stop', '{ echo stopped=yes; exit 0; }', path, services, imageVariable)
+  return composeVerb('stop', 'stop', '{ echo stopped=yes; exit 0; }', 'fail "docker compose stop failed: $why"', path, services, imageVariable)
 }
 
 /**
- * `docker compose <verb> -- SERVICE...` in the project folder, `done` run when it succeeds. Compose's
- * output goes through redact (an error can quote `.env`), its last 40 lines only.
+ * `docker compose <verb> -- SERVICE...` in the project folder, `done` run when it succeeds, else
+ * `failed` with `$why` (each message written out whole, so the troubleshooting guide's headings are
+ * found in the source). Compose's output goes through redact (an error can quote `.env`), its last
+ * 40 lines only.
  */
-function composeVerb(step: string, verb: string, done: string, path: string, services: string[], imageVariable: string): RemoteCommand {
+function composeVerb(step: string, verb: string, done: string, failed: string, path: string, services: string[], imageVariable: string): RemoteCommand {
   return {
     step,
     args: [path, imageVariable, ...services],
@@ -947,7 +949,7 @@ shift 2
 out=$(docker compose ${verb} -- "$@" 2>&1) && ${done}
 printf '%s\\n' "$out" | tail -n 40 | redact .env
 why=$(said "$out" 1)
-fail "docker compose ${verb.split(' ')[0]} failed: $why"`
+${failed}`
   }
 }
 
