@@ -58279,7 +58279,7 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const NEW_TOKEN_WORD = '!new-token';
 /**
  * Puts back the `.env` that setEnvVariables of the run `owner` replaced (its copy `env.before` in the
- * state folder), atomically, keeping the current owner and mode; a link stays a link. When that run
+ * state folder, removed once put back), atomically, keeping the current owner and mode; a link stays a link. When that run
  * wrote nothing (e.g. its connection broke before the write), `.env` stays as it is: `restored=none`.
  */
 function restoreEnvFile(path, owner) {
@@ -58292,8 +58292,25 @@ if [ ! -f "$state/env.before" ] || [ "$(cat -- "$state/env.before.owner" 2>/dev/
 ${ENV_TARGET}trap 'rm -f -- "$tmp"' EXIT
 cat -- "$state/env.before" > "$tmp" && [ "$(wc -c < "$tmp")" -eq "$(wc -c < "$state/env.before")" ] || fail "cannot write .env in $1"
 mv -f -- "$tmp" "$env" || fail "cannot replace .env in $1"
-rm -f -- "$state/env.before.owner"
+rm -f -- "$state/env.before" "$state/env.before.owner"
 echo restored=yes`
+    };
+}
+/**
+ * Removes the copy of `.env` (`env.before`) that setEnvVariables of the run `owner` kept, once that
+ * run's deploy is healthy: no rollback needs it any more, and it holds the values the run replaced
+ * (a gateway token before its rotation, say), which should not outlive their use. A copy another run
+ * wrote is left: `forgotten=none`.
+ */
+function forgetEnvCopy(path, owner) {
+    return {
+        step: 'forget-env',
+        args: [stateDir(path), owner],
+        script: PRELUDE +
+            `state=$1
+if [ ! -f "$state/env.before" ] || [ "$(cat -- "$state/env.before.owner" 2>/dev/null)" != "$2" ]; then echo forgotten=none; exit 0; fi
+rm -f -- "$state/env.before" "$state/env.before.owner" || fail "cannot remove $state/env.before"
+echo forgotten=yes`
     };
 }
 /**
@@ -62777,6 +62794,9 @@ class DeployJob extends ServerJob {
                 this.note(`token rotated: ${GATEWAY_TOKEN} ${GATEWAY_TOKEN in envValues && envValues[GATEWAY_TOKEN] !== NEW_TOKEN ? 'from tenant-env' : 'made on the server, where it stays'}; the gateway is healthy with it`);
             if (settings.prune)
                 this.prune([targetId, runningId]);
+            // the old .env's copy was for a rollback, which a healthy deploy no longer needs
+            if (Object.keys(values).length)
+                this.atEnd(forgetEnvCopy(this.server.path, this.ctx.lockToken), 'the copy of the old .env was not removed');
             this.history('deployed', currentImage ?? '(none)', target);
             return this.finish('deployed');
         }

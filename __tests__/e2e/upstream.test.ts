@@ -24,6 +24,8 @@ async function sh(name: string, command: string): Promise<string> {
 const containers = (name: string) => sh(name, "docker compose ps -a --format '{{.Service}} {{.State}} {{.ExitCode}} {{.Image}}' | sort")
 /** Container IDs and start times: what changes when a container is recreated or restarted. */
 const starts = (name: string) => sh(name, "docker inspect --format '{{.Name}} {{.Id}} {{.State.StartedAt}}' $(docker compose ps -aq) | sort")
+/** Copies of .env the action keeps in its state folder (only while a deploy needs one for a rollback). */
+const envCopies = (name: string) => sh(name, 'ls -A .openclaw-deploy | grep "^env" || true')
 const anyRestarting = async (name: string) => (await sh(name, "docker inspect --format '{{.State.Restarting}}' $(docker compose ps -aq)")).includes('true')
 
 beforeAll(async () => {
@@ -90,6 +92,8 @@ describe('upstream OpenClaw project', () => {
     expect(await containers('s1')).toBe([`openclaw-cli exited 0 ${fleet.images.v1}`, `openclaw-gateway running 0 ${fleet.images.v2}`].join('\n'))
     expect(await containers('s2')).toBe(`openclaw-gateway running 0 ${fleet.images.v2}`)
     expect(await containers('s3')).toBe(`openclaw-gateway running 0 ${fleet.images.v2}`)
+    // the copy of the old .env kept for a rollback is gone once the deploy is healthy
+    for (const name of THREE) expect(await envCopies(name)).toBe('')
   })
 
   it('a broken image ends rolled-back (never failed) on every server, healthy, .env as it was', async () => {
@@ -103,6 +107,7 @@ describe('upstream OpenClaw project', () => {
       expect(await anyRestarting(name)).toBe(false)
     }
     expect(resultsOf(run)[0]!.error).toMatch(/answered HTTP 404; containers: openclaw-gateway running; restored .*:v1, which is healthy/)
+    for (const name of THREE) expect(await envCopies(name)).toBe('')
   })
 
   it('a gateway in a restart loop is a failure: rolled back, nothing left restarting', async () => {

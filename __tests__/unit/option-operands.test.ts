@@ -138,6 +138,7 @@ const scripts = (v: string): Array<[string, commands.RemoteCommand]> => [
   ['retagImage (digest)', commands.retagImage(v, `${v}@sha256:cccc`)],
   ['setEnvVariables', commands.setEnvVariables(v, { A: 'new' }, 'run-1')],
   ['restoreEnvFile', commands.restoreEnvFile(v, 'run-1')],
+  ['forgetEnvCopy', commands.forgetEnvCopy(v, 'run-1')],
   ['composeUp', commands.composeUp(v, [v], 'OPENCLAW_IMAGE')],
   ['composeUp (leased, under the switch lock)', commands.withLease(v, 'tok', commands.exclusive(v, commands.composeUp(v, [v], 'OPENCLAW_IMAGE'), 30))],
   ['healthCheck', commands.healthCheck(v, v, 1, [v], false)],

@@ -157,6 +157,7 @@ const DEFAULT_REPLIES: Record<string, Reply> = {
   unrecord: { stdout: 'restored=yes' },
   'read-rollback': { stdout: `image=${OLD}\nimage_id=sha256:old\ntag=openclaw-rollback:srv_a` },
   prune: { stdout: 'removed=1' },
+  'forget-env': { stdout: 'forgotten=yes' },
   history: { stdout: 'appended=yes' },
   status: { stdout: `${STATUS}\nlast=\nholder=\n${HEALTHY}` },
   unlock: { stdout: 'released=yes' }
@@ -183,7 +184,7 @@ describe('one server', () => {
     const fake = new FakeServer()
     const result = await runServer(server('a'), context(settings(), { a: fake }))
     expect(result.status).toBe('deployed')
-    expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'record', 'write-env', 'up', 'health', 'prune', 'history', 'unlock'])
+    expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'record', 'write-env', 'up', 'health', 'prune', 'forget-env', 'history', 'unlock'])
     // only the variable's name and new value travel: .env is read and changed on the server
     expect(written(fake.ran.find(c => c.step === 'write-env')!)).toEqual({ OPENCLAW_IMAGE: NEW })
     expect(fake.ran.find(c => c.step === 'up')!.args).toEqual(['/srv/a', 'OPENCLAW_IMAGE', 'gateway'])
@@ -261,7 +262,7 @@ describe('one server', () => {
   it('takes 5 channels (round trips) for a deploy and 7 for one rolled back', async () => {
     const deployed = new FakeServer()
     expect((await runServer(server('a'), context(settings(), { a: deployed }))).status).toBe('deployed')
-    expect(deployed.channels).toEqual([['lock', 'preflight'], ['pull'], ['record', 'write-env', 'up'], ['health'], ['prune', 'history', 'unlock']])
+    expect(deployed.channels).toEqual([['lock', 'preflight'], ['pull'], ['record', 'write-env', 'up'], ['health'], ['prune', 'forget-env', 'history', 'unlock']])
     const rolledBack = new FakeServer({ health: unhealthyOnce() })
     expect((await runServer(server('a'), context(settings(), { a: rolledBack }))).status).toBe('rolled-back')
     expect(rolledBack.channels).toEqual([['lock', 'preflight'], ['pull'], ['record', 'write-env', 'up'], ['health'], ['retag', 'restore-env', 'up'], ['health'], ['unrecord', 'history', 'unlock']])
@@ -313,7 +314,7 @@ describe('one server', () => {
     await runServer(server('a'), context(settings(), { a: fake }))
     // preflight shares the lock's channel (the lock is taken with a lease that covers it); the unlock
     // shares the last channel with prune and history, whose renewal comes before them all
-    expect(fake.ran.filter(c => c.lease).map(c => c.step)).toEqual(['pull', 'record', 'write-env', 'up', 'health', 'prune', 'history', 'unlock'])
+    expect(fake.ran.filter(c => c.lease).map(c => c.step)).toEqual(['pull', 'record', 'write-env', 'up', 'health', 'prune', 'forget-env', 'history', 'unlock'])
     expect(fake.ran.find(c => c.step === 'pull')!.lease).toEqual({ state: '/srv/a/.openclaw-deploy', token: 'abc' })
     expect(fake.ran.filter(c => !c.lease).map(c => c.step)).toEqual(['lock', 'preflight'])
   })
@@ -922,7 +923,7 @@ describe('tenant-env and mode: rotate-token', () => {
     const fake = new FakeServer({ ...sameImage, 'write-env': { stdout: 'written=OPENCLAW_SKIP_BROWSER_CONTROL_SERVER' } })
     const result = await runServer(server('a'), context(withTenantEnv(), { a: fake }))
     expect(result).toMatchObject({ status: 'deployed', changedVariables: ['OPENCLAW_SKIP_BROWSER_CONTROL_SERVER'] })
-    expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'write-env', 'up', 'health', 'prune', 'history', 'unlock'])
+    expect(fake.steps()).toEqual(['lock', 'preflight', 'pull', 'write-env', 'up', 'health', 'prune', 'forget-env', 'history', 'unlock'])
   })
 
   it("puts the whole .env back (the server's copy from before the one write) when the change is unhealthy", async () => {
@@ -938,7 +939,7 @@ describe('tenant-env and mode: rotate-token', () => {
     const fake = new FakeServer({ preflight: onNew, 'write-env': { stdout: 'written=OPENCLAW_GATEWAY_TOKEN' } })
     const result = await runServer(server('a'), context(settings({ mode: 'rotate-token', image: '' }), { a: fake }))
     expect(result).toMatchObject({ status: 'deployed', previousImage: NEW, deployedImage: NEW, changedVariables: ['OPENCLAW_GATEWAY_TOKEN'] })
-    expect(fake.steps()).toEqual(['lock', 'preflight', 'write-env', 'up', 'health', 'prune', 'history', 'unlock'])
+    expect(fake.steps()).toEqual(['lock', 'preflight', 'write-env', 'up', 'health', 'prune', 'forget-env', 'history', 'unlock'])
     expect(written(fake.ran.find(c => c.step === 'write-env')!)).toEqual({ OPENCLAW_GATEWAY_TOKEN: NEW_TOKEN })
     expect(result.log).toContain('token rotated: OPENCLAW_GATEWAY_TOKEN made on the server, where it stays; the gateway is healthy with it')
   })

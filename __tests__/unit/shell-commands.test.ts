@@ -194,6 +194,20 @@ describe('what the scripts do', () => {
       expect(runLocally(commands.restoreEnvFile(dir, 'run-1')).stdout).toBe('restored=yes\n')
       expect(readFileSync(join(dir, '.env'), 'utf8')).toBe('OPENCLAW_IMAGE=reg.test/openclaw:v1\nTOKEN=x\n')
       expect(runLocally(commands.restoreEnvFile(dir, 'run-1')).stdout).toBe('restored=none\n')
+      // the copy, and the values it held, are gone once put back
+      expect(readdirSync(join(dir, '.openclaw-deploy'))).toEqual([])
+    })
+
+    it("removes the copy of the old .env once its run's deploy is healthy, and only that run's copy", () => {
+      const dir = project()
+      writeFileSync(join(dir, '.env'), 'OPENCLAW_IMAGE=reg.test/openclaw:v1\nTOKEN=old-secret\n', { mode: 0o600 })
+      expect(runLocally(setImage(dir)).code).toBe(0)
+      expect(runLocally(commands.forgetEnvCopy(dir, 'run-2')).stdout).toBe('forgotten=none\n')
+      expect(readFileSync(join(dir, '.openclaw-deploy', 'env.before'), 'utf8')).toContain('old-secret')
+      expect(runLocally(commands.forgetEnvCopy(dir, 'run-1')).stdout).toBe('forgotten=yes\n')
+      expect(readdirSync(join(dir, '.openclaw-deploy'))).toEqual([])
+      expect(readFileSync(join(dir, '.env'), 'utf8')).toBe('OPENCLAW_IMAGE=reg.test/openclaw:v2\nTOKEN=old-secret\n')
+      expect(runLocally(commands.forgetEnvCopy(dir, 'run-1')).stdout).toBe('forgotten=none\n')
     })
 
     it('writes nothing when the value is already there', () => {

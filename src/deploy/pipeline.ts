@@ -376,6 +376,8 @@ class DeployJob extends ServerJob {
           `token rotated: ${GATEWAY_TOKEN} ${GATEWAY_TOKEN in envValues && envValues[GATEWAY_TOKEN] !== commands.NEW_TOKEN ? 'from tenant-env' : 'made on the server, where it stays'}; the gateway is healthy with it`
         )
       if (settings.prune) this.prune([targetId, runningId])
+      // the old .env's copy was for a rollback, which a healthy deploy no longer needs
+      if (Object.keys(values).length) this.atEnd(commands.forgetEnvCopy(this.server.path, this.ctx.lockToken), 'the copy of the old .env was not removed')
       this.history('deployed', currentImage ?? '(none)', target)
       return this.finish('deployed')
     }
