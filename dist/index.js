@@ -58431,6 +58431,8 @@ function appendHistory(path, line) {
         args: [stateDir(path), line],
         script: `set -u
 f=$1/history.log
+# (the last channel may be sent twice after a lost connection: a line that is there already is not added again)
+if [ "$(tail -n 1 -- "$f" 2>/dev/null)" = "$2" ]; then echo appended=already; exit 0; fi
 printf '%s\\n' "$2" >> "$f"
 if [ "$(wc -l < "$f")" -gt 2000 ]; then tail -n 1000 -- "$f" > "$f.tmp" && mv -f -- "$f.tmp" "$f"; fi
 echo appended=yes`
@@ -62610,7 +62612,13 @@ class DeployJob extends ServerJob {
             this.checkCancelled();
         }
     }
-    /** The steps left to the end (rollback record, prune, history) and the unlock, in one channel. */
+    /**
+     * The steps left to the end (rollback record, prune, history) and the unlock, in one channel.
+     * A connection lost in that channel is reconnected once and the channel sent again (unless the run
+     * is cancelled: the post step releases the locks then), so a link that drops at the very end does
+     * not leave the lock to keep the next deploy waiting until its lease runs out. Every step in it
+     * may run twice: each one finds its work done (a history line already there is not written again).
+     */
     async close() {
         const steps = this.steps;
         // (a run that lost the lock touches nothing more; the unlock only removes a lock that is its own)
@@ -62618,9 +62626,29 @@ class DeployJob extends ServerJob {
         const lock = `${stateDir(this.server.path)}/lock`;
         const unlock = releaseLock(this.server.path, this.ctx.lockToken);
         const released = (facts) => (this.holdsLockOnce ||= facts.get('released')?.at(-1) === 'yes');
-        closing.push(this.closingStep(unlock, why => `could not release the lock: ${why}; remove ${lock} by hand once no deploy runs`, QUICK_STEP_SECONDS, released));
+        closing.push(this.closingStep(unlock, why => `could not release the lock: ${why}; remove ${lock} by hand once no deploy runs`, QUICK_STEP_SECONDS, released, 'warn'));
+        const parts = closing.map(c => c.part);
         try {
-            const ran = await steps.sequence(closing.map(c => c.part), 'end');
+            let ran;
+            try {
+                ran = await steps.sequence(parts, 'end');
+            }
+            catch (error) {
+                if (!(error instanceof ConnectionLost) || this.ctx.signal.aborted)
+                    throw error;
+                this.note(`connection lost in the last channel (${parts.map(p => p.command.step).join(', ')}): ${error.message}; reconnecting to send it again`);
+                await this.reconnect();
+                try {
+                    ran = await steps.sequence(parts, 'end');
+                }
+                catch (again) {
+                    if (!(again instanceof LockLost))
+                        throw again;
+                    // the lock is gone or another run's: the first channel's unlock ran (its answer was lost), or the lease ran out
+                    this.note(`reconnected: the lock ${lock} is no longer this run's (this run's unlock had run before the connection was lost, or its lease ran out), so the last steps were not sent again`);
+                    return;
+                }
+            }
             closing.forEach((c, i) => c.done(ran[i]));
         }
         catch (error) {
@@ -62630,6 +62658,11 @@ class DeployJob extends ServerJob {
         finally {
             steps.holdsLock = false;
         }
+    }
+    /** A new connection in place of one that was lost (not cancellable: what follows puts the server right). */
+    async reconnect() {
+        this.steps.shell.close();
+        this.steps.shell = await this.ctx.connect(this.server, new AbortController().signal);
     }
     /**
      * What the preflight facts say. The image that runs is read from the containers, not from `.env`:
@@ -62842,9 +62875,8 @@ class DeployJob extends ServerJob {
     async recover(lost) {
         this.note(`connection lost: ${lost.message}; reconnecting`);
         this.progress('reconnecting');
-        this.steps.shell.close();
         try {
-            this.steps.shell = await this.ctx.connect(this.server, new AbortController().signal);
+            await this.reconnect();
         }
         catch (error) {
             const state = this.changing ? `the server may be left half-switched to ${this.ctx.settings.image || 'the re-pulled image'}` : 'nothing had been changed yet';
@@ -63039,14 +63071,17 @@ class DeployJob extends ServerJob {
     atEnd(command, label, ok) {
         this.closing.push(this.closingStep(command, why => (label ? `${label}: ${why}` : why), this.ctx.settings.commandTimeout, ok));
     }
-    /** A step of the last channel: `failed` words its failure for the log, `ok` reads its facts. */
-    closingStep(command, failed, seconds, ok) {
+    /**
+     * A step of the last channel: `failed` words its failure for the log (a warning, annotated, when
+     * `level` says so), `ok` reads its facts.
+     */
+    closingStep(command, failed, seconds, ok, level = 'note') {
         return {
             part: this.part(command, seconds),
             done: (ran, lost) => {
                 const why = lost ?? ran?.failure ?? (ran ? undefined : 'the connection ended before it ran');
                 if (why)
-                    this.note(failed(pipeline_errorText(why)));
+                    this[level](failed(pipeline_errorText(why)));
                 else
                     ok?.(ran.facts);
             }

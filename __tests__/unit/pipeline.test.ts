@@ -469,6 +469,77 @@ describe('one server', () => {
     expect(result.status).toBe('unreachable')
     expect(result.error).toMatch(/could not reconnect \(cannot connect\): the server may be left half-switched.*lock may remain/)
   })
+
+  describe('a connection lost in the last channel (prune, history, unlock)', () => {
+    const LAST = ['prune', 'forget-env', 'history', 'unlock']
+    /** An unlock whose first answer is lost with the connection (the server may or may not have run it). */
+    function lostOnce(): Reply {
+      let unlocks = 0
+      return () => {
+        if (++unlocks === 1) throw new ConnectionLost('unlock: Keepalive timeout')
+        return { stdout: 'released=yes' }
+      }
+    }
+
+    it('reconnects and sends the whole channel again, so no lock is left for its lease to end', async () => {
+      const fake = new FakeServer({ unlock: lostOnce() })
+      let connects = 0
+      const ctx = context(settings(), { a: fake })
+      ctx.connect = async () => (++connects, fake)
+      const result = await runServer(server('a'), ctx)
+      expect(result.status).toBe('deployed')
+      expect(connects).toBe(2)
+      expect(fake.channels.slice(-2)).toEqual([LAST, LAST])
+      // the second channel still renews the lease first: it only touches the server while the lock is this run's
+      expect(fake.ran.slice(-4).every(c => c.lease)).toBe(true)
+      expect(result.log).toContain('connection lost in the last channel (prune, forget-env, history, unlock): unlock: Keepalive timeout; reconnecting to send it again')
+      expect(result.warnings).toBeUndefined()
+    })
+
+    it('touches nothing more when, once reconnected, the lock is no longer this run\'s', async () => {
+      let sent = 0
+      const fake = new FakeServer({
+        unlock: lostOnce(),
+        // the lease renewal that starts the resent channel finds the first channel's unlock ran
+        // (on a server it ends the channel there; this fake answers its other parts too, unread)
+        prune: () => (++sent === 1 ? { stdout: 'removed=1' } : { code: 6, stdout: 'lock_lost=\nerror=this run no longer holds the deploy lock' })
+      })
+      const result = await runServer(server('a'), context(settings(), { a: fake }))
+      expect(result.status).toBe('deployed')
+      expect(result.log.filter(line => line === 'unlock: ok')).toEqual([])
+      expect(result.log.at(-1)).toMatch(/^reconnected: the lock \/srv\/a\/.openclaw-deploy\/lock is no longer this run's .*so the last steps were not sent again$/)
+      expect(result.warnings).toBeUndefined()
+    })
+
+    it('warns that the lock is left, naming it, when the server cannot be reached again', async () => {
+      const fake = new FakeServer({ unlock: lostOnce() })
+      let connects = 0
+      const ctx = context(settings(), { a: fake })
+      ctx.connect = async () => {
+        if (++connects > 1) throw new ConnectError('cannot connect to a.test:22 within 30s', 'network')
+        return fake
+      }
+      const result = await runServer(server('a'), ctx)
+      expect(result.status).toBe('deployed')
+      expect(result.warnings).toEqual(['could not release the lock: cannot connect to a.test:22 within 30s; remove /srv/a/.openclaw-deploy/lock by hand once no deploy runs'])
+    })
+
+    it('does not reconnect once the run is cancelled (the post step releases the lock)', async () => {
+      const abort = new AbortController()
+      const fake = new FakeServer({
+        unlock: () => {
+          abort.abort()
+          throw new ConnectionLost('unlock: cancelled')
+        }
+      })
+      let connects = 0
+      const ctx = context(settings(), { a: fake }, abort)
+      ctx.connect = async () => (++connects, fake)
+      await runServer(server('a'), ctx)
+      expect(connects).toBe(1)
+      expect(fake.steps().filter(s => s === 'unlock')).toHaveLength(1)
+    })
+  })
 })
 
 /**

@@ -304,6 +304,18 @@ describe('what the scripts do', () => {
     })
   })
 
+  it('appends a history line once, also when the last channel is sent again after a lost connection', () => {
+    const state = join(tempDir('openclaw-history-'), '.openclaw-deploy')
+    mkdirSync(state)
+    const line = '2026-12-01T17:00:00.000Z\tdeployed\treg.test/openclaw:v1 -> reg.test/openclaw:v2\trun 7 by alice'
+    expect(runLocally(commands.appendHistory(join(state, '..'), line)).stdout).toBe('appended=yes\n')
+    expect(runLocally(commands.appendHistory(join(state, '..'), line)).stdout).toBe('appended=already\n')
+    // the same deploy outcome in another run (another time, another label) is a line of its own
+    const next = line.replace('17:00:00', '17:05:00')
+    expect(runLocally(commands.appendHistory(join(state, '..'), next)).stdout).toBe('appended=yes\n')
+    expect(readFileSync(join(state, 'history.log'), 'utf8')).toBe(`${line}\n${next}\n`)
+  })
+
   describe('stopping what a first deploy started (composeStop)', () => {
     /** A project folder, and a `docker` that records its arguments and exits with `code`, printing `said`. */
     function stopIn(code: number, said = '') {

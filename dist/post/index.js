@@ -58189,6 +58189,8 @@ function appendHistory(path, line) {
         args: [stateDir(path), line],
         script: `set -u
 f=$1/history.log
+# (the last channel may be sent twice after a lost connection: a line that is there already is not added again)
+if [ "$(tail -n 1 -- "$f" 2>/dev/null)" = "$2" ]; then echo appended=already; exit 0; fi
 printf '%s\\n' "$2" >> "$f"
 if [ "$(wc -l < "$f")" -gt 2000 ]; then tail -n 1000 -- "$f" > "$f.tmp" && mv -f -- "$f.tmp" "$f"; fi
 echo appended=yes`

@@ -197,7 +197,13 @@ class DeployJob extends ServerJob {
     }
   }
 
-  /** The steps left to the end (rollback record, prune, history) and the unlock, in one channel. */
+  /**
+   * The steps left to the end (rollback record, prune, history) and the unlock, in one channel.
+   * A connection lost in that channel is reconnected once and the channel sent again (unless the run
+   * is cancelled: the post step releases the locks then), so a link that drops at the very end does
+   * not leave the lock to keep the next deploy waiting until its lease runs out. Every step in it
+   * may run twice: each one finds its work done (a history line already there is not written again).
+   */
   private async close(): Promise<void> {
     const steps = this.steps!
     // (a run that lost the lock touches nothing more; the unlock only removes a lock that is its own)
@@ -205,18 +211,37 @@ class DeployJob extends ServerJob {
     const lock = `${commands.stateDir(this.server.path)}/lock`
     const unlock = commands.releaseLock(this.server.path, this.ctx.lockToken)
     const released = (facts: Facts) => (this.holdsLockOnce ||= facts.get('released')?.at(-1) === 'yes')
-    closing.push(this.closingStep(unlock, why => `could not release the lock: ${why}; remove ${lock} by hand once no deploy runs`, QUICK_STEP_SECONDS, released))
+    closing.push(this.closingStep(unlock, why => `could not release the lock: ${why}; remove ${lock} by hand once no deploy runs`, QUICK_STEP_SECONDS, released, 'warn'))
+    const parts = closing.map(c => c.part)
     try {
-      const ran = await steps.sequence(
-        closing.map(c => c.part),
-        'end'
-      )
+      let ran: Ran[]
+      try {
+        ran = await steps.sequence(parts, 'end')
+      } catch (error) {
+        if (!(error instanceof ConnectionLost) || this.ctx.signal.aborted) throw error
+        this.note(`connection lost in the last channel (${parts.map(p => p.command.step).join(', ')}): ${error.message}; reconnecting to send it again`)
+        await this.reconnect()
+        try {
+          ran = await steps.sequence(parts, 'end')
+        } catch (again) {
+          if (!(again instanceof LockLost)) throw again
+          // the lock is gone or another run's: the first channel's unlock ran (its answer was lost), or the lease ran out
+          this.note(`reconnected: the lock ${lock} is no longer this run's (this run's unlock had run before the connection was lost, or its lease ran out), so the last steps were not sent again`)
+          return
+        }
+      }
       closing.forEach((c, i) => c.done(ran[i]))
     } catch (error) {
       for (const c of closing) c.done(undefined, error)
     } finally {
       steps.holdsLock = false
     }
+  }
+
+  /** A new connection in place of one that was lost (not cancellable: what follows puts the server right). */
+  private async reconnect(): Promise<void> {
+    this.steps!.shell.close()
+    this.steps!.shell = await this.ctx.connect(this.server, new AbortController().signal)
   }
 
   /**
@@ -425,9 +450,8 @@ class DeployJob extends ServerJob {
   private async recover(lost: ConnectionLost): Promise<ServerResult> {
     this.note(`connection lost: ${lost.message}; reconnecting`)
     this.progress('reconnecting')
-    this.steps!.shell.close()
     try {
-      this.steps!.shell = await this.ctx.connect(this.server, new AbortController().signal)
+      await this.reconnect()
     } catch (error) {
       const state = this.changing ? `the server may be left half-switched to ${this.ctx.settings.image || 'the re-pulled image'}` : 'nothing had been changed yet'
       return this.finish('unreachable', `${lost.message}; could not reconnect (${errorText(error)}): ${state}, and its lock ${commands.stateDir(this.server.path)}/lock may remain`)
@@ -624,13 +648,16 @@ class DeployJob extends ServerJob {
     this.closing.push(this.closingStep(command, why => (label ? `${label}: ${why}` : why), this.ctx.settings.commandTimeout, ok))
   }
 
-  /** A step of the last channel: `failed` words its failure for the log, `ok` reads its facts. */
-  private closingStep(command: RemoteCommand, failed: (why: string) => string, seconds: number, ok?: (facts: Facts) => void): Closing {
+  /**
+   * A step of the last channel: `failed` words its failure for the log (a warning, annotated, when
+   * `level` says so), `ok` reads its facts.
+   */
+  private closingStep(command: RemoteCommand, failed: (why: string) => string, seconds: number, ok?: (facts: Facts) => void, level: 'note' | 'warn' = 'note'): Closing {
     return {
       part: this.part(command, seconds),
       done: (ran, lost) => {
         const why = lost ?? ran?.failure ?? (ran ? undefined : 'the connection ended before it ran')
-        if (why) this.note(failed(errorText(why)))
+        if (why) this[level](failed(errorText(why)))
         else ok?.(ran!.facts)
       }
     }
