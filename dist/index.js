@@ -62637,6 +62637,7 @@ class DeployJob extends ServerJob {
                 if (!(error instanceof ConnectionLost) || this.ctx.signal.aborted)
                     throw error;
                 this.note(`connection lost in the last channel (${parts.map(p => p.command.step).join(', ')}): ${error.message}; reconnecting to send it again`);
+                this.progress('reconnecting');
                 await this.reconnect();
                 try {
                     ran = await steps.sequence(parts, 'end');

@@ -60,6 +60,15 @@ export interface ExecResult {
   stderr: string
 }
 
+/**
+ * Connections server NAME's sshd has logged so far (each logs `Connection from` as it arrives, even
+ * one that never logs in; the rig's own port probes in `up` and `reset` do too). Counted, not the
+ * log's size: sshd may still log the end of an earlier connection.
+ */
+export function sshdConnections(fleet: Fleet, name: string): number {
+  return (readFileSync(join(fleet.rigDir, name, 'sshd.log'), 'utf8').match(/Connection from /g) ?? []).length
+}
+
 /** The rig's fleet.json (throws when the rig is not up). */
 export function readFleet(): Fleet {
   const file = join(rigDir, 'fleet.json')

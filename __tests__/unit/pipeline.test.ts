@@ -496,7 +496,7 @@ describe('one server', () => {
       expect(result.warnings).toBeUndefined()
     })
 
-    it('touches nothing more when, once reconnected, the lock is no longer this run\'s', async () => {
+    it("touches nothing more when, once reconnected, the lock is no longer this run's", async () => {
       let sent = 0
       const fake = new FakeServer({
         unlock: lostOnce(),

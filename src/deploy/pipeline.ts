@@ -220,6 +220,7 @@ class DeployJob extends ServerJob {
       } catch (error) {
         if (!(error instanceof ConnectionLost) || this.ctx.signal.aborted) throw error
         this.note(`connection lost in the last channel (${parts.map(p => p.command.step).join(', ')}): ${error.message}; reconnecting to send it again`)
+        this.progress('reconnecting')
         await this.reconnect()
         try {
           ran = await steps.sequence(parts, 'end')
