@@ -62503,6 +62503,8 @@ class DeployJob extends ServerJob {
     switching;
     /** Set once this run may have changed what the server runs (even with nothing to restore). */
     changing = false;
+    /** Set when a lost connection could not be made again: the last channel does not try once more. */
+    unreachable = false;
     async run() {
         try {
             if (this.ctx.signal.aborted)
@@ -62634,7 +62636,7 @@ class DeployJob extends ServerJob {
                 ran = await steps.sequence(parts, 'end');
             }
             catch (error) {
-                if (!(error instanceof ConnectionLost) || this.ctx.signal.aborted)
+                if (!(error instanceof ConnectionLost) || this.ctx.signal.aborted || this.unreachable)
                     throw error;
                 this.note(`connection lost in the last channel (${parts.map(p => p.command.step).join(', ')}): ${error.message}; reconnecting to send it again`);
                 this.progress('reconnecting');
@@ -62880,6 +62882,7 @@ class DeployJob extends ServerJob {
             await this.reconnect();
         }
         catch (error) {
+            this.unreachable = true;
             const state = this.changing ? `the server may be left half-switched to ${this.ctx.settings.image || 'the re-pulled image'}` : 'nothing had been changed yet';
             return this.finish('unreachable', `${lost.message}; could not reconnect (${pipeline_errorText(error)}): ${state}, and its lock ${stateDir(this.server.path)}/lock may remain`);
         }

@@ -454,11 +454,11 @@ describe('one server', () => {
   })
 
   it('is unreachable, not hung, when the server stays cut off', async () => {
-    const fake = new FakeServer({
-      up: () => {
-        throw new ConnectionLost('up: connection closed')
-      }
-    })
+    const cutOff = () => {
+      throw new ConnectionLost('connection closed')
+    }
+    // (every channel after the cut fails as on the dead connection: the last one too)
+    const fake = new FakeServer({ up: cutOff, prune: cutOff, unlock: cutOff })
     let connects = 0
     const ctx = context(settings(), { a: fake })
     ctx.connect = async () => {
@@ -468,6 +468,8 @@ describe('one server', () => {
     const result = await runServer(server('a'), ctx)
     expect(result.status).toBe('unreachable')
     expect(result.error).toMatch(/could not reconnect \(cannot connect\): the server may be left half-switched.*lock may remain/)
+    // the last channel does not wait for the server again: it was just found unreachable
+    expect(connects).toBe(2)
   })
 
   describe('a connection lost in the last channel (prune, history, unlock)', () => {

@@ -100,6 +100,8 @@ class DeployJob extends ServerJob {
   private switching?: Restore
   /** Set once this run may have changed what the server runs (even with nothing to restore). */
   private changing = false
+  /** Set when a lost connection could not be made again: the last channel does not try once more. */
+  private unreachable = false
 
   async run(): Promise<ServerResult> {
     try {
@@ -218,7 +220,7 @@ class DeployJob extends ServerJob {
       try {
         ran = await steps.sequence(parts, 'end')
       } catch (error) {
-        if (!(error instanceof ConnectionLost) || this.ctx.signal.aborted) throw error
+        if (!(error instanceof ConnectionLost) || this.ctx.signal.aborted || this.unreachable) throw error
         this.note(`connection lost in the last channel (${parts.map(p => p.command.step).join(', ')}): ${error.message}; reconnecting to send it again`)
         this.progress('reconnecting')
         await this.reconnect()
@@ -454,6 +456,7 @@ class DeployJob extends ServerJob {
     try {
       await this.reconnect()
     } catch (error) {
+      this.unreachable = true
       const state = this.changing ? `the server may be left half-switched to ${this.ctx.settings.image || 'the re-pulled image'}` : 'nothing had been changed yet'
       return this.finish('unreachable', `${lost.message}; could not reconnect (${errorText(error)}): ${state}, and its lock ${commands.stateDir(this.server.path)}/lock may remain`)
     }
