@@ -58113,6 +58113,12 @@ echo recorded=yes`
     };
 }
 /**
+ * Shell function: `kept_by FILE RUN` succeeds when FILE is there and the run RUN kept it (its token in
+ * FILE.owner): a run puts back or removes only the copies it made itself.
+ */
+const KEPT_BY = `kept_by() { [ -f "$1" ] && [ "$(cat -- "$1.owner" 2>/dev/null)" = "$2" ]; }
+`;
+/**
  * After a deploy that did not stick, the server runs the image it ran before, so the rollback target
  * is again the one recorded before that deploy: put the earlier record and its tag back.
  */
@@ -58121,8 +58127,9 @@ function restoreRollbackRecord(path, owner) {
         step: 'unrecord',
         args: [stateDir(path), owner],
         script: PRELUDE +
+            KEPT_BY +
             `state=$1
-if [ ! -f "$state/rollback.before" ] || [ "$(cat -- "$state/rollback.before.owner" 2>/dev/null)" != "$2" ]; then echo restored=none; exit 0; fi
+kept_by "$state/rollback.before" "$2" || { echo restored=none; exit 0; }
 mv -f -- "$state/rollback.before" "$state/rollback" || fail "cannot restore $state/rollback"
 rm -f -- "$state/rollback.before.owner"
 id=$(sed -n 's/^image_id=//p' -- "$state/rollback") tag=$(sed -n 's/^tag=//p' -- "$state/rollback")
@@ -58287,8 +58294,9 @@ function restoreEnvFile(path, owner) {
         step: 'restore-env',
         args: [path, stateDir(path), owner],
         script: PRELUDE +
+            KEPT_BY +
             `state=$2
-if [ ! -f "$state/env.before" ] || [ "$(cat -- "$state/env.before.owner" 2>/dev/null)" != "$3" ]; then echo restored=none; exit 0; fi
+kept_by "$state/env.before" "$3" || { echo restored=none; exit 0; }
 ${ENV_TARGET}trap 'rm -f -- "$tmp"' EXIT
 cat -- "$state/env.before" > "$tmp" && [ "$(wc -c < "$tmp")" -eq "$(wc -c < "$state/env.before")" ] || fail "cannot write .env in $1"
 mv -f -- "$tmp" "$env" || fail "cannot replace .env in $1"
@@ -58307,8 +58315,9 @@ function forgetEnvCopy(path, owner) {
         step: 'forget-env',
         args: [stateDir(path), owner],
         script: PRELUDE +
+            KEPT_BY +
             `state=$1
-if [ ! -f "$state/env.before" ] || [ "$(cat -- "$state/env.before.owner" 2>/dev/null)" != "$2" ]; then echo forgotten=none; exit 0; fi
+kept_by "$state/env.before" "$2" || { echo forgotten=none; exit 0; }
 rm -f -- "$state/env.before" "$state/env.before.owner" || fail "cannot remove $state/env.before"
 echo forgotten=yes`
     };
@@ -62629,30 +62638,10 @@ class DeployJob extends ServerJob {
         const unlock = releaseLock(this.server.path, this.ctx.lockToken);
         const released = (facts) => (this.holdsLockOnce ||= facts.get('released')?.at(-1) === 'yes');
         closing.push(this.closingStep(unlock, why => `could not release the lock: ${why}; remove ${lock} by hand once no deploy runs`, QUICK_STEP_SECONDS, released, 'warn'));
-        const parts = closing.map(c => c.part);
         try {
-            let ran;
-            try {
-                ran = await steps.sequence(parts, 'end');
-            }
-            catch (error) {
-                if (!(error instanceof ConnectionLost) || this.ctx.signal.aborted || this.unreachable)
-                    throw error;
-                this.note(`connection lost in the last channel (${parts.map(p => p.command.step).join(', ')}): ${error.message}; reconnecting to send it again`);
-                this.progress('reconnecting');
-                await this.reconnect();
-                try {
-                    ran = await steps.sequence(parts, 'end');
-                }
-                catch (again) {
-                    if (!(again instanceof LockLost))
-                        throw again;
-                    // the lock is gone or another run's: the first channel's unlock ran (its answer was lost), or the lease ran out
-                    this.note(`reconnected: the lock ${lock} is no longer this run's (this run's unlock had run before the connection was lost, or its lease ran out), so the last steps were not sent again`);
-                    return;
-                }
-            }
-            closing.forEach((c, i) => c.done(ran[i]));
+            const ran = await this.sendLast(closing.map(c => c.part), lock);
+            if (ran)
+                closing.forEach((c, i) => c.done(ran[i]));
         }
         catch (error) {
             for (const c of closing)
@@ -62660,6 +62649,34 @@ class DeployJob extends ServerJob {
         }
         finally {
             steps.holdsLock = false;
+        }
+    }
+    /**
+     * Sends the last channel; when its connection is lost, connects again and sends it once more (not
+     * in a cancelled run, nor to a server just found unreachable). Undefined when, reconnected, the lock
+     * is no longer this run's: nothing more is sent then.
+     */
+    async sendLast(parts, lock) {
+        const steps = this.steps;
+        try {
+            return await steps.sequence(parts, 'end');
+        }
+        catch (error) {
+            if (!(error instanceof ConnectionLost) || this.ctx.signal.aborted || this.unreachable)
+                throw error;
+            this.note(`connection lost in the last channel (${parts.map(p => p.command.step).join(', ')}): ${error.message}; reconnecting to send it again`);
+            this.progress('reconnecting');
+            await this.reconnect();
+        }
+        try {
+            return await steps.sequence(parts, 'end');
+        }
+        catch (error) {
+            if (!(error instanceof LockLost))
+                throw error;
+            // the lock is gone or another run's: the first channel's unlock ran (its answer was lost), or the lease ran out
+            this.note(`reconnected: the lock ${lock} is no longer this run's (this run's unlock had run before the connection was lost, or its lease ran out), so the last steps were not sent again`);
+            return undefined;
         }
     }
     /** A new connection in place of one that was lost (not cancellable: what follows puts the server right). */

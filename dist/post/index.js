@@ -57871,6 +57871,12 @@ echo recorded=yes`
     };
 }
 /**
+ * Shell function: `kept_by FILE RUN` succeeds when FILE is there and the run RUN kept it (its token in
+ * FILE.owner): a run puts back or removes only the copies it made itself.
+ */
+const KEPT_BY = (/* unused pure expression or super */ null && (`kept_by() { [ -f "$1" ] && [ "$(cat -- "$1.owner" 2>/dev/null)" = "$2" ]; }
+`));
+/**
  * After a deploy that did not stick, the server runs the image it ran before, so the rollback target
  * is again the one recorded before that deploy: put the earlier record and its tag back.
  */
@@ -57879,8 +57885,9 @@ function restoreRollbackRecord(path, owner) {
         step: 'unrecord',
         args: [stateDir(path), owner],
         script: PRELUDE +
+            KEPT_BY +
             `state=$1
-if [ ! -f "$state/rollback.before" ] || [ "$(cat -- "$state/rollback.before.owner" 2>/dev/null)" != "$2" ]; then echo restored=none; exit 0; fi
+kept_by "$state/rollback.before" "$2" || { echo restored=none; exit 0; }
 mv -f -- "$state/rollback.before" "$state/rollback" || fail "cannot restore $state/rollback"
 rm -f -- "$state/rollback.before.owner"
 id=$(sed -n 's/^image_id=//p' -- "$state/rollback") tag=$(sed -n 's/^tag=//p' -- "$state/rollback")
@@ -58045,8 +58052,9 @@ function restoreEnvFile(path, owner) {
         step: 'restore-env',
         args: [path, stateDir(path), owner],
         script: PRELUDE +
+            KEPT_BY +
             `state=$2
-if [ ! -f "$state/env.before" ] || [ "$(cat -- "$state/env.before.owner" 2>/dev/null)" != "$3" ]; then echo restored=none; exit 0; fi
+kept_by "$state/env.before" "$3" || { echo restored=none; exit 0; }
 ${ENV_TARGET}trap 'rm -f -- "$tmp"' EXIT
 cat -- "$state/env.before" > "$tmp" && [ "$(wc -c < "$tmp")" -eq "$(wc -c < "$state/env.before")" ] || fail "cannot write .env in $1"
 mv -f -- "$tmp" "$env" || fail "cannot replace .env in $1"
@@ -58065,8 +58073,9 @@ function forgetEnvCopy(path, owner) {
         step: 'forget-env',
         args: [stateDir(path), owner],
         script: PRELUDE +
+            KEPT_BY +
             `state=$1
-if [ ! -f "$state/env.before" ] || [ "$(cat -- "$state/env.before.owner" 2>/dev/null)" != "$2" ]; then echo forgotten=none; exit 0; fi
+kept_by "$state/env.before" "$2" || { echo forgotten=none; exit 0; }
 rm -f -- "$state/env.before" "$state/env.before.owner" || fail "cannot remove $state/env.before"
 echo forgotten=yes`
     };

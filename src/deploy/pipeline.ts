@@ -214,30 +214,41 @@ class DeployJob extends ServerJob {
     const unlock = commands.releaseLock(this.server.path, this.ctx.lockToken)
     const released = (facts: Facts) => (this.holdsLockOnce ||= facts.get('released')?.at(-1) === 'yes')
     closing.push(this.closingStep(unlock, why => `could not release the lock: ${why}; remove ${lock} by hand once no deploy runs`, QUICK_STEP_SECONDS, released, 'warn'))
-    const parts = closing.map(c => c.part)
     try {
-      let ran: Ran[]
-      try {
-        ran = await steps.sequence(parts, 'end')
-      } catch (error) {
-        if (!(error instanceof ConnectionLost) || this.ctx.signal.aborted || this.unreachable) throw error
-        this.note(`connection lost in the last channel (${parts.map(p => p.command.step).join(', ')}): ${error.message}; reconnecting to send it again`)
-        this.progress('reconnecting')
-        await this.reconnect()
-        try {
-          ran = await steps.sequence(parts, 'end')
-        } catch (again) {
-          if (!(again instanceof LockLost)) throw again
-          // the lock is gone or another run's: the first channel's unlock ran (its answer was lost), or the lease ran out
-          this.note(`reconnected: the lock ${lock} is no longer this run's (this run's unlock had run before the connection was lost, or its lease ran out), so the last steps were not sent again`)
-          return
-        }
-      }
-      closing.forEach((c, i) => c.done(ran[i]))
+      const ran = await this.sendLast(
+        closing.map(c => c.part),
+        lock
+      )
+      if (ran) closing.forEach((c, i) => c.done(ran[i]))
     } catch (error) {
       for (const c of closing) c.done(undefined, error)
     } finally {
       steps.holdsLock = false
+    }
+  }
+
+  /**
+   * Sends the last channel; when its connection is lost, connects again and sends it once more (not
+   * in a cancelled run, nor to a server just found unreachable). Undefined when, reconnected, the lock
+   * is no longer this run's: nothing more is sent then.
+   */
+  private async sendLast(parts: Part[], lock: string): Promise<Ran[] | undefined> {
+    const steps = this.steps!
+    try {
+      return await steps.sequence(parts, 'end')
+    } catch (error) {
+      if (!(error instanceof ConnectionLost) || this.ctx.signal.aborted || this.unreachable) throw error
+      this.note(`connection lost in the last channel (${parts.map(p => p.command.step).join(', ')}): ${error.message}; reconnecting to send it again`)
+      this.progress('reconnecting')
+      await this.reconnect()
+    }
+    try {
+      return await steps.sequence(parts, 'end')
+    } catch (error) {
+      if (!(error instanceof LockLost)) throw error
+      // the lock is gone or another run's: the first channel's unlock ran (its answer was lost), or the lease ran out
+      this.note(`reconnected: the lock ${lock} is no longer this run's (this run's unlock had run before the connection was lost, or its lease ran out), so the last steps were not sent again`)
+      return undefined
     }
   }
 

@@ -719,6 +719,13 @@ echo recorded=yes`
 }
 
 /**
+ * Shell function: `kept_by FILE RUN` succeeds when FILE is there and the run RUN kept it (its token in
+ * FILE.owner): a run puts back or removes only the copies it made itself.
+ */
+const KEPT_BY = `kept_by() { [ -f "$1" ] && [ "$(cat -- "$1.owner" 2>/dev/null)" = "$2" ]; }
+`
+
+/**
  * After a deploy that did not stick, the server runs the image it ran before, so the rollback target
  * is again the one recorded before that deploy: put the earlier record and its tag back.
  */
@@ -728,8 +735,9 @@ export function restoreRollbackRecord(path: string, owner: string): RemoteComman
     args: [stateDir(path), owner],
     script:
       PRELUDE +
+      KEPT_BY +
       `state=$1
-if [ ! -f "$state/rollback.before" ] || [ "$(cat -- "$state/rollback.before.owner" 2>/dev/null)" != "$2" ]; then echo restored=none; exit 0; fi
+kept_by "$state/rollback.before" "$2" || { echo restored=none; exit 0; }
 mv -f -- "$state/rollback.before" "$state/rollback" || fail "cannot restore $state/rollback"
 rm -f -- "$state/rollback.before.owner"
 id=$(sed -n 's/^image_id=//p' -- "$state/rollback") tag=$(sed -n 's/^tag=//p' -- "$state/rollback")
@@ -902,8 +910,9 @@ export function restoreEnvFile(path: string, owner: string): RemoteCommand {
     args: [path, stateDir(path), owner],
     script:
       PRELUDE +
+      KEPT_BY +
       `state=$2
-if [ ! -f "$state/env.before" ] || [ "$(cat -- "$state/env.before.owner" 2>/dev/null)" != "$3" ]; then echo restored=none; exit 0; fi
+kept_by "$state/env.before" "$3" || { echo restored=none; exit 0; }
 ${ENV_TARGET}trap 'rm -f -- "$tmp"' EXIT
 cat -- "$state/env.before" > "$tmp" && [ "$(wc -c < "$tmp")" -eq "$(wc -c < "$state/env.before")" ] || fail "cannot write .env in $1"
 mv -f -- "$tmp" "$env" || fail "cannot replace .env in $1"
@@ -924,8 +933,9 @@ export function forgetEnvCopy(path: string, owner: string): RemoteCommand {
     args: [stateDir(path), owner],
     script:
       PRELUDE +
+      KEPT_BY +
       `state=$1
-if [ ! -f "$state/env.before" ] || [ "$(cat -- "$state/env.before.owner" 2>/dev/null)" != "$2" ]; then echo forgotten=none; exit 0; fi
+kept_by "$state/env.before" "$2" || { echo forgotten=none; exit 0; }
 rm -f -- "$state/env.before" "$state/env.before.owner" || fail "cannot remove $state/env.before"
 echo forgotten=yes`
   }
